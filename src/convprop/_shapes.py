@@ -1,0 +1,271 @@
+"""Hyperparameter normalisation, output-size arithmetic and shape validation.
+
+Conventions, stated once for the whole library
+-----------------------------------------------
+* Layout NCHW for activations and KCRS for weights (PyTorch's).
+* Convolution means cross-correlation: the kernel is not flipped.
+* ``dilation=1`` is a dense kernel; ``padding`` is zero-padding.
+* Output size, per spatial axis (equation S1 of docs/derivations.md)::
+
+      P = (H + pad_top + pad_bottom - dil_h*(R-1) - 1) // stride_h + 1          (S1)
+
+  When the numerator is not a multiple of the stride, the last rows of the padded
+  input are never read (the *remainder* case); their gradient is exactly zero.
+* ``padding="same"`` follows TensorFlow's rule for any stride and kernel:
+  ``P = ceil(H / stride_h)``; the total padding
+  ``max((P-1)*stride_h + dil_h*(R-1) + 1 - H, 0)`` is split with the odd pixel at the
+  bottom/right. ``padding="valid"`` is zero padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from convprop.errors import ParameterError, ShapeError
+
+Pair = tuple[int, int]
+Padding4 = tuple[int, int, int, int]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) or (
+        hasattr(value, "__index__") and not isinstance(value, (bool, float))
+    )
+
+
+def pair(op: str, name: str, value: Any, *, minimum: int) -> Pair:
+    """Normalise an int or a pair of ints to ``(height, width)`` and check ``>= minimum``.
+
+    Examples
+    --------
+    >>> pair("conv2d", "stride", 2, minimum=1)
+    (2, 2)
+    >>> pair("conv2d", "dilation", (1, 3), minimum=1)
+    (1, 3)
+    """
+    if _is_int(value):
+        values = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        values = (int(value[0]), int(value[1]))
+    else:
+        raise ParameterError(
+            f"{op}: {name} must be an int or a pair of ints; expected e.g. 1 or (1, 2), "
+            f"got {value!r}"
+        )
+    if min(values) < minimum:
+        raise ParameterError(
+            f"{op}: {name} must be >= {minimum}; expected values >= {minimum}, got {value!r}"
+        )
+    return values
+
+
+def explicit_padding(op: str, padding: Any) -> Padding4:
+    """Normalise a numeric padding to ``(pad_top, pad_bottom, pad_left, pad_right)``.
+
+    Accepts an int, ``(pad_h, pad_w)`` or ``((top, bottom), (left, right))``.
+
+    Examples
+    --------
+    >>> explicit_padding("conv2d", 1)
+    (1, 1, 1, 1)
+    >>> explicit_padding("conv2d", ((0, 1), (2, 3)))
+    (0, 1, 2, 3)
+    """
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+        isinstance(side, (tuple, list)) for side in padding
+    ):
+        top, bottom = pair(op, "padding (top, bottom)", tuple(padding[0]), minimum=0)
+        left, right = pair(op, "padding (left, right)", tuple(padding[1]), minimum=0)
+        return (top, bottom, left, right)
+    if isinstance(padding, str):
+        raise ParameterError(
+            f"{op}: padding string {padding!r} is not supported here; expected an int, "
+            f"(pad_h, pad_w) or ((top, bottom), (left, right)), got {padding!r}"
+        )
+    pad_h, pad_w = pair(op, "padding", padding, minimum=0)
+    return (pad_h, pad_h, pad_w, pad_w)
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow's "same" padding along one axis: ``(before, after)``, odd pixel after.
+
+    Examples
+    --------
+    >>> same_padding(5, 3, 2, 1)   # output ceil(5/2) = 3 needs 2*2 + 3 = 7 = 5 + 2
+    (1, 1)
+    >>> same_padding(6, 2, 1, 1)   # even kernel: the extra pixel goes to the bottom/right
+    (0, 1)
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return (total // 2, total - total // 2)
+
+
+def conv_padding(
+    op: str, padding: Any, in_hw: Pair, kernel_hw: Pair, stride: Pair, dilation: Pair
+) -> Padding4:
+    """Resolve a convolution's ``padding`` argument, including "same" and "valid"."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            top, bottom = same_padding(in_hw[0], kernel_hw[0], stride[0], dilation[0])
+            left, right = same_padding(in_hw[1], kernel_hw[1], stride[1], dilation[1])
+            return (top, bottom, left, right)
+        raise ParameterError(
+            f"{op}: unknown padding string; expected 'same' or 'valid', got {padding!r}"
+        )
+    return explicit_padding(op, padding)
+
+
+def output_size(size: int, pad_total: int, kernel: int, stride: int, dilation: int) -> int:
+    """Equation (S1): the number of window positions along one axis."""
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1  # (S1)
+
+
+@dataclass(frozen=True, slots=True)
+class ConvGeometry:
+    """Everything about one convolution's shapes, normalised once.
+
+    Letters as in docs/derivations.md: x (N,C,H,W), w (K,C/groups,R,S), y (N,K,P,Q).
+    """
+
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    P: int
+    Q: int
+    groups: int
+    stride_h: int
+    stride_w: int
+    dil_h: int
+    dil_w: int
+    pad_top: int
+    pad_bottom: int
+    pad_left: int
+    pad_right: int
+
+    @property
+    def x_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def w_shape(self) -> tuple[int, int, int, int]:
+        return (self.K, self.C // self.groups, self.R, self.S)
+
+    @property
+    def y_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.K, self.P, self.Q)
+
+    @property
+    def padded_hw(self) -> Pair:
+        """Height and width of x_pad, the zero-padded input."""
+        return (self.H + self.pad_top + self.pad_bottom, self.W + self.pad_left + self.pad_right)
+
+    @property
+    def dilated_kernel_hw(self) -> Pair:
+        """Extent of the dilated kernel: ``dil*(R-1) + 1``."""
+        return (self.dil_h * (self.R - 1) + 1, self.dil_w * (self.S - 1) + 1)
+
+    @property
+    def is_unit_stride_dense(self) -> bool:
+        return self.stride_h == self.stride_w == self.dil_h == self.dil_w == 1
+
+    def describe(self) -> str:
+        return (
+            f"x.shape={self.x_shape}, w.shape={self.w_shape}, stride=({self.stride_h}, "
+            f"{self.stride_w}), padding=(({self.pad_top}, {self.pad_bottom}), ({self.pad_left}, "
+            f"{self.pad_right})), dilation=({self.dil_h}, {self.dil_w}), groups={self.groups}"
+        )
+
+
+def _groups(op: str, groups: Any) -> int:
+    if not _is_int(groups) or int(groups) < 1:
+        raise ParameterError(f"{op}: groups must be a positive int; expected >= 1, got {groups!r}")
+    return int(groups)
+
+
+def conv_geometry(
+    op: str,
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    b_shape: tuple[int, ...] | None,
+    *,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+) -> ConvGeometry:
+    """Validate a conv2d call and return its geometry.
+
+    Raises
+    ------
+    ShapeError
+        Wrong ranks, channel mismatch, bias of the wrong size, or an output smaller than 1.
+    ParameterError
+        Non-positive stride/dilation/groups, negative padding, groups not dividing C or K.
+    """
+    shapes = f"x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}"
+    if len(x_shape) != 4:
+        raise ShapeError(
+            f"{op}: x must be 4-D (N, C, H, W); expected 4 dimensions, got {len(x_shape)} "
+            f"({shapes})"
+        )
+    if len(w_shape) != 4:
+        raise ShapeError(
+            f"{op}: w must be 4-D (K, C/groups, R, S); expected 4 dimensions, got "
+            f"{len(w_shape)} ({shapes})"
+        )
+    N, C, H, W = (int(v) for v in x_shape)
+    K, C_per_group, R, S = (int(v) for v in w_shape)
+    if min(N, C, H, W) < 1 or min(K, C_per_group, R, S) < 1:
+        raise ShapeError(f"{op}: every dimension must be >= 1; expected non-empty arrays ({shapes})")
+    stride_hw = pair(op, "stride", stride, minimum=1)
+    dil_hw = pair(op, "dilation", dilation, minimum=1)
+    G = _groups(op, groups)
+    if C % G or K % G:
+        raise ParameterError(
+            f"{op}: groups={G} must divide both C={C} and K={K}; expected C % groups == 0 and "
+            f"K % groups == 0, got C % groups = {C % G}, K % groups = {K % G} ({shapes})"
+        )
+    if C_per_group * G != C:
+        raise ShapeError(
+            f"{op}: x has C={C} channels but w expects C/groups={C_per_group} with groups={G}, "
+            f"i.e. C={C_per_group * G}; expected w.shape[1] == {C // G}, got {C_per_group} "
+            f"({shapes})"
+        )
+    if b_shape is not None and tuple(b_shape) != (K,):
+        raise ShapeError(
+            f"{op}: b must have shape (K,) = ({K},); expected ({K},), got {tuple(b_shape)} "
+            f"({shapes}, b.shape={tuple(b_shape)})"
+        )
+    pads = conv_padding(op, padding, (H, W), (R, S), stride_hw, dil_hw)
+    P = output_size(H, pads[0] + pads[1], R, stride_hw[0], dil_hw[0])
+    Q = output_size(W, pads[2] + pads[3], S, stride_hw[1], dil_hw[1])
+    for axis, size, pad_total, k, dil in (
+        ("height", H, pads[0] + pads[1], R, dil_hw[0]),
+        ("width", W, pads[2] + pads[3], S, dil_hw[1]),
+    ):
+        if size + pad_total < dil * (k - 1) + 1:
+            kernel_letter, pad_name, dil_name = (
+                ("R", "pad_top+pad_bottom", "dil_h")
+                if axis == "height"
+                else ("S", "pad_left+pad_right", "dil_w")
+            )
+            size_letter = "H" if axis == "height" else "W"
+            raise ShapeError(
+                f"{op}: padded input {axis} {size + pad_total} is smaller than the dilated kernel "
+                f"{axis} {dil * (k - 1) + 1}; expected an output size >= 1, got "
+                f"{output_size(size, pad_total, k, 1, dil)} ({size_letter}={size}, "
+                f"{pad_name}={pad_total}, {kernel_letter}={k}, {dil_name}={dil}; {shapes})"
+            )
+    return ConvGeometry(
+        N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=P, Q=Q, groups=G,
+        stride_h=stride_hw[0], stride_w=stride_hw[1], dil_h=dil_hw[0], dil_w=dil_hw[1],
+        pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
+    )  # fmt: skip

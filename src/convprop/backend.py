@@ -1,0 +1,121 @@
+"""The array module: NumPy on the CPU, CuPy on NVIDIA GPUs.
+
+This is the only module that imports CuPy. Every op asks ``get_xp(*arrays)`` for the
+module its inputs live in and then calls only ``xp.*``, so one source serves both devices.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, TypeAlias
+
+import numpy
+
+from convprop.errors import BackendError, DTypeError
+
+Array: TypeAlias = Any
+"""A ``numpy.ndarray`` or a ``cupy.ndarray``; shapes are documented where arrays are used."""
+
+SUPPORTED_DTYPES = ("float32", "float64")
+
+try:  # CuPy is optional: importing convprop never requires it.
+    import cupy as _cupy
+except Exception:  # pragma: no cover - depends on the machine
+    _cupy = None
+
+
+def cupy_available() -> bool:
+    """Return True when CuPy imports and sees at least one GPU."""
+    if _cupy is None:
+        return False
+    try:
+        return int(_cupy.cuda.runtime.getDeviceCount()) > 0
+    except Exception:  # pragma: no cover - depends on the machine
+        return False
+
+
+def _module_of(array: Any) -> ModuleType:
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy  # pragma: no cover - needs a GPU
+    return numpy
+
+
+def get_xp(*arrays: Any) -> ModuleType:
+    """Return the array module (``numpy`` or ``cupy``) that all ``arrays`` belong to.
+
+    ``None`` entries are ignored. Mixing NumPy and CuPy arrays is refused rather than
+    silently copied between devices.
+
+    Raises
+    ------
+    BackendError
+        If the arrays come from different array modules.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> get_xp(np.zeros(2), None).__name__
+    'numpy'
+    """
+    modules = {_module_of(a).__name__: _module_of(a) for a in arrays if a is not None}
+    if len(modules) > 1:
+        raise BackendError(
+            "get_xp: arrays from different array modules; expected all numpy or all cupy, "
+            f"got {sorted(modules)} (move them with convprop.backend.to_device first)"
+        )
+    if not modules:
+        return numpy
+    return next(iter(modules.values()))
+
+
+def check_float_dtype(op: str, **arrays: Any) -> None:
+    """Check that every named array is float32 or float64 and that they all agree.
+
+    Raises
+    ------
+    DTypeError
+        Naming the op, the array and the dtypes that came.
+    """
+    present = {name: a for name, a in arrays.items() if a is not None}
+    for name, a in present.items():
+        if str(a.dtype) not in SUPPORTED_DTYPES:
+            raise DTypeError(
+                f"{op}: {name} has dtype {a.dtype}; expected float32 or float64, "
+                f"got {a.dtype} ({name}.shape={tuple(a.shape)})"
+            )
+    dtypes = {str(a.dtype) for a in present.values()}
+    if len(dtypes) > 1:
+        described = ", ".join(f"{n}: {a.dtype}" for n, a in present.items())
+        raise DTypeError(
+            f"{op}: arrays must share one dtype; expected all float32 or all float64, "
+            f"got {described}"
+        )
+
+
+def to_device(array: Any, device: str) -> Any:
+    """Return ``array`` on ``device`` ("cpu" or "cuda"); a no-op when it is already there."""
+    if device == "cpu":
+        return to_host(array)
+    if device == "cuda":
+        if _cupy is None:
+            raise BackendError("to_device: device 'cuda' needs CuPy; install convprop[gpu]")
+        return _cupy.asarray(array)  # pragma: no cover - needs a GPU
+    raise ValueError(f"to_device: unknown device; expected 'cpu' or 'cuda', got {device!r}")
+
+
+def to_host(array: Any) -> numpy.ndarray:
+    """Return ``array`` as a NumPy array (copying from the GPU when needed)."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy.asnumpy(array)  # pragma: no cover - needs a GPU
+    return numpy.asarray(array)
+
+
+def fft_module(xp: ModuleType) -> ModuleType:
+    """Return the FFT module for ``xp``: ``scipy.fft`` (multithreaded) or ``cupyx.scipy.fft``."""
+    if xp is numpy:
+        import scipy.fft
+
+        return scipy.fft
+    import cupyx.scipy.fft  # pragma: no cover - needs a GPU
+
+    return cupyx.scipy.fft  # pragma: no cover - needs a GPU

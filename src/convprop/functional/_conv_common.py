@@ -1,0 +1,54 @@
+"""Helpers shared by the conv2d algorithms: padding, tap windows and group views.
+
+A *tap* is one kernel offset ``(r, s)``. For tap (r, s) the window of x_pad read by all
+outputs is the strided slice (equation F1 of docs/derivations.md)::
+
+    x_pad[:, :, r*dil_h : r*dil_h + stride_h*(P-1) + 1 : stride_h,
+                s*dil_w : s*dil_w + stride_w*(Q-1) + 1 : stride_w]        -> (N, C, P, Q)
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from convprop._shapes import ConvGeometry
+from convprop.backend import Array
+
+
+def pad_input(xp: ModuleType, x: Array, geom: ConvGeometry) -> Array:
+    """Return x_pad (N, C, H+pad_top+pad_bottom, W+pad_left+pad_right), zero-padded."""
+    if geom.pad_top == geom.pad_bottom == geom.pad_left == geom.pad_right == 0:
+        return x
+    widths = ((0, 0), (0, 0), (geom.pad_top, geom.pad_bottom), (geom.pad_left, geom.pad_right))
+    return xp.pad(x, widths)
+
+
+def crop_padding(dx_pad: Array, geom: ConvGeometry) -> Array:
+    """Drop the padded border of a gradient with respect to x_pad -> (N, C, H, W)."""
+    return dx_pad[
+        :, :, geom.pad_top : geom.pad_top + geom.H, geom.pad_left : geom.pad_left + geom.W
+    ]
+
+
+def tap_window(geom: ConvGeometry, r: int, s: int) -> tuple[slice, slice]:
+    """The (rows, cols) slices of x_pad that tap (r, s) reads for all P x Q outputs."""
+    top = r * geom.dil_h
+    left = s * geom.dil_w
+    rows = slice(top, top + geom.stride_h * (geom.P - 1) + 1, geom.stride_h)
+    cols = slice(left, left + geom.stride_w * (geom.Q - 1) + 1, geom.stride_w)
+    return rows, cols
+
+
+def taps(geom: ConvGeometry) -> list[tuple[int, int]]:
+    """All kernel offsets (r, s) in row-major order."""
+    return [(r, s) for r in range(geom.R) for s in range(geom.S)]
+
+
+def group_view_x(x: Array, geom: ConvGeometry) -> Array:
+    """(N, C, ...) -> (N, G, C/G, ...): channel c of group g is c_global = g*C/G + c."""
+    return x.reshape(x.shape[0], geom.groups, x.shape[1] // geom.groups, *x.shape[2:])
+
+
+def group_view_w(w: Array, geom: ConvGeometry) -> Array:
+    """(K, C/G, R, S) -> (G, K/G, C/G, R, S): filter k of group g is k_global = g*K/G + k."""
+    return w.reshape(geom.groups, geom.K // geom.groups, *w.shape[1:])

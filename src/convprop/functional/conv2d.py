@@ -1,0 +1,268 @@
+"""2-D convolution (cross-correlation): the public forward/backward pair and its dispatch.
+
+Notation  x (N,C,H,W)  w (K,C/G,R,S)  b (K,)  y (N,K,P,Q)  G groups; g(k) = k // (K/G)
+  P = (H + pad_top + pad_bottom - dil_h*(R-1) - 1) // stride_h + 1                   (S1)
+Forward
+  y[n,k,p,q] = b[k] + sum_{c,r,s} w[k,c,r,s]
+               * x_pad[n, g(k)*C/G + c, p*stride_h + r*dil_h, q*stride_w + s*dil_w]   (F1)
+Backward  (dy has the shape of y)
+  db[k] = sum_{n,p,q} dy[n,k,p,q]                                                     (B1)
+  dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x_pad[n, g(k)*C/G + c, p*stride_h + r*dil_h,
+                                                 q*stride_w + s*dil_w]                (B2)
+  dx = full convolution of the stride-dilated dy with rot180(w), cropped to x          (B3)
+
+This module validates once, then dispatches each pass (forward, input gradient, weight
+gradient) to an algorithm of ``ALGORITHMS``. The bias terms (F1, B1) are shared by all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from convprop._shapes import ConvGeometry, conv_geometry
+from convprop.backend import Array, check_float_dtype, get_xp
+from convprop.errors import DTypeError, ParameterError, ShapeError
+from convprop.functional import (
+    conv2d_direct,
+    conv2d_fft,
+    conv2d_im2col,
+    conv2d_select,
+    conv2d_winograd,
+)
+
+
+class ConvAlgorithm(Protocol):
+    """What every conv2d algorithm module provides (all without bias)."""
+
+    NAME: str
+
+    def decline(self, geom: ConvGeometry) -> str | None: ...
+
+    def forward(self, x: Array, w: Array, geom: ConvGeometry) -> Array: ...
+
+    def backward_data(self, dy: Array, w: Array, geom: ConvGeometry) -> Array: ...
+
+    def backward_weight(self, dy: Array, x: Array, geom: ConvGeometry) -> Array: ...
+
+
+ALGORITHMS: dict[str, ConvAlgorithm] = {
+    module.NAME: module
+    for module in (conv2d_direct, conv2d_im2col, conv2d_fft, conv2d_winograd)
+}
+"""Registered conv2d algorithms by name; ``"auto"`` chooses among them per pass."""
+
+PASSES = ("forward", "data", "weight")
+
+
+@dataclass(frozen=True, slots=True)
+class Conv2dCache:
+    """What conv2d_backward needs.
+
+    Fields
+    ------
+    x : Array (N, C, H, W)
+        The forward input (a reference, not a copy: N·C·H·W elements already alive).
+    w : Array (K, C/G, R, S)
+        The weights (a reference).
+    has_bias : bool
+        Whether a bias was given (db is None otherwise).
+    geom : ConvGeometry
+        The normalised shapes and hyperparameters.
+    algorithms : tuple[str, str, str]
+        The algorithm used or to be used for the forward, input-gradient and
+        weight-gradient passes.
+    """
+
+    x: Array
+    w: Array
+    has_bias: bool
+    geom: ConvGeometry
+    algorithms: tuple[str, str, str]
+
+
+def require_array(op: str, name: str, value: Any) -> None:
+    """Refuse anything that is not an ndarray (lists, scalars, tensors of other libraries)."""
+    if not (hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "reshape")):
+        raise DTypeError(
+            f"{op}: {name} must be a numpy or cupy array; expected an ndarray, "
+            f"got {type(value).__name__}"
+        )
+
+
+def resolve_algorithms(
+    op: str, algorithm: str, geom: ConvGeometry, dtype: Any
+) -> tuple[str, str, str]:
+    """Return the algorithm name for each pass, checking that an explicit choice applies.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown algorithm name.
+    NotImplementedError
+        When the named algorithm cannot compute this case, with its reason.
+    """
+    if not isinstance(algorithm, str) or (algorithm != "auto" and algorithm not in ALGORITHMS):
+        raise ParameterError(
+            f"{op}: unknown algorithm; expected one of {['auto', *ALGORITHMS]}, got {algorithm!r}"
+        )
+    if algorithm == "auto":
+        return tuple(  # type: ignore[return-value]
+            conv2d_select.choose(geom, pass_name, str(dtype), list(ALGORITHMS))
+            for pass_name in PASSES
+        )
+    reason = ALGORITHMS[algorithm].decline(geom)
+    if reason is not None:
+        raise NotImplementedError(
+            f"{op}: algorithm {algorithm!r} cannot compute this case: {reason} ({geom.describe()})"
+        )
+    return (algorithm, algorithm, algorithm)
+
+
+def conv2d_forward(
+    x: Array,
+    w: Array,
+    b: Array | None = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    algorithm: str = "auto",
+) -> tuple[Array, Conv2dCache]:
+    """Convolution forward pass, equation (F1).
+
+    Parameters
+    ----------
+    x : Array (N, C, H, W)
+        Input, float32 or float64.
+    w : Array (K, C/groups, R, S)
+        Filters; same dtype as x.
+    b : Array (K,) or None
+        Bias.
+    stride, dilation : int or (int, int)
+        Positive.
+    padding : int, (pad_h, pad_w), ((top, bottom), (left, right)), "valid" or "same"
+        Zero-padding; "same" is TensorFlow's rule (output ceil(H/stride), odd pixel at the
+        bottom/right).
+    groups : int
+        Divides C and K; ``groups == C == K`` is a depthwise convolution.
+    algorithm : {"auto", "direct", "im2col", "fft", "winograd"}
+        "auto" picks one per pass by a cost model and never declines.
+
+    Returns
+    -------
+    y : Array (N, K, P, Q)
+        Same dtype as x; P, Q from (S1).
+    cache : Conv2dCache
+        For conv2d_backward.
+
+    Raises
+    ------
+    ShapeError, ParameterError, DTypeError, BackendError
+        Bad shapes, hyperparameters, dtypes or mixed devices; the message names what came.
+    NotImplementedError
+        When a named algorithm cannot do the case (never for "auto").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> w = np.ones((1, 1, 2, 2))
+    >>> y, cache = conv2d_forward(x, w, stride=2)
+    >>> y[0, 0]
+    array([[10., 18.],
+           [42., 50.]])
+    >>> dx, dw, db = conv2d_backward(np.ones_like(y), cache)
+    >>> dx[0, 0, 0], db is None
+    (array([1., 1., 1., 1.]), True)
+    """
+    op = "conv2d"
+    require_array(op, "x", x)
+    require_array(op, "w", w)
+    if b is not None:
+        require_array(op, "b", b)
+    xp = get_xp(x, w, b)
+    check_float_dtype(op, x=x, w=w, b=b)
+    geom = conv_geometry(
+        op, x.shape, w.shape, None if b is None else b.shape,
+        stride=stride, padding=padding, dilation=dilation, groups=groups,
+    )  # fmt: skip
+    algorithms = resolve_algorithms(op, algorithm, geom, x.dtype)
+    y = ALGORITHMS[algorithms[0]].forward(x, w, geom)  # (F1) -> (N, K, P, Q)
+    if b is not None:
+        y = y + b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
+    y = xp.ascontiguousarray(y, dtype=x.dtype)
+    return y, Conv2dCache(x=x, w=w, has_bias=b is not None, geom=geom, algorithms=algorithms)
+
+
+def check_upstream(op: str, dy: Any, expected_shape: tuple[int, ...], dtype: Any) -> None:
+    """Check that the upstream gradient is an array of the forward output's shape and dtype."""
+    require_array(op, "dy", dy)
+    if tuple(dy.shape) != tuple(expected_shape):
+        raise ShapeError(
+            f"{op}: dy.shape={tuple(dy.shape)} does not match the forward output; expected "
+            f"{tuple(expected_shape)}, got {tuple(dy.shape)}"
+        )
+    if dy.dtype != dtype:
+        raise DTypeError(
+            f"{op}: dy has dtype {dy.dtype}; expected the forward dtype {dtype}, got {dy.dtype} "
+            f"(dy.shape={tuple(dy.shape)})"
+        )
+
+
+def conv2d_backward(
+    dy: Array, cache: Conv2dCache, *, need_dx: bool = True
+) -> tuple[Array | None, Array, Array | None]:
+    """Convolution backward pass: equations (B3), (B2), (B1).
+
+    Parameters
+    ----------
+    dy : Array (N, K, P, Q)
+        Gradient of the loss with respect to y.
+    cache : Conv2dCache
+        From conv2d_forward.
+    need_dx : bool
+        False skips the input gradient (the first layer of a network needs none).
+
+    Returns
+    -------
+    dx : Array (N, C, H, W) or None
+        (B3); None when ``need_dx`` is False.
+    dw : Array (K, C/G, R, S)
+        (B2).
+    db : Array (K,) or None
+        (B1); None when the forward had no bias.
+    """
+    geom = cache.geom
+    check_upstream("conv2d_backward", dy, geom.y_shape, cache.x.dtype)
+    xp = get_xp(dy, cache.x)
+    _, data_algorithm, weight_algorithm = cache.algorithms
+    db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None  # (B1) -> (K,)
+    dw = ALGORITHMS[weight_algorithm].backward_weight(dy, cache.x, geom)  # (B2)
+    dx = ALGORITHMS[data_algorithm].backward_data(dy, cache.w, geom) if need_dx else None  # (B3)
+    dtype = cache.x.dtype
+    return (
+        None if dx is None else xp.ascontiguousarray(dx, dtype=dtype),
+        xp.ascontiguousarray(dw, dtype=dtype),
+        None if db is None else xp.ascontiguousarray(db, dtype=dtype),
+    )
+
+
+def conv2d(
+    x: Array,
+    w: Array,
+    b: Array | None = None,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    algorithm: str = "auto",
+) -> Array:
+    """Convolution forward alone; see :func:`conv2d_forward` for the arguments."""
+    y, _ = conv2d_forward(
+        x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
+        algorithm=algorithm,
+    )  # fmt: skip
+    return y

@@ -1,0 +1,105 @@
+"""Convolution by the derivation's sums, vectorised over everything but the kernel taps.
+
+This is the readable reference algorithm: each line is one equation of
+docs/derivations.md. For every tap (r, s) one strided window of x_pad (N, C, P, Q) is
+multiplied by the (K, C) slice w[:, :, r, s] and summed over the channels of its group.
+
+Notation  x (N,C,H,W)  w (K,C/G,R,S)  y (N,K,P,Q)  G groups
+Forward
+  y[n,k,p,q] = sum_{c,r,s} w[k,c,r,s] * x_pad[n, g(k)C/G + c, p*stride_h + r*dil_h,
+                                               q*stride_w + s*dil_w]           (F1)
+Backward
+  dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x_pad[n, ..., p*stride_h + r*dil_h, ...]  (B2)
+  dx = crop( full convolution of dy_up with rot180(w) )                          (B3)
+       dy_up: dy with stride-1 zeros between its rows/columns (zero-dilated)
+(the bias gradient (B1) is shared by all algorithms and lives in conv2d.py)
+"""
+
+from __future__ import annotations
+
+from convprop._shapes import ConvGeometry
+from convprop.backend import Array, get_xp
+from convprop.functional._conv_common import (
+    crop_padding,
+    group_view_w,
+    group_view_x,
+    pad_input,
+    tap_window,
+    taps,
+)
+
+NAME = "direct"
+
+
+def decline(geom: ConvGeometry) -> str | None:
+    """The direct sums handle every valid convolution."""
+    return None
+
+
+def _correlate(x_pad: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(F1) without bias on an already padded input -> y (N, K, P, Q)."""
+    xp = get_xp(x_pad, w)
+    x_g = group_view_x(x_pad, geom)  # (N, G, C/G, Hp, Wp)
+    w_g = group_view_w(w, geom)  # (G, K/G, C/G, R, S)
+    y = xp.zeros((geom.N, geom.groups, geom.K // geom.groups, geom.P, geom.Q), dtype=x_pad.dtype)
+    for r, s in taps(geom):
+        rows, cols = tap_window(geom, r, s)
+        y += xp.einsum("gkc,ngcpq->ngkpq", w_g[:, :, :, r, s], x_g[:, :, :, rows, cols])  # (F1)
+    return y.reshape(geom.y_shape)
+
+
+def forward(x: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(F1): y (N, K, P, Q) from x (N, C, H, W) and w (K, C/G, R, S), without bias."""
+    xp = get_xp(x, w)
+    return _correlate(pad_input(xp, x, geom), w, geom)
+
+
+def backward_weight(dy: Array, x: Array, geom: ConvGeometry) -> Array:
+    """(B2): dw (K, C/G, R, S), the correlation of x_pad with dy, one tap at a time."""
+    xp = get_xp(dy, x)
+    x_g = group_view_x(pad_input(xp, x, geom), geom)  # (N, G, C/G, Hp, Wp)
+    dy_g = group_view_x(dy, geom)  # (N, G, K/G, P, Q)
+    dw = xp.empty((geom.groups, geom.K // geom.groups, geom.C // geom.groups, geom.R, geom.S),
+                  dtype=dy.dtype)  # fmt: skip
+    for r, s in taps(geom):
+        rows, cols = tap_window(geom, r, s)
+        dw[:, :, :, r, s] = xp.einsum("ngkpq,ngcpq->gkc", dy_g, x_g[:, :, :, rows, cols])  # (B2)
+    return dw.reshape(geom.w_shape)
+
+
+def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(B3): dx (N, C, H, W) as the full convolution of dy with the 180°-rotated kernel.
+
+    Three steps, each visible:
+
+    1. zero-dilate dy by the stride: dy_up[n, k, p*stride_h, q*stride_w] = dy[n, k, p, q];
+    2. pad dy_up by the dilated kernel extent minus one on every side and correlate it
+       with rot180(w), whose in/out channel roles are swapped ("full" convolution);
+    3. the result is the gradient of x_pad: rows never read by any window (the remainder
+       case) receive zero, then the padding border is cropped.
+    """
+    xp = get_xp(dy, w)
+    G = geom.groups
+    K_g = geom.K // G
+    ext_h, ext_w = geom.dilated_kernel_hw
+    up_h, up_w = geom.stride_h * (geom.P - 1) + 1, geom.stride_w * (geom.Q - 1) + 1
+    dy_full = xp.zeros(
+        (geom.N, geom.K, up_h + 2 * (ext_h - 1), up_w + 2 * (ext_w - 1)), dtype=dy.dtype
+    )
+    rows = slice(ext_h - 1, ext_h - 1 + up_h, geom.stride_h)
+    cols = slice(ext_w - 1, ext_w - 1 + up_w, geom.stride_w)
+    dy_full[:, :, rows, cols] = dy  # (B3) zero-dilate by the stride, pad by the kernel extent
+    # rot180 flips both kernel axes; swapping axes 1 and 2 of the group view makes the
+    # K/G output channels of w the input channels of the full convolution.
+    w_rot = group_view_w(w, geom)[:, :, :, ::-1, ::-1]  # (G, K/G, C/G, R, S)
+    w_rot = w_rot.transpose(0, 2, 1, 3, 4).reshape(geom.C, K_g, geom.R, geom.S)  # (C, K/G, R, S)
+    full = ConvGeometry(
+        N=geom.N, C=geom.K, H=dy_full.shape[2], W=dy_full.shape[3], K=geom.C, R=geom.R,
+        S=geom.S, P=up_h + ext_h - 1, Q=up_w + ext_w - 1, groups=G, stride_h=1, stride_w=1,
+        dil_h=geom.dil_h, dil_w=geom.dil_w, pad_top=0, pad_bottom=0, pad_left=0, pad_right=0,
+    )  # fmt: skip
+    dx_read = _correlate(dy_full, w_rot, full)  # (B3) -> (N, C, up_h + ext_h - 1, ...)
+    Hp, Wp = geom.padded_hw
+    dx_pad = xp.zeros((geom.N, geom.C, Hp, Wp), dtype=dy.dtype)
+    dx_pad[:, :, : dx_read.shape[2], : dx_read.shape[3]] = dx_read  # remainder rows stay 0
+    return crop_padding(dx_pad, geom).copy()

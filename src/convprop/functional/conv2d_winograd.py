@@ -1,0 +1,143 @@
+"""Convolution by Winograd's minimal filtering F(2x2, 3x3), backward as its exact adjoint.
+
+Each 2x2 output tile is computed from a 4x4 input tile d (tiles overlap by 2) and the
+3x3 kernel g with 16 multiplications instead of 36 (Lavin & Gray, 2016):
+
+  U = G g G^T                      (the kernel transform, 4x4 per (k, c))          (WG1)
+  V = B^T d B                      (the input transform, 4x4 per (n, c, tile))     (WG2)
+  M[k] = sum_c U[k,c] (.) V[c]     (16 independent GEMMs over the channels)        (WG3)
+  y_tile = A^T M A                 (the output transform, 2x2)                      (WG4)
+
+Because y is bilinear in (d, g), the gradients are the transposed transforms, tile by tile:
+
+  Z = A dy_tile A^T                                                                 (WG5)
+  dd = B (sum_k U[k,c] (.) Z[k]) B^T, scatter-added into the overlapping tiles      (WG6)
+  dU[k,c] = sum_{n,tiles} Z[k] (.) V[c];  dg = G^T dU G                              (WG7)
+
+Only 3x3 kernels, stride 1 and dilation 1; other cases are declined. Output tiles past
+P x Q are computed on zero-extended input and dropped (dy is zero-extended in backward).
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import numpy
+
+from convprop._shapes import ConvGeometry
+from convprop.backend import Array, get_xp
+from convprop.functional._conv_common import crop_padding, group_view_w, group_view_x, pad_input
+
+NAME = "winograd"
+
+# float64 host constants; converted to the input's array module and dtype on use.
+_B_T = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
+_G = numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=float)
+_A_T = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
+
+
+def decline(geom: ConvGeometry) -> str | None:
+    """Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1 and dilation 1."""
+    if (geom.R, geom.S) != (3, 3):
+        return f"F(2x2, 3x3) needs a 3x3 kernel, got R x S = {geom.R} x {geom.S}"
+    if not geom.is_unit_stride_dense:
+        return (
+            f"F(2x2, 3x3) needs stride 1 and dilation 1, got stride=({geom.stride_h}, "
+            f"{geom.stride_w}), dilation=({geom.dil_h}, {geom.dil_w})"
+        )
+    return None
+
+
+def _constants(xp: ModuleType, dtype: object) -> tuple[Array, Array, Array]:
+    return (xp.asarray(_B_T, dtype=dtype), xp.asarray(_G, dtype=dtype),
+            xp.asarray(_A_T, dtype=dtype))  # fmt: skip
+
+
+def _tile_counts(geom: ConvGeometry) -> tuple[int, int]:
+    return math.ceil(geom.P / 2), math.ceil(geom.Q / 2)
+
+
+def _input_tiles(x: Array, geom: ConvGeometry) -> Array:
+    """x -> d (N, C, 4, 4, Th, Tw): d[..., a, b, i, j] = x_ext[..., 2i + a, 2j + b]."""
+    xp = get_xp(x)
+    T_h, T_w = _tile_counts(geom)
+    x_pad = pad_input(xp, x, geom)
+    Hp, Wp = geom.padded_hw
+    x_ext = xp.pad(x_pad, ((0, 0), (0, 0), (0, 2 * T_h + 2 - Hp), (0, 2 * T_w + 2 - Wp)))
+    d = xp.empty((geom.N, geom.C, 4, 4, T_h, T_w), dtype=x.dtype)
+    for a in range(4):
+        for b in range(4):
+            d[:, :, a, b] = x_ext[:, :, a : a + 2 * T_h : 2, b : b + 2 * T_w : 2]
+    return d
+
+
+def _input_transform(x: Array, geom: ConvGeometry) -> Array:
+    """(WG2): V (4, 4, N, G, C/G, Th*Tw)."""
+    xp = get_xp(x)
+    B_T, _, _ = _constants(xp, x.dtype)
+    d = _input_tiles(x, geom)
+    V = xp.einsum("ia,ncabtu,jb->ijnctu", B_T, d, B_T)  # (WG2)
+    return V.reshape(4, 4, geom.N, geom.groups, geom.C // geom.groups, -1)
+
+
+def _kernel_transform(w: Array, geom: ConvGeometry) -> Array:
+    """(WG1): U (4, 4, G, K/G, C/G)."""
+    xp = get_xp(w)
+    _, G_mat, _ = _constants(xp, w.dtype)
+    return xp.einsum("ir,gkcrs,js->ijgkc", G_mat, group_view_w(w, geom), G_mat)  # (WG1)
+
+
+def _output_tiles_transform(dy: Array, geom: ConvGeometry) -> Array:
+    """(WG5): Z (4, 4, N, G, K/G, Th*Tw) from dy zero-extended to whole tiles."""
+    xp = get_xp(dy)
+    _, _, A_T = _constants(xp, dy.dtype)
+    T_h, T_w = _tile_counts(geom)
+    dy_ext = xp.pad(dy, ((0, 0), (0, 0), (0, 2 * T_h - geom.P), (0, 2 * T_w - geom.Q)))
+    tiles = dy_ext.reshape(geom.N, geom.K, T_h, 2, T_w, 2)  # (N, K, Th, 2, Tw, 2)
+    Z = xp.einsum("ai,nktaub,bj->ijnktu", A_T, tiles, A_T)  # (WG5)
+    return Z.reshape(4, 4, geom.N, geom.groups, geom.K // geom.groups, -1)
+
+
+def forward(x: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(WG1)-(WG4): y (N, K, P, Q) without bias."""
+    xp = get_xp(x, w)
+    _, _, A_T = _constants(xp, x.dtype)
+    V = _input_transform(x, geom)  # (4, 4, N, G, C/G, T)
+    U = _kernel_transform(w, geom)  # (4, 4, G, K/G, C/G)
+    M = U[:, :, None] @ V  # (WG3) (4, 4, 1, G, K/G, C/G) @ (4, 4, N, G, C/G, T)
+    T_h, T_w = _tile_counts(geom)
+    M = M.reshape(4, 4, geom.N, geom.K, T_h, T_w)
+    y = xp.einsum("ai,ijnktu,bj->nktaub", A_T, M, A_T)  # (WG4) -> (N, K, Th, 2, Tw, 2)
+    y = y.reshape(geom.N, geom.K, 2 * T_h, 2 * T_w)
+    return y[:, :, : geom.P, : geom.Q]
+
+
+def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(WG5), (WG6): dx (N, C, H, W), the adjoint of the forward in d."""
+    xp = get_xp(dy, w)
+    B_T, _, _ = _constants(xp, dy.dtype)
+    Z = _output_tiles_transform(dy, geom)  # (4, 4, N, G, K/G, T)
+    U = _kernel_transform(w, geom)  # (4, 4, G, K/G, C/G)
+    M_bar = U.transpose(0, 1, 2, 4, 3)[:, :, None] @ Z  # (WG6) -> (4, 4, N, G, C/G, T)
+    T_h, T_w = _tile_counts(geom)
+    M_bar = M_bar.reshape(4, 4, geom.N, geom.C, T_h, T_w)
+    dd = xp.einsum("ia,ijnctu,jb->ncabtu", B_T, M_bar, B_T)  # (WG6) (N, C, 4, 4, Th, Tw)
+    dx_ext = xp.zeros((geom.N, geom.C, 2 * T_h + 2, 2 * T_w + 2), dtype=dy.dtype)
+    for a in range(4):
+        for b in range(4):
+            # tiles overlap by two rows and columns, so the scatter must add
+            dx_ext[:, :, a : a + 2 * T_h : 2, b : b + 2 * T_w : 2] += dd[:, :, a, b]  # (WG6)
+    Hp, Wp = geom.padded_hw
+    return crop_padding(dx_ext[:, :, :Hp, :Wp], geom).copy()
+
+
+def backward_weight(dy: Array, x: Array, geom: ConvGeometry) -> Array:
+    """(WG5), (WG7): dw (K, C/G, 3, 3), the adjoint of the forward in g."""
+    xp = get_xp(dy, x)
+    _, G_mat, _ = _constants(xp, dy.dtype)
+    Z = _output_tiles_transform(dy, geom)  # (4, 4, N, G, K/G, T)
+    V = _input_transform(x, geom)  # (4, 4, N, G, C/G, T)
+    dU = (Z @ V.swapaxes(-1, -2)).sum(axis=2)  # (WG7) -> (4, 4, G, K/G, C/G)
+    dw = xp.einsum("ir,ijgkc,js->gkcrs", G_mat, dU, G_mat)  # (WG7) -> (G, K/G, C/G, 3, 3)
+    return dw.reshape(geom.w_shape)
