@@ -29,7 +29,7 @@ Padding4 = tuple[int, int, int, int]
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) or (
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
         hasattr(value, "__index__") and not isinstance(value, (bool, float))
     )
 
@@ -72,8 +72,10 @@ def explicit_padding(op: str, padding: Any) -> Padding4:
     >>> explicit_padding("conv2d", ((0, 1), (2, 3)))
     (0, 1, 2, 3)
     """
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
-        isinstance(side, (tuple, list)) for side in padding
+    if (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(side, (tuple, list)) for side in padding)
     ):
         top, bottom = pair(op, "padding (top, bottom)", tuple(padding[0]), minimum=0)
         left, right = pair(op, "padding (left, right)", tuple(padding[1]), minimum=0)
@@ -224,7 +226,9 @@ def conv_geometry(
     N, C, H, W = (int(v) for v in x_shape)
     K, C_per_group, R, S = (int(v) for v in w_shape)
     if min(N, C, H, W) < 1 or min(K, C_per_group, R, S) < 1:
-        raise ShapeError(f"{op}: every dimension must be >= 1; expected non-empty arrays ({shapes})")
+        raise ShapeError(
+            f"{op}: every dimension must be >= 1; expected non-empty arrays ({shapes})"
+        )
     stride_hw = pair(op, "stride", stride, minimum=1)
     dil_hw = pair(op, "dilation", dilation, minimum=1)
     G = _groups(op, groups)

@@ -36,7 +36,7 @@ def cupy_available() -> bool:
 
 def _module_of(array: Any) -> ModuleType:
     if _cupy is not None and isinstance(array, _cupy.ndarray):
-        return _cupy  # pragma: no cover - needs a GPU
+        return _cupy  # type: ignore[no-any-return]  # pragma: no cover - cupy is untyped
     return numpy
 
 
@@ -106,7 +106,7 @@ def to_device(array: Any, device: str) -> Any:
 def to_host(array: Any) -> numpy.ndarray:
     """Return ``array`` as a NumPy array (copying from the GPU when needed)."""
     if _cupy is not None and isinstance(array, _cupy.ndarray):
-        return _cupy.asnumpy(array)  # pragma: no cover - needs a GPU
+        return _cupy.asnumpy(array)  # type: ignore[no-any-return]  # pragma: no cover - untyped
     return numpy.asarray(array)
 
 
@@ -115,7 +115,7 @@ def fft_module(xp: ModuleType) -> ModuleType:
     if xp is numpy:
         import scipy.fft
 
-        return scipy.fft
+        return scipy.fft  # type: ignore[no-any-return]  # scipy ships no stubs
     import cupyx.scipy.fft  # pragma: no cover - needs a GPU
 
-    return cupyx.scipy.fft  # pragma: no cover - needs a GPU
+    return cupyx.scipy.fft  # type: ignore[no-any-return]  # pragma: no cover - cupy is untyped

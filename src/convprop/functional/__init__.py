@@ -1,4 +1,4 @@
-"""Pure op pairs: ``NAME_forward(...) -> (y, cache)``, ``NAME_backward(dy, cache)``, ``NAME(...)``."""
+"""Pure op pairs: ``NAME_forward -> (y, cache)``, ``NAME_backward(dy, cache)``, ``NAME``."""
 
 from convprop.functional.conv2d import (
     ALGORITHMS,

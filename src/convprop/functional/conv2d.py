@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from convprop._shapes import ConvGeometry, conv_geometry
 from convprop.backend import Array, check_float_dtype, get_xp
-from convprop.errors import DTypeError, ParameterError, ShapeError
+from convprop.errors import ParameterError
 from convprop.functional import (
     conv2d_direct,
     conv2d_fft,
@@ -30,6 +30,7 @@ from convprop.functional import (
     conv2d_select,
     conv2d_winograd,
 )
+from convprop.functional._checks import check_upstream, require_array
 
 
 class ConvAlgorithm(Protocol):
@@ -47,8 +48,7 @@ class ConvAlgorithm(Protocol):
 
 
 ALGORITHMS: dict[str, ConvAlgorithm] = {
-    module.NAME: module
-    for module in (conv2d_direct, conv2d_im2col, conv2d_fft, conv2d_winograd)
+    module.NAME: module for module in (conv2d_direct, conv2d_im2col, conv2d_fft, conv2d_winograd)
 }
 """Registered conv2d algorithms by name; ``"auto"`` chooses among them per pass."""
 
@@ -81,15 +81,6 @@ class Conv2dCache:
     algorithms: tuple[str, str, str]
 
 
-def require_array(op: str, name: str, value: Any) -> None:
-    """Refuse anything that is not an ndarray (lists, scalars, tensors of other libraries)."""
-    if not (hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "reshape")):
-        raise DTypeError(
-            f"{op}: {name} must be a numpy or cupy array; expected an ndarray, "
-            f"got {type(value).__name__}"
-        )
-
-
 def resolve_algorithms(
     op: str, algorithm: str, geom: ConvGeometry, dtype: Any
 ) -> tuple[str, str, str]:
@@ -107,10 +98,11 @@ def resolve_algorithms(
             f"{op}: unknown algorithm; expected one of {['auto', *ALGORITHMS]}, got {algorithm!r}"
         )
     if algorithm == "auto":
-        return tuple(  # type: ignore[return-value]
-            conv2d_select.choose(geom, pass_name, str(dtype), list(ALGORITHMS))
-            for pass_name in PASSES
+        candidates = [name for name, algo in ALGORITHMS.items() if algo.decline(geom) is None]
+        forward, data, weight = (
+            conv2d_select.choose(geom, pass_name, str(dtype), candidates) for pass_name in PASSES
         )
+        return (forward, data, weight)
     reason = ALGORITHMS[algorithm].decline(geom)
     if reason is not None:
         raise NotImplementedError(
@@ -194,21 +186,6 @@ def conv2d_forward(
         y = y + b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
     y = xp.ascontiguousarray(y, dtype=x.dtype)
     return y, Conv2dCache(x=x, w=w, has_bias=b is not None, geom=geom, algorithms=algorithms)
-
-
-def check_upstream(op: str, dy: Any, expected_shape: tuple[int, ...], dtype: Any) -> None:
-    """Check that the upstream gradient is an array of the forward output's shape and dtype."""
-    require_array(op, "dy", dy)
-    if tuple(dy.shape) != tuple(expected_shape):
-        raise ShapeError(
-            f"{op}: dy.shape={tuple(dy.shape)} does not match the forward output; expected "
-            f"{tuple(expected_shape)}, got {tuple(dy.shape)}"
-        )
-    if dy.dtype != dtype:
-        raise DTypeError(
-            f"{op}: dy has dtype {dy.dtype}; expected the forward dtype {dtype}, got {dy.dtype} "
-            f"(dy.shape={tuple(dy.shape)})"
-        )
 
 
 def conv2d_backward(

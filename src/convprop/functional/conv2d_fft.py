@@ -101,7 +101,6 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> Array:
 
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     """(T3): dx (N, C, H, W) by the full convolution of dy_up with w_dil."""
-    xp = get_xp(dy, w)
     lengths = _lengths(geom)
     dy_hat = _spectrum(group_view_x(_upsampled_dy(dy, geom), geom), lengths)  # (F, N, G, K/G)
     w_hat = _spectrum(group_view_w(_dilated_kernel(w, geom), geom), lengths)  # (F, G, K/G, C/G)
@@ -122,5 +121,5 @@ def backward_weight(dy: Array, x: Array, geom: ConvGeometry) -> Array:
     dw_hat = xp.conj(dy_hat).transpose(0, 2, 3, 1) @ x_hat.transpose(0, 2, 1, 3)  # (T4)
     dw_dil = _inverse(dw_hat, lengths)  # (G, K/G, C/G, Lh, Lw)
     ext_h, ext_w = geom.dilated_kernel_hw
-    dw = dw_dil[..., :ext_h : geom.dil_h, :ext_w : geom.dil_w]  # (T4) the R x S taps
+    dw = dw_dil[..., : ext_h : geom.dil_h, : ext_w : geom.dil_w]  # (T4) the R x S taps
     return dw.reshape(geom.w_shape).astype(dy.dtype, copy=False)

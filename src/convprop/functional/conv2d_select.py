@@ -29,7 +29,7 @@ def _estimate(name: str, geom: ConvGeometry, pass_name: str, itemsize: int) -> f
     C_g, K_g = geom.C // G, geom.K // G
     taps = geom.R * geom.S
     outputs = geom.N * geom.P * geom.Q
-    macs = 2.0 * outputs * geom.K * C_g * taps
+    macs: float = 2.0 * outputs * geom.K * C_g * taps
     x_bytes = geom.N * geom.C * geom.H * geom.W * itemsize
     cols_bytes = outputs * geom.C * taps * itemsize
     if name == "direct":
@@ -43,8 +43,8 @@ def _estimate(name: str, geom: ConvGeometry, pass_name: str, itemsize: int) -> f
     if name == "fft":
         Hp, Wp = geom.padded_hw
         length = Hp * Wp
-        transforms = geom.N * (geom.C + geom.K) + geom.K * C_g
-        fft_cost = 5.0 * length * math.log2(max(length, 2)) * transforms / FFT_FLOPS
+        n_transforms = geom.N * (geom.C + geom.K) + geom.K * C_g
+        fft_cost = 5.0 * length * math.log2(max(length, 2)) * n_transforms / FFT_FLOPS
         spectral = 8.0 * length / 2 * geom.N * geom.K * C_g / _gemm_rate(C_g, K_g)
         return fft_cost + spectral
     if name == "winograd":
@@ -55,19 +55,16 @@ def _estimate(name: str, geom: ConvGeometry, pass_name: str, itemsize: int) -> f
     raise KeyError(name)
 
 
-def choose(geom: ConvGeometry, pass_name: str, dtype: str, names: list[str]) -> str:
-    """Return the cheapest algorithm (by the cost model) that can compute this pass.
+def choose(geom: ConvGeometry, pass_name: str, dtype: str, candidates: list[str]) -> str:
+    """Return the cheapest of ``candidates`` (algorithms that accept this case) for one pass.
 
     Examples
     --------
     >>> from convprop._shapes import conv_geometry
     >>> g = conv_geometry("conv2d", (8, 64, 32, 32), (64, 64, 9, 9), None,
     ...                   stride=1, padding=4, dilation=1, groups=1)
-    >>> choose(g, "forward", "float32", ["direct", "im2col", "fft", "winograd"])
+    >>> choose(g, "forward", "float32", ["direct", "im2col", "fft"])
     'fft'
     """
-    from convprop.functional.conv2d import ALGORITHMS
-
     itemsize = 8 if dtype == "float64" else 4
-    candidates = [name for name in names if ALGORITHMS[name].decline(geom) is None]
     return min(candidates, key=lambda name: _estimate(name, geom, pass_name, itemsize))

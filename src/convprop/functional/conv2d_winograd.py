@@ -23,18 +23,17 @@ from __future__ import annotations
 import math
 from types import ModuleType
 
-import numpy
-
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
-from convprop.functional._conv_common import crop_padding, group_view_w, group_view_x, pad_input
+from convprop.functional._conv_common import crop_padding, group_view_w, pad_input
 
 NAME = "winograd"
 
-# float64 host constants; converted to the input's array module and dtype on use.
-_B_T = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
-_G = numpy.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=float)
-_A_T = numpy.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
+# The transform matrices as exact Python numbers; made into arrays of the input's module
+# and dtype on use.
+_B_T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+_G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+_A_T = [[1, 1, 1, 0], [0, 1, -1, -1]]
 
 
 def decline(geom: ConvGeometry) -> str | None:

@@ -24,12 +24,8 @@ from typing import Any
 from convprop._shapes import ConvGeometry, conv_geometry, explicit_padding, pair
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
-from convprop.functional.conv2d import (
-    ALGORITHMS,
-    check_upstream,
-    require_array,
-    resolve_algorithms,
-)
+from convprop.functional._checks import check_upstream, require_array
+from convprop.functional.conv2d import ALGORITHMS, resolve_algorithms
 
 OP = "conv_transpose2d"
 

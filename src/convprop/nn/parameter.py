@@ -38,8 +38,10 @@ class Parameter:
     def data(self, value: Array) -> None:
         """Assigning new values (possibly of another dtype or device) resets ``grad`` to match."""
         self._data = value
-        if self.grad.shape != value.shape or self.grad.dtype != value.dtype or (
-            get_xp(self.grad) is not get_xp(value)
+        if (
+            self.grad.shape != value.shape
+            or self.grad.dtype != value.dtype
+            or (get_xp(self.grad) is not get_xp(value))
         ):
             self.grad = get_xp(value).zeros_like(value)
 
