@@ -269,7 +269,22 @@ def conv_geometry(
                 f"{pad_name}={pad_total}, {kernel_letter}={k}, {dil_name}={dil}; {shapes})"
             )
     return ConvGeometry(
-        N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=P, Q=Q, groups=G,
-        stride_h=stride_hw[0], stride_w=stride_hw[1], dil_h=dil_hw[0], dil_w=dil_hw[1],
-        pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
-    )  # fmt: skip
+        N=N,
+        C=C,
+        H=H,
+        W=W,
+        K=K,
+        R=R,
+        S=S,
+        P=P,
+        Q=Q,
+        groups=G,
+        stride_h=stride_hw[0],
+        stride_w=stride_hw[1],
+        dil_h=dil_hw[0],
+        dil_w=dil_hw[1],
+        pad_top=pads[0],
+        pad_bottom=pads[1],
+        pad_left=pads[2],
+        pad_right=pads[3],
+    )

@@ -177,9 +177,15 @@ def conv2d_forward(
     xp = get_xp(x, w, b)
     check_float_dtype(op, x=x, w=w, b=b)
     geom = conv_geometry(
-        op, x.shape, w.shape, None if b is None else b.shape,
-        stride=stride, padding=padding, dilation=dilation, groups=groups,
-    )  # fmt: skip
+        op,
+        x.shape,
+        w.shape,
+        None if b is None else b.shape,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
     algorithms = resolve_algorithms(op, algorithm, geom, x.dtype)
     y = ALGORITHMS[algorithms[0]].forward(x, w, geom)  # (F1) -> (N, K, P, Q)
     if b is not None:
@@ -239,7 +245,13 @@ def conv2d(
 ) -> Array:
     """Convolution forward alone; see :func:`conv2d_forward` for the arguments."""
     y, _ = conv2d_forward(
-        x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
+        x,
+        w,
+        b,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
         algorithm=algorithm,
-    )  # fmt: skip
+    )
     return y

@@ -41,10 +41,12 @@ def _correlate(x_pad: Array, w: Array, geom: ConvGeometry) -> Array:
     xp = get_xp(x_pad, w)
     x_g = group_view_x(x_pad, geom)  # (N, G, C/G, Hp, Wp)
     w_g = group_view_w(w, geom)  # (G, K/G, C/G, R, S)
-    y = xp.zeros((geom.N, geom.groups, geom.K // geom.groups, geom.P, geom.Q), dtype=x_pad.dtype)
+    N, G, PQ = geom.N, geom.groups, geom.P * geom.Q
+    y = xp.zeros((N, G, geom.K // G, PQ), dtype=x_pad.dtype)
     for r, s in taps(geom):
         rows, cols = tap_window(geom, r, s)
-        y += xp.einsum("gkc,ngcpq->ngkpq", w_g[:, :, :, r, s], x_g[:, :, :, rows, cols])  # (F1)
+        x_tap = x_g[:, :, :, rows, cols].reshape(N, G, -1, PQ)  # (N, G, C/G, P*Q)
+        y += w_g[:, :, :, r, s] @ x_tap  # (F1) sum over c: (G, K/G, C/G) @ (N, G, C/G, P*Q)
     return y.reshape(geom.y_shape)
 
 
@@ -58,12 +60,16 @@ def backward_weight(dy: Array, x: Array, geom: ConvGeometry) -> Array:
     """(B2): dw (K, C/G, R, S), the correlation of x_pad with dy, one tap at a time."""
     xp = get_xp(dy, x)
     x_g = group_view_x(pad_input(xp, x, geom), geom)  # (N, G, C/G, Hp, Wp)
-    dy_g = group_view_x(dy, geom)  # (N, G, K/G, P, Q)
-    dw = xp.empty((geom.groups, geom.K // geom.groups, geom.C // geom.groups, geom.R, geom.S),
-                  dtype=dy.dtype)  # fmt: skip
+    N, G, PQ = geom.N, geom.groups, geom.P * geom.Q
+    dy_g = group_view_x(dy, geom).reshape(N, G, -1, PQ)  # (N, G, K/G, P*Q)
+    dw = xp.empty(
+        (geom.groups, geom.K // geom.groups, geom.C // geom.groups, geom.R, geom.S), dtype=dy.dtype
+    )
     for r, s in taps(geom):
         rows, cols = tap_window(geom, r, s)
-        dw[:, :, :, r, s] = xp.einsum("ngkpq,ngcpq->gkc", dy_g, x_g[:, :, :, rows, cols])  # (B2)
+        x_tap = x_g[:, :, :, rows, cols].reshape(N, G, -1, PQ)  # (N, G, C/G, P*Q)
+        # (B2) sum over p, q as a matmul, then over n: (N, G, K/G, PQ) @ (N, G, PQ, C/G)
+        dw[:, :, :, r, s] = (dy_g @ x_tap.transpose(0, 1, 3, 2)).sum(axis=0)
     return dw.reshape(geom.w_shape)
 
 
@@ -94,10 +100,25 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     w_rot = group_view_w(w, geom)[:, :, :, ::-1, ::-1]  # (G, K/G, C/G, R, S)
     w_rot = w_rot.transpose(0, 2, 1, 3, 4).reshape(geom.C, K_g, geom.R, geom.S)  # (C, K/G, R, S)
     full = ConvGeometry(
-        N=geom.N, C=geom.K, H=dy_full.shape[2], W=dy_full.shape[3], K=geom.C, R=geom.R,
-        S=geom.S, P=up_h + ext_h - 1, Q=up_w + ext_w - 1, groups=G, stride_h=1, stride_w=1,
-        dil_h=geom.dil_h, dil_w=geom.dil_w, pad_top=0, pad_bottom=0, pad_left=0, pad_right=0,
-    )  # fmt: skip
+        N=geom.N,
+        C=geom.K,
+        H=dy_full.shape[2],
+        W=dy_full.shape[3],
+        K=geom.C,
+        R=geom.R,
+        S=geom.S,
+        P=up_h + ext_h - 1,
+        Q=up_w + ext_w - 1,
+        groups=G,
+        stride_h=1,
+        stride_w=1,
+        dil_h=geom.dil_h,
+        dil_w=geom.dil_w,
+        pad_top=0,
+        pad_bottom=0,
+        pad_left=0,
+        pad_right=0,
+    )
     dx_read = _correlate(dy_full, w_rot, full)  # (B3) -> (N, C, up_h + ext_h - 1, ...)
     Hp, Wp = geom.padded_hw
     dx_pad = xp.zeros((geom.N, geom.C, Hp, Wp), dtype=dy.dtype)

@@ -49,8 +49,11 @@ def decline(geom: ConvGeometry) -> str | None:
 
 
 def _constants(xp: ModuleType, dtype: object) -> tuple[Array, Array, Array]:
-    return (xp.asarray(_B_T, dtype=dtype), xp.asarray(_G, dtype=dtype),
-            xp.asarray(_A_T, dtype=dtype))  # fmt: skip
+    return (
+        xp.asarray(_B_T, dtype=dtype),
+        xp.asarray(_G, dtype=dtype),
+        xp.asarray(_A_T, dtype=dtype),
+    )
 
 
 def _tile_counts(geom: ConvGeometry) -> tuple[int, int]:

@@ -56,8 +56,16 @@ class ConvTranspose2dCache:
     algorithms: tuple[str, str, str]
 
 
-def _geometry(x: Array, w: Array, b: Array | None, stride: Any, padding: Any,
-              output_padding: Any, dilation: Any, groups: Any) -> ConvGeometry:  # fmt: skip
+def _geometry(
+    x: Array,
+    w: Array,
+    b: Array | None,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    dilation: Any,
+    groups: Any,
+) -> ConvGeometry:
     shapes = f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}"
     if x.ndim != 4 or w.ndim != 4:
         raise ShapeError(
@@ -82,11 +90,14 @@ def _geometry(x: Array, w: Array, b: Array | None, stride: Any, padding: Any,
                 f"output_padding < max(stride, dilation) = "
                 f"{max(stride_hw[axis], dil_hw[axis])} per axis, got {out_pad}"
             )
-    if not isinstance(groups, int) or groups < 1 or x.shape[1] % groups:
+    # any integer type (as conv2d accepts), but not bool
+    is_integer = hasattr(groups, "__index__") and not isinstance(groups, bool)
+    if not is_integer or int(groups) < 1 or x.shape[1] % int(groups):
         raise ParameterError(
             f"{OP}: groups must be a positive divisor of C_in; expected C_in % groups == 0, "
             f"got groups={groups!r}, C_in={x.shape[1]} ({shapes})"
         )
+    groups = int(groups)
     N, _, H, W = x.shape
     _, C_out_g, R, S = w.shape
     H_out = (H - 1) * stride_hw[0] - pads[0] - pads[1] + dil_hw[0] * (R - 1) + out_pad[0] + 1
@@ -104,9 +115,15 @@ def _geometry(x: Array, w: Array, b: Array | None, stride: Any, padding: Any,
             f"{tuple(b.shape)} ({shapes}, b.shape={tuple(b.shape)})"
         )
     return conv_geometry(
-        OP, (N, C_out, H_out, W_out), tuple(w.shape), None, stride=stride_hw,
-        padding=((pads[0], pads[1]), (pads[2], pads[3])), dilation=dil_hw, groups=groups,
-    )  # fmt: skip
+        OP,
+        (N, C_out, H_out, W_out),
+        tuple(w.shape),
+        None,
+        stride=stride_hw,
+        padding=((pads[0], pads[1]), (pads[2], pads[3])),
+        dilation=dil_hw,
+        groups=groups,
+    )
 
 
 def _extend(xp: Any, a: Array, rows: int, cols: int) -> Array:
@@ -169,8 +186,9 @@ def conv_transpose2d_forward(
     if b is not None:
         y = y + b.reshape(1, -1, 1, 1)  # (CT2) bias
     y = xp.ascontiguousarray(y, dtype=x.dtype)
-    return y, ConvTranspose2dCache(x=x, w=w, has_bias=b is not None, geom=geom,
-                                   algorithms=algorithms)  # fmt: skip
+    return y, ConvTranspose2dCache(
+        x=x, w=w, has_bias=b is not None, geom=geom, algorithms=algorithms
+    )
 
 
 def conv_transpose2d_backward(
@@ -216,7 +234,14 @@ def conv_transpose2d(
 ) -> Array:
     """Transposed convolution forward alone; see :func:`conv_transpose2d_forward`."""
     y, _ = conv_transpose2d_forward(
-        x, w, b, stride=stride, padding=padding, output_padding=output_padding,
-        dilation=dilation, groups=groups, algorithm=algorithm,
-    )  # fmt: skip
+        x,
+        w,
+        b,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        groups=groups,
+        algorithm=algorithm,
+    )
     return y

@@ -1,0 +1,218 @@
+"""What the command-line subcommands do, apart from parsing their arguments (cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+log = logging.getLogger("convprop")
+
+
+def _model_info(model_file: str) -> dict[str, Any]:
+    """The training configuration stored in a model file (dataset, input shape, classes)."""
+    from convprop.io import load_model_metadata
+
+    user = load_model_metadata(model_file).get("user", {})
+    extra: dict[str, Any] = user.get("config", {}).get("extra", {})
+    return extra
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from convprop.cli import DATASET_DEFAULTS, FALLBACK_DEFAULTS, out_dir_for
+    from convprop.data import load_dataset
+    from convprop.models import build_model
+    from convprop.train import TrainConfig, evaluate, fit
+
+    train_set, test_set = load_dataset(args.dataset)
+    defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
+    C, H, W = train_set.sample_shape
+    num_classes = max(train_set.num_classes, test_set.num_classes)
+    config = TrainConfig(
+        epochs=args.epochs if args.epochs is not None else defaults["epochs"],
+        batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
+        lr=args.lr if args.lr is not None else defaults["lr"],
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+        extra={
+            "dataset": args.dataset,
+            "model": args.model,
+            "input_shape": [C, H, W],
+            "num_classes": num_classes,
+        },
+    )
+    out = out_dir_for(args.dataset, args.out)
+    model = build_model(
+        args.model, num_classes=num_classes, in_channels=C, image_size=min(H, W), rng=args.seed
+    )
+    if args.device != "cpu":
+        model.to(args.device)
+    log.info(
+        "training %s on %s: %d train / %d test images of %s, %d classes -> %s",
+        args.model,
+        args.dataset,
+        len(train_set),
+        len(test_set),
+        (C, H, W),
+        num_classes,
+        out,
+    )
+    history = fit(model, train_set, test_set, config, out_dir=out, resume=args.resume)
+    final = history[-1]
+    log.info(
+        "final: train loss %.4f, train accuracy %.4f, test loss %.4f, test accuracy %.4f",
+        final["train_loss"],
+        final["train_accuracy"],
+        final["test_loss"],
+        final["test_accuracy"],
+    )
+    if not args.no_plots:
+        result = evaluate(model, test_set, device=args.device)
+        for path in write_plots(model, history, result, test_set, num_classes, out):
+            log.info("wrote %s", path)
+    log.info("wrote %s", out / "model.safetensors")
+    return 0
+
+
+def write_plots(
+    model: Any,
+    history: list[dict[str, Any]],
+    result: Any,
+    test_set: Any,
+    num_classes: int,
+    out: Path,
+) -> list[Path]:
+    """Loss/accuracy curves, first-layer filters, confusion matrix, feature maps."""
+    from convprop.backend import to_host
+    from convprop.nn import Conv2d
+    from convprop.plots import (
+        confusion_matrix,
+        plot_confusion,
+        plot_feature_maps,
+        plot_filters,
+        plot_history,
+    )
+
+    paths = [Path(plot_history(history, out / "history.png"))]
+    first_conv = next((m for m in model.modules() if isinstance(m, Conv2d)), None)
+    if first_conv is not None:
+        paths.append(Path(plot_filters(to_host(first_conv.weight.data), out / "filters.png")))
+    matrix = confusion_matrix(result.labels, result.predictions, num_classes)
+    paths.append(Path(plot_confusion(matrix, out / "confusion.png")))
+    image, _ = test_set[0]
+    paths.append(Path(plot_feature_maps(model, image, out / "feature_maps.png")))
+    return paths
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from convprop.data import load_dataset
+    from convprop.io import load_model
+    from convprop.train import evaluate
+
+    info = _model_info(args.model_file)
+    dataset = args.dataset or info.get("dataset")
+    if dataset is None:
+        raise ValueError(
+            f"eval: the model file {args.model_file} does not name its dataset; pass --dataset"
+        )
+    model = load_model(args.model_file)
+    if args.device != "cpu":
+        model.to(args.device)
+    _, test_set = load_dataset(dataset)
+    result = evaluate(model, test_set, device=args.device)
+    print(
+        f"dataset {dataset}: {len(test_set)} test images, loss {result.loss:.4f}, "
+        f"accuracy {result.accuracy:.4f}"
+    )
+    return 0
+
+
+def _load_image(path: str, shape: tuple[int, int, int]) -> numpy.ndarray:
+    """Read an image file as (C, H, W) float32 in [0, 1], converted and resized to ``shape``."""
+    from PIL import Image
+
+    C, H, W = shape
+    try:
+        with Image.open(path) as image:
+            converted = image.convert("L" if C == 1 else "RGB").resize((W, H))
+            array = numpy.asarray(converted, dtype=numpy.float32) / 255.0
+    except (OSError, ValueError) as error:
+        raise ValueError(f"predict: cannot read the image {path}: {error}") from None
+    return array[None] if C == 1 else array.transpose(2, 0, 1)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from convprop.data.idx import read_idx
+    from convprop.functional.loss import softmax
+    from convprop.io import load_model
+
+    info = _model_info(args.model_file)
+    shape = tuple(info.get("input_shape", (1, 28, 28)))
+    model = load_model(args.model_file)
+    model.eval()
+    if args.idx is not None:
+        images = read_idx(args.idx)
+        if not 0 <= args.index < len(images):
+            raise ValueError(
+                f"predict: --index out of range; expected 0 <= index < {len(images)}, got "
+                f"{args.index} ({args.idx} holds {images.shape})"
+            )
+        entry = images[args.index].astype(numpy.float32)
+        scale = 255.0 if images.dtype == numpy.uint8 else 1.0
+        x = (entry / scale).reshape(1, *shape) if entry.size == numpy.prod(shape) else None
+        if x is None:
+            raise ValueError(
+                f"predict: the IDX entry has shape {entry.shape}; expected {shape[1:]} for "
+                f"this model"
+            )
+        source = f"{args.idx}[{args.index}]"
+    elif args.image is not None:
+        x = _load_image(args.image, shape)[None]
+        source = args.image
+    else:
+        raise ValueError("predict: nothing to classify; expected an image file or --idx FILE")
+    dtype = model.parameters()[0].data.dtype
+    probabilities = softmax(model.forward(x.astype(dtype)))[0]
+    for module in model.modules():
+        module._cache = None
+    best = int(numpy.argmax(probabilities))
+    print(f"{source}: class {best} (probability {probabilities[best]:.4f})")
+    for label, probability in enumerate(probabilities):
+        print(f"  {label:>3}  {probability:.4f}")
+    return 0
+
+
+def gradcheck_command(args: argparse.Namespace) -> int:
+    from convprop.model_check import gradcheck_model
+    from convprop.models import build_model
+
+    model = build_model(
+        args.model,
+        num_classes=10,
+        in_channels=1,
+        image_size=args.image_size,
+        rng=args.seed,
+        dtype="float64",
+    )
+    rows = gradcheck_model(
+        model, (args.batch_size, 1, args.image_size, args.image_size), seed=args.seed
+    )
+    header = f"{'parameter':<22}{'shape':<20}{'analytic':>14}{'numeric':>14}{'rel. error':>12}  ok"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row.name:<22}{row.shape!s:<20}{row.analytic:>14.6e}{row.numeric:>14.6e}"
+            f"{row.relative_error:>12.2e}  {'yes' if row.ok else 'NO'}"
+        )
+    failed = [row.name for row in rows if not row.ok]
+    print(f"{len(rows) - len(failed)} of {len(rows)} gradients agree with finite differences")
+    return 1 if failed else 0

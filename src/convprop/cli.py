@@ -1,0 +1,159 @@
+"""The ``convprop`` command line: train | eval | predict | gradcheck | explain | bench.
+
+Every subcommand has ``--help``. Errors print one clear line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("convprop")
+
+# per-dataset defaults: a run with no options reaches good accuracy quickly
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"epochs": 15, "batch_size": 32, "lr": 2e-3},
+    "fashion-mnist": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
+}
+FALLBACK_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 64, "lr": 1e-3}
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a CNN and write checkpoints, the model and plots",
+        description="Train a CNN (default: LeNet-style net on the embedded "
+        "digits), with a progress bar, checkpoints and plots.",
+    )
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (embedded, default), fashion-mnist, or a directory of IDX files",
+    )
+    p.add_argument("--model", default="lenet", help="lenet (default), lenet5 or resnet-mini")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="mini-batch size")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", default="none", choices=["none", "step", "cosine"])
+    p.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling, dropout")
+    p.add_argument("--out", default=None, help="output directory (default runs/DATASET)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.set_defaults(run=cmd_train)
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate a saved model on a dataset's test split")
+    p.add_argument("model_file", help="a model.safetensors written by convprop train")
+    p.add_argument("--dataset", default=None, help="default: the dataset it was trained on")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.set_defaults(run=cmd_eval)
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="classify an image file or an IDX entry")
+    p.add_argument("model_file", help="a model.safetensors written by convprop train")
+    p.add_argument("image", nargs="?", help="an image file (PNG/JPEG), resized to the model input")
+    p.add_argument("--idx", help="an IDX images file (raw or .gz) instead of an image file")
+    p.add_argument("--index", type=int, default=0, help="which entry of --idx (default 0)")
+    p.set_defaults(run=cmd_predict)
+
+
+def _add_gradcheck(sub: Any) -> None:
+    p = sub.add_parser("gradcheck", help="finite-difference check of every layer of a model")
+    p.add_argument("--model", default="lenet", help="lenet (default), lenet5 or resnet-mini")
+    p.add_argument("--image-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_gradcheck)
+
+
+def _add_explain(sub: Any) -> None:
+    p = sub.add_parser("explain", help="the derivations' worked examples, computed live")
+    p.add_argument("topic", choices=["conv"], help="what to explain")
+    p.set_defaults(run=cmd_explain)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convprop",
+        description="Convolutional networks with every gradient written by hand.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_eval, _add_predict, _add_gradcheck, _add_explain):
+        add(sub)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from convprop.app import train_command
+
+    return train_command(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from convprop.app import eval_command
+
+    return eval_command(args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from convprop.app import predict_command
+
+    return predict_command(args)
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from convprop.app import gradcheck_command
+
+    return gradcheck_command(args)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from convprop.explain import explain_conv
+
+    print(explain_conv())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``convprop`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("convprop: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, RuntimeError, KeyError, NotImplementedError) as error:
+        if args.verbose:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"convprop {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def out_dir_for(dataset: str, out: str | None) -> Path:
+    if out is not None:
+        return Path(out)
+    name = Path(dataset).name if Path(dataset).is_dir() else dataset
+    return Path("runs") / name
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

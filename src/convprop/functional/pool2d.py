@@ -1,0 +1,566 @@
+"""2-D pooling: max, average and adaptive average, each a pure forward/backward pair.
+
+Notation  x (N,C,H,W)  y (N,C,P,Q)  window R×S  stride (stride_h, stride_w)  padding (pad_h, pad_w)
+Output size, shown for rows (columns alike with W, S, stride_w, pad_w), PyTorch's rule
+  P = floor((H + 2*pad_h - R) / stride_h) + 1                                          (PS1)
+  ceil_mode: P = ceil((H + 2*pad_h - R) / stride_h) + 1, then P -= 1 when
+             (P-1)*stride_h >= H + pad_h: the last window starts inside x or the top padding (PS2)
+Windows  (tap t = r*S + s, row-major; x_pad has pad_h rows on top and pad_h + extra_h below,
+          extra_h = max((P-1)*stride_h + R - H - 2*pad_h, 0) being the ceil_mode overhang)
+  window (p, q) reads x_pad[n, c, p*stride_h + r, q*stride_w + s] for every tap        (PS3)
+Max pooling  (x_pad filled with -inf, so padding never wins)
+  y[n,c,p,q] = max over taps of x_pad[n, c, p*stride_h + r, q*stride_w + s]              (MP1)
+  argmax[n,c,p,q] = the FIRST tap in row-major order attaining (MP1)                    (MP2)
+  dx_pad[n,c,h,w] = sum of dy[n,c,p,q] over the windows whose argmax tap lands on (h,w);
+  dx = dx_pad without its border                                                       (MP3)
+Average pooling  (x_pad filled with 0)
+  start = p*stride_h - pad_h,  end = min(start + R, H + pad_h)
+  rows[p] = end - start (count_include_pad)  or  min(end, H) - max(start, 0) (real rows only)
+  divisor[p,q] = rows[p] * cols[q]                                                     (AP1)
+  y[n,c,p,q] = sum over taps of x_pad[n, c, p*stride_h + r, q*stride_w + s] / divisor[p,q] (AP2)
+  dx_pad[n,c, p*stride_h + r, q*stride_w + s] += dy[n,c,p,q] / divisor[p,q], every tap (AP3)
+Adaptive average pooling  (P×Q given; bins may differ in size and overlap)
+  bin p covers rows start_p = floor(p*H/P) <= h < end_p = ceil((p+1)*H/P)              (AA1)
+  M_h[p,h] = 1 / (end_p - start_p) inside bin p, else 0;  M_w (Q,W) likewise           (AA2)
+  y[n,c] = M_h @ x[n,c] @ M_w^T                                                        (AA3)
+  dx[n,c] = M_h^T @ dy[n,c] @ M_w  -- the adjoint of (AA3)                             (AA4)
+
+Every window of (PS2) holds at least one real cell, because padding is at most half the
+window (PyTorch's rule, enforced here): a max is never taken over padding alone and an
+average never divides by zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from convprop._shapes import pair
+from convprop.backend import Array, check_float_dtype, get_xp
+from convprop.errors import ParameterError, ShapeError
+from convprop.functional._checks import check_upstream, require_array
+
+
+@dataclass(frozen=True, slots=True)
+class Pool2dGeometry:
+    """The normalised shapes and hyperparameters of one max or average pooling call."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    R: int
+    S: int
+    P: int
+    Q: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    extra_h: int
+    extra_w: int
+
+    @property
+    def x_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def y_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.P, self.Q)
+
+    @property
+    def padded_hw(self) -> tuple[int, int]:
+        """Height and width of x_pad (PS3), the ceil_mode overhang included."""
+        return (self.H + 2 * self.pad_h + self.extra_h, self.W + 2 * self.pad_w + self.extra_w)
+
+    def taps(self) -> list[tuple[int, int, int]]:
+        """Every tap ``(t, r, s)`` with ``t = r*S + s``, in row-major order (PS3)."""
+        return [(r * self.S + s, r, s) for r in range(self.R) for s in range(self.S)]
+
+    def tap_window(self, r: int, s: int) -> tuple[slice, slice]:
+        """The slices of x_pad that tap (r, s) reads for all P×Q windows (PS3)."""
+        rows = slice(r, r + self.stride_h * (self.P - 1) + 1, self.stride_h)
+        cols = slice(s, s + self.stride_w * (self.Q - 1) + 1, self.stride_w)
+        return rows, cols
+
+
+def _output_size(
+    op: str, axis: str, size: int, kernel: int, stride: int, pad: int, ceil_mode: bool, shapes: str
+) -> int:
+    """Equations (PS1), (PS2) along one axis, after checking the padding rule."""
+    size_letter, kernel_letter = ("H", "R") if axis == "height" else ("W", "S")
+    if 2 * pad > kernel:
+        raise ParameterError(
+            f"{op}: padding {pad} is more than half the window {axis} {kernel_letter}={kernel}; "
+            f"expected padding <= {kernel // 2}, got {pad} ({shapes})"
+        )
+    if size + 2 * pad < kernel:
+        raise ShapeError(
+            f"{op}: padded input {axis} {size + 2 * pad} is smaller than the window {axis} "
+            f"{kernel}; expected an output size >= 1, got {(size + 2 * pad - kernel) // stride + 1}"
+            f" ({size_letter}={size}, padding={pad}, {kernel_letter}={kernel}; {shapes})"
+        )
+    if not ceil_mode:
+        return (size + 2 * pad - kernel) // stride + 1  # (PS1)
+    out = -(-(size + 2 * pad - kernel) // stride) + 1  # (PS2) ceil
+    return out - 1 if (out - 1) * stride >= size + pad else out  # (PS2)
+
+
+def _flag(op: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ParameterError(f"{op}: {name} must be a bool; expected True or False, got {value!r}")
+    return value
+
+
+def pool2d_geometry(
+    op: str, x: Array, kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any
+) -> Pool2dGeometry:
+    """Validate a max or average pooling call and return its geometry.
+
+    Raises
+    ------
+    DTypeError
+        x is not a float32/float64 array.
+    ShapeError
+        x is not 4-D, has an empty dimension, or is smaller than the window even padded.
+    ParameterError
+        Non-positive kernel_size or stride, negative padding, padding above half the
+        window, or a non-bool ceil_mode.
+    """
+    require_array(op, "x", x)
+    check_float_dtype(op, x=x)
+    shapes = f"x.shape={tuple(x.shape)}"
+    if x.ndim != 4:
+        raise ShapeError(
+            f"{op}: x must be 4-D (N, C, H, W); expected 4 dimensions, got {x.ndim} ({shapes})"
+        )
+    if min(x.shape) < 1:
+        raise ShapeError(f"{op}: every dimension must be >= 1; expected non-empty x ({shapes})")
+    R, S = pair(op, "kernel_size", kernel_size, minimum=1)
+    stride_h, stride_w = (R, S) if stride is None else pair(op, "stride", stride, minimum=1)
+    pad_h, pad_w = pair(op, "padding", padding, minimum=0)
+    ceil_mode = _flag(op, "ceil_mode", ceil_mode)
+    N, C, H, W = (int(v) for v in x.shape)
+    shapes += f", kernel_size=({R}, {S}), stride=({stride_h}, {stride_w})"
+    P = _output_size(op, "height", H, R, stride_h, pad_h, ceil_mode, shapes)
+    Q = _output_size(op, "width", W, S, stride_w, pad_w, ceil_mode, shapes)
+    return Pool2dGeometry(
+        N=N,
+        C=C,
+        H=H,
+        W=W,
+        R=R,
+        S=S,
+        P=P,
+        Q=Q,
+        stride_h=stride_h,
+        stride_w=stride_w,
+        pad_h=pad_h,
+        pad_w=pad_w,
+        extra_h=max((P - 1) * stride_h + R - H - 2 * pad_h, 0),
+        extra_w=max((Q - 1) * stride_w + S - W - 2 * pad_w, 0),
+    )
+
+
+def _pad(xp: ModuleType, x: Array, geom: Pool2dGeometry, value: float) -> Array:
+    """x_pad of (PS3): ``value`` on the padding and the ceil_mode overhang."""
+    if geom.pad_h == geom.pad_w == geom.extra_h == geom.extra_w == 0:
+        return x
+    widths = (
+        (0, 0),
+        (0, 0),
+        (geom.pad_h, geom.pad_h + geom.extra_h),
+        (geom.pad_w, geom.pad_w + geom.extra_w),
+    )
+    return xp.pad(x, widths, constant_values=value)
+
+
+def _crop(xp: ModuleType, dx_pad: Array, geom: Pool2dGeometry) -> Array:
+    """Drop the border of a gradient with respect to x_pad -> (N, C, H, W), a fresh array."""
+    dx = dx_pad[:, :, geom.pad_h : geom.pad_h + geom.H, geom.pad_w : geom.pad_w + geom.W]
+    return xp.ascontiguousarray(dx)
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+
+@dataclass(frozen=True, slots=True)
+class MaxPool2dCache:
+    """What max_pool2d_backward needs.
+
+    Fields
+    ------
+    argmax : Array (N, C, P, Q), int32
+        Tap index ``t = r*S + s`` of each window's maximum (MP2): N·C·P·Q integers.
+    geom : Pool2dGeometry
+        The normalised shapes and hyperparameters.
+    x_dtype : dtype
+        The forward dtype (dx comes back in it).
+    """
+
+    argmax: Array
+    geom: Pool2dGeometry
+    x_dtype: Any
+
+
+def _first_real_tap(xp: ModuleType, geom: Pool2dGeometry) -> Array:
+    """(P, Q): the first tap of each window that reads x itself rather than padding."""
+    r0 = xp.maximum(geom.pad_h - geom.stride_h * xp.arange(geom.P), 0)  # (P,)
+    s0 = xp.maximum(geom.pad_w - geom.stride_w * xp.arange(geom.Q), 0)  # (Q,)
+    return r0[:, None] * geom.S + s0[None, :]
+
+
+def max_pool2d_forward(
+    x: Array, kernel_size: Any, *, stride: Any = None, padding: Any = 0, ceil_mode: bool = False
+) -> tuple[Array, MaxPool2dCache]:
+    """Max pooling forward pass, equations (MP1), (MP2).
+
+    Parameters
+    ----------
+    x : Array (N, C, H, W)
+        Input, float32 or float64.
+    kernel_size : int or (int, int)
+        Window R×S, positive.
+    stride : int, (int, int) or None
+        Positive; None means ``kernel_size`` (non-overlapping windows).
+    padding : int or (int, int)
+        ``(pad_h, pad_w)`` on both sides, filled with -inf; at most half the window.
+    ceil_mode : bool
+        Output size by (PS2) instead of (PS1).
+
+    Returns
+    -------
+    y : Array (N, C, P, Q)
+        Same dtype as x.
+    cache : MaxPool2dCache
+        For max_pool2d_backward.
+
+    Raises
+    ------
+    ShapeError, ParameterError, DTypeError
+        Bad rank or size, hyperparameters or dtype; see :func:`pool2d_geometry`.
+
+    Notes
+    -----
+    Ties go to the first maximum in row-major window order. A NaN always wins (the last NaN
+    of a window, as in PyTorch), so NaN propagates. A window whose real cells are all -inf
+    points at its first real cell, never at padding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[[[1.0, 5.0, 2.0], [3.0, 4.0, 0.0], [7.0, 6.0, 8.0]]]])
+    >>> y, cache = max_pool2d_forward(x, 2, stride=1)
+    >>> y[0, 0]
+    array([[5., 5.],
+           [7., 8.]])
+    >>> max_pool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), cache)[0, 0]
+    array([[0., 3., 0.],
+           [0., 0., 0.],
+           [3., 0., 4.]])
+    """
+    geom = pool2d_geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode)
+    xp = get_xp(x)
+    x_pad = _pad(xp, x, geom, float("-inf"))  # (PS3) padding never wins
+    y = xp.full(geom.y_shape, float("-inf"), dtype=x.dtype)
+    argmax = xp.empty(geom.y_shape, dtype=xp.int32)
+    argmax[...] = _first_real_tap(xp, geom)  # (MP2) where a window holds only -inf
+    for t, r, s in geom.taps():
+        rows, cols = geom.tap_window(r, s)
+        value = x_pad[:, :, rows, cols]  # (PS3) -> (N, C, P, Q)
+        # Strictly greater: a later tap equal to the maximum keeps the first one (MP2).
+        wins = (value > y) | xp.isnan(value)
+        xp.copyto(y, value, where=wins)  # (MP1)
+        xp.copyto(argmax, t, where=wins)  # (MP2)
+    return y, MaxPool2dCache(argmax=argmax, geom=geom, x_dtype=x.dtype)
+
+
+def max_pool2d_backward(dy: Array, cache: MaxPool2dCache) -> Array:
+    """Max pooling backward pass, equation (MP3).
+
+    Parameters
+    ----------
+    dy : Array (N, C, P, Q)
+        Gradient of the loss with respect to y.
+    cache : MaxPool2dCache
+        From max_pool2d_forward.
+
+    Returns
+    -------
+    dx : Array (N, C, H, W)
+        Each dy element lands on its window's arg-max; padding receives nothing.
+    """
+    geom = cache.geom
+    check_upstream("max_pool2d_backward", dy, geom.y_shape, cache.x_dtype)
+    xp = get_xp(dy, cache.argmax)
+    dx_pad = xp.zeros((geom.N, geom.C, *geom.padded_hw), dtype=dy.dtype)
+    for t, r, s in geom.taps():
+        rows, cols = geom.tap_window(r, s)
+        # Scatter-add: windows overlap when stride < kernel, so one cell can be the
+        # arg-max of several windows (MP3).
+        dx_pad[:, :, rows, cols] += xp.where(cache.argmax == t, dy, 0)  # (MP3)
+    return _crop(xp, dx_pad, geom)
+
+
+def max_pool2d(
+    x: Array, kernel_size: Any, *, stride: Any = None, padding: Any = 0, ceil_mode: bool = False
+) -> Array:
+    """Max pooling forward alone; see :func:`max_pool2d_forward` for the arguments."""
+    y, _ = max_pool2d_forward(x, kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    return y
+
+
+# ------------------------------------------------------------------------- average pooling
+
+
+@dataclass(frozen=True, slots=True)
+class AvgPool2dCache:
+    """What avg_pool2d_backward needs.
+
+    Fields
+    ------
+    divisor : Array (P, Q)
+        Cells counted by each window (AP1), in the forward dtype: P·Q elements.
+    geom : Pool2dGeometry
+        The normalised shapes and hyperparameters.
+    """
+
+    divisor: Array
+    geom: Pool2dGeometry
+
+
+def _divisor(xp: ModuleType, geom: Pool2dGeometry, count_include_pad: bool) -> Array:
+    """Equation (AP1) -> (P, Q)."""
+    counts = []
+    for out, stride, pad, size, kernel in (
+        (geom.P, geom.stride_h, geom.pad_h, geom.H, geom.R),
+        (geom.Q, geom.stride_w, geom.pad_w, geom.W, geom.S),
+    ):
+        start = xp.arange(out) * stride - pad  # (AP1) first row of each window in x
+        end = xp.minimum(start + kernel, size + pad)  # (AP1) the overhang never counts
+        if count_include_pad:
+            counts.append(end - start)  # (AP1)
+        else:
+            counts.append(xp.minimum(end, size) - xp.maximum(start, 0))  # (AP1)
+    return counts[0][:, None] * counts[1][None, :]  # (AP1) -> (P, Q)
+
+
+def avg_pool2d_forward(
+    x: Array,
+    kernel_size: Any,
+    *,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> tuple[Array, AvgPool2dCache]:
+    """Average pooling forward pass, equations (AP1), (AP2).
+
+    Parameters
+    ----------
+    x : Array (N, C, H, W)
+        Input, float32 or float64.
+    kernel_size, stride, padding, ceil_mode
+        As in :func:`max_pool2d_forward`; padding is filled with zeros.
+    count_include_pad : bool
+        True (PyTorch's default) divides by the window cells inside the padded input;
+        False divides by the real cells only (AP1).
+
+    Returns
+    -------
+    y : Array (N, C, P, Q)
+        Same dtype as x.
+    cache : AvgPool2dCache
+        For avg_pool2d_backward.
+
+    Raises
+    ------
+    ShapeError, ParameterError, DTypeError
+        Bad rank or size, hyperparameters or dtype; see :func:`pool2d_geometry`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> y, cache = avg_pool2d_forward(x, 2)
+    >>> y[0, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    >>> avg_pool2d_forward(x, 3, stride=2, padding=1, count_include_pad=False)[0][0, 0]
+    array([[ 2.5,  4. ],
+           [ 8.5, 10. ]])
+    """
+    op = "avg_pool2d"
+    geom = pool2d_geometry(op, x, kernel_size, stride, padding, ceil_mode)
+    count_include_pad = _flag(op, "count_include_pad", count_include_pad)
+    xp = get_xp(x)
+    x_pad = _pad(xp, x, geom, 0.0)  # (PS3)
+    total = xp.zeros(geom.y_shape, dtype=x.dtype)
+    for _, r, s in geom.taps():
+        rows, cols = geom.tap_window(r, s)
+        total += x_pad[:, :, rows, cols]  # (AP2) window sums -> (N, C, P, Q)
+    divisor = _divisor(xp, geom, count_include_pad).astype(x.dtype)  # (AP1) (P, Q)
+    y = total / divisor  # (AP2)
+    return y, AvgPool2dCache(divisor=divisor, geom=geom)
+
+
+def avg_pool2d_backward(dy: Array, cache: AvgPool2dCache) -> Array:
+    """Average pooling backward pass, equation (AP3), the adjoint of (AP2).
+
+    Parameters
+    ----------
+    dy : Array (N, C, P, Q)
+        Gradient of the loss with respect to y.
+    cache : AvgPool2dCache
+        From avg_pool2d_forward.
+
+    Returns
+    -------
+    dx : Array (N, C, H, W)
+        Each dy spread evenly over its window; the share of padded cells is dropped.
+    """
+    geom = cache.geom
+    check_upstream("avg_pool2d_backward", dy, geom.y_shape, cache.divisor.dtype)
+    xp = get_xp(dy, cache.divisor)
+    share = dy / cache.divisor  # (AP3) -> (N, C, P, Q)
+    dx_pad = xp.zeros((geom.N, geom.C, *geom.padded_hw), dtype=dy.dtype)
+    for _, r, s in geom.taps():
+        rows, cols = geom.tap_window(r, s)
+        dx_pad[:, :, rows, cols] += share  # (AP3) scatter-add: windows overlap if stride < R
+    return _crop(xp, dx_pad, geom)
+
+
+def avg_pool2d(
+    x: Array,
+    kernel_size: Any,
+    *,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Array:
+    """Average pooling forward alone; see :func:`avg_pool2d_forward` for the arguments."""
+    y, _ = avg_pool2d_forward(
+        x,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+    )
+    return y
+
+
+# ---------------------------------------------------------------- adaptive average pooling
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveAvgPool2dCache:
+    """What adaptive_avg_pool2d_backward needs.
+
+    Fields
+    ------
+    M_h : Array (P, H)
+        Row-averaging matrix (AA2): P·H elements.
+    M_w : Array (Q, W)
+        Column-averaging matrix (AA2): Q·W elements.
+    N, C : int
+        Batch and channels of x.
+    """
+
+    M_h: Array
+    M_w: Array
+    N: int
+    C: int
+
+
+def _bin_matrix(xp: ModuleType, size: int, out: int, dtype: Any) -> Array:
+    """(AA1), (AA2): the (out, size) matrix that averages each bin."""
+    bins = xp.arange(out)
+    start = (bins * size) // out  # (AA1) floor(p*H/P)
+    end = -((-(bins + 1) * size) // out)  # (AA1) ceil((p+1)*H/P)
+    cells = xp.arange(size)
+    inside = (cells[None, :] >= start[:, None]) & (cells[None, :] < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)  # (AA2) -> (out, size)
+
+
+def adaptive_avg_pool2d_forward(x: Array, output_size: Any) -> tuple[Array, AdaptiveAvgPool2dCache]:
+    """Adaptive average pooling forward pass, equations (AA1)-(AA3).
+
+    Parameters
+    ----------
+    x : Array (N, C, H, W)
+        Input, float32 or float64.
+    output_size : int or (int, int)
+        P×Q, positive; may exceed H×W (bins then overlap). 1 is global average pooling.
+
+    Returns
+    -------
+    y : Array (N, C, P, Q)
+        Same dtype as x.
+    cache : AdaptiveAvgPool2dCache
+        For adaptive_avg_pool2d_backward.
+
+    Raises
+    ------
+    ShapeError
+        x is not 4-D or has an empty dimension.
+    ParameterError
+        output_size is not a positive int or pair.
+    DTypeError
+        x is not a float32/float64 array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(15.0).reshape(1, 1, 3, 5)
+    >>> y, cache = adaptive_avg_pool2d_forward(x, 2)   # rows {0,1},{1,2}; columns {0,1,2},{2,3,4}
+    >>> y[0, 0]
+    array([[ 3.5,  5.5],
+           [ 8.5, 10.5]])
+    >>> adaptive_avg_pool2d_forward(x, 1)[0].ravel()   # global average
+    array([7.])
+    """
+    op = "adaptive_avg_pool2d"
+    require_array(op, "x", x)
+    check_float_dtype(op, x=x)
+    if x.ndim != 4 or min(x.shape) < 1:
+        raise ShapeError(
+            f"{op}: x must be 4-D (N, C, H, W) and non-empty; expected 4 dimensions >= 1, "
+            f"got {x.ndim} (x.shape={tuple(x.shape)})"
+        )
+    P, Q = pair(op, "output_size", output_size, minimum=1)
+    xp = get_xp(x)
+    N, C, H, W = (int(v) for v in x.shape)
+    M_h = _bin_matrix(xp, H, P, x.dtype)  # (AA2) (P, H)
+    M_w = _bin_matrix(xp, W, Q, x.dtype)  # (AA2) (Q, W)
+    y = M_h @ x @ M_w.T  # (AA3) (P, H) @ (N, C, H, W) @ (W, Q) -> (N, C, P, Q)
+    return xp.ascontiguousarray(y), AdaptiveAvgPool2dCache(M_h=M_h, M_w=M_w, N=N, C=C)
+
+
+def adaptive_avg_pool2d_backward(dy: Array, cache: AdaptiveAvgPool2dCache) -> Array:
+    """Adaptive average pooling backward pass, equation (AA4).
+
+    Parameters
+    ----------
+    dy : Array (N, C, P, Q)
+        Gradient of the loss with respect to y.
+    cache : AdaptiveAvgPool2dCache
+        From adaptive_avg_pool2d_forward.
+
+    Returns
+    -------
+    dx : Array (N, C, H, W)
+    """
+    P, Q = cache.M_h.shape[0], cache.M_w.shape[0]
+    check_upstream("adaptive_avg_pool2d_backward", dy, (cache.N, cache.C, P, Q), cache.M_h.dtype)
+    xp = get_xp(dy, cache.M_h)
+    dx = cache.M_h.T @ dy @ cache.M_w  # (AA4) (H, P) @ (N, C, P, Q) @ (Q, W) -> (N, C, H, W)
+    return xp.ascontiguousarray(dx)
+
+
+def adaptive_avg_pool2d(x: Array, output_size: Any) -> Array:
+    """Adaptive average pooling forward alone; see :func:`adaptive_avg_pool2d_forward`."""
+    y, _ = adaptive_avg_pool2d_forward(x, output_size)
+    return y

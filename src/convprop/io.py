@@ -1,0 +1,674 @@
+"""Model files and training checkpoints: safetensors weights plus JSON metadata.
+
+A model file is one safetensors file. Its tensors are the model's ``state_dict`` under
+exactly PyTorch's names ("0.weight", "0.bias", "3.running_mean", "3.num_batches_tracked"),
+so ``torch_model.load_state_dict(...)`` accepts them for the same ``torch.nn.Sequential``.
+Its metadata (str -> str) holds::
+
+    format        "convprop-model"
+    version       "1"
+    architecture  JSON of architecture(model), from which build() makes the layers again
+    user          JSON of the caller's metadata dict
+
+A checkpoint is also one safetensors file: tensors "model.<key>" (the model's state dict)
+and "optimizer.<key>" (the optimizer's array entries); the metadata holds the format
+"convprop-checkpoint", the version, the architecture, the epoch, the optimizer's scalar
+entries, the scheduler's state, the random-generator states of layers that draw random
+numbers (Dropout) and the caller's ``state`` dict, each as JSON.
+
+Files are read with safetensors alone (no code runs on loading), and written atomically:
+a temporary file in the same directory, flushed to disk, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy
+import safetensors
+import safetensors.numpy
+
+import convprop.nn
+from convprop.backend import Array, to_host
+from convprop.nn.module import Module, Residual, Sequential
+
+__all__ = [
+    "ModelFileError",
+    "architecture",
+    "atomic_write",
+    "build",
+    "load_checkpoint",
+    "load_model",
+    "load_model_metadata",
+    "save_checkpoint",
+    "save_model",
+]
+
+MODEL_FORMAT = "convprop-model"
+CHECKPOINT_FORMAT = "convprop-checkpoint"
+VERSION = "1"
+
+PathLike = str | os.PathLike[str]
+
+
+class ModelFileError(ValueError):
+    """A model file or checkpoint cannot be read, or does not fit the model it is loaded into."""
+
+
+# -- atomic writes ---------------------------------------------------------------------------
+def atomic_write(path: PathLike, write_fn: Callable[[str], None]) -> None:
+    """Create or replace the file ``path`` with what ``write_fn`` writes, all or nothing.
+
+    ``write_fn(temporary_path)`` writes the whole file to a new temporary file in the same
+    directory (named ``.<stem>.<random>.tmp<suffix>``, so writers that infer a format from
+    the extension still work); it is then flushed to disk and renamed over ``path``. If
+    ``write_fn`` or anything after it fails, the temporary file is removed and the error
+    propagates: ``path`` keeps its previous content (or stays absent).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to create or replace.
+    write_fn : callable
+        Called once with the temporary path (a str).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> def write_hello(temporary: str) -> None:
+    ...     with open(temporary, "w") as handle:
+    ...         _ = handle.write("hello")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     target = os.path.join(folder, "note.txt")
+    ...     atomic_write(target, write_hello)
+    ...     with open(target) as handle:
+    ...         print(handle.read(), os.listdir(folder))
+    hello ['note.txt']
+    """
+    target = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(target)
+    stem, suffix = os.path.splitext(name)
+    temporary = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.tmp{suffix}")
+    # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide, as open() does.
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        write_fn(temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable (POSIX); platforms that cannot open folders skip it."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # pragma: no cover - file systems without directory fsync
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# -- architecture ----------------------------------------------------------------------------
+def _registry() -> dict[str, type[Module]]:
+    """Every Module class that convprop.nn exports, by class name."""
+    classes = (getattr(convprop.nn, name) for name in convprop.nn.__all__)
+    return {
+        cls.__name__: cls
+        for cls in classes
+        if isinstance(cls, type) and issubclass(cls, Module) and cls is not Module
+    }
+
+
+def architecture(model: Module) -> dict[str, Any]:
+    """Describe ``model`` as JSON-serialisable data from which ``build`` makes it again.
+
+    Containers nest: ``{"type": "Sequential", "children": [...]}`` and
+    ``{"type": "Residual", "body": {...}}``; every other layer is
+    ``{"type": <class name>, "config": model.config()}``. Weights are not included.
+
+    Raises
+    ------
+    TypeError
+        If the model contains a module that is not one of convprop.nn's layer classes
+        (a subclass or a user-defined module cannot be rebuilt from its name).
+
+    Examples
+    --------
+    >>> from convprop.nn import Linear, ReLU, Sequential
+    >>> architecture(Sequential(Linear(4, 2, rng=0), ReLU()))  # doctest: +NORMALIZE_WHITESPACE
+    {'type': 'Sequential', 'children': [{'type': 'Linear',
+      'config': {'in_features': 4, 'out_features': 2, 'bias': True}},
+      {'type': 'ReLU', 'config': {}}]}
+    """
+    registry = _registry()
+    name = type(model).__name__
+    if registry.get(name) is not type(model):
+        raise TypeError(
+            f"architecture: {type(model).__module__}.{name} cannot be saved by name; expected "
+            f"one of convprop.nn's layers {sorted(registry)}, got {name}"
+        )
+    if isinstance(model, Sequential):
+        return {"type": name, "children": [architecture(child) for child in model]}
+    if isinstance(model, Residual):
+        return {"type": name, "body": architecture(model.body)}
+    return {"type": name, "config": model.config()}
+
+
+def build(arch: Mapping[str, Any], *, source: str = "build") -> Module:
+    """Make the layers described by ``arch`` (from ``architecture``), freshly initialised.
+
+    Parameters
+    ----------
+    arch : dict
+        The description; every layer's ``config`` is passed to its constructor.
+    source : str
+        Named at the start of error messages (``load_model`` passes the file's path).
+
+    Raises
+    ------
+    ModelFileError
+        On an unknown layer type, a malformed node or a config its constructor refuses,
+        naming the layer's position (``model.3.body``) and type.
+
+    Examples
+    --------
+    >>> build({"type": "Sequential", "children": [{"type": "ReLU", "config": {}}]})
+    Sequential(
+      (0): ReLU()
+    )
+    """
+    return _build(arch, source, "model", _registry())
+
+
+def _build(node: Any, source: str, where: str, registry: dict[str, type[Module]]) -> Module:
+    if not isinstance(node, Mapping) or not isinstance(node.get("type"), str):
+        raise ModelFileError(
+            f"{source}: the architecture node {where} is malformed; expected an object with a "
+            f"'type' string, got {_short(node)}"
+        )
+    name = node["type"]
+    cls = registry.get(name)
+    if cls is None:
+        raise ModelFileError(
+            f"{source}: unknown layer type at {where}; expected one of {sorted(registry)}, "
+            f"got {name!r}"
+        )
+    field = "children" if cls is Sequential else "body" if cls is Residual else "config"
+    if set(node) != {"type", field}:
+        raise ModelFileError(
+            f"{source}: the architecture node {where} ({name}) has the wrong fields; expected "
+            f"['type', '{field}'], got {sorted(node)}"
+        )
+    value = node[field]
+    if cls is Sequential:
+        if not isinstance(value, list):
+            raise ModelFileError(
+                f"{source}: {where} (Sequential) children must be a list; expected [...], "
+                f"got {_short(value)}"
+            )
+        return Sequential(
+            *(_build(c, source, f"{where}.{i}", registry) for i, c in enumerate(value))
+        )
+    if cls is Residual:
+        return Residual(_build(value, source, f"{where}.body", registry))
+    if not isinstance(value, Mapping):
+        raise ModelFileError(
+            f"{source}: {where} ({name}) config must be an object; expected {{...}}, "
+            f"got {_short(value)}"
+        )
+    try:
+        return cls(**value)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(
+            f"{source}: {where} ({name}) cannot be built from its config; expected "
+            f"{name}'s constructor arguments, got {dict(value)!r} ({error})"
+        ) from error
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- reading and checking files --------------------------------------------------------------
+def _read(
+    path: PathLike, *, with_tensors: bool = True
+) -> tuple[str, dict[str, str], dict[str, numpy.ndarray]]:
+    """Return (path as str, metadata, tensors) of a safetensors file (no tensors if not asked)."""
+    filename = os.fspath(path)
+    try:
+        with safetensors.safe_open(filename, framework="numpy") as handle:
+            header = handle.metadata() or {}
+            keys = handle.keys() if with_tensors else []
+            tensors = {key: handle.get_tensor(key) for key in keys}
+    except (safetensors.SafetensorError, ValueError, TypeError) as error:
+        raise ModelFileError(
+            f"{filename}: not a readable safetensors file; expected a file written by "
+            f"convprop.io, got an error reading it ({error})"
+        ) from error
+    return filename, header, tensors
+
+
+def _check_format(filename: str, header: dict[str, str], formats: tuple[str, ...]) -> str:
+    if "format" not in header:
+        raise ModelFileError(
+            f"{filename}: no convprop metadata; expected a 'format' entry in {list(formats)}, "
+            f"got the metadata keys {sorted(header)}"
+        )
+    if header["format"] not in formats:
+        raise ModelFileError(
+            f"{filename}: wrong file format; expected one of {list(formats)}, "
+            f"got {header['format']!r}"
+        )
+    if header.get("version") != VERSION:
+        raise ModelFileError(
+            f"{filename}: unsupported {header['format']} version; expected {VERSION!r}, "
+            f"got {header.get('version')!r}"
+        )
+    return header["format"]
+
+
+def _json_entry(filename: str, header: dict[str, str], key: str) -> Any:
+    if key not in header:
+        raise ModelFileError(
+            f"{filename}: the metadata lacks {key!r}; expected it next to 'format', "
+            f"got the keys {sorted(header)}"
+        )
+    try:
+        return json.loads(header[key])
+    except json.JSONDecodeError as error:
+        raise ModelFileError(
+            f"{filename}: the metadata entry {key!r} is not valid JSON; expected JSON text, "
+            f"got {_short(header[key])} ({error})"
+        ) from error
+
+
+def _check_weights(filename: str, model: Module, tensors: Mapping[str, numpy.ndarray]) -> None:
+    """Raise unless ``tensors`` has the model's keys, shapes and one float dtype."""
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{filename}: the weights do not match the architecture; expected the keys "
+            f"{sorted(own)}, got missing {missing} and unexpected {unexpected}"
+        )
+    for key, value in tensors.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise ModelFileError(
+                f"{filename}: {key} has the wrong shape; expected {tuple(own[key].shape)} "
+                f"from the architecture, got {tuple(value.shape)}"
+            )
+        is_float = value.dtype.kind == "f"
+        if is_float != (own[key].dtype.kind == "f") or (
+            not is_float and value.dtype != own[key].dtype
+        ):
+            raise ModelFileError(
+                f"{filename}: {key} has the wrong dtype; expected {own[key].dtype}, got "
+                f"{value.dtype} ({key}.shape={tuple(value.shape)})"
+            )
+    float_dtypes = sorted({str(v.dtype) for v in tensors.values() if v.dtype.kind == "f"})
+    if len(float_dtypes) > 1 or not set(float_dtypes) <= {"float32", "float64"}:
+        raise ModelFileError(
+            f"{filename}: the weights must share one float dtype; expected float32 or "
+            f"float64 throughout, got {float_dtypes}"
+        )
+
+
+def _host_tensors(state: Mapping[str, Array], prefix: str = "") -> dict[str, numpy.ndarray]:
+    """Arrays moved to the host and made contiguous, as safetensors requires."""
+    return {prefix + key: numpy.asarray(to_host(value), order="C") for key, value in state.items()}
+
+
+def _dumps(where: str, name: str, value: Any) -> str:
+    try:
+        return json.dumps(value, default=_json_default)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{where}: {name} must be JSON-serialisable; expected dicts, lists, str, numbers, "
+            f"bools and None, got {_short(value)} ({error})"
+        ) from error
+
+
+def _json_default(value: Any) -> Any:
+    """NumPy scalars and 0-d arrays become Python numbers; anything else is refused."""
+    if isinstance(value, numpy.generic) or (isinstance(value, numpy.ndarray) and value.ndim == 0):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# -- model files -----------------------------------------------------------------------------
+def save_model(path: PathLike, model: Module, *, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``model`` (architecture and weights) to the safetensors file ``path``, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Conventionally ``*.safetensors``; an existing file is replaced only on success.
+    model : Module
+        Made of convprop.nn's layers; its arrays may live on any device.
+    metadata : dict, optional
+        JSON-serialisable data kept with the model (``load_model_metadata`` returns it).
+
+    Raises
+    ------
+    TypeError
+        If the model holds a module that ``architecture`` cannot name, or ``metadata`` is
+        not a JSON-serialisable dict.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from convprop.nn import Linear, ReLU, Sequential
+    >>> net = Sequential(Linear(4, 3, rng=0), ReLU(), Linear(3, 2, rng=1))
+    >>> x = np.ones((1, 4), dtype=np.float32)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "net.safetensors")
+    ...     save_model(path, net, metadata={"epochs": 3})
+    ...     loaded, info = load_model(path), load_model_metadata(path)
+    >>> bool(np.array_equal(loaded(x), net(x))), info
+    (True, {'epochs': 3})
+    """
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(
+            f"save_model: metadata must be a dict; expected a JSON-serialisable dict or None, "
+            f"got {type(metadata).__name__}"
+        )
+    header = {
+        "format": MODEL_FORMAT,
+        "version": VERSION,
+        "architecture": _dumps("save_model", "the architecture", architecture(model)),
+        "user": _dumps("save_model", "metadata", metadata or {}),
+    }
+    tensors = _host_tensors(model.state_dict())
+    atomic_write(path, lambda temporary: safetensors.numpy.save_file(tensors, temporary, header))
+
+
+def load_model(path: PathLike) -> Module:
+    """Rebuild the model saved by ``save_model`` (or the model in a checkpoint).
+
+    The layers are made from the stored architecture, then take the stored weights with
+    their dtype (a float64 file gives a float64 model), on the host. The model is in
+    training mode, as a freshly built one; call ``eval()`` for inference.
+
+    Raises
+    ------
+    ModelFileError
+        Naming ``path``: not a (complete) safetensors file, no convprop metadata, an
+        unsupported version, an unknown layer, or weights whose keys, shapes or dtypes do
+        not fit the architecture.
+    FileNotFoundError
+        If ``path`` does not exist.
+    """
+    filename, header, tensors = _read(path)
+    kind = _check_format(filename, header, (MODEL_FORMAT, CHECKPOINT_FORMAT))
+    model = build(_json_entry(filename, header, "architecture"), source=filename)
+    if kind == CHECKPOINT_FORMAT:
+        tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    _check_weights(filename, model, tensors)
+    model.load_state_dict(tensors)
+    return model
+
+
+def load_model_metadata(path: PathLike) -> dict[str, Any]:
+    """Return the caller's dict saved with the model (``metadata=``; a checkpoint's ``state``).
+
+    Raises
+    ------
+    ModelFileError
+        As ``load_model`` for unreadable files or missing convprop metadata.
+    """
+    filename, header, _ = _read(path, with_tensors=False)
+    kind = _check_format(filename, header, (MODEL_FORMAT, CHECKPOINT_FORMAT))
+    user = _json_entry(filename, header, "user" if kind == MODEL_FORMAT else "state")
+    if not isinstance(user, dict):
+        raise ModelFileError(
+            f"{filename}: the saved metadata is not an object; expected a dict, got {_short(user)}"
+        )
+    return user
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+def _named_modules(module: Module, prefix: str = "model") -> Iterator[tuple[str, Module]]:
+    yield prefix, module
+    for name, child in module._modules.items():
+        yield from _named_modules(child, f"{prefix}.{name}")
+
+
+def _generators(model: Module) -> dict[str, numpy.random.Generator]:
+    """The random generators owned by layers (Dropout's masks), by module position."""
+    found = {name: getattr(module, "rng", None) for name, module in _named_modules(model)}
+    return {name: rng for name, rng in found.items() if isinstance(rng, numpy.random.Generator)}
+
+
+def save_checkpoint(
+    path: PathLike,
+    model: Module,
+    optimizer: Any,
+    *,
+    scheduler: Any = None,
+    epoch: int,
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Write everything needed to resume training to one safetensors file, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file; an existing one is replaced only on success.
+    model : Module
+        Its weights and buffers become tensors "model.<key>".
+    optimizer : convprop.optim.Optimizer
+        Array entries of ``optimizer.state_dict()`` become tensors "optimizer.<key>";
+        scalar entries go to the metadata.
+    scheduler : learning-rate schedule, optional
+        ``scheduler.state_dict()`` goes to the metadata.
+    epoch : int
+        The number of completed epochs, returned by ``load_checkpoint``.
+    state : dict, optional
+        JSON-serialisable data to resume with (history, RNG states, configuration).
+
+    Notes
+    -----
+    The states of the layers' own generators (Dropout's ``rng``) are saved too, so that a
+    resumed run draws the same masks as an uninterrupted one.
+
+    Raises
+    ------
+    TypeError
+        If ``epoch`` is not an int, ``state`` is not a JSON-serialisable dict, or a
+        scheduler or optimizer entry cannot be stored.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, numpy.integer)):
+        raise TypeError(f"save_checkpoint: epoch must be an int; expected e.g. 3, got {epoch!r}")
+    if state is not None and not isinstance(state, dict):
+        raise TypeError(
+            f"save_checkpoint: state must be a dict; expected a JSON-serialisable dict or "
+            f"None, got {type(state).__name__}"
+        )
+    optimizer_state = optimizer.state_dict()
+    arrays = {
+        k: v
+        for k, v in optimizer_state.items()
+        if hasattr(v, "shape") and not isinstance(v, numpy.generic)
+    }
+    scalars = {k: v for k, v in optimizer_state.items() if k not in arrays}
+    rng = {name: gen.bit_generator.state for name, gen in _generators(model).items()}
+    header = {
+        "format": CHECKPOINT_FORMAT,
+        "version": VERSION,
+        "architecture": _dumps("save_checkpoint", "the architecture", architecture(model)),
+        "epoch": str(int(epoch)),
+        "optimizer": _dumps(
+            "save_checkpoint",
+            "the optimizer state",
+            {"type": type(optimizer).__name__, "scalars": scalars},
+        ),
+        "scheduler": _dumps(
+            "save_checkpoint",
+            "the scheduler state",
+            None
+            if scheduler is None
+            else {"type": type(scheduler).__name__, "state": scheduler.state_dict()},
+        ),
+        "rng": _dumps("save_checkpoint", "the layers' generator states", rng),
+        "state": _dumps("save_checkpoint", "state", state or {}),
+    }
+    tensors = _host_tensors(model.state_dict(), "model.")
+    tensors.update(_host_tensors(arrays, "optimizer."))
+    atomic_write(path, lambda temporary: safetensors.numpy.save_file(tensors, temporary, header))
+
+
+def _differences(saved: Any, current: Any, where: str) -> list[str]:
+    """Where two architecture descriptions differ, as readable paths."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        found = []
+        for key in [*saved, *(k for k in current if k not in saved)]:
+            if key not in current or key not in saved:
+                side = "checkpoint" if key in saved else "model"
+                found.append(f"{where}.{key} is only in the {side}")
+            else:
+                found += _differences(saved[key], current[key], f"{where}.{key}")
+        return found
+    if isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):
+        found = []
+        for index, (saved_item, current_item) in enumerate(zip(saved, current, strict=True)):
+            found += _differences(saved_item, current_item, f"{where}[{index}]")
+        return found
+    if saved != current:
+        return [f"{where}: checkpoint has {_short(saved)}, model has {_short(current)}"]
+    return []
+
+
+def load_checkpoint(
+    path: PathLike, model: Module, optimizer: Any, scheduler: Any = None
+) -> dict[str, Any]:
+    """Restore model, optimizer and scheduler in place from ``save_checkpoint``'s file.
+
+    Everything is checked before anything changes; if the optimizer or the scheduler then
+    refuses its state, the model (and optimizer) are put back as they were.
+
+    Returns
+    -------
+    dict
+        ``{"epoch": int, "state": dict}``: the completed epochs and the saved ``state``.
+
+    Raises
+    ------
+    ModelFileError
+        Naming ``path``: an unreadable file or not a checkpoint; an architecture that
+        differs from the model's (the differing entries are listed); another optimizer
+        or scheduler class; a scheduler passed when none was saved; weights that do not fit;
+        or an optimizer or scheduler that refuses the saved state.
+    """
+    filename, header, tensors = _read(path)
+    _check_format(filename, header, (CHECKPOINT_FORMAT,))
+    saved_arch = _json_entry(filename, header, "architecture")
+    current_arch = json.loads(_dumps("load_checkpoint", "the architecture", architecture(model)))
+    differences = _differences(saved_arch, current_arch, "model")
+    if differences:
+        raise ModelFileError(
+            f"{filename}: the checkpoint's architecture differs from the model's; expected "
+            f"the same layers and configs, got {len(differences)} difference(s): "
+            + "; ".join(differences[:5])
+        )
+    unknown = sorted(k for k in tensors if not k.startswith(("model.", "optimizer.")))
+    if unknown:
+        raise ModelFileError(
+            f"{filename}: unexpected tensors; expected names 'model.<key>' or "
+            f"'optimizer.<key>', got {unknown}"
+        )
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    _check_weights(filename, model, weights)
+    saved_optimizer = _json_entry(filename, header, "optimizer")
+    _check_owner(filename, "optimizer", saved_optimizer, optimizer)
+    optimizer_state = dict(saved_optimizer["scalars"])
+    optimizer_state.update(
+        {k[len("optimizer.") :]: v for k, v in tensors.items() if k.startswith("optimizer.")}
+    )
+    saved_scheduler = _json_entry(filename, header, "scheduler")
+    if scheduler is not None:
+        _check_owner(filename, "scheduler", saved_scheduler, scheduler)
+    rng = _json_entry(filename, header, "rng")
+    epoch, user = _json_entry(filename, header, "epoch"), _json_entry(filename, header, "state")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not isinstance(user, dict):
+        raise ModelFileError(
+            f"{filename}: malformed epoch or state; expected an int and an object, got "
+            f"{_short(epoch)} and {_short(user)}"
+        )
+    _restore(
+        filename, model, weights, (optimizer, optimizer_state), (scheduler, saved_scheduler), rng
+    )
+    return {"epoch": epoch, "state": user}
+
+
+def _check_owner(filename: str, role: str, saved: Any, owner: Any) -> None:
+    """The saved optimizer/scheduler entry must exist and come from the same class."""
+    field = "scalars" if role == "optimizer" else "state"
+    if saved is None:
+        raise ModelFileError(
+            f"{filename}: no {role} state was saved; expected a {type(owner).__name__} "
+            f"state, got none (pass {role}=None)"
+        )
+    if not isinstance(saved, dict) or not isinstance(saved.get(field), dict):
+        raise ModelFileError(
+            f"{filename}: the {role} entry is malformed; expected an object with 'type' and "
+            f"'{field}', got {_short(saved)}"
+        )
+    if saved.get("type") != type(owner).__name__:
+        raise ModelFileError(
+            f"{filename}: the checkpoint holds another {role}; expected "
+            f"{type(owner).__name__}, got {saved.get('type')!r}"
+        )
+
+
+def _restore(
+    filename: str,
+    model: Module,
+    weights: dict[str, numpy.ndarray],
+    optimizer: tuple[Any, dict[str, Any]],
+    scheduler: tuple[Any, Any],
+    rng: Any,
+) -> None:
+    """Load the states (model, optimizer, scheduler, generators); on a refusal undo and raise."""
+    # load_state_dict assigns fresh arrays, so the old state dict stays valid as a backup.
+    model_backup, optimizer_backup = model.state_dict(), optimizer[0].state_dict()
+    scheduler_backup = None if scheduler[0] is None else scheduler[0].state_dict()
+    generators = _generators(model)
+    rng_backup = {name: generator.bit_generator.state for name, generator in generators.items()}
+    model.load_state_dict(weights)
+    role = "optimizer"
+    try:
+        optimizer[0].load_state_dict(optimizer[1])
+        role = "scheduler"
+        if scheduler[0] is not None:
+            scheduler[0].load_state_dict(scheduler[1]["state"])
+        role = "random generators of the layers"
+        for name, generator in generators.items():
+            if isinstance(rng, dict) and name in rng:
+                generator.bit_generator.state = rng[name]
+    except (TypeError, ValueError, KeyError) as error:
+        model.load_state_dict(model_backup)
+        optimizer[0].load_state_dict(optimizer_backup)
+        if scheduler[0] is not None:
+            scheduler[0].load_state_dict(scheduler_backup)
+        for name, generator in generators.items():
+            generator.bit_generator.state = rng_backup[name]
+        raise ModelFileError(
+            f"{filename}: the {role} refused the saved state; expected a state from the same "
+            f"{role} settings, got an error ({error})"
+        ) from error

@@ -1,0 +1,227 @@
+"""Conv2d and ConvTranspose2d layers (PyTorch's names, arguments and initialisation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convprop._shapes import pair
+from convprop.backend import Array
+from convprop.errors import ParameterError
+from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
+from convprop.functional.conv_transpose2d import (
+    conv_transpose2d_backward,
+    conv_transpose2d_forward,
+)
+from convprop.nn.init import RNGLike, check_dtype, kaiming_uniform, make_rng
+from convprop.nn.module import Module
+from convprop.nn.parameter import Parameter
+
+
+def _check_common(
+    op: str, in_channels: int, out_channels: int, groups: int, algorithm: str
+) -> None:
+    for name, value in (
+        ("in_channels", in_channels),
+        ("out_channels", out_channels),
+        ("groups", groups),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ParameterError(
+                f"{op}: {name} must be a positive int; expected >= 1, got {value!r}"
+            )
+    if in_channels % groups or out_channels % groups:
+        raise ParameterError(
+            f"{op}: groups must divide in_channels and out_channels; expected both divisible by "
+            f"{groups}, got in_channels={in_channels}, out_channels={out_channels}"
+        )
+    if algorithm != "auto" and algorithm not in ALGORITHMS:
+        raise ParameterError(
+            f"{op}: unknown algorithm; expected one of {['auto', *ALGORITHMS]}, got {algorithm!r}"
+        )
+
+
+def _padding_config(padding: Any) -> Any:
+    """Padding as JSON-friendly data (tuples become lists)."""
+    if isinstance(padding, (tuple, list)):
+        return [_padding_config(p) for p in padding]
+    return padding
+
+
+class Conv2d(Module):
+    """2-D convolution layer: y = conv2d(x, weight, bias), equations (F1), (B1)–(B3).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        C and K.
+    kernel_size, stride, dilation : int or (int, int)
+    padding : int, pair, ((top, bottom), (left, right)), "same" or "valid"
+    groups : int
+    bias : bool
+    algorithm : str
+        "auto" (default), "direct", "im2col", "fft" or "winograd".
+    rng : numpy.random.Generator, int or None
+        Source of the Kaiming-uniform initial weights (PyTorch's default rule).
+    dtype : "float32" or "float64"
+
+    Attributes
+    ----------
+    weight : Parameter (K, C/groups, R, S)
+    bias : Parameter (K,) or None
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        algorithm: str = "auto",
+        rng: RNGLike = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__()
+        op = type(self).__name__
+        _check_common(op, in_channels, out_channels, groups, algorithm)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = pair(op, "kernel_size", kernel_size, minimum=1)
+        self.stride = pair(op, "stride", stride, minimum=1)
+        self.dilation = pair(op, "dilation", dilation, minimum=1)
+        self.padding = padding
+        self.algorithm = algorithm
+        dtype = check_dtype(op, dtype)
+        generator = make_rng(rng)
+        R, S = self.kernel_size
+        C_g = in_channels // groups
+        fan_in = C_g * R * S
+        self.weight = Parameter(
+            kaiming_uniform((out_channels, C_g, R, S), fan_in, generator, dtype)
+        )
+        self.bias = (
+            Parameter(kaiming_uniform((out_channels,), fan_in, generator, dtype)) if bias else None
+        )
+        self._parameters.update(weight=self.weight, bias=self.bias)
+
+    def forward(self, x: Array) -> Array:
+        y, self._cache = conv2d_forward(
+            x,
+            self.weight.data,
+            None if self.bias is None else self.bias.data,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            algorithm=self.algorithm,
+        )
+        return y
+
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
+        dx, dw, db = conv2d_backward(dy, self._take_cache(), need_dx=need_dx)
+        self.weight.grad += dw
+        if self.bias is not None and db is not None:
+            self.bias.grad += db
+        return dx
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": _padding_config(self.padding),
+            "dilation": list(self.dilation),
+            "groups": self.groups,
+            "bias": self.bias is not None,
+            "algorithm": self.algorithm,
+        }
+
+
+class ConvTranspose2d(Module):
+    """Transposed convolution layer, conv2d's adjoint (equations CT1–CT4).
+
+    Parameters as PyTorch's ``ConvTranspose2d(in_channels, out_channels, kernel_size,
+    stride=1, padding=0, output_padding=0, groups=1, bias=True, dilation=1)``.
+
+    Attributes
+    ----------
+    weight : Parameter (C_in, C_out/groups, R, S)
+    bias : Parameter (C_out,) or None
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        *,
+        algorithm: str = "auto",
+        rng: RNGLike = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__()
+        op = type(self).__name__
+        _check_common(op, in_channels, out_channels, groups, algorithm)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = pair(op, "kernel_size", kernel_size, minimum=1)
+        self.stride = pair(op, "stride", stride, minimum=1)
+        self.dilation = pair(op, "dilation", dilation, minimum=1)
+        self.output_padding = pair(op, "output_padding", output_padding, minimum=0)
+        self.padding = padding
+        self.algorithm = algorithm
+        dtype = check_dtype(op, dtype)
+        generator = make_rng(rng)
+        R, S = self.kernel_size
+        C_out_g = out_channels // groups
+        fan_in = C_out_g * R * S  # PyTorch computes fan_in from weight.shape[1] * R * S
+        shape = (in_channels, C_out_g, R, S)
+        self.weight = Parameter(kaiming_uniform(shape, fan_in, generator, dtype))
+        self.bias = (
+            Parameter(kaiming_uniform((out_channels,), fan_in, generator, dtype)) if bias else None
+        )
+        self._parameters.update(weight=self.weight, bias=self.bias)
+
+    def forward(self, x: Array) -> Array:
+        y, self._cache = conv_transpose2d_forward(
+            x,
+            self.weight.data,
+            None if self.bias is None else self.bias.data,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            algorithm=self.algorithm,
+        )
+        return y
+
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
+        dx, dw, db = conv_transpose2d_backward(dy, self._take_cache(), need_dx=need_dx)
+        self.weight.grad += dw
+        if self.bias is not None and db is not None:
+            self.bias.grad += db
+        return dx
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": _padding_config(self.padding),
+            "output_padding": list(self.output_padding),
+            "groups": self.groups,
+            "bias": self.bias is not None,
+            "dilation": list(self.dilation),
+            "algorithm": self.algorithm,
+        }

@@ -1,0 +1,111 @@
+"""Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d (PyTorch's names and arguments)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convprop._shapes import pair
+from convprop.backend import Array
+from convprop.functional.pool2d import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from convprop.nn.module import Module
+
+
+class MaxPool2d(Module):
+    """Max pooling; the gradient goes to each window's arg-max (first maximum on ties)."""
+
+    def __init__(
+        self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False
+    ) -> None:
+        super().__init__()
+        self.kernel_size = pair("MaxPool2d", "kernel_size", kernel_size, minimum=1)
+        self.stride = (
+            self.kernel_size if stride is None else pair("MaxPool2d", "stride", stride, minimum=1)
+        )
+        self.padding = pair("MaxPool2d", "padding", padding, minimum=0)
+        self.ceil_mode = bool(ceil_mode)
+
+    def forward(self, x: Array) -> Array:
+        y, self._cache = max_pool2d_forward(
+            x, self.kernel_size, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode
+        )
+        return y
+
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
+        return max_pool2d_backward(dy, self._take_cache())
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "ceil_mode": self.ceil_mode,
+        }
+
+
+class AvgPool2d(Module):
+    """Average pooling; the gradient is spread evenly over each window."""
+
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = pair("AvgPool2d", "kernel_size", kernel_size, minimum=1)
+        self.stride = (
+            self.kernel_size if stride is None else pair("AvgPool2d", "stride", stride, minimum=1)
+        )
+        self.padding = pair("AvgPool2d", "padding", padding, minimum=0)
+        self.ceil_mode = bool(ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def forward(self, x: Array) -> Array:
+        y, self._cache = avg_pool2d_forward(
+            x,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+        )
+        return y
+
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
+        return avg_pool2d_backward(dy, self._take_cache())
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "ceil_mode": self.ceil_mode,
+            "count_include_pad": self.count_include_pad,
+        }
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size; ``output_size=1`` is global average pooling."""
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        self.output_size = pair("AdaptiveAvgPool2d", "output_size", output_size, minimum=1)
+
+    def forward(self, x: Array) -> Array:
+        y, self._cache = adaptive_avg_pool2d_forward(x, self.output_size)
+        return y
+
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
+        return adaptive_avg_pool2d_backward(dy, self._take_cache())
+
+    def config(self) -> dict[str, Any]:
+        return {"output_size": list(self.output_size)}

@@ -1,0 +1,127 @@
+"""Dropout and BatchNorm2d: layers whose behaviour differs between train() and eval()."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from convprop.backend import Array, get_xp
+from convprop.errors import ParameterError
+from convprop.functional.dropout import dropout_backward, dropout_forward
+from convprop.functional.normalization import batch_norm2d_backward, batch_norm2d_forward
+from convprop.nn.init import RNGLike, check_dtype, make_rng
+from convprop.nn.module import Module
+from convprop.nn.parameter import Parameter
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability p, scale by 1/(1-p).
+
+    The masks come from this layer's own Generator (``rng``), so a seeded run repeats.
+    In eval() mode the layer is the identity.
+    """
+
+    def __init__(self, p: float = 0.5, *, rng: RNGLike = None) -> None:
+        super().__init__()
+        if not 0.0 <= float(p) <= 1.0:
+            raise ParameterError(
+                f"Dropout: p must be a probability; expected 0 <= p <= 1, got {p!r}"
+            )
+        self.p = float(p)
+        self.rng: numpy.random.Generator = make_rng(rng)
+
+    def forward(self, x: Array) -> Array:
+        y, self._cache = dropout_forward(x, p=self.p, training=self.training, rng=self.rng)
+        return y
+
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
+        return dropout_backward(dy, self._take_cache())
+
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation over (N, H, W) per channel, with running statistics.
+
+    Attributes
+    ----------
+    weight, bias : Parameter (C,)
+        gamma and beta (present when ``affine``).
+    running_mean, running_var : buffers (C,)
+        Updated in training as PyTorch (running_var from the unbiased variance).
+    num_batches_tracked : buffer ()
+        int64 count of training batches, as in PyTorch's state_dict.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        *,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ParameterError(
+                f"BatchNorm2d: num_features must be a positive int; expected >= 1, "
+                f"got {num_features!r}"
+            )
+        if eps <= 0 or not 0.0 <= momentum <= 1.0:
+            raise ParameterError(
+                f"BatchNorm2d: expected eps > 0 and 0 <= momentum <= 1, got eps={eps!r}, "
+                f"momentum={momentum!r}"
+            )
+        dtype = check_dtype("BatchNorm2d", dtype)
+        self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
+        self.affine = bool(affine)
+        self.weight = Parameter(numpy.ones(num_features, dtype=dtype)) if affine else None
+        self.bias = Parameter(numpy.zeros(num_features, dtype=dtype)) if affine else None
+        self._parameters.update(weight=self.weight, bias=self.bias)
+        self._buffers["running_mean"] = numpy.zeros(num_features, dtype=dtype)
+        self._buffers["running_var"] = numpy.ones(num_features, dtype=dtype)
+        self._buffers["num_batches_tracked"] = numpy.zeros((), dtype=numpy.int64)
+
+    def _affine(self, x: Array) -> tuple[Array, Array]:
+        if self.weight is not None and self.bias is not None:
+            return self.weight.data, self.bias.data
+        xp = get_xp(x)
+        return xp.ones(self.num_features, dtype=x.dtype), xp.zeros(self.num_features, dtype=x.dtype)
+
+    def forward(self, x: Array) -> Array:
+        gamma, beta = self._affine(x)
+        y, cache = batch_norm2d_forward(
+            x,
+            gamma,
+            beta,
+            self._buffers["running_mean"].astype(x.dtype, copy=False),
+            self._buffers["running_var"].astype(x.dtype, copy=False),
+            training=self.training,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
+        if self.training:
+            self._buffers["running_mean"] = cache.new_running_mean
+            self._buffers["running_var"] = cache.new_running_var
+            tracked = self._buffers["num_batches_tracked"]
+            self._buffers["num_batches_tracked"] = get_xp(tracked).asarray(tracked + 1)
+        self._cache = cache
+        return y
+
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
+        dx, dgamma, dbeta = batch_norm2d_backward(dy, self._take_cache())
+        if self.weight is not None and self.bias is not None:
+            self.weight.grad += dgamma
+            self.bias.grad += dbeta
+        return dx
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "num_features": self.num_features,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "affine": self.affine,
+        }

@@ -1,0 +1,267 @@
+"""The training loop: batches → forward → loss → backward → step → metrics.
+
+Every step is explicit::
+
+    logits = model.forward(x)                 # each layer caches what its backward needs
+    loss = loss_fn.forward(logits, labels)
+    model.zero_grad()
+    model.backward(loss_fn.backward(1.0), need_dx=False)   # the chain rule, layer by layer
+    optimizer.step()                          # w <- w - lr * dE/dw (or momentum / Adam)
+
+``fit`` adds epochs, evaluation on the test split, a tqdm progress bar, a history of
+metrics, atomic per-epoch checkpoints with optimizer state, exact resume, and a guard that
+stops on a NaN/Inf loss with a clear message, leaving the last good checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy
+from tqdm import tqdm
+
+from convprop.backend import Array, get_xp, to_host
+from convprop.data import ArrayDataset, DataLoader
+from convprop.errors import ParameterError
+from convprop.io import load_checkpoint, save_checkpoint, save_model
+from convprop.nn import CrossEntropyLoss, Module
+from convprop.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
+
+log = logging.getLogger("convprop.train")
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "step", "cosine")
+CHECKPOINT_NAME = "checkpoint.safetensors"
+MODEL_NAME = "model.safetensors"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of a training run (all JSON-serialisable)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    eval_batch_size: int = 500
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            problems.append(f"lr must be a positive number, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.device not in ("cpu", "cuda"):
+            problems.append(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if problems:
+            raise ParameterError("train: invalid configuration; " + "; ".join(problems))
+
+
+def make_optimizer(config: TrainConfig, model: Module) -> SGD | Adam | AdamW:
+    """The optimizer named by the configuration, over the model's parameters."""
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return SGD(params, config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return Adam(params, config.lr, weight_decay=config.weight_decay)
+    return AdamW(params, config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(config: TrainConfig, optimizer: Any) -> StepLR | CosineAnnealingLR | None:
+    """The learning-rate schedule named by the configuration (stepped once per epoch)."""
+    if config.schedule == "step":
+        return StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
+    if config.schedule == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
+@dataclass
+class Evaluation:
+    """Loss, accuracy and per-sample predictions of a model on a dataset."""
+
+    loss: float
+    accuracy: float
+    predictions: numpy.ndarray
+    labels: numpy.ndarray
+
+
+def evaluate(
+    model: Module, dataset: ArrayDataset, *, batch_size: int = 500, device: str = "cpu"
+) -> Evaluation:
+    """Mean cross-entropy, accuracy and predictions in eval mode; the training flag is restored."""
+    was_training = model.training
+    model.eval()
+    loss_fn = CrossEntropyLoss()
+    total_loss = 0.0
+    predictions = []
+    try:
+        for x, labels in DataLoader(dataset, batch_size, shuffle=False, device=device):
+            logits = model.forward(x)
+            loss = loss_fn.forward(logits, labels)
+            loss_fn._cache = None  # forward only: release the loss cache
+            _release_caches(model)
+            total_loss += float(loss) * len(labels)
+            predictions.append(to_host(get_xp(logits).argmax(logits, axis=1)))
+    finally:
+        model.train(was_training)
+    predicted = numpy.concatenate(predictions) if predictions else numpy.zeros(0, numpy.int64)
+    truth = to_host(dataset.labels)
+    accuracy = float((predicted == truth).mean()) if len(truth) else float("nan")
+    return Evaluation(total_loss / max(len(truth), 1), accuracy, predicted, truth)
+
+
+def _release_caches(model: Module) -> None:
+    for module in model.modules():
+        module._cache = None
+
+
+def train_step(
+    model: Module, loss_fn: CrossEntropyLoss, optimizer: Any, x: Array, labels: Array
+) -> tuple[Array, Array]:
+    """One gradient-descent step; returns the (device) loss and the number of correct labels."""
+    logits = model.forward(x)
+    loss = loss_fn.forward(logits, labels)
+    optimizer.zero_grad()
+    model.backward(loss_fn.backward(1.0), need_dx=False)
+    optimizer.step()
+    correct = (get_xp(logits).argmax(logits, axis=1) == labels).sum()
+    return loss, correct
+
+
+def fit(
+    model: Module,
+    train_set: ArrayDataset,
+    test_set: ArrayDataset | None,
+    config: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+) -> list[dict[str, Any]]:
+    """Train ``model`` and return the history: one dict of metrics per epoch.
+
+    Parameters
+    ----------
+    model : Module
+        Classifier producing logits (N, classes).
+    train_set, test_set : ArrayDataset
+        Images (N, C, H, W) and integer labels (N,); test_set may be None.
+    config : TrainConfig
+    out_dir : path or None
+        Where ``checkpoint.safetensors`` (each epoch, atomically) and ``model.safetensors``
+        (at the end) go; None writes nothing.
+    resume : bool
+        Continue from ``out_dir/checkpoint.safetensors``: with the same seed and config the
+        run ends with exactly the weights of an uninterrupted run.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss becomes NaN or infinite.
+    """
+    config.validate()
+    optimizer = make_optimizer(config, model)
+    scheduler = make_scheduler(config, optimizer)
+    out = Path(out_dir) if out_dir is not None else None
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    if resume:
+        if out is None or not (out / CHECKPOINT_NAME).exists():
+            raise FileNotFoundError(
+                f"train: cannot resume; expected a checkpoint at {out and out / CHECKPOINT_NAME}, "
+                "found none"
+            )
+        restored = load_checkpoint(out / CHECKPOINT_NAME, model, optimizer, scheduler)
+        history = list(restored["state"]["history"])
+        start_epoch = int(restored["epoch"]) + 1
+        log.info("resumed from %s at epoch %d", out / CHECKPOINT_NAME, start_epoch)
+    loader = DataLoader(
+        train_set, config.batch_size, shuffle=True, seed=config.seed, device=config.device
+    )
+    loss_fn = CrossEntropyLoss()
+    model.train()
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        total_loss, total_correct, seen = 0.0, 0, 0
+        bar = tqdm(
+            loader.iter_epoch(epoch),
+            total=len(loader),
+            disable=not config.progress,
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="batch",
+            leave=True,
+        )
+        for step, (x, labels) in enumerate(bar, start=1):
+            loss, correct = train_step(model, loss_fn, optimizer, x, labels)
+            loss_value = float(loss)  # one host sync per step: the loss guard needs it
+            if not math.isfinite(loss_value):
+                kept = out / CHECKPOINT_NAME if out and (out / CHECKPOINT_NAME).exists() else None
+                raise TrainingDivergedError(
+                    f"train: the loss became {loss_value} at epoch {epoch}, step {step} "
+                    f"(lr={optimizer.lr}); the last good checkpoint is "
+                    f"{kept if kept else 'none (no epoch finished yet)'}. Lower --lr and resume."
+                )
+            total_loss += loss_value * len(labels)
+            total_correct += int(correct)
+            seen += len(labels)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.3f}")
+        bar.close()
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": float(optimizer.lr),
+            "train_loss": total_loss / max(seen, 1),
+            "train_accuracy": total_correct / max(seen, 1),
+            "test_loss": None,
+            "test_accuracy": None,
+        }
+        if scheduler is not None:
+            scheduler.step()
+        if test_set is not None:
+            result = evaluate(
+                model, test_set, batch_size=config.eval_batch_size, device=config.device
+            )
+            record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
+        log.info("epoch %s", json.dumps(record))
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            state = {
+                "history": history,
+                "config": asdict(config),
+            }
+            save_checkpoint(
+                out / CHECKPOINT_NAME,
+                model,
+                optimizer,
+                scheduler=scheduler,
+                epoch=epoch,
+                state=state,
+            )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        save_model(out / MODEL_NAME, model, metadata={"history": history, "config": asdict(config)})
+    return history

@@ -1,0 +1,186 @@
+"""Every conv2d algorithm against the naive float64 reference: (F1), (B1), (B2), (B3).
+
+The grid (reference.CASES) covers stride 1-3, dilation 1-3, symmetric, asymmetric,
+"same" and "valid" padding, groups (depthwise and channel multiplier 2), 1x1 kernels,
+kernels as large as the padded input, batch 1, non-square shapes and remainder rows.
+An algorithm that cannot do a case must decline it with its reason; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from convprop.backend import to_host
+from convprop.functional import conv2d, conv2d_backward, conv2d_forward
+from reference import (
+    ALGORITHM_NAMES,
+    CASES,
+    ConvCase,
+    as_pair,
+    assert_close,
+    conv2d_db_ref,
+    conv2d_dw_ref,
+    conv2d_dx_ref,
+    conv2d_ref,
+    random_inputs,
+)
+
+DTYPES = ("float64", "float32")
+
+
+@functools.cache
+def expected(case: ConvCase, dtype: str) -> dict[str, Any]:
+    """Inputs in ``dtype`` and the float64 reference on exactly those (cast) values."""
+    x, w, b, dy = random_inputs(case, dtype, seed=7)
+    return {
+        "x": x, "w": w, "b": b, "dy": dy,
+        "y": conv2d_ref(x, w, b, **case.hyper),
+        "dx": conv2d_dx_ref(dy, w, case.x_shape, **case.hyper),
+        "dw": conv2d_dw_ref(x, dy, case.w_shape, **case.hyper),
+        "db": conv2d_db_ref(dy),
+    }  # fmt: skip
+
+
+def _applicable() -> list[Any]:
+    """(case, algorithm) pairs the algorithm is expected to compute."""
+    params = []
+    for case in CASES:
+        for algorithm in ALGORITHM_NAMES:
+            if algorithm == "winograd" and not case.winograd_applies:
+                continue  # witnessed by test_winograd_declines_outside_its_domain instead
+            params.append(pytest.param(case, algorithm, id=f"{case.name}-{algorithm}"))
+    return params
+
+
+APPLICABLE = _applicable()
+
+
+def _run(xp: ModuleType, case: ConvCase, dtype: str, algorithm: str) -> dict[str, Any]:
+    data = expected(case, dtype)
+    x, w, dy = (xp.asarray(data[name]) for name in ("x", "w", "dy"))
+    b = None if data["b"] is None else xp.asarray(data["b"])
+    y, cache = conv2d_forward(x, w, b, algorithm=algorithm, **case.hyper)
+    dx, dw, db = conv2d_backward(dy, cache)
+    return {"y": y, "dx": dx, "dw": dw, "db": db}
+
+
+@pytest.mark.parametrize(("case", "algorithm"), APPLICABLE)
+def test_forward_matches_F1_reference(  # noqa: N802 (names carry the equation labels)
+    xp: ModuleType, case: ConvCase, algorithm: str
+) -> None:
+    for dtype in DTYPES:
+        y = _run(xp, case, dtype, algorithm)["y"]
+        assert y.shape == case.y_shape
+        assert str(y.dtype) == dtype
+        assert_close(to_host(y), expected(case, dtype)["y"], dtype, f"y (F1), {dtype}")
+
+
+@pytest.mark.parametrize(("case", "algorithm"), APPLICABLE)
+def test_gradients_match_B1_B2_B3_reference(  # noqa: N802 (names carry the equation labels)
+    xp: ModuleType, case: ConvCase, algorithm: str
+) -> None:
+    """db (B1), dw (B2) and dx (B3), each against its own loop in tests/reference.py."""
+    for dtype in DTYPES:
+        got = _run(xp, case, dtype, algorithm)
+        want = expected(case, dtype)
+        if case.bias:
+            assert_close(to_host(got["db"]), want["db"], dtype, f"db (B1), {dtype}")
+        else:
+            assert got["db"] is None
+        for name, label in (("dw", "B2"), ("dx", "B3")):
+            assert got[name].shape == want[name].shape
+            assert str(got[name].dtype) == dtype
+            assert_close(to_host(got[name]), want[name], dtype, f"{name} ({label}), {dtype}")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.winograd_applies], ids=lambda c: c.name)
+def test_winograd_declines_outside_its_domain(case: ConvCase) -> None:
+    x, w, b, _ = random_inputs(case, "float64", seed=7)
+    if (case.R, case.S) != (3, 3):
+        reason = rf"needs a 3x3 kernel, got R x S = {case.R} x {case.S}"
+    else:
+        reason = r"needs stride 1 and dilation 1"
+    message = rf"conv2d: algorithm 'winograd' cannot compute this case: F\(2x2, 3x3\) {reason}"
+    with pytest.raises(NotImplementedError, match=message):
+        conv2d_forward(x, w, b, algorithm="winograd", **case.hyper)
+    # "auto" never declines: it falls back on an algorithm that accepts the case
+    _, cache = conv2d_forward(x, w, b, algorithm="auto", **case.hyper)
+    assert "winograd" not in cache.algorithms
+
+
+def test_only_winograd_declines_any_case() -> None:
+    """direct, im2col and fft handle every valid convolution (the grid's witness)."""
+    for case in CASES:
+        x, w, b, _ = random_inputs(case, "float64", seed=7)
+        for name in ("direct", "im2col", "fft"):
+            conv2d_forward(x, w, b, algorithm=name, **case.hyper)
+
+
+@pytest.mark.parametrize("case", CASES[:6], ids=lambda c: c.name)
+def test_forward_alone_equals_forward_pair(case: ConvCase) -> None:
+    x, w, b, _ = random_inputs(case, "float64", seed=7)
+    y, _ = conv2d_forward(x, w, b, algorithm="direct", **case.hyper)
+    np.testing.assert_array_equal(conv2d(x, w, b, algorithm="direct", **case.hyper), y)
+
+
+def test_grid_covers_the_required_configurations() -> None:
+    """The parameter grid keeps every configuration the derivations single out."""
+
+    def paddings(case: ConvCase) -> set[str]:
+        padding = case.padding
+        if isinstance(padding, str):
+            return {padding}
+        if isinstance(padding, tuple) and isinstance(padding[0], tuple):
+            return {"asymmetric"}
+        return {"symmetric"} if as_pair(padding) != (0, 0) else {"zero"}
+
+    strides = {v for c in CASES for v in as_pair(c.stride)}
+    dilations = {v for c in CASES for v in as_pair(c.dilation)}
+    kinds = set().union(*(paddings(c) for c in CASES))
+    assert {1, 2, 3} <= strides
+    assert {1, 2, 3} <= dilations
+    assert {"symmetric", "asymmetric", "same", "valid", "zero"} <= kinds
+    assert any(c.groups == c.C == c.K > 1 for c in CASES), "depthwise"
+    assert any(c.groups == c.C and c.K == 2 * c.C for c in CASES), "channel multiplier 2"
+    assert any(1 < c.groups < c.C for c in CASES), "grouped, not depthwise"
+    assert any((c.R, c.S) == (1, 1) for c in CASES), "1x1 kernel"
+    assert any(c.y_shape[2:] == (1, 1) and c.padding == 0 for c in CASES), "kernel == input"
+    assert any(c.y_shape[2:] == (1, 1) and c.padding != 0 for c in CASES), "kernel == x_pad"
+    assert any(c.N == 1 for c in CASES), "batch 1"
+    assert any(c.H != c.W and c.R != c.S for c in CASES), "non-square"
+    assert any(as_pair(c.stride)[0] != as_pair(c.stride)[1] for c in CASES)
+    assert any(as_pair(c.dilation)[0] != as_pair(c.dilation)[1] for c in CASES)
+    assert any(c.remainders[0] > 0 for c in CASES), "remainder rows"
+    assert any(c.remainders[1] > 0 for c in CASES), "remainder columns"
+    assert any(min(c.remainders) > 0 for c in CASES), "remainder on both axes"
+    assert len({p.values[0] for p in UNREAD}) >= 3, "remainder rows inside x, not the padding"
+    assert sum(c.winograd_applies for c in CASES) >= 8, "winograd needs its own cases"
+    assert any(not c.bias for c in CASES) and any(c.bias for c in CASES)
+
+
+def _unread_x(case: ConvCase) -> tuple[int, int]:
+    """First row and column of x that no window reads (H, W when all are read)."""
+    g = case.geom
+    reach_h = g.stride[0] * (g.P - 1) + g.dilation[0] * (g.R - 1) + 1 - g.pads[0]
+    reach_w = g.stride[1] * (g.Q - 1) + g.dilation[1] * (g.S - 1) + 1 - g.pads[2]
+    return min(reach_h, g.H), min(reach_w, g.W)
+
+
+UNREAD = [p for p in APPLICABLE if _unread_x(p.values[0]) != p.values[0].x_shape[2:]]
+
+
+@pytest.mark.parametrize(("case", "algorithm"), UNREAD)
+def test_remainder_rows_get_exactly_zero_input_grad(case: ConvCase, algorithm: str) -> None:
+    """(S1) remainder: rows/columns of x past the last window are never read, so their
+    gradient is exactly 0.0 for every algorithm, not rounding noise."""
+    data = expected(case, "float64")
+    _, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm=algorithm, **case.hyper)
+    dx, _, _ = conv2d_backward(data["dy"], cache)
+    row, col = _unread_x(case)
+    assert not dx[:, :, row:].any()
+    assert not dx[:, :, :, col:].any()
