@@ -12,25 +12,33 @@ import numpy
 log = logging.getLogger("convprop")
 
 
-def _model_info(model_file: str) -> dict[str, Any]:
-    """The training configuration stored in a model file (dataset, input shape, classes)."""
+def _model_info(command: str, model_file: str) -> dict[str, Any]:
+    """What ``convprop train`` stored with the model: dataset, model, input_shape, num_classes.
+
+    Empty for a model file saved without that metadata (e.g. by ``convprop.io.save_model``).
+    """
     from convprop.io import load_model_metadata
 
-    user = load_model_metadata(model_file).get("user", {})
-    extra: dict[str, Any] = user.get("config", {}).get("extra", {})
-    return extra
+    if not Path(model_file).is_file():
+        raise FileNotFoundError(
+            f"{command}: no such model file; expected a model.safetensors written by "
+            f"convprop train, got {model_file!r}"
+        )
+    config = load_model_metadata(model_file).get("config")
+    extra = config.get("extra") if isinstance(config, dict) else None
+    return extra if isinstance(extra, dict) else {}
 
 
 def train_command(args: argparse.Namespace) -> int:
     from convprop.cli import DATASET_DEFAULTS, FALLBACK_DEFAULTS, out_dir_for
-    from convprop.data import load_dataset
-    from convprop.models import build_model
+    from convprop.data import DATASETS, load_dataset
+    from convprop.errors import ParameterError
+    from convprop.models import MODELS, build_model
     from convprop.train import TrainConfig, evaluate, fit
 
-    train_set, test_set = load_dataset(args.dataset)
     defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
-    C, H, W = train_set.sample_shape
-    num_classes = max(train_set.num_classes, test_set.num_classes)
+    # a directory is stored as an absolute path, so that `convprop eval` finds it from anywhere
+    dataset = args.dataset if args.dataset in DATASETS else str(Path(args.dataset).resolve())
     config = TrainConfig(
         epochs=args.epochs if args.epochs is not None else defaults["epochs"],
         batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
@@ -42,13 +50,18 @@ def train_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.no_progress,
-        extra={
-            "dataset": args.dataset,
-            "model": args.model,
-            "input_shape": [C, H, W],
-            "num_classes": num_classes,
-        },
+        extra={"dataset": dataset, "model": args.model},
     )
+    # bad options fail at once, before the data set is read
+    config.validate()
+    if args.model not in MODELS:
+        raise ParameterError(
+            f"train: unknown model; expected one of {sorted(MODELS)}, got {args.model!r}"
+        )
+    train_set, test_set = load_dataset(args.dataset)
+    C, H, W = train_set.sample_shape
+    num_classes = max(train_set.num_classes, test_set.num_classes)
+    config.extra.update(input_shape=[C, H, W], num_classes=num_classes)
     out = out_dir_for(args.dataset, args.out)
     model = build_model(
         args.model, num_classes=num_classes, in_channels=C, image_size=min(H, W), rng=args.seed
@@ -117,7 +130,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from convprop.io import load_model
     from convprop.train import evaluate
 
-    info = _model_info(args.model_file)
+    info = _model_info("eval", args.model_file)
     dataset = args.dataset or info.get("dataset")
     if dataset is None:
         raise ValueError(
@@ -154,7 +167,7 @@ def predict_command(args: argparse.Namespace) -> int:
     from convprop.functional.loss import softmax
     from convprop.io import load_model
 
-    info = _model_info(args.model_file)
+    info = _model_info("predict", args.model_file)
     shape = tuple(info.get("input_shape", (1, 28, 28)))
     model = load_model(args.model_file)
     model.eval()

@@ -45,6 +45,22 @@ def _as_float64(name: str, x: Any) -> Float64Array:
     return array
 
 
+def _checked_shape(
+    name: str,
+    value: Any,
+    shape: tuple[int, ...],
+    x_shape: tuple[int, ...],
+    y_shape: tuple[int, ...],
+) -> Float64Array:
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != tuple(shape):
+        raise ValueError(
+            f"gradcheck: {name} returned the wrong shape; expected {tuple(shape)}, got "
+            f"{array.shape} (x_shape={tuple(x_shape)}, y_shape={tuple(y_shape)})"
+        )
+    return array
+
+
 def numerical_gradient(
     f: Callable[[Float64Array], float], x: Float64Array, *, eps: float = 1e-6
 ) -> Float64Array:
@@ -198,14 +214,8 @@ def dot_product_check(
     """
     u = rng.standard_normal(x_shape)
     v = rng.standard_normal(y_shape)
-    Au = np.asarray(forward(u), dtype=np.float64)
-    ATv = np.asarray(adjoint(v), dtype=np.float64)
-    for name, value, shape in (("forward", Au, tuple(y_shape)), ("adjoint", ATv, tuple(x_shape))):
-        if value.shape != shape:
-            raise ValueError(
-                f"gradcheck: {name} returned the wrong shape; expected {shape}, got "
-                f"{value.shape} (x_shape={tuple(x_shape)}, y_shape={tuple(y_shape)})"
-            )
+    Au = _checked_shape("forward", forward(u), y_shape, x_shape, y_shape)
+    ATv = _checked_shape("adjoint", adjoint(v), x_shape, x_shape, y_shape)
     lhs = float(np.sum(Au * v))  # (G3) <A u, v>
     rhs = float(np.sum(u * ATv))  # (G3) <u, A^T v>
     return lhs, rhs

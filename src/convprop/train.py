@@ -11,6 +11,14 @@ Every step is explicit::
 ``fit`` adds epochs, evaluation on the test split, a tqdm progress bar, a history of
 metrics, atomic per-epoch checkpoints with optimizer state, exact resume, and a guard that
 stops on a NaN/Inf loss with a clear message, leaving the last good checkpoint intact.
+
+Resuming takes the state from the checkpoint (weights, optimizer buffers and counters, the
+completed epochs, the dropout generators, the history) and the plan from the configuration:
+``epochs`` and ``lr`` may change (to train longer, or to restart lower after a divergence;
+the schedule is rebuilt for them at the checkpoint's position), while the settings that
+shape the run itself (batch size, optimizer, momentum, weight decay, schedule, seed) must
+match the checkpoint's. With an unchanged configuration, a resumed run ends with exactly
+the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from tqdm import tqdm
 from convprop.backend import Array, get_xp, to_host
 from convprop.data import ArrayDataset, DataLoader
 from convprop.errors import ParameterError
-from convprop.io import load_checkpoint, save_checkpoint, save_model
+from convprop.io import load_checkpoint, load_model_metadata, save_checkpoint, save_model
 from convprop.nn import CrossEntropyLoss, Module
 from convprop.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 
@@ -39,6 +47,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
+RUN_SETTINGS = ("batch_size", "optimizer", "momentum", "weight_decay", "schedule", "seed")
+"""Settings that must not change on resume: they shape the run that the checkpoint is part of."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -91,12 +101,49 @@ def make_optimizer(config: TrainConfig, model: Module) -> SGD | Adam | AdamW:
 
 
 def make_scheduler(config: TrainConfig, optimizer: Any) -> StepLR | CosineAnnealingLR | None:
-    """The learning-rate schedule named by the configuration (stepped once per epoch)."""
+    """The learning-rate schedule named by the configuration (stepped once per epoch).
+
+    Its base rate is ``optimizer.lr`` (``config.lr`` for a fresh optimizer).
+    """
     if config.schedule == "step":
         return StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
     if config.schedule == "cosine":
         return CosineAnnealingLR(optimizer, T_max=config.epochs)
     return None
+
+
+def _changed_settings(saved: Any, config: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """(name, saved value, new value) for each run setting that differs from the checkpoint's."""
+    if not isinstance(saved, dict):
+        return []  # a checkpoint written without a configuration: nothing to compare
+    names = [n for n in RUN_SETTINGS if n != "momentum" or config.optimizer == "sgd"]
+    current = asdict(config)
+    return [(n, saved[n], current[n]) for n in names if n in saved and saved[n] != current[n]]
+
+
+def _resume(
+    path: Path, model: Module, optimizer: Any, config: TrainConfig
+) -> tuple[int, list[Any]]:
+    """Restore the model and optimizer from ``path``; return (completed epochs, history).
+
+    The optimizer's rate is set back to ``config.lr``: the caller builds the schedule
+    from it and moves the schedule to the completed epochs.
+    """
+    changed = _changed_settings(load_model_metadata(path).get("config"), config)
+    if changed:
+        raise ParameterError(
+            "train: cannot resume with other settings; expected "
+            + ", ".join(f"{name}={old!r}" for name, old, _ in changed)
+            + f" as in {path}, got "
+            + ", ".join(f"{name}={new!r}" for name, _, new in changed)
+            + " (only epochs and lr may change on resume; start a new run in another "
+            "directory to change the others)"
+        )
+    # The scheduler is rebuilt from the configuration (below), so it is not restored here.
+    restored = load_checkpoint(path, model, optimizer)
+    optimizer.lr = config.lr
+    log.info("resumed from %s after epoch %d", path, restored["epoch"])
+    return int(restored["epoch"]), list(restored["state"].get("history", []))
 
 
 @dataclass
@@ -184,26 +231,31 @@ def fit(
     """
     config.validate()
     optimizer = make_optimizer(config, model)
-    scheduler = make_scheduler(config, optimizer)
     out = Path(out_dir) if out_dir is not None else None
     history: list[dict[str, Any]] = []
-    start_epoch = 1
+    completed = 0
     if resume:
-        if out is None or not (out / CHECKPOINT_NAME).exists():
+        if out is None:
             raise FileNotFoundError(
-                f"train: cannot resume; expected a checkpoint at {out and out / CHECKPOINT_NAME}, "
+                "train: cannot resume without out_dir; expected the directory holding "
+                f"{CHECKPOINT_NAME}, got None"
+            )
+        if not (out / CHECKPOINT_NAME).exists():
+            raise FileNotFoundError(
+                f"train: cannot resume; expected a checkpoint at {out / CHECKPOINT_NAME}, "
                 "found none"
             )
-        restored = load_checkpoint(out / CHECKPOINT_NAME, model, optimizer, scheduler)
-        history = list(restored["state"]["history"])
-        start_epoch = int(restored["epoch"]) + 1
-        log.info("resumed from %s at epoch %d", out / CHECKPOINT_NAME, start_epoch)
+        completed, history = _resume(out / CHECKPOINT_NAME, model, optimizer, config)
+    scheduler = make_scheduler(config, optimizer)
+    if scheduler is not None and completed:
+        # one scheduler step per completed epoch, as in an uninterrupted run
+        scheduler.load_state_dict({**scheduler.state_dict(), "last_epoch": completed})
     loader = DataLoader(
         train_set, config.batch_size, shuffle=True, seed=config.seed, device=config.device
     )
     loss_fn = CrossEntropyLoss()
     model.train()
-    for epoch in range(start_epoch, config.epochs + 1):
+    for epoch in range(completed + 1, config.epochs + 1):
         started = time.perf_counter()
         total_loss, total_correct, seen = 0.0, 0, 0
         bar = tqdm(
@@ -214,21 +266,20 @@ def fit(
             unit="batch",
             leave=True,
         )
-        for step, (x, labels) in enumerate(bar, start=1):
-            loss, correct = train_step(model, loss_fn, optimizer, x, labels)
-            loss_value = float(loss)  # one host sync per step: the loss guard needs it
-            if not math.isfinite(loss_value):
-                kept = out / CHECKPOINT_NAME if out and (out / CHECKPOINT_NAME).exists() else None
-                raise TrainingDivergedError(
-                    f"train: the loss became {loss_value} at epoch {epoch}, step {step} "
-                    f"(lr={optimizer.lr}); the last good checkpoint is "
-                    f"{kept if kept else 'none (no epoch finished yet)'}. Lower --lr and resume."
-                )
-            total_loss += loss_value * len(labels)
-            total_correct += int(correct)
-            seen += len(labels)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.3f}")
-        bar.close()
+        try:
+            for step, (x, labels) in enumerate(bar, start=1):
+                # Overflow on the way to a NaN is reported once, by the guard below.
+                with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    loss, correct = train_step(model, loss_fn, optimizer, x, labels)
+                loss_value = float(loss)  # one host sync per step: the loss guard needs it
+                if not math.isfinite(loss_value):
+                    raise TrainingDivergedError(_diverged(loss_value, epoch, step, optimizer, out))
+                total_loss += loss_value * len(labels)
+                total_correct += int(correct)
+                seen += len(labels)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.3f}")
+        finally:
+            bar.close()
         record: dict[str, Any] = {
             "epoch": epoch,
             "lr": float(optimizer.lr),
@@ -265,3 +316,19 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
         save_model(out / MODEL_NAME, model, metadata={"history": history, "config": asdict(config)})
     return history
+
+
+def _diverged(loss: float, epoch: int, step: int, optimizer: Any, out: Path | None) -> str:
+    """The message of TrainingDivergedError: where it happened and what is left to resume."""
+    where = f"train: the loss became {loss} at epoch {epoch}, step {step} (lr={optimizer.lr})"
+    # every finished epoch of this run (or of the run it resumed) wrote the checkpoint; in
+    # epoch 1 a file there is left from an earlier run, not a good state of this one
+    if out is not None and epoch > 1:
+        return (
+            f"{where}; the last good checkpoint is {out / CHECKPOINT_NAME} (epoch {epoch - 1}), "
+            "unchanged: resume from it with a lower learning rate"
+        )
+    return (
+        f"{where}; no epoch of this run finished, so there is no good checkpoint: start again "
+        "with a lower learning rate"
+    )

@@ -34,17 +34,28 @@ from convprop.functional._checks import check_upstream, require_array
 
 
 class ConvAlgorithm(Protocol):
-    """What every conv2d algorithm module provides (all without bias)."""
+    """What every conv2d algorithm module provides (all without bias).
+
+    ``forward`` returns ``(y, saved)``: ``saved`` is work of the forward pass that the same
+    algorithm's weight gradient can reuse (im2col's columns, FFT's input spectrum), or
+    None. ``backward`` computes both gradients at once so that an algorithm can share work
+    between them (FFT transforms dy once); ``backward_data`` / ``backward_weight`` serve
+    when ``auto`` gives the two passes to different algorithms.
+    """
 
     NAME: str
 
     def decline(self, geom: ConvGeometry) -> str | None: ...
 
-    def forward(self, x: Array, w: Array, geom: ConvGeometry) -> Array: ...
+    def forward(self, x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]: ...
 
     def backward_data(self, dy: Array, w: Array, geom: ConvGeometry) -> Array: ...
 
-    def backward_weight(self, dy: Array, x: Array, geom: ConvGeometry) -> Array: ...
+    def backward_weight(self, dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array: ...
+
+    def backward(
+        self, dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+    ) -> tuple[Array | None, Array]: ...
 
 
 ALGORITHMS: dict[str, ConvAlgorithm] = {
@@ -72,6 +83,11 @@ class Conv2dCache:
     algorithms : tuple[str, str, str]
         The algorithm used or to be used for the forward, input-gradient and
         weight-gradient passes.
+    saved : object or None
+        Forward work the weight-gradient algorithm reuses (kept only when the forward and
+        weight passes use the same algorithm): im2col's columns (N·C·R·S·P·Q elements,
+        kept only below the workspace budget) or FFT's input spectrum (about N·C·Hp·Wp
+        complex numbers).
     """
 
     x: Array
@@ -79,6 +95,7 @@ class Conv2dCache:
     has_bias: bool
     geom: ConvGeometry
     algorithms: tuple[str, str, str]
+    saved: Any = None
 
 
 def resolve_algorithms(
@@ -187,11 +204,14 @@ def conv2d_forward(
         groups=groups,
     )
     algorithms = resolve_algorithms(op, algorithm, geom, x.dtype)
-    y = ALGORITHMS[algorithms[0]].forward(x, w, geom)  # (F1) -> (N, K, P, Q)
+    y, saved = ALGORITHMS[algorithms[0]].forward(x, w, geom)  # (F1) -> (N, K, P, Q)
     if b is not None:
-        y = y + b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
+        y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
     y = xp.ascontiguousarray(y, dtype=x.dtype)
-    return y, Conv2dCache(x=x, w=w, has_bias=b is not None, geom=geom, algorithms=algorithms)
+    if algorithms[2] != algorithms[0]:
+        saved = None  # another algorithm computes dw: nothing to reuse
+    cache = Conv2dCache(x, w, b is not None, geom, algorithms, saved)
+    return y, cache
 
 
 def conv2d_backward(
@@ -222,8 +242,12 @@ def conv2d_backward(
     xp = get_xp(dy, cache.x)
     _, data_algorithm, weight_algorithm = cache.algorithms
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None  # (B1) -> (K,)
-    dw = ALGORITHMS[weight_algorithm].backward_weight(dy, cache.x, geom)  # (B2)
-    dx = ALGORITHMS[data_algorithm].backward_data(dy, cache.w, geom) if need_dx else None  # (B3)
+    weight_algo = ALGORITHMS[weight_algorithm]
+    if data_algorithm == weight_algorithm or not need_dx:
+        dx, dw = weight_algo.backward(dy, cache.x, cache.w, geom, cache.saved, need_dx)  # (B3, B2)
+    else:
+        dw = weight_algo.backward_weight(dy, cache.x, geom, cache.saved)  # (B2)
+        dx = ALGORITHMS[data_algorithm].backward_data(dy, cache.w, geom)  # (B3)
     dtype = cache.x.dtype
     return (
         None if dx is None else xp.ascontiguousarray(dx, dtype=dtype),

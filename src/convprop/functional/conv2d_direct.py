@@ -17,6 +17,8 @@ Backward
 
 from __future__ import annotations
 
+from typing import Any
+
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
 from convprop.functional._conv_common import (
@@ -43,20 +45,32 @@ def _correlate(x_pad: Array, w: Array, geom: ConvGeometry) -> Array:
     w_g = group_view_w(w, geom)  # (G, K/G, C/G, R, S)
     N, G, PQ = geom.N, geom.groups, geom.P * geom.Q
     y = xp.zeros((N, G, geom.K // G, PQ), dtype=x_pad.dtype)
+    single_channel = geom.C == G  # depthwise-like: each filter reads one channel
     for r, s in taps(geom):
         rows, cols = tap_window(geom, r, s)
         x_tap = x_g[:, :, :, rows, cols].reshape(N, G, -1, PQ)  # (N, G, C/G, P*Q)
-        y += w_g[:, :, :, r, s] @ x_tap  # (F1) sum over c: (G, K/G, C/G) @ (N, G, C/G, P*Q)
+        if single_channel:  # the sum over c has one term: a broadcast multiply-add
+            y += w_g[:, :, :, r, s] * x_tap  # (F1) (G, K/G, 1) * (N, G, 1, P*Q)
+        else:
+            y += w_g[:, :, :, r, s] @ x_tap  # (F1) sum over c: (G, K/G, C/G) @ (N, G, C/G, P*Q)
     return y.reshape(geom.y_shape)
 
 
-def forward(x: Array, w: Array, geom: ConvGeometry) -> Array:
+def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     """(F1): y (N, K, P, Q) from x (N, C, H, W) and w (K, C/G, R, S), without bias."""
     xp = get_xp(x, w)
-    return _correlate(pad_input(xp, x, geom), w, geom)
+    return _correlate(pad_input(xp, x, geom), w, geom), None
 
 
-def backward_weight(dy: Array, x: Array, geom: ConvGeometry) -> Array:
+def backward(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """(B3) and (B2): dx (or None) and dw."""
+    dx = backward_data(dy, w, geom) if need_dx else None
+    return dx, backward_weight(dy, x, geom, saved)
+
+
+def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
     """(B2): dw (K, C/G, R, S), the correlation of x_pad with dy, one tap at a time."""
     xp = get_xp(dy, x)
     x_g = group_view_x(pad_input(xp, x, geom), geom)  # (N, G, C/G, Hp, Wp)

@@ -11,9 +11,18 @@ Backward  (dY = dy viewed as (N, G, K/G, PQ))
   dx = col2im(dcols): the adjoint of (I1), a scatter-add over the taps            (I5)
 
 One batched GEMM covers every group and image (matmul broadcasts over n and g).
+
+Memory: the columns take N·C·R·S·P·Q elements. Past ``WORKSPACE_BYTES`` the batch is
+processed in chunks of images (and the columns are recomputed in backward instead of
+kept), so a huge layer never needs more than the budget for its workspace. A 1×1 kernel
+with stride 1 and no padding needs no columns at all: x itself, viewed as
+(N, G, C/G, H·W), is the column matrix.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
 
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
@@ -27,6 +36,9 @@ from convprop.functional._conv_common import (
 )
 
 NAME = "im2col"
+
+WORKSPACE_BYTES = 256 * 2**20
+"""Upper bound on the column buffer of one chunk of images (bytes)."""
 
 
 def decline(geom: ConvGeometry) -> str | None:
@@ -71,23 +83,99 @@ def _weight_matrix(w: Array, geom: ConvGeometry) -> Array:
     return group_view_w(w, geom).reshape(geom.groups, geom.K // geom.groups, -1)
 
 
-def forward(x: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(I1), (I2): y (N, K, P, Q) without bias."""
-    cols = im2col(x, geom)  # (N, G, CRS, PQ)
-    y = _weight_matrix(w, geom) @ cols  # (I2) -> (N, G, K/G, PQ)
-    return y.reshape(geom.y_shape)
+def _is_pointwise(geom: ConvGeometry) -> bool:
+    """1×1 kernel, stride 1, no padding: the columns are x itself."""
+    no_pad = geom.pad_top == geom.pad_bottom == geom.pad_left == geom.pad_right == 0
+    return geom.R == geom.S == 1 and geom.stride_h == geom.stride_w == 1 and no_pad
 
 
-def backward_weight(dy: Array, x: Array, geom: ConvGeometry) -> Array:
-    """(I3): dw (K, C/G, R, S) = sum over n of dY · colsᵀ."""
-    cols = im2col(x, geom)  # (N, G, CRS, PQ), recomputed rather than cached
+def _columns(x: Array, geom: ConvGeometry) -> Array:
+    """(I1) for any geometry: a zero-copy view for pointwise convolutions."""
+    if _is_pointwise(geom):
+        return x.reshape(geom.N, geom.groups, geom.C // geom.groups, geom.H * geom.W)
+    return im2col(x, geom)
+
+
+def chunk_size(geom: ConvGeometry, itemsize: int) -> int:
+    """How many images fit in one column buffer of at most WORKSPACE_BYTES (at least 1)."""
+    if _is_pointwise(geom):
+        return geom.N
+    per_image = geom.C * geom.R * geom.S * geom.P * geom.Q * itemsize
+    return max(1, min(geom.N, WORKSPACE_BYTES // max(per_image, 1)))
+
+
+def _chunks(geom: ConvGeometry, itemsize: int) -> list[tuple[slice, ConvGeometry]]:
+    step = chunk_size(geom, itemsize)
+    return [
+        (slice(start, min(start + step, geom.N)), replace(geom, N=min(step, geom.N - start)))
+        for start in range(0, geom.N, step)
+    ]
+
+
+def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """(I1), (I2): y (N, K, P, Q) without bias, and the columns when they fit the budget."""
+    xp = get_xp(x, w)
+    W = _weight_matrix(w, geom)  # (G, K/G, CRS)
+    chunks = _chunks(geom, x.dtype.itemsize)
+    if len(chunks) == 1:
+        cols = _columns(x, geom)  # (N, G, CRS, PQ)
+        y = W @ cols  # (I2) -> (N, G, K/G, PQ)
+        return y.reshape(geom.y_shape), cols
+    y = xp.empty((geom.N, geom.groups, geom.K // geom.groups, geom.P * geom.Q), dtype=x.dtype)
+    for images, part in chunks:
+        y[images] = W @ _columns(x[images], part)  # (I2) one chunk of images
+    return y.reshape(geom.y_shape), None
+
+
+def _weight_gradient(dY: Array, cols: Array) -> Array:
+    """(I3) summed over the images of a chunk: (n, G, K/G, PQ), (n, G, CRS, PQ) -> (G, K/G, CRS)."""
+    return (dY @ cols.transpose(0, 1, 3, 2)).sum(axis=0)
+
+
+def _gradients(
+    dy: Array, x: Array, w: Array | None, geom: ConvGeometry, saved: Any
+) -> tuple[Array | None, Array]:
+    """(I3)-(I5) chunk by chunk: dx (or None when ``w`` is None) and dw (K, C/G, R, S)."""
+    xp = get_xp(dy, x, w)
     dY = group_view_x(dy, geom).reshape(geom.N, geom.groups, geom.K // geom.groups, -1)
-    dW = (dY @ cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (I3) -> (G, K/G, CRS)
-    return dW.reshape(geom.w_shape)
+    dW = xp.zeros(
+        (geom.groups, geom.K // geom.groups, geom.w_shape[1] * geom.R * geom.S), dtype=dy.dtype
+    )
+    W_T = None if w is None else _weight_matrix(w, geom).transpose(0, 2, 1)  # (G, CRS, K/G)
+    dx = None if w is None else xp.empty(geom.x_shape, dtype=dy.dtype)
+    for images, part in _chunks(geom, dy.dtype.itemsize):
+        cols = saved if saved is not None else _columns(x[images], part)
+        dW += _weight_gradient(dY[images], cols)  # (I3)
+        if dx is not None:
+            dx[images] = _col2im_any(W_T @ dY[images], part)  # (I4) -> (n, G, CRS, PQ), (I5)
+    return dx, dW.reshape(geom.w_shape)
+
+
+def backward(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """(I3)-(I5): dx (N, C, H, W) or None, and dw (K, C/G, R, S)."""
+    return _gradients(dy, x, w if need_dx else None, geom, saved)
+
+
+def _col2im_any(dcols: Array, geom: ConvGeometry) -> Array:
+    """(I5), or a reshape for pointwise convolutions (whose im2col is a view)."""
+    if _is_pointwise(geom):
+        return dcols.reshape(geom.N, geom.C, geom.H, geom.W)
+    return col2im(dcols, geom)
+
+
+def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array:
+    """(I3): dw (K, C/G, R, S) = sum over n of dY · colsᵀ."""
+    return _gradients(dy, x, None, geom, saved)[1]
 
 
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(I4), (I5): dx (N, C, H, W) = col2im(Wᵀ · dY)."""
+    """(I4), (I5): dx (N, C, H, W) = col2im(Wᵀ · dY), chunk by chunk."""
+    xp = get_xp(dy, w)
+    W = _weight_matrix(w, geom)
     dY = group_view_x(dy, geom).reshape(geom.N, geom.groups, geom.K // geom.groups, -1)
-    dcols = _weight_matrix(w, geom).transpose(0, 2, 1) @ dY  # (I4) -> (N, G, CRS, PQ)
-    return col2im(dcols, geom)
+    dx = xp.empty(geom.x_shape, dtype=dy.dtype)
+    for images, part in _chunks(geom, dy.dtype.itemsize):
+        dx[images] = _col2im_any(W.transpose(0, 2, 1) @ dY[images], part)  # (I4), (I5)
+    return dx

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
+from typing import Any
 
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
@@ -79,7 +80,7 @@ def _input_transform(x: Array, geom: ConvGeometry) -> Array:
     xp = get_xp(x)
     B_T, _, _ = _constants(xp, x.dtype)
     d = _input_tiles(x, geom)
-    V = xp.einsum("ia,ncabtu,jb->ijnctu", B_T, d, B_T)  # (WG2)
+    V = xp.einsum("ia,ncabtu,jb->ijnctu", B_T, d, B_T, optimize=True)  # (WG2)
     return V.reshape(4, 4, geom.N, geom.groups, geom.C // geom.groups, -1)
 
 
@@ -87,7 +88,8 @@ def _kernel_transform(w: Array, geom: ConvGeometry) -> Array:
     """(WG1): U (4, 4, G, K/G, C/G)."""
     xp = get_xp(w)
     _, G_mat, _ = _constants(xp, w.dtype)
-    return xp.einsum("ir,gkcrs,js->ijgkc", G_mat, group_view_w(w, geom), G_mat)  # (WG1)
+    g = group_view_w(w, geom)  # (G, K/G, C/G, 3, 3)
+    return xp.einsum("ir,gkcrs,js->ijgkc", G_mat, g, G_mat, optimize=True)  # (WG1)
 
 
 def _output_tiles_transform(dy: Array, geom: ConvGeometry) -> Array:
@@ -97,12 +99,12 @@ def _output_tiles_transform(dy: Array, geom: ConvGeometry) -> Array:
     T_h, T_w = _tile_counts(geom)
     dy_ext = xp.pad(dy, ((0, 0), (0, 0), (0, 2 * T_h - geom.P), (0, 2 * T_w - geom.Q)))
     tiles = dy_ext.reshape(geom.N, geom.K, T_h, 2, T_w, 2)  # (N, K, Th, 2, Tw, 2)
-    Z = xp.einsum("ai,nktaub,bj->ijnktu", A_T, tiles, A_T)  # (WG5)
+    Z = xp.einsum("ai,nktaub,bj->ijnktu", A_T, tiles, A_T, optimize=True)  # (WG5)
     return Z.reshape(4, 4, geom.N, geom.groups, geom.K // geom.groups, -1)
 
 
-def forward(x: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(WG1)-(WG4): y (N, K, P, Q) without bias."""
+def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """(WG1)-(WG4): y (N, K, P, Q) without bias; V is kept for the weight gradient (WG7)."""
     xp = get_xp(x, w)
     _, _, A_T = _constants(xp, x.dtype)
     V = _input_transform(x, geom)  # (4, 4, N, G, C/G, T)
@@ -110,22 +112,21 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> Array:
     M = U[:, :, None] @ V  # (WG3) (4, 4, 1, G, K/G, C/G) @ (4, 4, N, G, C/G, T)
     T_h, T_w = _tile_counts(geom)
     M = M.reshape(4, 4, geom.N, geom.K, T_h, T_w)
-    y = xp.einsum("ai,ijnktu,bj->nktaub", A_T, M, A_T)  # (WG4) -> (N, K, Th, 2, Tw, 2)
-    y = y.reshape(geom.N, geom.K, 2 * T_h, 2 * T_w)
-    return y[:, :, : geom.P, : geom.Q]
+    y = xp.einsum("ai,ijnktu,bj->nktaub", A_T, M, A_T, optimize=True)  # (WG4)
+    y = y.reshape(geom.N, geom.K, 2 * T_h, 2 * T_w)  # (N, K, Th, 2, Tw, 2) -> (N, K, 2Th, 2Tw)
+    return y[:, :, : geom.P, : geom.Q], V
 
 
-def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(WG5), (WG6): dx (N, C, H, W), the adjoint of the forward in d."""
-    xp = get_xp(dy, w)
-    B_T, _, _ = _constants(xp, dy.dtype)
-    Z = _output_tiles_transform(dy, geom)  # (4, 4, N, G, K/G, T)
+def _dx_from(Z: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(WG6): dx (N, C, H, W) from the transformed dy tiles Z."""
+    xp = get_xp(Z, w)
+    B_T, _, _ = _constants(xp, Z.dtype)
     U = _kernel_transform(w, geom)  # (4, 4, G, K/G, C/G)
     M_bar = U.transpose(0, 1, 2, 4, 3)[:, :, None] @ Z  # (WG6) -> (4, 4, N, G, C/G, T)
     T_h, T_w = _tile_counts(geom)
     M_bar = M_bar.reshape(4, 4, geom.N, geom.C, T_h, T_w)
-    dd = xp.einsum("ia,ijnctu,jb->ncabtu", B_T, M_bar, B_T)  # (WG6) (N, C, 4, 4, Th, Tw)
-    dx_ext = xp.zeros((geom.N, geom.C, 2 * T_h + 2, 2 * T_w + 2), dtype=dy.dtype)
+    dd = xp.einsum("ia,ijnctu,jb->ncabtu", B_T, M_bar, B_T, optimize=True)  # (WG6)
+    dx_ext = xp.zeros((geom.N, geom.C, 2 * T_h + 2, 2 * T_w + 2), dtype=Z.dtype)
     for a in range(4):
         for b in range(4):
             # tiles overlap by two rows and columns, so the scatter must add
@@ -134,12 +135,30 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     return crop_padding(dx_ext[:, :, :Hp, :Wp], geom).copy()
 
 
-def backward_weight(dy: Array, x: Array, geom: ConvGeometry) -> Array:
-    """(WG5), (WG7): dw (K, C/G, 3, 3), the adjoint of the forward in g."""
-    xp = get_xp(dy, x)
-    _, G_mat, _ = _constants(xp, dy.dtype)
-    Z = _output_tiles_transform(dy, geom)  # (4, 4, N, G, K/G, T)
-    V = _input_transform(x, geom)  # (4, 4, N, G, C/G, T)
+def _dw_from(Z: Array, V: Array, geom: ConvGeometry) -> Array:
+    """(WG7): dw (K, C/G, 3, 3) from the transformed dy tiles Z and input tiles V."""
+    xp = get_xp(Z, V)
+    _, G_mat, _ = _constants(xp, Z.dtype)
     dU = (Z @ V.swapaxes(-1, -2)).sum(axis=2)  # (WG7) -> (4, 4, G, K/G, C/G)
-    dw = xp.einsum("ir,ijgkc,js->gkcrs", G_mat, dU, G_mat)  # (WG7) -> (G, K/G, C/G, 3, 3)
+    dw = xp.einsum("ir,ijgkc,js->gkcrs", G_mat, dU, G_mat, optimize=True)  # (WG7)
     return dw.reshape(geom.w_shape)
+
+
+def backward(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """(WG5)-(WG7) with one transform of dy; ``saved`` is the forward's V."""
+    Z = _output_tiles_transform(dy, geom)  # (4, 4, N, G, K/G, T)
+    V = saved if saved is not None else _input_transform(x, geom)
+    return (_dx_from(Z, w, geom) if need_dx else None), _dw_from(Z, V, geom)
+
+
+def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(WG5), (WG6): dx (N, C, H, W), the adjoint of the forward in d."""
+    return _dx_from(_output_tiles_transform(dy, geom), w, geom)
+
+
+def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
+    """(WG5), (WG7): dw (K, C/G, 3, 3), the adjoint of the forward in g."""
+    V = saved if saved is not None else _input_transform(x, geom)
+    return _dw_from(_output_tiles_transform(dy, geom), V, geom)

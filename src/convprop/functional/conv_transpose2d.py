@@ -208,10 +208,11 @@ def conv_transpose2d_backward(
     H, W = cache.x.shape[2:]
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None  # (B1)
     x_ext = _extend(xp, cache.x, geom.P, geom.Q)
-    dw = ALGORITHMS[cache.algorithms[2]].backward_weight(x_ext, dy, geom)  # (CT4)
+    dw = ALGORITHMS[cache.algorithms[2]].backward_weight(x_ext, dy, geom, None)  # (CT4)
     dx = None
     if need_dx:
-        dx = ALGORITHMS[cache.algorithms[0]].forward(dy, cache.w, geom)[:, :, :H, :W]  # (CT3)
+        dx, _ = ALGORITHMS[cache.algorithms[0]].forward(dy, cache.w, geom)  # (CT3)
+        dx = dx[:, :, :H, :W]
     dtype = cache.x.dtype
     return (
         None if dx is None else xp.ascontiguousarray(dx, dtype=dtype),

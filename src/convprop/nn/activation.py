@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 from convprop.backend import Array
+from convprop.errors import ParameterError
 from convprop.functional.activation import (
     leaky_relu_backward,
     leaky_relu_forward,
@@ -34,6 +37,12 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
+        is_real = isinstance(negative_slope, numbers.Real) and not isinstance(negative_slope, bool)
+        if not (is_real and math.isfinite(negative_slope)):
+            raise ParameterError(
+                "LeakyReLU: negative_slope must be a finite real number; expected e.g. 0.01, "
+                f"got {negative_slope!r}"
+            )
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: Array) -> Array:

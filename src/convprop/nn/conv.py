@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convprop._shapes import pair
+from convprop._shapes import explicit_padding, pair
 from convprop.backend import Array
 from convprop.errors import ParameterError
 from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
@@ -38,6 +38,17 @@ def _check_common(
         raise ParameterError(
             f"{op}: unknown algorithm; expected one of {['auto', *ALGORITHMS]}, got {algorithm!r}"
         )
+
+
+def _check_padding(op: str, padding: Any, strings: tuple[str, ...]) -> None:
+    """Check ``padding`` when the layer is built: one of ``strings`` or a numeric padding."""
+    if isinstance(padding, str):
+        if padding not in strings:
+            raise ParameterError(
+                f"{op}: unknown padding string; expected one of {list(strings)}, got {padding!r}"
+            )
+        return
+    explicit_padding(op, padding)  # raises ParameterError on a negative or malformed padding
 
 
 def _padding_config(padding: Any) -> Any:
@@ -92,6 +103,7 @@ class Conv2d(Module):
         self.kernel_size = pair(op, "kernel_size", kernel_size, minimum=1)
         self.stride = pair(op, "stride", stride, minimum=1)
         self.dilation = pair(op, "dilation", dilation, minimum=1)
+        _check_padding(op, padding, ("same", "valid"))
         self.padding = padding
         self.algorithm = algorithm
         dtype = check_dtype(op, dtype)
@@ -177,6 +189,7 @@ class ConvTranspose2d(Module):
         self.stride = pair(op, "stride", stride, minimum=1)
         self.dilation = pair(op, "dilation", dilation, minimum=1)
         self.output_padding = pair(op, "output_padding", output_padding, minimum=0)
+        _check_padding(op, padding, ("valid",))
         self.padding = padding
         self.algorithm = algorithm
         dtype = check_dtype(op, dtype)

@@ -82,6 +82,11 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1) -> None:
         super().__init__()
+        if not isinstance(start_dim, int) or isinstance(start_dim, bool):
+            raise ParameterError(
+                f"Flatten: start_dim must be an int; expected e.g. 1 (negative counts from the "
+                f"end), got {start_dim!r}"
+            )
         self.start_dim = start_dim
 
     def forward(self, x: Array) -> Array:

@@ -98,10 +98,28 @@ class Module:
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Array]:
-        """Parameters and buffers by PyTorch name (the arrays themselves, not copies)."""
-        state = {name: param.data for name, param in self.named_parameters()}
-        state.update(dict(self.named_buffers()))
-        return state
+        """Parameters and buffers by PyTorch name (the arrays themselves, not copies).
+
+        The order is PyTorch's: each module's parameters, then its buffers, then its
+        children's entries, so entries can also be matched with a PyTorch state_dict by
+        position.
+
+        Examples
+        --------
+        >>> from convprop.nn import BatchNorm2d, Conv2d
+        >>> list(Sequential(Conv2d(1, 2, 3, rng=0), BatchNorm2d(2)).state_dict())[2:]
+        ['1.weight', '1.bias', '1.running_mean', '1.running_var', '1.num_batches_tracked']
+        """
+        return dict(self._named_state(""))
+
+    def _named_state(self, prefix: str) -> Iterator[tuple[str, Array]]:
+        for name, param in self._parameters.items():
+            if param is not None:
+                yield prefix + name, param.data
+        for name, buffer in self._buffers.items():
+            yield prefix + name, buffer
+        for child_name, child in self._modules.items():
+            yield from child._named_state(f"{prefix}{child_name}.")
 
     def load_state_dict(self, state: dict[str, Array]) -> None:
         """Copy arrays into parameters and buffers; names and shapes must match exactly.
@@ -206,6 +224,16 @@ class Residual(Module):
     """y = x + f(x): a skip connection, so ResNet-style nets need no autograd.
 
     Backward: dx = dy + f.backward(dy) (the two paths' gradients add).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convprop.nn import Linear
+    >>> block = Residual(Linear(3, 3, rng=0))
+    >>> block(np.ones((2, 3), dtype=np.float32)).shape
+    (2, 3)
+    >>> [name for name, _ in block.named_parameters()]
+    ['body.weight', 'body.bias']
     """
 
     def __init__(self, body: Module) -> None:
@@ -228,5 +256,9 @@ class Residual(Module):
 
     def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
         self._take_cache()
-        d_body = self.body.backward(dy, need_dx=True)
-        return dy + d_body if need_dx else None
+        # Without need_dx the body's own dx is not needed either (its parameters still get
+        # their gradients).
+        d_body = self.body.backward(dy, need_dx=need_dx)
+        if not need_dx or d_body is None:
+            return None
+        return dy + d_body

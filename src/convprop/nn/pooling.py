@@ -6,6 +6,7 @@ from typing import Any
 
 from convprop._shapes import pair
 from convprop.backend import Array
+from convprop.errors import ParameterError
 from convprop.functional.pool2d import (
     adaptive_avg_pool2d_backward,
     adaptive_avg_pool2d_forward,
@@ -15,6 +16,18 @@ from convprop.functional.pool2d import (
     max_pool2d_forward,
 )
 from convprop.nn.module import Module
+
+
+def _check_padding(op: str, kernel_size: tuple[int, int], padding: Any) -> tuple[int, int]:
+    """Padding is at most half the window, as pool2d_geometry requires (checked when built)."""
+    pad_hw = pair(op, "padding", padding, minimum=0)
+    if 2 * pad_hw[0] > kernel_size[0] or 2 * pad_hw[1] > kernel_size[1]:
+        raise ParameterError(
+            f"{op}: padding is more than half the window; expected padding <= "
+            f"({kernel_size[0] // 2}, {kernel_size[1] // 2}), got {pad_hw} "
+            f"(kernel_size={kernel_size})"
+        )
+    return pad_hw
 
 
 class MaxPool2d(Module):
@@ -28,7 +41,7 @@ class MaxPool2d(Module):
         self.stride = (
             self.kernel_size if stride is None else pair("MaxPool2d", "stride", stride, minimum=1)
         )
-        self.padding = pair("MaxPool2d", "padding", padding, minimum=0)
+        self.padding = _check_padding("MaxPool2d", self.kernel_size, padding)
         self.ceil_mode = bool(ceil_mode)
 
     def forward(self, x: Array) -> Array:
@@ -65,7 +78,7 @@ class AvgPool2d(Module):
         self.stride = (
             self.kernel_size if stride is None else pair("AvgPool2d", "stride", stride, minimum=1)
         )
-        self.padding = pair("AvgPool2d", "padding", padding, minimum=0)
+        self.padding = _check_padding("AvgPool2d", self.kernel_size, padding)
         self.ceil_mode = bool(ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 

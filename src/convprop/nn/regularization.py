@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy
@@ -15,6 +17,11 @@ from convprop.nn.module import Module
 from convprop.nn.parameter import Parameter
 
 
+def _is_real(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool; NaN fails every range check after it."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability p, scale by 1/(1-p).
 
@@ -24,7 +31,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, rng: RNGLike = None) -> None:
         super().__init__()
-        if not 0.0 <= float(p) <= 1.0:
+        if not (_is_real(p) and 0.0 <= p <= 1.0):
             raise ParameterError(
                 f"Dropout: p must be a probability; expected 0 <= p <= 1, got {p!r}"
             )
@@ -65,14 +72,22 @@ class BatchNorm2d(Module):
         dtype: str = "float32",
     ) -> None:
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
+        is_int = isinstance(num_features, int) and not isinstance(num_features, bool)
+        if not is_int or num_features < 1:
             raise ParameterError(
                 f"BatchNorm2d: num_features must be a positive int; expected >= 1, "
                 f"got {num_features!r}"
             )
-        if eps <= 0 or not 0.0 <= momentum <= 1.0:
+        # The same rules as batch_norm2d_forward, checked here so a bad layer fails when built.
+        if not (_is_real(eps) and 0 < eps < math.inf):
             raise ParameterError(
-                f"BatchNorm2d: expected eps > 0 and 0 <= momentum <= 1, got eps={eps!r}, "
+                f"BatchNorm2d: eps keeps the division finite; expected a finite number > 0, "
+                f"got eps={eps!r}"
+            )
+        if not (_is_real(momentum) and 0.0 <= momentum <= 1.0):
+            raise ParameterError(
+                f"BatchNorm2d: momentum is the weight of the batch statistics; expected a number "
+                f"in [0, 1] (None, a cumulative average, is not supported), got "
                 f"momentum={momentum!r}"
             )
         dtype = check_dtype("BatchNorm2d", dtype)
