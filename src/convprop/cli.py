@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,6 +84,26 @@ def _add_explain(sub: Any) -> None:
     p.set_defaults(run=cmd_explain)
 
 
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time conv2d against PyTorch on the benchmark suite",
+        description="Time conv2d forward, input gradient, weight gradient and "
+        "forward+backward, convprop vs PyTorch (CPU), interleaved.",
+    )
+    p.add_argument("--shape", action="append", help="one suite shape (repeatable); default all")
+    p.add_argument(
+        "--algorithm", default="auto", help="auto (default), direct, im2col, fft, winograd"
+    )
+    p.add_argument("--repeats", type=int, default=7, help="timed repeats per pass (median)")
+    p.add_argument("--threads", type=int, default=2, help="PyTorch threads (match the BLAS)")
+    p.add_argument("--suite", default=None, help="a suite JSON file (default benchmarks/)")
+    p.add_argument("--no-torch", action="store_true", help="time convprop alone")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(run=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convprop",
@@ -90,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_eval, _add_predict, _add_gradcheck, _add_explain):
+    for add in (_add_train, _add_eval, _add_predict, _add_gradcheck, _add_explain, _add_bench):
         add(sub)
     return parser
 
@@ -126,6 +147,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from convprop.bench import format_table, run, to_json
+
+    if args.repeats < 1:
+        raise ValueError(
+            f"bench: --repeats must be >= 1; expected a positive count, got {args.repeats}"
+        )
+    results, info = run(
+        args.shape,
+        algorithm=args.algorithm,
+        repeats=args.repeats,
+        threads=args.threads,
+        with_torch=not args.no_torch,
+        suite=args.suite,
+    )
+    print(to_json(results, info) if args.json else format_table(results, info))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``convprop`` console script; returns the exit status."""
     parser = build_parser()
@@ -138,8 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
-        print("convprop: interrupted", file=sys.stderr)
+        print(f"convprop {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of the output has gone (`convprop explain conv | head`): stop quietly
+        _silence_stdout()
+        return 1
     except (ValueError, TypeError, OSError, RuntimeError, KeyError, NotImplementedError) as error:
         if args.verbose:
             raise
@@ -148,10 +192,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _silence_stdout() -> None:
+    """Send stdout to /dev/null, so that the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (captured output)
+        pass
+
+
 def out_dir_for(dataset: str, out: str | None) -> Path:
     if out is not None:
         return Path(out)
-    name = Path(dataset).name if Path(dataset).is_dir() else dataset
+    name = Path(dataset).resolve().name if Path(dataset).is_dir() else dataset
     return Path("runs") / name
 
 

@@ -1,0 +1,292 @@
+"""Side-by-side conv2d benchmark: convprop and PyTorch (CPU) in one run.
+
+For each layer shape of the suite (``benchmarks/conv_suite.json``, NCHW float32), both
+libraries run on the same number of threads, interleaved (convprop, PyTorch, convprop, ...)
+after a warm-up, and the median of the repeats is reported for four passes: forward, input
+gradient, weight gradient and forward+backward (all three gradients), with GFLOP/s, the
+ratio convprop / PyTorch, the peak memory of a forward+backward step and the algorithm that
+``auto`` chose for each pass. Used by ``convprop bench`` and ``benchmarks/bench_conv.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+from convprop._shapes import conv_geometry
+from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
+
+PASSES = ("forward", "input_grad", "weight_grad", "forward_backward")
+SUITE_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "conv_suite.json"
+
+
+@dataclass
+class Result:
+    """One shape's timings: milliseconds per pass for each library, medians of the repeats."""
+
+    name: str
+    shape: list[int]
+    algorithms: dict[str, str]
+    convprop_ms: dict[str, float]
+    torch_ms: dict[str, float] = field(default_factory=dict)
+    convprop_peak_mb: float = float("nan")
+    torch_peak_mb: float = float("nan")
+    gflop: float = 0.0
+
+    def ratio(self, pass_name: str) -> float:
+        theirs = self.torch_ms.get(pass_name)
+        return self.convprop_ms[pass_name] / theirs if theirs else float("nan")
+
+
+def load_suite(path: str | Path | None = None) -> dict[str, list[int]]:
+    """name -> [N, C, H, W, K, R, S, stride, pad, dilation, groups]."""
+    with open(path or SUITE_FILE, encoding="utf-8") as handle:
+        suite = json.load(handle)
+    return {name: list(spec) for name, spec in suite.items() if not name.startswith("_")}
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """CPU, cores, BLAS and the thread count used, for the top of the report."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if "model name" in line]
+        cpu = names[0] if names else cpu
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    blas = numpy.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {})
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "numpy": numpy.__version__,
+        "blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = "not installed"
+    return info
+
+
+def peak_memory_mb(library: str, spec: list[int], algorithm: str = "auto") -> float:
+    """Peak resident memory (MB) that one forward+backward step adds, in a fresh process.
+
+    A fresh interpreter per measurement keeps either library's memory pools from hiding
+    the step's allocations; the child builds the inputs, notes its resident size, runs one
+    step and reports its high-water mark (Linux VmHWM) minus that.
+    """
+    code = (
+        "import sys, json; from convprop.bench import _peak_child; "
+        f"_peak_child({library!r}, json.loads(sys.argv[1]), {algorithm!r})"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(spec)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except (subprocess.SubprocessError, OSError):
+        return float("nan")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise OSError(f"bench: {key} not found in /proc/self/status")  # pragma: no cover
+
+
+def _peak_child(library: str, spec: list[int], algorithm: str) -> None:
+    """Run in a child process by :func:`peak_memory_mb`; prints megabytes."""
+    x, w, b, dy = _inputs(spec)
+    if library == "torch":
+        import torch
+
+        torch.set_num_threads(2)
+        step = _torch_passes(x, w, b, dy, spec)["forward_backward"]
+    else:
+        step = _convprop_passes(x, w, b, dy, spec, algorithm)[0]["forward_backward"]
+    before = _status_kb("VmRSS")
+    step()
+    print((_status_kb("VmHWM") - before) / 1024)
+
+
+def _inputs(spec: list[int], seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    """Random float32 x, w, b and dy for a suite shape."""
+    N, C, H, W, K, R, S, stride, pad, dil, groups = spec
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W), dtype=numpy.float32)
+    w = rng.standard_normal((K, C // groups, R, S), dtype=numpy.float32)
+    b = rng.standard_normal(K, dtype=numpy.float32)
+    geom = conv_geometry("bench", x.shape, w.shape, b.shape, stride=stride, padding=pad,
+                         dilation=dil, groups=groups)  # fmt: skip
+    dy = rng.standard_normal(geom.y_shape, dtype=numpy.float32)
+    return x, w, b, dy
+
+
+def _convprop_passes(x: Any, w: Any, b: Any, dy: Any, spec: list[int], algorithm: str
+                     ) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:  # fmt: skip
+    stride, pad, dil, groups = spec[7:11]
+    keywords = {"stride": stride, "padding": pad, "dilation": dil, "groups": groups}
+    _, cache = conv2d_forward(x, w, b, algorithm=algorithm, **keywords)
+    geom = cache.geom
+    forward_algo, data_algo, weight_algo = cache.algorithms
+
+    def forward_backward() -> object:
+        _, step_cache = conv2d_forward(x, w, b, algorithm=algorithm, **keywords)
+        return conv2d_backward(dy, step_cache)
+
+    passes: dict[str, Callable[[], object]] = {
+        "forward": lambda: conv2d_forward(x, w, b, algorithm=algorithm, **keywords),
+        "input_grad": lambda: ALGORITHMS[data_algo].backward_data(dy, w, geom),
+        "weight_grad": lambda: ALGORITHMS[weight_algo].backward_weight(dy, x, geom, None),
+        "forward_backward": forward_backward,
+    }
+    chosen = {"forward": forward_algo, "input_grad": data_algo, "weight_grad": weight_algo}
+    return passes, chosen
+
+
+def _torch_passes(x: Any, w: Any, b: Any, dy: Any, spec: list[int]
+                  ) -> dict[str, Callable[[], object]]:  # fmt: skip
+    import torch
+    import torch.nn.functional as functional
+    import torch.nn.grad
+
+    stride, pad, dil, groups = spec[7:11]
+    tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+    keywords = {"stride": stride, "padding": pad, "dilation": dil, "groups": groups}
+
+    def forward() -> object:
+        with torch.no_grad():
+            return functional.conv2d(tx, tw, tb, **keywords)
+
+    def forward_backward() -> object:
+        gx, gw, gb = (t.detach().requires_grad_() for t in (tx, tw, tb))
+        y = functional.conv2d(gx, gw, gb, **keywords)
+        return torch.autograd.grad(y, (gx, gw, gb), tdy)
+
+    return {
+        "forward": forward,
+        # torch.nn.grad ships without type annotations
+        "input_grad": lambda: torch.nn.grad.conv2d_input(  # type: ignore[no-untyped-call]
+            tx.shape, tw, tdy, **keywords
+        ),
+        "weight_grad": lambda: torch.nn.grad.conv2d_weight(  # type: ignore[no-untyped-call]
+            tx, tw.shape, tdy, **keywords
+        ),
+        "forward_backward": forward_backward,
+    }
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def bench_shape(name: str, spec: list[int], *, algorithm: str = "auto", repeats: int = 7,
+                warmup: int = 2, with_torch: bool = True, seed: int = 0,
+                memory: bool = True) -> Result:  # fmt: skip
+    """Time one shape; convprop and PyTorch alternate within every repeat."""
+    N, C, K, R, S = spec[0], spec[1], spec[4], spec[5], spec[6]
+    x, w, b, dy = _inputs(spec, seed)
+    P, Q = dy.shape[2:]
+    ours, chosen = _convprop_passes(x, w, b, dy, spec, algorithm)
+    theirs = _torch_passes(x, w, b, dy, spec) if with_torch else {}
+    times: dict[str, dict[str, list[float]]] = {"ours": {}, "theirs": {}}
+    for pass_name in PASSES:
+        for _ in range(warmup):
+            ours[pass_name]()
+            if theirs:
+                theirs[pass_name]()
+        for _ in range(repeats):
+            times["ours"].setdefault(pass_name, []).append(_timed(ours[pass_name]))
+            if theirs:
+                times["theirs"].setdefault(pass_name, []).append(_timed(theirs[pass_name]))
+    result = Result(
+        name=name, shape=spec, algorithms=chosen,
+        convprop_ms={p: statistics.median(v) for p, v in times["ours"].items()},
+        torch_ms={p: statistics.median(v) for p, v in times["theirs"].items()},
+        gflop=2.0 * N * K * (C // spec[10]) * R * S * P * Q / 1e9,
+    )  # fmt: skip
+    if memory:
+        result.convprop_peak_mb = peak_memory_mb("convprop", spec, algorithm)
+        if with_torch:
+            result.torch_peak_mb = peak_memory_mb("torch", spec)
+    return result
+
+
+def format_table(results: list[Result], info: dict[str, Any]) -> str:
+    """The human-readable report: machine, then one row per shape and a geometric mean."""
+    lines = [
+        f"machine: {info['cpu']}, {info['cores']} cores; threads {info['threads']}; "
+        f"numpy {info['numpy']} ({info['blas']}); torch {info['torch']}; float32, "
+        f"median of the repeats after warm-up, convprop and PyTorch interleaved",
+        f"{'shape':<10}{'pass':<18}{'convprop ms':>12}{'torch ms':>10}{'ratio':>7}"
+        f"{'GFLOP/s':>9}  algorithm",
+    ]
+    for result in results:
+        for pass_name in PASSES:
+            ms = result.convprop_ms[pass_name]
+            flops = result.gflop * (3 if pass_name == "forward_backward" else 1)
+            algo = result.algorithms.get(pass_name, "/".join(result.algorithms.values()))
+            lines.append(
+                f"{result.name:<10}{pass_name:<18}{ms:>12.2f}"
+                f"{result.torch_ms.get(pass_name, float('nan')):>10.2f}"
+                f"{result.ratio(pass_name):>7.2f}{flops / ms * 1e3:>9.1f}  {algo}"
+            )
+        lines.append(
+            f"{'':<10}{'peak memory MB':<18}{result.convprop_peak_mb:>12.1f}"
+            f"{result.torch_peak_mb:>10.1f}"
+            f"{result.convprop_peak_mb / result.torch_peak_mb if result.torch_peak_mb else 0:>7.2f}"
+        )
+    for pass_name in ("forward", "forward_backward"):
+        ratios = [r.ratio(pass_name) for r in results if r.torch_ms]
+        if ratios:
+            geo = float(numpy.exp(numpy.mean(numpy.log(ratios))))
+            lines.append(f"geometric mean ratio, {pass_name}: {geo:.2f} (worst {max(ratios):.2f})")
+    return "\n".join(lines)
+
+
+def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int = 7,
+        threads: int = 2, with_torch: bool = True, suite: str | None = None,
+        memory: bool = True) -> tuple[list[Result], dict[str, Any]]:  # fmt: skip
+    """Benchmark the named shapes (default: all) and return the results and machine info."""
+    if with_torch:
+        import torch
+
+        torch.set_num_threads(threads)
+    shapes = load_suite(suite)
+    unknown = sorted(set(names or []) - set(shapes))
+    if unknown:
+        raise ValueError(
+            f"bench: unknown shape; expected names from {sorted(shapes)}, got {unknown}"
+        )
+    results = [
+        bench_shape(name, shapes[name], algorithm=algorithm, repeats=repeats,
+                    with_torch=with_torch, memory=memory)
+        for name in (names or list(shapes))
+    ]  # fmt: skip
+    return results, machine_info(threads)
+
+
+def to_json(results: list[Result], info: dict[str, Any]) -> str:
+    return json.dumps({"machine": info, "results": [asdict(r) for r in results]}, indent=1)
