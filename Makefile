@@ -3,19 +3,35 @@
 VENV ?= .venv
 ifdef VIRTUAL_ENV
 PYTHON := python
+VENV_BIN :=
 else
 PYTHON := $(VENV)/bin/python
+VENV_BIN := $(VENV)/bin/
 endif
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-test
+CORE_STAMP := $(VENV)/.installed-core
 
-.PHONY: install test lint bench size clean
+.PHONY: install train test lint bench bench-train size clean
 
-$(STAMP): pyproject.toml
-	@if [ -z "$(VIRTUAL_ENV)" ] && [ ! -x $(VENV)/bin/python ]; then python3 -m venv $(VENV); fi
+$(VENV)/bin/python:
+	@if [ -z "$(VIRTUAL_ENV)" ]; then python3 -m venv $(VENV); fi
+
+# the library alone (what `make train` needs)
+$(CORE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PYTHON) -m pip install -e .
+	@mkdir -p $(VENV) && touch $(CORE_STAMP)
+
+# + tests (pytest, hypothesis, torch==2.13.0 CPU as an oracle) and linters
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PYTHON) -m pip install -e ".[test,dev]"
-	@mkdir -p $(VENV) && touch $(STAMP)
+	@mkdir -p $(VENV) && touch $(STAMP) $(CORE_STAMP)
 
 install: $(STAMP)
+
+# The main job: train the default LeNet-style net on the embedded digits, with a progress
+# bar; writes the model, a checkpoint and the plots to runs/digits/.
+train: $(CORE_STAMP)
+	$(VENV_BIN)convprop train --dataset digits --out runs/digits
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
@@ -27,6 +43,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_conv.py
+
+bench-train: $(STAMP)
+	$(PYTHON) benchmarks/bench_train.py
 
 size:
 	@wc -l src/convprop/*.py src/convprop/*/*.py | sort -n | awk '{ flag = ($$1 > 300 && $$2 != "total") ? "  <- over 300 lines" : ""; print $$0 flag }'

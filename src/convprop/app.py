@@ -204,9 +204,15 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def gradcheck_command(args: argparse.Namespace) -> int:
+    from convprop.errors import ParameterError
     from convprop.model_check import gradcheck_model
     from convprop.models import build_model
 
+    for option, value in (("--batch-size", args.batch_size), ("--image-size", args.image_size)):
+        if value < 1:
+            raise ParameterError(
+                f"gradcheck: {option} must be >= 1; expected a positive count, got {value}"
+            )
     model = build_model(
         args.model,
         num_classes=10,

@@ -61,6 +61,13 @@ class ModelFileError(ValueError):
 
 
 # -- atomic writes ---------------------------------------------------------------------------
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: PathLike, write_fn: Callable[[str], None]) -> None:
     """Create or replace the file ``path`` with what ``write_fn`` writes, all or nothing.
 
@@ -98,6 +105,8 @@ def atomic_write(path: PathLike, write_fn: Callable[[str], None]) -> None:
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write_fn(temporary)
+        # some writers (safetensors) recreate the file owner-only: restore the umask's mode
+        os.chmod(temporary, 0o666 & ~_umask())
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, target)

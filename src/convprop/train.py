@@ -221,13 +221,21 @@ def fit(
         Where ``checkpoint.safetensors`` (each epoch, atomically) and ``model.safetensors``
         (at the end) go; None writes nothing.
     resume : bool
-        Continue from ``out_dir/checkpoint.safetensors``: with the same seed and config the
-        run ends with exactly the weights of an uninterrupted run.
+        Continue from ``out_dir/checkpoint.safetensors``: with the same config the run ends
+        with exactly the weights of an uninterrupted run. ``config.epochs`` and
+        ``config.lr`` may differ from the checkpoint's (the schedule follows them from the
+        next epoch on); the other settings of ``RUN_SETTINGS`` may not.
 
     Raises
     ------
+    ParameterError
+        For an invalid configuration (before anything is written), or on resume with run
+        settings other than the checkpoint's.
+    FileNotFoundError
+        On resume without ``out_dir`` or without a checkpoint in it.
     TrainingDivergedError
-        When the loss becomes NaN or infinite.
+        When the loss becomes NaN or infinite; the message names the epoch, the step and
+        the last good checkpoint, which is left unchanged.
     """
     config.validate()
     optimizer = make_optimizer(config, model)

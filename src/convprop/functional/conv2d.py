@@ -17,6 +17,7 @@ gradient) to an algorithm of ``ALGORITHMS``. The bias terms (F1, B1) are shared 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,7 +100,7 @@ class Conv2dCache:
 
 
 def resolve_algorithms(
-    op: str, algorithm: str, geom: ConvGeometry, dtype: Any
+    op: str, algorithm: str, geom: ConvGeometry, w: Array
 ) -> tuple[str, str, str]:
     """Return the algorithm name for each pass, checking that an explicit choice applies.
 
@@ -116,8 +117,24 @@ def resolve_algorithms(
         )
     if algorithm == "auto":
         candidates = [name for name, algo in ALGORITHMS.items() if algo.decline(geom) is None]
+        xp = get_xp(w)
+
+        def measure(name: str, pass_name: str) -> Callable[[], object]:
+            """One run of a pass on zeros (used only when the timing cache is enabled)."""
+            algo = ALGORITHMS[name]
+            x = xp.zeros(geom.x_shape, dtype=w.dtype)
+            dy = xp.zeros(geom.y_shape, dtype=w.dtype)
+            if pass_name == "forward":
+                return lambda: algo.forward(x, w, geom)
+            if pass_name == "data":
+                return lambda: algo.backward_data(dy, w, geom)
+            return lambda: algo.backward_weight(dy, x, geom, None)
+
         forward, data, weight = (
-            conv2d_select.choose(geom, pass_name, str(dtype), candidates) for pass_name in PASSES
+            conv2d_select.choose(
+                geom, pass_name, str(w.dtype), candidates, measure=measure, backend=xp.__name__
+            )
+            for pass_name in PASSES
         )
         return (forward, data, weight)
     reason = ALGORITHMS[algorithm].decline(geom)
@@ -203,7 +220,7 @@ def conv2d_forward(
         dilation=dilation,
         groups=groups,
     )
-    algorithms = resolve_algorithms(op, algorithm, geom, x.dtype)
+    algorithms = resolve_algorithms(op, algorithm, geom, w)
     y, saved = ALGORITHMS[algorithms[0]].forward(x, w, geom)  # (F1) -> (N, K, P, Q)
     if b is not None:
         y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term

@@ -1,70 +1,250 @@
-"""The ``auto`` algorithm choice: a cost model, per pass.
+"""The ``auto`` algorithm choice: a cost model per pass, and an optional timing cache.
 
-Each algorithm's time for one pass is estimated as arithmetic at an algorithm-specific
-rate plus the memory it moves at a bandwidth; the cheapest algorithm that does not
-decline the case wins. ``direct`` never declines, so ``auto`` never does either.
+Passes: "forward" (y, F1), "data" (dx, B3), "weight" (dw, B2).
 
-Passes: "forward" (y), "data" (dx, equation B3), "weight" (dw, equation B2).
+Cost model
+----------
+Each algorithm's time for one pass is estimated as
+
+    seconds = flops / gemm_rate(shape of its matrix products)
+            + bytes moved by its copies and scatter-adds / MEMORY_BYTES_PER_S
+            + transform flops / FFT_FLOPS_PER_S + calls * CALL_SECONDS
+
+with constants measured on a 2-core x86-64 machine (NumPy + OpenBLAS, float32; see
+``convprop bench``). ``gemm_rate`` falls with the smallest matrix dimension: a product with
+an inner size of 1 is a memory-bound loop, one with all sizes above ~128 runs near the
+BLAS peak. float64 halves the arithmetic rates. The cheapest algorithm that accepts the
+case wins; ``direct`` accepts every case, so ``auto`` never declines.
+
+Timing cache
+------------
+:func:`enable_timing_cache` switches on measured choices: the first time ``auto`` meets a
+layer shape (per dtype and backend) it times every algorithm on each pass once and keeps
+the fastest; the table is bounded (``MAX_ENTRIES``, oldest dropped first) and persisted as
+JSON under the user's cache directory (``$XDG_CACHE_HOME/convprop`` or
+``~/.cache/convprop``), written atomically. Off by default, so that results and run times
+never depend on a file the user did not ask for.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from convprop._shapes import ConvGeometry
 
-# Effective rates of one CPU core-pair, in floating-point operations and bytes per second.
-GEMM_FLOPS = 60e9  # large batched matmul
-SMALL_GEMM_FLOPS = 8e9  # matmul/einsum with a dimension below 16
-MEMORY_BYTES = 4e9  # strided copies and slice-adds
-FFT_FLOPS = 6e9  # scipy.fft, counted as 5·L·log2(L) per real transform
+GEMM_FLOPS_PER_S = 120e9  # float32 BLAS peak of the two cores, large products
+MEMORY_BYTES_PER_S = 5e9  # strided NumPy copies, slice-adds, pads (one core)
+FFT_FLOPS_PER_S = 8e9  # scipy.fft rfft2/irfft2, counted as 2.5·L·log2(L) per transform
+CALL_SECONDS = 15e-6  # Python and NumPy overhead of one array operation
+
+MAX_ENTRIES = 512
 
 
-def _gemm_rate(*dims: int) -> float:
-    return GEMM_FLOPS if min(dims) >= 16 else SMALL_GEMM_FLOPS
+def gemm_rate(*dims: int, itemsize: int = 4) -> float:
+    """Achieved flops/s of a matrix product whose smallest dimension is ``min(dims)``."""
+    smallest = max(min(dims), 1)
+    efficiency = smallest / (smallest + 48.0)
+    return GEMM_FLOPS_PER_S * efficiency * (4.0 / itemsize)
 
 
-def _estimate(name: str, geom: ConvGeometry, pass_name: str, itemsize: int) -> float:
-    G = geom.groups
-    C_g, K_g = geom.C // G, geom.K // G
-    taps = geom.R * geom.S
-    outputs = geom.N * geom.P * geom.Q
-    macs: float = 2.0 * outputs * geom.K * C_g * taps
-    x_bytes = geom.N * geom.C * geom.H * geom.W * itemsize
-    cols_bytes = outputs * geom.C * taps * itemsize
-    if name == "direct":
-        # one einsum per tap; the input gradient convolves the stride-dilated dy
-        waste = geom.stride_h * geom.stride_w if pass_name == "data" else 1
-        return (macs * waste / _gemm_rate(C_g, K_g) / 2) + taps * (x_bytes + cols_bytes / taps) / (
-            MEMORY_BYTES
-        )
-    if name == "im2col":
-        return macs / _gemm_rate(C_g * taps, K_g) + 2 * cols_bytes / MEMORY_BYTES
-    if name == "fft":
-        Hp, Wp = geom.padded_hw
-        length = Hp * Wp
-        n_transforms = geom.N * (geom.C + geom.K) + geom.K * C_g
-        fft_cost = 5.0 * length * math.log2(max(length, 2)) * n_transforms / FFT_FLOPS
-        spectral = 8.0 * length / 2 * geom.N * geom.K * C_g / _gemm_rate(C_g, K_g)
-        return fft_cost + spectral
-    if name == "winograd":
-        tiles = geom.N * math.ceil(geom.P / 2) * math.ceil(geom.Q / 2)
-        spectral = 2.0 * 16 * tiles * geom.K * C_g / _gemm_rate(C_g, K_g)
-        transforms = 16 * 3 * tiles * (geom.C + geom.K) * itemsize / MEMORY_BYTES
-        return spectral + transforms
-    raise KeyError(name)
+def _fft_seconds(transforms: float, length: int) -> float:
+    return transforms * 2.5 * length * math.log2(max(length, 2)) / FFT_FLOPS_PER_S
 
 
-def choose(geom: ConvGeometry, pass_name: str, dtype: str, candidates: list[str]) -> str:
-    """Return the cheapest of ``candidates`` (algorithms that accept this case) for one pass.
+def _im2col(geom: ConvGeometry, pass_name: str, b: int) -> float:
+    G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
+    RS, PQ = geom.R * geom.S, geom.P * geom.Q
+    flops = 2.0 * geom.N * geom.K * C_g * RS * PQ
+    pointwise = RS == 1 and geom.is_unit_stride_dense and geom.padded_hw == (geom.H, geom.W)
+    cols_bytes = 0.0 if pointwise else geom.N * geom.C * RS * PQ * b
+    calls = geom.N * G + (0 if pointwise else RS)
+    if pass_name == "forward":
+        rate = gemm_rate(K_g, PQ, C_g * RS, itemsize=b)
+        return flops / rate + 2 * cols_bytes / MEMORY_BYTES_PER_S + calls * CALL_SECONDS
+    if pass_name == "data":
+        rate = gemm_rate(C_g * RS, PQ, K_g, itemsize=b)
+        return flops / rate + 3 * cols_bytes / MEMORY_BYTES_PER_S + calls * CALL_SECONDS
+    rate = gemm_rate(K_g, C_g * RS, PQ, itemsize=b)
+    return flops / rate + 2 * cols_bytes / MEMORY_BYTES_PER_S + calls * CALL_SECONDS
+
+
+def _direct(geom: ConvGeometry, pass_name: str, b: int) -> float:
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    RS, PQ = geom.R * geom.S, geom.P * geom.Q
+    if pass_name == "data":  # the full convolution of the stride-dilated dy
+        ext_h, ext_w = geom.dilated_kernel_hw
+        PQ = (geom.stride_h * (geom.P - 1) + ext_h) * (geom.stride_w * (geom.Q - 1) + ext_w)
+        C_g, K_g = K_g, C_g
+    flops = 2.0 * geom.N * geom.groups * K_g * C_g * RS * PQ
+    tap_bytes = RS * geom.N * geom.groups * (C_g + 2 * K_g) * PQ * b
+    if C_g == 1:  # depthwise: broadcast multiply-adds, memory-bound
+        return 2 * tap_bytes / MEMORY_BYTES_PER_S + RS * CALL_SECONDS
+    rate = gemm_rate(K_g, C_g, PQ, itemsize=b)
+    return flops / rate + tap_bytes / MEMORY_BYTES_PER_S + RS * geom.N * CALL_SECONDS
+
+
+def _fft(geom: ConvGeometry, pass_name: str, b: int) -> float:
+    G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
+    Hp, Wp = geom.padded_hw
+    length = Hp * Wp
+    bins = Hp * (Wp // 2 + 1)
+    n_x, n_y, n_w = geom.N * geom.C, geom.N * geom.K, geom.K * C_g
+    transforms = {"forward": n_x + n_y + n_w, "data": n_y + n_x + n_w, "weight": n_x + n_y + n_w}
+    # complex products: 4 real multiply-adds per term, batched over the F bins
+    products = 8.0 * bins * G * geom.N * K_g * C_g
+    rate = gemm_rate(geom.N, K_g, C_g, itemsize=b) / 2
+    spectra_bytes = 2 * b * bins * (n_x + n_y + n_w) * 3
+    return (
+        _fft_seconds(transforms[pass_name], length)
+        + products / rate
+        + spectra_bytes / MEMORY_BYTES_PER_S
+        + bins * G * CALL_SECONDS / 50
+    )
+
+
+def _winograd(geom: ConvGeometry, pass_name: str, b: int) -> float:
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    tiles = geom.N * math.ceil(geom.P / 2) * math.ceil(geom.Q / 2)
+    flops = 2.0 * 16 * tiles * geom.groups * K_g * C_g
+    rate = gemm_rate(K_g, C_g, tiles // max(geom.N, 1), itemsize=b)
+    # the tile gathers and the three transforms each pass over 16 values per tile
+    transform_bytes = 16 * tiles * (geom.C + geom.K) * b * 8
+    return flops / rate + transform_bytes / MEMORY_BYTES_PER_S + 64 * CALL_SECONDS
+
+
+ESTIMATORS: dict[str, Callable[[ConvGeometry, str, int], float]] = {
+    "direct": _direct,
+    "im2col": _im2col,
+    "fft": _fft,
+    "winograd": _winograd,
+}
+
+
+def estimate(name: str, geom: ConvGeometry, pass_name: str, dtype: str) -> float:
+    """The cost model's seconds for one algorithm and pass.
 
     Examples
     --------
     >>> from convprop._shapes import conv_geometry
     >>> g = conv_geometry("conv2d", (8, 64, 32, 32), (64, 64, 9, 9), None,
     ...                   stride=1, padding=4, dilation=1, groups=1)
-    >>> choose(g, "forward", "float32", ["direct", "im2col", "fft"])
-    'fft'
+    >>> estimate("fft", g, "forward", "float32") < estimate("im2col", g, "forward", "float32")
+    True
     """
     itemsize = 8 if dtype == "float64" else 4
-    return min(candidates, key=lambda name: _estimate(name, geom, pass_name, itemsize))
+    return ESTIMATORS[name](geom, pass_name, itemsize)
+
+
+class TimingCache:
+    """Measured fastest algorithm per (backend, dtype, layer shape, pass), bounded, on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, str] = {}
+        try:
+            with open(path, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+            if isinstance(loaded, dict):
+                self.entries = {str(k): str(v) for k, v in loaded.items()}
+        except (OSError, ValueError):
+            self.entries = {}  # a missing or unreadable cache is an empty one
+
+    @staticmethod
+    def key(geom: ConvGeometry, dtype: str, backend: str, pass_name: str) -> str:
+        return f"{backend}|{dtype}|{geom.describe()}|N={geom.N}|{pass_name}"
+
+    def get(self, key: str) -> str | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, name: str) -> None:
+        self.entries.pop(key, None)
+        self.entries[key] = name
+        while len(self.entries) > MAX_ENTRIES:
+            self.entries.pop(next(iter(self.entries)))
+        self.save()
+
+    def save(self) -> None:
+        """Write the table atomically (temporary file + rename); failures are ignored."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(self.entries, stream)
+            os.replace(temporary, self.path)
+        except OSError:  # pragma: no cover - a read-only cache directory
+            pass
+
+
+def default_cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "convprop" / "conv_timings.json"
+
+
+_TIMINGS: TimingCache | None = None
+
+
+def enable_timing_cache(path: str | os.PathLike[str] | None = None) -> TimingCache:
+    """Let ``auto`` measure unseen layer shapes once and remember the fastest algorithm."""
+    global _TIMINGS
+    _TIMINGS = TimingCache(Path(path) if path is not None else default_cache_path())
+    return _TIMINGS
+
+
+def disable_timing_cache() -> None:
+    """Back to the cost model alone (the default)."""
+    global _TIMINGS
+    _TIMINGS = None
+
+
+def _measure(run: Callable[[], object]) -> float:
+    run()  # warm-up: allocations, FFT plans
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def choose(
+    geom: ConvGeometry,
+    pass_name: str,
+    dtype: str,
+    candidates: list[str],
+    measure: Callable[[str, str], Callable[[], object]] | None = None,
+    backend: str = "numpy",
+) -> str:
+    """Return the algorithm for one pass among ``candidates`` (those that accept the case).
+
+    With the timing cache enabled and a ``measure`` factory (name, pass -> a callable
+    that runs that pass), unseen shapes are timed once; otherwise the cost model decides.
+
+    Examples
+    --------
+    >>> from convprop._shapes import conv_geometry
+    >>> g = conv_geometry("conv2d", (8, 256, 14, 14), (1024, 256, 1, 1), None,
+    ...                   stride=1, padding=0, dilation=1, groups=1)
+    >>> choose(g, "forward", "float32", ["direct", "im2col", "fft"])
+    'im2col'
+    """
+    if _TIMINGS is not None and measure is not None and len(candidates) > 1:
+        key = TimingCache.key(geom, dtype, backend, pass_name)
+        known = _TIMINGS.get(key)
+        if known in candidates:
+            return known
+        timings = {name: _measure(measure(name, pass_name)) for name in candidates}
+        best = min(timings, key=lambda name: timings[name])
+        _TIMINGS.put(key, best)
+        return best
+    return min(candidates, key=lambda name: estimate(name, geom, pass_name, dtype))
+
+
+def cache_state() -> dict[str, Any]:
+    """Whether measured choices are on, and where the table lives (for reports)."""
+    if _TIMINGS is None:
+        return {"enabled": False}
+    return {"enabled": True, "path": str(_TIMINGS.path), "entries": len(_TIMINGS.entries)}

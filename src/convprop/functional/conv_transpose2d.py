@@ -180,7 +180,7 @@ def conv_transpose2d_forward(
     xp = get_xp(x, w, b)
     check_float_dtype(OP, x=x, w=w, b=b)
     geom = _geometry(x, w, b, stride, padding, output_padding, dilation, groups)
-    algorithms = resolve_algorithms(OP, algorithm, geom, x.dtype)
+    algorithms = resolve_algorithms(OP, algorithm, geom, w)
     x_ext = _extend(xp, x, geom.P, geom.Q)
     y = ALGORITHMS[algorithms[1]].backward_data(x_ext, w, geom)  # (CT2)
     if b is not None:

@@ -86,7 +86,12 @@ class Module:
         return self.train(False)
 
     def to(self, device: str) -> Module:
-        """Move every parameter and buffer to ``device`` ("cpu" or "cuda")."""
+        """Move every parameter and buffer to ``device`` ("cpu" or "cuda"); drops the caches."""
+        if device not in ("cpu", "cuda"):  # checked first: a module without arrays, too
+            raise ValueError(
+                f"{type(self).__name__}.to: unknown device; expected 'cpu' or 'cuda', "
+                f"got {device!r}"
+            )
         for module in self.modules():
             for param in module._parameters.values():
                 if param is not None:
