@@ -6,6 +6,8 @@ calls convprop's convolution code; even the padding rules are re-derived below.
 
 Notation  x (N,C,H,W)  w (K,C/G,R,S)  b (K,)  y (N,K,P,Q)  G groups, g(k) = k // (K/G)
   P = (H + pad_top + pad_bottom - dil_h*(R-1) - 1) // stride_h + 1                   (S1)
+  "same": P = ceil(H / stride_h), total padding
+      max((P-1)*stride_h + dil_h*(R-1) + 1 - H, 0), the odd pixel at the bottom        (S2)
   y[n,k,p,q] = b[k] + sum_{c,r,s} w[k,c,r,s]
                * x_pad[n, g(k)*C/G + c, p*stride_h + r*dil_h, q*stride_w + s*dil_w]   (F1)
   db[k] = sum_{n,p,q} dy[n,k,p,q]                                                     (B1)
@@ -38,7 +40,7 @@ def as_pair(value: Any) -> tuple[int, int]:
 
 
 def _same_axis(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TensorFlow's "same": output ceil(size/stride), the odd pixel after."""
+    """(S2) TensorFlow's "same": output ceil(size/stride), the odd pixel after."""
     out = (size + stride - 1) // stride
     total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
     return (total // 2, total - total // 2)
@@ -555,6 +557,8 @@ TRANSPOSE_CASES: tuple[TransposeCase, ...] = (
     *(transpose_of(case) for case in CASES),
     # output_padding >= stride is allowed while it stays below the dilation (as in PyTorch)
     T("output_padding_ge_stride", 2, 2, 3, 2, 2, 3, 2, output_padding=1, dilation=2),
+    T("output_padding_2_dilation_3", 1, 2, 4, 5, 3, 3, 3, padding=1, output_padding=2,
+      dilation=3),  # docs/derivations.md section 8: x extended from 4x5 to 6x7
     T("output_padding_pairs_groups2", 1, 4, 3, 3, 2, 2, 3, stride=(2, 3), padding=(1, 0),
       output_padding=(1, 2), groups=2),
     T("depthwise_stride2", 2, 3, 3, 4, 3, 3, 3, stride=2, padding=1, output_padding=1, groups=3),

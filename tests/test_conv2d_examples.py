@@ -14,7 +14,7 @@ import itertools
 
 import numpy as np
 import pytest
-import scipy.signal
+from numpy.lib.stride_tricks import sliding_window_view
 
 from convprop.functional import conv2d, conv2d_backward, conv2d_forward
 from reference import ALGORITHM_NAMES, assert_close, conv2d_ref
@@ -78,6 +78,17 @@ def _full_convolution_rot180(dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
+def _convolution_by_definition(dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The textbook full convolution, no flip written: out[h, c] = sum dy[h-r, c-s] w[r, s]."""
+    (P, Q), (R, S) = dy.shape, w.shape
+    out = np.zeros((P + R - 1, Q + S - 1))
+    for h, col in itertools.product(range(out.shape[0]), range(out.shape[1])):
+        for r, s in itertools.product(range(R), range(S)):
+            if 0 <= h - r < P and 0 <= col - s < Q:
+                out[h, col] += dy[h - r, col - s] * w[r, s]
+    return out
+
+
 def _correlation_valid(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """dw[r, s] = sum_{p, q} x[p + r, q + s] * dy[p, q]: explicit loops."""
     R, S = x.shape[0] - dy.shape[0] + 1, x.shape[1] - dy.shape[1] + 1
@@ -90,7 +101,7 @@ def _correlation_valid(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(("R", "S"), [(3, 3), (2, 4)])
 @pytest.mark.parametrize("algorithm", ALGORITHM_NAMES)
-def test_single_channel_dx_is_full_convolution_with_rotated_kernel_B3(  # noqa: N802 (label)
+def test_single_channel_dx_is_full_convolution_with_rotated_kernel_B3(
     R: int, S: int, algorithm: str
 ) -> None:
     if algorithm == "winograd" and (R, S) != (3, 3):
@@ -105,18 +116,17 @@ def test_single_channel_dx_is_full_convolution_with_rotated_kernel_B3(  # noqa: 
     dx, dw, _ = conv2d_backward(dy[None, None], cache)
     full = _full_convolution_rot180(dy, w)
     np.testing.assert_allclose(dx[0, 0], full, rtol=1e-12, atol=1e-12)
-    # the same identity in SciPy's words: convolve2d flips the kernel itself
-    np.testing.assert_allclose(full, scipy.signal.convolve2d(dy, w, mode="full"), atol=1e-12)
-    # (B2): dw is the correlation of x with dy
+    # correlating with the rotated kernel is convolving with the kernel itself
+    np.testing.assert_allclose(full, _convolution_by_definition(dy, w), atol=1e-12)
+    # (B2): dw is the correlation of x with dy (every dy-sized window of x against dy)
     correlation = _correlation_valid(x, dy)
     np.testing.assert_allclose(dw[0, 0], correlation, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(
-        correlation, scipy.signal.correlate2d(x, dy, mode="valid"), atol=1e-12
-    )
+    windows = sliding_window_view(x, dy.shape)  # (R, S, P, Q)
+    np.testing.assert_allclose(correlation, np.einsum("rspq,pq->rs", windows, dy), atol=1e-12)
 
 
 @pytest.mark.parametrize("algorithm", NON_WINOGRAD)
-def test_strided_dx_is_full_convolution_of_zero_dilated_dy_B3(  # noqa: N802 (label)
+def test_strided_dx_is_full_convolution_of_zero_dilated_dy_B3(
     algorithm: str,
 ) -> None:
     """With stride 2, dy is first spread out with a zero between neighbours; the last row
@@ -191,3 +201,45 @@ def test_multichannel_example_forward_matches_full_reference() -> None:
     x = rng.standard_normal((1, 3, 32, 32))
     w = rng.standard_normal((6, 3, 5, 5))
     assert_close(conv2d(x, w), conv2d_ref(x, w), "float64", "y (F1)")
+
+
+# --- the numbers of docs/derivations.md ------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", NON_WINOGRAD)
+def test_1d_example_numbers(algorithm: str) -> None:
+    """a..e = 1..5, kernel [x, y] = [2, 3], upstream δ = [1, -1, 3, 0.5, -1, 2]."""
+    x = np.arange(1.0, 6.0).reshape(1, 1, 1, 5)
+    w = np.array([2.0, 3.0]).reshape(1, 1, 1, 2)
+    out, cache = conv2d_forward(x, w, padding=((0, 0), (1, 1)), algorithm=algorithm)
+    np.testing.assert_allclose(out.ravel(), [3, 8, 13, 18, 23, 10], atol=1e-13)
+    delta = np.array([1.0, -1.0, 3.0, 0.5, -1.0, 2.0]).reshape(1, 1, 1, 6)
+    dx, dw, _ = conv2d_backward(delta, cache)
+    np.testing.assert_allclose(dx.ravel(), [1, 3, 10, -0.5, 1], atol=1e-13)
+    np.testing.assert_allclose(dw.ravel(), [12.5, 5], atol=1e-13)
+
+
+@pytest.mark.parametrize("algorithm", NON_WINOGRAD)
+def test_2d_example_numbers_F1_B1_B2_B3(algorithm: str) -> None:
+    X = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+    w = np.array([[1.0, 2.0], [0.0, -1.0]]).reshape(1, 1, 2, 2)
+    y, cache = conv2d_forward(X, w, np.array([0.5]), algorithm=algorithm)
+    np.testing.assert_allclose(y[0, 0], [[0.5, 2.5], [6.5, 8.5]], atol=1e-13)
+    dy = np.array([[1.0, -1.0], [2.0, 3.0]]).reshape(1, 1, 2, 2)
+    dx, dw, db = conv2d_backward(dy, cache)
+    np.testing.assert_allclose(db, [5.0], atol=1e-13)
+    np.testing.assert_allclose(dw[0, 0], [[22, 27], [37, 42]], atol=1e-13)
+    np.testing.assert_allclose(dx[0, 0], [[1, 1, -2], [2, 6, 7], [0, -2, -3]], atol=1e-13)
+
+
+@pytest.mark.parametrize("algorithm", NON_WINOGRAD)
+def test_remainder_example_numbers(algorithm: str) -> None:
+    """H = 5, R = 2, stride 2: row 4 is never read, its gradient is exactly 0."""
+    x = np.arange(1.0, 6.0).reshape(1, 1, 5, 1)
+    w = np.array([1.0, -1.0]).reshape(1, 1, 2, 1)
+    y, cache = conv2d_forward(x, w, stride=2, algorithm=algorithm)
+    np.testing.assert_allclose(y.ravel(), [-1, -1], atol=1e-13)
+    dx, dw, _ = conv2d_backward(np.array([2.0, -3.0]).reshape(1, 1, 2, 1), cache)
+    np.testing.assert_allclose(dx.ravel(), [2, -2, -3, 3, 0], atol=1e-13)
+    assert dx[0, 0, 4, 0] == 0.0
+    np.testing.assert_allclose(dw.ravel(), [-7, -8], atol=1e-13)

@@ -78,7 +78,7 @@ def _assert_close(actual: Any, expected: Any, what: str) -> None:
 
 @PROPERTY_SETTINGS
 @given(case=conv_cases())
-def test_output_shape_follows_S1(case: ConvCase) -> None:  # noqa: N802 (equation label)
+def test_output_shape_follows_S1_and_same_rule_S2(case: ConvCase) -> None:
     x, w, b = _arrays(case, 0)
     y = conv2d(x, w, b, **case.hyper)
     stride, dilation = as_pair(case.stride), as_pair(case.dilation)
@@ -88,7 +88,7 @@ def test_output_shape_follows_S1(case: ConvCase) -> None:  # noqa: N802 (equatio
     P = (case.H + top + bottom - dilation[0] * (case.R - 1) - 1) // stride[0] + 1  # (S1)
     Q = (case.W + left + right - dilation[1] * (case.S - 1) - 1) // stride[1] + 1  # (S1)
     assert y.shape == (case.N, case.K, P, Q)
-    if case.padding == "same":  # TensorFlow's rule: ceil(H / stride), odd pixel bottom/right
+    if case.padding == "same":  # (S2) TensorFlow's rule: ceil(H / stride), odd pixel last
         assert (-(-case.H // stride[0]), -(-case.W // stride[1])) == (P, Q)
         assert bottom - top in (0, 1) and right - left in (0, 1)
 

@@ -8,7 +8,9 @@ An algorithm that cannot do a case must decline it with its reason; nothing is s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 from types import ModuleType
 from typing import Any
 
@@ -70,7 +72,7 @@ def _run(xp: ModuleType, case: ConvCase, dtype: str, algorithm: str) -> dict[str
 
 
 @pytest.mark.parametrize(("case", "algorithm"), APPLICABLE)
-def test_forward_matches_F1_reference(  # noqa: N802 (names carry the equation labels)
+def test_forward_matches_F1_reference(
     xp: ModuleType, case: ConvCase, algorithm: str
 ) -> None:
     for dtype in DTYPES:
@@ -81,7 +83,7 @@ def test_forward_matches_F1_reference(  # noqa: N802 (names carry the equation l
 
 
 @pytest.mark.parametrize(("case", "algorithm"), APPLICABLE)
-def test_gradients_match_B1_B2_B3_reference(  # noqa: N802 (names carry the equation labels)
+def test_gradients_match_B1_B2_B3_reference(
     xp: ModuleType, case: ConvCase, algorithm: str
 ) -> None:
     """db (B1), dw (B2) and dx (B3), each against its own loop in tests/reference.py."""
@@ -184,3 +186,57 @@ def test_remainder_rows_get_exactly_zero_input_grad(case: ConvCase, algorithm: s
     row, col = _unread_x(case)
     assert not dx[:, :, row:].any()
     assert not dx[:, :, :, col:].any()
+
+
+CHUNK_CASE = ConvCase("chunked_batch", 3, 2, 6, 5, 4, 3, 2, stride=(2, 1), padding=((1, 0), (0, 1)))
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2])
+@pytest.mark.parametrize(
+    "case", [CHUNK_CASE, *(c for c in CASES if c.N > 1)][:6], ids=lambda c: c.name
+)
+def test_im2col_batch_chunks_match_F1_B2_B3_reference(
+    monkeypatch: pytest.MonkeyPatch, case: ConvCase, images_per_chunk: int
+) -> None:
+    """Past its workspace budget im2col works through the batch in chunks of images
+    (3 images in chunks of 2 leave a last chunk of 1) and recomputes the columns."""
+    from convprop.functional import conv2d_im2col
+
+    g = case.geom
+    per_image = g.C * g.R * g.S * g.P * g.Q * 8  # float64 columns of one image
+    monkeypatch.setattr(conv2d_im2col, "WORKSPACE_BYTES", images_per_chunk * per_image)
+    data = expected(case, "float64")
+    y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="im2col", **case.hyper)
+    # the columns are kept for the weight gradient only when one chunk holds the batch
+    chunked = images_per_chunk < case.N
+    assert (cache.saved is None) == chunked
+    dx, dw, _ = conv2d_backward(data["dy"], cache)
+    assert_close(y, data["y"], "float64", "y (F1)")
+    assert_close(dw, data["dw"], "float64", "dw (B2)")
+    assert_close(dx, data["dx"], "float64", "dx (B3)")
+    assert_close(conv2d_backward(data["dy"], cache, need_dx=False)[1], data["dw"], "float64")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.winograd_applies][:3], ids=lambda c: c.name)
+def test_passes_split_between_algorithms_match_reference(case: ConvCase) -> None:
+    """ "auto" may give forward, input gradient and weight gradient to different
+    algorithms; every combination agrees with (F1), (B3), (B2). The forward's saved work
+    travels only to the weight pass of the same algorithm, as conv2d_forward arranges."""
+    data = expected(case, "float64")
+    names = ("direct", "im2col", "fft", "winograd")
+    for forward_name, data_name, weight_name in itertools.product(names, repeat=3):
+        _, cache = conv2d_forward(
+            data["x"], data["w"], data["b"], algorithm=forward_name, **case.hyper
+        )
+        saved = cache.saved if weight_name == forward_name else None
+        mixed = dataclasses.replace(
+            cache, algorithms=(forward_name, data_name, weight_name), saved=saved
+        )
+        for need_dx in (True, False):
+            dx, dw, _ = conv2d_backward(data["dy"], mixed, need_dx=need_dx)
+            what = f"{forward_name}/{data_name}/{weight_name}"
+            assert_close(dw, data["dw"], "float64", f"dw (B2) {what}")
+            if need_dx:
+                assert_close(dx, data["dx"], "float64", f"dx (B3) {what}")
+            else:
+                assert dx is None

@@ -144,7 +144,18 @@ def torch_conv_transpose2d(
     )
 
 
-@pytest.mark.parametrize(("case", "algorithm"), _params(TRANSPOSE_CASES))
+def _rotating(cases: Any) -> list[Any]:
+    """ "auto" on every case and one named algorithm per case, taking turns (the naive
+    reference already checks every algorithm on every case)."""
+    params = []
+    for i, case in enumerate(cases):
+        accepting = [a for a in ALGORITHM_NAMES[:-1] if a != "winograd" or case.winograd_applies]
+        for algorithm in ("auto", accepting[i % len(accepting)]):
+            params.append(pytest.param(case, algorithm, id=f"{case.name}-{algorithm}"))
+    return params
+
+
+@pytest.mark.parametrize(("case", "algorithm"), _rotating(TRANSPOSE_CASES))
 def test_conv_transpose2d_matches_torch_and_autograd(case: TransposeCase, algorithm: str) -> None:
     x, w, b, dy = random_transpose_inputs(case, "float64", seed=97)
     y_t, dx_t, dw_t, db_t = torch_conv_transpose2d(case, x, w, b, dy)

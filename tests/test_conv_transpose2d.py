@@ -31,6 +31,7 @@ from reference import (
     TRANSPOSE_CASES,
     ConvCase,
     TransposeCase,
+    as_pair,
     assert_close,
     conv_transpose2d_backward_ref,
     conv_transpose2d_ref,
@@ -60,7 +61,7 @@ def expected(case: TransposeCase, dtype: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("case", "algorithm"), _params(TRANSPOSE_CASES))
-def test_forward_matches_definition_CT1_CT2(  # noqa: N802 (names carry the equation labels)
+def test_forward_matches_definition_CT1_CT2(
     case: TransposeCase, algorithm: str
 ) -> None:
     for dtype in DTYPES:
@@ -72,7 +73,7 @@ def test_forward_matches_definition_CT1_CT2(  # noqa: N802 (names carry the equa
 
 
 @pytest.mark.parametrize(("case", "algorithm"), _params(TRANSPOSE_CASES))
-def test_gradients_match_reference_CT3_CT4_B1(  # noqa: N802 (names carry the equation labels)
+def test_gradients_match_reference_CT3_CT4_B1(
     case: TransposeCase, algorithm: str
 ) -> None:
     for dtype in DTYPES:
@@ -116,18 +117,75 @@ def test_is_the_adjoint_of_conv2d(case: ConvCase, algorithm: str) -> None:
     assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
 
 
-def test_remainder_rows_need_output_padding() -> None:
+@pytest.mark.parametrize(("case", "algorithm"), _params(TRANSPOSE_CASES))
+def test_own_gradients_are_adjoints_CT3_CT4(
+    case: TransposeCase, algorithm: str
+) -> None:
+    """<conv_transpose2d(u, w), v> = <u, dx(v)> (CT3) and
+    <conv_transpose2d(x, u_w), v> = <u_w, dw(v)> (CT4), output_padding >= stride included."""
+    x, w, _, _ = random_transpose_inputs(case, "float64", seed=53)
+    hyper = {**case.hyper, "algorithm": algorithm}
+
+    def dx_of(v: np.ndarray) -> np.ndarray:
+        _, cache = conv_transpose2d_forward(np.zeros(case.x_shape), w, **hyper)
+        return conv_transpose2d_backward(v, cache)[0]
+
+    def dw_of(v: np.ndarray) -> np.ndarray:
+        _, cache = conv_transpose2d_forward(x, np.zeros(case.w_shape), **hyper)
+        return conv_transpose2d_backward(v, cache, need_dx=False)[1]
+
+    rng = np.random.default_rng(59)
+    for label, forward, adjoint, shape in (
+        ("CT3", lambda u: conv_transpose2d(u, w, **hyper), dx_of, case.x_shape),
+        ("CT4", lambda u: conv_transpose2d(x, u, **hyper), dw_of, case.w_shape),
+    ):
+        lhs, rhs = dot_product_check(forward, adjoint, shape, case.y_shape, rng=rng)
+        assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs)), label
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        c
+        for c in TRANSPOSE_CASES
+        if any(o >= s for o, s in zip(as_pair(c.output_padding), as_pair(c.stride), strict=True))
+    ],
+    ids=lambda c: c.name,
+)
+def test_adjoint_of_conv2d_when_output_padding_reaches_the_stride(case: TransposeCase) -> None:
+    """With output_padding >= stride the underlying conv2d has more output rows than x:
+    <conv2d(u, w)[:, :, :H, :W], z> = <u, conv_transpose2d(z, w)>."""
+    rng = np.random.default_rng(61)
+    w = rng.standard_normal(case.w_shape)
+    conv_hyper = {k: v for k, v in case.hyper.items() if k != "output_padding"}
+    H, W = case.x_shape[2:]
+    lhs, rhs = dot_product_check(
+        lambda u: conv2d(u, w, **conv_hyper)[:, :, :H, :W],
+        lambda z: conv_transpose2d(z, w, **case.hyper),
+        case.y_shape,
+        case.x_shape,
+        rng=rng,
+    )
+    assert conv2d(np.zeros(case.y_shape), w, **conv_hyper).shape[2] > H
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "fft", "auto"])
+def test_remainder_rows_need_output_padding(algorithm: str) -> None:
     """With a remainder, the transposed conv reaches x's size only through output_padding."""
     case = next(c for c in CASES if min(c.remainders) > 0)
     transpose = transpose_of(case)
-    w = np.ones(case.w_shape)
-    z = np.ones(case.y_shape)
-    short = conv_transpose2d(z, w, **{**transpose.hyper, "output_padding": 0})
-    full = conv_transpose2d(z, w, **transpose.hyper)
+    rng = np.random.default_rng(47)
+    w = rng.standard_normal(case.w_shape)
+    z = rng.standard_normal(case.y_shape)
+    hyper = {**transpose.hyper, "algorithm": algorithm}
+    short = conv_transpose2d(z, w, **{**hyper, "output_padding": 0})
+    full = conv_transpose2d(z, w, **hyper)
     assert full.shape == case.x_shape
     assert short.shape[2:] == tuple(np.subtract(case.x_shape[2:], case.remainders))
-    np.testing.assert_array_equal(full[:, :, : short.shape[2], : short.shape[3]], short)
-    # the rows added by output_padding are the x rows no window of conv2d reads: zero
+    top_left = full[:, :, : short.shape[2], : short.shape[3]]
+    np.testing.assert_allclose(top_left, short, rtol=1e-12, atol=1e-12)
+    # the rows added by output_padding are the x rows no window of conv2d reads: exactly 0
     assert not full[:, :, short.shape[2] :].any()
     assert not full[:, :, :, short.shape[3] :].any()
 
@@ -229,7 +287,7 @@ def test_need_dx_false_and_absent_bias_give_none() -> None:
     dx, dw, db = conv_transpose2d_backward(dy, cache, need_dx=False)
     assert dx is None and db is None
     _, full_dw, _ = conv_transpose2d_backward(dy, cache)
-    np.testing.assert_array_equal(dw, full_dw)
+    np.testing.assert_allclose(dw, full_dw, rtol=1e-13, atol=1e-13)
 
 
 def test_non_contiguous_inputs_are_accepted() -> None:

@@ -140,7 +140,7 @@ def _reference_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_normalize_statistics_match_D2_D3_reference(dtype):  # noqa: N802 (cites labels)
+def test_normalize_statistics_match_D2_D3_reference(dtype):
     rng = np.random.default_rng(1)
     images = (rng.standard_normal((5, 3, 4, 3)) * [[[[2.0]], [[0.5]], [[7.0]]]] + 3).astype(dtype)
     train = ArrayDataset(images, np.arange(5))
@@ -156,7 +156,7 @@ def test_normalize_statistics_match_D2_D3_reference(dtype):  # noqa: N802 (cites
     np.testing.assert_allclose(normalized.images.std(axis=(0, 2, 3)), 1, rtol=10 * tolerance)
 
 
-def test_normalize_applies_given_statistics_by_D1():  # noqa: N802 (cites labels)
+def test_normalize_applies_given_statistics_by_D1():
     rng = np.random.default_rng(2)
     test = ArrayDataset(rng.standard_normal((3, 2, 2, 2)), np.arange(3))
     normalized, stats = normalize(test, mean=[1.0, -2.0], std=np.array([2.0, 4.0]))

@@ -39,7 +39,7 @@ def assert_close(actual: Any, expected: np.ndarray, dtype: str) -> None:
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
-def test_linear_matches_L1_to_L4_reference(  # noqa: N802 (equation label)
+def test_linear_matches_L1_to_L4_reference(
     xp: ModuleType, shape: tuple[int, int, int], dtype: str, with_bias: bool
 ) -> None:
     x, w, b, dy = random_inputs(*shape, dtype=dtype, seed=1)
@@ -88,7 +88,7 @@ def test_linear_gradients_match_finite_differences(shape: tuple[int, int, int]) 
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
-def test_linear_L3_and_L2_are_adjoints(shape: tuple[int, int, int]) -> None:  # noqa: N802
+def test_linear_L3_and_L2_are_adjoints(shape: tuple[int, int, int]) -> None:
     """<x wᵀ, v> = <x, v w> (dx, L3) and = <w, vᵀ x> (dw, L2), for the bias-free map."""
     rng = np.random.default_rng(5)
     N, C, K = shape

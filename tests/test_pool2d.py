@@ -104,7 +104,7 @@ def assert_close(actual: Any, expected: np.ndarray, dtype: str) -> None:
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_max_pool2d_matches_MP1_MP3_reference(  # noqa: N802 (equation label)
+def test_max_pool2d_matches_MP1_MP3_reference(
     xp: ModuleType, case: PoolCase, dtype: str
 ) -> None:
     rng = np.random.default_rng(1)
@@ -121,7 +121,7 @@ def test_max_pool2d_matches_MP1_MP3_reference(  # noqa: N802 (equation label)
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_avg_pool2d_matches_AP2_AP3_reference(  # noqa: N802 (equation label)
+def test_avg_pool2d_matches_AP2_AP3_reference(
     xp: ModuleType, case: PoolCase, dtype: str, count_include_pad: bool
 ) -> None:
     rng = np.random.default_rng(2)
@@ -142,7 +142,7 @@ def test_avg_pool2d_matches_AP2_AP3_reference(  # noqa: N802 (equation label)
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(("x_shape", "out"), ADAPTIVE_CASES)
-def test_adaptive_avg_pool2d_matches_AA3_AA4_reference(  # noqa: N802 (equation label)
+def test_adaptive_avg_pool2d_matches_AA3_AA4_reference(
     xp: ModuleType, x_shape: tuple[int, int, int, int], out: tuple[int, int], dtype: str
 ) -> None:
     rng = np.random.default_rng(3)
@@ -173,7 +173,7 @@ def test_one_shot_functions_equal_forward() -> None:
 
 
 @pytest.mark.parametrize("case", CASES[:8], ids=CASE_IDS[:8])
-def test_max_pool2d_MP3_matches_finite_differences(  # noqa: N802 (equation label)
+def test_max_pool2d_MP3_matches_finite_differences(
     case: PoolCase,
 ) -> None:
     x = distinct_input(case.x_shape, seed=5)
@@ -187,7 +187,7 @@ def test_max_pool2d_MP3_matches_finite_differences(  # noqa: N802 (equation labe
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("case", CASES[:8], ids=CASE_IDS[:8])
-def test_avg_pool2d_AP3_matches_finite_differences(  # noqa: N802 (equation label)
+def test_avg_pool2d_AP3_matches_finite_differences(
     case: PoolCase, count_include_pad: bool
 ) -> None:
     x = np.random.default_rng(7).standard_normal(case.x_shape)
@@ -201,7 +201,7 @@ def test_avg_pool2d_AP3_matches_finite_differences(  # noqa: N802 (equation labe
 
 
 @pytest.mark.parametrize(("x_shape", "out"), ADAPTIVE_CASES)
-def test_adaptive_avg_pool2d_AA4_matches_finite_differences(  # noqa: N802 (equation label)
+def test_adaptive_avg_pool2d_AA4_matches_finite_differences(
     x_shape: tuple[int, int, int, int], out: tuple[int, int]
 ) -> None:
     x = np.random.default_rng(9).standard_normal(x_shape)
@@ -216,7 +216,7 @@ def test_adaptive_avg_pool2d_AA4_matches_finite_differences(  # noqa: N802 (equa
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_avg_pool2d_AP3_is_the_adjoint_of_AP2(  # noqa: N802 (equation label)
+def test_avg_pool2d_AP3_is_the_adjoint_of_AP2(
     case: PoolCase, count_include_pad: bool
 ) -> None:
     rng = np.random.default_rng(11)
@@ -230,7 +230,7 @@ def test_avg_pool2d_AP3_is_the_adjoint_of_AP2(  # noqa: N802 (equation label)
 
 
 @pytest.mark.parametrize(("x_shape", "out"), ADAPTIVE_CASES)
-def test_adaptive_avg_pool2d_AA4_is_the_adjoint_of_AA3(  # noqa: N802 (equation label)
+def test_adaptive_avg_pool2d_AA4_is_the_adjoint_of_AA3(
     x_shape: tuple[int, int, int, int], out: tuple[int, int]
 ) -> None:
     rng = np.random.default_rng(12)
@@ -262,7 +262,7 @@ def pool_geometries(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=30, deadline=None)
 @given(geometry=pool_geometries(), seed=st.integers(0, 2**16))
-def test_pool_output_shape_follows_PS1_PS2(  # noqa: N802 (equation label)
+def test_pool_output_shape_follows_PS1_PS2(
     geometry: dict[str, Any], seed: int
 ) -> None:
     g = geometry
@@ -360,7 +360,7 @@ def test_adaptive_avg_pool2d_equals_avg_pool2d_when_bins_tile() -> None:
 # ------------------------------------------------------------------------ ties and kinks
 
 
-def test_max_pool2d_MP2_ties_go_to_the_first_maximum() -> None:  # noqa: N802 (equation label)
+def test_max_pool2d_MP2_ties_go_to_the_first_maximum() -> None:
     x = np.array([[[[1.0, 3.0, 0.0],
                     [3.0, 2.0, 3.0],
                     [0.0, 3.0, 3.0]]]])  # fmt: skip

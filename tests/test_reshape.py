@@ -24,7 +24,7 @@ CASE_IDS = [f"{shape}-start{start}" for shape, start in CASES]
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(("shape", "start_dim"), CASES, ids=CASE_IDS)
-def test_flatten_matches_FL1_FL2_index_map(  # noqa: N802 (equation label)
+def test_flatten_matches_FL1_FL2_index_map(
     xp: ModuleType, shape: tuple[int, ...], start_dim: int, dtype: str
 ) -> None:
     rng = np.random.default_rng(1)
@@ -46,7 +46,7 @@ def test_flatten_matches_FL1_FL2_index_map(  # noqa: N802 (equation label)
         assert dx[index] == dy[(*index[:start], flat)]  # (FL2)
 
 
-def test_flatten_FL2_is_the_adjoint_of_FL1() -> None:  # noqa: N802 (equation label)
+def test_flatten_FL2_is_the_adjoint_of_FL1() -> None:
     rng = np.random.default_rng(2)
     u = rng.standard_normal((2, 3, 4, 5))
     y, cache = flatten_forward(u)

@@ -1,0 +1,180 @@
+"""The architecture, checked by parsing every module's imports (ast, nothing is imported).
+
+(i)  No module in convprop.functional imports numpy or cupy (ops use ``xp = get_xp(...)``),
+     and backend.py is the only module that imports cupy.
+(ii) Dependencies point one way, down the layer table below: a module may import only
+     modules of its own layer or of lower layers. functional additionally imports nothing
+     of convprop but backend, _shapes, errors and functional itself; optim sees only
+     nn.parameter of nn.
+
+Modules that do not exist yet are simply absent from the scan; a new top-level module
+must be given a layer here before it can pass.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import convprop
+
+PACKAGE_DIR = Path(convprop.__file__).resolve().parent
+
+LAYERS: dict[str, int] = {
+    # 0: the array module, the error types, shape arithmetic
+    "backend": 0, "errors": 0, "_shapes": 0,
+    # 1: pure op pairs, and the numerical checks of their gradients
+    "functional": 1, "gradcheck": 1,
+    # 2: stateful modules, and the architectures built from them
+    "nn": 2, "models": 2,
+    # 3: update rules
+    "optim": 3,
+    # 4: datasets and batching; model files and checkpoints (the loop below writes them)
+    "data": 4, "io": 4,
+    # 5: the training loop and what it reports
+    "train": 5, "model_check": 5, "plots": 5,
+    # 7: the command line and its commands
+    "cli": 7, "app": 7, "explain": 7, "bench": 7,
+    # 8: data-parallel training over MPI
+    "distributed": 8,
+}  # fmt: skip
+ROOT_LAYER = max(LAYERS.values()) + 1  # convprop/__init__.py re-exports the public API
+
+FUNCTIONAL_MAY_IMPORT = ("convprop.backend", "convprop._shapes", "convprop.errors")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module named by an import statement anywhere in the file (functions too),
+    relative imports resolved; ``from pkg import name`` also yields ``pkg.name``."""
+    module = _module_name(path)
+    package = module if _is_package(path) else module.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+            found.extend(names)
+            # "from convprop import errors" imports the submodule, not the root package
+            if not (names and all(_is_source_module(name) for name in names)):
+                found.append(base)
+    return found
+
+
+def _convprop_modules() -> list[Path]:
+    return sorted(PACKAGE_DIR.rglob("*.py"))
+
+
+MODULES = _convprop_modules()
+IDS = [_module_name(path) for path in MODULES]
+
+
+def _is_source_module(name: str) -> bool:
+    """Whether ``name`` (convprop.x.y) is a module or package of the source tree."""
+    if not name.startswith("convprop."):
+        return False
+    relative = Path(*name.split(".")[1:])
+    return (PACKAGE_DIR / relative).with_suffix(".py").is_file() or (
+        PACKAGE_DIR / relative / "__init__.py"
+    ).is_file()
+
+
+def _internal_modules(path: Path) -> set[str]:
+    """The convprop modules this file imports (``from pkg import Class`` counts as pkg)."""
+    names = set()
+    for name in _imports(path):
+        if name == "convprop" or _is_source_module(name):
+            names.add(name)
+    return names
+
+
+def _layer(module: str) -> int:
+    if module == "convprop":
+        return ROOT_LAYER
+    top = module.split(".")[1]
+    if top not in LAYERS:
+        raise AssertionError(
+            f"{module}: no layer for convprop.{top}; add it to LAYERS in tests/test_architecture.py"
+        )
+    return LAYERS[top]
+
+
+def test_the_scan_sees_the_conv_core() -> None:
+    assert "convprop.functional.conv2d" in IDS
+    assert "convprop.backend" in IDS
+    # the resolver understands absolute, relative and nested imports
+    conv2d = PACKAGE_DIR / "functional" / "conv2d.py"
+    assert "convprop.functional.conv2d_direct" in _internal_modules(conv2d)
+    fft = PACKAGE_DIR / "functional" / "conv2d_fft.py"
+    assert "scipy.fft" in _imports(fft)  # imported inside a function
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if _module_name(p).startswith("convprop.functional")],
+    ids=_module_name,
+)
+def test_functional_never_imports_numpy_or_cupy(path: Path) -> None:
+    forbidden = [
+        name for name in _imports(path) if name.split(".")[0] in {"numpy", "cupy", "cupyx"}
+    ]
+    assert not forbidden, f"{_module_name(path)} imports {forbidden}; use xp = get_xp(...)"
+
+
+def test_only_backend_imports_cupy() -> None:
+    importers = {}
+    for path in MODULES:
+        cupy = [name for name in _imports(path) if name.split(".")[0] in {"cupy", "cupyx"}]
+        if cupy:
+            importers[_module_name(path)] = cupy
+    assert set(importers) <= {"convprop.backend"}, f"only convprop.backend may: {importers}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=IDS)
+def test_dependencies_point_down_the_layer_table(path: Path) -> None:
+    module = _module_name(path)
+    own = _layer(module)
+    upward = sorted(name for name in _internal_modules(path) if _layer(name) > own)
+    assert not upward, f"{module} (layer {own}) imports higher layers: {upward}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if _module_name(p).startswith("convprop.functional")],
+    ids=_module_name,
+)
+def test_functional_imports_only_backend_shapes_errors_and_itself(path: Path) -> None:
+    outside = sorted(
+        name
+        for name in _internal_modules(path)
+        if not name.startswith(("convprop.functional", *FUNCTIONAL_MAY_IMPORT))
+    )
+    assert not outside, f"{_module_name(path)} imports {outside}"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if _module_name(p).startswith("convprop.optim")], ids=_module_name
+)
+def test_optim_sees_only_the_parameter_of_nn(path: Path) -> None:
+    nn = sorted(
+        name
+        for name in _internal_modules(path)
+        if name == "convprop.nn" or name.startswith("convprop.nn.")
+    )
+    assert set(nn) <= {"convprop.nn.parameter"}, f"{_module_name(path)} imports {nn}"
