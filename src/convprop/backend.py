@@ -6,6 +6,7 @@ module its inputs live in and then calls only ``xp.*``, so one source serves bot
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any, TypeAlias
 
@@ -108,6 +109,20 @@ def to_host(array: Any) -> numpy.ndarray:
     if _cupy is not None and isinstance(array, _cupy.ndarray):
         return _cupy.asnumpy(array)  # type: ignore[no-any-return]  # pragma: no cover - untyped
     return numpy.asarray(array)
+
+
+def rfft2(xp: ModuleType, a: Any, axes: tuple[int, int]) -> Any:
+    """Real 2-D FFT over ``axes``, on all CPU cores for NumPy arrays."""
+    if xp is numpy:
+        return fft_module(xp).rfft2(a, axes=axes, workers=os.cpu_count())
+    return fft_module(xp).rfft2(a, axes=axes)  # pragma: no cover - needs a GPU
+
+
+def irfft2(xp: ModuleType, a: Any, lengths: tuple[int, int], axes: tuple[int, int]) -> Any:
+    """Inverse of :func:`rfft2` with output lengths ``lengths`` along ``axes``."""
+    if xp is numpy:
+        return fft_module(xp).irfft2(a, s=lengths, axes=axes, workers=os.cpu_count())
+    return fft_module(xp).irfft2(a, s=lengths, axes=axes)  # pragma: no cover - needs a GPU
 
 
 def fft_module(xp: ModuleType) -> ModuleType:
