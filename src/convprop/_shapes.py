@@ -100,7 +100,7 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[in
     (0, 1)
     """
     out = -(-size // stride)
-    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)  # (S2)
     return (total // 2, total - total // 2)
 
 
