@@ -37,6 +37,10 @@ def train_command(args: argparse.Namespace) -> int:
     from convprop.train import TrainConfig, evaluate, fit
 
     defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
+    if getattr(args, "tune", False):
+        from convprop.functional.conv2d_select import enable_timing_cache
+
+        log.info("measured algorithm choice on: %s", enable_timing_cache().path)
     # a directory is stored as an absolute path, so that `convprop eval` finds it from anywhere
     dataset = args.dataset if args.dataset in DATASETS else str(Path(args.dataset).resolve())
     config = TrainConfig(

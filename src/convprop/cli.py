@@ -49,6 +49,12 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="time every conv algorithm once per layer shape and keep the fastest "
+        "(cached under ~/.cache/convprop)",
+    )
     p.set_defaults(run=cmd_train)
 
 

@@ -1,0 +1,120 @@
+"""The ``auto`` choice: the cost model and the opt-in measured-timing cache."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convprop._shapes import conv_geometry
+from convprop.functional import ALGORITHMS, conv2d_backward, conv2d_forward
+from convprop.functional import conv2d_select as select
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_left_on() -> Iterator[None]:
+    yield
+    select.disable_timing_cache()
+
+
+def _geom(N: int, C: int, H: int, K: int, R: int, **kw: int) -> object:
+    return conv_geometry(
+        "conv2d",
+        (N, C, H, H),
+        (K, C // kw.get("groups", 1), R, R),
+        None,
+        stride=kw.get("stride", 1),
+        padding=kw.get("padding", 0),
+        dilation=kw.get("dilation", 1),
+        groups=kw.get("groups", 1),
+    )
+
+
+def test_cost_model_prefers_fft_for_a_large_kernel_and_gemm_for_pointwise() -> None:
+    big = _geom(8, 64, 32, 64, 9, padding=4)
+    pointwise = _geom(8, 256, 14, 1024, 1)
+    names = ["direct", "im2col", "fft"]
+    assert select.choose(big, "forward", "float32", names) == "fft"  # type: ignore[arg-type]
+    assert select.choose(pointwise, "forward", "float32", names) == "im2col"  # type: ignore[arg-type]
+
+
+def test_every_estimate_is_positive_and_finite_for_every_pass() -> None:
+    for geom in (_geom(2, 4, 9, 6, 3), _geom(1, 6, 12, 6, 3, groups=6, stride=2, dilation=2)):
+        for name in select.ESTIMATORS:
+            for pass_name in ("forward", "data", "weight"):
+                seconds = select.estimate(name, geom, pass_name, "float64")  # type: ignore[arg-type]
+                assert np.isfinite(seconds) and seconds > 0
+
+
+def test_auto_never_declines_where_winograd_does() -> None:
+    x = np.random.default_rng(0).standard_normal((1, 2, 7, 7))
+    w = np.random.default_rng(1).standard_normal((3, 2, 5, 5))
+    _, cache = conv2d_forward(x, w, stride=2)
+    assert "winograd" not in cache.algorithms
+    assert set(cache.algorithms) <= set(ALGORITHMS)
+
+
+def test_timing_cache_measures_once_persists_and_reloads(tmp_path: Path) -> None:
+    path = tmp_path / "timings.json"
+    cache = select.enable_timing_cache(path)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 10, 10))
+    w = rng.standard_normal((4, 3, 3, 3))
+    y, conv_cache = conv2d_forward(x, w, padding=1)
+    assert len(cache.entries) == 3  # one entry per pass
+    assert set(cache.entries.values()) <= set(ALGORITHMS)
+    assert conv_cache.algorithms == tuple(
+        cache.entries[select.TimingCache.key(conv_cache.geom, "float64", "numpy", p)]
+        for p in ("forward", "data", "weight")
+    )
+    on_disk = json.loads(path.read_text())
+    assert on_disk == cache.entries
+    # a second call with the same shape measures nothing new and agrees with the reference
+    calls: list[str] = []
+    real_measure = select._measure
+    select._measure = lambda run: calls.append("x") or real_measure(run)  # type: ignore[assignment]
+    try:
+        y_again, cache_again = conv2d_forward(x, w, padding=1)
+    finally:
+        select._measure = real_measure  # type: ignore[assignment]
+    assert calls == []
+    np.testing.assert_allclose(y_again, y, rtol=1e-10, atol=1e-12)
+    dx, dw, _ = conv2d_backward(rng.standard_normal(y.shape), cache_again)
+    assert dx is not None and dx.shape == x.shape and dw.shape == w.shape
+    assert select.TimingCache(path).entries == cache.entries
+
+
+def test_timing_cache_is_bounded_and_drops_the_oldest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(select, "MAX_ENTRIES", 4)
+    cache = select.enable_timing_cache(tmp_path / "timings.json")
+    rng = np.random.default_rng(3)
+    for size in (6, 7, 8):
+        conv2d_forward(rng.standard_normal((1, 2, size, size)), rng.standard_normal((2, 2, 3, 3)))
+    assert len(cache.entries) == 4
+    assert sum("(1, 2, 8, 8)" in key for key in cache.entries) == 3  # the newest shape stays
+    assert not any("(1, 2, 6, 6)" in key for key in cache.entries)  # the first shape went first
+
+
+def test_unreadable_cache_file_is_an_empty_cache(tmp_path: Path) -> None:
+    path = tmp_path / "timings.json"
+    path.write_text("{not json")
+    assert select.TimingCache(path).entries == {}
+    assert select.cache_state() == {"enabled": False}
+    select.enable_timing_cache(path)
+    assert select.cache_state() == {"enabled": True, "path": str(path), "entries": 0}
+
+
+def test_cost_model_alone_without_the_cache_measures_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(run: object) -> float:
+        raise AssertionError("measured although the timing cache is off")
+
+    monkeypatch.setattr(select, "_measure", fail)
+    x = np.ones((1, 1, 5, 5))
+    conv2d_forward(x, np.ones((1, 1, 3, 3)))
