@@ -87,8 +87,8 @@ class Conv2dCache:
     saved : object or None
         Forward work the weight-gradient algorithm reuses (kept only when the forward and
         weight passes use the same algorithm): im2col's columns (N·C·R·S·P·Q elements,
-        kept only below the workspace budget) or FFT's input spectrum (about N·C·Hp·Wp
-        complex numbers).
+        kept only below the workspace budget), FFT's input and kernel spectra (about
+        (N + K)·C/G·Hp·Wp/2 complex numbers) or Winograd's input tiles.
     """
 
     x: Array

@@ -102,7 +102,7 @@ def _w_spectrum(w: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
 
 
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
-    """(T1), (T2): y (N, K, P, Q) without bias; the input spectrum is kept for (T4)."""
+    """(T1), (T2): y (N, K, P, Q) without bias; both spectra are kept for (T3), (T4)."""
     xp = get_xp(x, w)
     lengths = _lengths(geom)
     x_hat = _x_spectrum(x, geom, lengths)  # (F, G, N, C/G)
@@ -113,7 +113,7 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     rows = slice(0, geom.stride_h * (geom.P - 1) + 1, geom.stride_h)
     cols = slice(0, geom.stride_w * (geom.Q - 1) + 1, geom.stride_w)
     y = y_dense[rows, cols].transpose(3, 2, 4, 0, 1)  # (T2) -> (N, G, K/G, P, Q)
-    return xp.ascontiguousarray(y, dtype=x.dtype).reshape(geom.y_shape), x_hat
+    return xp.ascontiguousarray(y, dtype=x.dtype).reshape(geom.y_shape), (x_hat, w_hat)
 
 
 def _dx_from(dy_hat: Array, w_hat: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
@@ -150,14 +150,16 @@ def _dw_from(dy_hat: Array, x_hat: Array, geom: ConvGeometry, lengths: Lengths) 
 def backward(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
 ) -> tuple[Array | None, Array]:
-    """(T3), (T4) sharing one transform of dy; ``saved`` is the forward's input spectrum."""
+    """(T3), (T4) sharing one transform of dy; ``saved`` holds the forward's spectra."""
     lengths = _lengths(geom)
     dy_hat = _dy_spectrum(dy, geom, lengths)
-    x_hat = saved if saved is not None else _x_spectrum(x, geom, lengths)
+    x_hat, w_hat = saved if saved is not None else (_x_spectrum(x, geom, lengths), None)
     dw = _dw_from(dy_hat, x_hat, geom, lengths)
     if not need_dx:
         return None, dw
-    return _dx_from(dy_hat, _w_spectrum(w, geom, lengths), geom, lengths), dw
+    if w_hat is None:
+        w_hat = _w_spectrum(w, geom, lengths)
+    return _dx_from(dy_hat, w_hat, geom, lengths), dw
 
 
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
@@ -170,5 +172,5 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
 def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
     """(T4): dw (K, C/G, R, S) by the correlation of x_pad with dy_up."""
     lengths = _lengths(geom)
-    x_hat = saved if saved is not None else _x_spectrum(x, geom, lengths)
+    x_hat = saved[0] if saved is not None else _x_spectrum(x, geom, lengths)
     return _dw_from(_dy_spectrum(dy, geom, lengths), x_hat, geom, lengths)
