@@ -12,9 +12,9 @@ from convprop.functional.conv_transpose2d import (
     conv_transpose2d_backward,
     conv_transpose2d_forward,
 )
-from convprop.nn.init import RNGLike, check_dtype, kaiming_uniform, make_rng
+from convprop.nn.init import RNGLike, check_dtype, weight_and_bias
 from convprop.nn.module import Module
-from convprop.nn.parameter import Parameter
+from convprop.nn.parameter import add_gradients
 
 
 def _check_common(
@@ -107,15 +107,10 @@ class Conv2d(Module):
         self.padding = padding
         self.algorithm = algorithm
         dtype = check_dtype(op, dtype)
-        generator = make_rng(rng)
         R, S = self.kernel_size
         C_g = in_channels // groups
-        fan_in = C_g * R * S
-        self.weight = Parameter(
-            kaiming_uniform((out_channels, C_g, R, S), fan_in, generator, dtype)
-        )
-        self.bias = (
-            Parameter(kaiming_uniform((out_channels,), fan_in, generator, dtype)) if bias else None
+        self.weight, self.bias = weight_and_bias(
+            (out_channels, C_g, R, S), out_channels if bias else None, C_g * R * S, rng, dtype
         )
         self._parameters.update(weight=self.weight, bias=self.bias)
 
@@ -134,9 +129,7 @@ class Conv2d(Module):
 
     def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
         dx, dw, db = conv2d_backward(dy, self._take_cache(), need_dx=need_dx)
-        self.weight.grad += dw
-        if self.bias is not None and db is not None:
-            self.bias.grad += db
+        add_gradients(self.weight, self.bias, dw, db)
         return dx
 
     def config(self) -> dict[str, Any]:
@@ -193,14 +186,15 @@ class ConvTranspose2d(Module):
         self.padding = padding
         self.algorithm = algorithm
         dtype = check_dtype(op, dtype)
-        generator = make_rng(rng)
         R, S = self.kernel_size
         C_out_g = out_channels // groups
-        fan_in = C_out_g * R * S  # PyTorch computes fan_in from weight.shape[1] * R * S
-        shape = (in_channels, C_out_g, R, S)
-        self.weight = Parameter(kaiming_uniform(shape, fan_in, generator, dtype))
-        self.bias = (
-            Parameter(kaiming_uniform((out_channels,), fan_in, generator, dtype)) if bias else None
+        # PyTorch computes fan_in from weight.shape[1] * R * S
+        self.weight, self.bias = weight_and_bias(
+            (in_channels, C_out_g, R, S),
+            out_channels if bias else None,
+            C_out_g * R * S,
+            rng,
+            dtype,
         )
         self._parameters.update(weight=self.weight, bias=self.bias)
 
@@ -220,9 +214,7 @@ class ConvTranspose2d(Module):
 
     def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
         dx, dw, db = conv_transpose2d_backward(dy, self._take_cache(), need_dx=need_dx)
-        self.weight.grad += dw
-        if self.bias is not None and db is not None:
-            self.bias.grad += db
+        add_gradients(self.weight, self.bias, dw, db)
         return dx
 
     def config(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import math
 import numpy
 
 from convprop.backend import Array
+from convprop.nn.parameter import Parameter
 
 RNGLike = numpy.random.Generator | int | None
 
@@ -49,3 +50,18 @@ def kaiming_uniform(
     """
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def weight_and_bias(
+    weight_shape: tuple[int, ...], bias_size: int | None, fan_in: int, rng: RNGLike, dtype: str
+) -> tuple[Parameter, Parameter | None]:
+    """PyTorch's default parameters of Conv2d, ConvTranspose2d and Linear.
+
+    A Kaiming-uniform weight, then (unless ``bias_size`` is None) a bias drawn from the same
+    interval ±1/sqrt(fan_in), in that order from one generator.
+    """
+    generator = make_rng(rng)
+    weight = Parameter(kaiming_uniform(weight_shape, fan_in, generator, dtype))
+    if bias_size is None:
+        return weight, None
+    return weight, Parameter(kaiming_uniform((bias_size,), fan_in, generator, dtype))

@@ -8,9 +8,9 @@ from convprop.backend import Array
 from convprop.errors import ParameterError
 from convprop.functional.linear import linear_backward, linear_forward
 from convprop.functional.reshape import flatten_backward, flatten_forward
-from convprop.nn.init import RNGLike, check_dtype, kaiming_uniform, make_rng
+from convprop.nn.init import RNGLike, check_dtype, weight_and_bias
 from convprop.nn.module import Module
-from convprop.nn.parameter import Parameter
+from convprop.nn.parameter import add_gradients
 
 
 class Linear(Module):
@@ -47,13 +47,8 @@ class Linear(Module):
                 )
         self.in_features, self.out_features = in_features, out_features
         dtype = check_dtype("Linear", dtype)
-        generator = make_rng(rng)
-        shape = (out_features, in_features)
-        self.weight = Parameter(kaiming_uniform(shape, in_features, generator, dtype))
-        self.bias = (
-            Parameter(kaiming_uniform((out_features,), in_features, generator, dtype))
-            if bias
-            else None
+        self.weight, self.bias = weight_and_bias(
+            (out_features, in_features), out_features if bias else None, in_features, rng, dtype
         )
         self._parameters.update(weight=self.weight, bias=self.bias)
 
@@ -64,9 +59,7 @@ class Linear(Module):
 
     def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
         dx, dw, db = linear_backward(dy, self._take_cache(), need_dx=need_dx)
-        self.weight.grad += dw
-        if self.bias is not None and db is not None:
-            self.bias.grad += db
+        add_gradients(self.weight, self.bias, dw, db)
         return dx
 
     def config(self) -> dict[str, Any]:

@@ -55,3 +55,10 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self._data.dtype})"
+
+
+def add_gradients(weight: Parameter, bias: Parameter | None, dw: Array, db: Array | None) -> None:
+    """Accumulate a layer's gradients: ``weight.grad += dw``, ``bias.grad += db``."""
+    weight.grad += dw
+    if bias is not None and db is not None:
+        bias.grad += db
