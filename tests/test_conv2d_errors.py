@@ -79,9 +79,7 @@ def test_channel_mismatch_with_groups_is_refused() -> None:
     ],
     ids=["C", "K"],
 )  # fmt: skip
-def test_groups_not_dividing_C_or_K_is_refused(
-    w: np.ndarray, groups: int, message: str
-) -> None:
+def test_groups_not_dividing_C_or_K_is_refused(w: np.ndarray, groups: int, message: str) -> None:
     _refused(ParameterError, message, X, w, groups=groups)
 
 

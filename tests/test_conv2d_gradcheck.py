@@ -107,9 +107,7 @@ def test_gradients_match_directional_derivatives(case: ConvCase, algorithm: str)
 
 
 @pytest.mark.parametrize(("case", "algorithm"), _params(list(CASES)))
-def test_gradients_are_adjoints_of_forward_B3_B2(
-    case: ConvCase, algorithm: str
-) -> None:
+def test_gradients_are_adjoints_of_forward_B3_B2(case: ConvCase, algorithm: str) -> None:
     """(B3) is the transpose of (F1) in x: <conv(u, w), v> = <u, dx(v)>;
     (B2) is the transpose of (F1) in w: <conv(x, u), v> = <u, dw(v)>;
     and, F1 being bilinear, one pass gives <y, dy> = <x, dx> = <w, dw> (Euler)."""

@@ -72,9 +72,7 @@ def _run(xp: ModuleType, case: ConvCase, dtype: str, algorithm: str) -> dict[str
 
 
 @pytest.mark.parametrize(("case", "algorithm"), APPLICABLE)
-def test_forward_matches_F1_reference(
-    xp: ModuleType, case: ConvCase, algorithm: str
-) -> None:
+def test_forward_matches_F1_reference(xp: ModuleType, case: ConvCase, algorithm: str) -> None:
     for dtype in DTYPES:
         y = _run(xp, case, dtype, algorithm)["y"]
         assert y.shape == case.y_shape
@@ -83,9 +81,7 @@ def test_forward_matches_F1_reference(
 
 
 @pytest.mark.parametrize(("case", "algorithm"), APPLICABLE)
-def test_gradients_match_B1_B2_B3_reference(
-    xp: ModuleType, case: ConvCase, algorithm: str
-) -> None:
+def test_gradients_match_B1_B2_B3_reference(xp: ModuleType, case: ConvCase, algorithm: str) -> None:
     """db (B1), dw (B2) and dx (B3), each against its own loop in tests/reference.py."""
     for dtype in DTYPES:
         got = _run(xp, case, dtype, algorithm)

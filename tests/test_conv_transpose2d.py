@@ -61,9 +61,7 @@ def expected(case: TransposeCase, dtype: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("case", "algorithm"), _params(TRANSPOSE_CASES))
-def test_forward_matches_definition_CT1_CT2(
-    case: TransposeCase, algorithm: str
-) -> None:
+def test_forward_matches_definition_CT1_CT2(case: TransposeCase, algorithm: str) -> None:
     for dtype in DTYPES:
         data = expected(case, dtype)
         y = conv_transpose2d(data["x"], data["w"], data["b"], algorithm=algorithm, **case.hyper)
@@ -73,9 +71,7 @@ def test_forward_matches_definition_CT1_CT2(
 
 
 @pytest.mark.parametrize(("case", "algorithm"), _params(TRANSPOSE_CASES))
-def test_gradients_match_reference_CT3_CT4_B1(
-    case: TransposeCase, algorithm: str
-) -> None:
+def test_gradients_match_reference_CT3_CT4_B1(case: TransposeCase, algorithm: str) -> None:
     for dtype in DTYPES:
         data = expected(case, dtype)
         _, cache = conv_transpose2d_forward(
@@ -118,9 +114,7 @@ def test_is_the_adjoint_of_conv2d(case: ConvCase, algorithm: str) -> None:
 
 
 @pytest.mark.parametrize(("case", "algorithm"), _params(TRANSPOSE_CASES))
-def test_own_gradients_are_adjoints_CT3_CT4(
-    case: TransposeCase, algorithm: str
-) -> None:
+def test_own_gradients_are_adjoints_CT3_CT4(case: TransposeCase, algorithm: str) -> None:
     """<conv_transpose2d(u, w), v> = <u, dx(v)> (CT3) and
     <conv_transpose2d(x, u_w), v> = <u_w, dw(v)> (CT4), output_padding >= stride included."""
     x, w, _, _ = random_transpose_inputs(case, "float64", seed=53)

@@ -104,9 +104,7 @@ def assert_close(actual: Any, expected: np.ndarray, dtype: str) -> None:
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_max_pool2d_matches_MP1_MP3_reference(
-    xp: ModuleType, case: PoolCase, dtype: str
-) -> None:
+def test_max_pool2d_matches_MP1_MP3_reference(xp: ModuleType, case: PoolCase, dtype: str) -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal(case.x_shape).astype(dtype)
     y_ref, winner = max_pool2d_ref(x.astype(np.float64), *case.ref_args)
@@ -187,9 +185,7 @@ def test_max_pool2d_MP3_matches_finite_differences(
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("case", CASES[:8], ids=CASE_IDS[:8])
-def test_avg_pool2d_AP3_matches_finite_differences(
-    case: PoolCase, count_include_pad: bool
-) -> None:
+def test_avg_pool2d_AP3_matches_finite_differences(case: PoolCase, count_include_pad: bool) -> None:
     x = np.random.default_rng(7).standard_normal(case.x_shape)
     kwargs = {**case.kwargs, "count_include_pad": count_include_pad}
     y, cache = avg_pool2d_forward(x, case.kernel, **kwargs)
@@ -216,9 +212,7 @@ def test_adaptive_avg_pool2d_AA4_matches_finite_differences(
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_avg_pool2d_AP3_is_the_adjoint_of_AP2(
-    case: PoolCase, count_include_pad: bool
-) -> None:
+def test_avg_pool2d_AP3_is_the_adjoint_of_AP2(case: PoolCase, count_include_pad: bool) -> None:
     rng = np.random.default_rng(11)
     u = rng.standard_normal(case.x_shape)
     Au, cache = avg_pool2d_forward(
@@ -262,9 +256,7 @@ def pool_geometries(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=30, deadline=None)
 @given(geometry=pool_geometries(), seed=st.integers(0, 2**16))
-def test_pool_output_shape_follows_PS1_PS2(
-    geometry: dict[str, Any], seed: int
-) -> None:
+def test_pool_output_shape_follows_PS1_PS2(geometry: dict[str, Any], seed: int) -> None:
     g = geometry
     x = np.random.default_rng(seed).standard_normal(g["x_shape"])
     kwargs = {"stride": g["stride"], "padding": g["padding"], "ceil_mode": g["ceil_mode"]}
