@@ -196,7 +196,15 @@ def _torch_passes(x: Any, w: Any, b: Any, dy: Any, spec: list[int]
     }
 
 
+SETTLE_SECONDS = 0.25
+"""Pause before each sample: OpenBLAS's and OpenMP's worker threads spin for a while after a
+call, and in one process they would slow whichever library runs next."""
+
+
 def _timed(fn: Callable[[], object]) -> float:
+    """One sample: settle, one untimed call to wake this library's threads, one timed call."""
+    time.sleep(SETTLE_SECONDS)
+    fn()
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3
@@ -253,11 +261,12 @@ def format_table(results: list[Result], info: dict[str, Any]) -> str:
                 f"{result.torch_ms.get(pass_name, float('nan')):>10.2f}"
                 f"{result.ratio(pass_name):>7.2f}{flops / ms * 1e3:>9.1f}  {algo}"
             )
-        lines.append(
-            f"{'':<10}{'peak memory MB':<18}{result.convprop_peak_mb:>12.1f}"
-            f"{result.torch_peak_mb:>10.1f}"
-            f"{result.convprop_peak_mb / result.torch_peak_mb if result.torch_peak_mb else 0:>7.2f}"
-        )
+        if not numpy.isnan(result.convprop_peak_mb):
+            theirs = result.torch_peak_mb
+            lines.append(
+                f"{'':<10}{'peak memory MB':<18}{result.convprop_peak_mb:>12.1f}{theirs:>10.1f}"
+                f"{result.convprop_peak_mb / theirs if theirs else float('nan'):>7.2f}"
+            )
     for pass_name in ("forward", "forward_backward"):
         ratios = [r.ratio(pass_name) for r in results if r.torch_ms]
         if ratios:

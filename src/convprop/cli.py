@@ -167,6 +167,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         with_torch=not args.no_torch,
         suite=args.suite,
+        memory=not args.no_memory,
     )
     print(to_json(results, info) if args.json else format_table(results, info))
     return 0

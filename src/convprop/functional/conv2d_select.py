@@ -40,7 +40,7 @@ from typing import Any
 from convprop._shapes import ConvGeometry
 
 GEMM_FLOPS_PER_S = 120e9  # float32 BLAS peak of the two cores, large products
-MEMORY_BYTES_PER_S = 5e9  # strided NumPy copies, slice-adds, pads (one core)
+MEMORY_BYTES_PER_S = 8e9  # strided NumPy copies, slice-adds, pads (one core)
 FFT_FLOPS_PER_S = 8e9  # scipy.fft rfft2/irfft2, counted as 2.5·L·log2(L) per transform
 CALL_SECONDS = 15e-6  # Python and NumPy overhead of one array operation
 
@@ -85,7 +85,7 @@ def _direct(geom: ConvGeometry, pass_name: str, b: int) -> float:
     flops = 2.0 * geom.N * geom.groups * K_g * C_g * RS * PQ
     tap_bytes = RS * geom.N * geom.groups * (C_g + 2 * K_g) * PQ * b
     if C_g == 1:  # depthwise: broadcast multiply-adds, memory-bound
-        return 2 * tap_bytes / MEMORY_BYTES_PER_S + RS * CALL_SECONDS
+        return tap_bytes / MEMORY_BYTES_PER_S + RS * CALL_SECONDS
     rate = gemm_rate(K_g, C_g, PQ, itemsize=b)
     return flops / rate + tap_bytes / MEMORY_BYTES_PER_S + RS * geom.N * CALL_SECONDS
 
