@@ -17,6 +17,7 @@ import time
 import numpy
 import torch
 
+from convprop.backend import retain_freed_memory
 from convprop.bench import machine_info
 from convprop.data import DataLoader, load_dataset
 from convprop.models import lenet
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=None, help="stop each epoch early")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    retain_freed_memory()  # one allocator setting for both libraries (same process)
     torch.set_num_threads(args.threads)
     train_set, _ = load_dataset(args.dataset)
     C, H, _ = train_set.sample_shape

@@ -25,6 +25,7 @@ from typing import Any
 import numpy
 
 from convprop._shapes import conv_geometry
+from convprop.backend import retain_freed_memory
 from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
 
 PASSES = ("forward", "input_grad", "weight_grad", "forward_backward")
@@ -116,6 +117,7 @@ def _status_kb(key: str) -> int:
 
 def _peak_child(library: str, spec: list[int], algorithm: str) -> None:
     """Run in a child process by :func:`peak_memory_mb`; prints megabytes."""
+    retain_freed_memory()
     x, w, b, dy = _inputs(spec)
     if library == "torch":
         import torch
@@ -279,6 +281,7 @@ def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int
         threads: int = 2, with_torch: bool = True, suite: str | None = None,
         memory: bool = True) -> tuple[list[Result], dict[str, Any]]:  # fmt: skip
     """Benchmark the named shapes (default: all) and return the results and machine info."""
+    retain_freed_memory()  # the same allocator setting for both libraries
     if with_torch:
         import torch
 

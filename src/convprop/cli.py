@@ -177,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``convprop`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from convprop.backend import retain_freed_memory
+
+    retain_freed_memory()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
