@@ -116,8 +116,11 @@ def _status_kb(key: str) -> int:
 
 
 def _peak_child(library: str, spec: list[int], algorithm: str) -> None:
-    """Run in a child process by :func:`peak_memory_mb`; prints megabytes."""
-    retain_freed_memory()
+    """Run in a child process by :func:`peak_memory_mb`; prints megabytes.
+
+    The child keeps glibc's default allocator settings: freed blocks go back to the
+    kernel, so the step's own allocations show in the high-water mark.
+    """
     x, w, b, dy = _inputs(spec)
     if library == "torch":
         import torch
