@@ -74,6 +74,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
     }
+    info["gemm_gflops"] = round(matmul_gflops(), 1)
     try:
         import torch
 
@@ -81,6 +82,18 @@ def machine_info(threads: int) -> dict[str, Any]:
     except ImportError:
         info["torch"] = "not installed"
     return info
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """NumPy's float32 matmul rate on this machine (median of ``repeats``), the GEMM peak."""
+    a = numpy.random.default_rng(0).standard_normal((size, size), dtype=numpy.float32)
+    a @ a
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        seconds.append(time.perf_counter() - start)
+    return 2.0 * size**3 / statistics.median(seconds) / 1e9
 
 
 def peak_memory_mb(library: str, spec: list[int], algorithm: str = "auto") -> float:
@@ -251,7 +264,8 @@ def format_table(results: list[Result], info: dict[str, Any]) -> str:
     """The human-readable report: machine, then one row per shape and a geometric mean."""
     lines = [
         f"machine: {info['cpu']}, {info['cores']} cores; threads {info['threads']}; "
-        f"numpy {info['numpy']} ({info['blas']}); torch {info['torch']}; float32, "
+        f"numpy {info['numpy']} ({info['blas']}, 2048² float32 matmul "
+        f"{info['gemm_gflops']} GFLOP/s); torch {info['torch']}; float32, "
         f"median of the repeats after warm-up, convprop and PyTorch interleaved",
         f"{'shape':<10}{'pass':<18}{'convprop ms':>12}{'torch ms':>10}{'ratio':>7}"
         f"{'GFLOP/s':>9}  algorithm",

@@ -1,0 +1,58 @@
+"""convprop bench: the side-by-side conv2d benchmark (its command line, not its timings)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from convprop import bench
+from convprop.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _no_settling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(bench, "matmul_gflops", lambda: 1.0)
+
+
+def test_bench_json_reports_every_pass_for_both_libraries(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "--shape", "lenet1", "--repeats", "1", "--no-memory", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (result,) = report["results"]
+    assert result["name"] == "lenet1" and result["shape"][:4] == [64, 1, 28, 28]
+    assert set(result["convprop_ms"]) == set(bench.PASSES) == set(result["torch_ms"])
+    assert all(ms > 0 for ms in result["convprop_ms"].values())
+    assert set(result["algorithms"]) == {"forward", "input_grad", "weight_grad"}
+    assert report["machine"]["threads"] == 2
+
+
+def test_bench_table_for_one_algorithm_without_torch(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--shape", "dil3x3", "--algorithm", "im2col", "--repeats", "1"]
+    assert main([*argv, "--no-torch", "--no-memory"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("machine: ")
+    rows = [line for line in out.splitlines() if line.startswith("dil3x3")]
+    assert len(rows) == 4 and all(row.rstrip().endswith("im2col") for row in rows[:3])
+
+
+def test_peak_memory_is_measured_in_a_child_process() -> None:
+    megabytes = bench.peak_memory_mb("convprop", [2, 1, 8, 8, 2, 3, 3, 1, 1, 1, 1])
+    assert megabytes >= 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--shape", "nope"], "bench: unknown shape; expected names from"),
+        (["--repeats", "0"], "bench: --repeats must be >= 1"),
+    ],
+)
+def test_bench_errors_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "--no-torch", "--no-memory", *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
