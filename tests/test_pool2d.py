@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 
 from convprop.backend import to_host
 from convprop.errors import DTypeError, ParameterError, ShapeError
-from convprop.functional.pool2d import (
+from convprop.functional.adaptive_pool2d import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
     adaptive_avg_pool2d_forward,
+)
+from convprop.functional.pool2d import (
     avg_pool2d,
     avg_pool2d_backward,
     avg_pool2d_forward,

@@ -18,6 +18,12 @@ from convprop.functional.activation import (
     tanh_backward,
     tanh_forward,
 )
+from convprop.functional.adaptive_pool2d import (
+    AdaptiveAvgPool2dCache,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+)
 from convprop.functional.conv2d import (
     ALGORITHMS,
     Conv2dCache,
@@ -51,12 +57,8 @@ from convprop.functional.normalization import (
     batch_norm2d_forward,
 )
 from convprop.functional.pool2d import (
-    AdaptiveAvgPool2dCache,
     AvgPool2dCache,
     MaxPool2dCache,
-    adaptive_avg_pool2d,
-    adaptive_avg_pool2d_backward,
-    adaptive_avg_pool2d_forward,
     avg_pool2d,
     avg_pool2d_backward,
     avg_pool2d_forward,

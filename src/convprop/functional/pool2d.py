@@ -1,4 +1,7 @@
-"""2-D pooling: max, average and adaptive average, each a pure forward/backward pair.
+"""2-D pooling: max and average, each a pure forward/backward pair.
+
+(Adaptive average pooling, whose bins are not windows of one size and stride, is in
+convprop.functional.adaptive_pool2d.)
 
 Notation  x (N,C,H,W)  y (N,C,P,Q)  window R×S  stride (stride_h, stride_w)  padding (pad_h, pad_w)
 Output size, shown for rows (columns alike with W, S, stride_w, pad_w), PyTorch's rule
@@ -19,11 +22,6 @@ Average pooling  (x_pad filled with 0)
   divisor[p,q] = rows[p] * cols[q]                                                     (AP1)
   y[n,c,p,q] = sum over taps of x_pad[n, c, p*stride_h + r, q*stride_w + s] / divisor[p,q] (AP2)
   dx_pad[n,c, p*stride_h + r, q*stride_w + s] += dy[n,c,p,q] / divisor[p,q], every tap (AP3)
-Adaptive average pooling  (P×Q given; bins may differ in size and overlap)
-  bin p covers rows start_p = floor(p*H/P) <= h < end_p = ceil((p+1)*H/P)              (AA1)
-  M_h[p,h] = 1 / (end_p - start_p) inside bin p, else 0;  M_w (Q,W) likewise           (AA2)
-  y[n,c] = M_h @ x[n,c] @ M_w^T                                                        (AA3)
-  dx[n,c] = M_h^T @ dy[n,c] @ M_w  -- the adjoint of (AA3)                             (AA4)
 
 Every window of (PS2) holds at least one real cell, because padding is at most half the
 window (PyTorch's rule, enforced here): a max is never taken over padding alone and an
@@ -449,118 +447,4 @@ def avg_pool2d(
         ceil_mode=ceil_mode,
         count_include_pad=count_include_pad,
     )
-    return y
-
-
-# ---------------------------------------------------------------- adaptive average pooling
-
-
-@dataclass(frozen=True, slots=True)
-class AdaptiveAvgPool2dCache:
-    """What adaptive_avg_pool2d_backward needs.
-
-    Fields
-    ------
-    M_h : Array (P, H)
-        Row-averaging matrix (AA2): P·H elements.
-    M_w : Array (Q, W)
-        Column-averaging matrix (AA2): Q·W elements.
-    N, C : int
-        Batch and channels of x.
-    """
-
-    M_h: Array
-    M_w: Array
-    N: int
-    C: int
-
-
-def _bin_matrix(xp: ModuleType, size: int, out: int, dtype: Any) -> Array:
-    """(AA1), (AA2): the (out, size) matrix that averages each bin."""
-    bins = xp.arange(out)
-    start = (bins * size) // out  # (AA1) floor(p*H/P)
-    end = -((-(bins + 1) * size) // out)  # (AA1) ceil((p+1)*H/P)
-    cells = xp.arange(size)
-    inside = (cells[None, :] >= start[:, None]) & (cells[None, :] < end[:, None])
-    return (inside / (end - start)[:, None]).astype(dtype)  # (AA2) -> (out, size)
-
-
-def adaptive_avg_pool2d_forward(x: Array, output_size: Any) -> tuple[Array, AdaptiveAvgPool2dCache]:
-    """Adaptive average pooling forward pass, equations (AA1)-(AA3).
-
-    Parameters
-    ----------
-    x : Array (N, C, H, W)
-        Input, float32 or float64.
-    output_size : int or (int, int)
-        P×Q, positive; may exceed H×W (bins then overlap). 1 is global average pooling.
-
-    Returns
-    -------
-    y : Array (N, C, P, Q)
-        Same dtype as x.
-    cache : AdaptiveAvgPool2dCache
-        For adaptive_avg_pool2d_backward.
-
-    Raises
-    ------
-    ShapeError
-        x is not 4-D or has an empty dimension.
-    ParameterError
-        output_size is not a positive int or pair.
-    DTypeError
-        x is not a float32/float64 array.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> x = np.arange(15.0).reshape(1, 1, 3, 5)
-    >>> y, cache = adaptive_avg_pool2d_forward(x, 2)   # rows {0,1},{1,2}; columns {0,1,2},{2,3,4}
-    >>> y[0, 0]
-    array([[ 3.5,  5.5],
-           [ 8.5, 10.5]])
-    >>> adaptive_avg_pool2d_forward(x, 1)[0].ravel()   # global average
-    array([7.])
-    """
-    op = "adaptive_avg_pool2d"
-    require_array(op, "x", x)
-    check_float_dtype(op, x=x)
-    if x.ndim != 4 or min(x.shape) < 1:
-        raise ShapeError(
-            f"{op}: x must be 4-D (N, C, H, W) and non-empty; expected 4 dimensions >= 1, "
-            f"got {x.ndim} (x.shape={tuple(x.shape)})"
-        )
-    P, Q = pair(op, "output_size", output_size, minimum=1)
-    xp = get_xp(x)
-    N, C, H, W = (int(v) for v in x.shape)
-    M_h = _bin_matrix(xp, H, P, x.dtype)  # (AA2) (P, H)
-    M_w = _bin_matrix(xp, W, Q, x.dtype)  # (AA2) (Q, W)
-    y = M_h @ x @ M_w.T  # (AA3) (P, H) @ (N, C, H, W) @ (W, Q) -> (N, C, P, Q)
-    return xp.ascontiguousarray(y), AdaptiveAvgPool2dCache(M_h=M_h, M_w=M_w, N=N, C=C)
-
-
-def adaptive_avg_pool2d_backward(dy: Array, cache: AdaptiveAvgPool2dCache) -> Array:
-    """Adaptive average pooling backward pass, equation (AA4).
-
-    Parameters
-    ----------
-    dy : Array (N, C, P, Q)
-        Gradient of the loss with respect to y.
-    cache : AdaptiveAvgPool2dCache
-        From adaptive_avg_pool2d_forward.
-
-    Returns
-    -------
-    dx : Array (N, C, H, W)
-    """
-    P, Q = cache.M_h.shape[0], cache.M_w.shape[0]
-    check_upstream("adaptive_avg_pool2d_backward", dy, (cache.N, cache.C, P, Q), cache.M_h.dtype)
-    xp = get_xp(dy, cache.M_h)
-    dx = cache.M_h.T @ dy @ cache.M_w  # (AA4) (H, P) @ (N, C, P, Q) @ (Q, W) -> (N, C, H, W)
-    return xp.ascontiguousarray(dx)
-
-
-def adaptive_avg_pool2d(x: Array, output_size: Any) -> Array:
-    """Adaptive average pooling forward alone; see :func:`adaptive_avg_pool2d_forward`."""
-    y, _ = adaptive_avg_pool2d_forward(x, output_size)
     return y

@@ -7,9 +7,11 @@ from typing import Any
 from convprop._shapes import pair
 from convprop.backend import Array
 from convprop.errors import ParameterError
-from convprop.functional.pool2d import (
+from convprop.functional.adaptive_pool2d import (
     adaptive_avg_pool2d_backward,
     adaptive_avg_pool2d_forward,
+)
+from convprop.functional.pool2d import (
     avg_pool2d_backward,
     avg_pool2d_forward,
     max_pool2d_backward,
