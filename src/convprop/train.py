@@ -23,7 +23,6 @@ the weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -199,6 +198,17 @@ def train_step(
     return loss, correct
 
 
+def _describe(record: dict[str, Any], epochs: int) -> str:
+    """One human-readable line per epoch for the log."""
+    line = (
+        f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
+        f"accuracy {record['train_accuracy']:.4f}"
+    )
+    if record["test_loss"] is not None:
+        line += f"; test loss {record['test_loss']:.4f}, accuracy {record['test_accuracy']:.4f}"
+    return line + f"; lr {record['lr']:.3g}; {record['seconds']:.1f} s"
+
+
 def fit(
     model: Module,
     train_set: ArrayDataset,
@@ -305,7 +315,7 @@ def fit(
             record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
         record["seconds"] = time.perf_counter() - started
         history.append(record)
-        log.info("epoch %s", json.dumps(record))
+        log.info("%s", _describe(record, config.epochs))
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             state = {
