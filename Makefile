@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed-test
 CORE_STAMP := $(VENV)/.installed-core
 
-.PHONY: install train test lint bench bench-train size clean
+.PHONY: install train test test-gpu lint gradcheck bench bench-train docs size clean
 
 $(VENV)/bin/python:
 	@if [ -z "$(VIRTUAL_ENV)" ]; then python3 -m venv $(VENV); fi
@@ -35,6 +35,18 @@ train: $(CORE_STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
+
+# the CuPy half of the suite (needs an NVIDIA GPU and convprop[gpu])
+test-gpu: $(STAMP)
+	$(PYTHON) -m pytest -q -m gpu
+
+gradcheck: $(CORE_STAMP)
+	$(VENV_BIN)convprop gradcheck
+	$(VENV_BIN)convprop gradcheck --model resnet-mini
+
+# docstring examples and the equation labels the code cites (docs/derivations.md)
+docs: $(STAMP)
+	$(PYTHON) -m pytest -q --doctest-modules src/convprop tests/test_docs_labels.py
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check src tests benchmarks
