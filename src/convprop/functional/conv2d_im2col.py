@@ -104,10 +104,17 @@ def chunk_size(geom: ConvGeometry, itemsize: int) -> int:
     return max(1, min(geom.N, WORKSPACE_BYTES // max(per_image, 1)))
 
 
-def _chunks(geom: ConvGeometry, itemsize: int) -> list[tuple[slice, ConvGeometry]]:
-    step = chunk_size(geom, itemsize)
+def _chunks(
+    geom: ConvGeometry, itemsize: int, parts: int = 1, offset: int = 0
+) -> list[tuple[slice, ConvGeometry]]:
+    """Slices of the batch (shifted by ``offset``) and their geometries: at most
+    WORKSPACE_BYTES of columns each, and at least ``parts`` of them when N allows."""
+    step = min(chunk_size(geom, itemsize), max(1, -(-geom.N // parts)))
     return [
-        (slice(start, min(start + step, geom.N)), replace(geom, N=min(step, geom.N - start)))
+        (
+            slice(offset + start, offset + min(start + step, geom.N)),
+            replace(geom, N=min(step, geom.N - start)),
+        )
         for start in range(0, geom.N, step)
     ]
 
@@ -143,11 +150,16 @@ def _gradients(
     )
     W_T = None if w is None else _weight_matrix(w, geom).transpose(0, 2, 1)  # (G, CRS, K/G)
     dx = None if w is None else xp.empty(geom.x_shape, dtype=dy.dtype)
+    # With the forward's columns kept, a whole-batch dcols would double the workspace: the
+    # input gradient then goes in quarters of the batch, so dcols adds a quarter at most.
+    dx_parts = 4 if saved is not None else 1
     for images, part in _chunks(geom, dy.dtype.itemsize):
         cols = saved if saved is not None else _columns(x[images], part)
         dW += _weight_gradient(dY[images], cols)  # (I3)
-        if dx is not None:
-            dx[images] = _col2im_any(W_T @ dY[images], part)  # (I4) -> (n, G, CRS, PQ), (I5)
+        if dx is None:
+            continue
+        for sub, sub_geom in _chunks(part, dy.dtype.itemsize, dx_parts, images.start):
+            dx[sub] = _col2im_any(W_T @ dY[sub], sub_geom)  # (I4) -> (n, G, CRS, PQ), (I5)
     return dx, dW.reshape(geom.w_shape)
 
 
