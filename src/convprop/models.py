@@ -25,6 +25,13 @@ from convprop.nn import (
 from convprop.nn.init import RNGLike, make_rng
 
 
+def _pooled_side(name: str, image_size: int) -> int:
+    """Side of the feature maps after the two 2×2 max-pools of the LeNet layouts."""
+    if image_size // 4 < 1:
+        raise ParameterError(f"{name}: image_size must be >= 4; expected >= 4, got {image_size}")
+    return image_size // 4
+
+
 def lenet(
     num_classes: int = 10,
     in_channels: int = 1,
@@ -46,9 +53,7 @@ def lenet(
     (2, 10)
     """
     generator = make_rng(rng)
-    side = image_size // 4
-    if side < 1:
-        raise ParameterError(f"lenet: image_size must be >= 4; expected >= 4, got {image_size}")
+    side = _pooled_side("lenet", image_size)
     return Sequential(
         Conv2d(in_channels, 32, 5, padding=2, rng=generator, dtype=dtype),
         ReLU(),
@@ -74,9 +79,7 @@ def lenet5(
 ) -> Sequential:
     """LeCun's LeNet-5 layout (6 and 16 filters of 5×5, FC 120 → 84), with ReLU and max-pool."""
     generator = make_rng(rng)
-    side = image_size // 4
-    if side < 1:
-        raise ParameterError(f"lenet5: image_size must be >= 4; expected >= 4, got {image_size}")
+    side = _pooled_side("lenet5", image_size)
     return Sequential(
         Conv2d(in_channels, 6, 5, padding=2, rng=generator, dtype=dtype),
         ReLU(),
