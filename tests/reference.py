@@ -333,7 +333,7 @@ def conv_transpose2d_backward_ref(
 # The shared parameter grid, inputs and tolerances
 # ---------------------------------------------------------------------------------------
 
-ALGORITHM_NAMES = ("direct", "im2col", "fft", "winograd", "auto")
+ALGORITHM_NAMES = ("direct", "im2col", "fft", "winograd", "depthwise", "auto")
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 
 
@@ -384,6 +384,18 @@ class ConvCase:
             and as_pair(self.stride) == (1, 1)
             and as_pair(self.dilation) == (1, 1)
         )
+
+    @property
+    def depthwise_applies(self) -> bool:
+        return self.groups == self.C
+
+    def applies(self, algorithm: str) -> bool:
+        """Whether ``algorithm`` computes this case (the others decline it)."""
+        if algorithm == "winograd":
+            return self.winograd_applies
+        if algorithm == "depthwise":
+            return self.depthwise_applies
+        return True
 
     @property
     def remainders(self) -> tuple[int, int]:
@@ -443,6 +455,12 @@ CASES: tuple[ConvCase, ...] = (
       padding=((2, 0), (0, 1)), groups=2),
     C("groups2_stride3_asym", 2, 4, 8, 9, 2, 2, 2, stride=3, padding=((0, 1), (2, 0)),
       groups=2),
+    # depthwise (C/G = 1): stride 1 with dilation, wide padding, remainders, multipliers
+    C("depthwise_dilated_asym", 2, 3, 8, 7, 6, 3, 2, dilation=(2, 3), padding=((3, 0), (1, 2)),
+      groups=3),
+    C("depthwise_stride3_remainder", 1, 2, 10, 9, 2, 2, 3, stride=3, padding=(0, 1), groups=2),
+    C("depthwise_pad_wider_m3", 2, 2, 3, 4, 6, 2, 2, padding=(3, 4), groups=2),
+    C("depthwise_5x5_valid", 1, 4, 6, 6, 4, 5, 5, groups=4, bias=False),
 )
 # fmt: on
 del C
@@ -524,6 +542,15 @@ class TransposeCase:
             and as_pair(self.stride) == (1, 1)
             and as_pair(self.dilation) == (1, 1)
         )
+
+    def applies(self, algorithm: str) -> bool:
+        """Whether ``algorithm`` computes this case; the convolution it transposes reads
+        C_out channels in ``groups`` groups, so depthwise needs C_out == groups."""
+        if algorithm == "winograd":
+            return self.winograd_applies
+        if algorithm == "depthwise":
+            return self.C_out == self.groups
+        return True
 
 
 def transpose_of(case: ConvCase) -> TransposeCase:

@@ -12,13 +12,15 @@ from convprop.backend import to_host
 from convprop.functional import conv2d_backward, conv2d_forward
 from reference import ALGORITHM_NAMES, CASES, ConvCase, random_inputs
 
-# winograd needs 3x3 / stride 1 / dilation 1; the other algorithms get a strided case
+# winograd needs 3x3 / stride 1 / dilation 1, depthwise one channel per group; the other
+# algorithms get a strided case
 WINOGRAD_CASE = next(c for c in CASES if c.name == "groups2_3x3")
+DEPTHWISE_CASE = next(c for c in CASES if c.name == "depthwise_strided_dilated")
 STRIDED_CASE = next(c for c in CASES if c.name == "stride_and_dilation_remainder")
 
 
 def _case(algorithm: str) -> ConvCase:
-    return WINOGRAD_CASE if algorithm == "winograd" else STRIDED_CASE
+    return {"winograd": WINOGRAD_CASE, "depthwise": DEPTHWISE_CASE}.get(algorithm, STRIDED_CASE)
 
 
 def _inputs(xp: ModuleType, case: ConvCase, dtype: str) -> tuple[Any, Any, Any, Any]:
@@ -145,5 +147,5 @@ def test_auto_records_a_concrete_algorithm_per_pass() -> None:
         x, w, b, _ = random_inputs(case, "float32", seed=51)
         _, cache = conv2d_forward(x, w, b, algorithm="auto", **case.hyper)
         assert len(cache.algorithms) == 3
-        assert set(cache.algorithms) <= {"direct", "im2col", "fft", "winograd"}
-        assert case.winograd_applies or "winograd" not in cache.algorithms
+        assert set(cache.algorithms) <= {"direct", "im2col", "fft", "winograd", "depthwise"}
+        assert all(case.applies(name) for name in cache.algorithms)

@@ -231,7 +231,7 @@ def test_unknown_algorithm_is_refused(algorithm: Any) -> None:
     _refused(
         ParameterError,
         "conv2d: unknown algorithm; expected one of ['auto', 'direct', 'im2col', 'fft', "
-        f"'winograd'], got {algorithm!r}",
+        f"'winograd', 'depthwise'], got {algorithm!r}",
         X, W, algorithm=algorithm,
     )  # fmt: skip
 

@@ -28,7 +28,7 @@ ADJOINT_RTOL = 1e-12
 
 
 def _accepts(case: ConvCase, algorithm: str) -> bool:
-    return algorithm != "winograd" or case.winograd_applies
+    return case.applies(algorithm)
 
 
 def _params(cases: list[ConvCase]) -> list[Any]:

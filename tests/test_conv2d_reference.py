@@ -53,8 +53,8 @@ def _applicable() -> list[Any]:
     params = []
     for case in CASES:
         for algorithm in ALGORITHM_NAMES:
-            if algorithm == "winograd" and not case.winograd_applies:
-                continue  # witnessed by test_winograd_declines_outside_its_domain instead
+            if not case.applies(algorithm):
+                continue  # witnessed by the test_*_declines_outside_its_domain tests instead
             params.append(pytest.param(case, algorithm, id=f"{case.name}-{algorithm}"))
     return params
 
@@ -111,7 +111,21 @@ def test_winograd_declines_outside_its_domain(case: ConvCase) -> None:
     assert "winograd" not in cache.algorithms
 
 
-def test_only_winograd_declines_any_case() -> None:
+NOT_DEPTHWISE = [c for c in CASES if not c.depthwise_applies]
+
+
+@pytest.mark.parametrize("case", NOT_DEPTHWISE, ids=lambda c: c.name)
+def test_depthwise_declines_outside_its_domain(case: ConvCase) -> None:
+    x, w, b, _ = random_inputs(case, "float64", seed=7)
+    message = (
+        r"conv2d: algorithm 'depthwise' cannot compute this case: depthwise needs one input "
+        rf"channel per group \(groups == C\), got C={case.C}, groups={case.groups}"
+    )
+    with pytest.raises(NotImplementedError, match=message):
+        conv2d_forward(x, w, b, algorithm="depthwise", **case.hyper)
+
+
+def test_only_winograd_and_depthwise_decline_any_case() -> None:
     """direct, im2col and fft handle every valid convolution (the grid's witness)."""
     for case in CASES:
         x, w, b, _ = random_inputs(case, "float64", seed=7)
@@ -158,6 +172,11 @@ def test_grid_covers_the_required_configurations() -> None:
     assert any(min(c.remainders) > 0 for c in CASES), "remainder on both axes"
     assert len({p.values[0] for p in UNREAD}) >= 3, "remainder rows inside x, not the padding"
     assert sum(c.winograd_applies for c in CASES) >= 8, "winograd needs its own cases"
+    depthwise = [c for c in CASES if c.depthwise_applies and c.C > 1]
+    assert len(depthwise) >= 6, "depthwise needs its own cases"
+    assert any(c.K > c.C for c in depthwise), "a channel multiplier"
+    assert any(as_pair(c.stride) == (1, 1) and as_pair(c.dilation) != (1, 1) for c in depthwise)
+    assert any(min(c.remainders) > 0 or max(c.remainders) > 0 for c in depthwise), "remainders"
     assert any(not c.bias for c in CASES) and any(c.bias for c in CASES)
 
 

@@ -57,7 +57,7 @@ def _params(cases: Any) -> list[Any]:
         pytest.param(case, algorithm, id=f"{case.name}-{algorithm}")
         for case in cases
         for algorithm in ALGORITHM_NAMES
-        if algorithm != "winograd" or case.winograd_applies
+        if case.applies(algorithm)
     ]
 
 
@@ -149,7 +149,7 @@ def _rotating(cases: Any) -> list[Any]:
     reference already checks every algorithm on every case)."""
     params = []
     for i, case in enumerate(cases):
-        accepting = [a for a in ALGORITHM_NAMES[:-1] if a != "winograd" or case.winograd_applies]
+        accepting = [a for a in ALGORITHM_NAMES[:-1] if case.applies(a)]
         for algorithm in ("auto", accepting[i % len(accepting)]):
             params.append(pytest.param(case, algorithm, id=f"{case.name}-{algorithm}"))
     return params

@@ -25,6 +25,7 @@ from convprop._shapes import ConvGeometry, conv_geometry
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError
 from convprop.functional import (
+    conv2d_depthwise,
     conv2d_direct,
     conv2d_fft,
     conv2d_im2col,
@@ -60,7 +61,8 @@ class ConvAlgorithm(Protocol):
 
 
 ALGORITHMS: dict[str, ConvAlgorithm] = {
-    module.NAME: module for module in (conv2d_direct, conv2d_im2col, conv2d_fft, conv2d_winograd)
+    module.NAME: module
+    for module in (conv2d_direct, conv2d_im2col, conv2d_fft, conv2d_winograd, conv2d_depthwise)
 }
 """Registered conv2d algorithms by name; ``"auto"`` chooses among them per pass."""
 

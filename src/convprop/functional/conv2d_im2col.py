@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from convprop import native
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
 from convprop.functional._conv_common import (
@@ -49,11 +50,15 @@ def decline(geom: ConvGeometry) -> str | None:
 def im2col(x: Array, geom: ConvGeometry) -> Array:
     """(I1): x (N, C, H, W) -> cols (N, G, C/G*R*S, P*Q).
 
-    One strided-slice copy per tap (r, s) covers all of N, C, P, Q. Memory: N·C·R·S·P·Q
+    One strided-slice copy per tap (r, s) covers all of N, C, P, Q; on the CPU the
+    compiled kernel makes the same copy in one pass, on all cores. Memory: N·C·R·S·P·Q
     elements.
     """
     xp = get_xp(x)
     G = geom.groups
+    if native.serves(x):
+        cols = native.im2col(x, geom)  # (I1) compiled: same values, one pass
+        return cols.reshape(geom.N, G, (geom.C // G) * geom.R * geom.S, geom.P * geom.Q)
     x_pad = pad_input(xp, x, geom)
     cols = xp.empty((geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q), dtype=x.dtype)
     for r, s in taps(geom):
@@ -68,6 +73,8 @@ def col2im(dcols: Array, geom: ConvGeometry) -> Array:
     col2im must scatter-add: windows overlap whenever stride < dilated kernel size, so
     one x_pad element receives contributions from several (tap, output) pairs.
     """
+    if native.serves(dcols):
+        return native.col2im(dcols, geom)  # (I5) compiled: the same sums, one pass per plane
     xp = get_xp(dcols)
     Hp, Wp = geom.padded_hw
     dcols = dcols.reshape(geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q)

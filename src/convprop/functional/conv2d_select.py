@@ -37,12 +37,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from convprop import native
 from convprop._shapes import ConvGeometry
 
 GEMM_FLOPS_PER_S = 120e9  # float32 BLAS peak of the two cores, large products
 MEMORY_BYTES_PER_S = 8e9  # strided NumPy copies, slice-adds, pads (one core)
 FFT_FLOPS_PER_S = 8e9  # scipy.fft rfft2/irfft2, counted as 2.5·L·log2(L) per transform
 CALL_SECONDS = 15e-6  # Python and NumPy overhead of one array operation
+NATIVE_FLOPS_PER_S = 16e9  # the compiled depthwise multiply-adds, both cores
+NATIVE_BYTES_PER_S = 16e9  # the compiled im2col copy / col2im adds, both cores
 
 MAX_ENTRIES = 512
 
@@ -64,15 +67,16 @@ def _im2col(geom: ConvGeometry, pass_name: str, b: int) -> float:
     flops = 2.0 * geom.N * geom.K * C_g * RS * PQ
     pointwise = RS == 1 and geom.is_unit_stride_dense and geom.padded_hw == (geom.H, geom.W)
     cols_bytes = 0.0 if pointwise else geom.N * geom.C * RS * PQ * b
-    calls = geom.N * G + (0 if pointwise else RS)
+    calls = geom.N * G + (0 if pointwise or native.enabled() else RS)
+    copy_rate = NATIVE_BYTES_PER_S if native.enabled() else MEMORY_BYTES_PER_S
     if pass_name == "forward":
         rate = gemm_rate(K_g, PQ, C_g * RS, itemsize=b)
-        return flops / rate + 2 * cols_bytes / MEMORY_BYTES_PER_S + calls * CALL_SECONDS
+        return flops / rate + 2 * cols_bytes / copy_rate + calls * CALL_SECONDS
     if pass_name == "data":
         rate = gemm_rate(C_g * RS, PQ, K_g, itemsize=b)
-        return flops / rate + 3 * cols_bytes / MEMORY_BYTES_PER_S + calls * CALL_SECONDS
+        return flops / rate + 3 * cols_bytes / copy_rate + calls * CALL_SECONDS
     rate = gemm_rate(K_g, C_g * RS, PQ, itemsize=b)
-    return flops / rate + 2 * cols_bytes / MEMORY_BYTES_PER_S + calls * CALL_SECONDS
+    return flops / rate + 2 * cols_bytes / copy_rate + calls * CALL_SECONDS
 
 
 def _direct(geom: ConvGeometry, pass_name: str, b: int) -> float:
@@ -88,6 +92,14 @@ def _direct(geom: ConvGeometry, pass_name: str, b: int) -> float:
         return tap_bytes / MEMORY_BYTES_PER_S + RS * CALL_SECONDS
     rate = gemm_rate(K_g, C_g, PQ, itemsize=b)
     return flops / rate + tap_bytes / MEMORY_BYTES_PER_S + RS * geom.N * CALL_SECONDS
+
+
+def _depthwise(geom: ConvGeometry, pass_name: str, b: int) -> float:
+    if not native.enabled():  # the direct algorithm's NumPy code runs instead
+        return _direct(geom, pass_name, b)
+    macs = geom.N * geom.K * geom.R * geom.S * geom.P * geom.Q
+    planes = geom.N * (geom.C + geom.K) * (geom.H * geom.W + geom.P * geom.Q) * b
+    return 2.0 * macs / NATIVE_FLOPS_PER_S * (4.0 / b) + planes / NATIVE_BYTES_PER_S
 
 
 def _fft(geom: ConvGeometry, pass_name: str, b: int) -> float:
@@ -124,6 +136,7 @@ ESTIMATORS: dict[str, Callable[[ConvGeometry, str, int], float]] = {
     "im2col": _im2col,
     "fft": _fft,
     "winograd": _winograd,
+    "depthwise": _depthwise,
 }
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from convprop import native
 from convprop._shapes import pair
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
@@ -259,6 +260,9 @@ def max_pool2d_forward(
            [3., 0., 4.]])
     """
     geom = pool2d_geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode)
+    if native.serves(x):  # (MP1), (MP2) compiled: one pass, the same tie and NaN rules
+        y, argmax = native.maxpool_forward(x, geom)
+        return y, MaxPool2dCache(argmax=argmax, geom=geom, x_dtype=x.dtype)
     xp = get_xp(x)
     x_pad = _pad(xp, x, geom, float("-inf"))  # (PS3) padding never wins
     y = xp.full(geom.y_shape, float("-inf"), dtype=x.dtype)
@@ -292,6 +296,8 @@ def max_pool2d_backward(dy: Array, cache: MaxPool2dCache) -> Array:
     geom = cache.geom
     check_upstream("max_pool2d_backward", dy, geom.y_shape, cache.x_dtype)
     xp = get_xp(dy, cache.argmax)
+    if native.serves(dy):
+        return native.maxpool_backward(dy, xp.asarray(cache.argmax), geom)  # (MP3) compiled
     dx_pad = xp.zeros((geom.N, geom.C, *geom.padded_hw), dtype=dy.dtype)
     for t, r, s in geom.taps():
         rows, cols = geom.tap_window(r, s)

@@ -1,0 +1,28 @@
+"""Build the optional compiled kernels (convprop._kernels); everything else is in pyproject.toml.
+
+Where no C compiler is available the install still succeeds (``optional=True``) and
+convprop runs its NumPy code instead; ``convprop.native.AVAILABLE`` tells which.
+"""
+
+import os
+import platform
+
+from setuptools import Extension, setup
+
+ARGS = ["-O3", "-std=c11", "-fno-math-errno", "-fopenmp-simd"]
+if platform.machine() in ("x86_64", "AMD64") and not os.environ.get("CONVPROP_PORTABLE"):
+    # Vector loops for the machine it builds on (a source install); CONVPROP_PORTABLE=1
+    # builds for any x86-64, e.g. for a wheel that other machines will install.
+    ARGS.append("-march=native")
+
+setup(
+    ext_modules=[
+        Extension(
+            "convprop._kernels",
+            sources=["src/convprop/_kernels.c"],
+            depends=["src/convprop/_kernels_body.h"],
+            extra_compile_args=ARGS,
+            optional=True,
+        )
+    ]
+)

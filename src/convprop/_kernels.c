@@ -1,0 +1,353 @@
+/* convprop._kernels: compiled loops for the CPU paths that NumPy cannot vectorise well.
+ *
+ * Each function takes C-contiguous float32 or float64 arrays (any object with the buffer
+ * protocol), checks their formats and sizes against the geometry it is given, releases
+ * the GIL and runs over a half-open range [lo, hi) of independent planes. The Python side
+ * (convprop/native.py) splits the planes over threads; the equations and their labels are
+ * those of docs/derivations.md and of the NumPy code that computes the same thing.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    Py_ssize_t N, C, H, W, K, R, S, P, Q, sh, sw, dh, dw, pt, pl;
+} ConvGeom;
+
+typedef struct {
+    Py_ssize_t N, C, H, W, R, S, P, Q, sh, sw, ph, pw;
+} PoolGeom;
+
+/* Output columns q in [q0, q1) whose input column left + q*stride lies inside [0, W). */
+static inline void valid_range(Py_ssize_t left, Py_ssize_t stride, Py_ssize_t W, Py_ssize_t Q,
+                               Py_ssize_t *q0, Py_ssize_t *q1)
+{
+    Py_ssize_t first = left >= 0 ? 0 : (-left + stride - 1) / stride;
+    Py_ssize_t last = W - 1 - left < 0 ? 0 : (W - 1 - left) / stride + 1;
+    if (first > Q) first = Q;
+    if (last > Q) last = Q;
+    if (last < first) last = first;
+    *q0 = first;
+    *q1 = last;
+}
+
+/* Rows and columns of the input region a stride-1 depthwise plane reads (_kernels_body.h). */
+static inline Py_ssize_t wide_rows(const ConvGeom *g) { return g->P + (g->R - 1) * g->dh; }
+static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1) * g->dw; }
+
+#define T float
+#define SFX f32
+#include "_kernels_body.h"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "_kernels_body.h"
+#undef T
+#undef SFX
+
+/* ------------------------------------------------------------------ argument checking */
+
+/* 'f' -> 4, 'd' -> 8, 'i' (int32) -> -4, anything else -> 0. */
+static int buffer_kind(const Py_buffer *view)
+{
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@') ++f;
+    if (f[1] != '\0') return 0;
+    if (*f == 'f' && view->itemsize == 4) return 4;
+    if (*f == 'd' && view->itemsize == 8) return 8;
+    if ((*f == 'i' || *f == 'l') && view->itemsize == 4) return -4;
+    return 0;
+}
+
+/* The element size of a float32/float64 buffer (4 or 8); 0 with a TypeError otherwise. */
+static int float_kind(PyObject *obj, const char *op)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return 0;
+    int kind = buffer_kind(&view);
+    PyBuffer_Release(&view);
+    if (kind != 4 && kind != 8) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a float32 or float64 array", op);
+        return 0;
+    }
+    return kind;
+}
+
+/* Get a C-contiguous buffer of `count` elements of kind `kind`; 0 on success. */
+static int get_array(PyObject *obj, Py_buffer *view, int writable, int kind, Py_ssize_t count,
+                     const char *op, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) != 0) return -1;
+    if (buffer_kind(view) != kind) {
+        PyErr_Format(PyExc_TypeError, "%s: %s has the wrong element type (format '%s')", op,
+                     name, view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (view->len != count * view->itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %s holds %zd elements; the geometry needs %zd", op,
+                     name, view->len / view->itemsize, count);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_conv_geom(PyObject *tuple, ConvGeom *g, const char *op)
+{
+    if (!PyArg_ParseTuple(tuple, "nnnnnnnnnnnnnnn", &g->N, &g->C, &g->H, &g->W, &g->K, &g->R,
+                          &g->S, &g->P, &g->Q, &g->sh, &g->sw, &g->dh, &g->dw, &g->pt, &g->pl))
+        return -1;
+    if (g->N < 1 || g->C < 1 || g->H < 1 || g->W < 1 || g->K < 1 || g->R < 1 || g->S < 1 ||
+        g->P < 1 || g->Q < 1 || g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1 || g->pt < 0 ||
+        g->pl < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: invalid convolution geometry", op);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_pool_geom(PyObject *tuple, PoolGeom *g, const char *op)
+{
+    if (!PyArg_ParseTuple(tuple, "nnnnnnnnnnnn", &g->N, &g->C, &g->H, &g->W, &g->R, &g->S,
+                          &g->P, &g->Q, &g->sh, &g->sw, &g->ph, &g->pw))
+        return -1;
+    if (g->N < 1 || g->C < 1 || g->H < 1 || g->W < 1 || g->R < 1 || g->S < 1 || g->P < 1 ||
+        g->Q < 1 || g->sh < 1 || g->sw < 1 || g->ph < 0 || g->pw < 0 || g->R * g->S > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s: invalid pooling geometry", op);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t total, const char *op)
+{
+    if (lo < 0 || hi > total || lo > hi) {
+        PyErr_Format(PyExc_ValueError, "%s: range [%zd, %zd) outside [0, %zd)", op, lo, hi, total);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ entry points */
+
+#define RELEASE_ALL(views, n)                                                                \
+    for (int i_ = 0; i_ < (n); ++i_) PyBuffer_Release(&(views)[i_])
+
+static PyObject *py_im2col(PyObject *self, PyObject *args)
+{
+    PyObject *xo, *co, *geo;
+    Py_ssize_t lo, hi;
+    ConvGeom g;
+    Py_buffer v[2];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO!nn", &xo, &co, &PyTuple_Type, &geo, &lo, &hi)) return NULL;
+    if (parse_conv_geom(geo, &g, "im2col") || check_range(lo, hi, g.N * g.C, "im2col"))
+        return NULL;
+    int kind = float_kind(xo, "im2col");
+    if (!kind) return NULL;
+    if (get_array(xo, &v[0], 0, kind, g.N * g.C * g.H * g.W, "im2col", "x")) return NULL;
+    if (get_array(co, &v[1], 1, kind, g.N * g.C * g.R * g.S * g.P * g.Q, "im2col", "cols")) {
+        PyBuffer_Release(&v[0]);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) im2col_f32(v[0].buf, v[1].buf, &g, lo, hi);
+    else im2col_f64(v[0].buf, v[1].buf, &g, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_col2im(PyObject *self, PyObject *args)
+{
+    PyObject *co, *xo, *geo;
+    Py_ssize_t lo, hi;
+    ConvGeom g;
+    Py_buffer v[2];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO!nn", &co, &xo, &PyTuple_Type, &geo, &lo, &hi)) return NULL;
+    if (parse_conv_geom(geo, &g, "col2im") || check_range(lo, hi, g.N * g.C, "col2im"))
+        return NULL;
+    int kind = float_kind(co, "col2im");
+    if (!kind) return NULL;
+    if (get_array(co, &v[0], 0, kind, g.N * g.C * g.R * g.S * g.P * g.Q, "col2im", "dcols"))
+        return NULL;
+    if (get_array(xo, &v[1], 1, kind, g.N * g.C * g.H * g.W, "col2im", "dx")) {
+        PyBuffer_Release(&v[0]);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) col2im_f32(v[0].buf, v[1].buf, &g, lo, hi);
+    else col2im_f64(v[0].buf, v[1].buf, &g, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 2);
+    Py_RETURN_NONE;
+}
+
+/* Shared by the three depthwise passes: two inputs and one output, sizes by role. */
+enum { DW_FORWARD, DW_DATA, DW_WEIGHT };
+
+static PyObject *depthwise(PyObject *args, int pass, const char *op)
+{
+    PyObject *ao, *bo, *oo, *geo;
+    Py_ssize_t lo, hi;
+    ConvGeom g;
+    Py_buffer v[3];
+    if (!PyArg_ParseTuple(args, "OOOO!nn", &ao, &bo, &oo, &PyTuple_Type, &geo, &lo, &hi))
+        return NULL;
+    if (parse_conv_geom(geo, &g, op)) return NULL;
+    if (g.K % g.C != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: K=%zd is not a multiple of C=%zd", op, g.K, g.C);
+        return NULL;
+    }
+    const Py_ssize_t nx = g.N * g.C * g.H * g.W, ny = g.N * g.K * g.P * g.Q, nw = g.K * g.R * g.S;
+    Py_ssize_t sizes[3], total;
+    if (pass == DW_FORWARD) { /* x, w -> y */
+        sizes[0] = nx, sizes[1] = nw, sizes[2] = ny, total = g.N * g.K;
+    } else if (pass == DW_DATA) { /* dy, w -> dx */
+        sizes[0] = ny, sizes[1] = nw, sizes[2] = nx, total = g.N * g.C;
+    } else { /* dy, x -> dw */
+        sizes[0] = ny, sizes[1] = nx, sizes[2] = nw, total = g.K;
+    }
+    if (check_range(lo, hi, total, op)) return NULL;
+    int kind = float_kind(ao, op);
+    if (!kind) return NULL;
+    PyObject *objs[3] = {ao, bo, oo};
+    static const char *names[3] = {"first input", "second input", "output"};
+    for (int i = 0; i < 3; ++i) {
+        if (get_array(objs[i], &v[i], i == 2, kind, sizes[i], op, names[i])) {
+            RELEASE_ALL(v, i);
+            return NULL;
+        }
+    }
+    /* the wide region, a wide plane and the per-tap sums (see _kernels_body.h) */
+    const Py_ssize_t Wr = wide_cols(&g), Hr = wide_rows(&g);
+    void *scratch = PyMem_RawMalloc((size_t)(Hr * Wr + g.P * Wr + g.R * g.S) * (size_t)kind);
+    if (!scratch) {
+        RELEASE_ALL(v, 3);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (pass == DW_FORWARD) {
+        if (kind == 4) dw_forward_f32(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+        else dw_forward_f64(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+    } else if (pass == DW_DATA) {
+        if (kind == 4) dw_backward_data_f32(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+        else dw_backward_data_f64(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+    } else {
+        if (kind == 4) dw_backward_weight_f32(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+        else dw_backward_weight_f64(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+    }
+    Py_END_ALLOW_THREADS;
+    PyMem_RawFree(scratch);
+    RELEASE_ALL(v, 3);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_dw_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return depthwise(args, DW_FORWARD, "depthwise_forward");
+}
+
+static PyObject *py_dw_backward_data(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return depthwise(args, DW_DATA, "depthwise_backward_data");
+}
+
+static PyObject *py_dw_backward_weight(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return depthwise(args, DW_WEIGHT, "depthwise_backward_weight");
+}
+
+static PyObject *py_maxpool_forward(PyObject *self, PyObject *args)
+{
+    PyObject *xo, *yo, *ao, *geo;
+    Py_ssize_t lo, hi;
+    PoolGeom g;
+    Py_buffer v[3];
+    const char *op = "max_pool2d_forward";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO!nn", &xo, &yo, &ao, &PyTuple_Type, &geo, &lo, &hi))
+        return NULL;
+    if (parse_pool_geom(geo, &g, op) || check_range(lo, hi, g.N * g.C, op)) return NULL;
+    int kind = float_kind(xo, op);
+    if (!kind) return NULL;
+    if (get_array(xo, &v[0], 0, kind, g.N * g.C * g.H * g.W, op, "x")) return NULL;
+    if (get_array(yo, &v[1], 1, kind, g.N * g.C * g.P * g.Q, op, "y")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    if (get_array(ao, &v[2], 1, -4, g.N * g.C * g.P * g.Q, op, "argmax")) {
+        RELEASE_ALL(v, 2);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) maxpool_forward_f32(v[0].buf, v[1].buf, v[2].buf, &g, lo, hi);
+    else maxpool_forward_f64(v[0].buf, v[1].buf, v[2].buf, &g, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 3);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_maxpool_backward(PyObject *self, PyObject *args)
+{
+    PyObject *dyo, *ao, *dxo, *geo;
+    Py_ssize_t lo, hi, invalid = 0;
+    PoolGeom g;
+    Py_buffer v[3];
+    const char *op = "max_pool2d_backward";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO!nn", &dyo, &ao, &dxo, &PyTuple_Type, &geo, &lo, &hi))
+        return NULL;
+    if (parse_pool_geom(geo, &g, op) || check_range(lo, hi, g.N * g.C, op)) return NULL;
+    int kind = float_kind(dyo, op);
+    if (!kind) return NULL;
+    if (get_array(dyo, &v[0], 0, kind, g.N * g.C * g.P * g.Q, op, "dy")) return NULL;
+    if (get_array(ao, &v[1], 0, -4, g.N * g.C * g.P * g.Q, op, "argmax")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    if (get_array(dxo, &v[2], 1, kind, g.N * g.C * g.H * g.W, op, "dx")) {
+        RELEASE_ALL(v, 2);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) invalid = maxpool_backward_f32(v[0].buf, v[1].buf, v[2].buf, &g, lo, hi);
+    else invalid = maxpool_backward_f64(v[0].buf, v[1].buf, v[2].buf, &g, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 3);
+    return PyLong_FromSsize_t(invalid);
+}
+
+static PyMethodDef methods[] = {
+    {"im2col", py_im2col, METH_VARARGS, "im2col(x, cols, geom, lo, hi): (I1) for planes [lo, hi)."},
+    {"col2im", py_col2im, METH_VARARGS, "col2im(dcols, dx, geom, lo, hi): (I5) for planes [lo, hi)."},
+    {"depthwise_forward", py_dw_forward, METH_VARARGS,
+     "depthwise_forward(x, w, y, geom, lo, hi): (F1) for C/G = 1, planes (n, k)."},
+    {"depthwise_backward_data", py_dw_backward_data, METH_VARARGS,
+     "depthwise_backward_data(dy, w, dx, geom, lo, hi): (B3), planes (n, c)."},
+    {"depthwise_backward_weight", py_dw_backward_weight, METH_VARARGS,
+     "depthwise_backward_weight(dy, x, dw, geom, lo, hi): (B2), filters k."},
+    {"maxpool_forward", py_maxpool_forward, METH_VARARGS,
+     "maxpool_forward(x, y, argmax, geom, lo, hi): (MP1), (MP2), planes (n, c)."},
+    {"maxpool_backward", py_maxpool_backward, METH_VARARGS,
+     "maxpool_backward(dy, argmax, dx, geom, lo, hi) -> invalid entries: (MP3)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels", "Compiled CPU loops of convprop (see native.py).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

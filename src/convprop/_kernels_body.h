@@ -1,0 +1,332 @@
+/* The loops of _kernels.c for one element type T; _kernels.c includes this file twice,
+ * once with T = float, SFX = f32 and once with T = double, SFX = f64.
+ *
+ * Every kernel works on C-contiguous arrays and on a half-open range [lo, hi) of
+ * independent planes (images x channels, or filters), so that several threads can share
+ * one call without ever writing the same element. Equation labels are those of
+ * docs/derivations.md; the NumPy code beside each caller states the same equations.
+ */
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+/* (I1) cols[n, c, r, s, p, q] = x_pad[n, c, p*sh + r*dh, q*sw + s*dw], planes (n, c). */
+static void FN(im2col)(const T *x, T *cols, const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const T *xc = x + plane * HW;
+        T *out = cols + plane * g->R * g->S * PQ;
+        for (Py_ssize_t r = 0; r < g->R; ++r) {
+            for (Py_ssize_t s = 0; s < g->S; ++s) {
+                Py_ssize_t q0, q1;
+                const Py_ssize_t left = s * g->dw - g->pl;
+                valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                for (Py_ssize_t p = 0; p < g->P; ++p, out += g->Q) {
+                    const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                    if (h < 0 || h >= g->H || q0 >= q1) {
+                        memset(out, 0, (size_t)g->Q * sizeof(T)); /* padding reads zero */
+                        continue;
+                    }
+                    const T *row = xc + h * g->W + left;
+                    memset(out, 0, (size_t)q0 * sizeof(T));
+                    if (g->sw == 1) {
+                        memcpy(out + q0, row + q0, (size_t)(q1 - q0) * sizeof(T));
+                    } else {
+                        for (Py_ssize_t q = q0; q < q1; ++q) out[q] = row[q * g->sw];
+                    }
+                    memset(out + q1, 0, (size_t)(g->Q - q1) * sizeof(T));
+                }
+            }
+        }
+    }
+}
+
+/* (I5) dx[n, c, h, w] = sum of dcols over every (r, s, p, q) that reads (h, w); planes
+ * (n, c). The scatter-add is the adjoint of (I1): padding cells receive nothing. */
+static void FN(col2im)(const T *dcols, T *dx, const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        T *dxc = dx + plane * HW;
+        const T *in = dcols + plane * g->R * g->S * PQ;
+        memset(dxc, 0, (size_t)HW * sizeof(T));
+        for (Py_ssize_t r = 0; r < g->R; ++r) {
+            for (Py_ssize_t s = 0; s < g->S; ++s) {
+                Py_ssize_t q0, q1;
+                const Py_ssize_t left = s * g->dw - g->pl;
+                valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                for (Py_ssize_t p = 0; p < g->P; ++p, in += g->Q) {
+                    const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                    if (h < 0 || h >= g->H) continue;
+                    T *row = dxc + h * g->W + left;
+                    if (g->sw == 1) {
+                        for (Py_ssize_t q = q0; q < q1; ++q) row[q] += in[q];
+                    } else {
+                        for (Py_ssize_t q = q0; q < q1; ++q) row[q * g->sw] += in[q];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise convolution (C/G = 1, K = G*M): filter k reads channel c = k / M only.
+ *
+ * With stride 1 every tap is one long multiply-add over a whole plane: the plane is laid
+ * out "wide", its rows Wr = Q + (S-1)*dw apart, so that output (p, q) and the input cell
+ * its tap (r, s) reads are exactly off = r*dh*Wr + s*dw elements apart. xr holds the
+ * region of x_pad the outputs read (Hr = P + (R-1)*dh rows), zero where it is padding;
+ * the Q..Wr-1 columns of a wide output row are scratch and dropped. Other strides take
+ * the row-by-row loops. */
+
+/* xr[i, j] = x_pad[pt + ... ]: the read region of one input plane, zeros outside x. */
+static void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
+{
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g);
+    for (Py_ssize_t i = 0; i < Hr; ++i) {
+        T *dst = xr + i * Wr;
+        const Py_ssize_t h = i - g->pt;
+        memset(dst, 0, (size_t)Wr * sizeof(T));
+        if (h < 0 || h >= g->H) continue;
+        const Py_ssize_t j0 = g->pl, j1 = g->pl + g->W < Wr ? g->pl + g->W : Wr;
+        if (j1 > j0) memcpy(dst + j0, xc + h * g->W, (size_t)(j1 - j0) * sizeof(T));
+    }
+}
+
+/* (F1) y[n, k, p, q] = sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
+ * planes (n, k). scratch: Hr*Wr + P*Wr elements (stride 1 only). */
+static void FN(dw_forward)(const T *x, const T *w, T *y, T *scratch, const ConvGeom *g,
+                           Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C;
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
+    const T *loaded = NULL; /* the input plane now in the region buffer */
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const Py_ssize_t n = plane / g->K, k = plane % g->K;
+        const T *xc = x + (n * g->C + k / M) * HW;
+        const T *wk = w + k * g->R * g->S;
+        T *yk = y + plane * PQ;
+        if (g->sh == 1 && g->sw == 1) {
+            T *xr = scratch, *yw = scratch + Hr * Wr;
+            if (xc != loaded) FN(load_region)(xc, xr, g); /* once per channel */
+            loaded = xc;
+            memset(yw, 0, (size_t)L * sizeof(T));
+            for (Py_ssize_t r = 0; r < g->R; ++r) {
+                for (Py_ssize_t s = 0; s < g->S; ++s) {
+                    const T tap = wk[r * g->S + s];
+                    const T *src = xr + r * g->dh * Wr + s * g->dw;
+#pragma omp simd
+                    for (Py_ssize_t i = 0; i < L; ++i) yw[i] += tap * src[i]; /* (F1) */
+                }
+            }
+            for (Py_ssize_t p = 0; p < g->P; ++p)
+                memcpy(yk + p * g->Q, yw + p * Wr, (size_t)g->Q * sizeof(T));
+            continue;
+        }
+        memset(yk, 0, (size_t)PQ * sizeof(T));
+        for (Py_ssize_t p = 0; p < g->P; ++p) {
+            T *out = yk + p * g->Q;
+            for (Py_ssize_t r = 0; r < g->R; ++r) {
+                const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                if (h < 0 || h >= g->H) continue; /* a zero padding row adds nothing */
+                for (Py_ssize_t s = 0; s < g->S; ++s) {
+                    Py_ssize_t q0, q1;
+                    const Py_ssize_t left = s * g->dw - g->pl;
+                    valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                    const T tap = wk[r * g->S + s];
+                    const T *row = xc + h * g->W + left;
+                    for (Py_ssize_t q = q0; q < q1; ++q) out[q] += tap * row[q * g->sw]; /* (F1) */
+                }
+            }
+        }
+    }
+}
+
+/* (B3) in scatter form, the adjoint of (F1): every dy[n, k, p, q] sends w[k, r, s] * dy to
+ * the input cell its tap (r, s) read; cells never read (remainder, padding) stay zero.
+ * This is the full convolution of the stride-dilated dy with rot180(w). Planes (n, c).
+ * scratch: Hr*Wr + P*Wr elements (stride 1 only). */
+static void FN(dw_backward_data)(const T *dy, const T *w, T *dx, T *scratch, const ConvGeom *g,
+                                 Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C;
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const Py_ssize_t n = plane / g->C, c = plane % g->C;
+        T *dxc = dx + plane * HW;
+        memset(dxc, 0, (size_t)HW * sizeof(T));
+        if (g->sh == 1 && g->sw == 1) {
+            T *dxr = scratch, *dyw = scratch + Hr * Wr;
+            memset(dxr, 0, (size_t)(Hr * Wr) * sizeof(T));
+            for (Py_ssize_t k = c * M; k < (c + 1) * M; ++k) {
+                const T *dyk = dy + (n * g->K + k) * PQ;
+                const T *wk = w + k * g->R * g->S;
+                for (Py_ssize_t p = 0; p < g->P; ++p) {
+                    memcpy(dyw + p * Wr, dyk + p * g->Q, (size_t)g->Q * sizeof(T));
+                    if (p + 1 < g->P)
+                        memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
+                }
+                for (Py_ssize_t r = 0; r < g->R; ++r) {
+                    for (Py_ssize_t s = 0; s < g->S; ++s) {
+                        const T tap = wk[r * g->S + s];
+                        T *dst = dxr + r * g->dh * Wr + s * g->dw;
+#pragma omp simd
+                        for (Py_ssize_t i = 0; i < L; ++i) dst[i] += tap * dyw[i]; /* (B3) */
+                    }
+                }
+            }
+            /* the region's cells that are x itself; padding cells are dropped */
+            for (Py_ssize_t h = 0; h < g->H && h + g->pt < Hr; ++h) {
+                const Py_ssize_t j1 = g->pl + g->W < Wr ? g->pl + g->W : Wr;
+                if (j1 > g->pl)
+                    memcpy(dxc + h * g->W, dxr + (h + g->pt) * Wr + g->pl,
+                           (size_t)(j1 - g->pl) * sizeof(T));
+            }
+            continue;
+        }
+        for (Py_ssize_t k = c * M; k < (c + 1) * M; ++k) {
+            const T *dyk = dy + (n * g->K + k) * PQ;
+            const T *wk = w + k * g->R * g->S;
+            for (Py_ssize_t p = 0; p < g->P; ++p) {
+                const T *in = dyk + p * g->Q;
+                for (Py_ssize_t r = 0; r < g->R; ++r) {
+                    const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                    if (h < 0 || h >= g->H) continue;
+                    for (Py_ssize_t s = 0; s < g->S; ++s) {
+                        Py_ssize_t q0, q1;
+                        const Py_ssize_t left = s * g->dw - g->pl;
+                        valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                        const T tap = wk[r * g->S + s];
+                        T *row = dxc + h * g->W + left;
+                        for (Py_ssize_t q = q0; q < q1; ++q) row[q * g->sw] += tap * in[q]; /* (B3) */
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* (B2) dw[k, r, s] = sum_{n,p,q} dy[n, k, p, q] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
+ * filters k in [lo, hi). scratch: Hr*Wr + P*Wr + R*S elements. */
+static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch, const ConvGeom *g,
+                                   Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
+    T *xr = scratch, *dyw = scratch + Hr * Wr, *sums = scratch + Hr * Wr + g->P * Wr;
+    for (Py_ssize_t k = lo; k < hi; ++k) {
+        for (Py_ssize_t t = 0; t < RS; ++t) sums[t] = 0;
+        for (Py_ssize_t n = 0; n < g->N; ++n) {
+            const T *xc = x + (n * g->C + k / M) * HW;
+            const T *dyk = dy + (n * g->K + k) * PQ;
+            if (g->sh == 1 && g->sw == 1) {
+                FN(load_region)(xc, xr, g);
+                for (Py_ssize_t p = 0; p < g->P; ++p) {
+                    memcpy(dyw + p * Wr, dyk + p * g->Q, (size_t)g->Q * sizeof(T));
+                    if (p + 1 < g->P)
+                        memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
+                }
+                for (Py_ssize_t r = 0; r < g->R; ++r) {
+                    for (Py_ssize_t s = 0; s < g->S; ++s) {
+                        const T *src = xr + r * g->dh * Wr + s * g->dw;
+                        T total = 0;
+#pragma omp simd reduction(+ : total)
+                        for (Py_ssize_t i = 0; i < L; ++i) total += dyw[i] * src[i]; /* (B2) */
+                        sums[r * g->S + s] += total;
+                    }
+                }
+                continue;
+            }
+            for (Py_ssize_t r = 0; r < g->R; ++r) {
+                for (Py_ssize_t s = 0; s < g->S; ++s) {
+                    Py_ssize_t q0, q1;
+                    const Py_ssize_t left = s * g->dw - g->pl;
+                    valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                    T total = 0;
+                    for (Py_ssize_t p = 0; p < g->P; ++p) {
+                        const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                        if (h < 0 || h >= g->H) continue;
+                        const T *row = xc + h * g->W + left;
+                        const T *in = dyk + p * g->Q;
+                        for (Py_ssize_t q = q0; q < q1; ++q) total += in[q] * row[q * g->sw]; /* (B2) */
+                    }
+                    sums[r * g->S + s] += total;
+                }
+            }
+        }
+        for (Py_ssize_t t = 0; t < RS; ++t) dw[k * RS + t] = sums[t];
+    }
+}
+
+/* (MP1), (MP2) over planes (n, c): y = the window maximum over its real cells (padding and
+ * the ceil_mode overhang hold -inf and never win), argmax = the tap t = r*S + s of the
+ * FIRST maximum in row-major order; a NaN always wins, so the last NaN of a window is
+ * kept; a window whose real cells are all -inf points at its first real cell. */
+static void FN(maxpool_forward)(const T *x, T *y, int32_t *argmax, const PoolGeom *g,
+                                Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const T *xc = x + plane * HW;
+        T *yc = y + plane * PQ;
+        int32_t *ac = argmax + plane * PQ;
+        for (Py_ssize_t p = 0; p < g->P; ++p) {
+            const Py_ssize_t top = p * g->sh - g->ph;
+            const Py_ssize_t r0 = top < 0 ? -top : 0;
+            const Py_ssize_t r1 = top + g->R > g->H ? g->H - top : g->R;
+            for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                const Py_ssize_t left = q * g->sw - g->pw;
+                const Py_ssize_t s0 = left < 0 ? -left : 0;
+                const Py_ssize_t s1 = left + g->S > g->W ? g->W - left : g->S;
+                T best = (T)-INFINITY;
+                int32_t tap = (int32_t)(r0 * g->S + s0); /* (MP2) all -inf: first real cell */
+                for (Py_ssize_t r = r0; r < r1; ++r) {
+                    const T *row = xc + (top + r) * g->W + left;
+                    for (Py_ssize_t s = s0; s < s1; ++s) {
+                        const T v = row[s];
+                        if (v > best || v != v) { /* (MP1) strictly greater; NaN wins */
+                            best = v;
+                            tap = (int32_t)(r * g->S + s); /* (MP2) */
+                        }
+                    }
+                }
+                yc[p * g->Q + q] = best;
+                ac[p * g->Q + q] = tap;
+            }
+        }
+    }
+}
+
+/* (MP3) over planes (n, c): dx[n, c, h, w] = sum of dy over the windows whose arg-max tap
+ * lands on (h, w); overlapping windows (stride < kernel) add up. */
+static Py_ssize_t FN(maxpool_backward)(const T *dy, const int32_t *argmax, T *dx,
+                                       const PoolGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
+    Py_ssize_t invalid = 0; /* arg-max entries that point outside x: refused, counted */
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        T *dxc = dx + plane * HW;
+        const T *dyc = dy + plane * PQ;
+        const int32_t *ac = argmax + plane * PQ;
+        memset(dxc, 0, (size_t)HW * sizeof(T));
+        for (Py_ssize_t p = 0; p < g->P; ++p) {
+            for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                const int32_t t = ac[p * g->Q + q];
+                const Py_ssize_t h = p * g->sh - g->ph + t / g->S;
+                const Py_ssize_t w = q * g->sw - g->pw + t % g->S;
+                if (t < 0 || t >= g->R * g->S || h < 0 || h >= g->H || w < 0 || w >= g->W) {
+                    ++invalid;
+                    continue;
+                }
+                dxc[h * g->W + w] += dyc[p * g->Q + q]; /* (MP3) */
+            }
+        }
+    }
+    return invalid;
+}
+
+#undef FN
+#undef CAT
+#undef CAT_

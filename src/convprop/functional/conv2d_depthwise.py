@@ -1,0 +1,69 @@
+"""Depthwise convolution (C/G = 1): one multiply-accumulate per kernel tap, compiled.
+
+Each filter k reads the single channel c = k / M of its group (M = K/G filters per
+group, the channel multiplier), so the sum over channels in (F1) has one term and a
+GEMM has nothing to batch: the work is R·S multiply-adds per output, bound by memory.
+NumPy would make about four passes over memory per tap; the compiled kernels of
+``convprop._kernels`` (see convprop.native) make one, on all cores, from the same
+equations:
+
+Notation  x (N,C,H,W)  w (K,1,R,S)  y (N,K,P,Q)  K = C·M;  sh, sw stride,  dh, dw dilation
+  y[n,k,p,q]  = sum_{r,s} w[k,0,r,s] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw]         (F1)
+  dw[k,0,r,s] = sum_{n,p,q} dy[n,k,p,q] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw]      (B2)
+  dx          = the full convolution of the stride-dilated dy with rot180(w), computed in
+                its scatter form: dy[n,k,p,q]·w[k,0,r,s] goes to the cell tap (r,s) read (B3)
+
+With stride 1 a whole plane is one long vector loop per tap (the "wide" layout of
+_kernels_body.h). Arrays the kernels do not serve (CuPy, or an install without the
+compiled extension) take the direct algorithm's NumPy code, which computes the same sums.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convprop import native
+from convprop._shapes import ConvGeometry
+from convprop.backend import Array
+from convprop.functional import conv2d_direct
+
+NAME = "depthwise"
+
+
+def decline(geom: ConvGeometry) -> str | None:
+    """Only convolutions whose every filter reads one input channel (C/G = 1)."""
+    if geom.groups != geom.C:
+        return (
+            f"depthwise needs one input channel per group (groups == C), "
+            f"got C={geom.C}, groups={geom.groups}"
+        )
+    return None
+
+
+def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """(F1): y (N, K, P, Q) without bias."""
+    if native.serves(x, w):
+        return native.depthwise_forward(x, w, geom), None  # (F1)
+    return conv2d_direct.forward(x, w, geom)
+
+
+def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(B3): dx (N, C, H, W)."""
+    if native.serves(dy, w):
+        return native.depthwise_backward_data(dy, w, geom)  # (B3)
+    return conv2d_direct.backward_data(dy, w, geom)
+
+
+def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
+    """(B2): dw (K, 1, R, S)."""
+    if native.serves(dy, x):
+        return native.depthwise_backward_weight(dy, x, geom)  # (B2)
+    return conv2d_direct.backward_weight(dy, x, geom, saved)
+
+
+def backward(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """(B3) and (B2): dx (or None) and dw."""
+    dx = backward_data(dy, w, geom) if need_dx else None
+    return dx, backward_weight(dy, x, geom, saved)

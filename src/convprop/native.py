@@ -1,0 +1,213 @@
+"""The compiled CPU kernels (``convprop._kernels``) and the threads that run them.
+
+Some loops cost NumPy several passes over memory per kernel tap: the im2col copy and its
+col2im scatter-add (I1, I5), depthwise convolution (F1, B2, B3 with C/G = 1) and max
+pooling (MP1-MP3). ``_kernels.c`` computes each of them in one pass, from the same
+equations, over a range of independent planes; this module splits the planes over the
+machine's cores (the C code releases the GIL) and allocates the outputs.
+
+The kernels are optional: where the extension was not built (no C compiler at install
+time) :data:`AVAILABLE` is False and every caller keeps to its NumPy code, which gives the
+same results. They serve only C-contiguous float32/float64 NumPy arrays; CuPy arrays never
+reach them. :func:`disabled` turns them off for a block (the tests compare both paths).
+
+Threads: ``CONVPROP_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process
+may run on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import numpy
+
+_kernels: Any
+try:  # the C extension built by setup.py; optional
+    _kernels = importlib.import_module("convprop._kernels")
+except ImportError:  # pragma: no cover - depends on the install
+    _kernels = None
+
+AVAILABLE: bool = _kernels is not None
+"""True when the compiled kernels were built and imported."""
+
+_state = threading.local()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+MIN_ELEMENTS_PER_THREAD = 16384
+"""Below this much work per thread, one thread is faster than waking another."""
+
+
+def num_threads() -> int:
+    """Threads the kernels split their planes over (at least 1)."""
+    for name in ("CONVPROP_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def enabled() -> bool:
+    """True when the kernels are built and not turned off by :func:`disabled`."""
+    return AVAILABLE and not getattr(_state, "off", False)
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Run a block with the NumPy code only (in this thread)."""
+    before = getattr(_state, "off", False)
+    _state.off = True
+    try:
+        yield
+    finally:
+        _state.off = before
+
+
+def serves(*arrays: Any) -> bool:
+    """True when the kernels are enabled and every array is a float32/float64 NumPy array."""
+    return enabled() and all(
+        type(a) is numpy.ndarray and a.dtype in (numpy.float32, numpy.float64) for a in arrays
+    )
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < threads:
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="convprop")
+            _pool_size = threads
+        return _pool
+
+
+def parallel(kernel: Callable[..., Any], planes: int, work: int, *args: Any) -> list[Any]:
+    """Call ``kernel(*args, lo, hi)`` over ``[0, planes)`` split into contiguous ranges.
+
+    ``work`` (elements touched) decides how many threads are worth waking. The calling
+    thread runs the first range. Returns each range's result, in order.
+    """
+    threads = min(num_threads(), planes, max(1, work // MIN_ELEMENTS_PER_THREAD))
+    if threads <= 1:
+        return [kernel(*args, 0, planes)]
+    bounds = [planes * i // threads for i in range(threads + 1)]
+    pool = _executor(threads - 1)
+    futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    results = [kernel(*args, bounds[0], bounds[1])]
+    results.extend(f.result() for f in futures)
+    return results
+
+
+def _contiguous(a: Any) -> Any:
+    return numpy.ascontiguousarray(a)
+
+
+# ----------------------------------------------------------------- convolution kernels
+
+
+def conv_geometry_tuple(geom: Any) -> tuple[int, ...]:
+    """The 15 integers the C kernels read from a :class:`convprop._shapes.ConvGeometry`."""
+    return (
+        geom.N, geom.C, geom.H, geom.W, geom.K, geom.R, geom.S, geom.P, geom.Q,
+        geom.stride_h, geom.stride_w, geom.dil_h, geom.dil_w, geom.pad_top, geom.pad_left,
+    )  # fmt: skip
+
+
+def im2col(x: Any, geom: Any) -> Any:
+    """(I1) x (N, C, H, W) -> cols (N, C, R, S, P, Q), zeros where a tap reads padding."""
+    x = _contiguous(x)
+    cols = numpy.empty((geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q), dtype=x.dtype)
+    g = conv_geometry_tuple(geom)
+    parallel(_kernels.im2col, geom.N * geom.C, cols.size, x, cols, g)
+    return cols
+
+
+def col2im(dcols: Any, geom: Any) -> Any:
+    """(I5) dcols (N, C·R·S·P·Q in any grouping) -> dx (N, C, H, W), the adjoint of (I1)."""
+    dcols = _contiguous(dcols)
+    dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=dcols.dtype)
+    g = conv_geometry_tuple(geom)
+    parallel(_kernels.col2im, geom.N * geom.C, dcols.size, dcols, dx, g)
+    return dx
+
+
+def depthwise_forward(x: Any, w: Any, geom: Any) -> Any:
+    """(F1) with C/G = 1: x (N, C, H, W), w (K, 1, R, S) -> y (N, K, P, Q), no bias."""
+    x, w = _contiguous(x), _contiguous(w)
+    y = numpy.empty((geom.N, geom.K, geom.P, geom.Q), dtype=x.dtype)
+    g = conv_geometry_tuple(geom)
+    work = y.size * geom.R * geom.S
+    parallel(_kernels.depthwise_forward, geom.N * geom.K, work, x, w, y, g)
+    return y
+
+
+def depthwise_backward_data(dy: Any, w: Any, geom: Any) -> Any:
+    """(B3) with C/G = 1: dy (N, K, P, Q), w (K, 1, R, S) -> dx (N, C, H, W)."""
+    dy, w = _contiguous(dy), _contiguous(w)
+    dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=dy.dtype)
+    g = conv_geometry_tuple(geom)
+    work = dy.size * geom.R * geom.S
+    parallel(_kernels.depthwise_backward_data, geom.N * geom.C, work, dy, w, dx, g)
+    return dx
+
+
+def depthwise_backward_weight(dy: Any, x: Any, geom: Any) -> Any:
+    """(B2) with C/G = 1: dy (N, K, P, Q), x (N, C, H, W) -> dw (K, 1, R, S)."""
+    dy, x = _contiguous(dy), _contiguous(x)
+    dw = numpy.empty((geom.K, 1, geom.R, geom.S), dtype=dy.dtype)
+    g = conv_geometry_tuple(geom)
+    work = dy.size * geom.R * geom.S
+    parallel(_kernels.depthwise_backward_weight, geom.K, work, dy, x, dw, g)
+    return dw
+
+
+# ---------------------------------------------------------------------- max pooling
+
+
+def _pool_tuple(geom: Any) -> tuple[int, ...]:
+    return (
+        geom.N, geom.C, geom.H, geom.W, geom.R, geom.S, geom.P, geom.Q,
+        geom.stride_h, geom.stride_w, geom.pad_h, geom.pad_w,
+    )  # fmt: skip
+
+
+def maxpool_forward(x: Any, geom: Any) -> tuple[Any, Any]:
+    """(MP1), (MP2): x (N, C, H, W) -> y (N, C, P, Q) and argmax (N, C, P, Q) int32 taps."""
+    x = _contiguous(x)
+    y = numpy.empty((geom.N, geom.C, geom.P, geom.Q), dtype=x.dtype)
+    argmax = numpy.empty(y.shape, dtype=numpy.int32)
+    work = y.size * geom.R * geom.S
+    parallel(_kernels.maxpool_forward, geom.N * geom.C, work, x, y, argmax, _pool_tuple(geom))
+    return y, argmax
+
+
+def maxpool_backward(dy: Any, argmax: Any, geom: Any) -> Any:
+    """(MP3): dy and argmax (N, C, P, Q) -> dx (N, C, H, W).
+
+    Raises
+    ------
+    ValueError
+        If an arg-max entry points outside its window's real cells (a cache not made by
+        the forward pass).
+    """
+    dy = _contiguous(dy)
+    argmax = numpy.ascontiguousarray(argmax, dtype=numpy.int32)
+    dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=dy.dtype)
+    work = dx.size + dy.size
+    invalid = parallel(
+        _kernels.maxpool_backward, geom.N * geom.C, work, dy, argmax, dx, _pool_tuple(geom)
+    )
+    if sum(invalid):
+        raise ValueError(
+            f"max_pool2d_backward: {sum(invalid)} arg-max entries point outside their windows; "
+            f"expected tap indices from max_pool2d_forward, got a cache of shape {argmax.shape}"
+        )
+    return dx

@@ -1,0 +1,244 @@
+"""The compiled kernels (convprop._kernels via convprop.native) against the NumPy code.
+
+Every op that uses a kernel keeps its NumPy code for CuPy arrays and for installs
+without a C compiler; both paths compute the same equations. Here each kernel is checked
+against the NumPy path element by element (exactly where the arithmetic is the same
+copy or comparison, to rounding where sums run in another order), against the naive
+references, over the conv grid of tests/reference.py and the pooling grid of
+tests/test_pool2d.py, with any number of threads; and its argument checks are checked.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from convprop import native
+from convprop._shapes import conv_geometry
+from convprop.functional import (
+    conv2d_backward,
+    conv2d_depthwise,
+    conv2d_direct,
+    conv2d_forward,
+    conv2d_im2col,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from reference import CASES, ConvCase, assert_close, random_inputs
+from test_conv2d_reference import expected
+from test_pool2d import CASES as POOL_CASES
+from test_pool2d import PoolCase
+
+pytestmark = pytest.mark.skipif(
+    not native.AVAILABLE and os.environ.get("CONVPROP_ALLOW_NUMPY_ONLY") == "1",
+    reason="the compiled kernels are not built (CONVPROP_ALLOW_NUMPY_ONLY=1)",
+)
+
+DEPTHWISE_CASES = [c for c in CASES if c.depthwise_applies]
+
+
+def _geom(case: ConvCase) -> object:
+    return conv_geometry("test", case.x_shape, case.w_shape, None, **case.hyper)
+
+
+def test_compiled_kernels_are_built() -> None:
+    """`pip install` builds convprop._kernels wherever a C compiler exists; a missing build
+    would silently run the slower NumPy code, so the suite says so."""
+    assert native.AVAILABLE, (
+        "convprop._kernels did not build: install a C compiler and the Python headers, "
+        "then reinstall (pip install -e .); CONVPROP_ALLOW_NUMPY_ONLY=1 skips this check"
+    )
+    assert native.enabled()
+
+
+def test_disabled_turns_the_kernels_off_in_a_block() -> None:
+    x = np.zeros((1, 1, 2, 2))
+    assert native.serves(x)
+    with native.disabled():
+        assert not native.enabled() and not native.serves(x)
+        with native.disabled():
+            pass
+        assert not native.enabled()
+    assert native.serves(x)
+
+
+def test_serves_only_float_numpy_arrays() -> None:
+    assert native.serves(np.zeros(3, np.float32), np.zeros(3, np.float64))
+    assert not native.serves(np.zeros(3, np.int64))
+    assert not native.serves(np.zeros(3, np.float16))
+    assert not native.serves([1.0, 2.0])
+
+
+# ------------------------------------------------------------------------- im2col, col2im
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_im2col_I1_and_col2im_I5_equal_the_numpy_code(case: ConvCase, dtype: str) -> None:
+    x, _, _, _ = random_inputs(case, dtype, seed=3)
+    geom = _geom(case)
+    with native.disabled():
+        cols_numpy = conv2d_im2col.im2col(x, geom)
+    cols = conv2d_im2col.im2col(x, geom)
+    np.testing.assert_array_equal(cols, cols_numpy)  # (I1) is a copy: exactly equal
+    dcols = np.random.default_rng(4).standard_normal(cols.shape).astype(dtype)
+    with native.disabled():
+        dx_numpy = conv2d_im2col.col2im(dcols, geom)
+    dx = conv2d_im2col.col2im(dcols, geom)
+    assert dx.shape == case.x_shape and dx.dtype == dtype
+    assert_close(dx, np.asarray(dx_numpy), dtype, "col2im (I5)")
+    # (I5) is the adjoint of (I1): <im2col(x), dcols> = <x, col2im(dcols)>
+    lhs = float(np.vdot(cols.astype(np.float64), dcols.astype(np.float64)))
+    rhs = float(np.vdot(x.astype(np.float64), dx.astype(np.float64)))
+    assert abs(lhs - rhs) <= (1e-10 if dtype == "float64" else 1e-4) * max(1.0, abs(lhs))
+
+
+# ----------------------------------------------------------------------------- depthwise
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: c.name)
+def test_depthwise_kernels_equal_the_direct_sums(case: ConvCase, dtype: str) -> None:
+    x, w, _, dy = random_inputs(case, dtype, seed=5)
+    geom = _geom(case)
+    y = conv2d_depthwise.forward(x, w, geom)[0]
+    dx = conv2d_depthwise.backward_data(dy, w, geom)
+    dw = conv2d_depthwise.backward_weight(dy, x, geom)
+    assert (y.dtype, dx.dtype, dw.dtype) == (np.dtype(dtype),) * 3
+    assert_close(y, conv2d_direct.forward(x, w, geom)[0], dtype, "y (F1)")
+    assert_close(dx, conv2d_direct.backward_data(dy, w, geom), dtype, "dx (B3)")
+    assert_close(dw, conv2d_direct.backward_weight(dy, x, geom), dtype, "dw (B2)")
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: c.name)
+def test_depthwise_without_kernels_matches_reference(case: ConvCase) -> None:
+    """The NumPy fallback of the depthwise algorithm (CuPy, no compiler) against the
+    naive float64 loops."""
+    data = expected(case, "float64")
+    with native.disabled():
+        y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="depthwise",
+                                  **case.hyper)  # fmt: skip
+        dx, dw, _ = conv2d_backward(data["dy"], cache)
+    assert_close(y, data["y"], "float64", "y (F1)")
+    assert_close(dx, data["dx"], "float64", "dx (B3)")
+    assert_close(dw, data["dw"], "float64", "dw (B2)")
+
+
+@pytest.mark.parametrize("case", CASES[:12], ids=lambda c: c.name)
+def test_im2col_without_kernels_matches_reference(case: ConvCase) -> None:
+    data = expected(case, "float64")
+    with native.disabled():
+        y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="im2col",
+                                  **case.hyper)  # fmt: skip
+        dx, dw, _ = conv2d_backward(data["dy"], cache)
+    assert_close(y, data["y"], "float64", "y (I2)")
+    assert_close(dx, data["dx"], "float64", "dx (I4, I5)")
+    assert_close(dw, data["dw"], "float64", "dw (I3)")
+
+
+def test_depthwise_is_chosen_by_auto_for_a_depthwise_layer() -> None:
+    x = np.random.default_rng(0).standard_normal((8, 64, 28, 28)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((64, 1, 3, 3)).astype(np.float32)
+    _, cache = conv2d_forward(x, w, None, padding=1, groups=64)
+    assert cache.algorithms == ("depthwise",) * 3
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+def _pool_inputs(case: PoolCase, values: str, dtype: str) -> np.ndarray:
+    rng = np.random.default_rng(8)
+    if values == "normal":
+        return rng.standard_normal(case.x_shape).astype(dtype)
+    x = rng.integers(0, 3, case.x_shape).astype(dtype)  # many ties
+    if values == "nan-and-inf":
+        x[rng.random(case.x_shape) < 0.3] = -np.inf
+        x[rng.random(case.x_shape) < 0.1] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("values", ["normal", "ties", "nan-and-inf"])
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.name)
+def test_max_pool_MP1_MP3_kernels_equal_the_numpy_code(
+    case: PoolCase, values: str, dtype: str
+) -> None:
+    x = _pool_inputs(case, values, dtype)
+    with native.disabled():
+        y_numpy, cache_numpy = max_pool2d_forward(x, case.kernel, **case.kwargs)
+    y, cache = max_pool2d_forward(x, case.kernel, **case.kwargs)
+    np.testing.assert_array_equal(y, y_numpy)  # NaN in the same places
+    np.testing.assert_array_equal(cache.argmax, cache_numpy.argmax)  # (MP2) same taps
+    assert cache.argmax.dtype == np.int32 and y.dtype == dtype
+    dy = np.random.default_rng(9).standard_normal(y.shape).astype(dtype)
+    with native.disabled():
+        dx_numpy = max_pool2d_backward(dy, cache)
+    dx = max_pool2d_backward(dy, cache)
+    assert dx.shape == case.x_shape and dx.dtype == dtype
+    assert_close(dx, dx_numpy, dtype, "dx (MP3)")
+
+
+def test_max_pool_backward_refuses_an_argmax_outside_the_window() -> None:
+    x = np.random.default_rng(2).standard_normal((1, 2, 4, 4))
+    _, cache = max_pool2d_forward(x, 2)
+    cache.argmax[0, 1, 1, 0] = 7  # taps of a 2x2 window are 0..3
+    with pytest.raises(ValueError, match="1 arg-max entries point outside their windows"):
+        max_pool2d_backward(np.ones((1, 2, 2, 2)), cache)
+
+
+# ------------------------------------------------------------------------ threads, checks
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3", "7"])
+def test_results_do_not_depend_on_the_thread_count(
+    threads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = next(c for c in CASES if c.name == "depthwise_dilated_asym")
+    x, w, _, dy = random_inputs(case, "float64", seed=6)
+    x = np.tile(x, (40, 1, 1, 1))  # enough planes and work for several threads
+    dy = np.tile(dy, (40, 1, 1, 1))
+    geom = conv_geometry("test", x.shape, w.shape, None, **case.hyper)
+    monkeypatch.setenv("CONVPROP_NUM_THREADS", "1")
+    one = (
+        native.depthwise_forward(x, w, geom),
+        native.depthwise_backward_data(dy, w, geom),
+        native.depthwise_backward_weight(dy, x, geom),
+        native.im2col(x, geom),
+    )
+    monkeypatch.setenv("CONVPROP_NUM_THREADS", threads)
+    assert native.num_threads() == int(threads)
+    many = (
+        native.depthwise_forward(x, w, geom),
+        native.depthwise_backward_data(dy, w, geom),
+        native.depthwise_backward_weight(dy, x, geom),
+        native.im2col(x, geom),
+    )
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)  # each plane is computed by one thread
+
+
+def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
+    kernels = native._kernels
+    case = CASES[0]
+    geom = native.conv_geometry_tuple(_geom(case))
+    x = np.zeros(case.x_shape)
+    cols_size = case.N * case.C * case.R * case.S * case.y_shape[2] * case.y_shape[3]
+    with pytest.raises(ValueError, match="im2col: cols holds 3 elements; the geometry needs"):
+        kernels.im2col(x, np.zeros(3), geom, 0, 1)
+    with pytest.raises(TypeError, match="im2col: cols has the wrong element type"):
+        kernels.im2col(x, np.zeros(cols_size, np.float32), geom, 0, 1)
+    with pytest.raises(TypeError, match="im2col: expected a float32 or float64 array"):
+        kernels.im2col(np.zeros(case.x_shape, np.int64), np.zeros(cols_size), geom, 0, 1)
+    with pytest.raises(ValueError, match=r"im2col: range \[0, 99\) outside"):
+        kernels.im2col(x, np.zeros(cols_size), geom, 0, 99)
+    with pytest.raises(ValueError, match="not C-contiguous"):  # a strided view
+        kernels.im2col(np.zeros((*case.x_shape[:3], 2 * case.W))[..., ::2],
+                       np.zeros(cols_size), geom, 0, 1)  # fmt: skip
+    with pytest.raises(ValueError, match="invalid convolution geometry"):
+        kernels.im2col(x, np.zeros(cols_size), (0,) * 15, 0, 0)
+    read_only = np.zeros(cols_size)
+    read_only.flags.writeable = False
+    with pytest.raises((BufferError, ValueError)):
+        kernels.im2col(x, read_only, geom, 0, 1)
