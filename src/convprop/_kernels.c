@@ -38,6 +38,9 @@ static inline void valid_range(Py_ssize_t left, Py_ssize_t stride, Py_ssize_t W,
 static inline Py_ssize_t wide_rows(const ConvGeom *g) { return g->P + (g->R - 1) * g->dh; }
 static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1) * g->dw; }
 
+/* Outputs a stride-1 depthwise kernel keeps in registers while it sums the taps. */
+#define BLOCK 32
+
 #define T float
 #define SFX f32
 #include "_kernels_body.h"
@@ -227,26 +230,34 @@ static PyObject *depthwise(PyObject *args, int pass, const char *op)
             return NULL;
         }
     }
-    /* the wide region, a wide plane and the per-tap sums (see _kernels_body.h) */
-    const Py_ssize_t Wr = wide_cols(&g), Hr = wide_rows(&g);
-    void *scratch = PyMem_RawMalloc((size_t)(Hr * Wr + g.P * Wr + g.R * g.S) * (size_t)kind);
-    if (!scratch) {
+    /* the wide region, a wide plane between two margins and the per-tap sums (see
+     * _kernels_body.h); offs[t] = r*dh*Wr + s*dw, the wide offset of tap t = r*S + s */
+    const Py_ssize_t Wr = wide_cols(&g), Hr = wide_rows(&g), RS = g.R * g.S;
+    const Py_ssize_t elements = 3 * Hr * Wr + g.P * Wr + RS;
+    void *scratch = PyMem_RawMalloc((size_t)elements * (size_t)kind);
+    Py_ssize_t *offs = PyMem_RawMalloc((size_t)RS * sizeof(Py_ssize_t));
+    if (!scratch || !offs) {
+        PyMem_RawFree(scratch);
+        PyMem_RawFree(offs);
         RELEASE_ALL(v, 3);
         return PyErr_NoMemory();
     }
+    for (Py_ssize_t r = 0; r < g.R; ++r)
+        for (Py_ssize_t s = 0; s < g.S; ++s) offs[r * g.S + s] = r * g.dh * Wr + s * g.dw;
     Py_BEGIN_ALLOW_THREADS;
     if (pass == DW_FORWARD) {
-        if (kind == 4) dw_forward_f32(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
-        else dw_forward_f64(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+        if (kind == 4) dw_forward_f32(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
+        else dw_forward_f64(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
     } else if (pass == DW_DATA) {
-        if (kind == 4) dw_backward_data_f32(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
-        else dw_backward_data_f64(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+        if (kind == 4) dw_backward_data_f32(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
+        else dw_backward_data_f64(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
     } else {
-        if (kind == 4) dw_backward_weight_f32(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
-        else dw_backward_weight_f64(v[0].buf, v[1].buf, v[2].buf, scratch, &g, lo, hi);
+        if (kind == 4) dw_backward_weight_f32(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
+        else dw_backward_weight_f64(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
     }
     Py_END_ALLOW_THREADS;
     PyMem_RawFree(scratch);
+    PyMem_RawFree(offs);
     RELEASE_ALL(v, 3);
     Py_RETURN_NONE;
 }

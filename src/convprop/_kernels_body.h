@@ -95,12 +95,44 @@ static void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
     }
 }
 
+/* out[i] = sum_t w[t] * src[sign * offs[t] + i] for i in [0, L): the taps of one plane,
+ * summed four at a time, so that out is read and written once per four taps. With
+ * accumulate != 0 the sums add to out instead of replacing it. */
+static void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize_t *offs,
+                              Py_ssize_t sign, const T *w, Py_ssize_t RS, int accumulate)
+{
+    Py_ssize_t t = 0;
+    for (; t + 4 <= RS; t += 4) {
+        const T *a = src + sign * offs[t], *b = src + sign * offs[t + 1];
+        const T *c = src + sign * offs[t + 2], *d = src + sign * offs[t + 3];
+        const T wa = w[t], wb = w[t + 1], wc = w[t + 2], wd = w[t + 3];
+        if (t == 0 && !accumulate) {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i) out[i] = wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i];
+        } else {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i) out[i] += wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i];
+        }
+    }
+    for (; t < RS; ++t) {
+        const T *a = src + sign * offs[t];
+        const T wa = w[t];
+        if (t == 0 && !accumulate) {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i) out[i] = wa * a[i];
+        } else {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i) out[i] += wa * a[i];
+        }
+    }
+}
+
 /* (F1) y[n, k, p, q] = sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
  * planes (n, k). scratch: Hr*Wr + P*Wr elements (stride 1 only). */
-static void FN(dw_forward)(const T *x, const T *w, T *y, T *scratch, const ConvGeom *g,
-                           Py_ssize_t lo, Py_ssize_t hi)
+static void FN(dw_forward)(const T *x, const T *w, T *y, T *scratch, const Py_ssize_t *offs,
+                           const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
 {
-    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C;
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
     const T *loaded = NULL; /* the input plane now in the region buffer */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
@@ -112,15 +144,8 @@ static void FN(dw_forward)(const T *x, const T *w, T *y, T *scratch, const ConvG
             T *xr = scratch, *yw = scratch + Hr * Wr;
             if (xc != loaded) FN(load_region)(xc, xr, g); /* once per channel */
             loaded = xc;
-            memset(yw, 0, (size_t)L * sizeof(T));
-            for (Py_ssize_t r = 0; r < g->R; ++r) {
-                for (Py_ssize_t s = 0; s < g->S; ++s) {
-                    const T tap = wk[r * g->S + s];
-                    const T *src = xr + r * g->dh * Wr + s * g->dw;
-#pragma omp simd
-                    for (Py_ssize_t i = 0; i < L; ++i) yw[i] += tap * src[i]; /* (F1) */
-                }
-            }
+            /* (F1), four taps per pass over yw: yw[i] = sum_t w[t] * xr[offs[t] + i] */
+            FN(tap_sums_into)(yw, L, xr, offs, 1, wk, RS, 0);
             for (Py_ssize_t p = 0; p < g->P; ++p)
                 memcpy(yk + p * g->Q, yw + p * Wr, (size_t)g->Q * sizeof(T));
             continue;
@@ -144,38 +169,37 @@ static void FN(dw_forward)(const T *x, const T *w, T *y, T *scratch, const ConvG
     }
 }
 
-/* (B3) in scatter form, the adjoint of (F1): every dy[n, k, p, q] sends w[k, r, s] * dy to
- * the input cell its tap (r, s) read; cells never read (remainder, padding) stay zero.
- * This is the full convolution of the stride-dilated dy with rot180(w). Planes (n, c).
- * scratch: Hr*Wr + P*Wr elements (stride 1 only). */
-static void FN(dw_backward_data)(const T *dy, const T *w, T *dx, T *scratch, const ConvGeom *g,
-                                 Py_ssize_t lo, Py_ssize_t hi)
+/* (B3), the adjoint of (F1): dx is the full convolution of the stride-dilated dy with
+ * rot180(w). With stride 1 it is computed as written (each input cell gathers its taps);
+ * otherwise in scatter form: every dy[n, k, p, q] sends w[k, r, s] * dy to the input cell
+ * its tap (r, s) read. Cells never read (remainder, padding) stay zero. Planes (n, c).
+ * scratch: 3*Hr*Wr + P*Wr elements (stride 1 only). */
+static void FN(dw_backward_data)(const T *dy, const T *w, T *dx, T *scratch,
+                                 const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
+                                 Py_ssize_t hi)
 {
-    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C;
-    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g);
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->C, c = plane % g->C;
         T *dxc = dx + plane * HW;
         memset(dxc, 0, (size_t)HW * sizeof(T));
         if (g->sh == 1 && g->sw == 1) {
-            T *dxr = scratch, *dyw = scratch + Hr * Wr;
-            memset(dxr, 0, (size_t)(Hr * Wr) * sizeof(T));
+            /* dyp: dy in the wide layout between two zero margins of the largest tap
+             * offset, so that dx_region[j] = sum_t w[t] * dy_wide[j - off_t] reads zeros
+             * wherever output j - off_t does not exist: the full convolution of dy with
+             * rot180(w), each input cell summing its taps in a register. */
+            const Py_ssize_t margin = offs[RS - 1];
+            T *dxr = scratch, *dyp = scratch + Hr * Wr, *dyw = dyp + margin;
+            memset(dyp, 0, (size_t)(2 * margin + g->P * Wr) * sizeof(T));
             for (Py_ssize_t k = c * M; k < (c + 1) * M; ++k) {
                 const T *dyk = dy + (n * g->K + k) * PQ;
-                const T *wk = w + k * g->R * g->S;
-                for (Py_ssize_t p = 0; p < g->P; ++p) {
+                const T *wk = w + k * RS;
+                for (Py_ssize_t p = 0; p < g->P; ++p)
                     memcpy(dyw + p * Wr, dyk + p * g->Q, (size_t)g->Q * sizeof(T));
-                    if (p + 1 < g->P)
-                        memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
-                }
-                for (Py_ssize_t r = 0; r < g->R; ++r) {
-                    for (Py_ssize_t s = 0; s < g->S; ++s) {
-                        const T tap = wk[r * g->S + s];
-                        T *dst = dxr + r * g->dh * Wr + s * g->dw;
-#pragma omp simd
-                        for (Py_ssize_t i = 0; i < L; ++i) dst[i] += tap * dyw[i]; /* (B3) */
-                    }
-                }
+                /* (B3) dxr[j] = sum_t w[t] * dyw[j - offs[t]], the filters of channel c
+                 * (a channel multiplier M > 1) adding up */
+                FN(tap_sums_into)(dxr, Hr * Wr, dyw, offs, -1, wk, RS, k != c * M);
             }
             /* the region's cells that are x itself; padding cells are dropped */
             for (Py_ssize_t h = 0; h < g->H && h + g->pt < Hr; ++h) {
@@ -210,8 +234,9 @@ static void FN(dw_backward_data)(const T *dy, const T *w, T *dx, T *scratch, con
 
 /* (B2) dw[k, r, s] = sum_{n,p,q} dy[n, k, p, q] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
  * filters k in [lo, hi). scratch: Hr*Wr + P*Wr + R*S elements. */
-static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch, const ConvGeom *g,
-                                   Py_ssize_t lo, Py_ssize_t hi)
+static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch,
+                                   const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
+                                   Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
@@ -228,14 +253,26 @@ static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch, c
                     if (p + 1 < g->P)
                         memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
                 }
-                for (Py_ssize_t r = 0; r < g->R; ++r) {
-                    for (Py_ssize_t s = 0; s < g->S; ++s) {
-                        const T *src = xr + r * g->dh * Wr + s * g->dw;
-                        T total = 0;
-#pragma omp simd reduction(+ : total)
-                        for (Py_ssize_t i = 0; i < L; ++i) total += dyw[i] * src[i]; /* (B2) */
-                        sums[r * g->S + s] += total;
+                Py_ssize_t t = 0;
+                for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
+                    const T *a = xr + offs[t], *b = xr + offs[t + 1];
+                    const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
+                    T ta = 0, tb = 0, tc = 0, td = 0;
+#pragma omp simd reduction(+ : ta, tb, tc, td)
+                    for (Py_ssize_t i = 0; i < L; ++i) {
+                        ta += dyw[i] * a[i]; /* (B2) */
+                        tb += dyw[i] * b[i];
+                        tc += dyw[i] * c[i];
+                        td += dyw[i] * d[i];
                     }
+                    sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
+                }
+                for (; t < RS; ++t) {
+                    const T *src = xr + offs[t];
+                    T total = 0;
+#pragma omp simd reduction(+ : total)
+                    for (Py_ssize_t i = 0; i < L; ++i) total += dyw[i] * src[i]; /* (B2) */
+                    sums[t] += total;
                 }
                 continue;
             }
