@@ -17,7 +17,11 @@ def _labels_in(paths: list[Path]) -> set[str]:
 
 
 def test_every_label_cited_in_the_code_is_defined_in_the_derivations() -> None:
-    cited = _labels_in(sorted((ROOT / "src" / "convprop").rglob("*.py")))
+    sources = [
+        *(ROOT / "src" / "convprop").rglob("*.py"),
+        *(ROOT / "src" / "convprop").glob("*.[ch]"),
+    ]
+    cited = _labels_in(sorted(sources))
     documented = _labels_in([ROOT / "docs" / "derivations.md"])
     assert {"F1", "B1", "B2", "B3", "I1", "T1", "WG1", "CT1", "MP1", "CE1"} <= cited
     missing = sorted(cited - documented)

@@ -340,6 +340,89 @@ static PyObject *py_maxpool_backward(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(invalid);
 }
 
+/* The four Winograd F(2x2, 3x3) transforms: one input, one output, sizes by role. */
+enum { WINO_INPUT, WINO_OUTPUT, WINO_DY, WINO_DX };
+
+static PyObject *winograd(PyObject *args, int which, const char *op)
+{
+    PyObject *io, *oo, *geo;
+    Py_ssize_t Th, Tw, lo, hi;
+    ConvGeom g;
+    Py_buffer v[2];
+    if (!PyArg_ParseTuple(args, "OOO!nnnn", &io, &oo, &PyTuple_Type, &geo, &Th, &Tw, &lo, &hi))
+        return NULL;
+    if (parse_conv_geom(geo, &g, op)) return NULL;
+    if (Th != (g.P + 1) / 2 || Tw != (g.Q + 1) / 2 || g.R != 3 || g.S != 3) {
+        PyErr_Format(PyExc_ValueError, "%s: needs a 3x3 kernel and ceil(P/2) x ceil(Q/2) tiles",
+                     op);
+        return NULL;
+    }
+    const Py_ssize_t NT = g.N * Th * Tw;
+    const Py_ssize_t nx = g.N * g.C * g.H * g.W, ny = g.N * g.K * g.P * g.Q;
+    const Py_ssize_t nVx = 16 * g.C * NT, nVy = 16 * g.K * NT;
+    Py_ssize_t in_size, out_size, total;
+    if (which == WINO_INPUT) in_size = nx, out_size = nVx, total = g.N * g.C;
+    else if (which == WINO_OUTPUT) in_size = nVy, out_size = ny, total = g.N * g.K;
+    else if (which == WINO_DY) in_size = ny, out_size = nVy, total = g.N * g.K;
+    else in_size = nVx, out_size = nx, total = g.N * g.C;
+    if (check_range(lo, hi, total, op)) return NULL;
+    int kind = float_kind(io, op);
+    if (!kind) return NULL;
+    if (get_array(io, &v[0], 0, kind, in_size, op, "input")) return NULL;
+    if (get_array(oo, &v[1], 1, kind, out_size, op, "output")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    /* row buffers, and for wino_dx the extended plane (see _kernels_body.h) */
+    const Py_ssize_t elements = 16 * Tw + (2 * Th + 2) * (2 * Tw + 2) + 4 * (2 * Tw + 2);
+    void *scratch = PyMem_RawMalloc((size_t)elements * (size_t)kind);
+    if (!scratch) {
+        RELEASE_ALL(v, 2);
+        return PyErr_NoMemory();
+    }
+    void *in = v[0].buf, *out = v[1].buf;
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) {
+        if (which == WINO_INPUT) wino_input_f32(in, out, scratch, &g, Th, Tw, lo, hi);
+        else if (which == WINO_OUTPUT) wino_output_f32(in, out, scratch, &g, Th, Tw, lo, hi);
+        else if (which == WINO_DY) wino_dy_f32(in, out, scratch, &g, Th, Tw, lo, hi);
+        else wino_dx_f32(in, out, scratch, &g, Th, Tw, lo, hi);
+    } else {
+        if (which == WINO_INPUT) wino_input_f64(in, out, scratch, &g, Th, Tw, lo, hi);
+        else if (which == WINO_OUTPUT) wino_output_f64(in, out, scratch, &g, Th, Tw, lo, hi);
+        else if (which == WINO_DY) wino_dy_f64(in, out, scratch, &g, Th, Tw, lo, hi);
+        else wino_dx_f64(in, out, scratch, &g, Th, Tw, lo, hi);
+    }
+    Py_END_ALLOW_THREADS;
+    PyMem_RawFree(scratch);
+    RELEASE_ALL(v, 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_wino_input(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return winograd(args, WINO_INPUT, "winograd_input");
+}
+
+static PyObject *py_wino_output(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return winograd(args, WINO_OUTPUT, "winograd_output");
+}
+
+static PyObject *py_wino_dy(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return winograd(args, WINO_DY, "winograd_dy");
+}
+
+static PyObject *py_wino_dx(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return winograd(args, WINO_DX, "winograd_dx");
+}
+
 static PyMethodDef methods[] = {
     {"im2col", py_im2col, METH_VARARGS, "im2col(x, cols, geom, lo, hi): (I1) for planes [lo, hi)."},
     {"col2im", py_col2im, METH_VARARGS, "col2im(dcols, dx, geom, lo, hi): (I5) for planes [lo, hi)."},
@@ -353,6 +436,14 @@ static PyMethodDef methods[] = {
      "maxpool_forward(x, y, argmax, geom, lo, hi): (MP1), (MP2), planes (n, c)."},
     {"maxpool_backward", py_maxpool_backward, METH_VARARGS,
      "maxpool_backward(dy, argmax, dx, geom, lo, hi) -> invalid entries: (MP3)."},
+    {"winograd_input", py_wino_input, METH_VARARGS,
+     "winograd_input(x, V, geom, Th, Tw, lo, hi): (WG2), planes (n, c)."},
+    {"winograd_output", py_wino_output, METH_VARARGS,
+     "winograd_output(M, y, geom, Th, Tw, lo, hi): (WG4), planes (n, k)."},
+    {"winograd_dy", py_wino_dy, METH_VARARGS,
+     "winograd_dy(dy, Z, geom, Th, Tw, lo, hi): (WG5), planes (n, k)."},
+    {"winograd_dx", py_wino_dx, METH_VARARGS,
+     "winograd_dx(Mbar, dx, geom, Th, Tw, lo, hi): (WG6), planes (n, c)."},
     {NULL, NULL, 0, NULL},
 };
 

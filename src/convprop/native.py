@@ -169,6 +169,53 @@ def depthwise_backward_weight(dy: Any, x: Any, geom: Any) -> Any:
     return dw
 
 
+# ------------------------------------------------------- Winograd F(2x2, 3x3) transforms
+
+
+def _tiles(geom: Any) -> tuple[int, int]:
+    return (geom.P + 1) // 2, (geom.Q + 1) // 2
+
+
+def winograd_input(x: Any, geom: Any) -> Any:
+    """(WG2): x (N, C, H, W) -> V (16, C, N·T), T = ceil(P/2)·ceil(Q/2) tiles per image."""
+    x = _contiguous(x)
+    Th, Tw = _tiles(geom)
+    V = numpy.empty((16, geom.C, geom.N * Th * Tw), dtype=x.dtype)
+    g = conv_geometry_tuple(geom)
+    parallel(_kernels.winograd_input, geom.N * geom.C, V.size, x, V, g, Th, Tw)
+    return V
+
+
+def winograd_output(M: Any, geom: Any) -> Any:
+    """(WG4): M (16, K, N·T) -> y (N, K, P, Q)."""
+    M = _contiguous(M)
+    Th, Tw = _tiles(geom)
+    y = numpy.empty((geom.N, geom.K, geom.P, geom.Q), dtype=M.dtype)
+    g = conv_geometry_tuple(geom)
+    parallel(_kernels.winograd_output, geom.N * geom.K, M.size, M, y, g, Th, Tw)
+    return y
+
+
+def winograd_dy(dy: Any, geom: Any) -> Any:
+    """(WG5): dy (N, K, P, Q) -> Z (16, K, N·T), dy zero-extended to whole tiles."""
+    dy = _contiguous(dy)
+    Th, Tw = _tiles(geom)
+    Z = numpy.empty((16, geom.K, geom.N * Th * Tw), dtype=dy.dtype)
+    g = conv_geometry_tuple(geom)
+    parallel(_kernels.winograd_dy, geom.N * geom.K, Z.size, dy, Z, g, Th, Tw)
+    return Z
+
+
+def winograd_dx(M_bar: Any, geom: Any) -> Any:
+    """(WG6): M̄ (16, C, N·T) -> dx (N, C, H, W), overlapping tiles added."""
+    M_bar = _contiguous(M_bar)
+    Th, Tw = _tiles(geom)
+    dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=M_bar.dtype)
+    g = conv_geometry_tuple(geom)
+    parallel(_kernels.winograd_dx, geom.N * geom.C, M_bar.size, M_bar, dx, g, Th, Tw)
+    return dx
+
+
 # ---------------------------------------------------------------------- max pooling
 
 

@@ -13,9 +13,10 @@ Notation  x (N,C,H,W)  w (K,1,R,S)  y (N,K,P,Q)  K = C·M;  sh, sw stride,  dh, 
   dx          = the full convolution of the stride-dilated dy with rot180(w), computed in
                 its scatter form: dy[n,k,p,q]·w[k,0,r,s] goes to the cell tap (r,s) read (B3)
 
-With stride 1 a whole plane is one long vector loop per tap (the "wide" layout of
-_kernels_body.h). Arrays the kernels do not serve (CuPy, or an install without the
-compiled extension) take the direct algorithm's NumPy code, which computes the same sums.
+With stride 1 a whole plane is one long vector loop per tap: the "wide" layout of
+(DW1)-(DW3) in docs/derivations.md, section 19. Arrays the kernels do not serve (CuPy,
+or an install without the compiled extension) take the direct algorithm's NumPy code,
+which computes the same sums.
 """
 
 from __future__ import annotations

@@ -125,6 +125,11 @@ def _winograd(geom: ConvGeometry, pass_name: str, b: int) -> float:
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     tiles = geom.N * math.ceil(geom.P / 2) * math.ceil(geom.Q / 2)
     flops = 2.0 * 16 * tiles * geom.groups * K_g * C_g
+    if native.enabled():  # compiled transforms, 16 GEMMs over the whole batch
+        rate = gemm_rate(K_g, C_g, tiles, itemsize=b)
+        planes = geom.N * (geom.C * geom.H * geom.W + geom.K * geom.P * geom.Q)
+        transform_bytes = (16 * tiles * (geom.C + geom.K) + planes) * b
+        return flops / rate + 2 * transform_bytes / NATIVE_BYTES_PER_S + 16 * CALL_SECONDS
     rate = gemm_rate(K_g, C_g, tiles // max(geom.N, 1), itemsize=b)
     # the tile gathers and the three transforms each pass over 16 values per tile
     transform_bytes = 16 * tiles * (geom.C + geom.K) * b * 8

@@ -16,14 +16,21 @@ Because y is bilinear in (d, g), the gradients are the transposed transforms, ti
 
 Only 3x3 kernels, stride 1 and dilation 1; other cases are declined. Output tiles past
 P x Q are computed on zero-extended input and dropped (dy is zero-extended in backward).
+
+On the CPU the four tile transforms (WG2, WG4, WG5, WG6) run as compiled kernels (see
+convprop.native) in a layout X[xi, channel, n·T + t] (xi = 4i + j one of the 16 tile
+positions, T tiles per image), so that (WG3), (WG6) and (WG7) are 16 GEMMs over the whole
+batch at once. CuPy arrays, or an install without the kernels, take the einsum code below.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from convprop import native
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
 from convprop.functional._conv_common import crop_padding, group_view_w, pad_input
@@ -103,8 +110,48 @@ def _output_tiles_transform(dy: Array, geom: ConvGeometry) -> Array:
     return Z.reshape(4, 4, geom.N, geom.groups, geom.K // geom.groups, -1)
 
 
+@dataclass(frozen=True)
+class _BatchedTiles:
+    """The forward's V in the compiled kernels' layout (16, C, N·T)."""
+
+    V: Array
+
+
+def _grouped(X: Array, geom: ConvGeometry) -> Array:
+    """(16, channels, N·T) -> (16, G, channels/G, N·T)."""
+    return X.reshape(16, geom.groups, X.shape[1] // geom.groups, X.shape[2])
+
+
+def _forward_batched(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """(WG1)-(WG4) with the compiled transforms and 16 whole-batch GEMMs."""
+    V = native.winograd_input(x, geom)  # (WG2) (16, C, N·T)
+    U = _kernel_transform(w, geom).reshape(16, geom.groups, geom.K // geom.groups, -1)  # (WG1)
+    M = U @ _grouped(V, geom)  # (WG3) (16, G, K/G, C/G) @ (16, G, C/G, N·T)
+    y = native.winograd_output(M.reshape(16, geom.K, -1), geom)  # (WG4)
+    return y, _BatchedTiles(V)
+
+
+def _dx_batched(Z: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(WG6): M̄ = Uᵀ Z as 16 GEMMs, then the compiled B M̄ Bᵀ and the tile scatter-add."""
+    U = _kernel_transform(w, geom).reshape(16, geom.groups, geom.K // geom.groups, -1)
+    M_bar = U.transpose(0, 1, 3, 2) @ _grouped(Z, geom)  # (WG6) (16, G, C/G, N·T)
+    return native.winograd_dx(M_bar.reshape(16, geom.C, -1), geom)  # (WG6)
+
+
+def _dw_batched(Z: Array, V: Array, geom: ConvGeometry) -> Array:
+    """(WG7): dU = Z Vᵀ summed over the batch inside 16 GEMMs; dg = Gᵀ dU G."""
+    xp = get_xp(Z, V)
+    _, G_mat, _ = _constants(xp, Z.dtype)
+    dU = _grouped(Z, geom) @ _grouped(V, geom).swapaxes(-1, -2)  # (WG7) (16, G, K/G, C/G)
+    dU = dU.reshape(4, 4, *dU.shape[1:])
+    dw = xp.einsum("ir,ijgkc,js->gkcrs", G_mat, dU, G_mat, optimize=True)  # (WG7)
+    return dw.reshape(geom.w_shape)
+
+
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     """(WG1)-(WG4): y (N, K, P, Q) without bias; V is kept for the weight gradient (WG7)."""
+    if native.serves(x, w):
+        return _forward_batched(x, w, geom)
     xp = get_xp(x, w)
     _, _, A_T = _constants(xp, x.dtype)
     V = _input_transform(x, geom)  # (4, 4, N, G, C/G, T)
@@ -148,17 +195,32 @@ def backward(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
 ) -> tuple[Array | None, Array]:
     """(WG5)-(WG7) with one transform of dy; ``saved`` is the forward's V."""
+    if native.serves(dy, x, w):
+        Z = native.winograd_dy(dy, geom)  # (WG5) (16, K, N·T)
+        V = saved.V if isinstance(saved, _BatchedTiles) else native.winograd_input(x, geom)
+        return (_dx_batched(Z, w, geom) if need_dx else None), _dw_batched(Z, V, geom)
     Z = _output_tiles_transform(dy, geom)  # (4, 4, N, G, K/G, T)
-    V = saved if saved is not None else _input_transform(x, geom)
+    V = _numpy_saved(saved, x, geom)
     return (_dx_from(Z, w, geom) if need_dx else None), _dw_from(Z, V, geom)
+
+
+def _numpy_saved(saved: Any, x: Array, geom: ConvGeometry) -> Array:
+    """The forward's V in the einsum layout, recomputed when the forward kept none."""
+    if saved is None or isinstance(saved, _BatchedTiles):
+        return _input_transform(x, geom)
+    return saved
 
 
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     """(WG5), (WG6): dx (N, C, H, W), the adjoint of the forward in d."""
+    if native.serves(dy, w):
+        return _dx_batched(native.winograd_dy(dy, geom), w, geom)  # (WG5), (WG6)
     return _dx_from(_output_tiles_transform(dy, geom), w, geom)
 
 
 def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
     """(WG5), (WG7): dw (K, C/G, 3, 3), the adjoint of the forward in g."""
-    V = saved if saved is not None else _input_transform(x, geom)
-    return _dw_from(_output_tiles_transform(dy, geom), V, geom)
+    if native.serves(dy, x):
+        V = saved.V if isinstance(saved, _BatchedTiles) else native.winograd_input(x, geom)
+        return _dw_batched(native.winograd_dy(dy, geom), V, geom)  # (WG5), (WG7)
+    return _dw_from(_output_tiles_transform(dy, geom), _numpy_saved(saved, x, geom), geom)
