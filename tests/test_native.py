@@ -112,13 +112,22 @@ def test_depthwise_kernels_equal_the_direct_sums(case: ConvCase, dtype: str) -> 
     assert_close(dw, conv2d_direct.backward_weight(dy, x, geom), dtype, "dw (B2)")
 
 
-@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: c.name)
-def test_depthwise_without_kernels_matches_reference(case: ConvCase) -> None:
-    """The NumPy fallback of the depthwise algorithm (CuPy, no compiler) against the
-    naive float64 loops."""
+def _fallback_params() -> list[object]:
+    return [
+        pytest.param(case, algorithm, id=f"{case.name}-{algorithm}")
+        for algorithm in ("im2col", "winograd", "depthwise")
+        for case in CASES
+        if case.applies(algorithm)
+    ]
+
+
+@pytest.mark.parametrize(("case", "algorithm"), _fallback_params())
+def test_algorithms_without_kernels_match_reference(case: ConvCase, algorithm: str) -> None:
+    """The NumPy code of every algorithm that has compiled kernels (the path of CuPy arrays
+    and of installs without a compiler) against the naive float64 loops."""
     data = expected(case, "float64")
     with native.disabled():
-        y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="depthwise",
+        y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm=algorithm,
                                   **case.hyper)  # fmt: skip
         dx, dw, _ = conv2d_backward(data["dy"], cache)
     assert_close(y, data["y"], "float64", "y (F1)")
@@ -126,16 +135,21 @@ def test_depthwise_without_kernels_matches_reference(case: ConvCase) -> None:
     assert_close(dw, data["dw"], "float64", "dw (B2)")
 
 
-@pytest.mark.parametrize("case", CASES[:12], ids=lambda c: c.name)
-def test_im2col_without_kernels_matches_reference(case: ConvCase) -> None:
+@pytest.mark.parametrize("case", [c for c in CASES if c.winograd_applies], ids=lambda c: c.name)
+def test_winograd_switching_paths_between_passes_is_safe(case: ConvCase) -> None:
+    """A forward with the kernels and a backward without them (or the reverse) recompute
+    the tiles the other layout kept, and still agree with the reference."""
     data = expected(case, "float64")
+    _, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="winograd", **case.hyper)
     with native.disabled():
-        y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="im2col",
-                                  **case.hyper)  # fmt: skip
         dx, dw, _ = conv2d_backward(data["dy"], cache)
-    assert_close(y, data["y"], "float64", "y (I2)")
-    assert_close(dx, data["dx"], "float64", "dx (I4, I5)")
-    assert_close(dw, data["dw"], "float64", "dw (I3)")
+        _, cache_numpy = conv2d_forward(data["x"], data["w"], data["b"], algorithm="winograd",
+                                        **case.hyper)  # fmt: skip
+    dx2, dw2, _ = conv2d_backward(data["dy"], cache_numpy)
+    for got in (dx, dx2):
+        assert_close(got, data["dx"], "float64", "dx (WG6)")
+    for got in (dw, dw2):
+        assert_close(got, data["dw"], "float64", "dw (WG7)")
 
 
 def test_depthwise_is_chosen_by_auto_for_a_depthwise_layer() -> None:
