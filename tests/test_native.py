@@ -256,3 +256,27 @@ def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
     read_only.flags.writeable = False
     with pytest.raises((BufferError, ValueError)):
         kernels.im2col(x, read_only, geom, 0, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 4, 7), (8, 64, 28, 28)])
+def test_bias_kernels_equal_the_numpy_sums_F1_B1(shape: tuple[int, ...], dtype: str) -> None:
+    rng = np.random.default_rng(12)
+    y = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    expected_y = y + b.reshape(1, -1, 1, 1)
+    native.add_bias(y, b)  # in place
+    np.testing.assert_array_equal(y, expected_y)
+    db = native.bias_grad(y)
+    assert db.shape == (shape[1],) and db.dtype == dtype
+    assert_close(db, y.astype(np.float64).sum(axis=(0, 2, 3)), dtype, "db (B1)")
+
+
+def test_bias_kernels_refuse_mismatched_shapes() -> None:
+    kernels = native._kernels
+    with pytest.raises(ValueError, match=r"add_bias: y of 10 elements is not \(N, 3, 2\)"):
+        kernels.add_bias(np.zeros(10), np.zeros(3), 3, 2, 0, 1)
+    with pytest.raises(ValueError, match="add_bias: b holds 2 elements; the geometry needs 3"):
+        kernels.add_bias(np.zeros(12), np.zeros(2), 3, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"bias_grad: range \[0, 4\) outside \[0, 3\)"):
+        kernels.bias_grad(np.zeros(12), np.zeros(3), 3, 2, 0, 4)

@@ -423,6 +423,71 @@ static PyObject *py_wino_dx(PyObject *self, PyObject *args)
     return winograd(args, WINO_DX, "winograd_dx");
 }
 
+/* The bias of a convolution: add_bias(y, b, K, PQ, lo, hi) over planes of y (N, K, PQ) and
+ * bias_grad(dy, db, K, PQ, lo, hi) over filters. */
+static PyObject *py_add_bias(PyObject *self, PyObject *args)
+{
+    PyObject *yo, *bo;
+    Py_ssize_t K, PQ, lo, hi;
+    Py_buffer v[2];
+    const char *op = "add_bias";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOnnnn", &yo, &bo, &K, &PQ, &lo, &hi)) return NULL;
+    int kind = float_kind(yo, op);
+    if (!kind) return NULL;
+    if (get_array(bo, &v[1], 0, kind, K, op, "b")) return NULL;
+    if (PyObject_GetBuffer(yo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)) {
+        RELEASE_ALL(v + 1, 1);
+        return NULL;
+    }
+    const Py_ssize_t count = v[0].len / v[0].itemsize;
+    if (K < 1 || PQ < 1 || count % (K * PQ) != 0 || check_range(lo, hi, count / PQ, op)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "%s: y of %zd elements is not (N, %zd, %zd)", op,
+                         count, K, PQ);
+        RELEASE_ALL(v, 2);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) add_bias_f32(v[0].buf, v[1].buf, K, PQ, lo, hi);
+    else add_bias_f64(v[0].buf, v[1].buf, K, PQ, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_bias_grad(PyObject *self, PyObject *args)
+{
+    PyObject *dyo, *dbo;
+    Py_ssize_t K, PQ, lo, hi;
+    Py_buffer v[2];
+    const char *op = "bias_grad";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOnnnn", &dyo, &dbo, &K, &PQ, &lo, &hi)) return NULL;
+    int kind = float_kind(dyo, op);
+    if (!kind) return NULL;
+    if (PyObject_GetBuffer(dyo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
+    const Py_ssize_t count = v[0].len / v[0].itemsize;
+    if (K < 1 || PQ < 1 || count % (K * PQ) != 0 || check_range(lo, hi, K, op)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "%s: dy of %zd elements is not (N, %zd, %zd)", op,
+                         count, K, PQ);
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    if (get_array(dbo, &v[1], 1, kind, K, op, "db")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    const Py_ssize_t N = count / (K * PQ);
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) bias_grad_f32(v[0].buf, v[1].buf, N, K, PQ, lo, hi);
+    else bias_grad_f64(v[0].buf, v[1].buf, N, K, PQ, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 2);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"im2col", py_im2col, METH_VARARGS, "im2col(x, cols, geom, lo, hi): (I1) for planes [lo, hi)."},
     {"col2im", py_col2im, METH_VARARGS, "col2im(dcols, dx, geom, lo, hi): (I5) for planes [lo, hi)."},
@@ -444,6 +509,8 @@ static PyMethodDef methods[] = {
      "winograd_dy(dy, Z, geom, Th, Tw, lo, hi): (WG5), planes (n, k)."},
     {"winograd_dx", py_wino_dx, METH_VARARGS,
      "winograd_dx(Mbar, dx, geom, Th, Tw, lo, hi): (WG6), planes (n, c)."},
+    {"add_bias", py_add_bias, METH_VARARGS, "add_bias(y, b, K, PQ, lo, hi): (F1)'s bias."},
+    {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db, K, PQ, lo, hi): (B1)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -23,20 +23,21 @@ static void FN(im2col)(const T *x, T *cols, const ConvGeom *g, Py_ssize_t lo, Py
                 Py_ssize_t q0, q1;
                 const Py_ssize_t left = s * g->dw - g->pl;
                 valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                /* rows are short (Q elements): plain loops, not a library call per piece */
                 for (Py_ssize_t p = 0; p < g->P; ++p, out += g->Q) {
                     const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
                     if (h < 0 || h >= g->H || q0 >= q1) {
-                        memset(out, 0, (size_t)g->Q * sizeof(T)); /* padding reads zero */
+                        for (Py_ssize_t q = 0; q < g->Q; ++q) out[q] = 0; /* padding reads 0 */
                         continue;
                     }
                     const T *row = xc + h * g->W + left;
-                    memset(out, 0, (size_t)q0 * sizeof(T));
+                    for (Py_ssize_t q = 0; q < q0; ++q) out[q] = 0;
                     if (g->sw == 1) {
-                        memcpy(out + q0, row + q0, (size_t)(q1 - q0) * sizeof(T));
+                        for (Py_ssize_t q = q0; q < q1; ++q) out[q] = row[q]; /* (I1) */
                     } else {
                         for (Py_ssize_t q = q0; q < q1; ++q) out[q] = row[q * g->sw];
                     }
-                    memset(out + q1, 0, (size_t)(g->Q - q1) * sizeof(T));
+                    for (Py_ssize_t q = q1; q < g->Q; ++q) out[q] = 0;
                 }
             }
         }
@@ -556,6 +557,35 @@ static void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_
             const Py_ssize_t w1 = g->W + g->pl < len ? g->W : len - g->pl;
             if (w1 > 0) memcpy(dst, ext + i * len + g->pl, (size_t)w1 * sizeof(T));
         }
+    }
+}
+
+/* (F1), its bias term: y[n, k, :, :] += b[k] for planes (n, k) of y (N, K, PQ). */
+static void FN(add_bias)(T *y, const T *b, Py_ssize_t K, Py_ssize_t PQ, Py_ssize_t lo,
+                         Py_ssize_t hi)
+{
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        T *yk = y + plane * PQ;
+        const T bk = b[plane % K];
+#pragma omp simd
+        for (Py_ssize_t i = 0; i < PQ; ++i) yk[i] += bk; /* (F1) */
+    }
+}
+
+/* (B1) db[k] = sum_{n,p,q} dy[n, k, p, q] for filters k in [lo, hi), summed in double. */
+static void FN(bias_grad)(const T *dy, T *db, Py_ssize_t N, Py_ssize_t K, Py_ssize_t PQ,
+                          Py_ssize_t lo, Py_ssize_t hi)
+{
+    for (Py_ssize_t k = lo; k < hi; ++k) {
+        double total = 0;
+        for (Py_ssize_t n = 0; n < N; ++n) {
+            const T *dyk = dy + (n * K + k) * PQ;
+            double part = 0;
+#pragma omp simd reduction(+ : part)
+            for (Py_ssize_t i = 0; i < PQ; ++i) part += (double)dyk[i]; /* (B1) */
+            total += part;
+        }
+        db[k] = (T)total;
     }
 }
 

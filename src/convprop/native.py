@@ -169,6 +169,23 @@ def depthwise_backward_weight(dy: Any, x: Any, geom: Any) -> Any:
     return dw
 
 
+def add_bias(y: Any, b: Any) -> None:
+    """(F1)'s bias term in place: y (N, K, P, Q) C-contiguous, b (K,) of y's dtype."""
+    N, K = y.shape[0], y.shape[1]
+    PQ = y.size // max(N * K, 1)
+    b = numpy.ascontiguousarray(b, dtype=y.dtype)
+    parallel(_kernels.add_bias, N * K, y.size, y, b, K, PQ)
+
+
+def bias_grad(dy: Any) -> Any:
+    """(B1): dy (N, K, P, Q) -> db (K,), each filter's sum taken in float64."""
+    dy = _contiguous(dy)
+    N, K = dy.shape[0], dy.shape[1]
+    db = numpy.empty(K, dtype=dy.dtype)
+    parallel(_kernels.bias_grad, K, dy.size, dy, db, K, dy.size // max(N * K, 1))
+    return db
+
+
 # ------------------------------------------------------- Winograd F(2x2, 3x3) transforms
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from convprop import native
 from convprop._shapes import ConvGeometry, conv_geometry
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError
@@ -224,9 +225,11 @@ def conv2d_forward(
     )
     algorithms = resolve_algorithms(op, algorithm, geom, w)
     y, saved = ALGORITHMS[algorithms[0]].forward(x, w, geom)  # (F1) -> (N, K, P, Q)
-    if b is not None:
-        y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
     y = xp.ascontiguousarray(y, dtype=x.dtype)
+    if b is not None and native.serves(y, b):
+        native.add_bias(y, b)  # (F1) the bias term, compiled
+    elif b is not None:
+        y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
     if algorithms[2] != algorithms[0]:
         saved = None  # another algorithm computes dw: nothing to reuse
     cache = Conv2dCache(x, w, b is not None, geom, algorithms, saved)
@@ -260,7 +263,11 @@ def conv2d_backward(
     check_upstream("conv2d_backward", dy, geom.y_shape, cache.x.dtype)
     xp = get_xp(dy, cache.x)
     _, data_algorithm, weight_algorithm = cache.algorithms
-    db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None  # (B1) -> (K,)
+    db = None
+    if cache.has_bias and native.serves(dy):
+        db = native.bias_grad(dy)  # (B1) compiled: one pass, all cores
+    elif cache.has_bias:
+        db = dy.sum(axis=(0, 2, 3))  # (B1) -> (K,)
     weight_algo = ALGORITHMS[weight_algorithm]
     if data_algorithm == weight_algorithm or not need_dx:
         dx, dw = weight_algo.backward(dy, cache.x, cache.w, geom, cache.saved, need_dx)  # (B3, B2)
