@@ -379,11 +379,7 @@ class ConvCase:
 
     @property
     def winograd_applies(self) -> bool:
-        return (
-            (self.R, self.S) == (3, 3)
-            and as_pair(self.stride) == (1, 1)
-            and as_pair(self.dilation) == (1, 1)
-        )
+        return (self.R, self.S) == (3, 3) and as_pair(self.stride) == (1, 1)
 
     @property
     def depthwise_applies(self) -> bool:
@@ -455,6 +451,9 @@ CASES: tuple[ConvCase, ...] = (
       padding=((2, 0), (0, 1)), groups=2),
     C("groups2_stride3_asym", 2, 4, 8, 9, 2, 2, 2, stride=3, padding=((0, 1), (2, 0)),
       groups=2),
+    # 3x3, stride 1, dilated: winograd by phases (WG8), remainders and uneven phases
+    C("dilated_3x3_pair_asym", 2, 2, 9, 11, 3, 3, 3, dilation=(2, 3), padding=((1, 2), (3, 0))),
+    C("dilated_3x3_same_groups2", 1, 4, 8, 7, 4, 3, 3, dilation=3, padding="same", groups=2),
     # depthwise (C/G = 1): stride 1 with dilation, wide padding, remainders, multipliers
     C("depthwise_dilated_asym", 2, 3, 8, 7, 6, 3, 2, dilation=(2, 3), padding=((3, 0), (1, 2)),
       groups=3),
@@ -537,11 +536,7 @@ class TransposeCase:
 
     @property
     def winograd_applies(self) -> bool:
-        return (
-            (self.R, self.S) == (3, 3)
-            and as_pair(self.stride) == (1, 1)
-            and as_pair(self.dilation) == (1, 1)
-        )
+        return (self.R, self.S) == (3, 3) and as_pair(self.stride) == (1, 1)
 
     def applies(self, algorithm: str) -> bool:
         """Whether ``algorithm`` computes this case; the convolution it transposes reads

@@ -12,7 +12,7 @@ from convprop.backend import to_host
 from convprop.functional import conv2d_backward, conv2d_forward
 from reference import ALGORITHM_NAMES, CASES, ConvCase, random_inputs
 
-# winograd needs 3x3 / stride 1 / dilation 1, depthwise one channel per group; the other
+# winograd needs 3x3 / stride 1, depthwise one channel per group; the other
 # algorithms get a strided case
 WINOGRAD_CASE = next(c for c in CASES if c.name == "groups2_3x3")
 DEPTHWISE_CASE = next(c for c in CASES if c.name == "depthwise_strided_dilated")

@@ -24,7 +24,7 @@ def conv_cases(
     draw: Any, *, kernel: tuple[int, int] | None = None, winograd: bool = False
 ) -> ConvCase:
     """Any valid conv2d: groups, strides, dilations, every padding form, odd sizes.
-    ``winograd=True`` keeps to the cases winograd computes (3x3, stride 1, dilation 1)."""
+    ``winograd=True`` keeps to the cases winograd computes (3x3, stride 1, any dilation)."""
     groups = draw(st.sampled_from([1, 2, 3]))
     C = groups * draw(st.integers(1, 2))
     K = groups * draw(st.integers(1, 2))
@@ -32,7 +32,7 @@ def conv_cases(
         kernel = (3, 3)
     R, S = kernel or (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     stride = (1, 1) if winograd else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (1, 1) if winograd else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     kind = draw(st.sampled_from(["int", "pair", "asymmetric", "same", "valid"]))
     padding: Any = {
         "int": lambda: draw(st.integers(0, 2)),

@@ -14,7 +14,12 @@ Because y is bilinear in (d, g), the gradients are the transposed transforms, ti
   dd = B (sum_k U[k,c] (.) Z[k]) B^T, scatter-added into the overlapping tiles      (WG6)
   dU[k,c] = sum_{n,tiles} Z[k] (.) V[c];  dg = G^T dU G                              (WG7)
 
-Only 3x3 kernels, stride 1 and dilation 1; other cases are declined. Output tiles past
+A dilated kernel (dilation d_h x d_w) reads only every d-th row and column: output
+(p'·d_h + alpha, q'·d_w + beta) sums x_pad[(p'+r)·d_h + alpha, (q'+s)·d_w + beta], a dense
+3x3 convolution of the phase x_pad[alpha::d_h, beta::d_w]. The d_h·d_w phases go through
+(WG1)-(WG7) as one batch and their outputs are interleaved back:                   (WG8)
+
+Only 3x3 kernels and stride 1; other cases are declined. Output tiles past
 P x Q are computed on zero-extended input and dropped (dy is zero-extended in backward).
 
 On the CPU the four tile transforms (WG2, WG4, WG5, WG6) run as compiled kernels (see
@@ -45,14 +50,11 @@ _A_T = [[1, 1, 1, 0], [0, 1, -1, -1]]
 
 
 def decline(geom: ConvGeometry) -> str | None:
-    """Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1 and dilation 1."""
+    """Winograd F(2x2, 3x3) needs a 3x3 kernel and stride 1 (any dilation: WG8)."""
     if (geom.R, geom.S) != (3, 3):
         return f"F(2x2, 3x3) needs a 3x3 kernel, got R x S = {geom.R} x {geom.S}"
-    if not geom.is_unit_stride_dense:
-        return (
-            f"F(2x2, 3x3) needs stride 1 and dilation 1, got stride=({geom.stride_h}, "
-            f"{geom.stride_w}), dilation=({geom.dil_h}, {geom.dil_w})"
-        )
+    if (geom.stride_h, geom.stride_w) != (1, 1):
+        return f"F(2x2, 3x3) needs stride 1, got stride=({geom.stride_h}, {geom.stride_w})"
     return None
 
 
@@ -148,8 +150,8 @@ def _dw_batched(Z: Array, V: Array, geom: ConvGeometry) -> Array:
     return dw.reshape(geom.w_shape)
 
 
-def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
-    """(WG1)-(WG4): y (N, K, P, Q) without bias; V is kept for the weight gradient (WG7)."""
+def _dense_forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """(WG1)-(WG4) for dilation 1: y (N, K, P, Q) without bias, and V for (WG7)."""
     if native.serves(x, w):
         return _forward_batched(x, w, geom)
     xp = get_xp(x, w)
@@ -191,10 +193,10 @@ def _dw_from(Z: Array, V: Array, geom: ConvGeometry) -> Array:
     return dw.reshape(geom.w_shape)
 
 
-def backward(
+def _dense_backward(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
 ) -> tuple[Array | None, Array]:
-    """(WG5)-(WG7) with one transform of dy; ``saved`` is the forward's V."""
+    """(WG5)-(WG7) for dilation 1, with one transform of dy; ``saved`` is the forward's V."""
     if native.serves(dy, x, w):
         Z = native.winograd_dy(dy, geom)  # (WG5) (16, K, N·T)
         V = saved.V if isinstance(saved, _BatchedTiles) else native.winograd_input(x, geom)
@@ -211,16 +213,107 @@ def _numpy_saved(saved: Any, x: Array, geom: ConvGeometry) -> Array:
     return saved
 
 
-def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(WG5), (WG6): dx (N, C, H, W), the adjoint of the forward in d."""
+def _dense_backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(WG5), (WG6) for dilation 1: dx (N, C, H, W), the adjoint of the forward in d."""
     if native.serves(dy, w):
         return _dx_batched(native.winograd_dy(dy, geom), w, geom)  # (WG5), (WG6)
     return _dx_from(_output_tiles_transform(dy, geom), w, geom)
 
 
-def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
-    """(WG5), (WG7): dw (K, C/G, 3, 3), the adjoint of the forward in g."""
+def _dense_backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array:
+    """(WG5), (WG7) for dilation 1: dw (K, C/G, 3, 3), the adjoint of the forward in g."""
     if native.serves(dy, x):
         V = saved.V if isinstance(saved, _BatchedTiles) else native.winograd_input(x, geom)
         return _dw_batched(native.winograd_dy(dy, geom), V, geom)  # (WG5), (WG7)
     return _dw_from(_output_tiles_transform(dy, geom), _numpy_saved(saved, x, geom), geom)
+
+
+# ----------------------------------------------------------------- dilation by phases (WG8)
+
+
+def _phase_geometry(geom: ConvGeometry) -> ConvGeometry:
+    """The dense 3x3 convolution of one phase (WG8), all dil_h·dil_w phases as one batch."""
+    dh, dw = geom.dil_h, geom.dil_w
+    Hp, Wp = geom.padded_hw
+    h, w = -(-Hp // dh), -(-Wp // dw)
+    return ConvGeometry(
+        N=dh * dw * geom.N, C=geom.C, H=h, W=w, K=geom.K, R=3, S=3, P=h - 2, Q=w - 2,
+        groups=geom.groups, stride_h=1, stride_w=1, dil_h=1, dil_w=1,
+        pad_top=0, pad_bottom=0, pad_left=0, pad_right=0,
+    )  # fmt: skip
+
+
+def _split(a: Array, rows: int, cols: int, geom: ConvGeometry) -> Array:
+    """(WG8) a (N, ch, <=rows·dh, <=cols·dw), zero-extended -> phases (dh·dw·N, ch, rows, cols):
+    phase (alpha, beta) holds a[..., i·dh + alpha, j·dw + beta]."""
+    xp = get_xp(a)
+    dh, dw = geom.dil_h, geom.dil_w
+    N, ch = a.shape[0], a.shape[1]
+    ext = xp.zeros((N, ch, rows * dh, cols * dw), dtype=a.dtype)
+    ext[:, :, : a.shape[2], : a.shape[3]] = a
+    phases = ext.reshape(N, ch, rows, dh, cols, dw).transpose(3, 5, 0, 1, 2, 4)
+    return phases.reshape(dh * dw * N, ch, rows, cols)
+
+
+def _merge(phases: Array, geom: ConvGeometry) -> Array:
+    """The inverse of :func:`_split`: (dh·dw·N, ch, rows, cols) -> (N, ch, rows·dh, cols·dw)."""
+    dh, dw = geom.dil_h, geom.dil_w
+    _, ch, rows, cols = phases.shape
+    a = phases.reshape(dh, dw, geom.N, ch, rows, cols).transpose(2, 3, 4, 0, 5, 1)
+    return a.reshape(geom.N, ch, rows * dh, cols * dw)
+
+
+def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """(WG1)-(WG4), and (WG8) for a dilated kernel: y (N, K, P, Q) without bias, and the
+    transformed input tiles for the weight gradient (WG7)."""
+    if geom.dil_h == geom.dil_w == 1:
+        return _dense_forward(x, w, geom)
+    xp = get_xp(x, w)
+    sub = _phase_geometry(geom)
+    x_sub = _split(pad_input(xp, x, geom), sub.H, sub.W, geom)  # (WG8)
+    y_sub, saved = _dense_forward(x_sub, w, sub)
+    y = _merge(y_sub, geom)[:, :, : geom.P, : geom.Q]  # (WG8) interleave the phases
+    return xp.ascontiguousarray(y), saved
+
+
+def _dy_phases(dy: Array, geom: ConvGeometry, sub: ConvGeometry) -> Array:
+    return _split(dy, sub.P, sub.Q, geom)  # (WG8) outputs past P x Q are zero
+
+
+def _dx_merged(dx_sub: Array, geom: ConvGeometry) -> Array:
+    """Phase gradients -> dx (N, C, H, W): interleave, then keep the cells that are x."""
+    Hp, Wp = geom.padded_hw
+    dx_pad = _merge(dx_sub, geom)[:, :, :Hp, :Wp]  # (WG8)
+    return get_xp(dx_sub).ascontiguousarray(crop_padding(dx_pad, geom))
+
+
+def backward(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """(WG5)-(WG7) with one transform of dy, (WG8) for a dilated kernel."""
+    if geom.dil_h == geom.dil_w == 1:
+        return _dense_backward(dy, x, w, geom, saved, need_dx)
+    xp = get_xp(dy, x, w)
+    sub = _phase_geometry(geom)
+    x_sub = _split(pad_input(xp, x, geom), sub.H, sub.W, geom)
+    dx_sub, dw = _dense_backward(_dy_phases(dy, geom, sub), x_sub, w, sub, saved, need_dx)
+    return (None if dx_sub is None else _dx_merged(dx_sub, geom)), dw
+
+
+def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(WG5), (WG6), (WG8): dx (N, C, H, W), the adjoint of the forward in d."""
+    if geom.dil_h == geom.dil_w == 1:
+        return _dense_backward_data(dy, w, geom)
+    sub = _phase_geometry(geom)
+    return _dx_merged(_dense_backward_data(_dy_phases(dy, geom, sub), w, sub), geom)
+
+
+def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
+    """(WG5), (WG7), (WG8): dw (K, C/G, 3, 3), the adjoint of the forward in g; the phases
+    are one batch, so their contributions add up inside (WG7)'s sum over images."""
+    if geom.dil_h == geom.dil_w == 1:
+        return _dense_backward_weight(dy, x, geom, saved)
+    xp = get_xp(dy, x)
+    sub = _phase_geometry(geom)
+    x_sub = _split(pad_input(xp, x, geom), sub.H, sub.W, geom)
+    return _dense_backward_weight(_dy_phases(dy, geom, sub), x_sub, sub, saved)
