@@ -129,7 +129,15 @@ def _winograd(geom: ConvGeometry, pass_name: str, b: int) -> float:
         rate = gemm_rate(K_g, C_g, tiles, itemsize=b)
         planes = geom.N * (geom.C * geom.H * geom.W + geom.K * geom.P * geom.Q)
         transform_bytes = (16 * tiles * (geom.C + geom.K) + planes) * b
-        return flops / rate + 2 * transform_bytes / NATIVE_BYTES_PER_S + 16 * CALL_SECONDS
+        # the transforms vectorise over a row of tiles: short rows run below the copy rate
+        row_tiles = math.ceil(geom.Q / 2 / geom.dil_w)
+        efficiency = row_tiles / (row_tiles + 8.0)
+        seconds = flops / rate + 2 * transform_bytes / (NATIVE_BYTES_PER_S * efficiency)
+        if geom.dil_h > 1 or geom.dil_w > 1:  # (WG8) NumPy copies into and out of phases
+            Hp, Wp = geom.padded_hw
+            phase_bytes = geom.N * (geom.C * Hp * Wp + geom.K * geom.P * geom.Q) * b
+            seconds += 6 * phase_bytes / MEMORY_BYTES_PER_S
+        return seconds + 16 * CALL_SECONDS
     rate = gemm_rate(K_g, C_g, tiles // max(geom.N, 1), itemsize=b)
     # the tile gathers and the three transforms each pass over 16 values per tile
     transform_bytes = 16 * tiles * (geom.C + geom.K) * b * 8
