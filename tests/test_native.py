@@ -115,7 +115,7 @@ def test_depthwise_kernels_equal_the_direct_sums(case: ConvCase, dtype: str) -> 
 def _fallback_params() -> list[object]:
     return [
         pytest.param(case, algorithm, id=f"{case.name}-{algorithm}")
-        for algorithm in ("im2col", "winograd", "depthwise")
+        for algorithm in ("im2col", "winograd", "depthwise", "fft")
         for case in CASES
         if case.applies(algorithm)
     ]
@@ -280,3 +280,19 @@ def test_bias_kernels_refuse_mismatched_shapes() -> None:
         kernels.add_bias(np.zeros(12), np.zeros(2), 3, 2, 0, 1)
     with pytest.raises(ValueError, match=r"bias_grad: range \[0, 4\) outside \[0, 3\)"):
         kernels.bias_grad(np.zeros(12), np.zeros(3), 3, 2, 0, 4)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fft_layout_kernels_equal_numpy_slicing(dtype: str) -> None:
+    """planes_to_spatial and spatial_to_planes are inverse strided copies."""
+    rng = np.random.default_rng(13)
+    planes = rng.standard_normal((37, 4, 5)).astype(dtype)
+    spatial = np.full((11, 13, 37), 7.0, dtype=dtype)
+    native.planes_to_spatial(planes, spatial, (2, 1), (2, 3))
+    expected = np.full((11, 13, 37), 7.0, dtype=dtype)
+    expected[2:9:2, 1:14:3] = planes.transpose(1, 2, 0)
+    np.testing.assert_array_equal(spatial, expected)
+    back = native.spatial_to_planes(spatial, 4, 5, (2, 1), (2, 3))
+    np.testing.assert_array_equal(back, planes)
+    with pytest.raises(ValueError, match="the planes do not fit the spatial array"):
+        native.spatial_to_planes(spatial, 6, 5, (2, 1), (2, 3))

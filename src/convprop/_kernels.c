@@ -38,6 +38,9 @@ static inline void valid_range(Py_ssize_t left, Py_ssize_t stride, Py_ssize_t W,
 static inline Py_ssize_t wide_rows(const ConvGeom *g) { return g->P + (g->R - 1) * g->dh; }
 static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1) * g->dw; }
 
+/* Channels the layout changes of the FFT algorithm move per position and pass. */
+#define PERM_BLOCK 16
+
 /* Outputs a stride-1 depthwise kernel keeps in registers while it sums the taps. */
 #define BLOCK 32
 
@@ -488,6 +491,60 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* spatial_to_planes(src, dst, layout, lo, hi) and planes_to_spatial(src, dst, layout, lo, hi)
+ * with layout = (Lh, Lw, M, rows, cols, row0, col0, sh, sw): the spatial array is
+ * (Lh, Lw, M), the planes (M, rows, cols); channels [lo, hi). */
+static PyObject *permute(PyObject *args, int to_planes, const char *op)
+{
+    PyObject *so, *do_, *lo_tuple;
+    Py_ssize_t Lh, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi;
+    Py_buffer v[2];
+    if (!PyArg_ParseTuple(args, "OOO!nn", &so, &do_, &PyTuple_Type, &lo_tuple, &lo, &hi))
+        return NULL;
+    if (!PyArg_ParseTuple(lo_tuple, "nnnnnnnnn", &Lh, &Lw, &M, &rows, &cols, &row0, &col0, &sh,
+                          &sw))
+        return NULL;
+    if (Lh < 1 || Lw < 1 || M < 1 || rows < 1 || cols < 1 || row0 < 0 || col0 < 0 || sh < 1 ||
+        sw < 1 || row0 + (rows - 1) * sh >= Lh || col0 + (cols - 1) * sw >= Lw) {
+        PyErr_Format(PyExc_ValueError, "%s: the planes do not fit the spatial array", op);
+        return NULL;
+    }
+    if (check_range(lo, hi, M, op)) return NULL;
+    int kind = float_kind(so, op);
+    if (!kind) return NULL;
+    const Py_ssize_t spatial = Lh * Lw * M, planes = M * rows * cols;
+    if (get_array(so, &v[0], 0, kind, to_planes ? spatial : planes, op, "source")) return NULL;
+    if (get_array(do_, &v[1], 1, kind, to_planes ? planes : spatial, op, "destination")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    void *src = v[0].buf, *dst = v[1].buf;
+    Py_BEGIN_ALLOW_THREADS;
+    if (to_planes && kind == 4)
+        spatial_to_planes_f32(src, dst, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi);
+    else if (to_planes)
+        spatial_to_planes_f64(src, dst, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi);
+    else if (kind == 4)
+        planes_to_spatial_f32(src, dst, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi);
+    else
+        planes_to_spatial_f64(src, dst, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_spatial_to_planes(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return permute(args, 1, "spatial_to_planes");
+}
+
+static PyObject *py_planes_to_spatial(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return permute(args, 0, "planes_to_spatial");
+}
+
 static PyMethodDef methods[] = {
     {"im2col", py_im2col, METH_VARARGS, "im2col(x, cols, geom, lo, hi): (I1) for planes [lo, hi)."},
     {"col2im", py_col2im, METH_VARARGS, "col2im(dcols, dx, geom, lo, hi): (I5) for planes [lo, hi)."},
@@ -511,6 +568,10 @@ static PyMethodDef methods[] = {
      "winograd_dx(Mbar, dx, geom, Th, Tw, lo, hi): (WG6), planes (n, c)."},
     {"add_bias", py_add_bias, METH_VARARGS, "add_bias(y, b, K, PQ, lo, hi): (F1)'s bias."},
     {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db, K, PQ, lo, hi): (B1)."},
+    {"spatial_to_planes", py_spatial_to_planes, METH_VARARGS,
+     "spatial_to_planes(src, dst, layout, lo, hi): (Lh, Lw, M) -> (M, rows, cols)."},
+    {"planes_to_spatial", py_planes_to_spatial, METH_VARARGS,
+     "planes_to_spatial(src, dst, layout, lo, hi): (M, rows, cols) -> (Lh, Lw, M)."},
     {NULL, NULL, 0, NULL},
 };
 

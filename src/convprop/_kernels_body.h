@@ -589,6 +589,44 @@ static void FN(bias_grad)(const T *dy, T *db, Py_ssize_t N, Py_ssize_t K, Py_ssi
     }
 }
 
+/* Layout changes of the FFT algorithm between planes (M, rows, cols) and a spatial-leading
+ * array (Lh, Lw, M) whose M values of one position are contiguous. Both work on channels
+ * [lo, hi) in blocks of PERM_BLOCK, so that each position moves one contiguous run. */
+
+/* dst[m, i, j] = src[row0 + i*sh, col0 + j*sw, m] for i < rows, j < cols. */
+static void FN(spatial_to_planes)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_t M,
+                                  Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row0,
+                                  Py_ssize_t col0, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t lo,
+                                  Py_ssize_t hi)
+{
+    for (Py_ssize_t m0 = lo; m0 < hi; m0 += PERM_BLOCK) {
+        const Py_ssize_t m1 = m0 + PERM_BLOCK < hi ? m0 + PERM_BLOCK : hi;
+        for (Py_ssize_t i = 0; i < rows; ++i) {
+            for (Py_ssize_t j = 0; j < cols; ++j) {
+                const T *in = src + ((row0 + i * sh) * Lw + col0 + j * sw) * M;
+                for (Py_ssize_t m = m0; m < m1; ++m) dst[(m * rows + i) * cols + j] = in[m];
+            }
+        }
+    }
+}
+
+/* dst[row0 + i*sh, col0 + j*sw, m] = src[m, i, j]; the other cells of dst are untouched. */
+static void FN(planes_to_spatial)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_t M,
+                                  Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row0,
+                                  Py_ssize_t col0, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t lo,
+                                  Py_ssize_t hi)
+{
+    for (Py_ssize_t m0 = lo; m0 < hi; m0 += PERM_BLOCK) {
+        const Py_ssize_t m1 = m0 + PERM_BLOCK < hi ? m0 + PERM_BLOCK : hi;
+        for (Py_ssize_t i = 0; i < rows; ++i) {
+            for (Py_ssize_t j = 0; j < cols; ++j) {
+                T *out = dst + ((row0 + i * sh) * Lw + col0 + j * sw) * M;
+                for (Py_ssize_t m = m0; m < m1; ++m) out[m] = src[(m * rows + i) * cols + j];
+            }
+        }
+    }
+}
+
 #undef FN
 #undef CAT
 #undef CAT_

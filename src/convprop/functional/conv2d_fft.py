@@ -24,13 +24,24 @@ the sums over channels are batched matmuls over the F bins with no transposition
 zero-padding to (Lh, Lw), the stride's zero-upsampling of dy and the dilation's zeros in
 the kernel all happen in the one copy that lays an array out this way. The forward's
 input spectrum is kept for the weight gradient, and dy is transformed once for both
-gradients.
+gradients. On the CPU, compiled kernels (convprop.native) make the layout copies.
+
+The kernel has only R·S nonzero taps, so its spectrum is a small matrix product rather
+than a transform of a mostly-zero (Lh, Lw) array, and the weight gradient needs only
+those R·S values of its inverse:
+  w_dil^[(u,v)] = sum_{r,s} w[r,s] · exp(-2πi (u·r·dil_h/Lh + v·s·dil_w/Lw))            (T5)
+  dw[r,s] = (1/(Lh·Lw)) sum_{u,v} c_v Re( dw_dil^[(u,v)] · exp(+2πi (u·r·dil_h/Lh + v·s·dil_w/Lw)) )
+            c_v = 1 for v = 0 and v = Lw/2, 2 otherwise (the half spectrum's mirror)    (T6)
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from types import ModuleType
 from typing import Any
 
+from convprop import native
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp, irfft2, rfft2
 
@@ -66,11 +77,21 @@ def _inverse(spec: Array, lengths: Lengths) -> Array:
     return irfft2(xp, spec, lengths, axes=(0, 1))
 
 
+def _compiled_layout(geom: ConvGeometry, *arrays: Array) -> bool:
+    """The compiled layout copies serve one group (their channel order is (n, c))."""
+    return geom.groups == 1 and native.serves(*arrays)
+
+
 def _x_spectrum(x: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     """x_pad^ (F, G, N, C/G): x placed at the padding offset in a zero (Lh, Lw, G, N, C/G)."""
     xp = get_xp(x)
     G = geom.groups
     spatial = xp.zeros((*lengths, G, geom.N, geom.C // G), dtype=x.dtype)
+    if _compiled_layout(geom, x):
+        planes = x.reshape(geom.N * geom.C, geom.H, geom.W)
+        start = (geom.pad_top, geom.pad_left)
+        native.planes_to_spatial(planes, spatial, start, (1, 1))  # (T1) padding by placement
+        return _spectrum(spatial)
     x_view = x.reshape(geom.N, G, geom.C // G, geom.H, geom.W).transpose(3, 4, 1, 0, 2)
     rows = slice(geom.pad_top, geom.pad_top + geom.H)
     cols = slice(geom.pad_left, geom.pad_left + geom.W)
@@ -83,6 +104,11 @@ def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     xp = get_xp(dy)
     G = geom.groups
     spatial = xp.zeros((*lengths, G, geom.N, geom.K // G), dtype=dy.dtype)
+    if _compiled_layout(geom, dy):
+        planes = dy.reshape(geom.N * geom.K, geom.P, geom.Q)
+        steps = (geom.stride_h, geom.stride_w)
+        native.planes_to_spatial(planes, spatial, (0, 0), steps)  # (T3) zero-upsampling
+        return _spectrum(spatial)
     dy_view = dy.reshape(geom.N, G, geom.K // G, geom.P, geom.Q).transpose(3, 4, 1, 0, 2)
     rows = slice(0, geom.stride_h * (geom.P - 1) + 1, geom.stride_h)
     cols = slice(0, geom.stride_w * (geom.Q - 1) + 1, geom.stride_w)
@@ -90,15 +116,39 @@ def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     return _spectrum(spatial)
 
 
+@functools.lru_cache(maxsize=64)
+def _tap_dft(
+    xp: ModuleType, lengths: Lengths, geom_taps: tuple[int, int, int, int], sign: int
+) -> Any:
+    """(F, R·S) complex128: exp(sign·2πi (u·r·dil_h/Lh + v·s·dil_w/Lw)) for the F bins
+    (u, v) of the half spectrum and the R·S taps (r, s) of the dilated kernel; for the
+    inverse (sign +1) each bin is weighted by c_v / (Lh·Lw) as in (T6)."""
+    R, S, dil_h, dil_w = geom_taps
+    Lh, Lw = lengths
+    u = xp.arange(Lh)[:, None, None, None]
+    v = xp.arange(Lw // 2 + 1)[None, :, None, None]
+    r = xp.arange(R)[None, None, :, None] * dil_h
+    s = xp.arange(S)[None, None, None, :] * dil_w
+    # integer products reduced mod L first keep the phase exact for long transforms
+    phase = (u * r % Lh) / Lh + (v * s % Lw) / Lw
+    D = xp.exp(sign * 2j * math.pi * phase)  # (Lh, Lw//2+1, R, S)
+    if sign > 0:
+        c = xp.full(Lw // 2 + 1, 2.0)
+        c[0] = 1.0
+        if Lw % 2 == 0:
+            c[-1] = 1.0  # the Nyquist bin has no mirror
+        D = D * (c / (Lh * Lw))[None, :, None, None]  # (T6)
+    return D.reshape(Lh * (Lw // 2 + 1), R * S)
+
+
 def _w_spectrum(w: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
-    """w_dil^ (F, G, K/G, C/G): w at every dil-th position of a zero (Lh, Lw, G, K/G, C/G)."""
+    """(T5): w_dil^ (F, G, K/G, C/G) as one product over the R·S taps."""
     xp = get_xp(w)
-    G = geom.groups
-    spatial = xp.zeros((*lengths, G, geom.K // G, geom.C // G), dtype=w.dtype)
-    w_view = w.reshape(G, geom.K // G, geom.C // G, geom.R, geom.S).transpose(3, 4, 0, 1, 2)
-    ext_h, ext_w = geom.dilated_kernel_hw
-    spatial[: ext_h : geom.dil_h, : ext_w : geom.dil_w] = w_view  # (T2) the dilated kernel
-    return _spectrum(spatial)
+    complex_dtype = xp.result_type(w.dtype, xp.complex64)
+    D = _tap_dft(xp, lengths, (geom.R, geom.S, geom.dil_h, geom.dil_w), -1)
+    taps = w.reshape(-1, geom.R * geom.S).T.astype(complex_dtype)  # (R·S, K·C/G)
+    w_hat = D.astype(complex_dtype) @ taps  # (T5) (F, R·S) @ (R·S, K·C/G)
+    return w_hat.reshape(-1, geom.groups, geom.K // geom.groups, geom.C // geom.groups)
 
 
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
@@ -112,6 +162,10 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     y_dense = _inverse(y_hat, lengths)  # (Lh, Lw, G, N, K/G)
     rows = slice(0, geom.stride_h * (geom.P - 1) + 1, geom.stride_h)
     cols = slice(0, geom.stride_w * (geom.Q - 1) + 1, geom.stride_w)
+    if _compiled_layout(geom, y_dense):
+        steps = (geom.stride_h, geom.stride_w)
+        y = native.spatial_to_planes(y_dense, geom.P, geom.Q, (0, 0), steps)  # (T2)
+        return y.reshape(geom.y_shape), (x_hat, w_hat)
     y = y_dense[rows, cols].transpose(3, 2, 4, 0, 1)  # (T2) -> (N, G, K/G, P, Q)
     return xp.ascontiguousarray(y, dtype=x.dtype).reshape(geom.y_shape), (x_hat, w_hat)
 
@@ -121,10 +175,15 @@ def _dx_from(dy_hat: Array, w_hat: Array, geom: ConvGeometry, lengths: Lengths) 
     xp = get_xp(dy_hat)
     dx_hat = dy_hat @ w_hat  # (T3) (F, G, N, K/G) @ (F, G, K/G, C/G)
     dx_full = _inverse(dx_hat, lengths)  # (Lh, Lw, G, N, C/G)
-    rows = slice(geom.pad_top, geom.pad_top + geom.H)
-    cols = slice(geom.pad_left, geom.pad_left + geom.W)
-    dx = dx_full[rows, cols].transpose(3, 2, 4, 0, 1)  # (T3) crop -> (N, G, C/G, H, W)
-    dx = xp.ascontiguousarray(dx, dtype=dy_hat.real.dtype).reshape(geom.x_shape)
+    if _compiled_layout(geom, dx_full):
+        start = (geom.pad_top, geom.pad_left)
+        dx = native.spatial_to_planes(dx_full, geom.H, geom.W, start, (1, 1))  # (T3) crop
+        dx = dx.reshape(geom.x_shape)
+    else:
+        rows = slice(geom.pad_top, geom.pad_top + geom.H)
+        cols = slice(geom.pad_left, geom.pad_left + geom.W)
+        dx = dx_full[rows, cols].transpose(3, 2, 4, 0, 1)  # (T3) crop -> (N, G, C/G, H, W)
+        dx = xp.ascontiguousarray(dx, dtype=dy_hat.real.dtype).reshape(geom.x_shape)
     # Rows/columns of x_pad past the last window (the remainder case) are never read: their
     # gradient is exactly zero, not the transforms' rounding noise.
     ext_h, ext_w = geom.dilated_kernel_hw
@@ -140,10 +199,11 @@ def _dw_from(dy_hat: Array, x_hat: Array, geom: ConvGeometry, lengths: Lengths) 
     xp = get_xp(dy_hat)
     # sum over n of conj(dy^[n,g,k]) * x^[n,g,c]: (F, G, K/G, N) @ (F, G, N, C/G)
     dw_hat = xp.conj(dy_hat).transpose(0, 1, 3, 2) @ x_hat  # (T4) -> (F, G, K/G, C/G)
-    dw_dil = _inverse(dw_hat, lengths)  # (Lh, Lw, G, K/G, C/G)
-    ext_h, ext_w = geom.dilated_kernel_hw
-    dw = dw_dil[: ext_h : geom.dil_h, : ext_w : geom.dil_w]  # (T4) the R x S taps
-    dw = dw.transpose(2, 3, 4, 0, 1)  # (G, K/G, C/G, R, S)
+    # (T6): only the R·S taps of the inverse, as one product over the F bins
+    E = _tap_dft(xp, lengths, (geom.R, geom.S, geom.dil_h, geom.dil_w), 1)  # (F, R·S)
+    E_t = E.T.astype(dw_hat.dtype)  # (R·S, F)
+    dw = (E_t @ dw_hat.reshape(E.shape[0], -1)).real  # (T6) (R·S, G·K/G·C/G)
+    dw = dw.T.reshape(geom.groups, geom.K // geom.groups, geom.C // geom.groups, geom.R, geom.S)
     return xp.ascontiguousarray(dw, dtype=dy_hat.real.dtype).reshape(geom.w_shape)
 
 
