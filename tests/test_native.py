@@ -287,9 +287,9 @@ def test_fft_layout_kernels_equal_numpy_slicing(dtype: str) -> None:
     """planes_to_spatial and spatial_to_planes are inverse strided copies."""
     rng = np.random.default_rng(13)
     planes = rng.standard_normal((37, 4, 5)).astype(dtype)
-    spatial = np.full((11, 13, 37), 7.0, dtype=dtype)
+    spatial = np.full((11, 14, 37), 7.0, dtype=dtype)
     native.planes_to_spatial(planes, spatial, (2, 1), (2, 3))
-    expected = np.full((11, 13, 37), 7.0, dtype=dtype)
+    expected = np.full((11, 14, 37), 7.0, dtype=dtype)
     expected[2:9:2, 1:14:3] = planes.transpose(1, 2, 0)
     np.testing.assert_array_equal(spatial, expected)
     back = native.spatial_to_planes(spatial, 4, 5, (2, 1), (2, 3))
