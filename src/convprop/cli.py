@@ -99,7 +99,9 @@ def _add_bench(sub: Any) -> None:
     )
     p.add_argument("--shape", action="append", help="one suite shape (repeatable); default all")
     p.add_argument(
-        "--algorithm", default="auto", help="auto (default), direct, im2col, fft, winograd"
+        "--algorithm",
+        default="auto",
+        help="auto (default), direct, im2col, fft, winograd, depthwise",
     )
     p.add_argument("--repeats", type=int, default=7, help="timed repeats per pass (median)")
     p.add_argument("--threads", type=int, default=2, help="PyTorch threads (match the BLAS)")

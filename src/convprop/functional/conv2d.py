@@ -176,7 +176,7 @@ def conv2d_forward(
         bottom/right).
     groups : int
         Divides C and K; ``groups == C == K`` is a depthwise convolution.
-    algorithm : {"auto", "direct", "im2col", "fft", "winograd"}
+    algorithm : {"auto", "direct", "im2col", "fft", "winograd", "depthwise"}
         "auto" picks one per pass by a cost model and never declines.
 
     Returns

@@ -135,8 +135,10 @@ def _forward_batched(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any
 
 def _dx_batched(Z: Array, w: Array, geom: ConvGeometry) -> Array:
     """(WG6): M̄ = Uᵀ Z as 16 GEMMs, then the compiled B M̄ Bᵀ and the tile scatter-add."""
+    xp = get_xp(Z, w)
     U = _kernel_transform(w, geom).reshape(16, geom.groups, geom.K // geom.groups, -1)
-    M_bar = U.transpose(0, 1, 3, 2) @ _grouped(Z, geom)  # (WG6) (16, G, C/G, N·T)
+    U_T = xp.ascontiguousarray(U.transpose(0, 1, 3, 2))  # small; batched GEMMs want it dense
+    M_bar = U_T @ _grouped(Z, geom)  # (WG6) (16, G, C/G, N·T)
     return native.winograd_dx(M_bar.reshape(16, geom.C, -1), geom)  # (WG6)
 
 
@@ -144,7 +146,11 @@ def _dw_batched(Z: Array, V: Array, geom: ConvGeometry) -> Array:
     """(WG7): dU = Z Vᵀ summed over the batch inside 16 GEMMs; dg = Gᵀ dU G."""
     xp = get_xp(Z, V)
     _, G_mat, _ = _constants(xp, Z.dtype)
-    dU = _grouped(Z, geom) @ _grouped(V, geom).swapaxes(-1, -2)  # (WG7) (16, G, K/G, C/G)
+    Z_g, V_g = _grouped(Z, geom), _grouped(V, geom)
+    dU = xp.empty((16, geom.groups, Z_g.shape[2], V_g.shape[2]), dtype=Z.dtype)
+    for xi in range(16):  # one GEMM per position and group: a batched matmul over
+        for g in range(geom.groups):  # transposed operands runs at half the speed
+            xp.matmul(Z_g[xi, g], V_g[xi, g].T, out=dU[xi, g])  # (WG7) sum over n and tiles
     dU = dU.reshape(4, 4, *dU.shape[1:])
     dw = xp.einsum("ir,ijgkc,js->gkcrs", G_mat, dU, G_mat, optimize=True)  # (WG7)
     return dw.reshape(geom.w_shape)
