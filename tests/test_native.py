@@ -296,3 +296,22 @@ def test_fft_layout_kernels_equal_numpy_slicing(dtype: str) -> None:
     np.testing.assert_array_equal(back, planes)
     with pytest.raises(ValueError, match="the planes do not fit the spatial array"):
         native.spatial_to_planes(spatial, 6, 5, (2, 1), (2, 3))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_kernels_run_in_a_forked_child() -> None:
+    """A child forked after the thread pool started must not wait on the parent's workers."""
+    import multiprocessing
+
+    x = np.random.default_rng(14).standard_normal((64, 32, 28, 28))
+    expected_y = max_pool2d_forward(x, 2)[0]  # starts the pool in this process
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_pool_in_child, (x,))
+        y = result.get(timeout=30)
+    np.testing.assert_array_equal(y, expected_y)
+
+
+def _pool_in_child(x: np.ndarray) -> np.ndarray:
+    return np.asarray(max_pool2d_forward(x, 2)[0])

@@ -80,6 +80,16 @@ def serves(*arrays: Any) -> bool:
     )
 
 
+def _forget_pool() -> None:
+    """After fork() the child has none of the parent's worker threads: start afresh."""
+    global _pool, _pool_lock, _pool_size
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _executor(threads: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _pool_lock:
