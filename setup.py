@@ -6,6 +6,7 @@ convprop runs its NumPy code instead; ``convprop.native.AVAILABLE`` tells which.
 
 import os
 import platform
+from pathlib import Path
 
 from setuptools import Extension, setup
 
@@ -22,7 +23,7 @@ setup(
         Extension(
             "convprop._kernels",
             sources=["src/convprop/_kernels.c"],
-            depends=["src/convprop/_kernels_body.h"],
+            depends=sorted(str(path) for path in Path("src/convprop").glob("_kernels_*.h")),
             extra_compile_args=ARGS,
             optional=True,
         )

@@ -34,7 +34,7 @@ static inline void valid_range(Py_ssize_t left, Py_ssize_t stride, Py_ssize_t W,
     *q1 = last;
 }
 
-/* Rows and columns of the input region a stride-1 depthwise plane reads (_kernels_body.h). */
+/* Rows and columns of the input region a stride-1 depthwise plane reads (_kernels_depthwise.h). */
 static inline Py_ssize_t wide_rows(const ConvGeom *g) { return g->P + (g->R - 1) * g->dh; }
 static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1) * g->dw; }
 
@@ -44,15 +44,30 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 /* Outputs a stride-1 depthwise kernel keeps in registers while it sums the taps. */
 #define BLOCK 32
 
+/* The loops, one header per concept, each compiled for float and for double. */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
 #define T float
 #define SFX f32
-#include "_kernels_body.h"
+#include "_kernels_im2col.h"
+#include "_kernels_depthwise.h"
+#include "_kernels_pool.h"
+#include "_kernels_winograd.h"
+#include "_kernels_bias.h"
+#include "_kernels_layout.h"
 #undef T
 #undef SFX
 
 #define T double
 #define SFX f64
-#include "_kernels_body.h"
+#include "_kernels_im2col.h"
+#include "_kernels_depthwise.h"
+#include "_kernels_pool.h"
+#include "_kernels_winograd.h"
+#include "_kernels_bias.h"
+#include "_kernels_layout.h"
 #undef T
 #undef SFX
 
@@ -234,7 +249,7 @@ static PyObject *depthwise(PyObject *args, int pass, const char *op)
         }
     }
     /* the wide region, a wide plane between two margins and the per-tap sums (see
-     * _kernels_body.h); offs[t] = r*dh*Wr + s*dw, the wide offset of tap t = r*S + s */
+     * _kernels_depthwise.h); offs[t] = r*dh*Wr + s*dw, the wide offset of tap t = r*S + s */
     const Py_ssize_t Wr = wide_cols(&g), Hr = wide_rows(&g), RS = g.R * g.S;
     const Py_ssize_t elements = 3 * Hr * Wr + g.P * Wr + RS;
     void *scratch = PyMem_RawMalloc((size_t)elements * (size_t)kind);
@@ -376,7 +391,7 @@ static PyObject *winograd(PyObject *args, int which, const char *op)
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    /* row buffers, and for wino_dx the extended plane (see _kernels_body.h) */
+    /* row buffers, and for wino_dx the extended plane (see _kernels_depthwise.h) */
     const Py_ssize_t elements = 16 * Tw + (2 * Th + 2) * (2 * Tw + 2) + 4 * (2 * Tw + 2);
     void *scratch = PyMem_RawMalloc((size_t)elements * (size_t)kind);
     if (!scratch) {

@@ -1,0 +1,233 @@
+/* convprop._kernels: depthwise convolution (F1, B2, B3 with C/G = 1; DW1-DW3).
+ *
+ * Included twice by _kernels.c, once with T = float, SFX = f32 and once with T = double,
+ * SFX = f64; FN(name) names the function for that type. Every kernel works on C-contiguous
+ * arrays over a half-open range [lo, hi) of independent planes (or filters), so that
+ * threads can share one call without writing the same element. Labels are those of
+ * docs/derivations.md.
+ */
+
+/* Depthwise convolution (C/G = 1, K = G*M): filter k reads channel c = k / M only.
+ *
+ * With stride 1 every tap is one long multiply-add over a whole plane: the plane is laid
+ * out "wide", its rows Wr = Q + (S-1)*dw apart, so that output (p, q) and the input cell
+ * its tap (r, s) reads are exactly off = r*dh*Wr + s*dw elements apart. xr holds the
+ * region of x_pad the outputs read (Hr = P + (R-1)*dh rows), zero where it is padding;
+ * the Q..Wr-1 columns of a wide output row are scratch and dropped. Other strides take
+ * the row-by-row loops. */
+
+/* xr[i, j] = x_pad[pt + ... ]: the read region of one input plane, zeros outside x. */
+static void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
+{
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g);
+    for (Py_ssize_t i = 0; i < Hr; ++i) {
+        T *dst = xr + i * Wr;
+        const Py_ssize_t h = i - g->pt;
+        memset(dst, 0, (size_t)Wr * sizeof(T));
+        if (h < 0 || h >= g->H) continue;
+        const Py_ssize_t j0 = g->pl, j1 = g->pl + g->W < Wr ? g->pl + g->W : Wr;
+        if (j1 > j0) memcpy(dst + j0, xc + h * g->W, (size_t)(j1 - j0) * sizeof(T));
+    }
+}
+
+/* out[i] = sum_t w[t] * src[sign * offs[t] + i] for i in [0, L): the taps of one plane,
+ * summed four at a time, so that out is read and written once per four taps. With
+ * accumulate != 0 the sums add to out instead of replacing it. */
+static void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize_t *offs,
+                              Py_ssize_t sign, const T *w, Py_ssize_t RS, int accumulate)
+{
+    Py_ssize_t t = 0;
+    for (; t + 4 <= RS; t += 4) {
+        const T *a = src + sign * offs[t], *b = src + sign * offs[t + 1];
+        const T *c = src + sign * offs[t + 2], *d = src + sign * offs[t + 3];
+        const T wa = w[t], wb = w[t + 1], wc = w[t + 2], wd = w[t + 3];
+        if (t == 0 && !accumulate) {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i) out[i] = wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i];
+        } else {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i) out[i] += wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i];
+        }
+    }
+    for (; t < RS; ++t) {
+        const T *a = src + sign * offs[t];
+        const T wa = w[t];
+        if (t == 0 && !accumulate) {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i) out[i] = wa * a[i];
+        } else {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i) out[i] += wa * a[i];
+        }
+    }
+}
+
+/* (F1) y[n, k, p, q] = sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
+ * planes (n, k). scratch: Hr*Wr + P*Wr elements (stride 1 only). */
+static void FN(dw_forward)(const T *x, const T *w, T *y, T *scratch, const Py_ssize_t *offs,
+                           const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
+    const T *loaded = NULL; /* the input plane now in the region buffer */
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const Py_ssize_t n = plane / g->K, k = plane % g->K;
+        const T *xc = x + (n * g->C + k / M) * HW;
+        const T *wk = w + k * g->R * g->S;
+        T *yk = y + plane * PQ;
+        if (g->sh == 1 && g->sw == 1) {
+            T *xr = scratch, *yw = scratch + Hr * Wr;
+            if (xc != loaded) FN(load_region)(xc, xr, g); /* once per channel */
+            loaded = xc;
+            /* (DW1), four taps per pass over yw: yw[i] = sum_t w[t] * xr[offs[t] + i] */
+            FN(tap_sums_into)(yw, L, xr, offs, 1, wk, RS, 0);
+            for (Py_ssize_t p = 0; p < g->P; ++p)
+                memcpy(yk + p * g->Q, yw + p * Wr, (size_t)g->Q * sizeof(T));
+            continue;
+        }
+        memset(yk, 0, (size_t)PQ * sizeof(T));
+        for (Py_ssize_t p = 0; p < g->P; ++p) {
+            T *out = yk + p * g->Q;
+            for (Py_ssize_t r = 0; r < g->R; ++r) {
+                const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                if (h < 0 || h >= g->H) continue; /* a zero padding row adds nothing */
+                for (Py_ssize_t s = 0; s < g->S; ++s) {
+                    Py_ssize_t q0, q1;
+                    const Py_ssize_t left = s * g->dw - g->pl;
+                    valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                    const T tap = wk[r * g->S + s];
+                    const T *row = xc + h * g->W + left;
+                    for (Py_ssize_t q = q0; q < q1; ++q) out[q] += tap * row[q * g->sw]; /* (F1) */
+                }
+            }
+        }
+    }
+}
+
+/* (B3), the adjoint of (F1): dx is the full convolution of the stride-dilated dy with
+ * rot180(w). With stride 1 it is computed as written (each input cell gathers its taps);
+ * otherwise in scatter form: every dy[n, k, p, q] sends w[k, r, s] * dy to the input cell
+ * its tap (r, s) read. Cells never read (remainder, padding) stay zero. Planes (n, c).
+ * scratch: 3*Hr*Wr + P*Wr elements (stride 1 only). */
+static void FN(dw_backward_data)(const T *dy, const T *w, T *dx, T *scratch,
+                                 const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
+                                 Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g);
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const Py_ssize_t n = plane / g->C, c = plane % g->C;
+        T *dxc = dx + plane * HW;
+        memset(dxc, 0, (size_t)HW * sizeof(T));
+        if (g->sh == 1 && g->sw == 1) {
+            /* dyp: dy in the wide layout between two zero margins of the largest tap
+             * offset, so that dx_region[j] = sum_t w[t] * dy_wide[j - off_t] reads zeros
+             * wherever output j - off_t does not exist: the full convolution of dy with
+             * rot180(w), each input cell summing its taps in a register. */
+            const Py_ssize_t margin = offs[RS - 1];
+            T *dxr = scratch, *dyp = scratch + Hr * Wr, *dyw = dyp + margin;
+            memset(dyp, 0, (size_t)(2 * margin + g->P * Wr) * sizeof(T));
+            for (Py_ssize_t k = c * M; k < (c + 1) * M; ++k) {
+                const T *dyk = dy + (n * g->K + k) * PQ;
+                const T *wk = w + k * RS;
+                for (Py_ssize_t p = 0; p < g->P; ++p)
+                    memcpy(dyw + p * Wr, dyk + p * g->Q, (size_t)g->Q * sizeof(T));
+                /* (DW2) dxr[j] = sum_t w[t] * dyw[j - offs[t]], the filters of channel c
+                 * (a channel multiplier M > 1) adding up */
+                FN(tap_sums_into)(dxr, Hr * Wr, dyw, offs, -1, wk, RS, k != c * M);
+            }
+            /* the region's cells that are x itself; padding cells are dropped */
+            for (Py_ssize_t h = 0; h < g->H && h + g->pt < Hr; ++h) {
+                const Py_ssize_t j1 = g->pl + g->W < Wr ? g->pl + g->W : Wr;
+                if (j1 > g->pl)
+                    memcpy(dxc + h * g->W, dxr + (h + g->pt) * Wr + g->pl,
+                           (size_t)(j1 - g->pl) * sizeof(T));
+            }
+            continue;
+        }
+        for (Py_ssize_t k = c * M; k < (c + 1) * M; ++k) {
+            const T *dyk = dy + (n * g->K + k) * PQ;
+            const T *wk = w + k * g->R * g->S;
+            for (Py_ssize_t p = 0; p < g->P; ++p) {
+                const T *in = dyk + p * g->Q;
+                for (Py_ssize_t r = 0; r < g->R; ++r) {
+                    const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                    if (h < 0 || h >= g->H) continue;
+                    for (Py_ssize_t s = 0; s < g->S; ++s) {
+                        Py_ssize_t q0, q1;
+                        const Py_ssize_t left = s * g->dw - g->pl;
+                        valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                        const T tap = wk[r * g->S + s];
+                        T *row = dxc + h * g->W + left;
+                        for (Py_ssize_t q = q0; q < q1; ++q) row[q * g->sw] += tap * in[q]; /* (B3) */
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* (B2) dw[k, r, s] = sum_{n,p,q} dy[n, k, p, q] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
+ * filters k in [lo, hi). scratch: Hr*Wr + P*Wr + R*S elements. */
+static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch,
+                                   const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
+                                   Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
+    T *xr = scratch, *dyw = scratch + Hr * Wr, *sums = scratch + Hr * Wr + g->P * Wr;
+    for (Py_ssize_t k = lo; k < hi; ++k) {
+        for (Py_ssize_t t = 0; t < RS; ++t) sums[t] = 0;
+        for (Py_ssize_t n = 0; n < g->N; ++n) {
+            const T *xc = x + (n * g->C + k / M) * HW;
+            const T *dyk = dy + (n * g->K + k) * PQ;
+            if (g->sh == 1 && g->sw == 1) {
+                FN(load_region)(xc, xr, g);
+                for (Py_ssize_t p = 0; p < g->P; ++p) {
+                    memcpy(dyw + p * Wr, dyk + p * g->Q, (size_t)g->Q * sizeof(T));
+                    if (p + 1 < g->P)
+                        memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
+                }
+                Py_ssize_t t = 0;
+                for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
+                    const T *a = xr + offs[t], *b = xr + offs[t + 1];
+                    const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
+                    T ta = 0, tb = 0, tc = 0, td = 0;
+#pragma omp simd reduction(+ : ta, tb, tc, td)
+                    for (Py_ssize_t i = 0; i < L; ++i) {
+                        ta += dyw[i] * a[i]; /* (DW3) */
+                        tb += dyw[i] * b[i];
+                        tc += dyw[i] * c[i];
+                        td += dyw[i] * d[i];
+                    }
+                    sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
+                }
+                for (; t < RS; ++t) {
+                    const T *src = xr + offs[t];
+                    T total = 0;
+#pragma omp simd reduction(+ : total)
+                    for (Py_ssize_t i = 0; i < L; ++i) total += dyw[i] * src[i]; /* (DW3) */
+                    sums[t] += total;
+                }
+                continue;
+            }
+            for (Py_ssize_t r = 0; r < g->R; ++r) {
+                for (Py_ssize_t s = 0; s < g->S; ++s) {
+                    Py_ssize_t q0, q1;
+                    const Py_ssize_t left = s * g->dw - g->pl;
+                    valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                    T total = 0;
+                    for (Py_ssize_t p = 0; p < g->P; ++p) {
+                        const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                        if (h < 0 || h >= g->H) continue;
+                        const T *row = xc + h * g->W + left;
+                        const T *in = dyk + p * g->Q;
+                        for (Py_ssize_t q = q0; q < q1; ++q) total += in[q] * row[q * g->sw]; /* (B2) */
+                    }
+                    sums[r * g->S + s] += total;
+                }
+            }
+        }
+        for (Py_ssize_t t = 0; t < RS; ++t) dw[k * RS + t] = sums[t];
+    }
+}

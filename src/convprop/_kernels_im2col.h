@@ -1,0 +1,70 @@
+/* convprop._kernels: im2col (I1) and its adjoint col2im (I5).
+ *
+ * Included twice by _kernels.c, once with T = float, SFX = f32 and once with T = double,
+ * SFX = f64; FN(name) names the function for that type. Every kernel works on C-contiguous
+ * arrays over a half-open range [lo, hi) of independent planes (or filters), so that
+ * threads can share one call without writing the same element. Labels are those of
+ * docs/derivations.md.
+ */
+
+/* (I1) cols[n, c, r, s, p, q] = x_pad[n, c, p*sh + r*dh, q*sw + s*dw], planes (n, c). */
+static void FN(im2col)(const T *x, T *cols, const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const T *xc = x + plane * HW;
+        T *out = cols + plane * g->R * g->S * PQ;
+        for (Py_ssize_t r = 0; r < g->R; ++r) {
+            for (Py_ssize_t s = 0; s < g->S; ++s) {
+                Py_ssize_t q0, q1;
+                const Py_ssize_t left = s * g->dw - g->pl;
+                valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                /* rows are short (Q elements): plain loops, not a library call per piece */
+                for (Py_ssize_t p = 0; p < g->P; ++p, out += g->Q) {
+                    const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                    if (h < 0 || h >= g->H || q0 >= q1) {
+                        for (Py_ssize_t q = 0; q < g->Q; ++q) out[q] = 0; /* padding reads 0 */
+                        continue;
+                    }
+                    const T *row = xc + h * g->W + left;
+                    for (Py_ssize_t q = 0; q < q0; ++q) out[q] = 0;
+                    if (g->sw == 1) {
+                        for (Py_ssize_t q = q0; q < q1; ++q) out[q] = row[q]; /* (I1) */
+                    } else {
+                        for (Py_ssize_t q = q0; q < q1; ++q) out[q] = row[q * g->sw];
+                    }
+                    for (Py_ssize_t q = q1; q < g->Q; ++q) out[q] = 0;
+                }
+            }
+        }
+    }
+}
+
+/* (I5) dx[n, c, h, w] = sum of dcols over every (r, s, p, q) that reads (h, w); planes
+ * (n, c). The scatter-add is the adjoint of (I1): padding cells receive nothing. */
+static void FN(col2im)(const T *dcols, T *dx, const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        T *dxc = dx + plane * HW;
+        const T *in = dcols + plane * g->R * g->S * PQ;
+        memset(dxc, 0, (size_t)HW * sizeof(T));
+        for (Py_ssize_t r = 0; r < g->R; ++r) {
+            for (Py_ssize_t s = 0; s < g->S; ++s) {
+                Py_ssize_t q0, q1;
+                const Py_ssize_t left = s * g->dw - g->pl;
+                valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                for (Py_ssize_t p = 0; p < g->P; ++p, in += g->Q) {
+                    const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                    if (h < 0 || h >= g->H) continue;
+                    T *row = dxc + h * g->W + left;
+                    if (g->sw == 1) {
+                        for (Py_ssize_t q = q0; q < q1; ++q) row[q] += in[q];
+                    } else {
+                        for (Py_ssize_t q = q0; q < q1; ++q) row[q * g->sw] += in[q];
+                    }
+                }
+            }
+        }
+    }
+}
