@@ -252,6 +252,13 @@ def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
                        np.zeros(cols_size), geom, 0, 1)  # fmt: skip
     with pytest.raises(ValueError, match="invalid convolution geometry"):
         kernels.im2col(x, np.zeros(cols_size), (0,) * 15, 0, 0)
+    dw_geom = native.conv_geometry_tuple(_geom(DEPTHWISE_CASES[0]))
+    dw_case = DEPTHWISE_CASES[0]
+    with pytest.raises(TypeError, match="depthwise_backward_weight: only the forward pass takes"):
+        kernels.depthwise_backward_weight(
+            np.zeros(dw_case.y_shape), np.zeros(dw_case.x_shape), np.zeros(dw_case.K),
+            np.zeros(dw_case.w_shape), dw_geom, 0, 1,
+        )  # fmt: skip
     read_only = np.zeros(cols_size)
     read_only.flags.writeable = False
     with pytest.raises((BufferError, ValueError)):

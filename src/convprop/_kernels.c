@@ -217,12 +217,17 @@ enum { DW_FORWARD, DW_DATA, DW_WEIGHT };
 
 static PyObject *depthwise(PyObject *args, int pass, const char *op)
 {
-    PyObject *ao, *bo, *oo, *geo;
+    PyObject *ao, *bo, *oo, *geo, *biaso = Py_None;
     Py_ssize_t lo, hi;
     ConvGeom g;
-    Py_buffer v[3];
-    if (!PyArg_ParseTuple(args, "OOOO!nn", &ao, &bo, &oo, &PyTuple_Type, &geo, &lo, &hi))
+    Py_buffer v[4];
+    if (!PyArg_ParseTuple(args, "OOOOO!nn", &ao, &bo, &biaso, &oo, &PyTuple_Type, &geo, &lo,
+                          &hi))
         return NULL;
+    if (pass != DW_FORWARD && biaso != Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s: only the forward pass takes a bias", op);
+        return NULL;
+    }
     if (parse_conv_geom(geo, &g, op)) return NULL;
     if (g.K % g.C != 0) {
         PyErr_Format(PyExc_ValueError, "%s: K=%zd is not a multiple of C=%zd", op, g.K, g.C);
@@ -248,6 +253,12 @@ static PyObject *depthwise(PyObject *args, int pass, const char *op)
             return NULL;
         }
     }
+    const int has_bias = pass == DW_FORWARD && biaso != Py_None; /* (F1)'s bias, fused */
+    if (has_bias && get_array(biaso, &v[3], 0, kind, g.K, op, "bias")) {
+        RELEASE_ALL(v, 3);
+        return NULL;
+    }
+    const void *bias = has_bias ? v[3].buf : NULL;
     /* the wide region, a wide plane between two margins and the per-tap sums (see
      * _kernels_depthwise.h); offs[t] = r*dh*Wr + s*dw, the wide offset of tap t = r*S + s */
     const Py_ssize_t Wr = wide_cols(&g), Hr = wide_rows(&g), RS = g.R * g.S;
@@ -257,15 +268,15 @@ static PyObject *depthwise(PyObject *args, int pass, const char *op)
     if (!scratch || !offs) {
         PyMem_RawFree(scratch);
         PyMem_RawFree(offs);
-        RELEASE_ALL(v, 3);
+        RELEASE_ALL(v, 3 + has_bias);
         return PyErr_NoMemory();
     }
     for (Py_ssize_t r = 0; r < g.R; ++r)
         for (Py_ssize_t s = 0; s < g.S; ++s) offs[r * g.S + s] = r * g.dh * Wr + s * g.dw;
     Py_BEGIN_ALLOW_THREADS;
     if (pass == DW_FORWARD) {
-        if (kind == 4) dw_forward_f32(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
-        else dw_forward_f64(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
+        if (kind == 4) dw_forward_f32(v[0].buf, v[1].buf, bias, v[2].buf, scratch, offs, &g, lo, hi);
+        else dw_forward_f64(v[0].buf, v[1].buf, bias, v[2].buf, scratch, offs, &g, lo, hi);
     } else if (pass == DW_DATA) {
         if (kind == 4) dw_backward_data_f32(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
         else dw_backward_data_f64(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
@@ -276,7 +287,7 @@ static PyObject *depthwise(PyObject *args, int pass, const char *op)
     Py_END_ALLOW_THREADS;
     PyMem_RawFree(scratch);
     PyMem_RawFree(offs);
-    RELEASE_ALL(v, 3);
+    RELEASE_ALL(v, 3 + has_bias);
     Py_RETURN_NONE;
 }
 
@@ -564,11 +575,11 @@ static PyMethodDef methods[] = {
     {"im2col", py_im2col, METH_VARARGS, "im2col(x, cols, geom, lo, hi): (I1) for planes [lo, hi)."},
     {"col2im", py_col2im, METH_VARARGS, "col2im(dcols, dx, geom, lo, hi): (I5) for planes [lo, hi)."},
     {"depthwise_forward", py_dw_forward, METH_VARARGS,
-     "depthwise_forward(x, w, y, geom, lo, hi): (F1) for C/G = 1, planes (n, k)."},
+     "depthwise_forward(x, w, b or None, y, geom, lo, hi): (F1) for C/G = 1, planes (n, k)."},
     {"depthwise_backward_data", py_dw_backward_data, METH_VARARGS,
-     "depthwise_backward_data(dy, w, dx, geom, lo, hi): (B3), planes (n, c)."},
+     "depthwise_backward_data(dy, w, None, dx, geom, lo, hi): (B3), planes (n, c)."},
     {"depthwise_backward_weight", py_dw_backward_weight, METH_VARARGS,
-     "depthwise_backward_weight(dy, x, dw, geom, lo, hi): (B2), filters k."},
+     "depthwise_backward_weight(dy, x, None, dw, geom, lo, hi): (B2), filters k."},
     {"maxpool_forward", py_maxpool_forward, METH_VARARGS,
      "maxpool_forward(x, y, argmax, geom, lo, hi): (MP1), (MP2), planes (n, c)."},
     {"maxpool_backward", py_maxpool_backward, METH_VARARGS,

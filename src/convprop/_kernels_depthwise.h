@@ -62,10 +62,11 @@ static void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize
     }
 }
 
-/* (F1) y[n, k, p, q] = sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
- * planes (n, k). scratch: Hr*Wr + P*Wr elements (stride 1 only). */
-static void FN(dw_forward)(const T *x, const T *w, T *y, T *scratch, const Py_ssize_t *offs,
-                           const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+/* (F1) y[n, k, p, q] = b[k] + sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
+ * planes (n, k); b may be NULL (no bias). scratch: Hr*Wr + P*Wr elements (stride 1 only). */
+static void FN(dw_forward)(const T *x, const T *w, const T *b, T *y, T *scratch,
+                           const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
+                           Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
@@ -75,17 +76,22 @@ static void FN(dw_forward)(const T *x, const T *w, T *y, T *scratch, const Py_ss
         const T *xc = x + (n * g->C + k / M) * HW;
         const T *wk = w + k * g->R * g->S;
         T *yk = y + plane * PQ;
+        const T bias = b ? b[k] : 0; /* (F1) the bias term, added with the copy out */
         if (g->sh == 1 && g->sw == 1) {
             T *xr = scratch, *yw = scratch + Hr * Wr;
             if (xc != loaded) FN(load_region)(xc, xr, g); /* once per channel */
             loaded = xc;
             /* (DW1), four taps per pass over yw: yw[i] = sum_t w[t] * xr[offs[t] + i] */
             FN(tap_sums_into)(yw, L, xr, offs, 1, wk, RS, 0);
-            for (Py_ssize_t p = 0; p < g->P; ++p)
-                memcpy(yk + p * g->Q, yw + p * Wr, (size_t)g->Q * sizeof(T));
+            for (Py_ssize_t p = 0; p < g->P; ++p) {
+                T *out = yk + p * g->Q;
+                const T *wide = yw + p * Wr;
+#pragma omp simd
+                for (Py_ssize_t q = 0; q < g->Q; ++q) out[q] = wide[q] + bias;
+            }
             continue;
         }
-        memset(yk, 0, (size_t)PQ * sizeof(T));
+        for (Py_ssize_t i = 0; i < PQ; ++i) yk[i] = bias;
         for (Py_ssize_t p = 0; p < g->P; ++p) {
             T *out = yk + p * g->Q;
             for (Py_ssize_t r = 0; r < g->R; ++r) {

@@ -149,13 +149,15 @@ def col2im(dcols: Any, geom: Any) -> Any:
     return dx
 
 
-def depthwise_forward(x: Any, w: Any, geom: Any) -> Any:
-    """(F1) with C/G = 1: x (N, C, H, W), w (K, 1, R, S) -> y (N, K, P, Q), no bias."""
+def depthwise_forward(x: Any, w: Any, geom: Any, b: Any = None) -> Any:
+    """(F1) with C/G = 1: x (N, C, H, W), w (K, 1, R, S), b (K,) or None -> y (N, K, P, Q);
+    the bias is added as the outputs are written."""
     x, w = _contiguous(x), _contiguous(w)
+    b = None if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
     y = numpy.empty((geom.N, geom.K, geom.P, geom.Q), dtype=x.dtype)
     g = conv_geometry_tuple(geom)
     work = y.size * geom.R * geom.S
-    parallel(_kernels.depthwise_forward, geom.N * geom.K, work, x, w, y, g)
+    parallel(_kernels.depthwise_forward, geom.N * geom.K, work, x, w, b, y, g)
     return y
 
 
@@ -165,7 +167,7 @@ def depthwise_backward_data(dy: Any, w: Any, geom: Any) -> Any:
     dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=dy.dtype)
     g = conv_geometry_tuple(geom)
     work = dy.size * geom.R * geom.S
-    parallel(_kernels.depthwise_backward_data, geom.N * geom.C, work, dy, w, dx, g)
+    parallel(_kernels.depthwise_backward_data, geom.N * geom.C, work, dy, w, None, dx, g)
     return dx
 
 
@@ -175,7 +177,7 @@ def depthwise_backward_weight(dy: Any, x: Any, geom: Any) -> Any:
     dw = numpy.empty((geom.K, 1, geom.R, geom.S), dtype=dy.dtype)
     g = conv_geometry_tuple(geom)
     work = dy.size * geom.R * geom.S
-    parallel(_kernels.depthwise_backward_weight, geom.K, work, dy, x, dw, g)
+    parallel(_kernels.depthwise_backward_weight, geom.K, work, dy, x, None, dw, g)
     return dw
 
 

@@ -41,11 +41,18 @@ def decline(geom: ConvGeometry) -> str | None:
     return None
 
 
-def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
-    """(F1): y (N, K, P, Q) without bias."""
-    if native.serves(x, w):
-        return native.depthwise_forward(x, w, geom), None  # (F1)
-    return conv2d_direct.forward(x, w, geom)
+FUSES_BIAS = True
+"""``forward`` takes the bias and adds it as it writes y (one pass over y saved)."""
+
+
+def forward(x: Array, w: Array, geom: ConvGeometry, b: Array | None = None) -> tuple[Array, Any]:
+    """(F1): y (N, K, P, Q), with the bias term when ``b`` (K,) is given."""
+    if native.serves(x, w) and (b is None or native.serves(b)):
+        return native.depthwise_forward(x, w, geom, b), None  # (F1)
+    y, saved = conv2d_direct.forward(x, w, geom)
+    if b is not None:
+        y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
+    return y, saved
 
 
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
