@@ -402,8 +402,8 @@ static PyObject *winograd(PyObject *args, int which, const char *op)
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    /* row buffers, and for wino_dx the extended plane (see _kernels_depthwise.h) */
-    const Py_ssize_t elements = 16 * Tw + (2 * Th + 2) * (2 * Tw + 2) + 4 * (2 * Tw + 2);
+    /* row buffers, and for wino_dx a row of transformed tiles (see _kernels_winograd.h) */
+    const Py_ssize_t elements = 16 * Tw + 4 * (2 * Tw + 2);
     void *scratch = PyMem_RawMalloc((size_t)elements * (size_t)kind);
     if (!scratch) {
         RELEASE_ALL(v, 2);

@@ -17,7 +17,7 @@
  * rows of x (or dy) are first copied into zero-extended row buffers, so that no tile needs
  * a bounds check, and the 16 transformed values of consecutive tiles are consecutive in
  * memory. scratch: 4 * (2*Tw + 2) elements for the row buffers, plus for wino_dx the
- * (2*Th + 2) x (2*Tw + 2) extended plane it accumulates into. */
+ * 16 * Tw transformed values of a row of tiles. */
 
 /* Copy row h of a plane (H x W, zero outside) into buf[0 .. len) starting at column -left. */
 static inline void FN(load_row)(const T *plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t h,
@@ -133,17 +133,22 @@ static void FN(wino_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssi
     }
 }
 
-/* (WG6) dd = B Mbar B^T per tile, scatter-added into the overlapping 4x4 input tiles of an
- * extended plane, whose cells that are x are then copied out; planes (n, c). */
+/* (WG6) dd = B Mbar B^T per tile, added into the overlapping 4x4 input tiles; planes (n, c):
+ * Mbar[xi][c][n*T + t] -> dx (N, C, H, W). A row of tiles is summed into one row buffer per
+ * input row (column 2*tj + b takes dd[b] of tile tj and dd[b + 2] of tile tj - 1), and
+ * the cells of the row that are x are added to dx: the rows of consecutive tile rows
+ * overlap by two. */
 static void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                         Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
-    const Py_ssize_t len = 2 * Tw + 2, rows = 2 * Th + 2;
-    T *dd = scratch, *ext = scratch + 16 * Tw; /* dd[(4a + b) * Tw + tj], ext rows x len */
+    const Py_ssize_t len = 2 * Tw + 2;
+    const Py_ssize_t n_x = g->W < len - g->pl ? g->W : len - g->pl; /* x columns in a row */
+    T *dd = scratch, *row = scratch + 16 * Tw; /* dd[(4a + b) * Tw + tj], row[len] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->C, c = plane % g->C;
-        memset(ext, 0, (size_t)(rows * len) * sizeof(T));
+        T *dxc = dx + plane * HW;
+        memset(dxc, 0, (size_t)HW * sizeof(T));
         for (Py_ssize_t ti = 0; ti < Th; ++ti) {
             const T *m = Mbar + c * NT + n * Th * Tw + ti * Tw;
 #pragma omp simd
@@ -164,24 +169,23 @@ static void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_
                     dd[(4 * a + 3) * Tw + tj] = -t[a][3];
                 }
             }
-            /* tiles overlap by two rows and columns: add column b of every tile in turn */
             for (int a = 0; a < 4; ++a) {
-                T *row = ext + (2 * ti + a) * len;
-                for (int b = 0; b < 4; ++b) {
-                    const T *src = dd + (4 * a + b) * Tw;
-                    for (Py_ssize_t tj = 0; tj < Tw; ++tj) row[2 * tj + b] += src[tj]; /* (WG6) */
+                const Py_ssize_t h = 2 * ti + a - g->pt;
+                if (h < 0 || h >= g->H || n_x <= 0) continue; /* padding rows are dropped */
+                const T *d0 = dd + 4 * a * Tw, *d1 = d0 + Tw, *d2 = d1 + Tw, *d3 = d2 + Tw;
+                row[0] = d0[0];
+                row[1] = d1[0];
+                for (Py_ssize_t tj = 1; tj < Tw; ++tj) { /* tiles overlap by two columns */
+                    row[2 * tj] = d0[tj] + d2[tj - 1]; /* (WG6) */
+                    row[2 * tj + 1] = d1[tj] + d3[tj - 1];
                 }
+                row[2 * Tw] = d2[Tw - 1];
+                row[2 * Tw + 1] = d3[Tw - 1];
+                T *dst = dxc + h * g->W;
+                const T *src = row + g->pl; /* ext column pl + w is x column w */
+#pragma omp simd
+                for (Py_ssize_t w = 0; w < n_x; ++w) dst[w] += src[w]; /* (WG6) */
             }
-        }
-        /* ext holds the gradient of x_pad (extended); keep the cells that are x */
-        T *dxc = dx + plane * HW;
-        for (Py_ssize_t h = 0; h < g->H; ++h) {
-            const Py_ssize_t i = h + g->pt;
-            T *dst = dxc + h * g->W;
-            memset(dst, 0, (size_t)g->W * sizeof(T));
-            if (i >= rows) continue;
-            const Py_ssize_t w1 = g->W + g->pl < len ? g->W : len - g->pl;
-            if (w1 > 0) memcpy(dst, ext + i * len + g->pl, (size_t)w1 * sizeof(T));
         }
     }
 }
