@@ -38,6 +38,17 @@ def test_bench_table_for_one_algorithm_without_torch(capsys: pytest.CaptureFixtu
     assert len(rows) == 4 and all(row.rstrip().endswith("im2col") for row in rows[:3])
 
 
+def test_bench_skips_the_shapes_a_named_algorithm_declines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["bench", "--shape", "lenet2", "--shape", "dw3x3", "--algorithm", "depthwise"]
+    assert main([*argv, "--repeats", "1", "--no-torch", "--no-memory"]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("dw3x3")]
+    assert not [line for line in out.splitlines() if line.startswith("lenet2 ")]
+    assert "skipped lenet2: conv2d: algorithm 'depthwise' cannot compute this case" in out
+
+
 def test_peak_memory_is_measured_in_a_child_process() -> None:
     megabytes = bench.peak_memory_mb("convprop", [2, 1, 8, 8, 2, 3, 3, 1, 1, 1, 1])
     assert megabytes >= 0
@@ -48,6 +59,10 @@ def test_peak_memory_is_measured_in_a_child_process() -> None:
     [
         (["--shape", "nope"], "bench: unknown shape; expected names from"),
         (["--repeats", "0"], "bench: --repeats must be >= 1"),
+        (
+            ["--shape", "lenet2", "--algorithm", "winograd"],
+            "bench: algorithm 'winograd' computes none of the shapes",
+        ),
     ],
 )
 def test_bench_errors_are_one_line(

@@ -291,6 +291,8 @@ def format_table(results: list[Result], info: dict[str, Any]) -> str:
         if ratios:
             geo = float(numpy.exp(numpy.mean(numpy.log(ratios))))
             lines.append(f"geometric mean ratio, {pass_name}: {geo:.2f} (worst {max(ratios):.2f})")
+    for name, reason in info.get("skipped", {}).items():
+        lines.append(f"skipped {name}: {reason}")
     return "\n".join(lines)
 
 
@@ -309,12 +311,29 @@ def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int
         raise ValueError(
             f"bench: unknown shape; expected names from {sorted(shapes)}, got {unknown}"
         )
-    results = [
-        bench_shape(name, shapes[name], algorithm=algorithm, repeats=repeats,
-                    with_torch=with_torch, memory=memory)
-        for name in (names or list(shapes))
-    ]  # fmt: skip
-    return results, machine_info(threads)
+    results, skipped = [], {}
+    for name in names or list(shapes):
+        try:
+            results.append(
+                bench_shape(
+                    name,
+                    shapes[name],
+                    algorithm=algorithm,
+                    repeats=repeats,
+                    with_torch=with_torch,
+                    memory=memory,
+                )
+            )
+        except NotImplementedError as declined:  # a named algorithm that cannot do the shape
+            skipped[name] = str(declined)
+    if not results:
+        raise ValueError(
+            f"bench: algorithm {algorithm!r} computes none of the shapes; expected at least one "
+            f"it accepts, got {sorted(skipped)} ({'; '.join(skipped.values())})"
+        )  # fmt: skip
+    info = machine_info(threads)
+    info["skipped"] = skipped
+    return results, info
 
 
 def to_json(results: list[Result], info: dict[str, Any]) -> str:
