@@ -102,8 +102,8 @@ def relu_backward(dy: Array, cache: ReluCache) -> Array:
     """
     x = cache.x
     check_upstream("relu_backward", dy, x.shape, x.dtype)
-    derivative = (x > 0).astype(x.dtype)  # (A3)
-    return dy * derivative  # (A1)
+    derivative = x > 0  # (A3) f′ = 1 where x > 0, else 0 (kept as booleans: no float copy)
+    return dy * derivative  # (A1) the product casts f′ to dy's dtype
 
 
 def relu(x: Array) -> Array:
