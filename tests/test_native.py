@@ -322,3 +322,20 @@ def test_kernels_run_in_a_forked_child() -> None:
 
 def _pool_in_child(x: np.ndarray) -> np.ndarray:
     return np.asarray(max_pool2d_forward(x, 2)[0])
+
+
+@pytest.mark.parametrize("case", CASES[:20], ids=lambda c: c.name)
+def test_fft_with_library_transforms_matches_reference(
+    case: ConvCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every grid case is short enough for the DFT-matrix products (T7, T8); with them off,
+    the FFT algorithm's library transforms (T1-T4) are witnessed too."""
+    from convprop.functional import conv2d_fft
+
+    monkeypatch.setattr(conv2d_fft, "SMALL_DFT", 0)
+    data = expected(case, "float64")
+    y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="fft", **case.hyper)
+    dx, dw, _ = conv2d_backward(data["dy"], cache)
+    assert_close(y, data["y"], "float64", "y (T2)")
+    assert_close(dx, data["dx"], "float64", "dx (T3)")
+    assert_close(dw, data["dw"], "float64", "dw (T4)")

@@ -32,6 +32,11 @@ those R·S values of its inverse:
   w_dil^[(u,v)] = sum_{r,s} w[r,s] · exp(-2πi (u·r·dil_h/Lh + v·s·dil_w/Lw))            (T5)
   dw[r,s] = (1/(Lh·Lw)) sum_{u,v} c_v Re( dw_dil^[(u,v)] · exp(+2πi (u·r·dil_h/Lh + v·s·dil_w/Lw)) )
             c_v = 1 for v = 0 and v = Lw/2, 2 otherwise (the half spectrum's mirror)    (T6)
+Short transforms (lengths up to SMALL_DFT) of x and dy are likewise matrix products, one
+along the columns, then one along the rows, with the placement folded into the matrices:
+  a^[u, v] = sum_i e^{-2πi u (r0 + i·sh)/Lh} sum_j e^{-2πi v (c0 + j·sw)/Lw} a[i, j]    (T7)
+and so are the inverses of y and dx, evaluated only where they are read (T6's weights c_v):
+  a[r0 + i·sh, c0 + j·sw] = 1/(Lh·Lw) sum_{u,v} c_v Re( a^[u,v] e^{+2πi(u·row/Lh + v·col/Lw)} ) (T8)
 """
 
 from __future__ import annotations
@@ -82,10 +87,91 @@ def _compiled_layout(geom: ConvGeometry, *arrays: Array) -> bool:
     return geom.groups == 1 and native.serves(*arrays)
 
 
+SMALL_DFT = 32
+"""Transforms of at most this length are computed as products with DFT matrices (T7)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_dft(
+    xp: ModuleType, length: int, n: int, start: int, step: int, half: bool, dtype: str
+) -> tuple[Array, Array]:
+    """Real and imaginary parts of exp(-2πi·f·(start + i·step)/length) for the output bins f
+    (all ``length`` of them, or the ``length//2 + 1`` of a real transform when ``half``) and
+    the ``n`` input positions i: two (bins, n) arrays of ``dtype``."""
+    bins = xp.arange(length // 2 + 1 if half else length)[:, None]
+    position = start + step * xp.arange(n)[None, :]
+    phase = (bins * position % length) / length  # exact integer phase, reduced mod length
+    return (
+        xp.cos(2 * math.pi * phase).astype(dtype),
+        (-xp.sin(2 * math.pi * phase)).astype(dtype),
+    )
+
+
+def _small_spectrum(
+    planes: Array, lengths: Lengths, start: tuple[int, int], step: tuple[int, int]
+) -> Array:
+    """(T7): the half spectrum (F, M) of M planes (M, h, w) placed at rows start_h + i·step_h
+    and columns start_w + j·step_w of zero (Lh, Lw) arrays, as two real matrix products."""
+    xp = get_xp(planes)
+    M, h, w = planes.shape
+    Lh, Lw = lengths
+    Wb = Lw // 2 + 1
+    dtype = str(planes.dtype)
+    Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
+    Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h)
+    if native.serves(planes):
+        S = xp.empty((h, w, M), dtype=planes.dtype)
+        native.planes_to_spatial(planes, S, (0, 0), (1, 1))  # (h, w, M), M contiguous
+    else:
+        S = xp.ascontiguousarray(planes.transpose(1, 2, 0))  # (h, w, M)
+    A = xp.concatenate([Cw, Sw]) @ S  # (T7) along the columns: (h, 2·Wb, M) = [Re | Im]
+    A = A.reshape(h, -1)  # (h, 2·Wb·M)
+    P = (Ch @ A).reshape(Lh, 2, Wb, M)  # (T7) along the rows, cos part
+    Q = (Sh @ A).reshape(Lh, 2, Wb, M)  # sin part
+    spec = xp.empty((Lh, Wb, M), dtype=xp.result_type(planes.dtype, xp.complex64))
+    spec.real = P[:, 0] - Q[:, 1]  # (T7) (Ch + i·Sh)(A_re + i·A_im), real part
+    spec.imag = P[:, 1] + Q[:, 0]  # imaginary part
+    return spec.reshape(Lh * Wb, M)
+
+
+def _small_inverse(
+    spec: Array, lengths: Lengths, shape: tuple[int, int], start: Lengths, step: Lengths
+) -> Array:
+    """(T8): planes (M, h, w) of the real inverse of the half spectra spec (F, M), read at
+    rows start_h + i·step_h and columns start_w + j·step_w, as real matrix products."""
+    xp = get_xp(spec)
+    Lh, Lw = lengths
+    h, w = shape
+    Wb, M = Lw // 2 + 1, spec.shape[1]
+    real = spec.real.dtype
+    dtype = str(real)
+    Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h): cos, -sin
+    Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
+    Y = spec.reshape(Lh, Wb * M)
+    Y_re, Y_im = xp.ascontiguousarray(Y.real), xp.ascontiguousarray(Y.imag)
+    # along the rows, e^{+2πi u·row/Lh} = Ch - i·Sh:  Z = (Ch - i·Sh)ᵀ (Y_re + i·Y_im)
+    Z_re = (Ch.T @ Y_re + Sh.T @ Y_im).reshape(h, Wb, M)  # (T8)
+    Z_im = (Ch.T @ Y_im - Sh.T @ Y_re).reshape(h, Wb, M)
+    # along the columns, the real part of Z·c_v·e^{+2πi v·col/Lw}/(Lh·Lw) (T6's weights)
+    c = xp.full((Wb, 1), 2.0, dtype=real)
+    c[0] = 1.0
+    if Lw % 2 == 0:
+        c[-1] = 1.0  # the Nyquist bin has no mirror
+    E_re, E_im = (c * Cw / (Lh * Lw)).T, (c * Sw / (Lh * Lw)).T  # (w, Wb); Sw = -sin
+    out = E_re @ Z_re + E_im @ Z_im  # (T8) (h, w, M): Re(Z·E) = Z_re·cos - Z_im·sin
+    if native.serves(out):
+        return native.spatial_to_planes(out, h, w, (0, 0), (1, 1))  # (M, h, w)
+    return xp.ascontiguousarray(out.transpose(2, 0, 1))
+
+
 def _x_spectrum(x: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     """x_pad^ (F, G, N, C/G): x placed at the padding offset in a zero (Lh, Lw, G, N, C/G)."""
     xp = get_xp(x)
     G = geom.groups
+    if G == 1 and max(lengths) <= SMALL_DFT:
+        planes = x.reshape(geom.N * geom.C, geom.H, geom.W)
+        spec = _small_spectrum(planes, lengths, (geom.pad_top, geom.pad_left), (1, 1))  # (T7)
+        return spec.reshape(-1, 1, geom.N, geom.C)
     spatial = xp.zeros((*lengths, G, geom.N, geom.C // G), dtype=x.dtype)
     if _compiled_layout(geom, x):
         planes = x.reshape(geom.N * geom.C, geom.H, geom.W)
@@ -103,6 +189,11 @@ def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     """dy_up^ (F, G, N, K/G): dy at every stride-th position of a zero (Lh, Lw, G, N, K/G)."""
     xp = get_xp(dy)
     G = geom.groups
+    if G == 1 and max(lengths) <= SMALL_DFT:
+        planes = dy.reshape(geom.N * geom.K, geom.P, geom.Q)
+        steps = (geom.stride_h, geom.stride_w)
+        spec = _small_spectrum(planes, lengths, (0, 0), steps)  # (T7) zero-upsampled dy
+        return spec.reshape(-1, 1, geom.N, geom.K)
     spatial = xp.zeros((*lengths, G, geom.N, geom.K // G), dtype=dy.dtype)
     if _compiled_layout(geom, dy):
         planes = dy.reshape(geom.N * geom.K, geom.P, geom.Q)
@@ -159,6 +250,11 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     w_hat = _w_spectrum(w, geom, lengths)  # (F, G, K/G, C/G)
     # sum over c of x^[n,g,c] * conj(w^[g,k,c]): (F, G, N, C/G) @ (F, G, C/G, K/G)
     y_hat = x_hat @ xp.conj(w_hat).transpose(0, 1, 3, 2)  # (T2)
+    if geom.groups == 1 and max(lengths) <= SMALL_DFT:
+        steps = (geom.stride_h, geom.stride_w)
+        shape = (geom.P, geom.Q)
+        y = _small_inverse(y_hat.reshape(y_hat.shape[0], -1), lengths, shape, (0, 0), steps)
+        return y.reshape(geom.y_shape), (x_hat, w_hat)  # (T2), (T8)
     y_dense = _inverse(y_hat, lengths)  # (Lh, Lw, G, N, K/G)
     rows = slice(0, geom.stride_h * (geom.P - 1) + 1, geom.stride_h)
     cols = slice(0, geom.stride_w * (geom.Q - 1) + 1, geom.stride_w)
@@ -174,16 +270,21 @@ def _dx_from(dy_hat: Array, w_hat: Array, geom: ConvGeometry, lengths: Lengths) 
     """(T3) from the spectra: dx (N, C, H, W)."""
     xp = get_xp(dy_hat)
     dx_hat = dy_hat @ w_hat  # (T3) (F, G, N, K/G) @ (F, G, K/G, C/G)
-    dx_full = _inverse(dx_hat, lengths)  # (Lh, Lw, G, N, C/G)
-    if _compiled_layout(geom, dx_full):
-        start = (geom.pad_top, geom.pad_left)
-        dx = native.spatial_to_planes(dx_full, geom.H, geom.W, start, (1, 1))  # (T3) crop
+    start = (geom.pad_top, geom.pad_left)
+    if geom.groups == 1 and max(lengths) <= SMALL_DFT:
+        spec = dx_hat.reshape(dx_hat.shape[0], -1)
+        dx = _small_inverse(spec, lengths, (geom.H, geom.W), start, (1, 1))  # (T3), (T8)
         dx = dx.reshape(geom.x_shape)
     else:
-        rows = slice(geom.pad_top, geom.pad_top + geom.H)
-        cols = slice(geom.pad_left, geom.pad_left + geom.W)
-        dx = dx_full[rows, cols].transpose(3, 2, 4, 0, 1)  # (T3) crop -> (N, G, C/G, H, W)
-        dx = xp.ascontiguousarray(dx, dtype=dy_hat.real.dtype).reshape(geom.x_shape)
+        dx_full = _inverse(dx_hat, lengths)  # (Lh, Lw, G, N, C/G)
+        if _compiled_layout(geom, dx_full):
+            dx = native.spatial_to_planes(dx_full, geom.H, geom.W, start, (1, 1))  # (T3) crop
+            dx = dx.reshape(geom.x_shape)
+        else:
+            rows = slice(geom.pad_top, geom.pad_top + geom.H)
+            cols = slice(geom.pad_left, geom.pad_left + geom.W)
+            dx = dx_full[rows, cols].transpose(3, 2, 4, 0, 1)  # (T3) -> (N, G, C/G, H, W)
+            dx = xp.ascontiguousarray(dx, dtype=dy_hat.real.dtype).reshape(geom.x_shape)
     # Rows/columns of x_pad past the last window (the remainder case) are never read: their
     # gradient is exactly zero, not the transforms' rounding noise.
     ext_h, ext_w = geom.dilated_kernel_hw
