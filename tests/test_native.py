@@ -339,3 +339,58 @@ def test_fft_with_library_transforms_matches_reference(
     assert_close(y, data["y"], "float64", "y (T2)")
     assert_close(dx, data["dx"], "float64", "dx (T3)")
     assert_close(dw, data["dw"], "float64", "dw (T4)")
+
+
+def test_depthwise_weight_gradient_ignores_cells_no_tap_reads() -> None:
+    """(DW3) sums only real outputs: an inf of x outside a tap's reach must not turn into
+    0·inf = NaN through the wide layout's scratch columns."""
+    x = np.ones((1, 1, 4, 4))
+    x[0, 0, 0, 3] = np.inf  # read by tap (0, 1) of output (0, 2) only
+    w = np.ones((1, 1, 2, 2))
+    dy = np.ones((1, 1, 3, 3))
+    geom = conv_geometry("test", x.shape, w.shape, None, stride=1, padding=0, dilation=1, groups=1)
+    dw = conv2d_depthwise.backward_weight(dy, x, geom)
+    np.testing.assert_array_equal(dw, conv2d_direct.backward_weight(dy, x, geom))
+    np.testing.assert_array_equal(dw[0, 0], [[9.0, np.inf], [9.0, 9.0]])
+
+
+def test_kernels_still_run_during_interpreter_shutdown() -> None:
+    """An atexit handler that convolves: the thread pool is gone, the work runs inline."""
+    import subprocess
+    import sys
+
+    program = (
+        "import atexit, numpy as np\n"
+        "from convprop.functional import conv2d_forward\n"
+        "def last():\n"
+        "    x = np.ones((8, 16, 64, 64), np.float32); w = np.ones((16, 1, 3, 3), np.float32)\n"
+        "    y, _ = conv2d_forward(x, w, None, padding=1, groups=16, algorithm='depthwise')\n"
+        "    print('sum', float(y[0, 0, 1:-1, 1:-1].mean()))\n"
+        "atexit.register(last)\n"
+    )
+    env = {**os.environ, "CONVPROP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "sum 9.0" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_geometries_whose_sizes_overflow_are_refused() -> None:
+    kernels = native._kernels
+    huge = (1, 1, 2**33, 2**31, 1, 1, 1, 1000, 1, 1, 1, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="im2col: the geometry's sizes overflow"):
+        kernels.im2col(np.zeros(0), np.zeros(1000), huge, 0, 1)
+    pool = (1, 1, 2**40, 2**40, 2, 2, 1, 1, 2, 2, 0, 0)
+    with pytest.raises(ValueError, match="the geometry's sizes overflow"):
+        kernels.maxpool_forward(np.zeros(1), np.zeros(1), np.zeros(1, np.int32), pool, 0, 1)
+    layout = (4, 4, 2**62, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="the planes do not fit the spatial array"):
+        kernels.spatial_to_planes(np.zeros(1), np.zeros(1), layout, 0, 1)
+
+
+def test_misaligned_arrays_take_the_numpy_code() -> None:
+    raw = np.zeros(8 * 2 * 6 * 6 * 8 + 1, dtype=np.uint8)
+    x = raw[1:].view(np.float64).reshape(8, 2, 6, 6)  # one byte off an 8-byte boundary
+    assert not x.flags.aligned and not native.serves(x)
+    y, _ = max_pool2d_forward(x, 2)
+    assert y.shape == (8, 2, 3, 3) and not y.any()

@@ -78,7 +78,7 @@ static int buffer_kind(const Py_buffer *view)
 {
     const char *f = view->format ? view->format : "B";
     if (*f == '<' || *f == '=' || *f == '@') ++f;
-    if (f[1] != '\0') return 0;
+    if (f[0] == '\0' || f[1] != '\0') return 0;
     if (*f == 'f' && view->itemsize == 4) return 4;
     if (*f == 'd' && view->itemsize == 8) return 8;
     if ((*f == 'i' || *f == 'l') && view->itemsize == 4) return -4;
@@ -120,6 +120,20 @@ static int get_array(PyObject *obj, Py_buffer *view, int writable, int kind, Py_
     return 0;
 }
 
+/* The largest element count the kernels accept: byte offsets of float64 arrays must fit. */
+#define SIZE_LIMIT (PY_SSIZE_T_MAX / 16)
+
+/* 1 when the product of the n positive values stays below SIZE_LIMIT. */
+static int fits(const Py_ssize_t *values, int n)
+{
+    Py_ssize_t product = 1;
+    for (int i = 0; i < n; ++i) {
+        if (values[i] > SIZE_LIMIT / product) return 0;
+        product *= values[i];
+    }
+    return 1;
+}
+
 static int parse_conv_geom(PyObject *tuple, ConvGeom *g, const char *op)
 {
     if (!PyArg_ParseTuple(tuple, "nnnnnnnnnnnnnnn", &g->N, &g->C, &g->H, &g->W, &g->K, &g->R,
@@ -131,7 +145,17 @@ static int parse_conv_geom(PyObject *tuple, ConvGeom *g, const char *op)
         PyErr_Format(PyExc_ValueError, "%s: invalid convolution geometry", op);
         return -1;
     }
-    return 0;
+    /* every element count and offset the kernels form must fit, with room for the bytes */
+    const Py_ssize_t x[] = {g->N, g->C, g->H, g->W}, y[] = {g->N, g->K, g->P, g->Q};
+    const Py_ssize_t cols[] = {g->N, g->C, g->R, g->S, g->P, g->Q}, w[] = {g->K, g->R, g->S};
+    const Py_ssize_t reach[] = {g->P + (g->R - 1) * g->dh + 2, g->Q + (g->S - 1) * g->dw + 2,
+                                4};
+    if (fits(x, 4) && fits(y, 4) && fits(cols, 6) && fits(w, 3) && fits(reach, 3) &&
+        g->H + g->pt < SIZE_LIMIT && g->W + g->pl < SIZE_LIMIT &&
+        g->sh < SIZE_LIMIT / g->P && g->sw < SIZE_LIMIT / g->Q)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s: the geometry's sizes overflow", op);
+    return -1;
 }
 
 static int parse_pool_geom(PyObject *tuple, PoolGeom *g, const char *op)
@@ -140,11 +164,17 @@ static int parse_pool_geom(PyObject *tuple, PoolGeom *g, const char *op)
                           &g->P, &g->Q, &g->sh, &g->sw, &g->ph, &g->pw))
         return -1;
     if (g->N < 1 || g->C < 1 || g->H < 1 || g->W < 1 || g->R < 1 || g->S < 1 || g->P < 1 ||
-        g->Q < 1 || g->sh < 1 || g->sw < 1 || g->ph < 0 || g->pw < 0 || g->R * g->S > INT32_MAX) {
+        g->Q < 1 || g->sh < 1 || g->sw < 1 || g->ph < 0 || g->pw < 0) {
         PyErr_Format(PyExc_ValueError, "%s: invalid pooling geometry", op);
         return -1;
     }
-    return 0;
+    const Py_ssize_t x[] = {g->N, g->C, g->H, g->W}, y[] = {g->N, g->C, g->P, g->Q};
+    const Py_ssize_t taps[] = {g->R, g->S};
+    if (fits(x, 4) && fits(y, 4) && fits(taps, 2) && g->R * g->S <= INT32_MAX &&
+        g->sh < SIZE_LIMIT / g->P && g->sw < SIZE_LIMIT / g->Q)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s: the geometry's sizes overflow", op);
+    return -1;
 }
 
 static int check_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t total, const char *op)
@@ -381,9 +411,11 @@ static PyObject *winograd(PyObject *args, int which, const char *op)
     if (!PyArg_ParseTuple(args, "OOO!nnnn", &io, &oo, &PyTuple_Type, &geo, &Th, &Tw, &lo, &hi))
         return NULL;
     if (parse_conv_geom(geo, &g, op)) return NULL;
-    if (Th != (g.P + 1) / 2 || Tw != (g.Q + 1) / 2 || g.R != 3 || g.S != 3) {
-        PyErr_Format(PyExc_ValueError, "%s: needs a 3x3 kernel and ceil(P/2) x ceil(Q/2) tiles",
-                     op);
+    if (Th != (g.P + 1) / 2 || Tw != (g.Q + 1) / 2 || g.R != 3 || g.S != 3 || g.sh != 1 ||
+        g.sw != 1 || g.dh != 1 || g.dw != 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: needs a 3x3 kernel, stride 1, dilation 1 and ceil(P/2) x ceil(Q/2) "
+                     "tiles", op);
         return NULL;
     }
     const Py_ssize_t NT = g.N * Th * Tw;
@@ -470,7 +502,9 @@ static PyObject *py_add_bias(PyObject *self, PyObject *args)
         return NULL;
     }
     const Py_ssize_t count = v[0].len / v[0].itemsize;
-    if (K < 1 || PQ < 1 || count % (K * PQ) != 0 || check_range(lo, hi, count / PQ, op)) {
+    const Py_ssize_t dims[] = {K, PQ};
+    if (K < 1 || PQ < 1 || !fits(dims, 2) || count % (K * PQ) != 0 ||
+        check_range(lo, hi, count / PQ, op)) {
         if (!PyErr_Occurred())
             PyErr_Format(PyExc_ValueError, "%s: y of %zd elements is not (N, %zd, %zd)", op,
                          count, K, PQ);
@@ -497,7 +531,9 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args)
     if (!kind) return NULL;
     if (PyObject_GetBuffer(dyo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
     const Py_ssize_t count = v[0].len / v[0].itemsize;
-    if (K < 1 || PQ < 1 || count % (K * PQ) != 0 || check_range(lo, hi, K, op)) {
+    const Py_ssize_t dims[] = {K, PQ};
+    if (K < 1 || PQ < 1 || !fits(dims, 2) || count % (K * PQ) != 0 ||
+        check_range(lo, hi, K, op)) {
         if (!PyErr_Occurred())
             PyErr_Format(PyExc_ValueError, "%s: dy of %zd elements is not (N, %zd, %zd)", op,
                          count, K, PQ);
@@ -530,8 +566,12 @@ static PyObject *permute(PyObject *args, int to_planes, const char *op)
     if (!PyArg_ParseTuple(lo_tuple, "nnnnnnnnn", &Lh, &Lw, &M, &rows, &cols, &row0, &col0, &sh,
                           &sw))
         return NULL;
+    const Py_ssize_t spatial_dims[] = {Lh, Lw, M}, plane_dims[] = {M, rows, cols};
+    /* the last row row0 + (rows-1)*sh must be < Lh; tested by division, which cannot overflow */
     if (Lh < 1 || Lw < 1 || M < 1 || rows < 1 || cols < 1 || row0 < 0 || col0 < 0 || sh < 1 ||
-        sw < 1 || row0 + (rows - 1) * sh >= Lh || col0 + (cols - 1) * sw >= Lw) {
+        sw < 1 || !fits(spatial_dims, 3) || !fits(plane_dims, 3) || row0 >= Lh || col0 >= Lw ||
+        (rows > 1 && sh > (Lh - 1 - row0) / (rows - 1)) ||
+        (cols > 1 && sw > (Lw - 1 - col0) / (cols - 1))) {
         PyErr_Format(PyExc_ValueError, "%s: the planes do not fit the spatial array", op);
         return NULL;
     }

@@ -194,26 +194,33 @@ static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch,
                     if (p + 1 < g->P)
                         memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
                 }
+                /* (DW3) row by row over the Q real outputs of each wide row: the scratch
+                 * columns are never multiplied, so an inf or NaN of x that no tap reads
+                 * cannot leak in as 0 * inf */
                 Py_ssize_t t = 0;
                 for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
                     const T *a = xr + offs[t], *b = xr + offs[t + 1];
                     const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
                     T ta = 0, tb = 0, tc = 0, td = 0;
+                    for (Py_ssize_t i0 = 0; i0 < L; i0 += Wr) {
 #pragma omp simd reduction(+ : ta, tb, tc, td)
-                    for (Py_ssize_t i = 0; i < L; ++i) {
-                        ta += dyw[i] * a[i]; /* (DW3) */
-                        tb += dyw[i] * b[i];
-                        tc += dyw[i] * c[i];
-                        td += dyw[i] * d[i];
+                        for (Py_ssize_t i = i0; i < i0 + g->Q; ++i) {
+                            ta += dyw[i] * a[i]; /* (DW3) */
+                            tb += dyw[i] * b[i];
+                            tc += dyw[i] * c[i];
+                            td += dyw[i] * d[i];
+                        }
                     }
                     sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
                 }
                 for (; t < RS; ++t) {
                     const T *src = xr + offs[t];
                     T total = 0;
+                    for (Py_ssize_t i0 = 0; i0 < L; i0 += Wr) {
 #pragma omp simd reduction(+ : total)
-                    for (Py_ssize_t i = 0; i < L; ++i) total += dyw[i] * src[i]; /* (DW3) */
-                    sums[t] += total;
+                        for (Py_ssize_t i = i0; i < i0 + g->Q; ++i) total += dyw[i] * src[i];
+                    }
+                    sums[t] += total; /* (DW3) */
                 }
                 continue;
             }

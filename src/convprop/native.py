@@ -76,7 +76,10 @@ def disabled() -> Iterator[None]:
 def serves(*arrays: Any) -> bool:
     """True when the kernels are enabled and every array is a float32/float64 NumPy array."""
     return enabled() and all(
-        type(a) is numpy.ndarray and a.dtype in (numpy.float32, numpy.float64) for a in arrays
+        type(a) is numpy.ndarray
+        and a.dtype in (numpy.float32, numpy.float64)
+        and a.flags.aligned  # C reads whole elements; a misaligned view takes the NumPy code
+        for a in arrays
     )
 
 
@@ -109,8 +112,11 @@ def parallel(kernel: Callable[..., Any], planes: int, work: int, *args: Any) -> 
     if threads <= 1:
         return [kernel(*args, 0, planes)]
     bounds = [planes * i // threads for i in range(threads + 1)]
-    pool = _executor(threads - 1)
-    futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    try:
+        pool = _executor(threads - 1)
+        futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    except RuntimeError:  # interpreter shutdown: no new threads; run every range here
+        return [kernel(*args, bounds[i], bounds[i + 1]) for i in range(threads)]
     results = [kernel(*args, bounds[0], bounds[1])]
     results.extend(f.result() for f in futures)
     return results

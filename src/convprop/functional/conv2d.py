@@ -133,9 +133,11 @@ def resolve_algorithms(
                 return lambda: algo.backward_data(dy, w, geom)
             return lambda: algo.backward_weight(dy, x, geom, None)
 
+        # the compiled kernels change the timings: measured choices are kept apart
+        backend = xp.__name__ + ("+kernels" if native.serves(w) else "")
         forward, data, weight = (
             conv2d_select.choose(
-                geom, pass_name, str(w.dtype), candidates, measure=measure, backend=xp.__name__
+                geom, pass_name, str(w.dtype), candidates, measure=measure, backend=backend
             )
             for pass_name in PASSES
         )

@@ -91,9 +91,29 @@ SMALL_DFT = 32
 """Transforms of at most this length are computed as products with DFT matrices (T7)."""
 
 
-@functools.lru_cache(maxsize=64)
+def _device(xp: ModuleType) -> int:
+    """The current GPU for CuPy (cached matrices live on one device), 0 on the CPU."""
+    cuda = getattr(xp, "cuda", None)
+    return int(cuda.Device().id) if cuda is not None else 0
+
+
 def _axis_dft(
     xp: ModuleType, length: int, n: int, start: int, step: int, half: bool, dtype: str
+) -> tuple[Array, Array]:
+    """See :func:`_axis_dft_on`; cached per array module and device."""
+    return _axis_dft_on(xp, _device(xp), length, n, start, step, half, dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_dft_on(
+    xp: ModuleType,
+    device: int,
+    length: int,
+    n: int,
+    start: int,
+    step: int,
+    half: bool,
+    dtype: str,
 ) -> tuple[Array, Array]:
     """Real and imaginary parts of exp(-2πi·f·(start + i·step)/length) for the output bins f
     (all ``length`` of them, or the ``length//2 + 1`` of a real transform when ``half``) and
@@ -129,8 +149,8 @@ def _small_spectrum(
     P = (Ch @ A).reshape(Lh, 2, Wb, M)  # (T7) along the rows, cos part
     Q = (Sh @ A).reshape(Lh, 2, Wb, M)  # sin part
     spec = xp.empty((Lh, Wb, M), dtype=xp.result_type(planes.dtype, xp.complex64))
-    spec.real = P[:, 0] - Q[:, 1]  # (T7) (Ch + i·Sh)(A_re + i·A_im), real part
-    spec.imag = P[:, 1] + Q[:, 0]  # imaginary part
+    spec.real[...] = P[:, 0] - Q[:, 1]  # (T7) (Ch + i·Sh)(A_re + i·A_im), real part
+    spec.imag[...] = P[:, 1] + Q[:, 0]  # imaginary part
     return spec.reshape(Lh * Wb, M)
 
 
@@ -207,9 +227,20 @@ def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     return _spectrum(spatial)
 
 
-@functools.lru_cache(maxsize=64)
 def _tap_dft(
     xp: ModuleType, lengths: Lengths, geom_taps: tuple[int, int, int, int], sign: int
+) -> Any:
+    """See :func:`_tap_dft_on`; cached per array module and device."""
+    return _tap_dft_on(xp, _device(xp), lengths, geom_taps, sign)
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_dft_on(
+    xp: ModuleType,
+    device: int,
+    lengths: Lengths,
+    geom_taps: tuple[int, int, int, int],
+    sign: int,
 ) -> Any:
     """(F, R·S) complex128: exp(sign·2πi (u·r·dil_h/Lh + v·s·dil_w/Lw)) for the F bins
     (u, v) of the half spectrum and the R·S taps (r, s) of the dilated kernel; for the
