@@ -123,18 +123,20 @@ def _fft(geom: ConvGeometry, pass_name: str, b: int) -> float:
 
 def _winograd(geom: ConvGeometry, pass_name: str, b: int) -> float:
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
-    tiles = geom.N * math.ceil(geom.P / 2) * math.ceil(geom.Q / 2)
+    # (WG8): dil_h·dil_w phases of ceil(Hp/dil_h) x ceil(Wp/dil_w) cells each, 3x3 dense
+    Hp, Wp = geom.padded_hw
+    phase_rows, phase_cols = -(-Hp // geom.dil_h) - 2, -(-Wp // geom.dil_w) - 2
+    row_tiles = math.ceil(phase_cols / 2)
+    tiles = geom.dil_h * geom.dil_w * geom.N * math.ceil(phase_rows / 2) * row_tiles
     flops = 2.0 * 16 * tiles * geom.groups * K_g * C_g
     if native.enabled():  # compiled transforms, 16 GEMMs over the whole batch
         rate = gemm_rate(K_g, C_g, tiles, itemsize=b)
         planes = geom.N * (geom.C * geom.H * geom.W + geom.K * geom.P * geom.Q)
         transform_bytes = (16 * tiles * (geom.C + geom.K) + planes) * b
         # the transforms vectorise over a row of tiles: short rows run below the copy rate
-        row_tiles = math.ceil(geom.Q / 2 / geom.dil_w)
         efficiency = row_tiles / (row_tiles + 8.0)
         seconds = flops / rate + 2 * transform_bytes / (NATIVE_BYTES_PER_S * efficiency)
         if geom.dil_h > 1 or geom.dil_w > 1:  # (WG8) NumPy copies into and out of phases
-            Hp, Wp = geom.padded_hw
             phase_bytes = geom.N * (geom.C * Hp * Wp + geom.K * geom.P * geom.Q) * b
             seconds += 6 * phase_bytes / MEMORY_BYTES_PER_S
         return seconds + 16 * CALL_SECONDS
