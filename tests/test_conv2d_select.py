@@ -120,3 +120,16 @@ def test_cost_model_alone_without_the_cache_measures_nothing(
     monkeypatch.setattr(select, "_measure", fail)
     x = np.ones((1, 1, 5, 5))
     conv2d_forward(x, np.ones((1, 1, 3, 3)))
+
+
+def test_cost_model_knows_whether_the_compiled_kernels_run() -> None:
+    """CuPy arrays (or an install without the kernels) are costed as the NumPy code."""
+    from convprop._shapes import conv_geometry
+
+    g = conv_geometry("conv2d", (8, 256, 28, 28), (256, 1, 3, 3), None,
+                      stride=1, padding=1, dilation=1, groups=256)  # fmt: skip
+    numpy_only = select.estimate("depthwise", g, "forward", "float32", compiled=False)
+    assert numpy_only == select.estimate("direct", g, "forward", "float32", compiled=False)
+    assert select.estimate("depthwise", g, "forward", "float32", compiled=True) < numpy_only
+    im2col = [select.estimate("im2col", g, "data", "float32", compiled=c) for c in (True, False)]
+    assert im2col[0] < im2col[1]  # the compiled copy is faster

@@ -134,13 +134,15 @@ def resolve_algorithms(
             return lambda: algo.backward_weight(dy, x, geom, None)
 
         # the compiled kernels change the timings: measured choices are kept apart
-        backend = xp.__name__ + ("+kernels" if native.serves(w) else "")
+        compiled = native.serves(w)
+        backend = xp.__name__ + ("+kernels" if compiled else "")
         forward, data, weight = (
             conv2d_select.choose(
-                geom, pass_name, str(w.dtype), candidates, measure=measure, backend=backend
+                geom, pass_name, str(w.dtype), candidates, measure=measure, backend=backend,
+                compiled=compiled,
             )
             for pass_name in PASSES
-        )
+        )  # fmt: skip
         return (forward, data, weight)
     reason = ALGORITHMS[algorithm].decline(geom)
     if reason is not None:

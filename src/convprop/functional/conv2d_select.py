@@ -61,14 +61,14 @@ def _fft_seconds(transforms: float, length: int) -> float:
     return transforms * 2.5 * length * math.log2(max(length, 2)) / FFT_FLOPS_PER_S
 
 
-def _im2col(geom: ConvGeometry, pass_name: str, b: int) -> float:
+def _im2col(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
     RS, PQ = geom.R * geom.S, geom.P * geom.Q
     flops = 2.0 * geom.N * geom.K * C_g * RS * PQ
     pointwise = RS == 1 and geom.is_unit_stride_dense and geom.padded_hw == (geom.H, geom.W)
     cols_bytes = 0.0 if pointwise else geom.N * geom.C * RS * PQ * b
-    calls = geom.N * G + (0 if pointwise or native.enabled() else RS)
-    copy_rate = NATIVE_BYTES_PER_S if native.enabled() else MEMORY_BYTES_PER_S
+    calls = geom.N * G + (0 if pointwise or compiled else RS)
+    copy_rate = NATIVE_BYTES_PER_S if compiled else MEMORY_BYTES_PER_S
     if pass_name == "forward":
         rate = gemm_rate(K_g, PQ, C_g * RS, itemsize=b)
         return flops / rate + 2 * cols_bytes / copy_rate + calls * CALL_SECONDS
@@ -79,7 +79,7 @@ def _im2col(geom: ConvGeometry, pass_name: str, b: int) -> float:
     return flops / rate + 2 * cols_bytes / copy_rate + calls * CALL_SECONDS
 
 
-def _direct(geom: ConvGeometry, pass_name: str, b: int) -> float:
+def _direct(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     RS, PQ = geom.R * geom.S, geom.P * geom.Q
     if pass_name == "data":  # the full convolution of the stride-dilated dy
@@ -94,15 +94,15 @@ def _direct(geom: ConvGeometry, pass_name: str, b: int) -> float:
     return flops / rate + tap_bytes / MEMORY_BYTES_PER_S + RS * geom.N * CALL_SECONDS
 
 
-def _depthwise(geom: ConvGeometry, pass_name: str, b: int) -> float:
-    if not native.enabled():  # the direct algorithm's NumPy code runs instead
-        return _direct(geom, pass_name, b)
+def _depthwise(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    if not compiled:  # the direct algorithm's NumPy code runs instead
+        return _direct(geom, pass_name, b, compiled)
     macs = geom.N * geom.K * geom.R * geom.S * geom.P * geom.Q
     planes = geom.N * (geom.C + geom.K) * (geom.H * geom.W + geom.P * geom.Q) * b
     return 2.0 * macs / NATIVE_FLOPS_PER_S * (4.0 / b) + planes / NATIVE_BYTES_PER_S
 
 
-def _fft(geom: ConvGeometry, pass_name: str, b: int) -> float:
+def _fft(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
     Hp, Wp = geom.padded_hw
     length = Hp * Wp
@@ -121,7 +121,7 @@ def _fft(geom: ConvGeometry, pass_name: str, b: int) -> float:
     )
 
 
-def _winograd(geom: ConvGeometry, pass_name: str, b: int) -> float:
+def _winograd(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     # (WG8): dil_h·dil_w phases of ceil(Hp/dil_h) x ceil(Wp/dil_w) cells each, 3x3 dense
     Hp, Wp = geom.padded_hw
@@ -129,7 +129,7 @@ def _winograd(geom: ConvGeometry, pass_name: str, b: int) -> float:
     row_tiles = math.ceil(phase_cols / 2)
     tiles = geom.dil_h * geom.dil_w * geom.N * math.ceil(phase_rows / 2) * row_tiles
     flops = 2.0 * 16 * tiles * geom.groups * K_g * C_g
-    if native.enabled():  # compiled transforms, 16 GEMMs over the whole batch
+    if compiled:  # compiled transforms, 16 GEMMs over the whole batch
         rate = gemm_rate(K_g, C_g, tiles, itemsize=b)
         planes = geom.N * (geom.C * geom.H * geom.W + geom.K * geom.P * geom.Q)
         transform_bytes = (16 * tiles * (geom.C + geom.K) + planes) * b
@@ -146,7 +146,7 @@ def _winograd(geom: ConvGeometry, pass_name: str, b: int) -> float:
     return flops / rate + transform_bytes / MEMORY_BYTES_PER_S + 64 * CALL_SECONDS
 
 
-ESTIMATORS: dict[str, Callable[[ConvGeometry, str, int], float]] = {
+ESTIMATORS: dict[str, Callable[[ConvGeometry, str, int, bool], float]] = {
     "direct": _direct,
     "im2col": _im2col,
     "fft": _fft,
@@ -155,7 +155,9 @@ ESTIMATORS: dict[str, Callable[[ConvGeometry, str, int], float]] = {
 }
 
 
-def estimate(name: str, geom: ConvGeometry, pass_name: str, dtype: str) -> float:
+def estimate(
+    name: str, geom: ConvGeometry, pass_name: str, dtype: str, compiled: bool | None = None
+) -> float:
     """The cost model's seconds for one algorithm and pass.
 
     Examples
@@ -167,7 +169,9 @@ def estimate(name: str, geom: ConvGeometry, pass_name: str, dtype: str) -> float
     True
     """
     itemsize = 8 if dtype == "float64" else 4
-    return ESTIMATORS[name](geom, pass_name, itemsize)
+    if compiled is None:  # NumPy arrays on this install: the compiled kernels run if built
+        compiled = native.enabled()
+    return ESTIMATORS[name](geom, pass_name, itemsize, compiled)
 
 
 class TimingCache:
@@ -245,8 +249,12 @@ def choose(
     candidates: list[str],
     measure: Callable[[str, str], Callable[[], object]] | None = None,
     backend: str = "numpy",
+    compiled: bool | None = None,
 ) -> str:
     """Return the algorithm for one pass among ``candidates`` (those that accept the case).
+
+    ``compiled`` says whether the compiled CPU kernels will run (False for CuPy arrays);
+    None means: whenever they are built and enabled.
 
     With the timing cache enabled and a ``measure`` factory (name, pass -> a callable
     that runs that pass), unseen shapes are timed once; otherwise the cost model decides.
@@ -268,7 +276,7 @@ def choose(
         best = min(timings, key=lambda name: timings[name])
         _TIMINGS.put(key, best)
         return best
-    return min(candidates, key=lambda name: estimate(name, geom, pass_name, dtype))
+    return min(candidates, key=lambda name: estimate(name, geom, pass_name, dtype, compiled))
 
 
 def cache_state() -> dict[str, Any]:
