@@ -394,3 +394,17 @@ def test_misaligned_arrays_take_the_numpy_code() -> None:
     assert not x.flags.aligned and not native.serves(x)
     y, _ = max_pool2d_forward(x, 2)
     assert y.shape == (8, 2, 3, 3) and not y.any()
+
+
+def test_kernel_entry_points_refuse_geometries_they_cannot_compute() -> None:
+    kernels = native._kernels
+    with pytest.raises(ValueError, match="max_pool2d_forward: invalid pooling geometry"):
+        kernels.maxpool_forward(np.zeros(1), np.zeros(1), np.zeros(1, np.int32),
+                                (1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0), 0, 1)  # fmt: skip
+    # C=2, K=3: a depthwise layer's K must be a multiple of C
+    dw_geom = (1, 2, 4, 4, 3, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="depthwise_forward: K=3 is not a multiple of C=2"):
+        kernels.depthwise_forward(np.zeros(32), np.zeros(27), None, np.zeros(12), dw_geom, 0, 1)
+    strided = (1, 1, 5, 5, 1, 3, 3, 2, 2, 2, 2, 1, 1, 0, 0)  # stride 2
+    with pytest.raises(ValueError, match="winograd_input: needs a 3x3 kernel, stride 1, dilati"):
+        kernels.winograd_input(np.zeros(25), np.zeros(16), strided, 1, 1, 0, 1)

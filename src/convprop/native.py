@@ -155,36 +155,36 @@ def col2im(dcols: Any, geom: Any) -> Any:
     return dx
 
 
+def _depthwise(
+    kernel: Any, a: Any, b: Any, bias: Any, out_shape: tuple[int, ...], planes: int, geom: Any
+) -> Any:
+    """Run one depthwise kernel on inputs ``a``, ``b`` into a new ``out_shape`` array."""
+    a, b = _contiguous(a), _contiguous(b)
+    out = numpy.empty(out_shape, dtype=a.dtype)
+    work = geom.N * geom.K * geom.P * geom.Q * geom.R * geom.S
+    parallel(kernel, planes, work, a, b, bias, out, conv_geometry_tuple(geom))
+    return out
+
+
 def depthwise_forward(x: Any, w: Any, geom: Any, b: Any = None) -> Any:
     """(F1) with C/G = 1: x (N, C, H, W), w (K, 1, R, S), b (K,) or None -> y (N, K, P, Q);
     the bias is added as the outputs are written."""
-    x, w = _contiguous(x), _contiguous(w)
-    b = None if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
-    y = numpy.empty((geom.N, geom.K, geom.P, geom.Q), dtype=x.dtype)
-    g = conv_geometry_tuple(geom)
-    work = y.size * geom.R * geom.S
-    parallel(_kernels.depthwise_forward, geom.N * geom.K, work, x, w, b, y, g)
-    return y
+    bias = None if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
+    y_shape = (geom.N, geom.K, geom.P, geom.Q)
+    return _depthwise(_kernels.depthwise_forward, x, w, bias, y_shape, geom.N * geom.K, geom)
 
 
 def depthwise_backward_data(dy: Any, w: Any, geom: Any) -> Any:
     """(B3) with C/G = 1: dy (N, K, P, Q), w (K, 1, R, S) -> dx (N, C, H, W)."""
-    dy, w = _contiguous(dy), _contiguous(w)
-    dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=dy.dtype)
-    g = conv_geometry_tuple(geom)
-    work = dy.size * geom.R * geom.S
-    parallel(_kernels.depthwise_backward_data, geom.N * geom.C, work, dy, w, None, dx, g)
-    return dx
+    x_shape = (geom.N, geom.C, geom.H, geom.W)
+    kernel = _kernels.depthwise_backward_data
+    return _depthwise(kernel, dy, w, None, x_shape, geom.N * geom.C, geom)
 
 
 def depthwise_backward_weight(dy: Any, x: Any, geom: Any) -> Any:
     """(B2) with C/G = 1: dy (N, K, P, Q), x (N, C, H, W) -> dw (K, 1, R, S)."""
-    dy, x = _contiguous(dy), _contiguous(x)
-    dw = numpy.empty((geom.K, 1, geom.R, geom.S), dtype=dy.dtype)
-    g = conv_geometry_tuple(geom)
-    work = dy.size * geom.R * geom.S
-    parallel(_kernels.depthwise_backward_weight, geom.K, work, dy, x, None, dw, g)
-    return dw
+    w_shape = (geom.K, 1, geom.R, geom.S)
+    return _depthwise(_kernels.depthwise_backward_weight, dy, x, None, w_shape, geom.K, geom)
 
 
 def add_bias(y: Any, b: Any) -> None:
@@ -211,44 +211,43 @@ def _tiles(geom: Any) -> tuple[int, int]:
     return (geom.P + 1) // 2, (geom.Q + 1) // 2
 
 
+def _tile_transform(kernel: Any, a: Any, out_shape: tuple[int, ...], planes: int, geom: Any) -> Any:
+    """Run one Winograd transform kernel over ``planes`` planes into a new array."""
+    a = _contiguous(a)
+    out = numpy.empty(out_shape, dtype=a.dtype)
+    Th, Tw = _tiles(geom)
+    parallel(kernel, planes, max(a.size, out.size), a, out, conv_geometry_tuple(geom), Th, Tw)
+    return out
+
+
+def _tiled(channels: int, geom: Any) -> tuple[int, int, int]:
+    """The transformed layout (16, channels, N·T)."""
+    Th, Tw = _tiles(geom)
+    return (16, channels, geom.N * Th * Tw)
+
+
 def winograd_input(x: Any, geom: Any) -> Any:
     """(WG2): x (N, C, H, W) -> V (16, C, N·T), T = ceil(P/2)·ceil(Q/2) tiles per image."""
-    x = _contiguous(x)
-    Th, Tw = _tiles(geom)
-    V = numpy.empty((16, geom.C, geom.N * Th * Tw), dtype=x.dtype)
-    g = conv_geometry_tuple(geom)
-    parallel(_kernels.winograd_input, geom.N * geom.C, V.size, x, V, g, Th, Tw)
-    return V
+    V_shape = _tiled(geom.C, geom)
+    return _tile_transform(_kernels.winograd_input, x, V_shape, geom.N * geom.C, geom)
 
 
 def winograd_output(M: Any, geom: Any) -> Any:
     """(WG4): M (16, K, N·T) -> y (N, K, P, Q)."""
-    M = _contiguous(M)
-    Th, Tw = _tiles(geom)
-    y = numpy.empty((geom.N, geom.K, geom.P, geom.Q), dtype=M.dtype)
-    g = conv_geometry_tuple(geom)
-    parallel(_kernels.winograd_output, geom.N * geom.K, M.size, M, y, g, Th, Tw)
-    return y
+    y_shape = (geom.N, geom.K, geom.P, geom.Q)
+    return _tile_transform(_kernels.winograd_output, M, y_shape, geom.N * geom.K, geom)
 
 
 def winograd_dy(dy: Any, geom: Any) -> Any:
     """(WG5): dy (N, K, P, Q) -> Z (16, K, N·T), dy zero-extended to whole tiles."""
-    dy = _contiguous(dy)
-    Th, Tw = _tiles(geom)
-    Z = numpy.empty((16, geom.K, geom.N * Th * Tw), dtype=dy.dtype)
-    g = conv_geometry_tuple(geom)
-    parallel(_kernels.winograd_dy, geom.N * geom.K, Z.size, dy, Z, g, Th, Tw)
-    return Z
+    Z_shape = _tiled(geom.K, geom)
+    return _tile_transform(_kernels.winograd_dy, dy, Z_shape, geom.N * geom.K, geom)
 
 
 def winograd_dx(M_bar: Any, geom: Any) -> Any:
     """(WG6): M̄ (16, C, N·T) -> dx (N, C, H, W), overlapping tiles added."""
-    M_bar = _contiguous(M_bar)
-    Th, Tw = _tiles(geom)
-    dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=M_bar.dtype)
-    g = conv_geometry_tuple(geom)
-    parallel(_kernels.winograd_dx, geom.N * geom.C, M_bar.size, M_bar, dx, g, Th, Tw)
-    return dx
+    x_shape = (geom.N, geom.C, geom.H, geom.W)
+    return _tile_transform(_kernels.winograd_dx, M_bar, x_shape, geom.N * geom.C, geom)
 
 
 # ------------------------------------------------- layout changes of the FFT algorithm

@@ -228,21 +228,21 @@ def conv2d_forward(
         groups=groups,
     )
     algorithms = resolve_algorithms(op, algorithm, geom, w)
-    has_bias = b is not None
     forward_algo = ALGORITHMS[algorithms[0]]
-    if has_bias and getattr(forward_algo, "FUSES_BIAS", False):
-        y, saved = forward_algo.forward(x, w, geom, b)  # type: ignore[call-arg]  # (F1), bias too
-        y = xp.ascontiguousarray(y, dtype=x.dtype)
+    fused = b is not None and getattr(forward_algo, "FUSES_BIAS", False)
+    if fused:  # the algorithm adds the bias as it writes y
+        y, saved = forward_algo.forward(x, w, geom, b)  # type: ignore[call-arg]  # (F1)
     else:
         y, saved = forward_algo.forward(x, w, geom)  # (F1) -> (N, K, P, Q)
-        y = xp.ascontiguousarray(y, dtype=x.dtype)
-        if b is not None and native.serves(y, b):
+    y = xp.ascontiguousarray(y, dtype=x.dtype)
+    if b is not None and not fused:
+        if native.serves(y, b):
             native.add_bias(y, b)  # (F1) the bias term, compiled
-        elif b is not None:
+        else:
             y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
     if algorithms[2] != algorithms[0]:
         saved = None  # another algorithm computes dw: nothing to reuse
-    cache = Conv2dCache(x, w, has_bias, geom, algorithms, saved)
+    cache = Conv2dCache(x, w, b is not None, geom, algorithms, saved)
     return y, cache
 
 

@@ -127,6 +127,21 @@ def _axis_dft_on(
     )
 
 
+def _mirror_weights(xp: ModuleType, Lw: int, dtype: str) -> Array:
+    """(Lw//2 + 1,): c_v of (T6), 2 for a half-spectrum bin that also stands for its mirror
+    Lw - v, 1 for v = 0 and (Lw even) the Nyquist bin v = Lw/2."""
+    c = xp.full(Lw // 2 + 1, 2.0, dtype=dtype)
+    c[0] = 1.0
+    if Lw % 2 == 0:
+        c[-1] = 1.0
+    return c
+
+
+def _small(geom: ConvGeometry, lengths: Lengths) -> bool:
+    """Whether (T7), (T8) compute the transforms: one group, lengths up to SMALL_DFT."""
+    return geom.groups == 1 and max(lengths) <= SMALL_DFT
+
+
 def _small_spectrum(
     planes: Array, lengths: Lengths, start: tuple[int, int], step: tuple[int, int]
 ) -> Array:
@@ -163,8 +178,7 @@ def _small_inverse(
     Lh, Lw = lengths
     h, w = shape
     Wb, M = Lw // 2 + 1, spec.shape[1]
-    real = spec.real.dtype
-    dtype = str(real)
+    dtype = str(spec.real.dtype)
     Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h): cos, -sin
     Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
     Y = spec.reshape(Lh, Wb * M)
@@ -173,10 +187,7 @@ def _small_inverse(
     Z_re = (Ch.T @ Y_re + Sh.T @ Y_im).reshape(h, Wb, M)  # (T8)
     Z_im = (Ch.T @ Y_im - Sh.T @ Y_re).reshape(h, Wb, M)
     # along the columns, the real part of Z·c_v·e^{+2πi v·col/Lw}/(Lh·Lw) (T6's weights)
-    c = xp.full((Wb, 1), 2.0, dtype=real)
-    c[0] = 1.0
-    if Lw % 2 == 0:
-        c[-1] = 1.0  # the Nyquist bin has no mirror
+    c = _mirror_weights(xp, Lw, dtype)[:, None]  # (Wb, 1)
     E_re, E_im = (c * Cw / (Lh * Lw)).T, (c * Sw / (Lh * Lw)).T  # (w, Wb); Sw = -sin
     out = E_re @ Z_re + E_im @ Z_im  # (T8) (h, w, M): Re(Z·E) = Z_re·cos - Z_im·sin
     if native.serves(out):
@@ -188,7 +199,7 @@ def _x_spectrum(x: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     """x_pad^ (F, G, N, C/G): x placed at the padding offset in a zero (Lh, Lw, G, N, C/G)."""
     xp = get_xp(x)
     G = geom.groups
-    if G == 1 and max(lengths) <= SMALL_DFT:
+    if _small(geom, lengths):
         planes = x.reshape(geom.N * geom.C, geom.H, geom.W)
         spec = _small_spectrum(planes, lengths, (geom.pad_top, geom.pad_left), (1, 1))  # (T7)
         return spec.reshape(-1, 1, geom.N, geom.C)
@@ -209,7 +220,7 @@ def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     """dy_up^ (F, G, N, K/G): dy at every stride-th position of a zero (Lh, Lw, G, N, K/G)."""
     xp = get_xp(dy)
     G = geom.groups
-    if G == 1 and max(lengths) <= SMALL_DFT:
+    if _small(geom, lengths):
         planes = dy.reshape(geom.N * geom.K, geom.P, geom.Q)
         steps = (geom.stride_h, geom.stride_w)
         spec = _small_spectrum(planes, lengths, (0, 0), steps)  # (T7) zero-upsampled dy
@@ -227,40 +238,19 @@ def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     return _spectrum(spatial)
 
 
-def _tap_dft(
-    xp: ModuleType, lengths: Lengths, geom_taps: tuple[int, int, int, int], sign: int
-) -> Any:
-    """See :func:`_tap_dft_on`; cached per array module and device."""
-    return _tap_dft_on(xp, _device(xp), lengths, geom_taps, sign)
-
-
-@functools.lru_cache(maxsize=64)
-def _tap_dft_on(
-    xp: ModuleType,
-    device: int,
-    lengths: Lengths,
-    geom_taps: tuple[int, int, int, int],
-    sign: int,
-) -> Any:
-    """(F, R·S) complex128: exp(sign·2πi (u·r·dil_h/Lh + v·s·dil_w/Lw)) for the F bins
-    (u, v) of the half spectrum and the R·S taps (r, s) of the dilated kernel; for the
-    inverse (sign +1) each bin is weighted by c_v / (Lh·Lw) as in (T6)."""
-    R, S, dil_h, dil_w = geom_taps
+def _tap_dft(xp: ModuleType, lengths: Lengths, taps: tuple[int, int, int, int], sign: int) -> Any:
+    """(F, R·S) complex128: exp(sign·2πi (u·r·dil_h/Lh + v·s·dil_w/Lw)) for the F bins (u, v)
+    of the half spectrum and the R·S taps (r, s) of the dilated kernel, the outer product of
+    the two axes' DFT matrices; for the inverse (sign +1) each bin carries c_v / (Lh·Lw) (T6)."""
+    R, S, dil_h, dil_w = taps
     Lh, Lw = lengths
-    u = xp.arange(Lh)[:, None, None, None]
-    v = xp.arange(Lw // 2 + 1)[None, :, None, None]
-    r = xp.arange(R)[None, None, :, None] * dil_h
-    s = xp.arange(S)[None, None, None, :] * dil_w
-    # integer products reduced mod L first keep the phase exact for long transforms
-    phase = (u * r % Lh) / Lh + (v * s % Lw) / Lw
-    D = xp.exp(sign * 2j * math.pi * phase)  # (Lh, Lw//2+1, R, S)
+    Ch, Sh = _axis_dft(xp, Lh, R, 0, dil_h, False, "float64")  # (Lh, R): cos, -sin
+    Cw, Sw = _axis_dft(xp, Lw, S, 0, dil_w, True, "float64")  # (Wb, S)
+    F_h, F_w = Ch + 1j * Sh, Cw + 1j * Sw  # exp(-2πi ...) along each axis
     if sign > 0:
-        c = xp.full(Lw // 2 + 1, 2.0)
-        c[0] = 1.0
-        if Lw % 2 == 0:
-            c[-1] = 1.0  # the Nyquist bin has no mirror
-        D = D * (c / (Lh * Lw))[None, :, None, None]  # (T6)
-    return D.reshape(Lh * (Lw // 2 + 1), R * S)
+        F_h = F_h.conj()
+        F_w = F_w.conj() * (_mirror_weights(xp, Lw, "float64") / (Lh * Lw))[:, None]  # (T6)
+    return (F_h[:, None, :, None] * F_w[None, :, None, :]).reshape(-1, R * S)
 
 
 def _w_spectrum(w: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
@@ -281,7 +271,7 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     w_hat = _w_spectrum(w, geom, lengths)  # (F, G, K/G, C/G)
     # sum over c of x^[n,g,c] * conj(w^[g,k,c]): (F, G, N, C/G) @ (F, G, C/G, K/G)
     y_hat = x_hat @ xp.conj(w_hat).transpose(0, 1, 3, 2)  # (T2)
-    if geom.groups == 1 and max(lengths) <= SMALL_DFT:
+    if _small(geom, lengths):
         steps = (geom.stride_h, geom.stride_w)
         shape = (geom.P, geom.Q)
         y = _small_inverse(y_hat.reshape(y_hat.shape[0], -1), lengths, shape, (0, 0), steps)
@@ -302,7 +292,7 @@ def _dx_from(dy_hat: Array, w_hat: Array, geom: ConvGeometry, lengths: Lengths) 
     xp = get_xp(dy_hat)
     dx_hat = dy_hat @ w_hat  # (T3) (F, G, N, K/G) @ (F, G, K/G, C/G)
     start = (geom.pad_top, geom.pad_left)
-    if geom.groups == 1 and max(lengths) <= SMALL_DFT:
+    if _small(geom, lengths):
         spec = dx_hat.reshape(dx_hat.shape[0], -1)
         dx = _small_inverse(spec, lengths, (geom.H, geom.W), start, (1, 1))  # (T3), (T8)
         dx = dx.reshape(geom.x_shape)
