@@ -194,17 +194,22 @@ static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch,
                     if (p + 1 < g->P)
                         memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
                 }
-                /* (DW3) row by row over the Q real outputs of each wide row: the scratch
-                 * columns are never multiplied, so an inf or NaN of x that no tap reads
-                 * cannot leak in as 0 * inf */
+                /* (DW3). The scratch columns of dyw are 0, so one long loop over the wide
+                 * plane is exact when x is finite; if x holds an inf or NaN, a scratch
+                 * column could turn it into 0 * inf = NaN although no tap reads it, so the
+                 * sums then run row by row over the Q real columns only. */
+                T probe = 0; /* x - x: 0 for finite x, NaN for inf and NaN */
+#pragma omp simd reduction(+ : probe)
+                for (Py_ssize_t i = 0; i < Hr * Wr; ++i) probe += xr[i] - xr[i];
+                const Py_ssize_t run = probe == 0 ? L : g->Q, step = probe == 0 ? L : Wr;
                 Py_ssize_t t = 0;
                 for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
                     const T *a = xr + offs[t], *b = xr + offs[t + 1];
                     const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
                     T ta = 0, tb = 0, tc = 0, td = 0;
-                    for (Py_ssize_t i0 = 0; i0 < L; i0 += Wr) {
+                    for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
 #pragma omp simd reduction(+ : ta, tb, tc, td)
-                        for (Py_ssize_t i = i0; i < i0 + g->Q; ++i) {
+                        for (Py_ssize_t i = i0; i < i0 + run; ++i) {
                             ta += dyw[i] * a[i]; /* (DW3) */
                             tb += dyw[i] * b[i];
                             tc += dyw[i] * c[i];
@@ -216,9 +221,9 @@ static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch,
                 for (; t < RS; ++t) {
                     const T *src = xr + offs[t];
                     T total = 0;
-                    for (Py_ssize_t i0 = 0; i0 < L; i0 += Wr) {
+                    for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
 #pragma omp simd reduction(+ : total)
-                        for (Py_ssize_t i = i0; i < i0 + g->Q; ++i) total += dyw[i] * src[i];
+                        for (Py_ssize_t i = i0; i < i0 + run; ++i) total += dyw[i] * src[i];
                     }
                     sums[t] += total; /* (DW3) */
                 }
