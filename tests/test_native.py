@@ -25,6 +25,8 @@ from convprop.functional import (
     conv2d_im2col,
     max_pool2d_backward,
     max_pool2d_forward,
+    relu_backward,
+    relu_forward,
 )
 from reference import CASES, ConvCase, assert_close, random_inputs
 from test_conv2d_reference import expected
@@ -200,6 +202,46 @@ def test_max_pool_backward_refuses_an_argmax_outside_the_window() -> None:
     cache.argmax[0, 1, 1, 0] = 7  # taps of a 2x2 window are 0..3
     with pytest.raises(ValueError, match="1 arg-max entries point outside their windows"):
         max_pool2d_backward(np.ones((1, 2, 2, 2)), cache)
+
+
+# ------------------------------------------------------------------------- activations
+
+SPECIAL = [0.0, -0.0, 1.5, -2.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3e38]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(0,), (), (7,), (3, 5, 4, 7), (64, 32, 28, 28)])
+def test_relu_kernels_equal_the_numpy_code_bit_for_bit_A1_A3(
+    shape: tuple[int, ...], dtype: str
+) -> None:
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    if x.size >= len(SPECIAL):  # every special value meets every kind of dy
+        x.flat[: len(SPECIAL) ** 2] = np.repeat(SPECIAL, len(SPECIAL))[: x.size]
+        dy.flat[: len(SPECIAL) ** 2] = np.tile(SPECIAL, len(SPECIAL))[: x.size]
+    with native.disabled(), np.errstate(invalid="ignore"):  # inf * 0 is NaN, as intended
+        y_numpy, cache = relu_forward(x)
+        dx_numpy = relu_backward(dy, cache)
+    y, cache = relu_forward(x)
+    dx = relu_backward(dy, cache)
+    assert y.shape == dx.shape == shape and y.dtype == dx.dtype == dtype
+    # the same bits: NaN stays NaN, max(-0, 0) is +0, dy * 0 keeps its sign and NaN
+    np.testing.assert_array_equal(y.view(f"u{y.itemsize}"), y_numpy.view(f"u{y.itemsize}"))
+    np.testing.assert_array_equal(dx.view(f"u{dx.itemsize}"), dx_numpy.view(f"u{dx.itemsize}"))
+
+
+def test_relu_kernels_read_strided_views_and_refuse_mismatches() -> None:
+    x = np.random.default_rng(15).standard_normal((6, 10))
+    view = x[:, ::2]  # not contiguous: copied first
+    np.testing.assert_array_equal(relu_forward(view)[0], np.maximum(view, 0))
+    kernels = native._kernels
+    with pytest.raises(ValueError, match="relu_forward: y holds 3 elements; the geometry needs 4"):
+        kernels.relu_forward(np.zeros(4), np.zeros(3), 0, 4)
+    with pytest.raises(TypeError, match="relu_backward: x has the wrong element type"):
+        kernels.relu_backward(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), 0, 4)
+    with pytest.raises(ValueError, match=r"relu_backward: range \[0, 5\) outside \[0, 4\)"):
+        kernels.relu_backward(np.zeros(4), np.zeros(4), np.zeros(4), 0, 5)
 
 
 # ------------------------------------------------------------------------ threads, checks

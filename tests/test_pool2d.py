@@ -75,6 +75,9 @@ CASES = [
     PoolCase("stride-above-kernel", (1, 2, 7, 7), (2, 2), (3, 3), (0, 0), False),
     PoolCase("1x1-stride2", (1, 2, 3, 3), (1, 1), (2, 2), (0, 0), False),
     PoolCase("remainder-rows", (1, 1, 7, 5), (3, 3), (2, 2), (0, 0), False),
+    # the compiled 2x2 / stride 2 path over rows long enough for vector loops, odd sizes
+    PoolCase("2x2-stride2-wide-odd", (2, 3, 9, 21), (2, 2), (2, 2), (0, 0), False),
+    PoolCase("2x2-stride2-wide-ceil", (1, 2, 7, 19), (2, 2), (2, 2), (0, 0), True),
 ]
 CASE_IDS = [case.name for case in CASES]
 

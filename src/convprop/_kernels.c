@@ -50,6 +50,7 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #define FN(name) CAT(name, SFX)
 
 #define T float
+#define BITS uint32_t
 #define SFX f32
 #include "_kernels_im2col.h"
 #include "_kernels_depthwise.h"
@@ -57,10 +58,13 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_winograd.h"
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
+#include "_kernels_elementwise.h"
 #undef T
+#undef BITS
 #undef SFX
 
 #define T double
+#define BITS uint64_t
 #define SFX f64
 #include "_kernels_im2col.h"
 #include "_kernels_depthwise.h"
@@ -68,7 +72,9 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_winograd.h"
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
+#include "_kernels_elementwise.h"
 #undef T
+#undef BITS
 #undef SFX
 
 /* ------------------------------------------------------------------ argument checking */
@@ -611,6 +617,60 @@ static PyObject *py_planes_to_spatial(PyObject *self, PyObject *args)
     return permute(args, 0, "planes_to_spatial");
 }
 
+/* relu_forward(x, y, lo, hi) and relu_backward(dy, x, dx, lo, hi): (A1)-(A3) over the
+ * elements [lo, hi) of same-sized flat arrays. */
+static PyObject *py_relu_forward(PyObject *self, PyObject *args)
+{
+    PyObject *xo, *yo;
+    Py_ssize_t lo, hi;
+    Py_buffer v[2];
+    const char *op = "relu_forward";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOnn", &xo, &yo, &lo, &hi)) return NULL;
+    int kind = float_kind(xo, op);
+    if (!kind) return NULL;
+    if (PyObject_GetBuffer(xo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
+    const Py_ssize_t count = v[0].len / v[0].itemsize;
+    if (check_range(lo, hi, count, op) || get_array(yo, &v[1], 1, kind, count, op, "y")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) relu_forward_f32(v[0].buf, v[1].buf, lo, hi);
+    else relu_forward_f64(v[0].buf, v[1].buf, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_relu_backward(PyObject *self, PyObject *args)
+{
+    PyObject *dyo, *xo, *dxo;
+    Py_ssize_t lo, hi;
+    Py_buffer v[3];
+    const char *op = "relu_backward";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOnn", &dyo, &xo, &dxo, &lo, &hi)) return NULL;
+    int kind = float_kind(dyo, op);
+    if (!kind) return NULL;
+    if (PyObject_GetBuffer(dyo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
+    const Py_ssize_t count = v[0].len / v[0].itemsize;
+    if (check_range(lo, hi, count, op) || get_array(xo, &v[1], 0, kind, count, op, "x")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    if (get_array(dxo, &v[2], 1, kind, count, op, "dx")) {
+        RELEASE_ALL(v, 2);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) relu_backward_f32(v[0].buf, v[1].buf, v[2].buf, lo, hi);
+    else relu_backward_f64(v[0].buf, v[1].buf, v[2].buf, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, 3);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"im2col", py_im2col, METH_VARARGS, "im2col(x, cols, geom, lo, hi): (I1) for planes [lo, hi)."},
     {"col2im", py_col2im, METH_VARARGS, "col2im(dcols, dx, geom, lo, hi): (I5) for planes [lo, hi)."},
@@ -638,6 +698,9 @@ static PyMethodDef methods[] = {
      "spatial_to_planes(src, dst, layout, lo, hi): (Lh, Lw, M) -> (M, rows, cols)."},
     {"planes_to_spatial", py_planes_to_spatial, METH_VARARGS,
      "planes_to_spatial(src, dst, layout, lo, hi): (M, rows, cols) -> (Lh, Lw, M)."},
+    {"relu_forward", py_relu_forward, METH_VARARGS, "relu_forward(x, y, lo, hi): (A2)."},
+    {"relu_backward", py_relu_backward, METH_VARARGS,
+     "relu_backward(dy, x, dx, lo, hi): (A1), (A3)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,6 +22,39 @@ static inline void FN(max_update)(T *best, int32_t *tap, const T *src, Py_ssize_
     }
 }
 
+/* `wins ? v : keep` through the bits (BITS is the unsigned integer of T's size): a branch
+ * would be mispredicted half the time on real data. */
+static inline T FN(select)(int wins, T v, T keep)
+{
+    BITS bv, bk;
+    memcpy(&bv, &v, sizeof v);
+    memcpy(&bk, &keep, sizeof keep);
+    const BITS mask = (BITS)0 - (BITS)wins;
+    bv = (bv & mask) | (bk & ~mask);
+    memcpy(&v, &bv, sizeof v);
+    return v;
+}
+
+/* (MP1), (MP2) for a 2x2 window with stride 2 whose four cells are inside x, output
+ * columns [0, n): the same comparisons as four max_update calls in tap order 0, 1, 2, 3
+ * (best starts at -inf, tap at 0), without a branch. */
+static inline void FN(max_2x2)(const T *top, Py_ssize_t W, T *best, int32_t *tap, Py_ssize_t n)
+{
+    const T *bottom = top + W;
+    for (Py_ssize_t q = 0; q < n; ++q) {
+        const T v[4] = {top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]};
+        T m = v[0]; /* tap 0 against -inf: v[0] wins, or v[0] is -inf itself */
+        int32_t t = 0;
+        for (int32_t k = 1; k < 4; ++k) {
+            const int wins = (v[k] > m) | (v[k] != v[k]); /* (MP1) strictly greater, or NaN */
+            m = FN(select)(wins, v[k], m);
+            t += (k - t) & -(int32_t)wins; /* (MP2) */
+        }
+        best[q] = m;
+        tap[q] = t;
+    }
+}
+
 /* (MP1), (MP2) over planes (n, c): y = the window maximum over its real cells (padding and
  * the ceil_mode overhang hold -inf and never win), argmax = the tap t = r*S + s of the
  * FIRST maximum in row-major order; a NaN always wins, so the last NaN of a window is
@@ -38,18 +71,26 @@ static void FN(maxpool_forward)(const T *x, T *y, int32_t *argmax, const PoolGeo
             const Py_ssize_t top = p * g->sh - g->ph;
             const Py_ssize_t r0 = top < 0 ? -top : 0;
             const Py_ssize_t r1 = top + g->R > g->H ? g->H - top : g->R;
-            for (Py_ssize_t q = 0; q < g->Q; ++q) {
+            /* the usual 2x2 / stride 2 window, wholly inside x: its four taps in one pass */
+            Py_ssize_t done = 0; /* output columns [0, done) are finished */
+            if (g->R == 2 && g->S == 2 && g->sw == 2 && g->pw == 0 && r0 == 0 && r1 == 2) {
+                done = g->Q < g->W / 2 ? g->Q : g->W / 2;
+                FN(max_2x2)(xc + top * g->W, g->W, best, tap, done);
+                if (done == g->Q) continue;
+            }
+            for (Py_ssize_t q = done; q < g->Q; ++q) {
                 const Py_ssize_t s0 = g->pw - q * g->sw;
                 best[q] = (T)-INFINITY;
                 tap[q] = (int32_t)(r0 * g->S + (s0 > 0 ? s0 : 0)); /* (MP2) all -inf */
             }
-            /* the whole output row at once, tap by tap in row-major order */
+            /* the rest of the output row at once, tap by tap in row-major order */
             for (Py_ssize_t r = r0; r < r1; ++r) {
                 const T *row = xc + (top + r) * g->W;
                 for (Py_ssize_t s = 0; s < g->S; ++s) {
                     Py_ssize_t q0, q1;
                     const Py_ssize_t left = s - g->pw;
                     valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                    if (q0 < done) q0 = done < q1 ? done : q1;
                     const int32_t t = (int32_t)(r * g->S + s);
                     const T *src = row + left;
                     if (g->sw == 2) /* the usual 2x2 / stride 2 pool: a constant stride */
@@ -69,13 +110,25 @@ static Py_ssize_t FN(maxpool_backward)(const T *dy, const int32_t *argmax, T *dx
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
     Py_ssize_t invalid = 0; /* arg-max entries that point outside x: refused, counted */
+    const int pairs = g->R == 2 && g->S == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 &&
+                      g->pw == 0;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         T *dxc = dx + plane * HW;
         const T *dyc = dy + plane * PQ;
         const int32_t *ac = argmax + plane * PQ;
         memset(dxc, 0, (size_t)HW * sizeof(T));
         for (Py_ssize_t p = 0; p < g->P; ++p) {
-            for (Py_ssize_t q = 0; q < g->Q; ++q) {
+            Py_ssize_t q = 0;
+            if (pairs && 2 * p + 1 < g->H) /* 2x2 / stride 2 windows inside x: no division */
+                for (; q < g->Q && 2 * q + 1 < g->W; ++q) {
+                    const int32_t t = ac[p * g->Q + q];
+                    if (t < 0 || t > 3) {
+                        ++invalid;
+                        continue;
+                    }
+                    dxc[(2 * p + (t >> 1)) * g->W + 2 * q + (t & 1)] += dyc[p * g->Q + q]; /* (MP3) */
+                }
+            for (; q < g->Q; ++q) {
                 const int32_t t = ac[p * g->Q + q];
                 const Py_ssize_t h = p * g->sh - g->ph + t / g->S;
                 const Py_ssize_t w = q * g->sw - g->pw + t % g->S;

@@ -204,6 +204,25 @@ def bias_grad(dy: Any) -> Any:
     return db
 
 
+# ------------------------------------------------------------------------- activations
+
+
+def relu_forward(x: Any) -> Any:
+    """(A2): y = max(x, 0) element by element, as NumPy's maximum (NaN kept, -0 -> +0)."""
+    x = _contiguous(x).reshape(x.shape)  # ascontiguousarray makes a 0-d array 1-d
+    y = numpy.empty_like(x)
+    parallel(_kernels.relu_forward, x.size, 2 * x.size, x, y)
+    return y
+
+
+def relu_backward(dy: Any, x: Any) -> Any:
+    """(A1), (A3): dx = dy * (x > 0), the same bits as NumPy's product with the booleans."""
+    dy, x = _contiguous(dy).reshape(dy.shape), _contiguous(x)
+    dx = numpy.empty_like(dy)
+    parallel(_kernels.relu_backward, dy.size, 3 * dy.size, dy, x, dx)
+    return dx
+
+
 # ------------------------------------------------------- Winograd F(2x2, 3x3) transforms
 
 
