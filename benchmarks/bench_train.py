@@ -2,7 +2,9 @@
 
 Both start from the same weights, see the same batches in the same order (batch size 64,
 Adam, lr 1e-3) and use the same number of threads; the script prints seconds per epoch
-(data loading included, evaluation excluded) and the ratio convprop / PyTorch.
+(data loading included, evaluation excluded) and the ratio convprop / PyTorch. The two
+epochs run interleaved, 25 batches at a time, so that the machine's changing load falls
+on both alike.
 
     python benchmarks/bench_train.py                  # Fashion-MNIST, one full epoch each
     python benchmarks/bench_train.py --batches 100    # the first 100 batches only
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy
 import torch
@@ -46,6 +50,19 @@ def torch_lenet(model: object, side: int, num_classes: int) -> torch.nn.Sequenti
     return net
 
 
+BLOCK = 25
+"""Batches each library runs before the other takes its turn."""
+
+
+def _timed(step: Callable[[Any, Any], None], batches: Iterator[Any], count: int) -> float:
+    """Seconds to draw ``count`` batches (data loading included) and train on each."""
+    start = time.perf_counter()
+    for _ in range(count):
+        x, labels = next(batches)
+        step(x, labels)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
@@ -63,25 +80,27 @@ def main() -> None:
     total = len(loader) if args.batches is None else min(args.batches, len(loader))
 
     optimizer, loss_fn = Adam(model.parameters(), 1e-3), CrossEntropyLoss()
-    start = time.perf_counter()
-    for step, (x, labels) in enumerate(loader.iter_epoch(1)):
-        if step == total:
-            break
-        train_step(model, loss_fn, optimizer, x, labels)
-    ours = time.perf_counter() - start
-
     torch_optimizer = torch.optim.Adam(reference.parameters(), 1e-3)
-    start = time.perf_counter()
-    for step, (x, labels) in enumerate(loader.iter_epoch(1)):
-        if step == total:
-            break
+
+    def ours_step(x: numpy.ndarray, labels: numpy.ndarray) -> None:
+        train_step(model, loss_fn, optimizer, x, labels)
+
+    def torch_step(x: numpy.ndarray, labels: numpy.ndarray) -> None:
         torch_optimizer.zero_grad()
         loss = torch.nn.functional.cross_entropy(
             reference(torch.from_numpy(x)), torch.from_numpy(labels)
         )
         loss.backward()
         torch_optimizer.step()
-    theirs = time.perf_counter() - start
+
+    # The two epochs run interleaved, BLOCK batches at a time, so that a change in the
+    # machine's load during the run falls on both libraries alike.
+    ours = theirs = 0.0
+    batches = {"ours": loader.iter_epoch(1), "torch": loader.iter_epoch(1)}
+    for first in range(0, total, BLOCK):
+        count = min(BLOCK, total - first)
+        ours += _timed(ours_step, batches["ours"], count)
+        theirs += _timed(torch_step, batches["torch"], count)
 
     info = machine_info(args.threads)
     print(f"machine: {info['cpu']}, {info['cores']} cores, threads {args.threads}; "
