@@ -10,7 +10,9 @@ tests/test_pool2d.py, with any number of threads; and its argument checks are ch
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +30,8 @@ from convprop.functional import (
     relu_backward,
     relu_forward,
 )
+from convprop.nn import Parameter
+from convprop.optim import Adam, AdamW
 from reference import CASES, ConvCase, assert_close, random_inputs
 from test_conv2d_reference import expected
 from test_pool2d import CASES as POOL_CASES
@@ -242,6 +246,63 @@ def test_relu_kernels_read_strided_views_and_refuse_mismatches() -> None:
         kernels.relu_backward(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), 0, 4)
     with pytest.raises(ValueError, match=r"relu_backward: range \[0, 5\) outside \[0, 4\)"):
         kernels.relu_backward(np.zeros(4), np.zeros(4), np.zeros(4), 0, 5)
+
+
+# ------------------------------------------------------------------------ optimisers
+
+
+def _adam_run(cls: type[Adam], options: dict[str, Any], dtype: str, compiled: bool) -> list[Any]:
+    """Five steps of cls on two parameters with fresh gradients; p and state after each."""
+    rng = np.random.default_rng(16)
+    params = [Parameter(rng.standard_normal(shape).astype(dtype)) for shape in ((40, 3), (7,))]
+    optimizer = cls(params, **options)
+    trace = []
+    for step in range(5):
+        for p in params:
+            p.grad[...] = rng.standard_normal(p.data.shape) * 10.0 ** (step - 2)
+        with contextlib.ExitStack() as stack:
+            if not compiled:
+                stack.enter_context(native.disabled())
+            optimizer.step()
+        trace.append([p.data.copy() for p in params])
+        state = optimizer.state_dict()
+        trace.append([state[k] for k in sorted(state) if k.startswith("state.")])
+    return trace
+
+
+ADAM_OPTIONS = [
+    {"lr": 1e-3},
+    {"lr": 0.1, "betas": (0.5, 0.9), "eps": 1e-3},  # (ADAM4)'s other lerp form
+    {"lr": 1e-2, "weight_decay": 0.1},
+    {"lr": 1e-2, "amsgrad": True, "maximize": True},
+    {"lr": 1e-2, "weight_decay": 0.3, "amsgrad": True},
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cls", [Adam, AdamW], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("options", ADAM_OPTIONS, ids=str)
+def test_adam_kernel_gives_the_numpy_code_bits_ADAM2_ADAM7(
+    options: dict[str, Any], cls: type[Adam], dtype: str
+) -> None:
+    compiled = _adam_run(cls, options, dtype, compiled=True)
+    numpy_code = _adam_run(cls, options, dtype, compiled=False)
+    for ours, theirs in zip(compiled, numpy_code, strict=True):
+        for a, b in zip(ours, theirs, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)  # same operations, same order: same bits
+
+
+def test_adam_kernel_refuses_mismatched_buffers() -> None:
+    kernels = native._kernels
+    scalars = (1.0, 0.0, 0.1, 0.999, 0.001, 1.0, 1e-8, 1e-3, False, False, False)
+    z = np.zeros(4)
+    with pytest.raises(ValueError, match="adam_step: m holds 3 elements; the geometry needs 4"):
+        kernels.adam_step(z, z, np.zeros(3), z, None, scalars, 0, 4)
+    with pytest.raises(ValueError, match="adam_step: expected vmax exactly when amsgrad is set"):
+        kernels.adam_step(z, z, z, z, z, scalars, 0, 4)
+    with pytest.raises(TypeError, match="adam_step: g has the wrong element type"):
+        kernels.adam_step(z, np.zeros(4, np.float32), z, z, None, scalars, 0, 4)
 
 
 # ------------------------------------------------------------------------ threads, checks

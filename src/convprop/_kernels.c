@@ -21,6 +21,20 @@ typedef struct {
     Py_ssize_t N, C, H, W, R, S, P, Q, sh, sw, ph, pw;
 } PoolGeom;
 
+/* The scalars of one Adam step (_kernels_adam.h), already reduced on the host to the values NumPy multiplies by
+ * (each is cast to T before use, as NumPy casts a Python float next to a T array). */
+typedef struct {
+    double decay;     /* (ADAMW3) 1 - lr * weight_decay */
+    double l2;        /* weight_decay: (ADAM3)'s lambda, or AdamW's when decoupled */
+    double weight;    /* (ADAM4) 1 - beta1, the lerp weight */
+    double beta2;     /* (ADAM5) */
+    double one_minus_beta2;
+    double bc2_sqrt;  /* (ADAM6) sqrt(1 - beta2**t) */
+    double eps;
+    double step_size; /* (ADAM7) lr / (1 - beta1**t) */
+    int maximize, amsgrad, decoupled;
+} AdamScalars;
+
 /* Output columns q in [q0, q1) whose input column left + q*stride lies inside [0, W). */
 static inline void valid_range(Py_ssize_t left, Py_ssize_t stride, Py_ssize_t W, Py_ssize_t Q,
                                Py_ssize_t *q0, Py_ssize_t *q1)
@@ -51,6 +65,7 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 
 #define T float
 #define BITS uint32_t
+#define SQRT sqrtf
 #define SFX f32
 #include "_kernels_im2col.h"
 #include "_kernels_depthwise.h"
@@ -59,12 +74,15 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
 #include "_kernels_elementwise.h"
+#include "_kernels_adam.h"
 #undef T
 #undef BITS
+#undef SQRT
 #undef SFX
 
 #define T double
 #define BITS uint64_t
+#define SQRT sqrt
 #define SFX f64
 #include "_kernels_im2col.h"
 #include "_kernels_depthwise.h"
@@ -73,8 +91,10 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
 #include "_kernels_elementwise.h"
+#include "_kernels_adam.h"
 #undef T
 #undef BITS
+#undef SQRT
 #undef SFX
 
 /* ------------------------------------------------------------------ argument checking */
@@ -671,6 +691,55 @@ static PyObject *py_relu_backward(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* adam_step(p, g, m, v, vmax or None, scalars, lo, hi) with scalars = (decay, l2, weight,
+ * beta2, one_minus_beta2, bc2_sqrt, eps, step_size, maximize, amsgrad, decoupled):
+ * (ADAM2)-(ADAM7) over the elements [lo, hi) of same-sized flat arrays, in place. */
+static PyObject *py_adam_step(PyObject *self, PyObject *args)
+{
+    PyObject *po, *go, *mo, *vo, *vmo, *so;
+    Py_ssize_t lo, hi;
+    AdamScalars a;
+    Py_buffer v[5];
+    const char *op = "adam_step";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOO!nn", &po, &go, &mo, &vo, &vmo, &PyTuple_Type, &so, &lo,
+                          &hi))
+        return NULL;
+    if (!PyArg_ParseTuple(so, "ddddddddppp", &a.decay, &a.l2, &a.weight, &a.beta2,
+                          &a.one_minus_beta2, &a.bc2_sqrt, &a.eps, &a.step_size, &a.maximize,
+                          &a.amsgrad, &a.decoupled))
+        return NULL;
+    if (a.amsgrad == (vmo == Py_None)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected vmax exactly when amsgrad is set", op);
+        return NULL;
+    }
+    int kind = float_kind(po, op);
+    if (!kind) return NULL;
+    if (PyObject_GetBuffer(po, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE))
+        return NULL;
+    const Py_ssize_t count = v[0].len / v[0].itemsize;
+    PyObject *others[] = {go, mo, vo, vmo};
+    const char *names[] = {"g", "m", "v", "vmax"};
+    int held = 1;
+    int failed = check_range(lo, hi, count, op) != 0;
+    for (int i = 0; i < 4 && !failed; ++i) {
+        if (others[i] == Py_None) break; /* only vmax may be None */
+        failed = get_array(others[i], &v[1 + i], i > 0, kind, count, op, names[i]) != 0;
+        if (!failed) ++held;
+    }
+    if (failed) {
+        RELEASE_ALL(v, held);
+        return NULL;
+    }
+    void *vmax = a.amsgrad ? v[4].buf : NULL;
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 4) adam_step_f32(v[0].buf, v[1].buf, v[2].buf, v[3].buf, vmax, &a, lo, hi);
+    else adam_step_f64(v[0].buf, v[1].buf, v[2].buf, v[3].buf, vmax, &a, lo, hi);
+    Py_END_ALLOW_THREADS;
+    RELEASE_ALL(v, held);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"im2col", py_im2col, METH_VARARGS, "im2col(x, cols, geom, lo, hi): (I1) for planes [lo, hi)."},
     {"col2im", py_col2im, METH_VARARGS, "col2im(dcols, dx, geom, lo, hi): (I5) for planes [lo, hi)."},
@@ -701,6 +770,8 @@ static PyMethodDef methods[] = {
     {"relu_forward", py_relu_forward, METH_VARARGS, "relu_forward(x, y, lo, hi): (A2)."},
     {"relu_backward", py_relu_backward, METH_VARARGS,
      "relu_backward(dy, x, dx, lo, hi): (A1), (A3)."},
+    {"adam_step", py_adam_step, METH_VARARGS,
+     "adam_step(p, g, m, v, vmax or None, scalars, lo, hi): (ADAM2)-(ADAM7) in place."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -223,6 +223,19 @@ def relu_backward(dy: Any, x: Any) -> Any:
     return dx
 
 
+# ------------------------------------------------------------------------ optimisers
+
+
+def adam_step(p: Any, g: Any, m: Any, v: Any, v_max: Any | None, scalars: tuple[Any, ...]) -> None:
+    """(ADAM2)-(ADAM7) of ``convprop.optim.adam`` in place, one pass over the elements.
+
+    p, m, v (and v_max) are written: each must be a C-contiguous array of g's shape and
+    dtype. ``scalars``: (decay, l2, weight, beta2, one_minus_beta2, bc2_sqrt, eps,
+    step_size, maximize, amsgrad, decoupled), as the C kernel documents them.
+    """
+    parallel(_kernels.adam_step, p.size, 5 * p.size, p, _contiguous(g), m, v, v_max, scalars)
+
+
 # ------------------------------------------------------- Winograd F(2x2, 3x3) transforms
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+from convprop import native
 from convprop.backend import Array, get_xp
 from convprop.errors import ParameterError
 from convprop.nn.parameter import Parameter
@@ -140,6 +141,9 @@ class Adam(Optimizer):
             if not state:
                 state.update(self._zero_buffers(param.data))
             data, xp = param.data, get_xp(param.data)
+            if self._compiled(data, param.grad, state):
+                self._compiled_step(param, state, step_size, bias_correction2_sqrt)
+                continue
             grad = -param.grad if self.maximize else param.grad  # (ADAM2)
             if self.weight_decay != 0 and self.DECOUPLED:
                 data *= 1 - self.lr * self.weight_decay  # (ADAMW3)
@@ -155,6 +159,37 @@ class Adam(Optimizer):
                 xp.maximum(second_moment, exp_avg_sq, out=second_moment)  # (ADAM5A)
             denom = xp.sqrt(second_moment) / bias_correction2_sqrt + self.eps  # (ADAM6)
             data -= step_size * exp_avg / denom  # (ADAM7)
+
+    @staticmethod
+    def _compiled(data: Array, grad: Array, state: dict[str, Array]) -> bool:
+        """Whether the compiled kernel can update p and its buffers in place."""
+        arrays = (data, grad, *state.values())
+        return native.serves(*arrays) and all(
+            a.flags.c_contiguous and a.dtype == data.dtype and a.shape == data.shape for a in arrays
+        )
+
+    def _compiled_step(
+        self, param: Parameter, state: dict[str, Array], step_size: float, bc2_sqrt: float
+    ) -> None:
+        """(ADAM2)-(ADAM7) in one compiled pass: the operations of :meth:`step`'s NumPy
+        code, in the same order and precision, so the same bits."""
+        scalars = (
+            1 - self.lr * self.weight_decay,  # (ADAMW3)
+            self.weight_decay,  # (ADAM3), or AdamW's lambda
+            1 - self.beta1,  # (ADAM4)
+            self.beta2,  # (ADAM5)
+            1 - self.beta2,
+            bc2_sqrt,  # (ADAM6)
+            self.eps,
+            step_size,  # (ADAM7)
+            self.maximize,
+            self.amsgrad,
+            self.DECOUPLED,
+        )
+        v_max = state.get("max_exp_avg_sq")
+        native.adam_step(
+            param.data, param.grad, state["exp_avg"], state["exp_avg_sq"], v_max, scalars
+        )
 
     def _zero_buffers(self, data: Array) -> dict[str, Array]:
         """m = v (= v_max) = 0 before the first step, on the device and dtype of p."""
