@@ -410,6 +410,29 @@ def test_fft_layout_kernels_equal_numpy_slicing(dtype: str) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fft_complex_kernels_equal_numpy_T7_T8(dtype: str) -> None:
+    """spectrum_combine forms (T7)'s complex product, complex_split undoes the pairs."""
+    rng = np.random.default_rng(17)
+    P, Q = rng.standard_normal((2, 5, 2, 33)).astype(dtype)
+    spec = native.spectrum_combine(P, Q)
+    assert spec.shape == (5, 33) and spec.dtype == np.result_type(dtype, np.complex64)
+    np.testing.assert_array_equal(spec.real, P[:, 0] - Q[:, 1])  # (T7) real part
+    np.testing.assert_array_equal(spec.imag, P[:, 1] + Q[:, 0])  # (T7) imaginary part
+    re, im = native.complex_split(spec[:, 1:30])  # a strided view: copied first
+    np.testing.assert_array_equal(re, spec[:, 1:30].real)
+    np.testing.assert_array_equal(im, spec[:, 1:30].imag)
+    kernels = native._kernels
+    with pytest.raises(
+        ValueError, match=r"spectrum_combine: P of 10 elements is not \(rows, 2, 3\)"
+    ):
+        kernels.spectrum_combine(np.zeros(10), np.zeros(10), np.zeros(10), 3, 0, 1)
+    with pytest.raises(
+        ValueError, match="complex_split: spec holds 6 elements; the geometry needs 8"
+    ):
+        kernels.complex_split(np.zeros(6), np.zeros(4), np.zeros(4), 0, 4)
+
+
 def test_kernels_run_in_a_forked_child() -> None:
     """A child forked after the thread pool started must not wait on the parent's workers."""
     import multiprocessing

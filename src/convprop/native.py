@@ -307,6 +307,25 @@ def planes_to_spatial(src: Any, out: Any, start: tuple[int, int], step: tuple[in
     parallel(_kernels.planes_to_spatial, M, src.size, src, out, layout)
 
 
+def spectrum_combine(P: Any, Q: Any) -> Any:
+    """(T7)'s last step: P, Q (rows, 2, n) real -> spec (rows, n) complex with
+    spec = (P[:, 0] - Q[:, 1]) + i (P[:, 1] + Q[:, 0])."""
+    P, Q = _contiguous(P), _contiguous(Q)
+    rows, n = P.shape[0], P.size // (2 * P.shape[0])
+    spec = numpy.empty((rows, n), dtype=numpy.result_type(P.dtype, numpy.complex64))
+    parallel(_kernels.spectrum_combine, rows, 2 * P.size, P, Q, spec.view(P.dtype), n)
+    return spec
+
+
+def complex_split(spec: Any) -> tuple[Any, Any]:
+    """(T8)'s first step: a complex array -> its real and imaginary parts, each contiguous."""
+    spec = _contiguous(spec)
+    real = spec.real.dtype
+    re, im = numpy.empty(spec.shape, dtype=real), numpy.empty(spec.shape, dtype=real)
+    parallel(_kernels.complex_split, re.size, 2 * re.size, spec.view(real), re, im)
+    return re, im
+
+
 # ---------------------------------------------------------------------- max pooling
 
 

@@ -163,6 +163,8 @@ def _small_spectrum(
     A = A.reshape(h, -1)  # (h, 2·Wb·M)
     P = (Ch @ A).reshape(Lh, 2, Wb, M)  # (T7) along the rows, cos part
     Q = (Sh @ A).reshape(Lh, 2, Wb, M)  # sin part
+    if native.serves(P, Q):
+        return native.spectrum_combine(P, Q).reshape(Lh * Wb, M)  # (T7) compiled, as below
     spec = xp.empty((Lh, Wb, M), dtype=xp.result_type(planes.dtype, xp.complex64))
     spec.real[...] = P[:, 0] - Q[:, 1]  # (T7) (Ch + i·Sh)(A_re + i·A_im), real part
     spec.imag[...] = P[:, 1] + Q[:, 0]  # imaginary part
@@ -182,7 +184,10 @@ def _small_inverse(
     Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h): cos, -sin
     Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
     Y = spec.reshape(Lh, Wb * M)
-    Y_re, Y_im = xp.ascontiguousarray(Y.real), xp.ascontiguousarray(Y.imag)
+    if native.serves(Y.real):
+        Y_re, Y_im = native.complex_split(Y)  # the same two copies, in one compiled pass
+    else:
+        Y_re, Y_im = xp.ascontiguousarray(Y.real), xp.ascontiguousarray(Y.imag)
     # along the rows, e^{+2πi u·row/Lh} = Ch - i·Sh:  Z = (Ch - i·Sh)ᵀ (Y_re + i·Y_im)
     Z_re = (Ch.T @ Y_re + Sh.T @ Y_im).reshape(h, Wb, M)  # (T8)
     Z_im = (Ch.T @ Y_im - Sh.T @ Y_re).reshape(h, Wb, M)
