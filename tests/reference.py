@@ -460,6 +460,9 @@ CASES: tuple[ConvCase, ...] = (
     C("depthwise_stride3_remainder", 1, 2, 10, 9, 2, 2, 3, stride=3, padding=(0, 1), groups=2),
     C("depthwise_pad_wider_m3", 2, 2, 3, 4, 6, 2, 2, padding=(3, 4), groups=2),
     C("depthwise_5x5_valid", 1, 4, 6, 6, 4, 5, 5, groups=4, bias=False),
+    # multipliers of 4 and more: the compiled forward sums four filters of a channel at once
+    C("one_channel_m5_5x5", 2, 1, 11, 13, 5, 5, 5, padding=2),
+    C("depthwise_m8_dilated", 1, 2, 9, 10, 16, 3, 3, dilation=2, padding=(2, 1), groups=2),
 )
 # fmt: on
 del C

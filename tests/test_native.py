@@ -308,11 +308,12 @@ def test_adam_kernel_refuses_mismatched_buffers() -> None:
 # ------------------------------------------------------------------------ threads, checks
 
 
+@pytest.mark.parametrize("name", ["depthwise_dilated_asym", "one_channel_m5_5x5"])
 @pytest.mark.parametrize("threads", ["1", "2", "3", "7"])
 def test_results_do_not_depend_on_the_thread_count(
-    threads: str, monkeypatch: pytest.MonkeyPatch
+    threads: str, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    case = next(c for c in CASES if c.name == "depthwise_dilated_asym")
+    case = next(c for c in CASES if c.name == name)
     x, w, _, dy = random_inputs(case, "float64", seed=6)
     x = np.tile(x, (40, 1, 1, 1))  # enough planes and work for several threads
     dy = np.tile(dy, (40, 1, 1, 1))
