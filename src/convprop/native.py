@@ -41,8 +41,14 @@ _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
 
-MIN_ELEMENTS_PER_THREAD = 16384
-"""Below this much work per thread, one thread is faster than waking another."""
+MIN_WORK_PER_THREAD = 2**20
+"""Below this much work per thread, one thread is faster than waking another.
+
+Work is counted in elements streamed through memory, weighted by the arithmetic a kernel
+does per element (see each caller). Handing a range to another thread costs about 0.1 ms
+on the machines measured, about as long as one core takes to stream a million float32
+elements; element-wise passes over a layer's activations are therefore faster on one
+thread, and only the larger or arithmetic-heavy kernels are split."""
 
 
 def num_threads() -> int:
@@ -105,10 +111,10 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 def parallel(kernel: Callable[..., Any], planes: int, work: int, *args: Any) -> list[Any]:
     """Call ``kernel(*args, lo, hi)`` over ``[0, planes)`` split into contiguous ranges.
 
-    ``work`` (elements touched) decides how many threads are worth waking. The calling
-    thread runs the first range. Returns each range's result, in order.
+    ``work`` (see :data:`MIN_WORK_PER_THREAD`) decides how many threads are worth
+    waking. The calling thread runs the first range. Returns each range's result, in order.
     """
-    threads = min(num_threads(), planes, max(1, work // MIN_ELEMENTS_PER_THREAD))
+    threads = min(num_threads(), planes, max(1, work // MIN_WORK_PER_THREAD))
     if threads <= 1:
         return [kernel(*args, 0, planes)]
     bounds = [planes * i // threads for i in range(threads + 1)]
@@ -211,7 +217,7 @@ def relu_forward(x: Any) -> Any:
     """(A2): y = max(x, 0) element by element, as NumPy's maximum (NaN kept, -0 -> +0)."""
     x = _contiguous(x).reshape(x.shape)  # ascontiguousarray makes a 0-d array 1-d
     y = numpy.empty_like(x)
-    parallel(_kernels.relu_forward, x.size, 2 * x.size, x, y)
+    parallel(_kernels.relu_forward, x.size, x.size, x, y)
     return y
 
 
@@ -219,7 +225,7 @@ def relu_backward(dy: Any, x: Any) -> Any:
     """(A1), (A3): dx = dy * (x > 0), the same bits as NumPy's product with the booleans."""
     dy, x = _contiguous(dy).reshape(dy.shape), _contiguous(x)
     dx = numpy.empty_like(dy)
-    parallel(_kernels.relu_backward, dy.size, 3 * dy.size, dy, x, dx)
+    parallel(_kernels.relu_backward, dy.size, dy.size, dy, x, dx)
     return dx
 
 
@@ -233,7 +239,7 @@ def adam_step(p: Any, g: Any, m: Any, v: Any, v_max: Any | None, scalars: tuple[
     dtype. ``scalars``: (decay, l2, weight, beta2, one_minus_beta2, bc2_sqrt, eps,
     step_size, maximize, amsgrad, decoupled), as the C kernel documents them.
     """
-    parallel(_kernels.adam_step, p.size, 5 * p.size, p, _contiguous(g), m, v, v_max, scalars)
+    parallel(_kernels.adam_step, p.size, 2 * p.size, p, _contiguous(g), m, v, v_max, scalars)
 
 
 # ------------------------------------------------------- Winograd F(2x2, 3x3) transforms
@@ -248,7 +254,8 @@ def _tile_transform(kernel: Any, a: Any, out_shape: tuple[int, ...], planes: int
     a = _contiguous(a)
     out = numpy.empty(out_shape, dtype=a.dtype)
     Th, Tw = _tiles(geom)
-    parallel(kernel, planes, max(a.size, out.size), a, out, conv_geometry_tuple(geom), Th, Tw)
+    work = 4 * max(a.size, out.size)  # a few additions per value of a tile
+    parallel(kernel, planes, work, a, out, conv_geometry_tuple(geom), Th, Tw)
     return out
 
 
@@ -313,7 +320,7 @@ def spectrum_combine(P: Any, Q: Any) -> Any:
     P, Q = _contiguous(P), _contiguous(Q)
     rows, n = P.shape[0], P.size // (2 * P.shape[0])
     spec = numpy.empty((rows, n), dtype=numpy.result_type(P.dtype, numpy.complex64))
-    parallel(_kernels.spectrum_combine, rows, 2 * P.size, P, Q, spec.view(P.dtype), n)
+    parallel(_kernels.spectrum_combine, rows, P.size, P, Q, spec.view(P.dtype), n)
     return spec
 
 
@@ -322,7 +329,7 @@ def complex_split(spec: Any) -> tuple[Any, Any]:
     spec = _contiguous(spec)
     real = spec.real.dtype
     re, im = numpy.empty(spec.shape, dtype=real), numpy.empty(spec.shape, dtype=real)
-    parallel(_kernels.complex_split, re.size, 2 * re.size, spec.view(real), re, im)
+    parallel(_kernels.complex_split, re.size, re.size, spec.view(real), re, im)
     return re, im
 
 
@@ -341,7 +348,7 @@ def maxpool_forward(x: Any, geom: Any) -> tuple[Any, Any]:
     x = _contiguous(x)
     y = numpy.empty((geom.N, geom.C, geom.P, geom.Q), dtype=x.dtype)
     argmax = numpy.empty(y.shape, dtype=numpy.int32)
-    work = y.size * geom.R * geom.S
+    work = 4 * y.size * geom.R * geom.S  # a comparison and two selects per tap
     parallel(_kernels.maxpool_forward, geom.N * geom.C, work, x, y, argmax, _pool_tuple(geom))
     return y, argmax
 
@@ -358,7 +365,7 @@ def maxpool_backward(dy: Any, argmax: Any, geom: Any) -> Any:
     dy = _contiguous(dy)
     argmax = numpy.ascontiguousarray(argmax, dtype=numpy.int32)
     dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=dy.dtype)
-    work = dx.size + dy.size
+    work = 4 * (dx.size + dy.size)  # index arithmetic and a scattered add per entry
     invalid = parallel(
         _kernels.maxpool_backward, geom.N * geom.C, work, dy, argmax, dx, _pool_tuple(geom)
     )
