@@ -55,8 +55,6 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 /* Channels the layout changes of the FFT algorithm move per position and pass. */
 #define PERM_BLOCK 16
 
-/* Outputs a stride-1 depthwise kernel keeps in registers while it sums the taps. */
-#define BLOCK 16
 
 /* The loops, one header per concept, each compiled for float and for double. */
 #define CAT_(a, b) a##_##b
@@ -318,8 +316,7 @@ static PyObject *depthwise(PyObject *args, int pass, const char *op)
     /* the wide region, a wide plane between two margins and the per-tap sums (see
      * _kernels_depthwise.h); offs[t] = r*dh*Wr + s*dw, the wide offset of tap t = r*S + s */
     const Py_ssize_t Wr = wide_cols(&g), Hr = wide_rows(&g), RS = g.R * g.S;
-    const Py_ssize_t backward = 3 * Hr * Wr + g.P * Wr, forward4 = Hr * Wr + 4 * g.P * Wr;
-    const Py_ssize_t elements = (backward > forward4 ? backward : forward4) + RS;
+    const Py_ssize_t elements = 3 * Hr * Wr + g.P * Wr + RS;
     void *scratch = PyMem_RawMalloc((size_t)elements * (size_t)kind);
     Py_ssize_t *offs = PyMem_RawMalloc((size_t)RS * sizeof(Py_ssize_t));
     if (!scratch || !offs) {

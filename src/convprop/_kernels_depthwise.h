@@ -62,67 +62,8 @@ static void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize
     }
 }
 
-/* A 32-byte vector of T (GCC/Clang vector extension; lowered to narrower registers where
- * the target has none): the outputs of one filter that tap_sums4 keeps in a register. */
-typedef T FN(vec) __attribute__((vector_size(32)));
-#define VLEN ((Py_ssize_t)(32 / sizeof(T)))
-
-static inline FN(vec) FN(vload)(const T *p)
-{
-    FN(vec) v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* tap_sums_into(out + f*stride, L, src, offs, 1, w + f*RS, RS, 0) for the four filters
- * f = 0..3 of one input plane (a channel multiplier M >= 4), each input value loaded once
- * for the four of them: VLEN outputs of each filter stay in a register while the taps are
- * summed, in tap_sums_into's groups of four taps and order of additions, so the sums have
- * the same bits. */
-static void FN(tap_sums4)(T *out, Py_ssize_t stride, Py_ssize_t L, const T *src,
-                          const Py_ssize_t *offs, const T *w, Py_ssize_t RS)
-{
-    typedef FN(vec) V;
-    const T *w0 = w, *w1 = w + RS, *w2 = w + 2 * RS, *w3 = w + 3 * RS;
-    Py_ssize_t i0 = 0;
-    for (; i0 + VLEN <= L; i0 += VLEN) {
-        const T *base = src + i0;
-        V s0, s1, s2, s3; /* filters 0..3 */
-        Py_ssize_t t = 0;
-        /* tap_sums_into's association: (wa*a + wb*b + wc*c + wd*d) per group of four taps,
-         * the groups and then the remaining taps added one by one */
-#define GROUP(wf) (wf[t] * a + wf[t + 1] * b + wf[t + 2] * c + wf[t + 3] * d)
-        for (; t + 4 <= RS; t += 4) {
-            const V a = FN(vload)(base + offs[t]), b = FN(vload)(base + offs[t + 1]);
-            const V c = FN(vload)(base + offs[t + 2]), d = FN(vload)(base + offs[t + 3]);
-            if (t == 0) {
-                s0 = GROUP(w0), s1 = GROUP(w1), s2 = GROUP(w2), s3 = GROUP(w3);
-            } else {
-                s0 += GROUP(w0), s1 += GROUP(w1), s2 += GROUP(w2), s3 += GROUP(w3);
-            }
-        }
-#undef GROUP
-        for (; t < RS; ++t) {
-            const V a = FN(vload)(base + offs[t]);
-            if (t == 0) {
-                s0 = w0[t] * a, s1 = w1[t] * a, s2 = w2[t] * a, s3 = w3[t] * a;
-            } else {
-                s0 += w0[t] * a, s1 += w1[t] * a, s2 += w2[t] * a, s3 += w3[t] * a;
-            }
-        }
-        memcpy(out + i0, &s0, sizeof s0);
-        memcpy(out + stride + i0, &s1, sizeof s1);
-        memcpy(out + 2 * stride + i0, &s2, sizeof s2);
-        memcpy(out + 3 * stride + i0, &s3, sizeof s3);
-    }
-    if (i0 < L) /* the last partial vector, filter by filter */
-        for (int f = 0; f < 4; ++f)
-            FN(tap_sums_into)(out + f * stride + i0, L - i0, src + i0, offs, 1, w + f * RS, RS, 0);
-}
-#undef VLEN
-
 /* (F1) y[n, k, p, q] = b[k] + sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
- * planes (n, k); b may be NULL (no bias). scratch: Hr*Wr + 4*P*Wr elements (stride 1 only). */
+ * planes (n, k); b may be NULL (no bias). scratch: Hr*Wr + P*Wr elements (stride 1 only). */
 static void FN(dw_forward)(const T *x, const T *w, const T *b, T *y, T *scratch,
                            const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
                            Py_ssize_t hi)
@@ -140,21 +81,6 @@ static void FN(dw_forward)(const T *x, const T *w, const T *b, T *y, T *scratch,
             T *xr = scratch, *yw = scratch + Hr * Wr;
             if (xc != loaded) FN(load_region)(xc, xr, g); /* once per channel */
             loaded = xc;
-            if (k % M + 4 <= M && plane + 4 <= hi) {
-                /* (DW1) for filters k..k+3, which read the same channel, in one pass */
-                FN(tap_sums4)(yw, g->P * Wr, L, xr, offs, wk, RS);
-                for (int f = 0; f < 4; ++f) {
-                    const T bf = b ? b[k + f] : 0;
-                    for (Py_ssize_t p = 0; p < g->P; ++p) {
-                        T *out = yk + f * PQ + p * g->Q;
-                        const T *wide = yw + f * g->P * Wr + p * Wr;
-#pragma omp simd
-                        for (Py_ssize_t q = 0; q < g->Q; ++q) out[q] = wide[q] + bf;
-                    }
-                }
-                plane += 3; /* the loop's ++plane moves past the fourth filter */
-                continue;
-            }
             /* (DW1), four taps per pass over yw: yw[i] = sum_t w[t] * xr[offs[t] + i] */
             FN(tap_sums_into)(yw, L, xr, offs, 1, wk, RS, 0);
             for (Py_ssize_t p = 0; p < g->P; ++p) {
