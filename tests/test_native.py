@@ -440,9 +440,10 @@ def test_fft_complex_kernels_equal_numpy_T7_T8(dtype: str) -> None:
     assert spec.shape == (5, 33) and spec.dtype == np.result_type(dtype, np.complex64)
     np.testing.assert_array_equal(spec.real, P[:, 0] - Q[:, 1])  # (T7) real part
     np.testing.assert_array_equal(spec.imag, P[:, 1] + Q[:, 0])  # (T7) imaginary part
-    re, im = native.complex_split(spec[:, 1:30])  # a strided view: copied first
-    np.testing.assert_array_equal(re, spec[:, 1:30].real)
-    np.testing.assert_array_equal(im, spec[:, 1:30].imag)
+    parts = native.complex_split(spec[:, 1:30])  # a strided view: copied first
+    assert parts.shape == (2, 5, 29) and parts.dtype == dtype
+    np.testing.assert_array_equal(parts[0], spec[:, 1:30].real)
+    np.testing.assert_array_equal(parts[1], spec[:, 1:30].imag)
     kernels = native._kernels
     with pytest.raises(
         ValueError, match=r"spectrum_combine: P of 10 elements is not \(rows, 2, 3\)"

@@ -324,13 +324,14 @@ def spectrum_combine(P: Any, Q: Any) -> Any:
     return spec
 
 
-def complex_split(spec: Any) -> tuple[Any, Any]:
-    """(T8)'s first step: a complex array -> its real and imaginary parts, each contiguous."""
+def complex_split(spec: Any) -> Any:
+    """(T8)'s first step: a complex array -> (2, *shape), its real part then its imaginary
+    part, one contiguous array."""
     spec = _contiguous(spec)
     real = spec.real.dtype
-    re, im = numpy.empty(spec.shape, dtype=real), numpy.empty(spec.shape, dtype=real)
-    parallel(_kernels.complex_split, re.size, re.size, spec.view(real), re, im)
-    return re, im
+    parts = numpy.empty((2, *spec.shape), dtype=real)
+    parallel(_kernels.complex_split, spec.size, spec.size, spec.view(real), parts[0], parts[1])
+    return parts
 
 
 # ---------------------------------------------------------------------- max pooling

@@ -161,8 +161,8 @@ def _small_spectrum(
         S = xp.ascontiguousarray(planes.transpose(1, 2, 0))  # (h, w, M)
     A = xp.concatenate([Cw, Sw]) @ S  # (T7) along the columns: (h, 2·Wb, M) = [Re | Im]
     A = A.reshape(h, -1)  # (h, 2·Wb·M)
-    P = (Ch @ A).reshape(Lh, 2, Wb, M)  # (T7) along the rows, cos part
-    Q = (Sh @ A).reshape(Lh, 2, Wb, M)  # sin part
+    PQ = (xp.concatenate([Ch, Sh]) @ A).reshape(2, Lh, 2, Wb, M)  # (T7) along the rows
+    P, Q = PQ[0], PQ[1]  # the cos and sin parts, each (Lh, 2, Wb, M)
     if native.serves(P, Q):
         return native.spectrum_combine(P, Q).reshape(Lh * Wb, M)  # (T7) compiled, as below
     spec = xp.empty((Lh, Wb, M), dtype=xp.result_type(planes.dtype, xp.complex64))
@@ -184,17 +184,17 @@ def _small_inverse(
     Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h): cos, -sin
     Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
     Y = spec.reshape(Lh, Wb * M)
-    if native.serves(Y.real):
-        Y_re, Y_im = native.complex_split(Y)  # the same two copies, in one compiled pass
-    else:
-        Y_re, Y_im = xp.ascontiguousarray(Y.real), xp.ascontiguousarray(Y.imag)
-    # along the rows, e^{+2πi u·row/Lh} = Ch - i·Sh:  Z = (Ch - i·Sh)ᵀ (Y_re + i·Y_im)
-    Z_re = (Ch.T @ Y_re + Sh.T @ Y_im).reshape(h, Wb, M)  # (T8)
-    Z_im = (Ch.T @ Y_im - Sh.T @ Y_re).reshape(h, Wb, M)
-    # along the columns, the real part of Z·c_v·e^{+2πi v·col/Lw}/(Lh·Lw) (T6's weights)
+    # (2, Lh, Wb·M): [Y_re; Y_im], on the CPU in one compiled pass
+    Y_2 = native.complex_split(Y) if native.serves(Y.real) else xp.stack([Y.real, Y.imag])
+    # along the rows, e^{+2πi u·row/Lh} = Ch - i·Sh:  Z = (Ch - i·Sh)ᵀ (Y_re + i·Y_im), as
+    # one product whose rows alternate Z_re = Chᵀ Y_re + Shᵀ Y_im and Z_im = Chᵀ Y_im - Shᵀ Y_re
+    rows = xp.stack([xp.concatenate([Ch.T, Sh.T], axis=1), xp.concatenate([-Sh.T, Ch.T], axis=1)])
+    Z = rows.transpose(1, 0, 2).reshape(2 * h, 2 * Lh) @ Y_2.reshape(2 * Lh, Wb * M)  # (T8)
+    # along the columns, the real part of Z·c_v·e^{+2πi v·col/Lw}/(Lh·Lw) (T6's weights):
+    # Re(Z·E) = Z_re·cos - Z_im·sin, one product per row i over [Z_re[i]; Z_im[i]]
     c = _mirror_weights(xp, Lw, dtype)[:, None]  # (Wb, 1)
-    E_re, E_im = (c * Cw / (Lh * Lw)).T, (c * Sw / (Lh * Lw)).T  # (w, Wb); Sw = -sin
-    out = E_re @ Z_re + E_im @ Z_im  # (T8) (h, w, M): Re(Z·E) = Z_re·cos - Z_im·sin
+    E = xp.concatenate([c * Cw, c * Sw]).T / (Lh * Lw)  # (w, 2·Wb); Sw = -sin
+    out = E @ Z.reshape(h, 2 * Wb, M)  # (T8) (h, w, M)
     if native.serves(out):
         return native.spatial_to_planes(out, h, w, (0, 0), (1, 1))  # (M, h, w)
     return xp.ascontiguousarray(out.transpose(2, 0, 1))
