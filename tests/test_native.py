@@ -433,22 +433,20 @@ def test_fft_layout_kernels_equal_numpy_slicing(dtype: str) -> None:
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fft_complex_kernels_equal_numpy_T7_T8(dtype: str) -> None:
-    """spectrum_combine forms (T7)'s complex product, complex_split undoes the pairs."""
-    rng = np.random.default_rng(17)
-    P, Q = rng.standard_normal((2, 5, 2, 33)).astype(dtype)
-    spec = native.spectrum_combine(P, Q)
+    """complex_merge pairs the real and imaginary parts (T7), complex_split undoes it (T8)."""
+    parts = np.random.default_rng(17).standard_normal((2, 5, 33)).astype(dtype)
+    spec = native.complex_merge(parts)
     assert spec.shape == (5, 33) and spec.dtype == np.result_type(dtype, np.complex64)
-    np.testing.assert_array_equal(spec.real, P[:, 0] - Q[:, 1])  # (T7) real part
-    np.testing.assert_array_equal(spec.imag, P[:, 1] + Q[:, 0])  # (T7) imaginary part
-    parts = native.complex_split(spec[:, 1:30])  # a strided view: copied first
-    assert parts.shape == (2, 5, 29) and parts.dtype == dtype
-    np.testing.assert_array_equal(parts[0], spec[:, 1:30].real)
-    np.testing.assert_array_equal(parts[1], spec[:, 1:30].imag)
+    np.testing.assert_array_equal(spec.real, parts[0])
+    np.testing.assert_array_equal(spec.imag, parts[1])
+    again = native.complex_split(spec[:, 1:30])  # a strided view: copied first
+    assert again.shape == (2, 5, 29) and again.dtype == dtype
+    np.testing.assert_array_equal(again, parts[:, :, 1:30])
     kernels = native._kernels
     with pytest.raises(
-        ValueError, match=r"spectrum_combine: P of 10 elements is not \(rows, 2, 3\)"
+        ValueError, match="complex_merge: spec holds 7 elements; the geometry needs 8"
     ):
-        kernels.spectrum_combine(np.zeros(10), np.zeros(10), np.zeros(10), 3, 0, 1)
+        kernels.complex_merge(np.zeros(4), np.zeros(4), np.zeros(7), 0, 4)
     with pytest.raises(
         ValueError, match="complex_split: spec holds 6 elements; the geometry needs 8"
     ):

@@ -738,39 +738,32 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* spectrum_combine(P, Q, spec, n, lo, hi): rows [lo, hi) of (T7)'s complex product, P and Q
- * (rows, 2, n), spec (rows, n) (re, im) pairs viewed as reals; complex_split(spec, re, im,
- * lo, hi): elements [lo, hi) of (T8)'s real and imaginary parts. */
-static PyObject *py_spectrum_combine(PyObject *self, PyObject *args)
+/* complex_merge(re, im, spec, lo, hi) and complex_split(spec, re, im, lo, hi): elements
+ * [lo, hi) of (T7)'s and (T8)'s changes between interleaved (re, im) pairs (spec, viewed
+ * as reals) and separate real and imaginary parts. */
+static PyObject *py_complex_merge(PyObject *self, PyObject *args)
 {
-    PyObject *po, *qo, *so;
-    Py_ssize_t n, lo, hi;
+    PyObject *ro, *io, *so;
+    Py_ssize_t lo, hi;
     Py_buffer v[3];
-    const char *op = "spectrum_combine";
+    const char *op = "complex_merge";
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnnn", &po, &qo, &so, &n, &lo, &hi)) return NULL;
-    int kind = float_kind(po, op);
+    if (!PyArg_ParseTuple(args, "OOOnn", &ro, &io, &so, &lo, &hi)) return NULL;
+    int kind = float_kind(ro, op);
     if (!kind) return NULL;
-    if (PyObject_GetBuffer(po, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
+    if (PyObject_GetBuffer(ro, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
     const Py_ssize_t count = v[0].len / v[0].itemsize;
-    if (n < 1 || count % (2 * n) != 0 || check_range(lo, hi, count / (2 * n), op)) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ValueError, "%s: P of %zd elements is not (rows, 2, %zd)", op,
-                         count, n);
+    if (check_range(lo, hi, count, op) || get_array(io, &v[1], 0, kind, count, op, "im")) {
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    if (get_array(qo, &v[1], 0, kind, count, op, "Q")) {
-        RELEASE_ALL(v, 1);
-        return NULL;
-    }
-    if (get_array(so, &v[2], 1, kind, count, op, "spec")) {
+    if (get_array(so, &v[2], 1, kind, 2 * count, op, "spec")) {
         RELEASE_ALL(v, 2);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) spectrum_combine_f32(v[0].buf, v[1].buf, v[2].buf, n, lo, hi);
-    else spectrum_combine_f64(v[0].buf, v[1].buf, v[2].buf, n, lo, hi);
+    if (kind == 4) complex_merge_f32(v[0].buf, v[1].buf, v[2].buf, lo, hi);
+    else complex_merge_f64(v[0].buf, v[1].buf, v[2].buf, lo, hi);
     Py_END_ALLOW_THREADS;
     RELEASE_ALL(v, 3);
     Py_RETURN_NONE;
@@ -837,8 +830,8 @@ static PyMethodDef methods[] = {
      "relu_backward(dy, x, dx, lo, hi): (A1), (A3)."},
     {"adam_step", py_adam_step, METH_VARARGS,
      "adam_step(p, g, m, v, vmax or None, scalars, lo, hi): (ADAM2)-(ADAM7) in place."},
-    {"spectrum_combine", py_spectrum_combine, METH_VARARGS,
-     "spectrum_combine(P, Q, spec, n, lo, hi): (T7)'s complex product, rows [lo, hi)."},
+    {"complex_merge", py_complex_merge, METH_VARARGS,
+     "complex_merge(re, im, spec, lo, hi): (T7)'s (re, im) pairs from the two parts."},
     {"complex_split", py_complex_split, METH_VARARGS,
      "complex_split(spec, re, im, lo, hi): (T8)'s real and imaginary parts."},
     {NULL, NULL, 0, NULL},

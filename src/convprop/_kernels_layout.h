@@ -45,22 +45,14 @@ static void FN(planes_to_spatial)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_
     }
 }
 
-/* (T7)'s last step, the complex product (Ch + i Sh)(A_re + i A_im) from its four real parts:
- * spec[u, j] = (P[u, 0, j] - Q[u, 1, j]) + i (P[u, 1, j] + Q[u, 0, j]) for rows u in
- * [lo, hi) and j < n, with P = Ch A and Q = Sh A of shape (rows, 2, n) and spec interleaved
- * (re, im) pairs of shape (rows, n). */
-static void FN(spectrum_combine)(const T *P, const T *Q, T *spec, Py_ssize_t n, Py_ssize_t lo,
-                                 Py_ssize_t hi)
+/* (T7)'s last step: interleaved (re, im) pairs from the real and imaginary parts,
+ * spec[2j] = re[j] and spec[2j + 1] = im[j] for j in [lo, hi); complex_split's inverse. */
+static void FN(complex_merge)(const T *re, const T *im, T *spec, Py_ssize_t lo, Py_ssize_t hi)
 {
-    for (Py_ssize_t u = lo; u < hi; ++u) {
-        const T *p_re = P + u * 2 * n, *p_im = p_re + n;
-        const T *q_re = Q + u * 2 * n, *q_im = q_re + n;
-        T *out = spec + u * 2 * n;
 #pragma omp simd
-        for (Py_ssize_t j = 0; j < n; ++j) {
-            out[2 * j] = p_re[j] - q_im[j];     /* (T7) real part */
-            out[2 * j + 1] = p_im[j] + q_re[j]; /* (T7) imaginary part */
-        }
+    for (Py_ssize_t j = lo; j < hi; ++j) {
+        spec[2 * j] = re[j];
+        spec[2 * j + 1] = im[j];
     }
 }
 

@@ -314,13 +314,13 @@ def planes_to_spatial(src: Any, out: Any, start: tuple[int, int], step: tuple[in
     parallel(_kernels.planes_to_spatial, M, src.size, src, out, layout)
 
 
-def spectrum_combine(P: Any, Q: Any) -> Any:
-    """(T7)'s last step: P, Q (rows, 2, n) real -> spec (rows, n) complex with
-    spec = (P[:, 0] - Q[:, 1]) + i (P[:, 1] + Q[:, 0])."""
-    P, Q = _contiguous(P), _contiguous(Q)
-    rows, n = P.shape[0], P.size // (2 * P.shape[0])
-    spec = numpy.empty((rows, n), dtype=numpy.result_type(P.dtype, numpy.complex64))
-    parallel(_kernels.spectrum_combine, rows, P.size, P, Q, spec.view(P.dtype), n)
+def complex_merge(parts: Any) -> Any:
+    """(T7)'s last step: (2, *shape) real, the real part then the imaginary part -> a complex
+    array of ``shape``; the inverse of :func:`complex_split`."""
+    parts = _contiguous(parts)
+    spec = numpy.empty(parts.shape[1:], dtype=numpy.result_type(parts.dtype, numpy.complex64))
+    count = parts[0].size
+    parallel(_kernels.complex_merge, count, count, parts[0], parts[1], spec.view(parts.dtype))
     return spec
 
 

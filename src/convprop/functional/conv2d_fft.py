@@ -160,15 +160,18 @@ def _small_spectrum(
     else:
         S = xp.ascontiguousarray(planes.transpose(1, 2, 0))  # (h, w, M)
     A = xp.concatenate([Cw, Sw]) @ S  # (T7) along the columns: (h, 2·Wb, M) = [Re | Im]
-    A = A.reshape(h, -1)  # (h, 2·Wb·M)
-    PQ = (xp.concatenate([Ch, Sh]) @ A).reshape(2, Lh, 2, Wb, M)  # (T7) along the rows
-    P, Q = PQ[0], PQ[1]  # the cos and sin parts, each (Lh, 2, Wb, M)
-    if native.serves(P, Q):
-        return native.spectrum_combine(P, Q).reshape(Lh * Wb, M)  # (T7) compiled, as below
-    spec = xp.empty((Lh, Wb, M), dtype=xp.result_type(planes.dtype, xp.complex64))
-    spec.real[...] = P[:, 0] - Q[:, 1]  # (T7) (Ch + i·Sh)(A_re + i·A_im), real part
-    spec.imag[...] = P[:, 1] + Q[:, 0]  # imaginary part
-    return spec.reshape(Lh * Wb, M)
+    # along the rows, (Ch + i·Sh)(A_re + i·A_im) as one product whose first Lh rows give the
+    # real part Ch·A_re - Sh·A_im and the last Lh the imaginary part Sh·A_re + Ch·A_im
+    real_rows = xp.stack([Ch, -Sh], axis=2).reshape(Lh, 2 * h)  # columns (i, Re | Im)
+    imag_rows = xp.stack([Sh, Ch], axis=2).reshape(Lh, 2 * h)
+    parts = xp.concatenate([real_rows, imag_rows]) @ A.reshape(2 * h, Wb * M)  # (T7)
+    parts = parts.reshape(2, Lh * Wb, M)
+    if native.serves(parts):
+        return native.complex_merge(parts)  # (F, M) complex, in one compiled pass
+    spec = xp.empty((Lh * Wb, M), dtype=xp.result_type(planes.dtype, xp.complex64))
+    spec.real[...] = parts[0]
+    spec.imag[...] = parts[1]
+    return spec
 
 
 def _small_inverse(
