@@ -2,9 +2,12 @@
 
 Some loops cost NumPy several passes over memory per kernel tap: the im2col copy and its
 col2im scatter-add (I1, I5), depthwise convolution (F1, B2, B3 with C/G = 1) and max
-pooling (MP1-MP3). ``_kernels.c`` computes each of them in one pass, from the same
-equations, over a range of independent planes; this module splits the planes over the
-machine's cores (the C code releases the GIL) and allocates the outputs.
+pooling (MP1-MP3); others are chains of element-wise NumPy operations, each a pass of its
+own: the bias (F1, B1), ReLU (A1-A3), an Adam step (ADAM2-ADAM7), Winograd's tile
+transforms and the FFT's layout changes. ``_kernels.c`` computes each of them in one pass,
+from the same equations, over a range of independent planes (or elements); this module
+splits the ranges over the machine's cores where the work pays for it (the C code
+releases the GIL) and allocates the outputs.
 
 The kernels are optional: where the extension was not built (no C compiler at install
 time) :data:`AVAILABLE` is False and every caller keeps to its NumPy code, which gives the
