@@ -203,6 +203,29 @@ static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch,
                 for (Py_ssize_t i = 0; i < Hr * Wr; ++i) probe += xr[i] - xr[i];
                 const Py_ssize_t run = probe == 0 ? L : g->Q, step = probe == 0 ? L : Wr;
                 Py_ssize_t t = 0;
+                for (; t + 8 <= RS; t += 8) { /* eight taps per pass over dyw: eight */
+                    const T *a = xr + offs[t], *b = xr + offs[t + 1]; /* independent sums */
+                    const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
+                    const T *e = xr + offs[t + 4], *f = xr + offs[t + 5];
+                    const T *h = xr + offs[t + 6], *k8 = xr + offs[t + 7];
+                    T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0;
+                    for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk)
+                        for (Py_ssize_t i = i0; i < i0 + run; ++i) {
+                            const T u = dyw[i];
+                            ta += u * a[i]; /* (DW3) */
+                            tb += u * b[i];
+                            tc += u * c[i];
+                            td += u * d[i];
+                            te += u * e[i];
+                            tf += u * f[i];
+                            th += u * h[i];
+                            tk += u * k8[i];
+                        }
+                    }
+                    sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
+                    sums[t + 4] += te, sums[t + 5] += tf, sums[t + 6] += th, sums[t + 7] += tk;
+                }
                 for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
                     const T *a = xr + offs[t], *b = xr + offs[t + 1];
                     const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
