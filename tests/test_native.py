@@ -244,6 +244,8 @@ def test_relu_kernels_read_strided_views_and_refuse_mismatches() -> None:
         kernels.relu_forward(np.zeros(4), np.zeros(3), 0, 4)
     with pytest.raises(TypeError, match="relu_backward: x has the wrong element type"):
         kernels.relu_backward(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), 0, 4)
+    with pytest.raises(TypeError, match="relu_forward: y must be an array, got NoneType"):
+        kernels.relu_forward(np.zeros(4), None, 0, 4)
     with pytest.raises(ValueError, match=r"relu_backward: range \[0, 5\) outside \[0, 4\)"):
         kernels.relu_backward(np.zeros(4), np.zeros(4), np.zeros(4), 0, 5)
 
@@ -303,6 +305,8 @@ def test_adam_kernel_refuses_mismatched_buffers() -> None:
         kernels.adam_step(z, z, z, z, z, scalars, 0, 4)
     with pytest.raises(TypeError, match="adam_step: g has the wrong element type"):
         kernels.adam_step(z, np.zeros(4, np.float32), z, z, None, scalars, 0, 4)
+    with pytest.raises(TypeError, match="adam_step: m must be an array, got NoneType"):
+        kernels.adam_step(z, z, None, z, None, scalars, 0, 4)  # only vmax may be None
 
 
 # ------------------------------------------------------------------------ threads, checks

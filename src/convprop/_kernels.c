@@ -128,7 +128,14 @@ static int get_array(PyObject *obj, Py_buffer *view, int writable, int kind, Py_
                      const char *op, const char *name)
 {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) != 0) return -1;
+    if (PyObject_GetBuffer(obj, view, flags) != 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) { /* not a buffer at all: say which */
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s: %s must be an array, got %.100s", op, name,
+                         Py_TYPE(obj)->tp_name);
+        }
+        return -1;
+    }
     if (buffer_kind(view) != kind) {
         PyErr_Format(PyExc_TypeError, "%s: %s has the wrong element type (format '%s')", op,
                      name, view->format ? view->format : "B");
@@ -635,24 +642,49 @@ static PyObject *py_planes_to_spatial(PyObject *self, PyObject *args)
     return permute(args, 0, "planes_to_spatial");
 }
 
+/* The flat arrays of an element-wise kernel, all of objs[0]'s float type: objs[i] must be a
+ * C-contiguous buffer of scale[i] * n elements, n being objs[0]'s element count (scale[0]
+ * is 1), writable where writable[i]; [lo, hi) must lie in [0, n). With optional_last,
+ * the last array may be None (not held). Returns the number of views held, or -1 with an
+ * exception set and nothing held; *kind is 4 or 8. */
+static int flat_arrays(const char *op, int count, PyObject *const *objs, const int *scale,
+                       const int *writable, const char *const *names, int optional_last,
+                       Py_ssize_t lo, Py_ssize_t hi, Py_buffer *views, int *kind)
+{
+    if (optional_last && objs[count - 1] == Py_None) --count;
+    *kind = float_kind(objs[0], op);
+    if (!*kind) return -1;
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable[0] ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(objs[0], &views[0], flags)) return -1;
+    const Py_ssize_t n = views[0].len / views[0].itemsize;
+    if (check_range(lo, hi, n, op)) {
+        PyBuffer_Release(&views[0]);
+        return -1;
+    }
+    int held = 1;
+    for (; held < count; ++held)
+        if (get_array(objs[held], &views[held], writable[held], *kind, scale[held] * n, op,
+                      names[held])) {
+            RELEASE_ALL(views, held);
+            return -1;
+        }
+    return held;
+}
+
 /* relu_forward(x, y, lo, hi) and relu_backward(dy, x, dx, lo, hi): (A1)-(A3) over the
  * elements [lo, hi) of same-sized flat arrays. */
 static PyObject *py_relu_forward(PyObject *self, PyObject *args)
 {
-    PyObject *xo, *yo;
+    PyObject *objs[2];
     Py_ssize_t lo, hi;
     Py_buffer v[2];
-    const char *op = "relu_forward";
+    int kind;
+    static const int scale[] = {1, 1}, writable[] = {0, 1};
+    static const char *const names[] = {"x", "y"};
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOnn", &xo, &yo, &lo, &hi)) return NULL;
-    int kind = float_kind(xo, op);
-    if (!kind) return NULL;
-    if (PyObject_GetBuffer(xo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
-    const Py_ssize_t count = v[0].len / v[0].itemsize;
-    if (check_range(lo, hi, count, op) || get_array(yo, &v[1], 1, kind, count, op, "y")) {
-        RELEASE_ALL(v, 1);
+    if (!PyArg_ParseTuple(args, "OOnn", &objs[0], &objs[1], &lo, &hi)) return NULL;
+    if (flat_arrays("relu_forward", 2, objs, scale, writable, names, 0, lo, hi, v, &kind) < 0)
         return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS;
     if (kind == 4) relu_forward_f32(v[0].buf, v[1].buf, lo, hi);
     else relu_forward_f64(v[0].buf, v[1].buf, lo, hi);
@@ -663,24 +695,16 @@ static PyObject *py_relu_forward(PyObject *self, PyObject *args)
 
 static PyObject *py_relu_backward(PyObject *self, PyObject *args)
 {
-    PyObject *dyo, *xo, *dxo;
+    PyObject *objs[3];
     Py_ssize_t lo, hi;
     Py_buffer v[3];
-    const char *op = "relu_backward";
+    int kind;
+    static const int scale[] = {1, 1, 1}, writable[] = {0, 0, 1};
+    static const char *const names[] = {"dy", "x", "dx"};
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnn", &dyo, &xo, &dxo, &lo, &hi)) return NULL;
-    int kind = float_kind(dyo, op);
-    if (!kind) return NULL;
-    if (PyObject_GetBuffer(dyo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
-    const Py_ssize_t count = v[0].len / v[0].itemsize;
-    if (check_range(lo, hi, count, op) || get_array(xo, &v[1], 0, kind, count, op, "x")) {
-        RELEASE_ALL(v, 1);
+    if (!PyArg_ParseTuple(args, "OOOnn", &objs[0], &objs[1], &objs[2], &lo, &hi)) return NULL;
+    if (flat_arrays("relu_backward", 3, objs, scale, writable, names, 0, lo, hi, v, &kind) < 0)
         return NULL;
-    }
-    if (get_array(dxo, &v[2], 1, kind, count, op, "dx")) {
-        RELEASE_ALL(v, 2);
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS;
     if (kind == 4) relu_backward_f32(v[0].buf, v[1].buf, v[2].buf, lo, hi);
     else relu_backward_f64(v[0].buf, v[1].buf, v[2].buf, lo, hi);
@@ -694,41 +718,28 @@ static PyObject *py_relu_backward(PyObject *self, PyObject *args)
  * (ADAM2)-(ADAM7) over the elements [lo, hi) of same-sized flat arrays, in place. */
 static PyObject *py_adam_step(PyObject *self, PyObject *args)
 {
-    PyObject *po, *go, *mo, *vo, *vmo, *so;
+    PyObject *objs[5], *so;
     Py_ssize_t lo, hi;
     AdamScalars a;
     Py_buffer v[5];
+    int kind;
+    static const int scale[] = {1, 1, 1, 1, 1}, writable[] = {1, 0, 1, 1, 1};
+    static const char *const names[] = {"p", "g", "m", "v", "vmax"};
     const char *op = "adam_step";
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOO!nn", &po, &go, &mo, &vo, &vmo, &PyTuple_Type, &so, &lo,
-                          &hi))
+    if (!PyArg_ParseTuple(args, "OOOOOO!nn", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
+                          &PyTuple_Type, &so, &lo, &hi))
         return NULL;
     if (!PyArg_ParseTuple(so, "ddddddddppp", &a.decay, &a.l2, &a.weight, &a.beta2,
                           &a.one_minus_beta2, &a.bc2_sqrt, &a.eps, &a.step_size, &a.maximize,
                           &a.amsgrad, &a.decoupled))
         return NULL;
-    if (a.amsgrad == (vmo == Py_None)) {
+    if (a.amsgrad == (objs[4] == Py_None)) {
         PyErr_Format(PyExc_ValueError, "%s: expected vmax exactly when amsgrad is set", op);
         return NULL;
     }
-    int kind = float_kind(po, op);
-    if (!kind) return NULL;
-    if (PyObject_GetBuffer(po, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE))
-        return NULL;
-    const Py_ssize_t count = v[0].len / v[0].itemsize;
-    PyObject *others[] = {go, mo, vo, vmo};
-    const char *names[] = {"g", "m", "v", "vmax"};
-    int held = 1;
-    int failed = check_range(lo, hi, count, op) != 0;
-    for (int i = 0; i < 4 && !failed; ++i) {
-        if (others[i] == Py_None) break; /* only vmax may be None */
-        failed = get_array(others[i], &v[1 + i], i > 0, kind, count, op, names[i]) != 0;
-        if (!failed) ++held;
-    }
-    if (failed) {
-        RELEASE_ALL(v, held);
-        return NULL;
-    }
+    const int held = flat_arrays(op, 5, objs, scale, writable, names, 1, lo, hi, v, &kind);
+    if (held < 0) return NULL;
     void *vmax = a.amsgrad ? v[4].buf : NULL;
     Py_BEGIN_ALLOW_THREADS;
     if (kind == 4) adam_step_f32(v[0].buf, v[1].buf, v[2].buf, v[3].buf, vmax, &a, lo, hi);
@@ -743,24 +754,16 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args)
  * as reals) and separate real and imaginary parts. */
 static PyObject *py_complex_merge(PyObject *self, PyObject *args)
 {
-    PyObject *ro, *io, *so;
+    PyObject *objs[3]; /* re, im, spec */
     Py_ssize_t lo, hi;
     Py_buffer v[3];
-    const char *op = "complex_merge";
+    int kind;
+    static const int scale[] = {1, 1, 2}, writable[] = {0, 0, 1};
+    static const char *const names[] = {"re", "im", "spec"};
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnn", &ro, &io, &so, &lo, &hi)) return NULL;
-    int kind = float_kind(ro, op);
-    if (!kind) return NULL;
-    if (PyObject_GetBuffer(ro, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
-    const Py_ssize_t count = v[0].len / v[0].itemsize;
-    if (check_range(lo, hi, count, op) || get_array(io, &v[1], 0, kind, count, op, "im")) {
-        RELEASE_ALL(v, 1);
+    if (!PyArg_ParseTuple(args, "OOOnn", &objs[0], &objs[1], &objs[2], &lo, &hi)) return NULL;
+    if (flat_arrays("complex_merge", 3, objs, scale, writable, names, 0, lo, hi, v, &kind) < 0)
         return NULL;
-    }
-    if (get_array(so, &v[2], 1, kind, 2 * count, op, "spec")) {
-        RELEASE_ALL(v, 2);
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS;
     if (kind == 4) complex_merge_f32(v[0].buf, v[1].buf, v[2].buf, lo, hi);
     else complex_merge_f64(v[0].buf, v[1].buf, v[2].buf, lo, hi);
@@ -771,28 +774,19 @@ static PyObject *py_complex_merge(PyObject *self, PyObject *args)
 
 static PyObject *py_complex_split(PyObject *self, PyObject *args)
 {
-    PyObject *so, *ro, *io;
+    PyObject *objs[3]; /* re, spec, im: the count comes from re */
     Py_ssize_t lo, hi;
     Py_buffer v[3];
-    const char *op = "complex_split";
+    int kind;
+    static const int scale[] = {1, 2, 1}, writable[] = {1, 0, 1};
+    static const char *const names[] = {"re", "spec", "im"};
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnn", &so, &ro, &io, &lo, &hi)) return NULL;
-    int kind = float_kind(ro, op);
-    if (!kind) return NULL;
-    if (PyObject_GetBuffer(ro, &v[1], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE))
+    if (!PyArg_ParseTuple(args, "OOOnn", &objs[1], &objs[0], &objs[2], &lo, &hi)) return NULL;
+    if (flat_arrays("complex_split", 3, objs, scale, writable, names, 0, lo, hi, v, &kind) < 0)
         return NULL;
-    const Py_ssize_t count = v[1].len / v[1].itemsize;
-    if (check_range(lo, hi, count, op) || get_array(so, &v[0], 0, kind, 2 * count, op, "spec")) {
-        PyBuffer_Release(&v[1]);
-        return NULL;
-    }
-    if (get_array(io, &v[2], 1, kind, count, op, "im")) {
-        RELEASE_ALL(v, 2);
-        return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) complex_split_f32(v[0].buf, v[1].buf, v[2].buf, lo, hi);
-    else complex_split_f64(v[0].buf, v[1].buf, v[2].buf, lo, hi);
+    if (kind == 4) complex_split_f32(v[1].buf, v[0].buf, v[2].buf, lo, hi);
+    else complex_split_f64(v[1].buf, v[0].buf, v[2].buf, lo, hi);
     Py_END_ALLOW_THREADS;
     RELEASE_ALL(v, 3);
     Py_RETURN_NONE;
