@@ -1,4 +1,5 @@
-"""Helpers shared by the conv2d algorithms: padding, tap windows and group views.
+"""Helpers shared by the conv2d algorithms: padding, tap windows, group views, and the
+rotated kernel and geometry of the input gradient (B3).
 
 A *tap* is one kernel offset ``(r, s)``. For tap (r, s) the window of x_pad read by all
 outputs is the strided slice (equation F1 of docs/derivations.md)::
@@ -9,6 +10,7 @@ outputs is the strided slice (equation F1 of docs/derivations.md)::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import ModuleType
 
 from convprop._shapes import ConvGeometry
@@ -52,3 +54,32 @@ def group_view_x(x: Array, geom: ConvGeometry) -> Array:
 def group_view_w(w: Array, geom: ConvGeometry) -> Array:
     """(K, C/G, R, S) -> (G, K/G, C/G, R, S): filter k of group g is k_global = g*K/G + k."""
     return w.reshape(geom.groups, geom.K // geom.groups, *w.shape[1:])
+
+
+def transposed_geometry(geom: ConvGeometry) -> ConvGeometry | None:
+    """(B3) as a stride-1 convolution of dy (I6 of conv2d_im2col): its geometry, or None.
+
+    With stride 1, dx[n, c, h, w'] = sum_{k, r, s} dy_pad[n, k, h + r*dil_h, w' + s*dil_w]
+    * w_rot[c, k, r, s], where dy_pad is dy padded by dil*(R-1) - pad on each side: B3's full
+    correlation, cropped to x. None for stride > 1 (dy would need zero-dilating) or where a
+    padding exceeds the dilated kernel's reach (dy would need cropping).
+    """
+    if geom.stride_h != 1 or geom.stride_w != 1:
+        return None
+    reach_h, reach_w = geom.dil_h * (geom.R - 1), geom.dil_w * (geom.S - 1)
+    pads = (reach_h - geom.pad_top, reach_h - geom.pad_bottom,
+            reach_w - geom.pad_left, reach_w - geom.pad_right)  # fmt: skip
+    if min(pads) < 0:
+        return None
+    return replace(
+        geom, C=geom.K, H=geom.P, W=geom.Q, K=geom.C, P=geom.H, Q=geom.W,
+        pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
+    )  # fmt: skip
+
+
+def rotated_filters(w: Array, geom: ConvGeometry) -> Array:
+    """(B3) w (K, C/G, R, S) -> w_rot (C, K/G, R, S), w_rot[g*C/G + c, k, r, s] =
+    w[g*K/G + k, c, R-1-r, S-1-s]: the kernel turned 180°, channel roles swapped per group."""
+    G, K_g, C_g = geom.groups, geom.K // geom.groups, geom.C // geom.groups
+    w_rot = w.reshape(G, K_g, C_g, geom.R, geom.S)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    return w_rot.reshape(geom.C, K_g, geom.R, geom.S)

@@ -26,6 +26,7 @@ from convprop.functional._conv_common import (
     group_view_w,
     group_view_x,
     pad_input,
+    rotated_filters,
     tap_window,
     taps,
 )
@@ -100,7 +101,6 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     """
     xp = get_xp(dy, w)
     G = geom.groups
-    K_g = geom.K // G
     ext_h, ext_w = geom.dilated_kernel_hw
     up_h, up_w = geom.stride_h * (geom.P - 1) + 1, geom.stride_w * (geom.Q - 1) + 1
     dy_full = xp.zeros(
@@ -111,8 +111,7 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     dy_full[:, :, rows, cols] = dy  # (B3) zero-dilate by the stride, pad by the kernel extent
     # rot180 flips both kernel axes; swapping axes 1 and 2 of the group view makes the
     # K/G output channels of w the input channels of the full convolution.
-    w_rot = group_view_w(w, geom)[:, :, :, ::-1, ::-1]  # (G, K/G, C/G, R, S)
-    w_rot = w_rot.transpose(0, 2, 1, 3, 4).reshape(geom.C, K_g, geom.R, geom.S)  # (C, K/G, R, S)
+    w_rot = rotated_filters(w, geom)  # (C, K/G, R, S)
     full = ConvGeometry(
         N=geom.N,
         C=geom.K,

@@ -9,6 +9,11 @@ Backward  (dY = dy viewed as (N, G, K/G, PQ))
   dW[g] = sum_n dY[n, g] @ cols[n, g]^T                                           (I3)
   dcols[n, g] = W[g]^T @ dY[n, g]                                                 (I4)
   dx = col2im(dcols): the adjoint of (I1), a scatter-add over the taps            (I5)
+  stride 1: dx = (I1), (I2) applied to dy with rot180(w), channel roles swapped, and
+            dy padded by dil*(R-1) - pad on each side (B3 as it stands)           (I6)
+
+(I6) needs no scatter-add and its GEMM sums over K/G*R*S instead of K/G; the cost
+model (``conv2d_select.im2col_data_by_convolution``) picks (I4)-(I5) or (I6) per layer.
 
 One batched GEMM covers every group and image (matmul broadcasts over n and g).
 
@@ -27,13 +32,16 @@ from typing import Any
 from convprop import native
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
+from convprop.functional import conv2d_select
 from convprop.functional._conv_common import (
     crop_padding,
     group_view_w,
     group_view_x,
     pad_input,
+    rotated_filters,
     tap_window,
     taps,
+    transposed_geometry,
 )
 
 NAME = "im2col"
@@ -151,6 +159,10 @@ def _gradients(
 ) -> tuple[Array | None, Array]:
     """(I3)-(I5) chunk by chunk: dx (or None when ``w`` is None) and dw (K, C/G, R, S)."""
     xp = get_xp(dy, x, w)
+    if w is not None:
+        dx_by_convolution = _data_by_convolution(dy, w, geom)  # (I6) where it is cheaper
+        if dx_by_convolution is not None:
+            return dx_by_convolution, _gradients(dy, x, None, geom, saved)[1]
     dY = group_view_x(dy, geom).reshape(geom.N, geom.groups, geom.K // geom.groups, -1)
     dW = xp.zeros(
         (geom.groups, geom.K // geom.groups, geom.w_shape[1] * geom.R * geom.S), dtype=dy.dtype
@@ -173,7 +185,7 @@ def _gradients(
 def backward(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
 ) -> tuple[Array | None, Array]:
-    """(I3)-(I5): dx (N, C, H, W) or None, and dw (K, C/G, R, S)."""
+    """(I3)-(I6): dx (N, C, H, W) or None, and dw (K, C/G, R, S)."""
     return _gradients(dy, x, w if need_dx else None, geom, saved)
 
 
@@ -189,8 +201,19 @@ def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Arra
     return _gradients(dy, x, None, geom, saved)[1]
 
 
+def _data_by_convolution(dy: Array, w: Array, geom: ConvGeometry) -> Array | None:
+    """(I6) where the cost model prefers it: dx (N, C, H, W); None to take (I4)-(I5)."""
+    transposed = transposed_geometry(geom)
+    if transposed is None or not conv2d_select.im2col_data_by_convolution(geom, dy.dtype.itemsize):
+        return None
+    return forward(dy, rotated_filters(w, geom), transposed)[0]  # (I6) = (I1), (I2) on dy
+
+
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(I4), (I5): dx (N, C, H, W) = col2im(Wᵀ · dY), chunk by chunk."""
+    """(I4), (I5): dx (N, C, H, W) = col2im(Wᵀ · dY), chunk by chunk; or (I6) for stride 1."""
+    dx = _data_by_convolution(dy, w, geom)
+    if dx is not None:
+        return dx
     xp = get_xp(dy, w)
     W = _weight_matrix(w, geom)
     dY = group_view_x(dy, geom).reshape(geom.N, geom.groups, geom.K // geom.groups, -1)

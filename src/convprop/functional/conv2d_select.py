@@ -39,6 +39,7 @@ from typing import Any
 
 from convprop import native
 from convprop._shapes import ConvGeometry
+from convprop.functional._conv_common import transposed_geometry
 
 GEMM_FLOPS_PER_S = 120e9  # float32 BLAS peak of the two cores, large products
 MEMORY_BYTES_PER_S = 8e9  # strided NumPy copies, slice-adds, pads (one core)
@@ -61,7 +62,8 @@ def _fft_seconds(transforms: float, length: int) -> float:
     return transforms * 2.5 * length * math.log2(max(length, 2)) / FFT_FLOPS_PER_S
 
 
-def _im2col(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+def _im2col_seconds(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    """im2col's time for one pass; the input gradient by (I4)-(I5), col2im of Wᵀ·dY."""
     G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
     RS, PQ = geom.R * geom.S, geom.P * geom.Q
     flops = 2.0 * geom.N * geom.K * C_g * RS * PQ
@@ -77,6 +79,32 @@ def _im2col(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float
         return flops / rate + 3 * cols_bytes / copy_rate + calls * CALL_SECONDS
     rate = gemm_rate(K_g, C_g * RS, PQ, itemsize=b)
     return flops / rate + 2 * cols_bytes / copy_rate + calls * CALL_SECONDS
+
+
+def im2col_data_by_convolution(geom: ConvGeometry, itemsize: int, compiled: bool | None = None
+                               ) -> bool:  # fmt: skip
+    """Whether im2col's input gradient is cheaper as (I6), the forward lowering applied to dy
+    with rot180(w), than as (I4)-(I5); False where (I6) does not apply (stride > 1).
+
+    (I6) copies dy's columns (K·R·S·H·W per image) and sums over K/G·R·S in its GEMM; (I4)-(I5)
+    sums over K/G only, then scatter-adds C·R·S·P·Q columns per image.
+    """
+    transposed = transposed_geometry(geom)
+    if transposed is None:
+        return False
+    if compiled is None:
+        compiled = native.enabled()
+    by_convolution = _im2col_seconds(transposed, "forward", itemsize, compiled)
+    return by_convolution < _im2col_seconds(geom, "data", itemsize, compiled)
+
+
+def _im2col(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    seconds = _im2col_seconds(geom, pass_name, b, compiled)
+    if pass_name == "data" and im2col_data_by_convolution(geom, b, compiled):
+        transposed = transposed_geometry(geom)
+        assert transposed is not None  # (I6) applies
+        seconds = _im2col_seconds(transposed, "forward", b, compiled)
+    return seconds
 
 
 def _direct(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
