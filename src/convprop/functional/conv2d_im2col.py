@@ -204,7 +204,10 @@ def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Arra
 def _data_by_convolution(dy: Array, w: Array, geom: ConvGeometry) -> Array | None:
     """(I6) where the cost model prefers it: dx (N, C, H, W); None to take (I4)-(I5)."""
     transposed = transposed_geometry(geom)
-    if transposed is None or not conv2d_select.im2col_data_by_convolution(geom, dy.dtype.itemsize):
+    if transposed is None:
+        return None
+    compiled = native.serves(dy)  # whether the compiled im2col copies dy's columns
+    if not conv2d_select.im2col_data_by_convolution(geom, dy.dtype.itemsize, compiled):
         return None
     return forward(dy, rotated_filters(w, geom), transposed)[0]  # (I6) = (I1), (I2) on dy
 

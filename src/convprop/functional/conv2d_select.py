@@ -100,10 +100,9 @@ def im2col_data_by_convolution(geom: ConvGeometry, itemsize: int, compiled: bool
 
 def _im2col(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     seconds = _im2col_seconds(geom, pass_name, b, compiled)
-    if pass_name == "data" and im2col_data_by_convolution(geom, b, compiled):
-        transposed = transposed_geometry(geom)
-        assert transposed is not None  # (I6) applies
-        seconds = _im2col_seconds(transposed, "forward", b, compiled)
+    transposed = transposed_geometry(geom)
+    if pass_name == "data" and transposed is not None:  # the cheaper of (I4)-(I5) and (I6)
+        seconds = min(seconds, _im2col_seconds(transposed, "forward", b, compiled))
     return seconds
 
 
