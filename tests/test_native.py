@@ -555,6 +555,11 @@ def test_kernel_entry_points_refuse_geometries_they_cannot_compute() -> None:
     dw_geom = (1, 2, 4, 4, 3, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0)
     with pytest.raises(ValueError, match="depthwise_forward: K=3 is not a multiple of C=2"):
         kernels.depthwise_forward(np.zeros(32), np.zeros(27), None, np.zeros(12), dw_geom, 0, 1)
+    # only (F1) adds a bias; the backward passes refuse one instead of ignoring it
+    one = (1, 1, 4, 4, 1, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0)  # C = K = 1, 4x4 -> 2x2
+    for name in ("depthwise_backward_data", "depthwise_backward_weight"):
+        with pytest.raises(TypeError, match=f"{name}: only the forward pass takes a bias"):
+            getattr(kernels, name)(np.zeros(4), np.zeros(16), np.zeros(1), np.zeros(16), one, 0, 1)
     strided = (1, 1, 5, 5, 1, 3, 3, 2, 2, 2, 2, 1, 1, 0, 0)  # stride 2
     with pytest.raises(ValueError, match="winograd_input: needs a 3x3 kernel, stride 1, dilati"):
         kernels.winograd_input(np.zeros(25), np.zeros(16), strided, 1, 1, 0, 1)
