@@ -12,7 +12,11 @@ from setuptools import Extension, setup
 
 # -fno-tree-loop-distribute-patterns keeps short copy loops as loops instead of a memcpy
 # or memset call each (im2col copies rows of a few elements, millions of times).
-ARGS = ["-O3", "-std=c11", "-fno-math-errno", "-fopenmp-simd", "-fno-tree-loop-distribute-patterns"]
+# -pthread: the team of worker threads that shares a kernel call (_kernels_team.h).
+ARGS = [
+    "-O3", "-std=c11", "-pthread", "-fno-math-errno", "-fopenmp-simd",
+    "-fno-tree-loop-distribute-patterns",
+]  # fmt: skip
 if platform.machine() in ("x86_64", "AMD64") and not os.environ.get("CONVPROP_PORTABLE"):
     # Vector loops for the machine it builds on (a source install); CONVPROP_PORTABLE=1
     # builds for any x86-64, e.g. for a wheel that other machines will install.
@@ -25,6 +29,7 @@ setup(
             sources=["src/convprop/_kernels.c"],
             depends=sorted(str(path) for path in Path("src/convprop").glob("_kernels_*.h")),
             extra_compile_args=ARGS,
+            extra_link_args=["-pthread"],  # the team of worker threads (_kernels_team.h)
             optional=True,
         )
     ]

@@ -342,25 +342,6 @@ def test_results_do_not_depend_on_the_thread_count(
         np.testing.assert_array_equal(a, b)  # each plane is computed by one thread
 
 
-def test_parallel_splits_by_work_into_contiguous_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONVPROP_NUM_THREADS", "3")
-    calls: list[tuple[int, int]] = []
-
-    def kernel(tag: str, lo: int, hi: int) -> str:
-        calls.append((lo, hi))
-        return tag
-
-    unit = native.MIN_WORK_PER_THREAD
-    assert native.parallel(kernel, 10, unit - 1, "a") == ["a"]  # too little work to split
-    assert calls == [(0, 10)]
-    calls.clear()
-    assert native.parallel(kernel, 10, 2 * unit, "b") == ["b", "b"]  # enough for two threads
-    assert sorted(calls) == [(0, 5), (5, 10)]
-    calls.clear()
-    native.parallel(kernel, 2, 100 * unit, "c")  # never more ranges than planes
-    assert sorted(calls) == [(0, 1), (1, 2)]
-
-
 def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
     kernels = native._kernels
     case = CASES[0]

@@ -2,15 +2,19 @@
  *
  * Each function takes C-contiguous float32 or float64 arrays (any object with the buffer
  * protocol), checks their formats and sizes against the geometry it is given, releases
- * the GIL and runs over a half-open range [lo, hi) of independent planes. The Python side
- * (convprop/native.py) splits the planes over threads; the equations and their labels are
- * those of docs/derivations.md and of the NumPy code that computes the same thing.
+ * the GIL and runs over a half-open range [lo, hi) of independent planes, on `threads`
+ * threads (an optional last argument, 1 by default) of the team in _kernels_team.h. The
+ * Python side (convprop/native.py) decides how many threads the work is worth; the
+ * equations and their labels are those of docs/derivations.md and of the NumPy code that
+ * computes the same thing.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -94,6 +98,8 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #undef BITS
 #undef SQRT
 #undef SFX
+
+#include "_kernels_team.h"
 
 /* ------------------------------------------------------------------ argument checking */
 
@@ -222,131 +228,227 @@ static int check_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t total, const cha
 #define RELEASE_ALL(views, n)                                                                \
     for (int i_ = 0; i_ < (n); ++i_) PyBuffer_Release(&(views)[i_])
 
-static PyObject *py_im2col(PyObject *self, PyObject *args)
+/* The loops an entry point can run. */
+enum {
+    OP_IM2COL, OP_COL2IM,
+    OP_DW_FORWARD, OP_DW_DATA, OP_DW_WEIGHT,
+    OP_MAXPOOL_FORWARD, OP_MAXPOOL_BACKWARD,
+    OP_WINO_INPUT, OP_WINO_OUTPUT, OP_WINO_DY, OP_WINO_DX,
+    OP_ADD_BIAS, OP_BIAS_GRAD, OP_TO_PLANES, OP_TO_SPATIAL,
+    OP_RELU_FORWARD, OP_RELU_BACKWARD, OP_ADAM, OP_COMPLEX_MERGE, OP_COMPLEX_SPLIT,
+};
+
+/* One call's loop and arguments, read by every thread of the team (_kernels_team.h). */
+typedef struct {
+    int op, kind;             /* the loop; 4 (float) or 8 (double) */
+    void *a[5];               /* the arrays, in the loop's order (NULL where absent) */
+    ConvGeom conv;
+    PoolGeom pool;
+    AdamScalars adam;
+    Py_ssize_t n[8];          /* the loop's integer arguments */
+    const Py_ssize_t *offs;   /* the depthwise tap offsets */
+    char *scratch;            /* `scratch_bytes` per worker */
+    size_t scratch_bytes;
+} Call;
+
+/* Chunks per thread: fine enough that a fast core takes more of them than a slow one,
+ * coarse enough that claiming one costs nothing beside it. */
+#define CHUNKS_PER_THREAD 8
+
+/* The loop of `ctx` (a Call) over [lo, hi), as worker number `worker`. */
+static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
 {
-    PyObject *xo, *co, *geo;
+    const Call *c = ctx;
+    void *const *a = c->a;
+    const Py_ssize_t *n = c->n;
+    void *s = c->scratch ? c->scratch + (size_t)worker * c->scratch_bytes : NULL;
+#define BY_KIND(name, ...) (c->kind == 4 ? name##_f32(__VA_ARGS__) : name##_f64(__VA_ARGS__))
+    switch (c->op) {
+    case OP_IM2COL: BY_KIND(im2col, a[0], a[1], &c->conv, lo, hi); break;
+    case OP_COL2IM: BY_KIND(col2im, a[0], a[1], &c->conv, lo, hi); break;
+    case OP_DW_FORWARD: /* x, w, bias (a[3], may be NULL), y */
+        BY_KIND(dw_forward, a[0], a[1], a[3], a[2], s, c->offs, &c->conv, lo, hi);
+        break;
+    case OP_DW_DATA:
+        BY_KIND(dw_backward_data, a[0], a[1], a[2], s, c->offs, &c->conv, lo, hi);
+        break;
+    case OP_DW_WEIGHT:
+        BY_KIND(dw_backward_weight, a[0], a[1], a[2], s, c->offs, &c->conv, lo, hi);
+        break;
+    case OP_MAXPOOL_FORWARD: BY_KIND(maxpool_forward, a[0], a[1], a[2], &c->pool, lo, hi); break;
+    case OP_MAXPOOL_BACKWARD: return BY_KIND(maxpool_backward, a[0], a[1], a[2], &c->pool, lo, hi);
+    case OP_WINO_INPUT: BY_KIND(wino_input, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
+    case OP_WINO_OUTPUT: BY_KIND(wino_output, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
+    case OP_WINO_DY: BY_KIND(wino_dy, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
+    case OP_WINO_DX: BY_KIND(wino_dx, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
+    case OP_ADD_BIAS: BY_KIND(add_bias, a[0], a[1], n[0], n[1], lo, hi); break;
+    case OP_BIAS_GRAD: BY_KIND(bias_grad, a[0], a[1], n[0], n[1], n[2], lo, hi); break;
+    case OP_TO_PLANES:
+        BY_KIND(spatial_to_planes, a[0], a[1], n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7],
+                lo, hi);
+        break;
+    case OP_TO_SPATIAL:
+        BY_KIND(planes_to_spatial, a[0], a[1], n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7],
+                lo, hi);
+        break;
+    case OP_RELU_FORWARD: BY_KIND(relu_forward, a[0], a[1], lo, hi); break;
+    case OP_RELU_BACKWARD: BY_KIND(relu_backward, a[0], a[1], a[2], lo, hi); break;
+    case OP_ADAM: BY_KIND(adam_step, a[0], a[1], a[2], a[3], a[4], &c->adam, lo, hi); break;
+    case OP_COMPLEX_MERGE: BY_KIND(complex_merge, a[0], a[1], a[2], lo, hi); break;
+    case OP_COMPLEX_SPLIT: BY_KIND(complex_split, a[0], a[1], a[2], lo, hi); break;
+    }
+#undef BY_KIND
+    return 0;
+}
+
+/* threads (the optional last argument of every entry point) must be at least 1. */
+static int check_threads(int threads, const char *op)
+{
+    if (threads >= 1) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: threads must be at least 1, got %d", op, threads);
+    return -1;
+}
+
+/* The threads a call over [lo, hi) will use: never more than there are planes. */
+static int team_size(Py_ssize_t lo, Py_ssize_t hi, int threads)
+{
+    if (threads > TEAM_MAX) threads = TEAM_MAX;
+    return hi - lo < threads ? (int)(hi - lo > 1 ? hi - lo : 1) : threads;
+}
+
+/* Give every worker of the call `bytes` of scratch; 0, or -1 with MemoryError. */
+static int alloc_scratch(Call *c, size_t bytes, int threads)
+{
+    c->scratch_bytes = (bytes + 63) / 64 * 64; /* each worker's block on its own cache lines */
+    c->scratch = PyMem_RawMalloc(c->scratch_bytes * (size_t)threads);
+    if (c->scratch) return 0;
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* Run the call over [lo, hi) on `threads` threads, without the GIL; the loop's result.
+ * `align` rounds the chunks of element-wise loops to whole vectors. */
+static Py_ssize_t run_call(Call *c, Py_ssize_t lo, Py_ssize_t hi, int threads, Py_ssize_t align)
+{
+    threads = team_size(lo, hi, threads);
+    Py_ssize_t grain = (hi - lo + (Py_ssize_t)threads * CHUNKS_PER_THREAD - 1) /
+                       ((Py_ssize_t)threads * CHUNKS_PER_THREAD);
+    grain = (grain + align - 1) / align * align;
+    Py_ssize_t result;
+    Py_BEGIN_ALLOW_THREADS;
+    result = team_run(run_range, c, lo, hi, threads, grain);
+    Py_END_ALLOW_THREADS;
+    return result;
+}
+
+static PyObject *py_im2col_col2im(PyObject *args, int op, const char *name)
+{
+    PyObject *io, *oo, *geo;
     Py_ssize_t lo, hi;
-    ConvGeom g;
+    int threads = 1;
+    Call c = {.op = op};
     Py_buffer v[2];
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOO!nn", &xo, &co, &PyTuple_Type, &geo, &lo, &hi)) return NULL;
-    if (parse_conv_geom(geo, &g, "im2col") || check_range(lo, hi, g.N * g.C, "im2col"))
+    if (!PyArg_ParseTuple(args, "OOO!nn|i", &io, &oo, &PyTuple_Type, &geo, &lo, &hi, &threads))
         return NULL;
-    int kind = float_kind(xo, "im2col");
-    if (!kind) return NULL;
-    if (get_array(xo, &v[0], 0, kind, g.N * g.C * g.H * g.W, "im2col", "x")) return NULL;
-    if (get_array(co, &v[1], 1, kind, g.N * g.C * g.R * g.S * g.P * g.Q, "im2col", "cols")) {
+    if (parse_conv_geom(geo, &c.conv, name) || check_range(lo, hi, c.conv.N * c.conv.C, name) ||
+        check_threads(threads, name))
+        return NULL;
+    const ConvGeom *g = &c.conv;
+    const Py_ssize_t nx = g->N * g->C * g->H * g->W;
+    const Py_ssize_t ncols = g->N * g->C * g->R * g->S * g->P * g->Q;
+    c.kind = float_kind(io, name);
+    if (!c.kind) return NULL;
+    const int to_cols = op == OP_IM2COL;
+    if (get_array(io, &v[0], 0, c.kind, to_cols ? nx : ncols, name, to_cols ? "x" : "dcols"))
+        return NULL;
+    if (get_array(oo, &v[1], 1, c.kind, to_cols ? ncols : nx, name, to_cols ? "cols" : "dx")) {
         PyBuffer_Release(&v[0]);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) im2col_f32(v[0].buf, v[1].buf, &g, lo, hi);
-    else im2col_f64(v[0].buf, v[1].buf, &g, lo, hi);
-    Py_END_ALLOW_THREADS;
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf;
+    run_call(&c, lo, hi, threads, 1);
     RELEASE_ALL(v, 2);
     Py_RETURN_NONE;
+}
+
+static PyObject *py_im2col(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return py_im2col_col2im(args, OP_IM2COL, "im2col");
 }
 
 static PyObject *py_col2im(PyObject *self, PyObject *args)
 {
-    PyObject *co, *xo, *geo;
-    Py_ssize_t lo, hi;
-    ConvGeom g;
-    Py_buffer v[2];
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOO!nn", &co, &xo, &PyTuple_Type, &geo, &lo, &hi)) return NULL;
-    if (parse_conv_geom(geo, &g, "col2im") || check_range(lo, hi, g.N * g.C, "col2im"))
-        return NULL;
-    int kind = float_kind(co, "col2im");
-    if (!kind) return NULL;
-    if (get_array(co, &v[0], 0, kind, g.N * g.C * g.R * g.S * g.P * g.Q, "col2im", "dcols"))
-        return NULL;
-    if (get_array(xo, &v[1], 1, kind, g.N * g.C * g.H * g.W, "col2im", "dx")) {
-        PyBuffer_Release(&v[0]);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) col2im_f32(v[0].buf, v[1].buf, &g, lo, hi);
-    else col2im_f64(v[0].buf, v[1].buf, &g, lo, hi);
-    Py_END_ALLOW_THREADS;
-    RELEASE_ALL(v, 2);
-    Py_RETURN_NONE;
+    return py_im2col_col2im(args, OP_COL2IM, "col2im");
 }
 
 /* Shared by the three depthwise passes: two inputs and one output, sizes by role. */
-enum { DW_FORWARD, DW_DATA, DW_WEIGHT };
-
-static PyObject *depthwise(PyObject *args, int pass, const char *op)
+static PyObject *depthwise(PyObject *args, int op, const char *name)
 {
     PyObject *ao, *bo, *oo, *geo, *biaso = Py_None;
     Py_ssize_t lo, hi;
-    ConvGeom g;
+    int threads = 1;
+    Call c = {.op = op};
+    ConvGeom *g = &c.conv;
     Py_buffer v[4];
-    if (!PyArg_ParseTuple(args, "OOOOO!nn", &ao, &bo, &biaso, &oo, &PyTuple_Type, &geo, &lo,
-                          &hi))
+    if (!PyArg_ParseTuple(args, "OOOOO!nn|i", &ao, &bo, &biaso, &oo, &PyTuple_Type, &geo, &lo,
+                          &hi, &threads))
         return NULL;
-    if (pass != DW_FORWARD && biaso != Py_None) {
-        PyErr_Format(PyExc_TypeError, "%s: only the forward pass takes a bias", op);
-        return NULL;
-    }
-    if (parse_conv_geom(geo, &g, op)) return NULL;
-    if (g.K % g.C != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: K=%zd is not a multiple of C=%zd", op, g.K, g.C);
+    if (op != OP_DW_FORWARD && biaso != Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s: only the forward pass takes a bias", name);
         return NULL;
     }
-    const Py_ssize_t nx = g.N * g.C * g.H * g.W, ny = g.N * g.K * g.P * g.Q, nw = g.K * g.R * g.S;
+    if (parse_conv_geom(geo, g, name) || check_threads(threads, name)) return NULL;
+    if (g->K % g->C != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: K=%zd is not a multiple of C=%zd", name, g->K, g->C);
+        return NULL;
+    }
+    const Py_ssize_t nx = g->N * g->C * g->H * g->W, ny = g->N * g->K * g->P * g->Q;
+    const Py_ssize_t nw = g->K * g->R * g->S;
     Py_ssize_t sizes[3], total;
-    if (pass == DW_FORWARD) { /* x, w -> y */
-        sizes[0] = nx, sizes[1] = nw, sizes[2] = ny, total = g.N * g.K;
-    } else if (pass == DW_DATA) { /* dy, w -> dx */
-        sizes[0] = ny, sizes[1] = nw, sizes[2] = nx, total = g.N * g.C;
+    if (op == OP_DW_FORWARD) { /* x, w -> y */
+        sizes[0] = nx, sizes[1] = nw, sizes[2] = ny, total = g->N * g->K;
+    } else if (op == OP_DW_DATA) { /* dy, w -> dx */
+        sizes[0] = ny, sizes[1] = nw, sizes[2] = nx, total = g->N * g->C;
     } else { /* dy, x -> dw */
-        sizes[0] = ny, sizes[1] = nx, sizes[2] = nw, total = g.K;
+        sizes[0] = ny, sizes[1] = nx, sizes[2] = nw, total = g->K;
     }
-    if (check_range(lo, hi, total, op)) return NULL;
-    int kind = float_kind(ao, op);
-    if (!kind) return NULL;
+    if (check_range(lo, hi, total, name)) return NULL;
+    c.kind = float_kind(ao, name);
+    if (!c.kind) return NULL;
     PyObject *objs[3] = {ao, bo, oo};
     static const char *names[3] = {"first input", "second input", "output"};
     for (int i = 0; i < 3; ++i) {
-        if (get_array(objs[i], &v[i], i == 2, kind, sizes[i], op, names[i])) {
+        if (get_array(objs[i], &v[i], i == 2, c.kind, sizes[i], name, names[i])) {
             RELEASE_ALL(v, i);
             return NULL;
         }
+        c.a[i] = v[i].buf;
     }
-    const int has_bias = pass == DW_FORWARD && biaso != Py_None; /* (F1)'s bias, fused */
-    if (has_bias && get_array(biaso, &v[3], 0, kind, g.K, op, "bias")) {
+    const int has_bias = op == OP_DW_FORWARD && biaso != Py_None; /* (F1)'s bias, fused */
+    if (has_bias && get_array(biaso, &v[3], 0, c.kind, g->K, name, "bias")) {
         RELEASE_ALL(v, 3);
         return NULL;
     }
-    const void *bias = has_bias ? v[3].buf : NULL;
-    /* the wide region, a wide plane between two margins and the per-tap sums (see
+    c.a[3] = has_bias ? v[3].buf : NULL;
+    /* each worker's wide region, a wide plane between two margins and the per-tap sums (see
      * _kernels_depthwise.h); offs[t] = r*dh*Wr + s*dw, the wide offset of tap t = r*S + s */
-    const Py_ssize_t Wr = wide_cols(&g), Hr = wide_rows(&g), RS = g.R * g.S;
-    const Py_ssize_t elements = 3 * Hr * Wr + g.P * Wr + RS;
-    void *scratch = PyMem_RawMalloc((size_t)elements * (size_t)kind);
+    const Py_ssize_t Wr = wide_cols(g), Hr = wide_rows(g), RS = g->R * g->S;
+    const Py_ssize_t elements = 3 * Hr * Wr + g->P * Wr + RS;
+    threads = team_size(lo, hi, threads);
     Py_ssize_t *offs = PyMem_RawMalloc((size_t)RS * sizeof(Py_ssize_t));
-    if (!scratch || !offs) {
-        PyMem_RawFree(scratch);
+    if (!offs || alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {
+        if (!offs) PyErr_NoMemory();
         PyMem_RawFree(offs);
         RELEASE_ALL(v, 3 + has_bias);
-        return PyErr_NoMemory();
+        return NULL;
     }
-    for (Py_ssize_t r = 0; r < g.R; ++r)
-        for (Py_ssize_t s = 0; s < g.S; ++s) offs[r * g.S + s] = r * g.dh * Wr + s * g.dw;
-    Py_BEGIN_ALLOW_THREADS;
-    if (pass == DW_FORWARD) {
-        if (kind == 4) dw_forward_f32(v[0].buf, v[1].buf, bias, v[2].buf, scratch, offs, &g, lo, hi);
-        else dw_forward_f64(v[0].buf, v[1].buf, bias, v[2].buf, scratch, offs, &g, lo, hi);
-    } else if (pass == DW_DATA) {
-        if (kind == 4) dw_backward_data_f32(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
-        else dw_backward_data_f64(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
-    } else {
-        if (kind == 4) dw_backward_weight_f32(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
-        else dw_backward_weight_f64(v[0].buf, v[1].buf, v[2].buf, scratch, offs, &g, lo, hi);
-    }
-    Py_END_ALLOW_THREADS;
-    PyMem_RawFree(scratch);
+    for (Py_ssize_t r = 0; r < g->R; ++r)
+        for (Py_ssize_t s = 0; s < g->S; ++s) offs[r * g->S + s] = r * g->dh * Wr + s * g->dw;
+    c.offs = offs;
+    run_call(&c, lo, hi, threads, 1);
+    PyMem_RawFree(c.scratch);
     PyMem_RawFree(offs);
     RELEASE_ALL(v, 3 + has_bias);
     Py_RETURN_NONE;
@@ -355,47 +457,50 @@ static PyObject *depthwise(PyObject *args, int pass, const char *op)
 static PyObject *py_dw_forward(PyObject *self, PyObject *args)
 {
     (void)self;
-    return depthwise(args, DW_FORWARD, "depthwise_forward");
+    return depthwise(args, OP_DW_FORWARD, "depthwise_forward");
 }
 
 static PyObject *py_dw_backward_data(PyObject *self, PyObject *args)
 {
     (void)self;
-    return depthwise(args, DW_DATA, "depthwise_backward_data");
+    return depthwise(args, OP_DW_DATA, "depthwise_backward_data");
 }
 
 static PyObject *py_dw_backward_weight(PyObject *self, PyObject *args)
 {
     (void)self;
-    return depthwise(args, DW_WEIGHT, "depthwise_backward_weight");
+    return depthwise(args, OP_DW_WEIGHT, "depthwise_backward_weight");
 }
 
 static PyObject *py_maxpool_forward(PyObject *self, PyObject *args)
 {
     PyObject *xo, *yo, *ao, *geo;
     Py_ssize_t lo, hi;
-    PoolGeom g;
+    int threads = 1;
+    Call c = {.op = OP_MAXPOOL_FORWARD};
+    const PoolGeom *g = &c.pool;
     Py_buffer v[3];
     const char *op = "max_pool2d_forward";
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOO!nn", &xo, &yo, &ao, &PyTuple_Type, &geo, &lo, &hi))
+    if (!PyArg_ParseTuple(args, "OOOO!nn|i", &xo, &yo, &ao, &PyTuple_Type, &geo, &lo, &hi,
+                          &threads))
         return NULL;
-    if (parse_pool_geom(geo, &g, op) || check_range(lo, hi, g.N * g.C, op)) return NULL;
-    int kind = float_kind(xo, op);
-    if (!kind) return NULL;
-    if (get_array(xo, &v[0], 0, kind, g.N * g.C * g.H * g.W, op, "x")) return NULL;
-    if (get_array(yo, &v[1], 1, kind, g.N * g.C * g.P * g.Q, op, "y")) {
+    if (parse_pool_geom(geo, &c.pool, op) || check_range(lo, hi, g->N * g->C, op) ||
+        check_threads(threads, op))
+        return NULL;
+    c.kind = float_kind(xo, op);
+    if (!c.kind) return NULL;
+    if (get_array(xo, &v[0], 0, c.kind, g->N * g->C * g->H * g->W, op, "x")) return NULL;
+    if (get_array(yo, &v[1], 1, c.kind, g->N * g->C * g->P * g->Q, op, "y")) {
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    if (get_array(ao, &v[2], 1, -4, g.N * g.C * g.P * g.Q, op, "argmax")) {
+    if (get_array(ao, &v[2], 1, -4, g->N * g->C * g->P * g->Q, op, "argmax")) {
         RELEASE_ALL(v, 2);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) maxpool_forward_f32(v[0].buf, v[1].buf, v[2].buf, &g, lo, hi);
-    else maxpool_forward_f64(v[0].buf, v[1].buf, v[2].buf, &g, lo, hi);
-    Py_END_ALLOW_THREADS;
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf, c.a[2] = v[2].buf;
+    run_call(&c, lo, hi, threads, 1);
     RELEASE_ALL(v, 3);
     Py_RETURN_NONE;
 }
@@ -403,90 +508,82 @@ static PyObject *py_maxpool_forward(PyObject *self, PyObject *args)
 static PyObject *py_maxpool_backward(PyObject *self, PyObject *args)
 {
     PyObject *dyo, *ao, *dxo, *geo;
-    Py_ssize_t lo, hi, invalid = 0;
-    PoolGeom g;
+    Py_ssize_t lo, hi;
+    int threads = 1;
+    Call c = {.op = OP_MAXPOOL_BACKWARD};
+    const PoolGeom *g = &c.pool;
     Py_buffer v[3];
     const char *op = "max_pool2d_backward";
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOO!nn", &dyo, &ao, &dxo, &PyTuple_Type, &geo, &lo, &hi))
+    if (!PyArg_ParseTuple(args, "OOOO!nn|i", &dyo, &ao, &dxo, &PyTuple_Type, &geo, &lo, &hi,
+                          &threads))
         return NULL;
-    if (parse_pool_geom(geo, &g, op) || check_range(lo, hi, g.N * g.C, op)) return NULL;
-    int kind = float_kind(dyo, op);
-    if (!kind) return NULL;
-    if (get_array(dyo, &v[0], 0, kind, g.N * g.C * g.P * g.Q, op, "dy")) return NULL;
-    if (get_array(ao, &v[1], 0, -4, g.N * g.C * g.P * g.Q, op, "argmax")) {
+    if (parse_pool_geom(geo, &c.pool, op) || check_range(lo, hi, g->N * g->C, op) ||
+        check_threads(threads, op))
+        return NULL;
+    c.kind = float_kind(dyo, op);
+    if (!c.kind) return NULL;
+    if (get_array(dyo, &v[0], 0, c.kind, g->N * g->C * g->P * g->Q, op, "dy")) return NULL;
+    if (get_array(ao, &v[1], 0, -4, g->N * g->C * g->P * g->Q, op, "argmax")) {
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    if (get_array(dxo, &v[2], 1, kind, g.N * g.C * g.H * g.W, op, "dx")) {
+    if (get_array(dxo, &v[2], 1, c.kind, g->N * g->C * g->H * g->W, op, "dx")) {
         RELEASE_ALL(v, 2);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) invalid = maxpool_backward_f32(v[0].buf, v[1].buf, v[2].buf, &g, lo, hi);
-    else invalid = maxpool_backward_f64(v[0].buf, v[1].buf, v[2].buf, &g, lo, hi);
-    Py_END_ALLOW_THREADS;
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf, c.a[2] = v[2].buf;
+    const Py_ssize_t invalid = run_call(&c, lo, hi, threads, 1);
     RELEASE_ALL(v, 3);
     return PyLong_FromSsize_t(invalid);
 }
 
 /* The four Winograd F(2x2, 3x3) transforms: one input, one output, sizes by role. */
-enum { WINO_INPUT, WINO_OUTPUT, WINO_DY, WINO_DX };
-
-static PyObject *winograd(PyObject *args, int which, const char *op)
+static PyObject *winograd(PyObject *args, int op, const char *name)
 {
     PyObject *io, *oo, *geo;
     Py_ssize_t Th, Tw, lo, hi;
-    ConvGeom g;
+    int threads = 1;
+    Call c = {.op = op};
+    const ConvGeom *g = &c.conv;
     Py_buffer v[2];
-    if (!PyArg_ParseTuple(args, "OOO!nnnn", &io, &oo, &PyTuple_Type, &geo, &Th, &Tw, &lo, &hi))
+    if (!PyArg_ParseTuple(args, "OOO!nnnn|i", &io, &oo, &PyTuple_Type, &geo, &Th, &Tw, &lo, &hi,
+                          &threads))
         return NULL;
-    if (parse_conv_geom(geo, &g, op)) return NULL;
-    if (Th != (g.P + 1) / 2 || Tw != (g.Q + 1) / 2 || g.R != 3 || g.S != 3 || g.sh != 1 ||
-        g.sw != 1 || g.dh != 1 || g.dw != 1) {
+    if (parse_conv_geom(geo, &c.conv, name) || check_threads(threads, name)) return NULL;
+    if (Th != (g->P + 1) / 2 || Tw != (g->Q + 1) / 2 || g->R != 3 || g->S != 3 || g->sh != 1 ||
+        g->sw != 1 || g->dh != 1 || g->dw != 1) {
         PyErr_Format(PyExc_ValueError,
                      "%s: needs a 3x3 kernel, stride 1, dilation 1 and ceil(P/2) x ceil(Q/2) "
-                     "tiles", op);
+                     "tiles", name);
         return NULL;
     }
-    const Py_ssize_t NT = g.N * Th * Tw;
-    const Py_ssize_t nx = g.N * g.C * g.H * g.W, ny = g.N * g.K * g.P * g.Q;
-    const Py_ssize_t nVx = 16 * g.C * NT, nVy = 16 * g.K * NT;
+    const Py_ssize_t NT = g->N * Th * Tw;
+    const Py_ssize_t nx = g->N * g->C * g->H * g->W, ny = g->N * g->K * g->P * g->Q;
+    const Py_ssize_t nVx = 16 * g->C * NT, nVy = 16 * g->K * NT;
     Py_ssize_t in_size, out_size, total;
-    if (which == WINO_INPUT) in_size = nx, out_size = nVx, total = g.N * g.C;
-    else if (which == WINO_OUTPUT) in_size = nVy, out_size = ny, total = g.N * g.K;
-    else if (which == WINO_DY) in_size = ny, out_size = nVy, total = g.N * g.K;
-    else in_size = nVx, out_size = nx, total = g.N * g.C;
-    if (check_range(lo, hi, total, op)) return NULL;
-    int kind = float_kind(io, op);
-    if (!kind) return NULL;
-    if (get_array(io, &v[0], 0, kind, in_size, op, "input")) return NULL;
-    if (get_array(oo, &v[1], 1, kind, out_size, op, "output")) {
+    if (op == OP_WINO_INPUT) in_size = nx, out_size = nVx, total = g->N * g->C;
+    else if (op == OP_WINO_OUTPUT) in_size = nVy, out_size = ny, total = g->N * g->K;
+    else if (op == OP_WINO_DY) in_size = ny, out_size = nVy, total = g->N * g->K;
+    else in_size = nVx, out_size = nx, total = g->N * g->C;
+    if (check_range(lo, hi, total, name)) return NULL;
+    c.kind = float_kind(io, name);
+    if (!c.kind) return NULL;
+    if (get_array(io, &v[0], 0, c.kind, in_size, name, "input")) return NULL;
+    if (get_array(oo, &v[1], 1, c.kind, out_size, name, "output")) {
         RELEASE_ALL(v, 1);
         return NULL;
     }
     /* row buffers, and for wino_dx a row of transformed tiles (see _kernels_winograd.h) */
     const Py_ssize_t elements = 16 * Tw + 4 * (2 * Tw + 2);
-    void *scratch = PyMem_RawMalloc((size_t)elements * (size_t)kind);
-    if (!scratch) {
+    threads = team_size(lo, hi, threads);
+    if (alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {
         RELEASE_ALL(v, 2);
-        return PyErr_NoMemory();
+        return NULL;
     }
-    void *in = v[0].buf, *out = v[1].buf;
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) {
-        if (which == WINO_INPUT) wino_input_f32(in, out, scratch, &g, Th, Tw, lo, hi);
-        else if (which == WINO_OUTPUT) wino_output_f32(in, out, scratch, &g, Th, Tw, lo, hi);
-        else if (which == WINO_DY) wino_dy_f32(in, out, scratch, &g, Th, Tw, lo, hi);
-        else wino_dx_f32(in, out, scratch, &g, Th, Tw, lo, hi);
-    } else {
-        if (which == WINO_INPUT) wino_input_f64(in, out, scratch, &g, Th, Tw, lo, hi);
-        else if (which == WINO_OUTPUT) wino_output_f64(in, out, scratch, &g, Th, Tw, lo, hi);
-        else if (which == WINO_DY) wino_dy_f64(in, out, scratch, &g, Th, Tw, lo, hi);
-        else wino_dx_f64(in, out, scratch, &g, Th, Tw, lo, hi);
-    }
-    Py_END_ALLOW_THREADS;
-    PyMem_RawFree(scratch);
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf, c.n[0] = Th, c.n[1] = Tw;
+    run_call(&c, lo, hi, threads, 1);
+    PyMem_RawFree(c.scratch);
     RELEASE_ALL(v, 2);
     Py_RETURN_NONE;
 }
@@ -494,25 +591,25 @@ static PyObject *winograd(PyObject *args, int which, const char *op)
 static PyObject *py_wino_input(PyObject *self, PyObject *args)
 {
     (void)self;
-    return winograd(args, WINO_INPUT, "winograd_input");
+    return winograd(args, OP_WINO_INPUT, "winograd_input");
 }
 
 static PyObject *py_wino_output(PyObject *self, PyObject *args)
 {
     (void)self;
-    return winograd(args, WINO_OUTPUT, "winograd_output");
+    return winograd(args, OP_WINO_OUTPUT, "winograd_output");
 }
 
 static PyObject *py_wino_dy(PyObject *self, PyObject *args)
 {
     (void)self;
-    return winograd(args, WINO_DY, "winograd_dy");
+    return winograd(args, OP_WINO_DY, "winograd_dy");
 }
 
 static PyObject *py_wino_dx(PyObject *self, PyObject *args)
 {
     (void)self;
-    return winograd(args, WINO_DX, "winograd_dx");
+    return winograd(args, OP_WINO_DX, "winograd_dx");
 }
 
 /* The bias of a convolution: add_bias(y, b, K, PQ, lo, hi) over planes of y (N, K, PQ) and
@@ -521,13 +618,16 @@ static PyObject *py_add_bias(PyObject *self, PyObject *args)
 {
     PyObject *yo, *bo;
     Py_ssize_t K, PQ, lo, hi;
+    int threads = 1;
+    Call c = {.op = OP_ADD_BIAS};
     Py_buffer v[2];
     const char *op = "add_bias";
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOnnnn", &yo, &bo, &K, &PQ, &lo, &hi)) return NULL;
-    int kind = float_kind(yo, op);
-    if (!kind) return NULL;
-    if (get_array(bo, &v[1], 0, kind, K, op, "b")) return NULL;
+    if (!PyArg_ParseTuple(args, "OOnnnn|i", &yo, &bo, &K, &PQ, &lo, &hi, &threads)) return NULL;
+    if (check_threads(threads, op)) return NULL;
+    c.kind = float_kind(yo, op);
+    if (!c.kind) return NULL;
+    if (get_array(bo, &v[1], 0, c.kind, K, op, "b")) return NULL;
     if (PyObject_GetBuffer(yo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)) {
         RELEASE_ALL(v + 1, 1);
         return NULL;
@@ -542,10 +642,8 @@ static PyObject *py_add_bias(PyObject *self, PyObject *args)
         RELEASE_ALL(v, 2);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) add_bias_f32(v[0].buf, v[1].buf, K, PQ, lo, hi);
-    else add_bias_f64(v[0].buf, v[1].buf, K, PQ, lo, hi);
-    Py_END_ALLOW_THREADS;
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf, c.n[0] = K, c.n[1] = PQ;
+    run_call(&c, lo, hi, threads, 1);
     RELEASE_ALL(v, 2);
     Py_RETURN_NONE;
 }
@@ -554,12 +652,15 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args)
 {
     PyObject *dyo, *dbo;
     Py_ssize_t K, PQ, lo, hi;
+    int threads = 1;
+    Call c = {.op = OP_BIAS_GRAD};
     Py_buffer v[2];
     const char *op = "bias_grad";
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOnnnn", &dyo, &dbo, &K, &PQ, &lo, &hi)) return NULL;
-    int kind = float_kind(dyo, op);
-    if (!kind) return NULL;
+    if (!PyArg_ParseTuple(args, "OOnnnn|i", &dyo, &dbo, &K, &PQ, &lo, &hi, &threads)) return NULL;
+    if (check_threads(threads, op)) return NULL;
+    c.kind = float_kind(dyo, op);
+    if (!c.kind) return NULL;
     if (PyObject_GetBuffer(dyo, &v[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)) return NULL;
     const Py_ssize_t count = v[0].len / v[0].itemsize;
     const Py_ssize_t dims[] = {K, PQ};
@@ -571,15 +672,13 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args)
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    if (get_array(dbo, &v[1], 1, kind, K, op, "db")) {
+    if (get_array(dbo, &v[1], 1, c.kind, K, op, "db")) {
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    const Py_ssize_t N = count / (K * PQ);
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) bias_grad_f32(v[0].buf, v[1].buf, N, K, PQ, lo, hi);
-    else bias_grad_f64(v[0].buf, v[1].buf, N, K, PQ, lo, hi);
-    Py_END_ALLOW_THREADS;
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf;
+    c.n[0] = count / (K * PQ), c.n[1] = K, c.n[2] = PQ;
+    run_call(&c, lo, hi, threads, 1);
     RELEASE_ALL(v, 2);
     Py_RETURN_NONE;
 }
@@ -587,12 +686,15 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args)
 /* spatial_to_planes(src, dst, layout, lo, hi) and planes_to_spatial(src, dst, layout, lo, hi)
  * with layout = (Lh, Lw, M, rows, cols, row0, col0, sh, sw): the spatial array is
  * (Lh, Lw, M), the planes (M, rows, cols); channels [lo, hi). */
-static PyObject *permute(PyObject *args, int to_planes, const char *op)
+static PyObject *permute(PyObject *args, int op, const char *name)
 {
     PyObject *so, *do_, *lo_tuple;
     Py_ssize_t Lh, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi;
+    int threads = 1;
+    Call c = {.op = op};
     Py_buffer v[2];
-    if (!PyArg_ParseTuple(args, "OOO!nn", &so, &do_, &PyTuple_Type, &lo_tuple, &lo, &hi))
+    if (!PyArg_ParseTuple(args, "OOO!nn|i", &so, &do_, &PyTuple_Type, &lo_tuple, &lo, &hi,
+                          &threads))
         return NULL;
     if (!PyArg_ParseTuple(lo_tuple, "nnnnnnnnn", &Lh, &Lw, &M, &rows, &cols, &row0, &col0, &sh,
                           &sw))
@@ -603,29 +705,23 @@ static PyObject *permute(PyObject *args, int to_planes, const char *op)
         sw < 1 || !fits(spatial_dims, 3) || !fits(plane_dims, 3) || row0 >= Lh || col0 >= Lw ||
         (rows > 1 && sh > (Lh - 1 - row0) / (rows - 1)) ||
         (cols > 1 && sw > (Lw - 1 - col0) / (cols - 1))) {
-        PyErr_Format(PyExc_ValueError, "%s: the planes do not fit the spatial array", op);
+        PyErr_Format(PyExc_ValueError, "%s: the planes do not fit the spatial array", name);
         return NULL;
     }
-    if (check_range(lo, hi, M, op)) return NULL;
-    int kind = float_kind(so, op);
-    if (!kind) return NULL;
+    if (check_range(lo, hi, M, name) || check_threads(threads, name)) return NULL;
+    c.kind = float_kind(so, name);
+    if (!c.kind) return NULL;
+    const int to_planes = op == OP_TO_PLANES;
     const Py_ssize_t spatial = Lh * Lw * M, planes = M * rows * cols;
-    if (get_array(so, &v[0], 0, kind, to_planes ? spatial : planes, op, "source")) return NULL;
-    if (get_array(do_, &v[1], 1, kind, to_planes ? planes : spatial, op, "destination")) {
+    if (get_array(so, &v[0], 0, c.kind, to_planes ? spatial : planes, name, "source")) return NULL;
+    if (get_array(do_, &v[1], 1, c.kind, to_planes ? planes : spatial, name, "destination")) {
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    void *src = v[0].buf, *dst = v[1].buf;
-    Py_BEGIN_ALLOW_THREADS;
-    if (to_planes && kind == 4)
-        spatial_to_planes_f32(src, dst, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi);
-    else if (to_planes)
-        spatial_to_planes_f64(src, dst, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi);
-    else if (kind == 4)
-        planes_to_spatial_f32(src, dst, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi);
-    else
-        planes_to_spatial_f64(src, dst, Lw, M, rows, cols, row0, col0, sh, sw, lo, hi);
-    Py_END_ALLOW_THREADS;
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf;
+    const Py_ssize_t n[8] = {Lw, M, rows, cols, row0, col0, sh, sw};
+    memcpy(c.n, n, sizeof n);
+    run_call(&c, lo, hi, threads, PERM_BLOCK);
     RELEASE_ALL(v, 2);
     Py_RETURN_NONE;
 }
@@ -633,13 +729,13 @@ static PyObject *permute(PyObject *args, int to_planes, const char *op)
 static PyObject *py_spatial_to_planes(PyObject *self, PyObject *args)
 {
     (void)self;
-    return permute(args, 1, "spatial_to_planes");
+    return permute(args, OP_TO_PLANES, "spatial_to_planes");
 }
 
 static PyObject *py_planes_to_spatial(PyObject *self, PyObject *args)
 {
     (void)self;
-    return permute(args, 0, "planes_to_spatial");
+    return permute(args, OP_TO_SPATIAL, "planes_to_spatial");
 }
 
 /* The flat arrays of an element-wise kernel, all of objs[0]'s float type: objs[i] must be a
@@ -671,46 +767,58 @@ static int flat_arrays(const char *op, int count, PyObject *const *objs, const i
     return held;
 }
 
+/* Elements per chunk of the element-wise loops: whole cache lines of float64. */
+#define ELEMENT_ALIGN 64
+
+/* An element-wise call: `count` arrays (objs[order[i]] is the loop's i-th argument), sized
+ * and checked by flat_arrays, over the elements [lo, hi). */
+static PyObject *elementwise(Call *c, int count, PyObject *const *objs, const int *order,
+                             const int *scale, const int *writable, const char *const *names,
+                             int optional_last, Py_ssize_t lo, Py_ssize_t hi, int threads,
+                             const char *op)
+{
+    Py_buffer v[5];
+    if (check_threads(threads, op)) return NULL;
+    const int held = flat_arrays(op, count, objs, scale, writable, names, optional_last, lo, hi,
+                                 v, &c->kind);
+    if (held < 0) return NULL;
+    for (int i = 0; i < count; ++i) c->a[i] = order[i] < held ? v[order[i]].buf : NULL;
+    run_call(c, lo, hi, threads, ELEMENT_ALIGN);
+    RELEASE_ALL(v, held);
+    Py_RETURN_NONE;
+}
+
+static const int IN_ORDER[] = {0, 1, 2, 3, 4};
+
 /* relu_forward(x, y, lo, hi) and relu_backward(dy, x, dx, lo, hi): (A1)-(A3) over the
  * elements [lo, hi) of same-sized flat arrays. */
 static PyObject *py_relu_forward(PyObject *self, PyObject *args)
 {
     PyObject *objs[2];
     Py_ssize_t lo, hi;
-    Py_buffer v[2];
-    int kind;
+    int threads = 1;
+    Call c = {.op = OP_RELU_FORWARD};
     static const int scale[] = {1, 1}, writable[] = {0, 1};
     static const char *const names[] = {"x", "y"};
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOnn", &objs[0], &objs[1], &lo, &hi)) return NULL;
-    if (flat_arrays("relu_forward", 2, objs, scale, writable, names, 0, lo, hi, v, &kind) < 0)
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) relu_forward_f32(v[0].buf, v[1].buf, lo, hi);
-    else relu_forward_f64(v[0].buf, v[1].buf, lo, hi);
-    Py_END_ALLOW_THREADS;
-    RELEASE_ALL(v, 2);
-    Py_RETURN_NONE;
+    if (!PyArg_ParseTuple(args, "OOnn|i", &objs[0], &objs[1], &lo, &hi, &threads)) return NULL;
+    return elementwise(&c, 2, objs, IN_ORDER, scale, writable, names, 0, lo, hi, threads,
+                       "relu_forward");
 }
 
 static PyObject *py_relu_backward(PyObject *self, PyObject *args)
 {
     PyObject *objs[3];
     Py_ssize_t lo, hi;
-    Py_buffer v[3];
-    int kind;
+    int threads = 1;
+    Call c = {.op = OP_RELU_BACKWARD};
     static const int scale[] = {1, 1, 1}, writable[] = {0, 0, 1};
     static const char *const names[] = {"dy", "x", "dx"};
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnn", &objs[0], &objs[1], &objs[2], &lo, &hi)) return NULL;
-    if (flat_arrays("relu_backward", 3, objs, scale, writable, names, 0, lo, hi, v, &kind) < 0)
+    if (!PyArg_ParseTuple(args, "OOOnn|i", &objs[0], &objs[1], &objs[2], &lo, &hi, &threads))
         return NULL;
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) relu_backward_f32(v[0].buf, v[1].buf, v[2].buf, lo, hi);
-    else relu_backward_f64(v[0].buf, v[1].buf, v[2].buf, lo, hi);
-    Py_END_ALLOW_THREADS;
-    RELEASE_ALL(v, 3);
-    Py_RETURN_NONE;
+    return elementwise(&c, 3, objs, IN_ORDER, scale, writable, names, 0, lo, hi, threads,
+                       "relu_backward");
 }
 
 /* adam_step(p, g, m, v, vmax or None, scalars, lo, hi) with scalars = (decay, l2, weight,
@@ -720,33 +828,25 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args)
 {
     PyObject *objs[5], *so;
     Py_ssize_t lo, hi;
-    AdamScalars a;
-    Py_buffer v[5];
-    int kind;
+    int threads = 1;
+    Call c = {.op = OP_ADAM};
+    AdamScalars *a = &c.adam;
     static const int scale[] = {1, 1, 1, 1, 1}, writable[] = {1, 0, 1, 1, 1};
     static const char *const names[] = {"p", "g", "m", "v", "vmax"};
     const char *op = "adam_step";
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOO!nn", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
-                          &PyTuple_Type, &so, &lo, &hi))
+    if (!PyArg_ParseTuple(args, "OOOOOO!nn|i", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
+                          &PyTuple_Type, &so, &lo, &hi, &threads))
         return NULL;
-    if (!PyArg_ParseTuple(so, "ddddddddppp", &a.decay, &a.l2, &a.weight, &a.beta2,
-                          &a.one_minus_beta2, &a.bc2_sqrt, &a.eps, &a.step_size, &a.maximize,
-                          &a.amsgrad, &a.decoupled))
+    if (!PyArg_ParseTuple(so, "ddddddddppp", &a->decay, &a->l2, &a->weight, &a->beta2,
+                          &a->one_minus_beta2, &a->bc2_sqrt, &a->eps, &a->step_size, &a->maximize,
+                          &a->amsgrad, &a->decoupled))
         return NULL;
-    if (a.amsgrad == (objs[4] == Py_None)) {
+    if (a->amsgrad == (objs[4] == Py_None)) {
         PyErr_Format(PyExc_ValueError, "%s: expected vmax exactly when amsgrad is set", op);
         return NULL;
     }
-    const int held = flat_arrays(op, 5, objs, scale, writable, names, 1, lo, hi, v, &kind);
-    if (held < 0) return NULL;
-    void *vmax = a.amsgrad ? v[4].buf : NULL;
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) adam_step_f32(v[0].buf, v[1].buf, v[2].buf, v[3].buf, vmax, &a, lo, hi);
-    else adam_step_f64(v[0].buf, v[1].buf, v[2].buf, v[3].buf, vmax, &a, lo, hi);
-    Py_END_ALLOW_THREADS;
-    RELEASE_ALL(v, held);
-    Py_RETURN_NONE;
+    return elementwise(&c, 5, objs, IN_ORDER, scale, writable, names, 1, lo, hi, threads, op);
 }
 
 /* complex_merge(re, im, spec, lo, hi) and complex_split(spec, re, im, lo, hi): elements
@@ -756,78 +856,83 @@ static PyObject *py_complex_merge(PyObject *self, PyObject *args)
 {
     PyObject *objs[3]; /* re, im, spec */
     Py_ssize_t lo, hi;
-    Py_buffer v[3];
-    int kind;
+    int threads = 1;
+    Call c = {.op = OP_COMPLEX_MERGE};
     static const int scale[] = {1, 1, 2}, writable[] = {0, 0, 1};
     static const char *const names[] = {"re", "im", "spec"};
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnn", &objs[0], &objs[1], &objs[2], &lo, &hi)) return NULL;
-    if (flat_arrays("complex_merge", 3, objs, scale, writable, names, 0, lo, hi, v, &kind) < 0)
+    if (!PyArg_ParseTuple(args, "OOOnn|i", &objs[0], &objs[1], &objs[2], &lo, &hi, &threads))
         return NULL;
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) complex_merge_f32(v[0].buf, v[1].buf, v[2].buf, lo, hi);
-    else complex_merge_f64(v[0].buf, v[1].buf, v[2].buf, lo, hi);
-    Py_END_ALLOW_THREADS;
-    RELEASE_ALL(v, 3);
-    Py_RETURN_NONE;
+    return elementwise(&c, 3, objs, IN_ORDER, scale, writable, names, 0, lo, hi, threads,
+                       "complex_merge");
 }
 
 static PyObject *py_complex_split(PyObject *self, PyObject *args)
 {
     PyObject *objs[3]; /* re, spec, im: the count comes from re */
     Py_ssize_t lo, hi;
-    Py_buffer v[3];
-    int kind;
+    int threads = 1;
+    Call c = {.op = OP_COMPLEX_SPLIT};
     static const int scale[] = {1, 2, 1}, writable[] = {1, 0, 1};
     static const char *const names[] = {"re", "spec", "im"};
+    static const int order[] = {1, 0, 2}; /* the loop takes (spec, re, im) */
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnn", &objs[1], &objs[0], &objs[2], &lo, &hi)) return NULL;
-    if (flat_arrays("complex_split", 3, objs, scale, writable, names, 0, lo, hi, v, &kind) < 0)
+    if (!PyArg_ParseTuple(args, "OOOnn|i", &objs[1], &objs[0], &objs[2], &lo, &hi, &threads))
         return NULL;
-    Py_BEGIN_ALLOW_THREADS;
-    if (kind == 4) complex_split_f32(v[1].buf, v[0].buf, v[2].buf, lo, hi);
-    else complex_split_f64(v[1].buf, v[0].buf, v[2].buf, lo, hi);
-    Py_END_ALLOW_THREADS;
-    RELEASE_ALL(v, 3);
-    Py_RETURN_NONE;
+    return elementwise(&c, 3, objs, order, scale, writable, names, 0, lo, hi, threads,
+                       "complex_split");
+}
+
+/* team_info() -> {"workers": workers started, "spin_ns": how long an idle worker spins} */
+static PyObject *py_team_info(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return Py_BuildValue("{s:i,s:L}", "workers", atomic_load(&team.started), "spin_ns", spin_ns);
 }
 
 static PyMethodDef methods[] = {
-    {"im2col", py_im2col, METH_VARARGS, "im2col(x, cols, geom, lo, hi): (I1) for planes [lo, hi)."},
-    {"col2im", py_col2im, METH_VARARGS, "col2im(dcols, dx, geom, lo, hi): (I5) for planes [lo, hi)."},
+    {"im2col", py_im2col, METH_VARARGS,
+     "im2col(x, cols, geom, lo, hi, threads=1): (I1) for planes [lo, hi)."},
+    {"col2im", py_col2im, METH_VARARGS,
+     "col2im(dcols, dx, geom, lo, hi, threads=1): (I5) for planes [lo, hi)."},
     {"depthwise_forward", py_dw_forward, METH_VARARGS,
-     "depthwise_forward(x, w, b or None, y, geom, lo, hi): (F1) for C/G = 1, planes (n, k)."},
+     "depthwise_forward(x, w, b or None, y, geom, lo, hi, threads=1): (F1) for C/G = 1, "
+     "planes (n, k)."},
     {"depthwise_backward_data", py_dw_backward_data, METH_VARARGS,
-     "depthwise_backward_data(dy, w, None, dx, geom, lo, hi): (B3), planes (n, c)."},
+     "depthwise_backward_data(dy, w, None, dx, geom, lo, hi, threads=1): (B3), planes (n, c)."},
     {"depthwise_backward_weight", py_dw_backward_weight, METH_VARARGS,
-     "depthwise_backward_weight(dy, x, None, dw, geom, lo, hi): (B2), filters k."},
+     "depthwise_backward_weight(dy, x, None, dw, geom, lo, hi, threads=1): (B2), filters k."},
     {"maxpool_forward", py_maxpool_forward, METH_VARARGS,
-     "maxpool_forward(x, y, argmax, geom, lo, hi): (MP1), (MP2), planes (n, c)."},
+     "maxpool_forward(x, y, argmax, geom, lo, hi, threads=1): (MP1), (MP2), planes (n, c)."},
     {"maxpool_backward", py_maxpool_backward, METH_VARARGS,
-     "maxpool_backward(dy, argmax, dx, geom, lo, hi) -> invalid entries: (MP3)."},
+     "maxpool_backward(dy, argmax, dx, geom, lo, hi, threads=1) -> invalid entries: (MP3)."},
     {"winograd_input", py_wino_input, METH_VARARGS,
-     "winograd_input(x, V, geom, Th, Tw, lo, hi): (WG2), planes (n, c)."},
+     "winograd_input(x, V, geom, Th, Tw, lo, hi, threads=1): (WG2), planes (n, c)."},
     {"winograd_output", py_wino_output, METH_VARARGS,
-     "winograd_output(M, y, geom, Th, Tw, lo, hi): (WG4), planes (n, k)."},
+     "winograd_output(M, y, geom, Th, Tw, lo, hi, threads=1): (WG4), planes (n, k)."},
     {"winograd_dy", py_wino_dy, METH_VARARGS,
-     "winograd_dy(dy, Z, geom, Th, Tw, lo, hi): (WG5), planes (n, k)."},
+     "winograd_dy(dy, Z, geom, Th, Tw, lo, hi, threads=1): (WG5), planes (n, k)."},
     {"winograd_dx", py_wino_dx, METH_VARARGS,
-     "winograd_dx(Mbar, dx, geom, Th, Tw, lo, hi): (WG6), planes (n, c)."},
-    {"add_bias", py_add_bias, METH_VARARGS, "add_bias(y, b, K, PQ, lo, hi): (F1)'s bias."},
-    {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db, K, PQ, lo, hi): (B1)."},
+     "winograd_dx(Mbar, dx, geom, Th, Tw, lo, hi, threads=1): (WG6), planes (n, c)."},
+    {"add_bias", py_add_bias, METH_VARARGS,
+     "add_bias(y, b, K, PQ, lo, hi, threads=1): (F1)'s bias."},
+    {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db, K, PQ, lo, hi, threads=1): (B1)."},
     {"spatial_to_planes", py_spatial_to_planes, METH_VARARGS,
-     "spatial_to_planes(src, dst, layout, lo, hi): (Lh, Lw, M) -> (M, rows, cols)."},
+     "spatial_to_planes(src, dst, layout, lo, hi, threads=1): (Lh, Lw, M) -> (M, rows, cols)."},
     {"planes_to_spatial", py_planes_to_spatial, METH_VARARGS,
-     "planes_to_spatial(src, dst, layout, lo, hi): (M, rows, cols) -> (Lh, Lw, M)."},
-    {"relu_forward", py_relu_forward, METH_VARARGS, "relu_forward(x, y, lo, hi): (A2)."},
+     "planes_to_spatial(src, dst, layout, lo, hi, threads=1): (M, rows, cols) -> (Lh, Lw, M)."},
+    {"relu_forward", py_relu_forward, METH_VARARGS, "relu_forward(x, y, lo, hi, threads=1): (A2)."},
     {"relu_backward", py_relu_backward, METH_VARARGS,
-     "relu_backward(dy, x, dx, lo, hi): (A1), (A3)."},
+     "relu_backward(dy, x, dx, lo, hi, threads=1): (A1), (A3)."},
     {"adam_step", py_adam_step, METH_VARARGS,
-     "adam_step(p, g, m, v, vmax or None, scalars, lo, hi): (ADAM2)-(ADAM7) in place."},
+     "adam_step(p, g, m, v, vmax or None, scalars, lo, hi, threads=1): (ADAM2)-(ADAM7) in place."},
     {"complex_merge", py_complex_merge, METH_VARARGS,
-     "complex_merge(re, im, spec, lo, hi): (T7)'s (re, im) pairs from the two parts."},
+     "complex_merge(re, im, spec, lo, hi, threads=1): (T7)'s (re, im) pairs from the two parts."},
     {"complex_split", py_complex_split, METH_VARARGS,
-     "complex_split(spec, re, im, lo, hi): (T8)'s real and imaginary parts."},
+     "complex_split(spec, re, im, lo, hi, threads=1): (T8)'s real and imaginary parts."},
+    {"team_info", py_team_info, METH_NOARGS,
+     "team_info() -> {'workers': worker threads started, 'spin_ns': an idle worker's spin}."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -836,4 +941,10 @@ static struct PyModuleDef module = {
     methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void)
+{
+    static int registered = 0;
+    if (!registered && pthread_atfork(NULL, NULL, team_after_fork_in_child) == 0) registered = 1;
+    team_read_wait_policy();
+    return PyModule_Create(&module);
+}
