@@ -133,3 +133,24 @@ def test_cost_model_knows_whether_the_compiled_kernels_run() -> None:
     assert select.estimate("depthwise", g, "forward", "float32", compiled=True) < numpy_only
     im2col = [select.estimate("im2col", g, "data", "float32", compiled=c) for c in (True, False)]
     assert im2col[0] < im2col[1]  # the compiled copy is faster
+
+
+def test_remembered_choice_is_the_cost_models_and_follows_its_rates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The choice per layer shape is remembered (a training step asks for the same layers
+    every time), but it stays the minimum of the current estimates: changing a rate of the
+    model changes the choice."""
+    g = _geom(8, 64, 32, 64, 9, padding=4)
+    names = ["direct", "im2col", "fft"]
+
+    def fresh(pass_name: str) -> str:
+        return min(names, key=lambda n: select.estimate(n, g, pass_name, "float32", True))
+
+    for pass_name in ("forward", "data", "weight"):
+        assert select.choose(g, pass_name, "float32", names, compiled=True) == fresh(pass_name)
+    assert select.choose(g, "forward", "float32", names, compiled=True) == "fft"
+    monkeypatch.setattr(select, "FFT_FLOPS_PER_S", 1e3)  # an FFT a million times slower
+    assert fresh("forward") != "fft"
+    assert select.choose(g, "forward", "float32", names, compiled=True) == fresh("forward")
+    assert select.choose(g, "forward", "float32", ["direct", "fft"], compiled=True) == "direct"

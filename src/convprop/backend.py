@@ -81,12 +81,12 @@ def check_float_dtype(op: str, **arrays: Any) -> None:
     """
     present = {name: a for name, a in arrays.items() if a is not None}
     for name, a in present.items():
-        if str(a.dtype) not in SUPPORTED_DTYPES:
+        if a.dtype.name not in SUPPORTED_DTYPES:
             raise DTypeError(
                 f"{op}: {name} has dtype {a.dtype}; expected float32 or float64, "
                 f"got {a.dtype} ({name}.shape={tuple(a.shape)})"
             )
-    dtypes = {str(a.dtype) for a in present.values()}
+    dtypes = {a.dtype for a in present.values()}
     if len(dtypes) > 1:
         described = ", ".join(f"{n}: {a.dtype}" for n, a in present.items())
         raise DTypeError(

@@ -21,6 +21,7 @@ may run on. An idle worker spins for 0.1 ms before it sleeps; ``OMP_WAIT_POLICY=
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -58,10 +59,20 @@ def num_threads() -> int:
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
+    return _usable_cpus()
+
+
+@functools.lru_cache(maxsize=1)  # a system call, asked by every kernel call
+def _usable_cpus() -> int:
+    """The CPUs this process may run on, read once (and again in a forked child)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_usable_cpus.cache_clear)
 
 
 def enabled() -> bool:

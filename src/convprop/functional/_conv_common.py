@@ -10,6 +10,7 @@ outputs is the strided slice (equation F1 of docs/derivations.md)::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from types import ModuleType
 
@@ -56,6 +57,7 @@ def group_view_w(w: Array, geom: ConvGeometry) -> Array:
     return w.reshape(geom.groups, geom.K // geom.groups, *w.shape[1:])
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of a frozen geometry, asked every step
 def transposed_geometry(geom: ConvGeometry) -> ConvGeometry | None:
     """(B3) as a stride-1 convolution of dy (I6 of conv2d_im2col): its geometry, or None.
 

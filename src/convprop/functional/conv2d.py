@@ -136,9 +136,10 @@ def resolve_algorithms(
         # the compiled kernels change the timings: measured choices are kept apart
         compiled = native.serves(w)
         backend = xp.__name__ + ("+kernels" if compiled else "")
+        dtype = w.dtype.name
         forward, data, weight = (
             conv2d_select.choose(
-                geom, pass_name, str(w.dtype), candidates, measure=measure, backend=backend,
+                geom, pass_name, dtype, candidates, measure=measure, backend=backend,
                 compiled=compiled,
             )
             for pass_name in PASSES

@@ -26,6 +26,7 @@ with stride 1 and no padding needs no columns at all: x itself, viewed as
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any
 
@@ -121,17 +122,25 @@ def chunk_size(geom: ConvGeometry, itemsize: int) -> int:
 
 def _chunks(
     geom: ConvGeometry, itemsize: int, parts: int = 1, offset: int = 0
-) -> list[tuple[slice, ConvGeometry]]:
+) -> tuple[tuple[slice, ConvGeometry], ...]:
     """Slices of the batch (shifted by ``offset``) and their geometries: at most
     WORKSPACE_BYTES of columns each, and at least ``parts`` of them when N allows."""
+    return _chunks_within(geom, itemsize, parts, offset, WORKSPACE_BYTES)
+
+
+@functools.lru_cache(maxsize=256)  # asked several times per step for the same layers
+def _chunks_within(
+    geom: ConvGeometry, itemsize: int, parts: int, offset: int, budget: int
+) -> tuple[tuple[slice, ConvGeometry], ...]:
+    del budget  # part of the key: chunk_size reads WORKSPACE_BYTES
     step = min(chunk_size(geom, itemsize), max(1, -(-geom.N // parts)))
-    return [
+    return tuple(
         (
             slice(offset + start, offset + min(start + step, geom.N)),
             replace(geom, N=min(step, geom.N - start)),
         )
         for start in range(0, geom.N, step)
-    ]
+    )
 
 
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:

@@ -28,6 +28,7 @@ never depend on a file the user did not ask for.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -303,6 +304,25 @@ def choose(
         best = min(timings, key=lambda name: timings[name])
         _TIMINGS.put(key, best)
         return best
+    if compiled is None:  # NumPy arrays on this install: the compiled kernels run if built
+        compiled = native.enabled()
+    return _cheapest(geom, pass_name, dtype, compiled, tuple(candidates), _calibration())
+
+
+def _calibration() -> tuple[float, ...]:
+    """The rates the estimates read: a choice remembered under other rates is not reused."""
+    return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
+            NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=MAX_ENTRIES)
+def _cheapest(
+    geom: ConvGeometry, pass_name: str, dtype: str, compiled: bool, candidates: tuple[str, ...],
+    calibration: tuple[float, ...],
+) -> str:  # fmt: skip
+    """The cost model's choice, remembered per layer shape: a training step asks for the
+    same layers every time, and the estimates cost more than a small layer's kernels."""
+    del calibration  # part of the key only
     return min(candidates, key=lambda name: estimate(name, geom, pass_name, dtype, compiled))
 
 
