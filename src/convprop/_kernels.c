@@ -68,9 +68,11 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #define T float
 #define BITS uint32_t
 #define SQRT sqrtf
+#define FMA fmaf
 #define SFX f32
 #include "_kernels_im2col.h"
 #include "_kernels_depthwise.h"
+#include "_kernels_direct.h"
 #include "_kernels_pool.h"
 #include "_kernels_winograd.h"
 #include "_kernels_bias.h"
@@ -80,14 +82,19 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #undef T
 #undef BITS
 #undef SQRT
+#undef FMA
 #undef SFX
+#undef DK
+#undef VQ
 
 #define T double
 #define BITS uint64_t
 #define SQRT sqrt
+#define FMA fma
 #define SFX f64
 #include "_kernels_im2col.h"
 #include "_kernels_depthwise.h"
+#include "_kernels_direct.h"
 #include "_kernels_pool.h"
 #include "_kernels_winograd.h"
 #include "_kernels_bias.h"
@@ -97,7 +104,10 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #undef T
 #undef BITS
 #undef SQRT
+#undef FMA
 #undef SFX
+#undef DK
+#undef VQ
 
 #include "_kernels_team.h"
 
@@ -231,7 +241,7 @@ static int check_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t total, const cha
 /* The loops an entry point can run. */
 enum {
     OP_IM2COL, OP_COL2IM,
-    OP_DW_FORWARD, OP_DW_DATA, OP_DW_WEIGHT,
+    OP_DW_FORWARD, OP_DW_DATA, OP_DW_WEIGHT, OP_DIRECT_FORWARD,
     OP_MAXPOOL_FORWARD, OP_MAXPOOL_BACKWARD,
     OP_WINO_INPUT, OP_WINO_OUTPUT, OP_WINO_DY, OP_WINO_DX,
     OP_ADD_BIAS, OP_BIAS_GRAD, OP_TO_PLANES, OP_TO_SPATIAL,
@@ -274,6 +284,9 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
         break;
     case OP_DW_WEIGHT:
         BY_KIND(dw_backward_weight, a[0], a[1], a[2], s, c->offs, &c->conv, lo, hi);
+        break;
+    case OP_DIRECT_FORWARD: /* x, wt, b (may be NULL), y; n = (G, Kpad) */
+        BY_KIND(direct_forward, a[0], a[1], a[2], a[3], s, c->offs, &c->conv, n[0], n[1], lo, hi);
         break;
     case OP_MAXPOOL_FORWARD: BY_KIND(maxpool_forward, a[0], a[1], a[2], &c->pool, lo, hi); break;
     case OP_MAXPOOL_BACKWARD: return BY_KIND(maxpool_backward, a[0], a[1], a[2], &c->pool, lo, hi);
@@ -470,6 +483,80 @@ static PyObject *py_dw_backward_weight(PyObject *self, PyObject *args)
 {
     (void)self;
     return depthwise(args, OP_DW_WEIGHT, "depthwise_backward_weight");
+}
+
+/* direct_forward(x, w, b or None, y, geom, groups, lo, hi, threads=1): (F1) as its sum,
+ * over output rows (n, g, p) in [lo, hi) (_kernels_direct.h). */
+static PyObject *py_direct_forward(PyObject *self, PyObject *args)
+{
+    PyObject *xo, *wo, *bo, *yo, *geo;
+    Py_ssize_t G, lo, hi;
+    int threads = 1;
+    Call c = {.op = OP_DIRECT_FORWARD};
+    ConvGeom *g = &c.conv;
+    Py_buffer v[4];
+    const char *op = "direct_forward";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO!nnn|i", &xo, &wo, &bo, &yo, &PyTuple_Type, &geo, &G, &lo,
+                          &hi, &threads))
+        return NULL;
+    if (parse_conv_geom(geo, g, op) || check_threads(threads, op)) return NULL;
+    if (G < 1 || g->C % G != 0 || g->K % G != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: groups=%zd does not divide C=%zd and K=%zd", op, G,
+                     g->C, g->K);
+        return NULL;
+    }
+    if (check_range(lo, hi, g->N * G * g->P, op)) return NULL;
+    c.kind = float_kind(xo, op);
+    if (!c.kind) return NULL;
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
+    const Py_ssize_t DKn = 64 / c.kind, Kpad = (Kg + DKn - 1) / DKn * DKn;
+    if (get_array(xo, &v[0], 0, c.kind, g->N * g->C * g->H * g->W, op, "x")) return NULL;
+    if (get_array(wo, &v[1], 0, c.kind, g->K * taps, op, "w")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    if (get_array(yo, &v[2], 1, c.kind, g->N * g->K * g->P * g->Q, op, "y")) {
+        RELEASE_ALL(v, 2);
+        return NULL;
+    }
+    const int has_bias = bo != Py_None;
+    if (has_bias && get_array(bo, &v[3], 0, c.kind, g->K, op, "b")) {
+        RELEASE_ALL(v, 3);
+        return NULL;
+    }
+    const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
+    const Py_ssize_t wt_dims[] = {G, taps, Kpad}, region_dims[] = {Cg, rows, cols};
+    if (!fits(wt_dims, 3) || !fits(region_dims, 3)) {
+        PyErr_Format(PyExc_ValueError, "%s: the geometry's sizes overflow", op);
+        RELEASE_ALL(v, 3 + has_bias);
+        return NULL;
+    }
+    threads = team_size(lo, hi, threads);
+    void *wt = PyMem_RawMalloc((size_t)(G * taps * Kpad) * (size_t)c.kind);
+    Py_ssize_t *offs = PyMem_RawMalloc((size_t)taps * sizeof(Py_ssize_t));
+    if (!wt || !offs || alloc_scratch(&c, (size_t)(Cg * rows * cols) * (size_t)c.kind, threads)) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        PyMem_RawFree(wt);
+        PyMem_RawFree(offs);
+        RELEASE_ALL(v, 3 + has_bias);
+        return NULL;
+    }
+    if (c.kind == 4) direct_filters_f32(v[1].buf, wt, G, Kg, taps, Kpad);
+    else direct_filters_f64(v[1].buf, wt, G, Kg, taps, Kpad);
+    for (Py_ssize_t ch = 0; ch < Cg; ++ch)
+        for (Py_ssize_t r = 0; r < g->R; ++r)
+            for (Py_ssize_t s_ = 0; s_ < g->S; ++s_)
+                offs[(ch * g->R + r) * g->S + s_] = (ch * rows + r * g->dh) * cols + s_ * g->dw;
+    c.a[0] = v[0].buf, c.a[1] = wt, c.a[2] = has_bias ? v[3].buf : NULL, c.a[3] = v[2].buf;
+    c.n[0] = G, c.n[1] = Kpad;
+    c.offs = offs;
+    run_call(&c, lo, hi, threads, 1);
+    PyMem_RawFree(c.scratch);
+    PyMem_RawFree(wt);
+    PyMem_RawFree(offs);
+    RELEASE_ALL(v, 3 + has_bias);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_maxpool_forward(PyObject *self, PyObject *args)
@@ -903,6 +990,8 @@ static PyMethodDef methods[] = {
      "depthwise_backward_data(dy, w, None, dx, geom, lo, hi, threads=1): (B3), planes (n, c)."},
     {"depthwise_backward_weight", py_dw_backward_weight, METH_VARARGS,
      "depthwise_backward_weight(dy, x, None, dw, geom, lo, hi, threads=1): (B2), filters k."},
+    {"direct_forward", py_direct_forward, METH_VARARGS,
+     "direct_forward(x, w, b or None, y, geom, groups, lo, hi, threads=1): (F1), rows (n, g, p)."},
     {"maxpool_forward", py_maxpool_forward, METH_VARARGS,
      "maxpool_forward(x, y, argmax, geom, lo, hi, threads=1): (MP1), (MP2), planes (n, c)."},
     {"maxpool_backward", py_maxpool_backward, METH_VARARGS,

@@ -145,6 +145,19 @@ def col2im(dcols: Any, geom: Any) -> Any:
     return dx
 
 
+def direct_forward(x: Any, w: Any, geom: Any, b: Any = None) -> Any:
+    """(F1) as its sum: x (N, C, H, W), w (K, C/G, R, S), b (K,) or None -> y (N, K, P, Q),
+    vectorised over filters or output columns in registers, one output row per task."""
+    x, w = _contiguous(x), _contiguous(w)
+    bias = None if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
+    y = numpy.empty((geom.N, geom.K, geom.P, geom.Q), dtype=x.dtype)
+    rows = geom.N * geom.groups * geom.P
+    work = geom.N * geom.K * (geom.C // geom.groups) * geom.R * geom.S * geom.P * geom.Q
+    g = conv_geometry_tuple(geom)
+    parallel(_kernels.direct_forward, rows, work, x, w, bias, y, g, geom.groups)
+    return y
+
+
 def _depthwise(
     kernel: Any, a: Any, b: Any, bias: Any, out_shape: tuple[int, ...], planes: int, geom: Any
 ) -> Any:

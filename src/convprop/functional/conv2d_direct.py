@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from convprop import native
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
+from convprop.functional import conv2d_select
 from convprop.functional._conv_common import (
     crop_padding,
     group_view_w,
@@ -57,10 +59,25 @@ def _correlate(x_pad: Array, w: Array, geom: ConvGeometry) -> Array:
     return y.reshape(geom.y_shape)
 
 
-def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
-    """(F1): y (N, K, P, Q) from x (N, C, H, W) and w (K, C/G, R, S), without bias."""
+FUSES_BIAS = True
+"""``forward`` takes the bias and adds it with the sums (F1)."""
+
+
+def forward(x: Array, w: Array, geom: ConvGeometry, b: Array | None = None) -> tuple[Array, Any]:
+    """(F1): y (N, K, P, Q) from x (N, C, H, W), w (K, C/G, R, S) and b (K,) or None.
+
+    Where the compiled kernels serve the arrays and the cost model finds it cheaper (few
+    taps C/G·R·S per filter, e.g. a first layer), the sum of (F1) runs compiled, all taps of
+    an output at once in registers; otherwise one NumPy product per tap.
+    """
+    compiled = native.serves(x, w) and (b is None or native.serves(b))
+    if compiled and conv2d_select.direct_forward_compiled(geom, x.dtype.itemsize, True):
+        return native.direct_forward(x, w, geom, b), None  # (F1) with its bias term
     xp = get_xp(x, w)
-    return _correlate(pad_input(xp, x, geom), w, geom), None
+    y = _correlate(pad_input(xp, x, geom), w, geom)
+    if b is not None:
+        y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
+    return y, None
 
 
 def backward(

@@ -48,6 +48,8 @@ FFT_FLOPS_PER_S = 8e9  # scipy.fft rfft2/irfft2, counted as 2.5·L·log2(L) per 
 CALL_SECONDS = 15e-6  # Python and NumPy overhead of one array operation
 NATIVE_FLOPS_PER_S = 16e9  # the compiled depthwise multiply-adds, both cores
 NATIVE_BYTES_PER_S = 16e9  # the compiled im2col copy / col2im adds, both cores
+DIRECT_FLOPS_PER_S = 95e9  # the compiled forward sum (F1) in registers, both cores
+FFT_COMPILED_SHARE = 0.65  # the FFT algorithm's measured time over its NumPy-only estimate
 
 MAX_ENTRIES = 512
 
@@ -107,7 +109,46 @@ def _im2col(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float
     return seconds
 
 
+def _blocks_used(size: int, block: int) -> float:
+    """The share of ``ceil(size / block)`` blocks of ``block`` that ``size`` fills."""
+    return size / (-(-size // block) * block)
+
+
+def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
+    """The compiled forward sum's time (_kernels_direct.h): register blocks of 4 filters by
+    64 bytes of output columns with unit column stride, else 6 columns by 64 bytes of
+    filters; each block pays for its setup over the C/G·R·S taps it sums."""
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
+    if geom.stride_w == 1:
+        filled = _blocks_used(geom.Q, lanes) * _blocks_used(K_g, 4)
+    else:
+        filled = _blocks_used(geom.Q, 6) * _blocks_used(K_g, lanes)
+    rate = DIRECT_FLOPS_PER_S * (4.0 / itemsize) * filled * taps / (taps + 12.0)
+    flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
+    y_bytes = geom.N * geom.K * geom.P * geom.Q * itemsize
+    return flops / rate + y_bytes / NATIVE_BYTES_PER_S + CALL_SECONDS
+
+
+def direct_forward_compiled(geom: ConvGeometry, itemsize: int, compiled: bool | None = None
+                            ) -> bool:  # fmt: skip
+    """Whether the direct algorithm's forward runs the compiled sum rather than its NumPy
+    taps (one product per tap, at the BLAS rate when C/G is large)."""
+    if compiled is None:
+        compiled = native.enabled()
+    if not compiled:
+        return False
+    return direct_compiled_seconds(geom, itemsize) < _direct_numpy(geom, "forward", itemsize)
+
+
 def _direct(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    seconds = _direct_numpy(geom, pass_name, b)
+    if pass_name == "forward" and compiled:
+        return min(seconds, direct_compiled_seconds(geom, b))
+    return seconds
+
+
+def _direct_numpy(geom: ConvGeometry, pass_name: str, b: int) -> float:
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     RS, PQ = geom.R * geom.S, geom.P * geom.Q
     if pass_name == "data":  # the full convolution of the stride-dilated dy
@@ -124,7 +165,7 @@ def _direct(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float
 
 def _depthwise(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     if not compiled:  # the direct algorithm's NumPy code runs instead
-        return _direct(geom, pass_name, b, compiled)
+        return _direct_numpy(geom, pass_name, b)
     macs = geom.N * geom.K * geom.R * geom.S * geom.P * geom.Q
     planes = geom.N * (geom.C + geom.K) * (geom.H * geom.W + geom.P * geom.Q) * b
     return 2.0 * macs / NATIVE_FLOPS_PER_S * (4.0 / b) + planes / NATIVE_BYTES_PER_S
@@ -141,12 +182,16 @@ def _fft(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     products = 8.0 * bins * G * geom.N * K_g * C_g
     rate = gemm_rate(geom.N, K_g, C_g, itemsize=b) / 2
     spectra_bytes = 2 * b * bins * (n_x + n_y + n_w) * 3
-    return (
+    seconds = (
         _fft_seconds(transforms[pass_name], length)
         + products / rate
         + spectra_bytes / MEMORY_BYTES_PER_S
         + bins * G * CALL_SECONDS / 50
     )
+    # with the compiled layout changes (T7, T8) the three passes of lenet2 and big9x9 took
+    # 0.55-0.68 of the sum above (convprop bench): the layout copies no longer run at
+    # NumPy's strided rate
+    return seconds * (FFT_COMPILED_SHARE if compiled else 1.0)
 
 
 def _winograd(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
@@ -312,7 +357,8 @@ def choose(
 def _calibration() -> tuple[float, ...]:
     """The rates the estimates read: a choice remembered under other rates is not reused."""
     return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
-            NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S)  # fmt: skip
+            NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S, DIRECT_FLOPS_PER_S,
+            FFT_COMPILED_SHARE)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=MAX_ENTRIES)

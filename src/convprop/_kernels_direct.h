@@ -1,0 +1,154 @@
+/* convprop._kernels: the forward sum (F1) computed as written, for layers with few taps.
+ *
+ * Included twice by _kernels.c, once with T = float, SFX = f32 and once with T = double,
+ * SFX = f64; FN(name) names the function for that type. The kernel works over a half-open
+ * range [lo, hi) of output rows (n, g, p), so that threads can share one call without
+ * writing the same element. Labels are those of docs/derivations.md.
+ *
+ *   y[n, k, p, q] = b[k] + sum_t wt[g, t, k] * x_pad[n, g*C/G + c_t, p*sh + r_t*dh, q*sw + s_t*dw]
+ *
+ * over the taps t = (c, r, s) of filter k's group g (F1). im2col would copy every tap of
+ * x_pad into a column matrix and multiply it by W; where C/G*R*S is small (a first layer:
+ * 1 or 3 channels) that product is too thin for the BLAS to run near its peak. Here the
+ * rows of x_pad one output row reads are copied once (`region`), and the sum runs in
+ * registers: DQ output columns times DK filters of accumulators, one vector of filter
+ * weights and DQ broadcast inputs per tap.
+ */
+
+/* Two register blockings of the sum, both 8-12 vector accumulators (AVX2: 16 registers):
+ * - any stride: DQ = 6 output columns times DK filters (two vectors of 8 floats or 4
+ *   doubles); per tap, one vector of filter weights and DQ broadcast inputs;
+ * - unit column stride: VK = 4 filters times VQ output columns (two vectors), the inputs
+ *   of a tap being VQ consecutive cells; per tap, two vector loads and VK broadcast weights,
+ *   and the sums stored as whole vectors. */
+#define DQ 6
+#define DK (64 / (int)sizeof(T))
+#define VK 4
+#define VQ (64 / (int)sizeof(T))
+
+#if !defined(DIRECT_LAYOUT_ONCE)
+#define DIRECT_LAYOUT_ONCE
+/* The padded width of a region row: Q columns plus the few that a last block may read past
+ * them (their sums are dropped): (DQ - 1) * sw, or VQ - 1 <= 15 with unit stride. */
+static inline Py_ssize_t direct_cols(const ConvGeom *g)
+{
+    const Py_ssize_t slack = g->sw == 1 ? 15 : (DQ - 1) * g->sw;
+    return (g->Q - 1) * g->sw + (g->S - 1) * g->dw + 1 + slack;
+}
+
+static inline Py_ssize_t direct_rows(const ConvGeom *g) { return (g->R - 1) * g->dh + 1; }
+#endif
+
+/* wt[g, t, k] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in [Kg, Kpad). */
+static void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t taps,
+                               Py_ssize_t Kpad)
+{
+    for (Py_ssize_t g = 0; g < G; ++g)
+        for (Py_ssize_t t = 0; t < taps; ++t) {
+            T *dst = wt + (g * taps + t) * Kpad;
+            for (Py_ssize_t k = 0; k < Kpad; ++k)
+                dst[k] = k < Kg ? w[((g * Kg + k) * taps) + t] : 0;
+        }
+}
+
+/* region[c, i, j] = x_pad[n, c0 + c, p*sh + i, j] for the Cg channels of a group: the rows
+ * one output row reads, zero where they are padding (or past the padded width). */
+static void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize_t n,
+                              Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p)
+{
+    const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
+    const Py_ssize_t j0 = g->pl, j1 = g->pl + g->W < cols ? g->pl + g->W : cols;
+    for (Py_ssize_t c = 0; c < Cg; ++c) {
+        const T *plane = x + ((n * g->C) + c0 + c) * g->H * g->W;
+        for (Py_ssize_t i = 0; i < rows; ++i) {
+            T *dst = region + (c * rows + i) * cols;
+            const Py_ssize_t h = p * g->sh + i - g->pt;
+            memset(dst, 0, (size_t)cols * sizeof(T));
+            if (h < 0 || h >= g->H || j1 <= j0) continue;
+            memcpy(dst + j0, plane + h * g->W, (size_t)(j1 - j0) * sizeof(T));
+        }
+    }
+}
+
+/* One output row (n, g, p) of filters [k0, k0 + DK) in blocks of DQ columns, any stride.
+ * xq: the region; wg: the group's filters (taps, Kpad); yrow: y[n, g*Kg, p, 0]. */
+static void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yrow,
+                                   const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
+                                   Py_ssize_t taps, Py_ssize_t Kpad)
+{
+    const Py_ssize_t PQ = g->P * g->Q;
+    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += DQ) {
+        const Py_ssize_t nq = g->Q - q0 < DQ ? g->Q - q0 : DQ;
+        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += DK) {
+            T acc[DQ][DK];
+            for (int qq = 0; qq < DQ; ++qq)
+                for (int kk = 0; kk < DK; ++kk) acc[qq][kk] = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
+            for (Py_ssize_t t = 0; t < taps; ++t) {
+                const T *xs = xq + q0 * g->sw + offs[t];
+                const T *wv = wg + t * Kpad + k0;
+#pragma GCC unroll 6
+                for (int qq = 0; qq < DQ; ++qq) {
+                    const T xv = xs[qq * g->sw];
+#pragma omp simd
+                    for (int kk = 0; kk < DK; ++kk) acc[qq][kk] = FMA(xv, wv[kk], acc[qq][kk]);
+                }
+            }
+            const Py_ssize_t nk = Kg - k0 < DK ? Kg - k0 : DK;
+            for (Py_ssize_t kk = 0; kk < nk; ++kk)
+                for (Py_ssize_t qq = 0; qq < nq; ++qq)
+                    yrow[(k0 + kk) * PQ + q0 + qq] = acc[qq][kk];
+        }
+    }
+}
+
+/* The same with unit column stride, in blocks of VK filters times VQ columns. */
+static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
+                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
+                                Py_ssize_t taps, Py_ssize_t Kpad)
+{
+    const Py_ssize_t PQ = g->P * g->Q;
+    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += VQ) {
+        const Py_ssize_t nq = g->Q - q0 < VQ ? g->Q - q0 : VQ;
+        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += VK) {
+            T acc[VK][VQ];
+            for (int kk = 0; kk < VK; ++kk) {
+                const T start = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
+                for (int j = 0; j < VQ; ++j) acc[kk][j] = start;
+            }
+            for (Py_ssize_t t = 0; t < taps; ++t) {
+                const T *xs = xq + q0 + offs[t];
+                const T *wv = wg + t * Kpad + k0;
+#pragma GCC unroll 4
+                for (int kk = 0; kk < VK; ++kk) {
+                    const T wk = wv[kk];
+#pragma omp simd
+                    for (int j = 0; j < VQ; ++j) acc[kk][j] = FMA(wk, xs[j], acc[kk][j]);
+                }
+            }
+            const Py_ssize_t nk = Kg - k0 < VK ? Kg - k0 : VK;
+            for (Py_ssize_t kk = 0; kk < nk; ++kk) {
+                T *yk = yrow + (k0 + kk) * PQ + q0;
+                if (nq == VQ) memcpy(yk, acc[kk], sizeof acc[kk]);
+                else memcpy(yk, acc[kk], (size_t)nq * sizeof(T));
+            }
+        }
+    }
+}
+
+/* (F1) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters per
+ * group, a multiple of DK), offs[t] = (c*rows + r*dh)*cols + s*dw, b may be NULL;
+ * scratch: Cg*rows*cols elements. */
+static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
+                               const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
+                               Py_ssize_t Kpad, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
+    for (Py_ssize_t row = lo; row < hi; ++row) {
+        const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
+        FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
+        const T *wg = wt + gi * taps * Kpad, *bg = b ? b + gi * Kg : NULL;
+        T *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
+        if (g->sw == 1) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps, Kpad);
+        else FN(direct_row_strided)(scratch, wg, bg, yrow, offs, g, Kg, taps, Kpad);
+    }
+}

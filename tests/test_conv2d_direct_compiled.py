@@ -1,0 +1,147 @@
+"""The compiled forward sum of the direct algorithm (_kernels_direct.h).
+
+The kernel computes (F1) as written, y = b + sum over the taps (c, r, s) of w * x_pad,
+with all taps of a block of outputs summed in registers. It is witnessed against the
+naive float64 reference on every case of the reference grid (every stride, padding,
+dilation and groups remainder), on register-block remainders (filters and output columns
+that do not fill a block, both blockings), against the NumPy taps of the same algorithm
+on non-finite inputs, and for the same bits on any number of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convprop import native
+from convprop._shapes import conv_geometry
+from convprop.functional import conv2d_direct, conv2d_forward
+from convprop.functional import conv2d_select as select
+from reference import CASES, ConvCase, assert_close, conv2d_ref
+from test_conv2d_reference import expected
+
+pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the compiled kernels are not built")
+
+
+def _geom(case: ConvCase) -> object:
+    return conv_geometry("test", case.x_shape, case.w_shape, None, **case.hyper)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_compiled_sum_matches_the_F1_reference_on_the_grid(case: ConvCase, dtype: str) -> None:
+    data = expected(case, dtype)
+    y = native.direct_forward(data["x"], data["w"], _geom(case), data["b"])
+    assert y.dtype == dtype and y.shape == case.y_shape
+    assert_close(y, data["y"], dtype, "y (F1), compiled sum")
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("case", CASES[::3], ids=lambda c: c.name)
+def test_direct_forward_by_either_path_matches_F1(
+    case: ConvCase, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The algorithm's forward, the compiled sum or the NumPy taps forced, bias included."""
+    monkeypatch.setattr(select, "direct_forward_compiled", lambda *args: compiled)
+    data = expected(case, "float64")
+    y, _ = conv2d_forward(data["x"], data["w"], data["b"], algorithm="direct", **case.hyper)
+    assert_close(y, data["y"], "float64", f"y (F1), compiled={compiled}")
+
+
+BLOCKS = [
+    # (K, groups, W, stride_w): filters per group against 4 and 16 (8 for float64), output
+    # columns against 16 (8) and 6, with unit and larger column strides
+    (1, 1, 5, 1), (3, 1, 16, 1), (5, 1, 17, 1), (17, 1, 33, 1), (6, 2, 20, 1),
+    (1, 1, 5, 2), (17, 1, 13, 2), (33, 1, 40, 3), (12, 3, 19, 3), (16, 1, 6, 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("K", "groups", "W", "stride_w"), BLOCKS)
+def test_register_block_remainders(K: int, groups: int, W: int, stride_w: int, dtype: str) -> None:
+    rng = np.random.default_rng(K * 100 + W)
+    C = 2 * groups
+    x = rng.standard_normal((2, C, 4, W)).astype(dtype)
+    w = rng.standard_normal((K * groups, C // groups, 2, 3)).astype(dtype)
+    b = rng.standard_normal(K * groups).astype(dtype)
+    hyper = {"stride": (1, stride_w), "padding": (1, 2), "dilation": (1, 2), "groups": groups}
+    geom = conv_geometry("test", x.shape, w.shape, b.shape, **hyper)
+    y = native.direct_forward(x, w, geom, b)
+    reference = conv2d_ref(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                           **hyper)  # fmt: skip
+    assert_close(y, reference, dtype, "y (F1), block remainders")
+    assert_close(native.direct_forward(x, w, geom), reference - b.reshape(1, -1, 1, 1), dtype)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_non_finite_inputs_reach_exactly_the_outputs_that_read_them(stride: int) -> None:
+    """An inf or NaN in x spreads to the outputs whose windows read it, as in the NumPy
+    taps; the columns a last block computes past Q (and dropped) must not leak it."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 2, 6, 21))
+    x[0, 0, 2, 20] = np.inf
+    x[0, 1, 5, 0] = np.nan
+    w = rng.standard_normal((5, 2, 3, 3))
+    geom = conv_geometry("test", x.shape, w.shape, None, stride=stride, padding=1,
+                         dilation=1, groups=1)  # fmt: skip
+    y = native.direct_forward(x, w, geom)
+    with native.disabled():
+        y_numpy, _ = conv2d_direct.forward(x, w, geom)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(y_numpy))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(y_numpy))
+    finite = np.isfinite(y_numpy)
+    np.testing.assert_allclose(y[finite], y_numpy[finite], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_same_bits_on_any_number_of_threads(threads: int) -> None:
+    case = next(c for c in CASES if c.groups > 1 and c.groups < c.C)
+    data = expected(case, "float32")
+    x = np.tile(data["x"], (9, 1, 1, 1))
+    geom = conv_geometry("test", x.shape, case.w_shape, None, **case.hyper)
+    g = native.conv_geometry_tuple(geom)
+    rows = geom.N * geom.groups * geom.P
+    one = np.full(geom.y_shape, np.nan, np.float32)
+    native._kernels.direct_forward(x, data["w"], data["b"], one, g, geom.groups, 0, rows, 1)
+    many = np.full(geom.y_shape, np.nan, np.float32)
+    native._kernels.direct_forward(x, data["w"], data["b"], many, g, geom.groups, 0, rows,
+                                   threads)  # fmt: skip
+    np.testing.assert_array_equal(many, one)  # each output row is summed by one thread
+
+
+def test_kernel_refuses_bad_groups_sizes_and_ranges() -> None:
+    kernels = native._kernels
+    case = CASES[0]
+    geom = _geom(case)
+    g = native.conv_geometry_tuple(geom)
+    x, w, y = np.zeros(case.x_shape), np.zeros(case.w_shape), np.zeros(case.y_shape)
+    rows = case.N * case.y_shape[2]
+    with pytest.raises(ValueError, match="direct_forward: groups=2 does not divide C=3"):
+        kernels.direct_forward(x, w, None, y, g, 2, 0, rows)
+    with pytest.raises(ValueError, match="direct_forward: w holds 5 elements; the geometry"):
+        kernels.direct_forward(x, np.zeros(5), None, y, g, 1, 0, rows)
+    with pytest.raises(ValueError, match="direct_forward: b holds 2 elements"):
+        kernels.direct_forward(x, w, np.zeros(2), y, g, 1, 0, rows)
+    with pytest.raises(ValueError, match=r"direct_forward: range \[0, 99\) outside"):
+        kernels.direct_forward(x, w, None, y, g, 1, 0, 99)
+    with pytest.raises(TypeError, match="direct_forward: y has the wrong element type"):
+        kernels.direct_forward(x, w, None, y.astype(np.float32), g, 1, 0, rows)
+
+
+def test_cost_model_takes_the_compiled_sum_for_few_taps_and_gemm_for_many() -> None:
+    first = conv_geometry("conv2d", (64, 1, 28, 28), (32, 1, 5, 5), None, stride=1,
+                          padding=2, dilation=1, groups=1)  # fmt: skip
+    stem = conv_geometry("conv2d", (8, 3, 224, 224), (64, 3, 11, 11), None, stride=4,
+                         padding=2, dilation=1, groups=1)  # fmt: skip
+    pointwise = conv_geometry("conv2d", (8, 256, 14, 14), (1024, 256, 1, 1), None, stride=1,
+                              padding=0, dilation=1, groups=1)  # fmt: skip
+    for geom in (first, stem):
+        assert select.direct_forward_compiled(geom, 4, True)
+        assert select.choose(geom, "forward", "float32", ["direct", "im2col"], compiled=True) == (
+            "direct"
+        )
+        assert not select.direct_forward_compiled(geom, 4, False)  # no kernels: NumPy taps
+    assert not select.direct_forward_compiled(pointwise, 4, True)  # one GEMM at the BLAS rate
+    assert select.choose(pointwise, "forward", "float32", ["direct", "im2col"], compiled=True) == (
+        "im2col"
+    )
