@@ -1,7 +1,7 @@
 """The compiled forward sum of the direct algorithm (_kernels_direct.h).
 
-The kernel computes (F1) as written, y = b + sum over the taps (c, r, s) of w * x_pad,
-with all taps of a block of outputs summed in registers. It is witnessed against the
+The kernel computes (F1) in the order of (DS1), (DS2), all taps (c, r, s) of a block of
+outputs summed in registers. It is witnessed against the
 naive float64 reference on every case of the reference grid (every stride, padding,
 dilation and groups remainder), on register-block remainders (filters and output columns
 that do not fill a block, both blockings), against the NumPy taps of the same algorithm
@@ -17,6 +17,7 @@ from convprop import native
 from convprop._shapes import conv_geometry
 from convprop.functional import conv2d_direct, conv2d_forward
 from convprop.functional import conv2d_select as select
+from convprop.functional._conv_common import transposed_geometry
 from reference import CASES, ConvCase, assert_close, conv2d_ref
 from test_conv2d_reference import expected
 
@@ -36,16 +37,38 @@ def test_compiled_sum_matches_the_F1_reference_on_the_grid(case: ConvCase, dtype
     assert_close(y, data["y"], dtype, "y (F1), compiled sum")
 
 
+def _force(monkeypatch: pytest.MonkeyPatch, compiled: bool) -> None:
+    """Make the direct algorithm take the compiled sum wherever it has one, or never."""
+
+    def runs_compiled(geom: object, pass_name: str, *args: object) -> bool:
+        has_form = pass_name == "forward" or transposed_geometry(geom) is not None
+        return compiled and has_form
+
+    monkeypatch.setattr(select, "direct_runs_compiled", runs_compiled)
+
+
 @pytest.mark.parametrize("compiled", [True, False])
-@pytest.mark.parametrize("case", CASES[::3], ids=lambda c: c.name)
-def test_direct_forward_by_either_path_matches_F1(
-    case: ConvCase, compiled: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_direct_algorithm_by_either_path_matches_F1_B3(
+    case: ConvCase, dtype: str, compiled: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The algorithm's forward, the compiled sum or the NumPy taps forced, bias included."""
-    monkeypatch.setattr(select, "direct_forward_compiled", lambda *args: compiled)
-    data = expected(case, "float64")
+    """The algorithm's forward (bias included) and input gradient, the compiled sums or the
+    NumPy taps forced; with stride 1 the input gradient is the sum over dy in the
+    transposed geometry with rot180(w) (as I6), witnessed by the B3 reference and by the
+    adjoint identity <F1(u), v> = <u, dx(v)>."""
+    _force(monkeypatch, compiled)
+    data = expected(case, dtype)
     y, _ = conv2d_forward(data["x"], data["w"], data["b"], algorithm="direct", **case.hyper)
-    assert_close(y, data["y"], "float64", f"y (F1), compiled={compiled}")
+    assert_close(y, data["y"], dtype, f"y (F1), compiled={compiled}")
+    geom = _geom(case)
+    dx = conv2d_direct.backward_data(data["dy"], data["w"], geom)
+    assert dx.dtype == dtype and dx.shape == case.x_shape
+    assert_close(dx, data["dx"], dtype, f"dx (B3), compiled={compiled}")
+    y0, _ = conv2d_direct.forward(data["x"], data["w"], geom)  # linear in x: no bias
+    lhs = float(np.sum(y0.astype(np.float64) * data["dy"]))
+    rhs = float(np.sum(data["x"].astype(np.float64) * dx))
+    assert lhs == pytest.approx(rhs, rel=1e-4 if dtype == "float32" else 1e-10, abs=1e-6)
 
 
 BLOCKS = [
@@ -135,13 +158,20 @@ def test_cost_model_takes_the_compiled_sum_for_few_taps_and_gemm_for_many() -> N
                          padding=2, dilation=1, groups=1)  # fmt: skip
     pointwise = conv_geometry("conv2d", (8, 256, 14, 14), (1024, 256, 1, 1), None, stride=1,
                               padding=0, dilation=1, groups=1)  # fmt: skip
+    dilated = conv_geometry("conv2d", (8, 64, 28, 28), (64, 64, 3, 3), None, stride=1,
+                            padding=2, dilation=2, groups=1)  # fmt: skip
+    assert select.direct_runs_compiled(dilated, "data", 4, True)  # (B3) as the sum over dy
+    assert not select.direct_runs_compiled(stem, "data", 4, True)  # stride 4: no such form
+    assert not select.direct_runs_compiled(first, "weight", 4, True)  # (B2): NumPy taps
     for geom in (first, stem):
-        assert select.direct_forward_compiled(geom, 4, True)
+        assert select.direct_runs_compiled(geom, "forward", 4, True)
         assert select.choose(geom, "forward", "float32", ["direct", "im2col"], compiled=True) == (
             "direct"
         )
-        assert not select.direct_forward_compiled(geom, 4, False)  # no kernels: NumPy taps
-    assert not select.direct_forward_compiled(pointwise, 4, True)  # one GEMM at the BLAS rate
+        assert not select.direct_runs_compiled(geom, "forward", 4, False)  # no kernels: NumPy taps
+    assert not select.direct_runs_compiled(
+        pointwise, "forward", 4, True
+    )  # one GEMM at the BLAS rate
     assert select.choose(pointwise, "forward", "float32", ["direct", "im2col"], compiled=True) == (
         "im2col"
     )

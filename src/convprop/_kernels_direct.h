@@ -5,14 +5,14 @@
  * range [lo, hi) of output rows (n, g, p), so that threads can share one call without
  * writing the same element. Labels are those of docs/derivations.md.
  *
- *   y[n, k, p, q] = b[k] + sum_t wt[g, t, k] * x_pad[n, g*C/G + c_t, p*sh + r_t*dh, q*sw + s_t*dw]
+ *   y[n, g*Kg + k, p, q] = b[g*Kg + k] + sum_t wt[g, t, k] * xr[off_t + q*sw]      (DS2)
  *
- * over the taps t = (c, r, s) of filter k's group g (F1). im2col would copy every tap of
- * x_pad into a column matrix and multiply it by W; where C/G*R*S is small (a first layer:
- * 1 or 3 channels) that product is too thin for the BLAS to run near its peak. Here the
- * rows of x_pad one output row reads are copied once (`region`), and the sum runs in
- * registers: DQ output columns times DK filters of accumulators, one vector of filter
- * weights and DQ broadcast inputs per tap.
+ * over the taps t = (c, r, s) of the group g, xr holding the rows of x_pad that output row
+ * (n, g, p) reads and off_t = (c*rows + r*dh)*cols + s*dw (DS1): (F1) in another order.
+ * im2col would copy every tap of x_pad into a column matrix and multiply it by W; where
+ * C/G*R*S is small (a first layer: 1 or 3 channels) that product is too thin for the BLAS
+ * to run near its peak. Here the rows one output row reads are copied once (`region`) and
+ * the sum runs in registers (the two blockings below).
  */
 
 /* Two register blockings of the sum, both 8-12 vector accumulators (AVX2: 16 registers):
@@ -135,8 +135,8 @@ static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
     }
 }
 
-/* (F1) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters per
- * group, a multiple of DK), offs[t] = (c*rows + r*dh)*cols + s*dw, b may be NULL;
+/* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters per
+ * group, a multiple of DK), offs[t] = (c*rows + r*dh)*cols + s*dw (DS1), b may be NULL;
  * scratch: Cg*rows*cols elements. */
 static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,

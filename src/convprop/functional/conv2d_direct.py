@@ -31,6 +31,7 @@ from convprop.functional._conv_common import (
     rotated_filters,
     tap_window,
     taps,
+    transposed_geometry,
 )
 
 NAME = "direct"
@@ -71,8 +72,8 @@ def forward(x: Array, w: Array, geom: ConvGeometry, b: Array | None = None) -> t
     an output at once in registers; otherwise one NumPy product per tap.
     """
     compiled = native.serves(x, w) and (b is None or native.serves(b))
-    if compiled and conv2d_select.direct_forward_compiled(geom, x.dtype.itemsize, True):
-        return native.direct_forward(x, w, geom, b), None  # (F1) with its bias term
+    if compiled and conv2d_select.direct_runs_compiled(geom, "forward", x.dtype.itemsize, True):
+        return native.direct_forward(x, w, geom, b), None  # (F1) as (DS2), with its bias
     xp = get_xp(x, w)
     y = _correlate(pad_input(xp, x, geom), w, geom)
     if b is not None:
@@ -116,6 +117,13 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     3. the result is the gradient of x_pad: rows never read by any window (the remainder
        case) receive zero, then the padding border is cropped.
     """
+    if native.serves(dy, w) and conv2d_select.direct_runs_compiled(
+        geom, "data", dy.dtype.itemsize, True
+    ):  # stride 1: the compiled sum (F1) over dy in the transposed geometry, as (I6)
+        transposed = transposed_geometry(geom)
+        assert transposed is not None  # direct_runs_compiled checked it
+        w_rot = rotated_filters(w, geom)  # (B3) (C, K/G, R, S)
+        return native.direct_forward(dy, w_rot, transposed)
     xp = get_xp(dy, w)
     G = geom.groups
     ext_h, ext_w = geom.dilated_kernel_hw

@@ -130,22 +130,30 @@ def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     return flops / rate + y_bytes / NATIVE_BYTES_PER_S + CALL_SECONDS
 
 
-def direct_forward_compiled(geom: ConvGeometry, itemsize: int, compiled: bool | None = None
-                            ) -> bool:  # fmt: skip
-    """Whether the direct algorithm's forward runs the compiled sum rather than its NumPy
-    taps (one product per tap, at the BLAS rate when C/G is large)."""
+def _direct_compiled_pass(geom: ConvGeometry, pass_name: str, itemsize: int) -> float | None:
+    """The compiled sum's time for a pass it computes: the forward (F1), or with stride 1 the
+    input gradient (B3) as the forward sum over dy in the transposed geometry (as I6)."""
+    if pass_name == "forward":
+        return direct_compiled_seconds(geom, itemsize)
+    transposed = transposed_geometry(geom) if pass_name == "data" else None
+    return None if transposed is None else direct_compiled_seconds(transposed, itemsize)
+
+
+def direct_runs_compiled(geom: ConvGeometry, pass_name: str, itemsize: int,
+                         compiled: bool | None = None) -> bool:  # fmt: skip
+    """Whether the direct algorithm runs a pass ("forward" or "data") by the compiled sum
+    rather than by its NumPy taps (one product per tap, at the BLAS rate when C/G is
+    large); never where the kernels do not run or the pass has no compiled form."""
     if compiled is None:
         compiled = native.enabled()
-    if not compiled:
-        return False
-    return direct_compiled_seconds(geom, itemsize) < _direct_numpy(geom, "forward", itemsize)
+    seconds = _direct_compiled_pass(geom, pass_name, itemsize) if compiled else None
+    return seconds is not None and seconds < _direct_numpy(geom, pass_name, itemsize)
 
 
 def _direct(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     seconds = _direct_numpy(geom, pass_name, b)
-    if pass_name == "forward" and compiled:
-        return min(seconds, direct_compiled_seconds(geom, b))
-    return seconds
+    by_kernel = _direct_compiled_pass(geom, pass_name, b) if compiled else None
+    return seconds if by_kernel is None else min(seconds, by_kernel)
 
 
 def _direct_numpy(geom: ConvGeometry, pass_name: str, b: int) -> float:
