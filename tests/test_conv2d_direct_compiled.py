@@ -18,7 +18,7 @@ from convprop._shapes import conv_geometry
 from convprop.functional import conv2d_direct, conv2d_forward
 from convprop.functional import conv2d_select as select
 from convprop.functional._conv_common import transposed_geometry
-from reference import CASES, ConvCase, assert_close, conv2d_ref
+from reference import CASES, ConvCase, assert_close, conv2d_dw_ref, conv2d_ref
 from test_conv2d_reference import expected
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the compiled kernels are not built")
@@ -41,7 +41,7 @@ def _force(monkeypatch: pytest.MonkeyPatch, compiled: bool) -> None:
     """Make the direct algorithm take the compiled sum wherever it has one, or never."""
 
     def runs_compiled(geom: object, pass_name: str, *args: object) -> bool:
-        has_form = pass_name == "forward" or transposed_geometry(geom) is not None
+        has_form = pass_name != "data" or transposed_geometry(geom) is not None
         return compiled and has_form
 
     monkeypatch.setattr(select, "direct_runs_compiled", runs_compiled)
@@ -53,10 +53,10 @@ def _force(monkeypatch: pytest.MonkeyPatch, compiled: bool) -> None:
 def test_direct_algorithm_by_either_path_matches_F1_B3(
     case: ConvCase, dtype: str, compiled: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The algorithm's forward (bias included) and input gradient, the compiled sums or the
+    """The algorithm's forward (bias included) and its two gradients, the compiled sums or the
     NumPy taps forced; with stride 1 the input gradient is the sum over dy in the
-    transposed geometry with rot180(w) (as I6), witnessed by the B3 reference and by the
-    adjoint identity <F1(u), v> = <u, dx(v)>."""
+    transposed geometry with rot180(w) (as I6). Witnessed by the F1, B3 and B2 references
+    and by the adjoint identities <F1(u), v> = <u, dx(v)> and <F1_w(x), v> = <w, dw(x, v)>."""
     _force(monkeypatch, compiled)
     data = expected(case, dtype)
     y, _ = conv2d_forward(data["x"], data["w"], data["b"], algorithm="direct", **case.hyper)
@@ -69,6 +69,11 @@ def test_direct_algorithm_by_either_path_matches_F1_B3(
     lhs = float(np.sum(y0.astype(np.float64) * data["dy"]))
     rhs = float(np.sum(data["x"].astype(np.float64) * dx))
     assert lhs == pytest.approx(rhs, rel=1e-4 if dtype == "float32" else 1e-10, abs=1e-6)
+    dw = conv2d_direct.backward_weight(data["dy"], data["x"], geom)
+    assert dw.dtype == dtype and dw.shape == case.w_shape
+    assert_close(dw, data["dw"], dtype, f"dw (B2), compiled={compiled}")
+    rhs_w = float(np.sum(data["w"].astype(np.float64) * dw))  # F1 is linear in w too
+    assert lhs == pytest.approx(rhs_w, rel=1e-4 if dtype == "float32" else 1e-10, abs=1e-6)
 
 
 BLOCKS = [
@@ -94,6 +99,9 @@ def test_register_block_remainders(K: int, groups: int, W: int, stride_w: int, d
                            **hyper)  # fmt: skip
     assert_close(y, reference, dtype, "y (F1), block remainders")
     assert_close(native.direct_forward(x, w, geom), reference - b.reshape(1, -1, 1, 1), dtype)
+    dy = rng.standard_normal(reference.shape).astype(dtype)
+    dw_reference = conv2d_dw_ref(x.astype(np.float64), dy.astype(np.float64), w.shape, **hyper)
+    assert_close(native.direct_weight(dy, x, geom), dw_reference, dtype, "dw (DS3), blocks")
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -114,6 +122,14 @@ def test_non_finite_inputs_reach_exactly_the_outputs_that_read_them(stride: int)
     np.testing.assert_array_equal(np.isinf(y), np.isinf(y_numpy))
     finite = np.isfinite(y_numpy)
     np.testing.assert_allclose(y[finite], y_numpy[finite], rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dw = native.direct_weight(dy, x, geom)
+    with native.disabled():
+        dw_numpy = conv2d_direct.backward_weight(dy, x, geom)
+    np.testing.assert_array_equal(np.isnan(dw), np.isnan(dw_numpy))
+    np.testing.assert_array_equal(np.isinf(dw), np.isinf(dw_numpy))
+    finite = np.isfinite(dw_numpy)
+    np.testing.assert_allclose(dw[finite], dw_numpy[finite], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("threads", [2, 3, 8])
@@ -130,6 +146,14 @@ def test_same_bits_on_any_number_of_threads(threads: int) -> None:
     native._kernels.direct_forward(x, data["w"], data["b"], many, g, geom.groups, 0, rows,
                                    threads)  # fmt: skip
     np.testing.assert_array_equal(many, one)  # each output row is summed by one thread
+    dy = np.random.default_rng(2).standard_normal(geom.y_shape).astype(np.float32)
+    slices = native.direct_weight_slices(geom, 4)
+    assert slices == 16  # 9 * 2 images * P rows: more rows than slices
+    dw_one = np.empty(case.w_shape, np.float32)
+    native._kernels.direct_weight(dy, x, dw_one, g, geom.groups, slices, 0, slices, 1)
+    dw_many = np.empty(case.w_shape, np.float32)
+    native._kernels.direct_weight(dy, x, dw_many, g, geom.groups, slices, 0, slices, threads)
+    np.testing.assert_array_equal(dw_many, dw_one)  # slices summed in a fixed order
 
 
 def test_kernel_refuses_bad_groups_sizes_and_ranges() -> None:
@@ -149,6 +173,12 @@ def test_kernel_refuses_bad_groups_sizes_and_ranges() -> None:
         kernels.direct_forward(x, w, None, y, g, 1, 0, 99)
     with pytest.raises(TypeError, match="direct_forward: y has the wrong element type"):
         kernels.direct_forward(x, w, None, y.astype(np.float32), g, 1, 0, rows)
+    with pytest.raises(ValueError, match=r"direct_weight: slices must be in \[1, 14\]"):
+        kernels.direct_weight(y, x, np.zeros(case.w_shape), g, 1, 15, 0, 15)
+    with pytest.raises(ValueError, match="direct_weight: groups=2 does not divide C=3"):
+        kernels.direct_weight(y, x, np.zeros(case.w_shape), g, 2, 1, 0, 1)
+    with pytest.raises(ValueError, match="direct_weight: dw holds 3 elements"):
+        kernels.direct_weight(y, x, np.zeros(3), g, 1, 1, 0, 1)
 
 
 def test_cost_model_takes_the_compiled_sum_for_few_taps_and_gemm_for_many() -> None:
@@ -162,7 +192,8 @@ def test_cost_model_takes_the_compiled_sum_for_few_taps_and_gemm_for_many() -> N
                             padding=2, dilation=2, groups=1)  # fmt: skip
     assert select.direct_runs_compiled(dilated, "data", 4, True)  # (B3) as the sum over dy
     assert not select.direct_runs_compiled(stem, "data", 4, True)  # stride 4: no such form
-    assert not select.direct_runs_compiled(first, "weight", 4, True)  # (B2): NumPy taps
+    assert select.direct_runs_compiled(stem, "weight", 4, True)  # (B2) as (DS3)
+    assert not select.direct_runs_compiled(pointwise, "weight", 4, True)  # one GEMM
     for geom in (first, stem):
         assert select.direct_runs_compiled(geom, "forward", 4, True)
         assert select.choose(geom, "forward", "float32", ["direct", "im2col"], compiled=True) == (

@@ -241,7 +241,7 @@ static int check_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t total, const cha
 /* The loops an entry point can run. */
 enum {
     OP_IM2COL, OP_COL2IM,
-    OP_DW_FORWARD, OP_DW_DATA, OP_DW_WEIGHT, OP_DIRECT_FORWARD,
+    OP_DW_FORWARD, OP_DW_DATA, OP_DW_WEIGHT, OP_DIRECT_FORWARD, OP_DIRECT_WEIGHT,
     OP_MAXPOOL_FORWARD, OP_MAXPOOL_BACKWARD,
     OP_WINO_INPUT, OP_WINO_OUTPUT, OP_WINO_DY, OP_WINO_DX,
     OP_ADD_BIAS, OP_BIAS_GRAD, OP_TO_PLANES, OP_TO_SPATIAL,
@@ -287,6 +287,10 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
         break;
     case OP_DIRECT_FORWARD: /* x, wt, b (may be NULL), y; n = (G, Kpad) */
         BY_KIND(direct_forward, a[0], a[1], a[2], a[3], s, c->offs, &c->conv, n[0], n[1], lo, hi);
+        break;
+    case OP_DIRECT_WEIGHT: /* x, dy, partials; n = (G, Kpad, Tpad, slices) */
+        BY_KIND(direct_weight, a[0], a[1], a[2], s, c->offs, &c->conv, n[0], n[1], n[2], n[3], lo,
+                hi);
         break;
     case OP_MAXPOOL_FORWARD: BY_KIND(maxpool_forward, a[0], a[1], a[2], &c->pool, lo, hi); break;
     case OP_MAXPOOL_BACKWARD: return BY_KIND(maxpool_backward, a[0], a[1], a[2], &c->pool, lo, hi);
@@ -556,6 +560,87 @@ static PyObject *py_direct_forward(PyObject *self, PyObject *args)
     PyMem_RawFree(wt);
     PyMem_RawFree(offs);
     RELEASE_ALL(v, 3 + has_bias);
+    Py_RETURN_NONE;
+}
+
+/* direct_weight(dy, x, dw, geom, groups, slices, lo, hi, threads=1): (B2) as (DS3), the
+ * output rows cut into `slices` slices; slices [lo, hi) are summed, then every slice's
+ * partial is added into dw in slice order (the others count as zero). */
+static PyObject *py_direct_weight(PyObject *self, PyObject *args)
+{
+    PyObject *dyo, *xo, *dwo, *geo;
+    Py_ssize_t G, slices, lo, hi;
+    int threads = 1;
+    Call c = {.op = OP_DIRECT_WEIGHT};
+    ConvGeom *g = &c.conv;
+    Py_buffer v[3];
+    const char *op = "direct_weight";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO!nnnn|i", &dyo, &xo, &dwo, &PyTuple_Type, &geo, &G, &slices,
+                          &lo, &hi, &threads))
+        return NULL;
+    if (parse_conv_geom(geo, g, op) || check_threads(threads, op)) return NULL;
+    if (G < 1 || g->C % G != 0 || g->K % G != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: groups=%zd does not divide C=%zd and K=%zd", op, G,
+                     g->C, g->K);
+        return NULL;
+    }
+    if (slices < 1 || slices > g->N * G * g->P) {
+        PyErr_Format(PyExc_ValueError, "%s: slices must be in [1, %zd] (output rows), got %zd",
+                     op, g->N * G * g->P, slices);
+        return NULL;
+    }
+    if (check_range(lo, hi, slices, op)) return NULL;
+    c.kind = float_kind(dyo, op);
+    if (!c.kind) return NULL;
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
+    const Py_ssize_t DKn = 64 / c.kind, Kpad = (Kg + DKn - 1) / DKn * DKn;
+    const Py_ssize_t Tpad = (taps + 5) / 6 * 6;
+    if (get_array(dyo, &v[0], 0, c.kind, g->N * g->K * g->P * g->Q, op, "dy")) return NULL;
+    if (get_array(xo, &v[1], 0, c.kind, g->N * g->C * g->H * g->W, op, "x")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    if (get_array(dwo, &v[2], 1, c.kind, g->K * taps, op, "dw")) {
+        RELEASE_ALL(v, 2);
+        return NULL;
+    }
+    const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
+    const Py_ssize_t partial_dims[] = {slices, G, Tpad, Kpad}, region_dims[] = {Cg, rows, cols};
+    const Py_ssize_t dyT_dims[] = {g->Q, Kpad};
+    if (!fits(partial_dims, 4) || !fits(region_dims, 3) || !fits(dyT_dims, 2)) {
+        PyErr_Format(PyExc_ValueError, "%s: the geometry's sizes overflow", op);
+        RELEASE_ALL(v, 3);
+        return NULL;
+    }
+    threads = team_size(lo, hi, threads);
+    const Py_ssize_t per_slice = G * Tpad * Kpad;
+    void *partials = PyMem_RawCalloc((size_t)(slices * per_slice), (size_t)c.kind);
+    Py_ssize_t *offs = PyMem_RawMalloc((size_t)Tpad * sizeof(Py_ssize_t));
+    const size_t scratch = (size_t)(Cg * rows * cols + g->Q * Kpad) * (size_t)c.kind;
+    if (!partials || !offs || alloc_scratch(&c, scratch, threads)) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        PyMem_RawFree(partials);
+        PyMem_RawFree(offs);
+        RELEASE_ALL(v, 3);
+        return NULL;
+    }
+    for (Py_ssize_t t = 0; t < Tpad; ++t) {
+        const Py_ssize_t ch = t / (g->R * g->S), r = t / g->S % g->R, s_ = t % g->S;
+        offs[t] = t < taps ? (ch * rows + r * g->dh) * cols + s_ * g->dw : 0;
+    }
+    c.a[0] = v[1].buf, c.a[1] = v[0].buf, c.a[2] = partials;
+    c.n[0] = G, c.n[1] = Kpad, c.n[2] = Tpad, c.n[3] = slices;
+    c.offs = offs;
+    run_call(&c, lo, hi, threads, 1);
+    Py_BEGIN_ALLOW_THREADS;
+    if (c.kind == 4) direct_weight_sum_f32(partials, v[2].buf, G, Kg, taps, Kpad, Tpad, slices);
+    else direct_weight_sum_f64(partials, v[2].buf, G, Kg, taps, Kpad, Tpad, slices);
+    Py_END_ALLOW_THREADS;
+    PyMem_RawFree(c.scratch);
+    PyMem_RawFree(partials);
+    PyMem_RawFree(offs);
+    RELEASE_ALL(v, 3);
     Py_RETURN_NONE;
 }
 
@@ -992,6 +1077,8 @@ static PyMethodDef methods[] = {
      "depthwise_backward_weight(dy, x, None, dw, geom, lo, hi, threads=1): (B2), filters k."},
     {"direct_forward", py_direct_forward, METH_VARARGS,
      "direct_forward(x, w, b or None, y, geom, groups, lo, hi, threads=1): (F1), rows (n, g, p)."},
+    {"direct_weight", py_direct_weight, METH_VARARGS,
+     "direct_weight(dy, x, dw, geom, groups, slices, lo, hi, threads=1): (B2), slices of rows."},
     {"maxpool_forward", py_maxpool_forward, METH_VARARGS,
      "maxpool_forward(x, y, argmax, geom, lo, hi, threads=1): (MP1), (MP2), planes (n, c)."},
     {"maxpool_backward", py_maxpool_backward, METH_VARARGS,

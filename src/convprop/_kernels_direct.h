@@ -122,7 +122,8 @@ static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
                 for (int kk = 0; kk < VK; ++kk) {
                     const T wk = wv[kk];
 #pragma omp simd
-                    for (int j = 0; j < VQ; ++j) acc[kk][j] = FMA(wk, xs[j], acc[kk][j]);
+                    for (int j = 0; j < VQ; ++j) /* (DS2) */
+                        acc[kk][j] = FMA(wk, xs[j], acc[kk][j]);
                 }
             }
             const Py_ssize_t nk = Kg - k0 < VK ? Kg - k0 : VK;
@@ -151,4 +152,77 @@ static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
         if (g->sw == 1) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps, Kpad);
         else FN(direct_row_strided)(scratch, wg, bg, yrow, offs, g, Kg, taps, Kpad);
     }
+}
+
+/* (B2) as the sum over output rows, the blocking of (DS2) read the other way:
+ *
+ *   dw[g*Kg + k, c, r, s] += sum_q xr[off_t + q*sw] * dy[n, g*Kg + k, p, q]           (DS3)
+ *
+ * for each output row (n, g, p), t = (c*R + r)*S + s. The sums of one slice of rows go to
+ * its own partial (G, Tpad, Kpad), zeroed first, in row order; the caller adds the slices'
+ * partials in slice order, so the result does not depend on which thread took a slice.
+ * A block is DQ taps by DK filters of accumulators; per output column, two vector loads of
+ * dyT (dy's row turned to (Q, Kpad)) and DQ broadcast inputs. Taps past T read offset 0
+ * into rows of the partial that are dropped. scratch: Cg*rows*cols + Q*Kpad elements. */
+static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
+                              const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
+                              Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
+                              Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, rows = g->N * G * g->P;
+    const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g);
+    T *region = scratch, *dyT = scratch + region_size;
+    for (Py_ssize_t slice = lo; slice < hi; ++slice) {
+        T *partial = partials + slice * G * Tpad * Kpad;
+        memset(partial, 0, (size_t)(G * Tpad * Kpad) * sizeof(T));
+        const Py_ssize_t first = rows * slice / slices, last = rows * (slice + 1) / slices;
+        for (Py_ssize_t row = first; row < last; ++row) {
+            const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
+            FN(direct_region)(x, region, g, n, gi * Cg, Cg, p);
+            for (Py_ssize_t k = 0; k < Kpad; ++k) {
+                if (k >= Kg) {
+                    for (Py_ssize_t q = 0; q < g->Q; ++q) dyT[q * Kpad + k] = 0;
+                    continue;
+                }
+                const T *dyk = dy + ((n * g->K + gi * Kg + k) * g->P + p) * g->Q;
+                for (Py_ssize_t q = 0; q < g->Q; ++q) dyT[q * Kpad + k] = dyk[q];
+            }
+            T *pg = partial + gi * Tpad * Kpad;
+            for (Py_ssize_t t0 = 0; t0 < Tpad; t0 += DQ) {
+                for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += DK) {
+                    T acc[DQ][DK];
+                    for (int i = 0; i < DQ; ++i)
+                        for (int kk = 0; kk < DK; ++kk) acc[i][kk] = pg[(t0 + i) * Kpad + k0 + kk];
+                    for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                        const T *dv = dyT + q * Kpad + k0;
+                        const T *xs = region + q * g->sw;
+#pragma GCC unroll 6
+                        for (int i = 0; i < DQ; ++i) {
+                            const T xv = xs[offs[t0 + i]];
+#pragma omp simd
+                            for (int kk = 0; kk < DK; ++kk)
+                                acc[i][kk] = FMA(xv, dv[kk], acc[i][kk]); /* (DS3) */
+                        }
+                    }
+                    for (int i = 0; i < DQ; ++i)
+                        for (int kk = 0; kk < DK; ++kk) pg[(t0 + i) * Kpad + k0 + kk] = acc[i][kk];
+                }
+            }
+        }
+    }
+}
+
+/* dw[g*Kg + k, t] = sum over the slices, in order, of partials[slice, g, t, k]. */
+static void FN(direct_weight_sum)(const T *partials, T *dw, Py_ssize_t G, Py_ssize_t Kg,
+                                  Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t Tpad,
+                                  Py_ssize_t slices)
+{
+    for (Py_ssize_t gi = 0; gi < G; ++gi)
+        for (Py_ssize_t k = 0; k < Kg; ++k)
+            for (Py_ssize_t t = 0; t < taps; ++t) {
+                T total = 0;
+                for (Py_ssize_t slice = 0; slice < slices; ++slice)
+                    total += partials[((slice * G + gi) * Tpad + t) * Kpad + k];
+                dw[(gi * Kg + k) * taps + t] = total;
+            }
 }

@@ -158,6 +158,33 @@ def direct_forward(x: Any, w: Any, geom: Any, b: Any = None) -> Any:
     return y
 
 
+DIRECT_PARTIALS_BYTES = 2**25
+"""At most this much memory for the slices' partial sums of :func:`direct_weight` (32 MB)."""
+
+
+def direct_weight_slices(geom: Any, itemsize: int) -> int:
+    """Slices of output rows whose partial sums :func:`direct_weight` keeps apart: 16 (a few
+    per thread, so that a slow core takes fewer), fewer where the partials would pass
+    :data:`DIRECT_PARTIALS_BYTES`; a function of the geometry only, so the result is."""
+    rows: int = geom.N * geom.groups * geom.P
+    taps: int = (geom.C // geom.groups) * geom.R * geom.S
+    per_slice = geom.groups * (taps + 5) * (geom.K // geom.groups + 16) * itemsize
+    return max(1, min(rows, 16, int(DIRECT_PARTIALS_BYTES // per_slice)))
+
+
+def direct_weight(dy: Any, x: Any, geom: Any) -> Any:
+    """(B2) as (DS3): dy (N, K, P, Q), x (N, C, H, W) -> dw (K, C/G, R, S), summed over the
+    output rows in slices whose partials are added in a fixed order (the same bits on any
+    number of threads)."""
+    dy, x = _contiguous(dy), _contiguous(x)
+    dw = numpy.empty((geom.K, geom.C // geom.groups, geom.R, geom.S), dtype=dy.dtype)
+    slices = direct_weight_slices(geom, dy.dtype.itemsize)
+    work = geom.N * geom.K * (geom.C // geom.groups) * geom.R * geom.S * geom.P * geom.Q
+    g = conv_geometry_tuple(geom)
+    parallel(_kernels.direct_weight, slices, work, dy, x, dw, g, geom.groups, slices)
+    return dw
+
+
 def _depthwise(
     kernel: Any, a: Any, b: Any, bias: Any, out_shape: tuple[int, ...], planes: int, geom: Any
 ) -> Any:

@@ -90,7 +90,13 @@ def backward(
 
 
 def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
-    """(B2): dw (K, C/G, R, S), the correlation of x_pad with dy, one tap at a time."""
+    """(B2): dw (K, C/G, R, S), the correlation of x_pad with dy: compiled, summed over the
+    output rows in registers (DS3) where the cost model finds it cheaper, else one NumPy
+    product per tap."""
+    if native.serves(dy, x) and conv2d_select.direct_runs_compiled(
+        geom, "weight", dy.dtype.itemsize, True
+    ):
+        return native.direct_weight(dy, x, geom)  # (B2) as (DS3)
     xp = get_xp(dy, x)
     x_g = group_view_x(pad_input(xp, x, geom), geom)  # (N, G, C/G, Hp, Wp)
     N, G, PQ = geom.N, geom.groups, geom.P * geom.Q

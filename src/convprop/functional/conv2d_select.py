@@ -130,18 +130,38 @@ def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     return flops / rate + y_bytes / NATIVE_BYTES_PER_S + CALL_SECONDS
 
 
+def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
+    """The compiled weight-gradient sum's time (DS3): register blocks of 6 taps by 64 bytes
+    of filters, summed over each output row's Q columns, then added to the row slice's
+    partial sums; partials larger than a core's cache travel through memory every row."""
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
+    filled = _blocks_used(taps, 6) * _blocks_used(K_g, lanes)
+    rate = 1.4 * DIRECT_FLOPS_PER_S * (4.0 / itemsize) * filled * geom.Q / (geom.Q + 24.0)
+    flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
+    rows = geom.N * geom.groups * geom.P
+    partial = geom.groups * (taps + 5) * (K_g + lanes) * itemsize
+    row_bytes = (C_g * geom.dilated_kernel_hw[0] * (geom.Q * geom.stride_w + 16)
+                 + geom.Q * (K_g + lanes)) * itemsize  # fmt: skip
+    moved = rows * (row_bytes + (2 * partial if partial > 2**18 else 0))
+    return flops / rate + moved / NATIVE_BYTES_PER_S + CALL_SECONDS
+
+
 def _direct_compiled_pass(geom: ConvGeometry, pass_name: str, itemsize: int) -> float | None:
-    """The compiled sum's time for a pass it computes: the forward (F1), or with stride 1 the
-    input gradient (B3) as the forward sum over dy in the transposed geometry (as I6)."""
+    """The compiled sum's time for a pass it computes: the forward (F1), the weight gradient
+    (B2) as (DS3), or with stride 1 the input gradient (B3) as the forward sum over dy in the
+    transposed geometry (as I6)."""
     if pass_name == "forward":
         return direct_compiled_seconds(geom, itemsize)
+    if pass_name == "weight":
+        return direct_weight_compiled_seconds(geom, itemsize)
     transposed = transposed_geometry(geom) if pass_name == "data" else None
     return None if transposed is None else direct_compiled_seconds(transposed, itemsize)
 
 
 def direct_runs_compiled(geom: ConvGeometry, pass_name: str, itemsize: int,
                          compiled: bool | None = None) -> bool:  # fmt: skip
-    """Whether the direct algorithm runs a pass ("forward" or "data") by the compiled sum
+    """Whether the direct algorithm runs a pass ("forward", "data", "weight") by the compiled sum
     rather than by its NumPy taps (one product per tap, at the BLAS rate when C/G is
     large); never where the kernels do not run or the pass has no compiled form."""
     if compiled is None:
