@@ -154,3 +154,25 @@ def test_remembered_choice_is_the_cost_models_and_follows_its_rates(
     assert fresh("forward") != "fft"
     assert select.choose(g, "forward", "float32", names, compiled=True) == fresh("forward")
     assert select.choose(g, "forward", "float32", ["direct", "fft"], compiled=True) == "direct"
+
+
+def test_weight_pass_keeps_the_forwards_algorithm_when_nearly_as_cheap(tmp_path: Path) -> None:
+    """res3x3: the compiled direct sum's weight estimate is a near tie with Winograd's, whose
+    forward saved its input tiles: the weight pass stays with Winograd. lenet1: im2col's
+    estimate is far above the direct sum's, so the cheaper one is kept."""
+    res3x3 = _geom(8, 64, 56, 64, 3, padding=1)
+    names = [n for n, a in ALGORITHMS.items() if a.decline(res3x3) is None]
+    cheapest = select.choose(res3x3, "weight", "float32", names, compiled=True)
+    own = select.estimate("winograd", res3x3, "weight", "float32", True)
+    assert select.REUSE_SHARE * own <= select.estimate(cheapest, res3x3, "weight", "float32", True)
+    assert select.weight_after_forward(res3x3, "float32", "winograd", cheapest, names, True) == (
+        "winograd"
+    )
+    lenet1 = _geom(64, 1, 28, 32, 5, padding=2)
+    assert select.weight_after_forward(lenet1, "float32", "im2col", "direct", names, True) == (
+        "direct"
+    )
+    select.enable_timing_cache(tmp_path / "t.json")  # measured choices stand as measured
+    assert select.weight_after_forward(res3x3, "float32", "winograd", "direct", names, True) == (
+        "direct"
+    )

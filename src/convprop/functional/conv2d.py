@@ -144,6 +144,9 @@ def resolve_algorithms(
             )
             for pass_name in PASSES
         )  # fmt: skip
+        weight = conv2d_select.weight_after_forward(
+            geom, dtype, forward, weight, candidates, compiled=compiled
+        )
         return (forward, data, weight)
     reason = ALGORITHMS[algorithm].decline(geom)
     if reason is not None:

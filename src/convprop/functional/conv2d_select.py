@@ -50,6 +50,7 @@ NATIVE_FLOPS_PER_S = 16e9  # the compiled depthwise multiply-adds, both cores
 NATIVE_BYTES_PER_S = 16e9  # the compiled im2col copy / col2im adds, both cores
 DIRECT_FLOPS_PER_S = 95e9  # the compiled forward sum (F1) in registers, both cores
 FFT_COMPILED_SHARE = 0.65  # the FFT algorithm's measured time over its NumPy-only estimate
+REUSE_SHARE = 0.8  # the weight pass by the forward's own algorithm (see weight_after_forward)
 
 MAX_ENTRIES = 512
 
@@ -386,7 +387,7 @@ def _calibration() -> tuple[float, ...]:
     """The rates the estimates read: a choice remembered under other rates is not reused."""
     return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
             NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S, DIRECT_FLOPS_PER_S,
-            FFT_COMPILED_SHARE)  # fmt: skip
+            FFT_COMPILED_SHARE, REUSE_SHARE)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=MAX_ENTRIES)
@@ -398,6 +399,25 @@ def _cheapest(
     same layers every time, and the estimates cost more than a small layer's kernels."""
     del calibration  # part of the key only
     return min(candidates, key=lambda name: estimate(name, geom, pass_name, dtype, compiled))
+
+
+def weight_after_forward(
+    geom: ConvGeometry, dtype: str, forward: str, weight: str, candidates: list[str],
+    compiled: bool | None = None,
+) -> str:  # fmt: skip
+    """The weight gradient's algorithm once the forward's is known: the forward's own when its
+    estimate, charged REUSE_SHARE, is no dearer than the cost model's choice ``weight``.
+
+    The forward's algorithm computes dw from work it saved (im2col's columns, Winograd's input
+    tiles) and with one transform of dy for both gradients; and a compiled sum that follows
+    the BLAS's products shares the cores with the BLAS threads still spinning after them
+    (measured on res3x3: the direct sum took 36 ms after Winograd's products, 21 ms alone).
+    With the timing cache on, the measured choice stands.
+    """
+    if _TIMINGS is not None or forward == weight or forward not in candidates:
+        return weight
+    own = REUSE_SHARE * estimate(forward, geom, "weight", dtype, compiled)
+    return forward if own <= estimate(weight, geom, "weight", dtype, compiled) else weight
 
 
 def cache_state() -> dict[str, Any]:
