@@ -546,8 +546,9 @@ static PyObject *py_direct_forward(PyObject *self, PyObject *args)
         RELEASE_ALL(v, 3 + has_bias);
         return NULL;
     }
-    if (c.kind == 4) direct_filters_f32(v[1].buf, wt, G, Kg, taps, Kpad);
-    else direct_filters_f64(v[1].buf, wt, G, Kg, taps, Kpad);
+    const Py_ssize_t KB = g->sw == 1 ? 4 : DKn; /* VK or DK of _kernels_direct.h */
+    if (c.kind == 4) direct_filters_f32(v[1].buf, wt, G, Kg, taps, Kpad, KB);
+    else direct_filters_f64(v[1].buf, wt, G, Kg, taps, Kpad, KB);
     for (Py_ssize_t ch = 0; ch < Cg; ++ch)
         for (Py_ssize_t r = 0; r < g->R; ++r)
             for (Py_ssize_t s_ = 0; s_ < g->S; ++s_)

@@ -39,15 +39,16 @@ static inline Py_ssize_t direct_cols(const ConvGeom *g)
 static inline Py_ssize_t direct_rows(const ConvGeom *g) { return (g->R - 1) * g->dh + 1; }
 #endif
 
-/* wt[g, t, k] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in [Kg, Kpad). */
+/* wt[g, k / KB, t, k % KB] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in
+ * [Kg, Kpad): the weights of a block of KB filters tap after tap, contiguous. */
 static void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t taps,
-                               Py_ssize_t Kpad)
+                               Py_ssize_t Kpad, Py_ssize_t KB)
 {
     for (Py_ssize_t g = 0; g < G; ++g)
-        for (Py_ssize_t t = 0; t < taps; ++t) {
-            T *dst = wt + (g * taps + t) * Kpad;
-            for (Py_ssize_t k = 0; k < Kpad; ++k)
-                dst[k] = k < Kg ? w[((g * Kg + k) * taps) + t] : 0;
+        for (Py_ssize_t k = 0; k < Kpad; ++k) {
+            T *dst = wt + ((g * (Kpad / KB) + k / KB) * taps) * KB + k % KB;
+            for (Py_ssize_t t = 0; t < taps; ++t)
+                dst[t * KB] = k < Kg ? w[((g * Kg + k) * taps) + t] : 0;
         }
 }
 
@@ -71,7 +72,7 @@ static void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize
 }
 
 /* One output row (n, g, p) of filters [k0, k0 + DK) in blocks of DQ columns, any stride.
- * xq: the region; wg: the group's filters (taps, Kpad); yrow: y[n, g*Kg, p, 0]. */
+ * xq: the region; wg: the group's filters (Kpad / DK, taps, DK); yrow: y[n, g*Kg, p, 0]. */
 static void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yrow,
                                    const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
                                    Py_ssize_t taps, Py_ssize_t Kpad)
@@ -85,7 +86,7 @@ static void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yro
                 for (int kk = 0; kk < DK; ++kk) acc[qq][kk] = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
             for (Py_ssize_t t = 0; t < taps; ++t) {
                 const T *xs = xq + q0 * g->sw + offs[t];
-                const T *wv = wg + t * Kpad + k0;
+                const T *wv = wg + k0 * taps + t * DK;
 #pragma GCC unroll 6
                 for (int qq = 0; qq < DQ; ++qq) {
                     const T xv = xs[qq * g->sw];
@@ -101,7 +102,8 @@ static void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yro
     }
 }
 
-/* The same with unit column stride, in blocks of VK filters times VQ columns. */
+/* The same with unit column stride, in blocks of VK filters times VQ columns; wg is
+ * (Kpad / VK, taps, VK). */
 static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
                                 const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
                                 Py_ssize_t taps, Py_ssize_t Kpad)
@@ -117,7 +119,7 @@ static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
             }
             for (Py_ssize_t t = 0; t < taps; ++t) {
                 const T *xs = xq + q0 + offs[t];
-                const T *wv = wg + t * Kpad + k0;
+                const T *wv = wg + k0 * taps + t * VK;
 #pragma GCC unroll 4
                 for (int kk = 0; kk < VK; ++kk) {
                     const T wk = wv[kk];
@@ -137,7 +139,7 @@ static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
 }
 
 /* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters per
- * group, a multiple of DK), offs[t] = (c*rows + r*dh)*cols + s*dw (DS1), b may be NULL;
+ * group, a multiple of DK, in blocks of VK with unit column stride, else DK), offs[t] = (c*rows + r*dh)*cols + s*dw (DS1), b may be NULL;
  * scratch: Cg*rows*cols elements. */
 static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
