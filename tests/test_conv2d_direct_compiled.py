@@ -10,14 +10,18 @@ on non-finite inputs, and for the same bits on any number of threads.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from convprop import native
 from convprop._shapes import conv_geometry
 from convprop.functional import conv2d_direct, conv2d_forward
 from convprop.functional import conv2d_select as select
-from convprop.functional._conv_common import transposed_geometry
+from convprop.functional._conv_common import rotated_filters, transposed_geometry
 from reference import CASES, ConvCase, assert_close, conv2d_dw_ref, conv2d_ref
 from test_conv2d_reference import expected
 
@@ -206,3 +210,43 @@ def test_cost_model_takes_the_compiled_sum_for_few_taps_and_gemm_for_many() -> N
     assert select.choose(pointwise, "forward", "float32", ["direct", "im2col"], compiled=True) == (
         "im2col"
     )
+
+
+@st.composite
+def _wide_cases(draw: Any) -> tuple[Any, ...]:
+    """Layers wider than the grid's: up to 40 filters and 40 columns, so that several
+    register blocks and every remainder of them occur, with groups, strides and dilations."""
+    groups = draw(st.sampled_from([1, 2, 3]))
+    C, K = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 14))
+    R, S = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    H = draw(st.integers(max(1, dilation[0] * (R - 1) + 1 - 2 * padding[0]), 12))
+    W = draw(st.integers(max(1, dilation[1] * (S - 1) + 1 - 2 * padding[1]), 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((draw(st.integers(1, 2)), C, H, W))
+    w = rng.standard_normal((K, C // groups, R, S))
+    geom = conv_geometry("test", x.shape, w.shape, None, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups)  # fmt: skip
+    return x, w, rng.standard_normal(geom.y_shape), geom
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(case=_wide_cases())
+def test_compiled_sums_equal_the_numpy_taps_on_drawn_layers(case: tuple[Any, ...]) -> None:
+    """(DS2), (DS3) and, with stride 1, (B3) as the sum over dy, against the direct
+    algorithm's NumPy taps (F1, B2, B3) in float64."""
+    x, w, dy, geom = case
+    with native.disabled():
+        y_numpy, _ = conv2d_direct.forward(x, w, geom)
+        dw_numpy = conv2d_direct.backward_weight(dy, x, geom)
+    y, dw = native.direct_forward(x, w, geom), native.direct_weight(dy, x, geom)
+    np.testing.assert_allclose(y, y_numpy, rtol=1e-12, atol=1e-12 * np.abs(y_numpy).max())
+    np.testing.assert_allclose(dw, dw_numpy, rtol=1e-12, atol=1e-12 * np.abs(dw_numpy).max())
+    transposed = transposed_geometry(geom)
+    if transposed is not None:  # stride 1: (B3) as the sum over dy, as the algorithm runs it
+        dx = native.direct_forward(dy, rotated_filters(w, geom), transposed)
+        with native.disabled():
+            dx_numpy = conv2d_direct.backward_data(dy, w, geom)
+        np.testing.assert_allclose(dx, dx_numpy, rtol=1e-12, atol=1e-12 * np.abs(dx_numpy).max())
