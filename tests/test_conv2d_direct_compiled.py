@@ -198,6 +198,10 @@ def test_cost_model_takes_the_compiled_sum_for_few_taps_and_gemm_for_many() -> N
     assert not select.direct_runs_compiled(stem, "data", 4, True)  # stride 4: no such form
     assert select.direct_runs_compiled(stem, "weight", 4, True)  # (B2) as (DS3)
     assert not select.direct_runs_compiled(pointwise, "weight", 4, True)  # one GEMM
+    thin = conv_geometry("conv2d", (8, 8, 16, 16), (1000, 8, 1, 1), None, stride=1, padding=0,
+                         dilation=1, groups=1)  # fmt: skip
+    for pass_name in ("forward", "data", "weight"):  # pointwise: im2col copies nothing
+        assert not select.direct_runs_compiled(thin, pass_name, 4, True)
     for geom in (first, stem):
         assert select.direct_runs_compiled(geom, "forward", 4, True)
         assert select.choose(geom, "forward", "float32", ["direct", "im2col"], compiled=True) == (

@@ -618,7 +618,7 @@ static PyObject *py_direct_weight(PyObject *self, PyObject *args)
     const Py_ssize_t per_slice = G * Tpad * Kpad;
     void *partials = PyMem_RawCalloc((size_t)(slices * per_slice), (size_t)c.kind);
     Py_ssize_t *offs = PyMem_RawMalloc((size_t)Tpad * sizeof(Py_ssize_t));
-    const size_t scratch = (size_t)(Cg * rows * cols + g->Q * Kpad) * (size_t)c.kind;
+    const size_t scratch = (size_t)(DR * (Cg * rows * cols + g->Q * Kpad)) * (size_t)c.kind;
     if (!partials || !offs || alloc_scratch(&c, scratch, threads)) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         PyMem_RawFree(partials);

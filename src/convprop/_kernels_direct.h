@@ -24,6 +24,7 @@
 #define DQ 6
 #define DK (64 / (int)sizeof(T))
 #define VK 4
+#define DR 4 /* output rows per pass over the weight gradient's partial sums (DS3) */
 #define VQ (64 / (int)sizeof(T))
 
 #if !defined(DIRECT_LAYOUT_ONCE)
@@ -138,9 +139,10 @@ static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
     }
 }
 
-/* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters per
- * group, a multiple of DK, in blocks of VK with unit column stride, else DK), offs[t] = (c*rows + r*dh)*cols + s*dw (DS1), b may be NULL;
- * scratch: Cg*rows*cols elements. */
+/* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters
+ * per group, a multiple of DK, in blocks of VK with unit column stride, else DK),
+ * offs[t] = (c*rows + r*dh)*cols + s*dw (DS1), b may be NULL; scratch: Cg*rows*cols
+ * elements. */
 static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                                Py_ssize_t Kpad, Py_ssize_t lo, Py_ssize_t hi)
@@ -165,29 +167,41 @@ static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
  * partials in slice order, so the result does not depend on which thread took a slice.
  * A block is DQ taps by DK filters of accumulators; per output column, two vector loads of
  * dyT (dy's row turned to (Q, Kpad)) and DQ broadcast inputs. Taps past T read offset 0
- * into rows of the partial that are dropped. scratch: Cg*rows*cols + Q*Kpad elements. */
+ * into rows of the partial that are dropped. scratch: DR * (Cg*rows*cols + Q*Kpad) elements. */
 static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
                               const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                               Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
                               Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, rows = g->N * G * g->P;
-    const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g);
-    T *region = scratch, *dyT = scratch + region_size;
+    const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g), dyT_size = g->Q * Kpad;
     for (Py_ssize_t slice = lo; slice < hi; ++slice) {
         T *partial = partials + slice * G * Tpad * Kpad;
         memset(partial, 0, (size_t)(G * Tpad * Kpad) * sizeof(T));
         const Py_ssize_t first = rows * slice / slices, last = rows * (slice + 1) / slices;
-        for (Py_ssize_t row = first; row < last; ++row) {
+        Py_ssize_t nr;
+        for (Py_ssize_t row = first; row < last; row += nr) {
             const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
-            FN(direct_region)(x, region, g, n, gi * Cg, Cg, p);
-            for (Py_ssize_t k = 0; k < Kpad; ++k) {
-                if (k >= Kg) {
-                    for (Py_ssize_t q = 0; q < g->Q; ++q) dyT[q * Kpad + k] = 0;
-                    continue;
+            /* DR rows of one (n, g) at a time where rows are short (Q <= 64): the partial's
+             * blocks are loaded and stored once per DR rows rather than once per row */
+            const Py_ssize_t group = g->Q <= 64 ? DR : 1;
+            nr = last - row < group ? last - row : group;
+            if (nr > g->P - p) nr = g->P - p;
+            for (Py_ssize_t j = 0; j < nr; ++j) {
+                T *region = scratch + j * (region_size + dyT_size), *dyT = region + region_size;
+                FN(direct_region)(x, region, g, n, gi * Cg, Cg, p + j);
+                /* dyT[q, k] = dy[n, g*Kg + k, p, q], zero for k >= Kg: DK rows of dy at a
+                 * time, so that the DK reads and the DK writes per column stay in few lines */
+                const T *dyrow = dy + ((n * g->K + gi * Kg) * g->P + p + j) * g->Q;
+                for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += DK) {
+                    const Py_ssize_t nk = Kg - k0 < DK ? Kg - k0 : DK; /* >= 1: Kpad < Kg + DK */
+                    const T *src = dyrow + k0 * g->P * g->Q;
+                    for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                        T *dst = dyT + q * Kpad + k0;
+                        for (Py_ssize_t kk = 0; kk < nk; ++kk) dst[kk] = src[kk * g->P * g->Q + q];
+                        for (Py_ssize_t kk = nk; kk < DK; ++kk) dst[kk] = 0;
+                    }
                 }
-                const T *dyk = dy + ((n * g->K + gi * Kg + k) * g->P + p) * g->Q;
-                for (Py_ssize_t q = 0; q < g->Q; ++q) dyT[q * Kpad + k] = dyk[q];
             }
             T *pg = partial + gi * Tpad * Kpad;
             for (Py_ssize_t t0 = 0; t0 < Tpad; t0 += DQ) {
@@ -195,15 +209,19 @@ static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
                     T acc[DQ][DK];
                     for (int i = 0; i < DQ; ++i)
                         for (int kk = 0; kk < DK; ++kk) acc[i][kk] = pg[(t0 + i) * Kpad + k0 + kk];
-                    for (Py_ssize_t q = 0; q < g->Q; ++q) {
-                        const T *dv = dyT + q * Kpad + k0;
-                        const T *xs = region + q * g->sw;
+                    for (Py_ssize_t j = 0; j < nr; ++j) {
+                        const T *region = scratch + j * (region_size + dyT_size);
+                        const T *dyT = region + region_size;
+                        for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                            const T *dv = dyT + q * Kpad + k0;
+                            const T *xs = region + q * g->sw;
 #pragma GCC unroll 6
-                        for (int i = 0; i < DQ; ++i) {
-                            const T xv = xs[offs[t0 + i]];
+                            for (int i = 0; i < DQ; ++i) {
+                                const T xv = xs[offs[t0 + i]];
 #pragma omp simd
-                            for (int kk = 0; kk < DK; ++kk)
-                                acc[i][kk] = FMA(xv, dv[kk], acc[i][kk]); /* (DS3) */
+                                for (int kk = 0; kk < DK; ++kk)
+                                    acc[i][kk] = FMA(xv, dv[kk], acc[i][kk]); /* (DS3) */
+                            }
                         }
                     }
                     for (int i = 0; i < DQ; ++i)

@@ -101,8 +101,7 @@ def _weight_matrix(w: Array, geom: ConvGeometry) -> Array:
 
 def _is_pointwise(geom: ConvGeometry) -> bool:
     """1×1 kernel, stride 1, no padding: the columns are x itself."""
-    no_pad = geom.pad_top == geom.pad_bottom == geom.pad_left == geom.pad_right == 0
-    return geom.R == geom.S == 1 and geom.stride_h == geom.stride_w == 1 and no_pad
+    return conv2d_select.is_pointwise(geom)
 
 
 def _columns(x: Array, geom: ConvGeometry) -> Array:

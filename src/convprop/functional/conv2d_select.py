@@ -66,12 +66,18 @@ def _fft_seconds(transforms: float, length: int) -> float:
     return transforms * 2.5 * length * math.log2(max(length, 2)) / FFT_FLOPS_PER_S
 
 
+def is_pointwise(geom: ConvGeometry) -> bool:
+    """A 1x1 kernel, stride 1, no padding: im2col's columns are x itself (no copy)."""
+    no_pad = geom.pad_top == geom.pad_bottom == geom.pad_left == geom.pad_right == 0
+    return geom.R == geom.S == 1 and geom.stride_h == geom.stride_w == 1 and no_pad
+
+
 def _im2col_seconds(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     """im2col's time for one pass; the input gradient by (I4)-(I5), col2im of Wᵀ·dY."""
     G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
     RS, PQ = geom.R * geom.S, geom.P * geom.Q
     flops = 2.0 * geom.N * geom.K * C_g * RS * PQ
-    pointwise = RS == 1 and geom.is_unit_stride_dense and geom.padded_hw == (geom.H, geom.W)
+    pointwise = is_pointwise(geom)
     cols_bytes = 0.0 if pointwise else geom.N * geom.C * RS * PQ * b
     calls = geom.N * G + (0 if pointwise or compiled else RS)
     copy_rate = NATIVE_BYTES_PER_S if compiled else MEMORY_BYTES_PER_S
@@ -151,7 +157,10 @@ def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
 def _direct_compiled_pass(geom: ConvGeometry, pass_name: str, itemsize: int) -> float | None:
     """The compiled sum's time for a pass it computes: the forward (F1), the weight gradient
     (B2) as (DS3), or with stride 1 the input gradient (B3) as the forward sum over dy in the
-    transposed geometry (as I6)."""
+    transposed geometry (as I6). None for a pointwise layer, which im2col computes as one
+    product with no copy (measured on 8x8x16² -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6)."""
+    if is_pointwise(geom):
+        return None
     if pass_name == "forward":
         return direct_compiled_seconds(geom, itemsize)
     if pass_name == "weight":
