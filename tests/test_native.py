@@ -514,6 +514,14 @@ def test_geometries_whose_sizes_overflow_are_refused() -> None:
     pool = (1, 1, 2**40, 2**40, 2, 2, 1, 1, 2, 2, 0, 0)
     with pytest.raises(ValueError, match="the geometry's sizes overflow"):
         kernels.maxpool_forward(np.zeros(1), np.zeros(1), np.zeros(1, np.int32), pool, 0, 1)
+    # 2^30 channels and 2^30 filters pass the geometry's own checks, but the direct sums'
+    # filters (K, C·R·S) would hold 2^60 values: refused before any buffer is read
+    wide = (1, 2**30, 1, 1, 2**30, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0)
+    z = np.zeros(1)
+    with pytest.raises(ValueError, match="direct_forward: the geometry's sizes overflow"):
+        kernels.direct_forward(z, z, None, z, wide, 1, 0, 1)
+    with pytest.raises(ValueError, match="direct_weight: the geometry's sizes overflow"):
+        kernels.direct_weight(z, z, z, wide, 1, 1, 0, 1)
     layout = (4, 4, 2**62, 1, 1, 0, 0, 1, 1)
     with pytest.raises(ValueError, match="the planes do not fit the spatial array"):
         kernels.spatial_to_planes(np.zeros(1), np.zeros(1), layout, 0, 1)

@@ -489,6 +489,22 @@ static PyObject *py_dw_backward_weight(PyObject *self, PyObject *args)
     return depthwise(args, OP_DW_WEIGHT, "depthwise_backward_weight");
 }
 
+/* The direct sums' sizes (_kernels_direct.h): w (K, C/G*R*S), the filters padded to Kpad
+ * and the taps to a multiple of 6 per group, `slices` partial sums of that size, and DR row
+ * regions and turned rows of dy per thread must all fit; checked before any buffer is taken. */
+static int direct_sizes_fit(const ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t slices,
+                            const char *op)
+{
+    const Py_ssize_t Cg = g->C / G, taps = Cg * g->R * g->S;
+    const Py_ssize_t w_dims[] = {g->K, taps}, partial_dims[] = {slices, G, taps + 5, Kpad};
+    const Py_ssize_t region_dims[] = {DR, Cg, direct_rows(g), direct_cols(g)};
+    const Py_ssize_t dyT_dims[] = {DR, g->Q, Kpad};
+    if (fits(w_dims, 2) && fits(partial_dims, 4) && fits(region_dims, 4) && fits(dyT_dims, 3))
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s: the geometry's sizes overflow", op);
+    return -1;
+}
+
 /* direct_forward(x, w, b or None, y, geom, groups, lo, hi, threads=1): (F1) as its sum,
  * over output rows (n, g, p) in [lo, hi) (_kernels_direct.h). */
 static PyObject *py_direct_forward(PyObject *self, PyObject *args)
@@ -515,6 +531,7 @@ static PyObject *py_direct_forward(PyObject *self, PyObject *args)
     if (!c.kind) return NULL;
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
     const Py_ssize_t DKn = 64 / c.kind, Kpad = (Kg + DKn - 1) / DKn * DKn;
+    if (direct_sizes_fit(g, G, Kpad, 1, op)) return NULL;
     if (get_array(xo, &v[0], 0, c.kind, g->N * g->C * g->H * g->W, op, "x")) return NULL;
     if (get_array(wo, &v[1], 0, c.kind, g->K * taps, op, "w")) {
         RELEASE_ALL(v, 1);
@@ -530,12 +547,6 @@ static PyObject *py_direct_forward(PyObject *self, PyObject *args)
         return NULL;
     }
     const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
-    const Py_ssize_t wt_dims[] = {G, taps, Kpad}, region_dims[] = {Cg, rows, cols};
-    if (!fits(wt_dims, 3) || !fits(region_dims, 3)) {
-        PyErr_Format(PyExc_ValueError, "%s: the geometry's sizes overflow", op);
-        RELEASE_ALL(v, 3 + has_bias);
-        return NULL;
-    }
     threads = team_size(lo, hi, threads);
     void *wt = PyMem_RawMalloc((size_t)(G * taps * Kpad) * (size_t)c.kind);
     Py_ssize_t *offs = PyMem_RawMalloc((size_t)taps * sizeof(Py_ssize_t));
@@ -597,6 +608,7 @@ static PyObject *py_direct_weight(PyObject *self, PyObject *args)
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
     const Py_ssize_t DKn = 64 / c.kind, Kpad = (Kg + DKn - 1) / DKn * DKn;
     const Py_ssize_t Tpad = (taps + 5) / 6 * 6;
+    if (direct_sizes_fit(g, G, Kpad, slices, op)) return NULL;
     if (get_array(dyo, &v[0], 0, c.kind, g->N * g->K * g->P * g->Q, op, "dy")) return NULL;
     if (get_array(xo, &v[1], 0, c.kind, g->N * g->C * g->H * g->W, op, "x")) {
         RELEASE_ALL(v, 1);
@@ -607,13 +619,6 @@ static PyObject *py_direct_weight(PyObject *self, PyObject *args)
         return NULL;
     }
     const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
-    const Py_ssize_t partial_dims[] = {slices, G, Tpad, Kpad}, region_dims[] = {Cg, rows, cols};
-    const Py_ssize_t dyT_dims[] = {g->Q, Kpad};
-    if (!fits(partial_dims, 4) || !fits(region_dims, 3) || !fits(dyT_dims, 2)) {
-        PyErr_Format(PyExc_ValueError, "%s: the geometry's sizes overflow", op);
-        RELEASE_ALL(v, 3);
-        return NULL;
-    }
     threads = team_size(lo, hi, threads);
     const Py_ssize_t per_slice = G * Tpad * Kpad;
     void *partials = PyMem_RawCalloc((size_t)(slices * per_slice), (size_t)c.kind);

@@ -76,7 +76,7 @@ static void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize
  * xq: the region; wg: the group's filters (Kpad / DK, taps, DK); yrow: y[n, g*Kg, p, 0]. */
 static void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yrow,
                                    const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
-                                   Py_ssize_t taps, Py_ssize_t Kpad)
+                                   Py_ssize_t taps)
 {
     const Py_ssize_t PQ = g->P * g->Q;
     for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += DQ) {
@@ -107,7 +107,7 @@ static void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yro
  * (Kpad / VK, taps, VK). */
 static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
                                 const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
-                                Py_ssize_t taps, Py_ssize_t Kpad)
+                                Py_ssize_t taps)
 {
     const Py_ssize_t PQ = g->P * g->Q;
     for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += VQ) {
@@ -153,8 +153,8 @@ static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
         FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
         const T *wg = wt + gi * taps * Kpad, *bg = b ? b + gi * Kg : NULL;
         T *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
-        if (g->sw == 1) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps, Kpad);
-        else FN(direct_row_strided)(scratch, wg, bg, yrow, offs, g, Kg, taps, Kpad);
+        if (g->sw == 1) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+        else FN(direct_row_strided)(scratch, wg, bg, yrow, offs, g, Kg, taps);
     }
 }
 
@@ -163,8 +163,8 @@ static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
  *   dw[g*Kg + k, c, r, s] += sum_q xr[off_t + q*sw] * dy[n, g*Kg + k, p, q]           (DS3)
  *
  * for each output row (n, g, p), t = (c*R + r)*S + s. The sums of one slice of rows go to
- * its own partial (G, Tpad, Kpad), zeroed first, in row order; the caller adds the slices'
- * partials in slice order, so the result does not depend on which thread took a slice.
+ * its own partial (G, Tpad, Kpad), which arrives zeroed, in row order; the caller adds the
+ * slices' partials in slice order, so the result does not depend on which thread took a slice.
  * A block is DQ taps by DK filters of accumulators; per output column, two vector loads of
  * dyT (dy's row turned to (Q, Kpad)) and DQ broadcast inputs. Taps past T read offset 0
  * into rows of the partial that are dropped. scratch: DR * (Cg*rows*cols + Q*Kpad) elements. */
@@ -176,8 +176,7 @@ static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, rows = g->N * G * g->P;
     const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g), dyT_size = g->Q * Kpad;
     for (Py_ssize_t slice = lo; slice < hi; ++slice) {
-        T *partial = partials + slice * G * Tpad * Kpad;
-        memset(partial, 0, (size_t)(G * Tpad * Kpad) * sizeof(T));
+        T *partial = partials + slice * G * Tpad * Kpad; /* zeroed by the caller */
         const Py_ssize_t first = rows * slice / slices, last = rows * (slice + 1) / slices;
         Py_ssize_t nr;
         for (Py_ssize_t row = first; row < last; row += nr) {
