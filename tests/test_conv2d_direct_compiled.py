@@ -81,18 +81,46 @@ def test_direct_algorithm_by_either_path_matches_F1_B3(
 
 
 BLOCKS = [
-    # (K, groups, W, stride_w): filters per group against 4 and 16 (8 for float64), output
-    # columns against 16 (8) and 6, with unit and larger column strides
-    (1, 1, 5, 1), (3, 1, 16, 1), (5, 1, 17, 1), (17, 1, 33, 1), (6, 2, 20, 1),
-    (1, 1, 5, 2), (17, 1, 13, 2), (33, 1, 40, 3), (12, 3, 19, 3), (16, 1, 6, 1),
+    # (K, groups, W, stride_w, C/G): filters per group against 4 and 16 (8 for float64),
+    # output columns against 16 (8) and 6, with unit and larger column strides; with few
+    # taps (C/G = 2) and with many (C/G = 12), where stride 1 takes either blocking
+    (1, 1, 5, 1, 2), (3, 1, 16, 1, 2), (5, 1, 17, 1, 2), (17, 1, 33, 1, 2), (6, 2, 20, 1, 2),
+    (1, 1, 5, 2, 2), (17, 1, 13, 2, 2), (33, 1, 40, 3, 2), (12, 3, 19, 3, 2), (16, 1, 6, 1, 2),
+    (16, 1, 30, 1, 12), (17, 1, 11, 1, 12), (40, 2, 26, 1, 12), (7, 1, 30, 1, 12),
 ]  # fmt: skip
 
 
+def test_stride_one_takes_both_blockings_in_the_remainder_grid() -> None:
+    """The cases above reach both register blockings with unit column stride (and the
+    columns blocking only, otherwise), in both precisions."""
+    for itemsize in (4, 8):
+        seen = set()
+        for K, groups, W, stride_w, Cg in BLOCKS:
+            geom = conv_geometry("test", (2, Cg * groups, 4, W), (K * groups, Cg, 2, 3), None,
+                                 stride=(1, stride_w), padding=(1, 2), dilation=(1, 2),
+                                 groups=groups)  # fmt: skip
+            blocking = native.direct_blocking(geom, itemsize)
+            assert stride_w == 1 or blocking == "columns"
+            seen.add((stride_w == 1, blocking))
+        assert seen == {(True, "filters"), (True, "columns"), (False, "columns")}, itemsize
+
+
+def test_blocking_query_refuses_bad_arguments() -> None:
+    geom = conv_geometry("test", (1, 4, 5, 5), (6, 2, 3, 3), None, stride=1, padding=0,
+                         dilation=1, groups=2)  # fmt: skip
+    with pytest.raises(ValueError, match=r"direct_blocking: expected groups dividing C=4 and K=6"):
+        native._kernels.direct_blocking(native.conv_geometry_tuple(geom), 3, 4)
+    with pytest.raises(ValueError, match="got groups=2, itemsize=2"):
+        native._kernels.direct_blocking(native.conv_geometry_tuple(geom), 2, 2)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize(("K", "groups", "W", "stride_w"), BLOCKS)
-def test_register_block_remainders(K: int, groups: int, W: int, stride_w: int, dtype: str) -> None:
+@pytest.mark.parametrize(("K", "groups", "W", "stride_w", "Cg"), BLOCKS)
+def test_register_block_remainders(
+    K: int, groups: int, W: int, stride_w: int, Cg: int, dtype: str
+) -> None:
     rng = np.random.default_rng(K * 100 + W)
-    C = 2 * groups
+    C = Cg * groups
     x = rng.standard_normal((2, C, 4, W)).astype(dtype)
     w = rng.standard_normal((K * groups, C // groups, 2, 3)).astype(dtype)
     b = rng.standard_normal(K * groups).astype(dtype)

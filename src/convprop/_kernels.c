@@ -282,11 +282,12 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
     case OP_DW_DATA:
         BY_KIND(dw_backward_data, a[0], a[1], a[2], s, c->offs, &c->conv, lo, hi);
         break;
-    case OP_DW_WEIGHT:
-        BY_KIND(dw_backward_weight, a[0], a[1], a[2], s, c->offs, &c->conv, lo, hi);
+    case OP_DW_WEIGHT: /* dy, x, plane_sums; n = (k0, kc) */
+        BY_KIND(dw_backward_weight, a[0], a[1], a[3], s, c->offs, &c->conv, n[0], n[1], lo, hi);
         break;
-    case OP_DIRECT_FORWARD: /* x, wt, b (may be NULL), y; n = (G, Kpad) */
-        BY_KIND(direct_forward, a[0], a[1], a[2], a[3], s, c->offs, &c->conv, n[0], n[1], lo, hi);
+    case OP_DIRECT_FORWARD: /* x, wt, b (may be NULL), y; n = (G, Kpad, unit) */
+        BY_KIND(direct_forward, a[0], a[1], a[2], a[3], s, c->offs, &c->conv, n[0], n[1], (int)n[2],
+                lo, hi);
         break;
     case OP_DIRECT_WEIGHT: /* x, dy, partials; n = (G, Kpad, Tpad, slices) */
         BY_KIND(direct_weight, a[0], a[1], a[2], s, c->offs, &c->conv, n[0], n[1], n[2], n[3], lo,
@@ -299,7 +300,9 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
     case OP_WINO_DY: BY_KIND(wino_dy, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
     case OP_WINO_DX: BY_KIND(wino_dx, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
     case OP_ADD_BIAS: BY_KIND(add_bias, a[0], a[1], n[0], n[1], lo, hi); break;
-    case OP_BIAS_GRAD: BY_KIND(bias_grad, a[0], a[1], n[0], n[1], n[2], lo, hi); break;
+    case OP_BIAS_GRAD: /* dy, parts; n = (K, PQ, k0, kc) */
+        BY_KIND(bias_grad, a[0], a[1], n[0], n[1], n[2], n[3], lo, hi);
+        break;
     case OP_TO_PLANES:
         BY_KIND(spatial_to_planes, a[0], a[1], n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7],
                 lo, hi);
@@ -452,8 +455,10 @@ static PyObject *depthwise(PyObject *args, int op, const char *name)
     /* each worker's wide region, a wide plane between two margins and the per-tap sums (see
      * _kernels_depthwise.h); offs[t] = r*dh*Wr + s*dw, the wide offset of tap t = r*S + s */
     const Py_ssize_t Wr = wide_cols(g), Hr = wide_rows(g), RS = g->R * g->S;
-    const Py_ssize_t elements = 3 * Hr * Wr + g->P * Wr + RS;
-    threads = team_size(lo, hi, threads);
+    const Py_ssize_t elements = 3 * Hr * Wr + g->P * Wr;
+    /* the weight pass runs over the N planes of each filter in [lo, hi) */
+    threads = op == OP_DW_WEIGHT ? team_size(0, g->N * (hi - lo), threads)
+                                 : team_size(lo, hi, threads);
     Py_ssize_t *offs = PyMem_RawMalloc((size_t)RS * sizeof(Py_ssize_t));
     if (!offs || alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {
         if (!offs) PyErr_NoMemory();
@@ -464,7 +469,26 @@ static PyObject *depthwise(PyObject *args, int op, const char *name)
     for (Py_ssize_t r = 0; r < g->R; ++r)
         for (Py_ssize_t s = 0; s < g->S; ++s) offs[r * g->S + s] = r * g->dh * Wr + s * g->dw;
     c.offs = offs;
-    run_call(&c, lo, hi, threads, 1);
+    if (op != OP_DW_WEIGHT) {
+        run_call(&c, lo, hi, threads, 1);
+    } else if (hi > lo) {
+        /* (B2) plane by plane in memory order, each plane's tap sums apart, then each filter's
+         * N shares added in the order of n (see dw_backward_weight) */
+        const Py_ssize_t kc = hi - lo, planes = g->N * kc;
+        void *plane_sums = PyMem_RawMalloc((size_t)(planes * RS) * (size_t)c.kind);
+        if (!plane_sums) {
+            PyErr_NoMemory();
+            PyMem_RawFree(c.scratch);
+            PyMem_RawFree(offs);
+            RELEASE_ALL(v, 3);
+            return NULL;
+        }
+        c.a[3] = plane_sums, c.n[0] = lo, c.n[1] = kc;
+        run_call(&c, 0, planes, threads, 1);
+        if (c.kind == 4) dw_weight_sum_f32(plane_sums, c.a[2], g->N, lo, kc, RS);
+        else dw_weight_sum_f64(plane_sums, c.a[2], g->N, lo, kc, RS);
+        PyMem_RawFree(plane_sums);
+    }
     PyMem_RawFree(c.scratch);
     PyMem_RawFree(offs);
     RELEASE_ALL(v, 3 + has_bias);
@@ -557,7 +581,8 @@ static PyObject *py_direct_forward(PyObject *self, PyObject *args)
         RELEASE_ALL(v, 3 + has_bias);
         return NULL;
     }
-    const Py_ssize_t KB = g->sw == 1 ? 4 : DKn; /* VK or DK of _kernels_direct.h */
+    const int unit = direct_unit_blocks(g, Kg, taps, c.kind);
+    const Py_ssize_t KB = unit ? 4 : DKn; /* VK or DK of _kernels_direct.h */
     if (c.kind == 4) direct_filters_f32(v[1].buf, wt, G, Kg, taps, Kpad, KB);
     else direct_filters_f64(v[1].buf, wt, G, Kg, taps, Kpad, KB);
     for (Py_ssize_t ch = 0; ch < Cg; ++ch)
@@ -565,7 +590,7 @@ static PyObject *py_direct_forward(PyObject *self, PyObject *args)
             for (Py_ssize_t s_ = 0; s_ < g->S; ++s_)
                 offs[(ch * g->R + r) * g->S + s_] = (ch * rows + r * g->dh) * cols + s_ * g->dw;
     c.a[0] = v[0].buf, c.a[1] = wt, c.a[2] = has_bias ? v[3].buf : NULL, c.a[3] = v[2].buf;
-    c.n[0] = G, c.n[1] = Kpad;
+    c.n[0] = G, c.n[1] = Kpad, c.n[2] = unit;
     c.offs = offs;
     run_call(&c, lo, hi, threads, 1);
     PyMem_RawFree(c.scratch);
@@ -854,9 +879,19 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args)
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    c.a[0] = v[0].buf, c.a[1] = v[1].buf;
-    c.n[0] = count / (K * PQ), c.n[1] = K, c.n[2] = PQ;
-    run_call(&c, lo, hi, threads, 1);
+    /* plane by plane in memory order, each plane's sum apart (see bias_grad) */
+    const Py_ssize_t N = count / (K * PQ), kc = hi - lo, planes = N * kc;
+    double *parts = PyMem_RawMalloc((size_t)(planes > 0 ? planes : 1) * sizeof(double));
+    if (!parts) {
+        RELEASE_ALL(v, 2);
+        return PyErr_NoMemory();
+    }
+    c.a[0] = v[0].buf, c.a[1] = parts;
+    c.n[0] = K, c.n[1] = PQ, c.n[2] = lo, c.n[3] = kc;
+    if (planes > 0) run_call(&c, 0, planes, threads, 1);
+    if (c.kind == 4) bias_grad_sum_f32(parts, v[1].buf, N, lo, kc);
+    else bias_grad_sum_f64(parts, v[1].buf, N, lo, kc);
+    PyMem_RawFree(parts);
     RELEASE_ALL(v, 2);
     Py_RETURN_NONE;
 }
@@ -1061,6 +1096,28 @@ static PyObject *py_complex_split(PyObject *self, PyObject *args)
                        "complex_split");
 }
 
+/* direct_blocking(geom, groups, itemsize) -> "filters" (VK filters x VQ columns) or "columns"
+ * (DQ columns x DK filters): the register blocking direct_forward uses (_kernels_direct.h). */
+static PyObject *py_direct_blocking(PyObject *self, PyObject *args)
+{
+    PyObject *geo;
+    Py_ssize_t G;
+    int itemsize;
+    ConvGeom g;
+    const char *op = "direct_blocking";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!ni", &PyTuple_Type, &geo, &G, &itemsize)) return NULL;
+    if (parse_conv_geom(geo, &g, op)) return NULL;
+    if (G < 1 || g.C % G != 0 || g.K % G != 0 || (itemsize != 4 && itemsize != 8)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: expected groups dividing C=%zd and K=%zd and an itemsize of 4 or 8, "
+                     "got groups=%zd, itemsize=%d", op, g.C, g.K, G, itemsize);
+        return NULL;
+    }
+    const int unit = direct_unit_blocks(&g, g.K / G, g.C / G * g.R * g.S, itemsize);
+    return PyUnicode_FromString(unit ? "filters" : "columns");
+}
+
 /* team_info() -> {"workers": workers started, "spin_ns": how long an idle worker spins} */
 static PyObject *py_team_info(PyObject *self, PyObject *args)
 {
@@ -1113,6 +1170,8 @@ static PyMethodDef methods[] = {
      "complex_merge(re, im, spec, lo, hi, threads=1): (T7)'s (re, im) pairs from the two parts."},
     {"complex_split", py_complex_split, METH_VARARGS,
      "complex_split(spec, re, im, lo, hi, threads=1): (T8)'s real and imaginary parts."},
+    {"direct_blocking", py_direct_blocking, METH_VARARGS,
+     "direct_blocking(geom, groups, itemsize) -> 'filters' or 'columns': direct_forward's blocks."},
     {"team_info", py_team_info, METH_NOARGS,
      "team_info() -> {'workers': worker threads started, 'spin_ns': an idle worker's spin}."},
     {NULL, NULL, 0, NULL},

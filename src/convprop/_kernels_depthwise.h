@@ -173,102 +173,117 @@ static void FN(dw_backward_data)(const T *dy, const T *w, T *dx, T *scratch,
     }
 }
 
-/* (B2) dw[k, r, s] = sum_{n,p,q} dy[n, k, p, q] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw];
- * filters k in [lo, hi). scratch: Hr*Wr + P*Wr + R*S elements. */
-static void FN(dw_backward_weight)(const T *dy, const T *x, T *dw, T *scratch,
-                                   const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
-                                   Py_ssize_t hi)
+/* (B2) dw[k, r, s] = sum_{n,p,q} dy[n, k, p, q] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw],
+ * one plane's share at a time: plane_sums[i, t] = the sum over (p, q) of plane i of the
+ * filters [k0, k0 + kc), i = n*kc + (k - k0), for i in [lo, hi). The planes are read in the order
+ * they lie in memory (a filter's planes are C*H*W apart); the caller adds each filter's N
+ * shares in the order of n, so the result does not depend on which thread took a plane.
+ * scratch: Hr*Wr + P*Wr elements. */
+static void FN(dw_backward_weight)(const T *dy, const T *x, T *plane_sums, T *scratch,
+                                   const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t k0,
+                                   Py_ssize_t kc, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
-    T *xr = scratch, *dyw = scratch + Hr * Wr, *sums = scratch + Hr * Wr + g->P * Wr;
-    for (Py_ssize_t k = lo; k < hi; ++k) {
+    T *xr = scratch, *dyw = scratch + Hr * Wr;
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const Py_ssize_t n = plane / kc, k = k0 + plane % kc;
+        T *sums = plane_sums + plane * RS;
         for (Py_ssize_t t = 0; t < RS; ++t) sums[t] = 0;
-        for (Py_ssize_t n = 0; n < g->N; ++n) {
-            const T *xc = x + (n * g->C + k / M) * HW;
-            const T *dyk = dy + (n * g->K + k) * PQ;
-            if (g->sh == 1 && g->sw == 1) {
-                FN(load_region)(xc, xr, g);
-                for (Py_ssize_t p = 0; p < g->P; ++p) {
-                    memcpy(dyw + p * Wr, dyk + p * g->Q, (size_t)g->Q * sizeof(T));
-                    if (p + 1 < g->P)
-                        memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
-                }
-                /* (DW3). The scratch columns of dyw are 0, so one long loop over the wide
-                 * plane is exact when x is finite; if x holds an inf or NaN, a scratch
-                 * column could turn it into 0 * inf = NaN although no tap reads it, so the
-                 * sums then run row by row over the Q real columns only. */
-                T probe = 0; /* x - x: 0 for finite x, NaN for inf and NaN */
-#pragma omp simd reduction(+ : probe)
-                for (Py_ssize_t i = 0; i < Hr * Wr; ++i) probe += xr[i] - xr[i];
-                const Py_ssize_t run = probe == 0 ? L : g->Q, step = probe == 0 ? L : Wr;
-                Py_ssize_t t = 0;
-                for (; t + 8 <= RS; t += 8) { /* eight taps per pass over dyw: eight */
-                    const T *a = xr + offs[t], *b = xr + offs[t + 1]; /* independent sums */
-                    const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
-                    const T *e = xr + offs[t + 4], *f = xr + offs[t + 5];
-                    const T *h = xr + offs[t + 6], *k8 = xr + offs[t + 7];
-                    T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0;
-                    for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
-#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk)
-                        for (Py_ssize_t i = i0; i < i0 + run; ++i) {
-                            const T u = dyw[i];
-                            ta += u * a[i]; /* (DW3) */
-                            tb += u * b[i];
-                            tc += u * c[i];
-                            td += u * d[i];
-                            te += u * e[i];
-                            tf += u * f[i];
-                            th += u * h[i];
-                            tk += u * k8[i];
-                        }
-                    }
-                    sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
-                    sums[t + 4] += te, sums[t + 5] += tf, sums[t + 6] += th, sums[t + 7] += tk;
-                }
-                for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
-                    const T *a = xr + offs[t], *b = xr + offs[t + 1];
-                    const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
-                    T ta = 0, tb = 0, tc = 0, td = 0;
-                    for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
-#pragma omp simd reduction(+ : ta, tb, tc, td)
-                        for (Py_ssize_t i = i0; i < i0 + run; ++i) {
-                            ta += dyw[i] * a[i]; /* (DW3) */
-                            tb += dyw[i] * b[i];
-                            tc += dyw[i] * c[i];
-                            td += dyw[i] * d[i];
-                        }
-                    }
-                    sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
-                }
-                for (; t < RS; ++t) {
-                    const T *src = xr + offs[t];
-                    T total = 0;
-                    for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
-#pragma omp simd reduction(+ : total)
-                        for (Py_ssize_t i = i0; i < i0 + run; ++i) total += dyw[i] * src[i];
-                    }
-                    sums[t] += total; /* (DW3) */
-                }
-                continue;
+        const T *xc = x + (n * g->C + k / M) * HW;
+        const T *dyk = dy + (n * g->K + k) * PQ;
+        if (g->sh == 1 && g->sw == 1) {
+            FN(load_region)(xc, xr, g);
+            for (Py_ssize_t p = 0; p < g->P; ++p) {
+                memcpy(dyw + p * Wr, dyk + p * g->Q, (size_t)g->Q * sizeof(T));
+                if (p + 1 < g->P)
+                    memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
             }
-            for (Py_ssize_t r = 0; r < g->R; ++r) {
-                for (Py_ssize_t s = 0; s < g->S; ++s) {
-                    Py_ssize_t q0, q1;
-                    const Py_ssize_t left = s * g->dw - g->pl;
-                    valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
-                    T total = 0;
-                    for (Py_ssize_t p = 0; p < g->P; ++p) {
-                        const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
-                        if (h < 0 || h >= g->H) continue;
-                        const T *row = xc + h * g->W + left;
-                        const T *in = dyk + p * g->Q;
-                        for (Py_ssize_t q = q0; q < q1; ++q) total += in[q] * row[q * g->sw]; /* (B2) */
+            /* (DW3). The scratch columns of dyw are 0, so one long loop over the wide
+             * plane is exact when x is finite; if x holds an inf or NaN, a scratch
+             * column could turn it into 0 * inf = NaN although no tap reads it, so the
+             * sums then run row by row over the Q real columns only. */
+            T probe = 0; /* x - x: 0 for finite x, NaN for inf and NaN */
+#pragma omp simd reduction(+ : probe)
+            for (Py_ssize_t i = 0; i < Hr * Wr; ++i) probe += xr[i] - xr[i];
+            const Py_ssize_t run = probe == 0 ? L : g->Q, step = probe == 0 ? L : Wr;
+            Py_ssize_t t = 0;
+            for (; t + 8 <= RS; t += 8) { /* eight taps per pass over dyw: eight */
+                const T *a = xr + offs[t], *b = xr + offs[t + 1]; /* independent sums */
+                const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
+                const T *e = xr + offs[t + 4], *f = xr + offs[t + 5];
+                const T *h = xr + offs[t + 6], *k8 = xr + offs[t + 7];
+                T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0;
+                for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk)
+                    for (Py_ssize_t i = i0; i < i0 + run; ++i) {
+                        const T u = dyw[i];
+                        ta += u * a[i]; /* (DW3) */
+                        tb += u * b[i];
+                        tc += u * c[i];
+                        td += u * d[i];
+                        te += u * e[i];
+                        tf += u * f[i];
+                        th += u * h[i];
+                        tk += u * k8[i];
                     }
-                    sums[r * g->S + s] += total;
                 }
+                sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
+                sums[t + 4] += te, sums[t + 5] += tf, sums[t + 6] += th, sums[t + 7] += tk;
+            }
+            for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
+                const T *a = xr + offs[t], *b = xr + offs[t + 1];
+                const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
+                T ta = 0, tb = 0, tc = 0, td = 0;
+                for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : ta, tb, tc, td)
+                    for (Py_ssize_t i = i0; i < i0 + run; ++i) {
+                        ta += dyw[i] * a[i]; /* (DW3) */
+                        tb += dyw[i] * b[i];
+                        tc += dyw[i] * c[i];
+                        td += dyw[i] * d[i];
+                    }
+                }
+                sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
+            }
+            for (; t < RS; ++t) {
+                const T *src = xr + offs[t];
+                T total = 0;
+                for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : total)
+                    for (Py_ssize_t i = i0; i < i0 + run; ++i) total += dyw[i] * src[i];
+                }
+                sums[t] += total; /* (DW3) */
+            }
+            continue;
+        }
+        for (Py_ssize_t r = 0; r < g->R; ++r) {
+            for (Py_ssize_t s = 0; s < g->S; ++s) {
+                Py_ssize_t q0, q1;
+                const Py_ssize_t left = s * g->dw - g->pl;
+                valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
+                T total = 0;
+                for (Py_ssize_t p = 0; p < g->P; ++p) {
+                    const Py_ssize_t h = p * g->sh + r * g->dh - g->pt;
+                    if (h < 0 || h >= g->H) continue;
+                    const T *row = xc + h * g->W + left;
+                    const T *in = dyk + p * g->Q;
+                    for (Py_ssize_t q = q0; q < q1; ++q) total += in[q] * row[q * g->sw]; /* (B2) */
+                }
+                sums[r * g->S + s] += total;
             }
         }
-        for (Py_ssize_t t = 0; t < RS; ++t) dw[k * RS + t] = sums[t];
     }
+}
+
+/* dw[k, t] = the sum over n, in order, of plane_sums[n*kc + (k - k0), t], k in [k0, k0 + kc). */
+static void FN(dw_weight_sum)(const T *plane_sums, T *dw, Py_ssize_t N, Py_ssize_t k0,
+                              Py_ssize_t kc, Py_ssize_t RS)
+{
+    for (Py_ssize_t k = 0; k < kc; ++k)
+        for (Py_ssize_t t = 0; t < RS; ++t) {
+            T total = 0;
+            for (Py_ssize_t n = 0; n < N; ++n) total += plane_sums[(n * kc + k) * RS + t];
+            dw[(k0 + k) * RS + t] = total;
+        }
 }
