@@ -188,6 +188,32 @@ def test_same_bits_on_any_number_of_threads(threads: int) -> None:
     np.testing.assert_array_equal(dw_many, dw_one)  # slices summed in a fixed order
 
 
+def test_a_range_of_weight_slices_sums_its_own_rows_only() -> None:
+    """direct_weight over slices [lo, hi) is (DS3) over their output rows; the other slices
+    count as zero, so the three ranges of a split add up to the whole."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 9, 11))
+    w_shape = (6, 2, 3, 3)
+    geom = conv_geometry("test", x.shape, w_shape, None, stride=1, padding=1, dilation=2,
+                         groups=2)  # fmt: skip
+    g = native.conv_geometry_tuple(geom)
+    dy = rng.standard_normal(geom.y_shape)
+    slices, rows = 5, geom.N * geom.groups * geom.P
+    parts = []
+    for lo, hi in [(0, 2), (2, 3), (3, 5)]:
+        dw = np.full(w_shape, np.nan)
+        native._kernels.direct_weight(dy, x, dw, g, geom.groups, slices, lo, hi, 2)
+        bounds = [rows * i // slices for i in (lo, hi)]  # the rows (n, g, p) of the range
+        mask = np.zeros((geom.N, geom.groups, geom.P, 1))
+        mask.reshape(-1)[bounds[0] : bounds[1]] = 1
+        dy_part = dy * np.repeat(mask, geom.K // geom.groups, axis=1)
+        reference = conv2d_dw_ref(x, dy_part, w_shape, stride=1, padding=1, dilation=2, groups=2)
+        assert_close(dw, reference, "float64", f"dw (DS3) of slices [{lo}, {hi})")
+        parts.append(dw)
+    whole = conv2d_dw_ref(x, dy, w_shape, stride=1, padding=1, dilation=2, groups=2)
+    assert_close(sum(parts), whole, "float64", "dw (DS3) of the three ranges together")
+
+
 def test_kernel_refuses_bad_groups_sizes_and_ranges() -> None:
     kernels = native._kernels
     case = CASES[0]

@@ -646,13 +646,15 @@ static PyObject *py_direct_weight(PyObject *self, PyObject *args)
     const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
     threads = team_size(lo, hi, threads);
     const Py_ssize_t per_slice = G * Tpad * Kpad;
-    void *partials = PyMem_RawCalloc((size_t)(slices * per_slice), (size_t)c.kind);
+    void *partials = PyMem_RawMalloc((size_t)(slices * per_slice) * (size_t)c.kind);
     Py_ssize_t *offs = PyMem_RawMalloc((size_t)Tpad * sizeof(Py_ssize_t));
+    void *row = PyMem_RawMalloc((size_t)Kpad * (size_t)c.kind); /* direct_weight_sum's */
     const size_t scratch = (size_t)(DR * (Cg * rows * cols + g->Q * Kpad)) * (size_t)c.kind;
-    if (!partials || !offs || alloc_scratch(&c, scratch, threads)) {
+    if (!partials || !offs || !row || alloc_scratch(&c, scratch, threads)) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         PyMem_RawFree(partials);
         PyMem_RawFree(offs);
+        PyMem_RawFree(row);
         RELEASE_ALL(v, 3);
         return NULL;
     }
@@ -663,14 +665,20 @@ static PyObject *py_direct_weight(PyObject *self, PyObject *args)
     c.a[0] = v[1].buf, c.a[1] = v[0].buf, c.a[2] = partials;
     c.n[0] = G, c.n[1] = Kpad, c.n[2] = Tpad, c.n[3] = slices;
     c.offs = offs;
+    /* the slices [lo, hi) zero their own partials (direct_weight); the others count as zero */
+    const size_t slice_bytes = (size_t)per_slice * (size_t)c.kind;
+    memset(partials, 0, (size_t)lo * slice_bytes);
+    memset((char *)partials + (size_t)hi * slice_bytes, 0, (size_t)(slices - hi) * slice_bytes);
     run_call(&c, lo, hi, threads, 1);
     Py_BEGIN_ALLOW_THREADS;
-    if (c.kind == 4) direct_weight_sum_f32(partials, v[2].buf, G, Kg, taps, Kpad, Tpad, slices);
-    else direct_weight_sum_f64(partials, v[2].buf, G, Kg, taps, Kpad, Tpad, slices);
+    if (c.kind == 4)
+        direct_weight_sum_f32(partials, v[2].buf, row, G, Kg, taps, Kpad, Tpad, slices);
+    else direct_weight_sum_f64(partials, v[2].buf, row, G, Kg, taps, Kpad, Tpad, slices);
     Py_END_ALLOW_THREADS;
     PyMem_RawFree(c.scratch);
     PyMem_RawFree(partials);
     PyMem_RawFree(offs);
+    PyMem_RawFree(row);
     RELEASE_ALL(v, 3);
     Py_RETURN_NONE;
 }

@@ -183,7 +183,7 @@ static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
  *   dw[g*Kg + k, c, r, s] += sum_q xr[off_t + q*sw] * dy[n, g*Kg + k, p, q]           (DS3)
  *
  * for each output row (n, g, p), t = (c*R + r)*S + s. The sums of one slice of rows go to
- * its own partial (G, Tpad, Kpad), which arrives zeroed, in row order; the caller adds the
+ * its own partial (G, Tpad, Kpad), which it zeroes first, in row order; the caller adds the
  * slices' partials in slice order, so the result does not depend on which thread took a slice.
  * A block is DQ taps by DK filters of accumulators; per output column, two vector loads of
  * dyT (dy's row turned to (Q, Kpad)) and DQ broadcast inputs. Taps past T read offset 0
@@ -196,7 +196,10 @@ static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, rows = g->N * G * g->P;
     const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g), dyT_size = g->Q * Kpad;
     for (Py_ssize_t slice = lo; slice < hi; ++slice) {
-        T *partial = partials + slice * G * Tpad * Kpad; /* zeroed by the caller */
+        T *partial = partials + slice * G * Tpad * Kpad;
+        /* zeroed here rather than by the caller: by the thread that sums into it, while its
+         * lines are about to be used, and on all threads at once */
+        memset(partial, 0, (size_t)(G * Tpad * Kpad) * sizeof(T));
         const Py_ssize_t first = rows * slice / slices, last = rows * (slice + 1) / slices;
         Py_ssize_t nr;
         for (Py_ssize_t row = first; row < last; row += nr) {
@@ -251,17 +254,22 @@ static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
     }
 }
 
-/* dw[g*Kg + k, t] = sum over the slices, in order, of partials[slice, g, t, k]. */
-static void FN(direct_weight_sum)(const T *partials, T *dw, Py_ssize_t G, Py_ssize_t Kg,
+/* dw[g*Kg + k, t] = sum over the slices, in order, of partials[slice, g, t, k]; row: Kpad
+ * elements of scratch. The slices are added a whole row of filters at a time (one vector
+ * add per filter block, each partial read once, in the order it lies in memory), every
+ * element in the order of the slices: the same additions as one element at a time. */
+static void FN(direct_weight_sum)(const T *partials, T *dw, T *row, Py_ssize_t G, Py_ssize_t Kg,
                                   Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t Tpad,
                                   Py_ssize_t slices)
 {
     for (Py_ssize_t gi = 0; gi < G; ++gi)
-        for (Py_ssize_t k = 0; k < Kg; ++k)
-            for (Py_ssize_t t = 0; t < taps; ++t) {
-                T total = 0;
-                for (Py_ssize_t slice = 0; slice < slices; ++slice)
-                    total += partials[((slice * G + gi) * Tpad + t) * Kpad + k];
-                dw[(gi * Kg + k) * taps + t] = total;
+        for (Py_ssize_t t = 0; t < taps; ++t) {
+            for (Py_ssize_t k = 0; k < Kg; ++k) row[k] = 0;
+            for (Py_ssize_t slice = 0; slice < slices; ++slice) {
+                const T *part = partials + ((slice * G + gi) * Tpad + t) * Kpad;
+#pragma omp simd
+                for (Py_ssize_t k = 0; k < Kg; ++k) row[k] += part[k];
             }
+            for (Py_ssize_t k = 0; k < Kg; ++k) dw[(gi * Kg + k) * taps + t] = row[k];
+        }
 }
