@@ -1126,12 +1126,14 @@ static PyObject *py_direct_blocking(PyObject *self, PyObject *args)
     return PyUnicode_FromString(unit ? "filters" : "columns");
 }
 
-/* team_info() -> {"workers": workers started, "spin_ns": how long an idle worker spins} */
+/* team_info() -> {"workers": workers started, "spin_ns": how long an idle worker spins,
+ * "yield_ns": how long it then watches, yielding the CPU, before it sleeps} */
 static PyObject *py_team_info(PyObject *self, PyObject *args)
 {
     (void)self;
     (void)args;
-    return Py_BuildValue("{s:i,s:L}", "workers", atomic_load(&team.started), "spin_ns", spin_ns);
+    return Py_BuildValue("{s:i,s:L,s:L}", "workers", atomic_load(&team.started), "spin_ns",
+                         spin_ns, "yield_ns", yield_ns);
 }
 
 static PyMethodDef methods[] = {
@@ -1181,7 +1183,8 @@ static PyMethodDef methods[] = {
     {"direct_blocking", py_direct_blocking, METH_VARARGS,
      "direct_blocking(geom, groups, itemsize) -> 'filters' or 'columns': direct_forward's blocks."},
     {"team_info", py_team_info, METH_NOARGS,
-     "team_info() -> {'workers': worker threads started, 'spin_ns': an idle worker's spin}."},
+     "team_info() -> {'workers': worker threads started, 'spin_ns': an idle worker's spin, "
+     "'yield_ns': its yielding watch after the spin}."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,9 +7,9 @@
  *
  * Why in C: a hand-off through Python (a queue, a lock, the GIL, a sleeping thread's
  * wake-up) costs 0.1-0.2 ms on the machines measured, as long as a depthwise plane set
- * takes one core. Here a worker that has just finished a call spins for a short while
- * (spin_ns) watching for the next one, as OpenMP runtimes do, and only then sleeps on a
- * condition variable; a new call therefore starts on both cores within microseconds
+ * takes one core. Here a worker that has just finished a call watches for the next one
+ * for a short while (spin_ns, then yield_ns), as OpenMP runtimes do, and only then sleeps
+ * on a condition variable; a new call therefore starts on both cores within microseconds
  * when calls follow each other, and chunks claimed in turn let a fast core take more of
  * them than a slow one.
  *
@@ -38,10 +38,19 @@
 typedef Py_ssize_t (*team_task)(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi);
 
 #define TEAM_MAX 64           /* threads of one call, the caller included */
-/* How long a worker watches for the next call before it sleeps: 0.1 ms (longer spins slowed
- * the BLAS calls between kernels, whose threads then share the cores with the spinner), or
- * none where OMP_WAIT_POLICY=passive asks threads not to spin (read at import). */
-static long long spin_ns = 100000;
+/* How long a worker watches for the next call before it sleeps, in two phases: spin_ns
+ * spinning on the CPU, then yield_ns giving the CPU up (sched_yield) between looks. Both are
+ * 0 where OMP_WAIT_POLICY=passive asks threads not to spin (read at import).
+ * - The spin, 0.1 ms, catches calls that follow each other. Longer pure spins slowed the BLAS
+ *   calls between kernels, whose threads then shared the cores with the spinner.
+ * - The yielding watch, 3 ms, lets those threads run, yet keeps the worker's CPU from going
+ *   idle. On a virtual machine, waking a thread whose CPU went idle can take milliseconds
+ *   (the host must schedule that CPU again). A kernel called after a pause of more than
+ *   0.1 ms then ran, for most of its time, on the calling thread alone. Measured against the
+ *   spin alone, alternating in one process: depthwise forward 2.50 -> 1.46 ms, its weight
+ *   gradient 2.99 -> 1.63 ms, lenet1's direct forward 2.47 -> 1.81 ms; forward+backward
+ *   steps, BLAS products included, level on every layer of the benchmark suite. */
+static long long spin_ns = 100000, yield_ns = 3000000;
 
 static struct {
     pthread_mutex_t busy;     /* held by the caller whose call the team runs */
@@ -83,7 +92,8 @@ static void team_take_chunks(int worker)
     if (sum) atomic_fetch_add(&team.total, sum);
 }
 
-/* Wait until `generation` differs from `seen`: spin for spin_ns, then sleep. */
+/* Wait until `generation` differs from `seen`: spin for spin_ns, yield for yield_ns, then
+ * sleep. */
 static unsigned team_wait(unsigned seen)
 {
     unsigned now;
@@ -95,6 +105,12 @@ static unsigned team_wait(unsigned seen)
         if ((spins & 255) != 255) continue;
         if (!start) start = monotonic_ns();
         else if (monotonic_ns() - start > spin_ns) break;
+    }
+    for (start = yield_ns > 0 ? monotonic_ns() : 0; yield_ns > 0;) {
+        now = atomic_load(&team.generation);
+        if (now != seen) return now;
+        sched_yield();
+        if (monotonic_ns() - start > yield_ns) break;
     }
     pthread_mutex_lock(&team.sleep);
     atomic_fetch_add(&team.sleepers, 1);
@@ -146,7 +162,7 @@ static void team_read_wait_policy(void)
     size_t i = 0;
     for (; passive[i] && policy[i] && (policy[i] | 0x20) == passive[i]; ++i) {
     }
-    if (!passive[i] && !policy[i]) spin_ns = 0;
+    if (!passive[i] && !policy[i]) spin_ns = yield_ns = 0;
 }
 
 /* In a child made by fork() only the forking thread exists: forget the parent's workers. */

@@ -15,8 +15,9 @@ same results. They serve only C-contiguous float32/float64 NumPy arrays; CuPy ar
 reach them. :func:`disabled` turns them off for a block (the tests compare both paths).
 
 Threads: ``CONVPROP_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process
-may run on. An idle worker spins for 0.1 ms before it sleeps; ``OMP_WAIT_POLICY=passive``
-(read at import) makes it sleep at once.
+may run on. An idle worker spins for 0.1 ms, then watches for 3 ms more while yielding
+the CPU to other threads, before it sleeps; ``OMP_WAIT_POLICY=passive`` (read at import)
+makes it sleep at once.
 """
 
 from __future__ import annotations
