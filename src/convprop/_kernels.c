@@ -474,8 +474,10 @@ static PyObject *depthwise(PyObject *args, int op, const char *name)
     } else if (hi > lo) {
         /* (B2) plane by plane in memory order, each plane's tap sums apart, then each filter's
          * N shares added in the order of n (see dw_backward_weight) */
-        const Py_ssize_t kc = hi - lo, planes = g->N * kc;
-        void *plane_sums = PyMem_RawMalloc((size_t)(planes * RS) * (size_t)c.kind);
+        const Py_ssize_t kc = hi - lo, planes = g->N * kc, sums_dims[] = {g->N, kc, RS};
+        void *plane_sums = fits(sums_dims, 3)
+                               ? PyMem_RawMalloc((size_t)(planes * RS) * (size_t)c.kind)
+                               : NULL; /* N*K*R*S past the size limit: no memory either */
         if (!plane_sums) {
             PyErr_NoMemory();
             PyMem_RawFree(c.scratch);
