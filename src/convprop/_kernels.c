@@ -590,7 +590,7 @@ static PyObject *py_direct_forward(PyObject *self, PyObject *args)
     for (Py_ssize_t ch = 0; ch < Cg; ++ch)
         for (Py_ssize_t r = 0; r < g->R; ++r)
             for (Py_ssize_t s_ = 0; s_ < g->S; ++s_)
-                offs[(ch * g->R + r) * g->S + s_] = (ch * rows + r * g->dh) * cols + s_ * g->dw;
+                offs[(ch * g->R + r) * g->S + s_] = (ch * rows + r) * cols + s_ * g->dw;
     c.a[0] = v[0].buf, c.a[1] = wt, c.a[2] = has_bias ? v[3].buf : NULL, c.a[3] = v[2].buf;
     c.n[0] = G, c.n[1] = Kpad, c.n[2] = unit;
     c.offs = offs;
@@ -662,7 +662,7 @@ static PyObject *py_direct_weight(PyObject *self, PyObject *args)
     }
     for (Py_ssize_t t = 0; t < Tpad; ++t) {
         const Py_ssize_t ch = t / (g->R * g->S), r = t / g->S % g->R, s_ = t % g->S;
-        offs[t] = t < taps ? (ch * rows + r * g->dh) * cols + s_ * g->dw : 0;
+        offs[t] = t < taps ? (ch * rows + r) * cols + s_ * g->dw : 0;
     }
     c.a[0] = v[1].buf, c.a[1] = v[0].buf, c.a[2] = partials;
     c.n[0] = G, c.n[1] = Kpad, c.n[2] = Tpad, c.n[3] = slices;

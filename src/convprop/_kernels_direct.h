@@ -8,7 +8,7 @@
  *   y[n, g*Kg + k, p, q] = b[g*Kg + k] + sum_t wt[g, t, k] * xr[off_t + q*sw]      (DS2)
  *
  * over the taps t = (c, r, s) of the group g, xr holding the rows of x_pad that output row
- * (n, g, p) reads and off_t = (c*rows + r*dh)*cols + s*dw (DS1): (F1) in another order.
+ * (n, g, p) reads and off_t = (c*R + r)*cols + s*dw (DS1): (F1) in another order.
  * im2col would copy every tap of x_pad into a column matrix and multiply it by W; where
  * C/G*R*S is small (a first layer: 1 or 3 channels) that product is too thin for the BLAS
  * to run near its peak. Here the rows one output row reads are copied once (`region`) and
@@ -37,7 +37,9 @@ static inline Py_ssize_t direct_cols(const ConvGeom *g)
     return (g->Q - 1) * g->sw + (g->S - 1) * g->dw + 1 + slack;
 }
 
-static inline Py_ssize_t direct_rows(const ConvGeom *g) { return (g->R - 1) * g->dh + 1; }
+/* The rows of a region per channel: the R rows of x_pad the kernel's rows read (dh apart
+ * in x_pad, adjacent in the region; a dilated kernel skips the rows between). */
+static inline Py_ssize_t direct_rows(const ConvGeom *g) { return g->R; }
 
 static inline Py_ssize_t round_up(Py_ssize_t a, Py_ssize_t b) { return (a + b - 1) / b * b; }
 
@@ -73,7 +75,7 @@ static void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, P
         }
 }
 
-/* region[c, i, j] = x_pad[n, c0 + c, p*sh + i, j] for the Cg channels of a group: the rows
+/* region[c, i, j] = x_pad[n, c0 + c, p*sh + i*dh, j] for the Cg channels of a group: the R rows
  * one output row reads, zero where they are padding (or past the padded width). */
 static void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize_t n,
                               Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p)
@@ -84,7 +86,7 @@ static void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize
         const T *plane = x + ((n * g->C) + c0 + c) * g->H * g->W;
         for (Py_ssize_t i = 0; i < rows; ++i) {
             T *dst = region + (c * rows + i) * cols;
-            const Py_ssize_t h = p * g->sh + i - g->pt;
+            const Py_ssize_t h = p * g->sh + i * g->dh - g->pt;
             memset(dst, 0, (size_t)cols * sizeof(T));
             if (h < 0 || h >= g->H || j1 <= j0) continue;
             memcpy(dst + j0, plane + h * g->W, (size_t)(j1 - j0) * sizeof(T));
@@ -161,7 +163,7 @@ static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
 
 /* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters
  * per group, a multiple of DK, in blocks of VK where `unit` (see direct_unit_blocks), else DK),
- * offs[t] = (c*rows + r*dh)*cols + s*dw (DS1), b may be NULL; scratch: Cg*rows*cols
+ * offs[t] = (c*R + r)*cols + s*dw (DS1), b may be NULL; scratch: Cg*rows*cols
  * elements. */
 static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,

@@ -148,7 +148,7 @@ def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
     rows = geom.N * geom.groups * geom.P
     partial = geom.groups * (taps + 5) * (K_g + lanes) * itemsize
-    row_bytes = (C_g * geom.dilated_kernel_hw[0] * (geom.Q * geom.stride_w + 16)
+    row_bytes = (C_g * geom.R * (geom.Q * geom.stride_w + 16)
                  + geom.Q * (K_g + lanes)) * itemsize  # fmt: skip
     moved = rows * (row_bytes + (2 * partial if partial > 2**18 else 0))
     return flops / rate + moved / NATIVE_BYTES_PER_S + CALL_SECONDS
