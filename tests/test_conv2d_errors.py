@@ -169,6 +169,26 @@ def test_output_width_below_one_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "value"),
+    [("stride", 1.0), ("stride", True), ("stride", (1, 1.0)), ("dilation", (True, 1)),
+     ("groups", True), ("padding", 1.0), ("padding", (1, 1.0))],
+)  # fmt: skip
+def test_a_remembered_geometry_lets_no_look_alike_through(name: str, value: Any) -> None:
+    """Valid calls' geometries are remembered; 1.0 and True equal 1 as dictionary keys, yet are
+    refused after the same call with 1 succeeded."""
+    conv2d_forward(X, W, **{name: 1 if name != "padding" else (1, 1)})
+    conv2d_forward(X, W, **{name: 1 if name != "padding" else (1, 1)})
+    with pytest.raises(ParameterError, match=f"conv2d: {name}"):
+        conv2d_forward(X, W, **{name: value})
+
+
+def test_a_big_endian_float_array_is_accepted() -> None:
+    """The dtype check compares dtype objects first, then names: '>f8' is float64."""
+    y, _ = conv2d_forward(X.astype(">f8"), W.astype(">f8"))
+    assert y.shape == (2, 6, 4, 3)
+
+
+@pytest.mark.parametrize(
     ("x", "w", "message"),
     [
         (X.astype(np.int64), W.astype(np.int64),

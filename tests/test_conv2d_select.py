@@ -156,6 +156,32 @@ def test_remembered_choice_is_the_cost_models_and_follows_its_rates(
     assert select.choose(g, "forward", "float32", ["direct", "fft"], compiled=True) == "direct"
 
 
+def test_auto_choice_of_a_call_follows_the_rates_and_the_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """conv2d_forward remembers auto's three choices per layer, keyed by the model's rates and
+    by whether the compiled kernels run: a changed rate, or the kernels turned off, is seen on
+    the next call, and the choices stay those of resolve_algorithms' own model."""
+    x = np.ones((2, 8, 24, 24), dtype=np.float32)
+    w = np.ones((4, 8, 9, 9), dtype=np.float32)
+    _, first = conv2d_forward(x, w, padding=4)
+    _, again = conv2d_forward(x, w, padding=4)
+    assert again.algorithms == first.algorithms and "fft" not in first.algorithms
+    monkeypatch.setattr(select, "FFT_FLOPS_PER_S", 1e18)  # an FFT for free
+    monkeypatch.setattr(select, "FFT_COMPILED_SHARE", 0.0)
+    monkeypatch.setattr(select, "CALL_SECONDS", 0.0)
+    _, fast_fft = conv2d_forward(x, w, padding=4)
+    assert fast_fft.algorithms[0] == "fft"
+    monkeypatch.undo()
+    with native.disabled():
+        _, numpy_only = conv2d_forward(x, w, padding=4)
+    g = numpy_only.geom
+    names = [n for n, a in ALGORITHMS.items() if a.decline(g) is None]
+    assert numpy_only.algorithms[0] == select.choose(g, "forward", "float32", names,
+                                                     compiled=False)  # fmt: skip
+    assert conv2d_forward(x, w, padding=4)[1].algorithms == first.algorithms
+
+
 def test_weight_pass_keeps_the_forwards_algorithm_when_nearly_as_cheap(tmp_path: Path) -> None:
     """res3x3: the compiled direct sum's weight estimate is a near tie with Winograd's, whose
     forward saved its input tiles: the weight pass stays with Winograd. lenet1: im2col's

@@ -205,6 +205,9 @@ def conv_geometry(
 ) -> ConvGeometry:
     """Validate a conv2d call and return its geometry.
 
+    A network asks the same few geometries on every step: calls whose arguments are all
+    hashable (ints, strings, tuples) are remembered. A call that raises is not.
+
     Raises
     ------
     ShapeError
@@ -212,6 +215,43 @@ def conv_geometry(
     ParameterError
         Non-positive stride/dilation/groups, negative padding, groups not dividing C or K.
     """
+    arguments = (x_shape, w_shape, b_shape, stride, padding, dilation, groups)
+    key: tuple[Any, ...] | None = (op, *(_typed(v) for v in arguments))
+    try:
+        geom = _GEOMETRIES.get(key)
+    except TypeError:  # an unhashable argument (an array...): validated afresh
+        geom = None
+        key = None
+    if geom is None:
+        geom = _conv_geometry(op, x_shape, w_shape, b_shape, stride, padding, dilation, groups)
+        if key is not None:
+            if len(_GEOMETRIES) >= _GEOMETRIES_KEPT:
+                _GEOMETRIES.clear()
+            _GEOMETRIES[key] = geom
+    return geom
+
+
+_GEOMETRIES: dict[tuple[Any, ...], ConvGeometry] = {}
+_GEOMETRIES_KEPT = 512
+
+
+def _typed(value: Any) -> Any:
+    """A cache key that tells 1, 1.0 and True apart, inside tuples and lists too."""
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_typed(v) for v in value))
+    return (type(value), value)
+
+
+def _conv_geometry(
+    op: str,
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    b_shape: tuple[int, ...] | None,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+) -> ConvGeometry:
     shapes = f"x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}"
     if len(x_shape) != 4:
         raise ShapeError(

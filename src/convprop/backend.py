@@ -20,6 +20,7 @@ Array: TypeAlias = Any
 """A ``numpy.ndarray`` or a ``cupy.ndarray``; shapes are documented where arrays are used."""
 
 SUPPORTED_DTYPES = ("float32", "float64")
+_SUPPORTED = frozenset(numpy.dtype(name) for name in SUPPORTED_DTYPES)  # CuPy uses NumPy's dtypes
 
 try:  # CuPy is optional: importing convprop never requires it.
     import cupy as _cupy
@@ -81,7 +82,7 @@ def check_float_dtype(op: str, **arrays: Any) -> None:
     """
     present = {name: a for name, a in arrays.items() if a is not None}
     for name, a in present.items():
-        if a.dtype.name not in SUPPORTED_DTYPES:
+        if a.dtype not in _SUPPORTED and a.dtype.name not in SUPPORTED_DTYPES:  # fast path first
             raise DTypeError(
                 f"{op}: {name} has dtype {a.dtype}; expected float32 or float64, "
                 f"got {a.dtype} ({name}.shape={tuple(a.shape)})"

@@ -102,6 +102,10 @@ class Conv2dCache:
     saved: Any = None
 
 
+_AUTO_CHOICES: dict[tuple[Any, ...], tuple[str, str, str]] = {}
+_AUTO_CHOICES_KEPT = 512
+
+
 def resolve_algorithms(
     op: str, algorithm: str, geom: ConvGeometry, w: Array
 ) -> tuple[str, str, str]:
@@ -119,8 +123,16 @@ def resolve_algorithms(
             f"{op}: unknown algorithm; expected one of {['auto', *ALGORITHMS]}, got {algorithm!r}"
         )
     if algorithm == "auto":
-        candidates = [name for name, algo in ALGORITHMS.items() if algo.decline(geom) is None]
         xp = get_xp(w)
+        # the compiled kernels change the timings: measured choices are kept apart
+        compiled = native.serves(w)
+        # the cost model's choice is a function of these alone: remembered (measured
+        # choices come from the timing cache's own table)
+        key = (geom, w.dtype, xp.__name__, compiled, conv2d_select.calibration())
+        known = _AUTO_CHOICES.get(key) if not conv2d_select.timing_cache_enabled() else None
+        if known is not None:
+            return known
+        candidates = [name for name, algo in ALGORITHMS.items() if algo.decline(geom) is None]
 
         def measure(name: str, pass_name: str) -> Callable[[], object]:
             """One run of a pass on zeros (used only when the timing cache is enabled)."""
@@ -133,8 +145,6 @@ def resolve_algorithms(
                 return lambda: algo.backward_data(dy, w, geom)
             return lambda: algo.backward_weight(dy, x, geom, None)
 
-        # the compiled kernels change the timings: measured choices are kept apart
-        compiled = native.serves(w)
         backend = xp.__name__ + ("+kernels" if compiled else "")
         dtype = w.dtype.name
         forward, data, weight = (
@@ -147,6 +157,10 @@ def resolve_algorithms(
         weight = conv2d_select.weight_after_forward(
             geom, dtype, forward, weight, candidates, compiled=compiled
         )
+        if not conv2d_select.timing_cache_enabled():
+            if len(_AUTO_CHOICES) >= _AUTO_CHOICES_KEPT:
+                _AUTO_CHOICES.clear()
+            _AUTO_CHOICES[key] = (forward, data, weight)
         return (forward, data, weight)
     reason = ALGORITHMS[algorithm].decline(geom)
     if reason is not None:

@@ -392,6 +392,16 @@ def choose(
     return _cheapest(geom, pass_name, dtype, compiled, tuple(candidates), _calibration())
 
 
+def timing_cache_enabled() -> bool:
+    """Whether ``auto`` reads measured choices (see :func:`enable_timing_cache`)."""
+    return _TIMINGS is not None
+
+
+def calibration() -> tuple[float, ...]:
+    """The cost model's rates now: a choice made under other rates is not reused."""
+    return _calibration()
+
+
 def _calibration() -> tuple[float, ...]:
     """The rates the estimates read: a choice remembered under other rates is not reused."""
     return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
