@@ -103,7 +103,7 @@ def test_non_positive_stride_or_dilation_is_refused(name: str, value: Any) -> No
 
 
 @pytest.mark.parametrize("name", ["stride", "dilation"])
-@pytest.mark.parametrize("value", [1.5, (1, 2, 3), "1", None])
+@pytest.mark.parametrize("value", [1.5, (1, 2, 3), "1", None, np.array([1, 2]), [np.ones(2), 1]])
 def test_stride_or_dilation_of_wrong_type_is_refused(name: str, value: Any) -> None:
     _refused(
         ParameterError,
@@ -166,6 +166,15 @@ def test_output_width_below_one_is_refused() -> None:
         "x.shape=(1, 1, 9, 5), w.shape=(1, 1, 1, 4))",
         np.zeros((1, 1, 9, 5)), np.zeros((1, 1, 1, 4)), stride=3, dilation=2,
     )  # fmt: skip
+
+
+def test_numpy_integers_and_lists_are_taken_as_ints_and_pairs() -> None:
+    """NumPy integer scalars and lists work like ints and tuples (lists are not hashable:
+    their geometry is validated afresh on each call)."""
+    y, _ = conv2d_forward(X, W, stride=np.int64(2), padding=[1, np.int32(1)], dilation=[1, 1])
+    assert y.shape == (2, 6, 3, 3)
+    y, _ = conv2d_forward(X, W, stride=[np.int64(2), 1], padding=np.array(1))
+    assert y.shape == (2, 6, 3, 5)
 
 
 @pytest.mark.parametrize(

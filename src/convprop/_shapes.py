@@ -19,6 +19,7 @@ Conventions, stated once for the whole library
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,14 @@ Padding4 = tuple[int, int, int, int]
 
 
 def _is_int(value: Any) -> bool:
-    return (isinstance(value, int) and not isinstance(value, bool)) or (
-        hasattr(value, "__index__") and not isinstance(value, (bool, float))
-    )
+    """An int or a NumPy integer (anything with a working ``__index__``), not a bool."""
+    if isinstance(value, (bool, float)):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:  # a float, a string, an array of more than one element...
+        return False
+    return True
 
 
 def pair(op: str, name: str, value: Any, *, minimum: int) -> Pair:
@@ -216,18 +222,16 @@ def conv_geometry(
         Non-positive stride/dilation/groups, negative padding, groups not dividing C or K.
     """
     arguments = (x_shape, w_shape, b_shape, stride, padding, dilation, groups)
-    key: tuple[Any, ...] | None = (op, *(_typed(v) for v in arguments))
+    key = (op, *(_typed(v) for v in arguments))
     try:
         geom = _GEOMETRIES.get(key)
-    except TypeError:  # an unhashable argument (an array...): validated afresh
-        geom = None
-        key = None
+    except TypeError:  # an unhashable argument (an array...): validated afresh each time
+        return _conv_geometry(op, *arguments)
     if geom is None:
-        geom = _conv_geometry(op, x_shape, w_shape, b_shape, stride, padding, dilation, groups)
-        if key is not None:
-            if len(_GEOMETRIES) >= _GEOMETRIES_KEPT:
-                _GEOMETRIES.clear()
-            _GEOMETRIES[key] = geom
+        geom = _conv_geometry(op, *arguments)
+        if len(_GEOMETRIES) >= _GEOMETRIES_KEPT:
+            _GEOMETRIES.clear()
+        _GEOMETRIES[key] = geom
     return geom
 
 
