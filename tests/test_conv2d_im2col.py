@@ -8,11 +8,13 @@ shapes where each was measured faster.
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from convprop import native
 from convprop._shapes import ConvGeometry, conv_geometry
 from convprop.backend import to_host
 from convprop.functional import conv2d_backward, conv2d_forward, conv2d_im2col, conv2d_select
@@ -23,6 +25,7 @@ from reference import (
     assert_close,
     conv2d_dw_ref,
     conv2d_dx_ref,
+    conv2d_ref,
     random_inputs,
 )
 
@@ -145,3 +148,71 @@ def test_the_chosen_lowering_is_the_one_that_runs(
     geom = _suite_geom([2, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1])
     conv2d_im2col.backward_data(np.ones((2, 4, 6, 6)), np.ones((4, 3, 3, 3)), geom)
     assert len(turned) == int(by_convolution)
+
+
+# ----------------------------------------------------------- the batch as columns (I7)
+
+
+@pytest.mark.parametrize("images_per_chunk", [None, 1, 2], ids=["whole", "chunks-1", "chunks-2"])
+@pytest.mark.parametrize("wide", [False, True], ids=["I2", "I7"])
+@pytest.mark.parametrize("case", [c for c in CASES if c.N > 1], ids=lambda c: c.name)
+def test_batch_as_columns_I7_matches_F1_B2_B3_reference(
+    monkeypatch: pytest.MonkeyPatch, case: ConvCase, wide: bool, images_per_chunk: int | None
+) -> None:
+    """Either order of the columns, forced, on every case with several images, with the
+    columns kept by the forward or (past the budget, chunk by chunk) recomputed: y, dx, dw
+    against the float64 loops of (F1), (B3), (B2), in both precisions, beside each lowering of
+    dx (which (I6) computes by the forward lowering, in either order)."""
+    monkeypatch.setattr(conv2d_select, "im2col_batch_as_columns", lambda *args, **kw: wide)
+    g = _geom(case)
+    if images_per_chunk is not None:
+        per_image = g.C * g.R * g.S * g.P * g.Q * 8
+        monkeypatch.setattr(conv2d_im2col, "WORKSPACE_BYTES", images_per_chunk * per_image)
+    for dtype in ("float64", "float32"):
+        x, w, _, dy = random_inputs(case, dtype, seed=5)
+        y, cache = conv2d_forward(x, w, None, algorithm="im2col", **case.hyper)
+        if cache.saved is not None:  # kept columns are laid out as the products took them
+            assert cache.saved.ndim == (3 if wide and not conv2d_select.is_pointwise(g) else 4)
+        assert_close(y, conv2d_ref(x, w, None, **case.hyper), dtype, f"y (F1) {dtype}")
+        for by_convolution in (False, True):
+            monkeypatch.setattr(conv2d_select, "im2col_data_by_convolution",
+                                lambda *args, b=by_convolution, **kw: b)  # fmt: skip
+            dx, dw, _ = conv2d_backward(dy, cache)
+            assert_close(dx, conv2d_dx_ref(dy, w, case.x_shape, **case.hyper), dtype, "dx (B3)")
+            assert_close(dw, conv2d_dw_ref(x, dy, case.w_shape, **case.hyper), dtype, "dw (B2)")
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_wide_columns_are_the_same_values_in_I7_order(case: ConvCase, compiled: bool) -> None:
+    """(I7) holds exactly (I1)'s values, the images side by side (compiled and NumPy code)."""
+    x, _, _, _ = random_inputs(case, "float64", seed=9)
+    g = _geom(case)
+    G, PQ = g.groups, g.P * g.Q
+    with contextlib.ExitStack() as stack:
+        if not compiled:
+            stack.enter_context(native.disabled())
+        cols = conv2d_im2col.im2col(x, g)  # (N, G, CRS, PQ)
+        wide = conv2d_im2col.im2col(x, g, wide=True)  # (G, CRS, N*PQ)
+        assert wide.shape == (G, cols.shape[2], g.N * PQ)
+        by_image = wide.reshape(G, -1, g.N, PQ).transpose(2, 0, 1, 3)
+        np.testing.assert_array_equal(by_image, cols)
+
+
+def test_the_batch_is_laid_as_columns_where_products_are_narrow() -> None:
+    """res3x3s2 (P·Q = 196) and lenet2 (196) take (I7); res3x3 (3136), a pointwise layer (its
+    columns are x), one image, and arrays the compiled kernels do not serve keep (I2)."""
+    suite = {
+        "res3x3s2": [8, 128, 28, 28, 256, 3, 3, 2, 1, 1, 1],
+        "lenet2": [64, 32, 14, 14, 64, 5, 5, 1, 2, 1, 1],
+        "res3x3": [8, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1],
+        "pw1x1": [8, 256, 14, 14, 1024, 1, 1, 1, 0, 1, 1],
+        "one_image": [1, 128, 28, 28, 256, 3, 3, 2, 1, 1, 1],
+    }
+    chosen = {
+        name: conv2d_select.im2col_batch_as_columns(_suite_geom(spec), compiled=True)
+        for name, spec in suite.items()
+    }
+    assert chosen == {"res3x3s2": True, "lenet2": True, "res3x3": False, "pw1x1": False,
+                      "one_image": False}  # fmt: skip
+    assert not conv2d_select.im2col_batch_as_columns(_suite_geom(suite["res3x3s2"]), False)

@@ -274,7 +274,7 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
     void *s = c->scratch ? c->scratch + (size_t)worker * c->scratch_bytes : NULL;
 #define BY_KIND(name, ...) (c->kind == 4 ? name##_f32(__VA_ARGS__) : name##_f64(__VA_ARGS__))
     switch (c->op) {
-    case OP_IM2COL: BY_KIND(im2col, a[0], a[1], &c->conv, lo, hi); break;
+    case OP_IM2COL: BY_KIND(im2col, a[0], a[1], &c->conv, (int)n[0], lo, hi); break; /* n: wide */
     case OP_COL2IM: BY_KIND(col2im, a[0], a[1], &c->conv, lo, hi); break;
     case OP_DW_FORWARD: /* x, w, bias (a[3], may be NULL), y */
         BY_KIND(dw_forward, a[0], a[1], a[3], a[2], s, c->offs, &c->conv, lo, hi);
@@ -365,11 +365,13 @@ static PyObject *py_im2col_col2im(PyObject *args, int op, const char *name)
 {
     PyObject *io, *oo, *geo;
     Py_ssize_t lo, hi;
-    int threads = 1;
+    int threads = 1, wide = 0; /* im2col only: (I7)'s order */
     Call c = {.op = op};
     Py_buffer v[2];
-    if (!PyArg_ParseTuple(args, "OOO!nn|i", &io, &oo, &PyTuple_Type, &geo, &lo, &hi, &threads))
+    if (!PyArg_ParseTuple(args, op == OP_IM2COL ? "OOO!nn|ip" : "OOO!nn|i", &io, &oo,
+                          &PyTuple_Type, &geo, &lo, &hi, &threads, &wide))
         return NULL;
+    c.n[0] = wide;
     if (parse_conv_geom(geo, &c.conv, name) || check_range(lo, hi, c.conv.N * c.conv.C, name) ||
         check_threads(threads, name))
         return NULL;
@@ -1140,7 +1142,8 @@ static PyObject *py_team_info(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"im2col", py_im2col, METH_VARARGS,
-     "im2col(x, cols, geom, lo, hi, threads=1): (I1) for planes [lo, hi)."},
+     "im2col(x, cols, geom, lo, hi, threads=1, wide=False): (I1) for planes [lo, hi); "
+     "(I7)'s order where wide."},
     {"col2im", py_col2im, METH_VARARGS,
      "col2im(dcols, dx, geom, lo, hi, threads=1): (I5) for planes [lo, hi)."},
     {"depthwise_forward", py_dw_forward, METH_VARARGS,

@@ -7,15 +7,39 @@
  * docs/derivations.md.
  */
 
-/* (I1) cols[n, c, r, s, p, q] = x_pad[n, c, p*sh + r*dh, q*sw + s*dw], planes (n, c). */
-static void FN(im2col)(const T *x, T *cols, const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+#if !defined(IM2COL_LAYOUT_ONCE)
+#define IM2COL_LAYOUT_ONCE
+/* Where plane (n, c)'s tap (r, s) starts in the columns: cols[n, c, r, s, p, q] (N, C*R*S, P*Q),
+ * or with `wide` cols[c, r, s, n, p, q] (C*R*S, N*P*Q), the batch as columns (I7). */
+static inline Py_ssize_t cols_offset(const ConvGeom *g, int wide, Py_ssize_t plane,
+                                     Py_ssize_t r, Py_ssize_t s)
 {
-    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
-    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+    const Py_ssize_t PQ = g->P * g->Q, tap = r * g->S + s;
+    if (!wide) return (plane * g->R * g->S + tap) * PQ;
+    const Py_ssize_t n = plane / g->C, c = plane % g->C;
+    return ((c * g->R * g->S + tap) * g->N + n) * PQ;
+}
+
+/* The plane n*C + c that task i works on: i itself, or with `wide` the planes in the order
+ * (c, n), so that consecutive tasks read and write adjacent runs of the columns. */
+static inline Py_ssize_t wide_plane(const ConvGeom *g, int wide, Py_ssize_t i)
+{
+    return wide ? (i % g->N) * g->C + i / g->N : i;
+}
+#endif
+
+/* (I1) cols[n, c, r, s, p, q] = x_pad[n, c, p*sh + r*dh, q*sw + s*dw], planes (n, c); the
+ * same values in (I7)'s order where `wide`. */
+static void FN(im2col)(const T *x, T *cols, const ConvGeom *g, int wide, Py_ssize_t lo,
+                       Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W;
+    for (Py_ssize_t i = lo; i < hi; ++i) {
+        const Py_ssize_t plane = wide_plane(g, wide, i);
         const T *xc = x + plane * HW;
-        T *out = cols + plane * g->R * g->S * PQ;
         for (Py_ssize_t r = 0; r < g->R; ++r) {
             for (Py_ssize_t s = 0; s < g->S; ++s) {
+                T *out = cols + cols_offset(g, wide, plane, r, s);
                 Py_ssize_t q0, q1;
                 const Py_ssize_t left = s * g->dw - g->pl;
                 valid_range(left, g->sw, g->W, g->Q, &q0, &q1);
@@ -46,13 +70,13 @@ static void FN(im2col)(const T *x, T *cols, const ConvGeom *g, Py_ssize_t lo, Py
  * (n, c). The scatter-add is the adjoint of (I1): padding cells receive nothing. */
 static void FN(col2im)(const T *dcols, T *dx, const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
 {
-    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
+    const Py_ssize_t HW = g->H * g->W;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         T *dxc = dx + plane * HW;
-        const T *in = dcols + plane * g->R * g->S * PQ;
         memset(dxc, 0, (size_t)HW * sizeof(T));
         for (Py_ssize_t r = 0; r < g->R; ++r) {
             for (Py_ssize_t s = 0; s < g->S; ++s) {
+                const T *in = dcols + cols_offset(g, 0, plane, r, s);
                 Py_ssize_t q0, q1;
                 const Py_ssize_t left = s * g->dw - g->pl;
                 valid_range(left, g->sw, g->W, g->Q, &q0, &q1);

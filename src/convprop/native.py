@@ -133,12 +133,15 @@ def conv_geometry_tuple(geom: Any) -> tuple[int, ...]:
     )  # fmt: skip
 
 
-def im2col(x: Any, geom: Any) -> Any:
-    """(I1) x (N, C, H, W) -> cols (N, C, R, S, P, Q), zeros where a tap reads padding."""
+def im2col(x: Any, geom: Any, wide: bool = False) -> Any:
+    """(I1) x (N, C, H, W) -> cols (N, C, R, S, P, Q), zeros where a tap reads padding; with
+    ``wide``, the same values as (C, R, S, N, P, Q), the batch as columns (I7)."""
     x = _contiguous(x)
-    cols = numpy.empty((geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q), dtype=x.dtype)
+    N, C, R, S, P, Q = geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q
+    shape = (C, R, S, N, P, Q) if wide else (N, C, R, S, P, Q)
+    cols = numpy.empty(shape, dtype=x.dtype)
     g = conv_geometry_tuple(geom)
-    parallel(_kernels.im2col, geom.N * geom.C, cols.size, x, cols, g)
+    _kernels.im2col(x, cols, g, 0, N * C, threads_for(N * C, cols.size), wide)
     return cols
 
 

@@ -14,8 +14,12 @@ Backward  (dY = dy viewed as (N, G, K/G, PQ))
 
 (I6) needs no scatter-add and its GEMM sums over K/G*R*S instead of K/G; the cost
 model (``conv2d_select.im2col_data_by_convolution``) picks (I4)-(I5) or (I6) per layer.
+The batch as columns, for the forward and the weight gradient where P*Q is small:
+  colsW[g, (c,r,s), (n,p,q)] = cols[n, g, (c,r,s), (p,q)],  YW[g] = W[g] @ colsW[g],
+  dW[g] = dYW[g] @ colsW[g]^T   (one product per group; the sum over n inside it)   (I7)
 
-One batched GEMM covers every group and image (matmul broadcasts over n and g).
+One batched GEMM covers every group and image (matmul broadcasts over n and g), or with
+(I7) one GEMM per group over all images (``conv2d_select.im2col_batch_as_columns``).
 
 Memory: the columns take N·C·R·S·P·Q elements. Past ``WORKSPACE_BYTES`` the batch is
 processed in chunks of images (and the columns are recomputed in backward instead of
@@ -56,24 +60,30 @@ def decline(geom: ConvGeometry) -> str | None:
     return None
 
 
-def im2col(x: Array, geom: ConvGeometry) -> Array:
-    """(I1): x (N, C, H, W) -> cols (N, G, C/G*R*S, P*Q).
+def im2col(x: Array, geom: ConvGeometry, wide: bool = False) -> Array:
+    """(I1): x (N, C, H, W) -> cols (N, G, C/G*R*S, P*Q); with ``wide``, the same values with
+    the batch as columns (I7): (G, C/G*R*S, N*P*Q).
 
     One strided-slice copy per tap (r, s) covers all of N, C, P, Q; on the CPU the
-    compiled kernel makes the same copy in one pass, on all cores. Memory: N·C·R·S·P·Q
-    elements.
+    compiled kernel makes the same copy in one pass, on all cores, in either order. Memory:
+    N·C·R·S·P·Q elements.
     """
     xp = get_xp(x)
-    G = geom.groups
+    G, PQ = geom.groups, geom.P * geom.Q
+    rows = (geom.C // G) * geom.R * geom.S
     if native.serves(x):
-        cols = native.im2col(x, geom)  # (I1) compiled: same values, one pass
-        return cols.reshape(geom.N, G, (geom.C // G) * geom.R * geom.S, geom.P * geom.Q)
-    x_pad = pad_input(xp, x, geom)
-    cols = xp.empty((geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q), dtype=x.dtype)
-    for r, s in taps(geom):
-        rows, columns = tap_window(geom, r, s)
-        cols[:, :, r, s] = x_pad[:, :, rows, columns]  # (I1)
-    return cols.reshape(geom.N, G, (geom.C // G) * geom.R * geom.S, geom.P * geom.Q)  # (I1)
+        cols = native.im2col(x, geom, wide)  # (I1) compiled: same values, one pass
+    else:
+        x_pad = pad_input(xp, x, geom)
+        cols = xp.empty((geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q), dtype=x.dtype)
+        for r, s in taps(geom):
+            window_rows, columns = tap_window(geom, r, s)
+            cols[:, :, r, s] = x_pad[:, :, window_rows, columns]  # (I1)
+        if wide:
+            cols = xp.ascontiguousarray(cols.transpose(1, 2, 3, 0, 4, 5))  # (I7)
+    if wide:
+        return cols.reshape(G, rows, geom.N * PQ)  # (I7)
+    return cols.reshape(geom.N, G, rows, PQ)  # (I1)
 
 
 def col2im(dcols: Array, geom: ConvGeometry) -> Array:
@@ -104,11 +114,47 @@ def _is_pointwise(geom: ConvGeometry) -> bool:
     return conv2d_select.is_pointwise(geom)
 
 
-def _columns(x: Array, geom: ConvGeometry) -> Array:
-    """(I1) for any geometry: a zero-copy view for pointwise convolutions."""
+def _columns(x: Array, geom: ConvGeometry, wide: bool = False) -> Array:
+    """(I1), or (I7) with ``wide``, for any geometry: a zero-copy view for pointwise
+    convolutions (never wide)."""
     if _is_pointwise(geom):
         return x.reshape(geom.N, geom.groups, geom.C // geom.groups, geom.H * geom.W)
-    return im2col(x, geom)
+    return im2col(x, geom, wide)
+
+
+def batch_as_columns(geom: ConvGeometry, a: Array) -> bool:
+    """Whether this layer's products take the batch as columns (I7), for arrays like ``a``;
+    never for a pointwise layer, whose columns are x itself."""
+    if _is_pointwise(geom):
+        return False
+    return conv2d_select.im2col_batch_as_columns(geom, native.serves(a))
+
+
+def _output_matrix(d: Array, geom: ConvGeometry, wide: bool) -> Array:
+    """An (N, K, P, Q) array as the products see it: (N, G, K/G, P*Q), or with ``wide``
+    (G, K/G, N*P*Q), the images side by side (one copy)."""
+    xp = get_xp(d)
+    Kg, PQ = geom.K // geom.groups, geom.P * geom.Q
+    if wide:
+        return xp.ascontiguousarray(d.transpose(1, 0, 2, 3)).reshape(geom.groups, Kg, -1)
+    return group_view_x(d, geom).reshape(geom.N, geom.groups, Kg, PQ)
+
+
+def _images(M: Array, images: slice, geom: ConvGeometry, wide: bool) -> Array:
+    """The block ``images`` of an :func:`_output_matrix` (a view: columns where ``wide``)."""
+    if not wide:
+        return M[images]
+    PQ = geom.P * geom.Q
+    return M[:, :, images.start * PQ : images.stop * PQ]
+
+
+def _product(W: Array, cols: Array, geom: ConvGeometry, wide: bool) -> Array:
+    """(I2), or (I7): y (N, K, P, Q) of one block of images; with ``wide`` a transposed view
+    of the one product (the caller copies it)."""
+    Y = W @ cols  # (I2) -> (N, G, K/G, PQ), or (I7) -> (G, K/G, N*PQ)
+    if not wide:
+        return Y.reshape(geom.y_shape)
+    return Y.reshape(geom.K, geom.N, geom.P, geom.Q).transpose(1, 0, 2, 3)  # (I7) by image
 
 
 def chunk_size(geom: ConvGeometry, itemsize: int) -> int:
@@ -143,22 +189,26 @@ def _chunks_within(
 
 
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
-    """(I1), (I2): y (N, K, P, Q) without bias, and the columns when they fit the budget."""
+    """(I1), (I2) or (I7): y (N, K, P, Q) without bias, and the columns when they fit the
+    budget (in the order the products used: 3-D where the batch is columns)."""
     xp = get_xp(x, w)
     W = _weight_matrix(w, geom)  # (G, K/G, CRS)
+    wide = batch_as_columns(geom, x)
     chunks = _chunks(geom, x.dtype.itemsize)
     if len(chunks) == 1:
-        cols = _columns(x, geom)  # (N, G, CRS, PQ)
-        y = W @ cols  # (I2) -> (N, G, K/G, PQ)
-        return y.reshape(geom.y_shape), cols
-    y = xp.empty((geom.N, geom.groups, geom.K // geom.groups, geom.P * geom.Q), dtype=x.dtype)
+        cols = _columns(x, geom, wide)  # (N, G, CRS, PQ) or (G, CRS, N*PQ)
+        return xp.ascontiguousarray(_product(W, cols, geom, wide)), cols
+    y = xp.empty(geom.y_shape, dtype=x.dtype)
     for images, part in chunks:
-        y[images] = W @ _columns(x[images], part)  # (I2) one chunk of images
-    return y.reshape(geom.y_shape), None
+        y[images] = _product(W, _columns(x[images], part, wide), part, wide)  # one chunk
+    return y, None
 
 
-def _weight_gradient(dY: Array, cols: Array) -> Array:
-    """(I3) summed over the images of a chunk: (n, G, K/G, PQ), (n, G, CRS, PQ) -> (G, K/G, CRS)."""
+def _weight_gradient(dY: Array, cols: Array, wide: bool) -> Array:
+    """(I3) summed over the images of a chunk -> (G, K/G, CRS): from (n, G, K/G, PQ) and
+    (n, G, CRS, PQ), or in one product per group from (G, K/G, n*PQ), (G, CRS, n*PQ) (I7)."""
+    if wide:
+        return dY @ cols.transpose(0, 2, 1)  # (I7): the sum over n is inside the product
     return (dY @ cols.transpose(0, 1, 3, 2)).sum(axis=0)
 
 
@@ -171,7 +221,12 @@ def _gradients(
         dx_by_convolution = _data_by_convolution(dy, w, geom)  # (I6) where it is cheaper
         if dx_by_convolution is not None:
             return dx_by_convolution, _gradients(dy, x, None, geom, saved)[1]
-    dY = group_view_x(dy, geom).reshape(geom.N, geom.groups, geom.K // geom.groups, -1)
+    # the forward's columns say in which order they were laid out; fresh ones follow the rule.
+    # The input gradient stays by image: (I7)'s wider product there was measured to gain
+    # less than its col2im, reading 9 to 25 runs per plane far apart, lost (res3x3s2, lenet2)
+    wide = saved.ndim == 3 if saved is not None else batch_as_columns(geom, dy)
+    dY = _output_matrix(dy, geom, wide)
+    dY_images = dY if not wide else _output_matrix(dy, geom, False)  # for (I4)
     dW = xp.zeros(
         (geom.groups, geom.K // geom.groups, geom.w_shape[1] * geom.R * geom.S), dtype=dy.dtype
     )
@@ -181,12 +236,13 @@ def _gradients(
     # input gradient then goes in quarters of the batch, so dcols adds a quarter at most.
     dx_parts = 4 if saved is not None else 1
     for images, part in _chunks(geom, dy.dtype.itemsize):
-        cols = saved if saved is not None else _columns(x[images], part)
-        dW += _weight_gradient(dY[images], cols)  # (I3)
+        cols = saved if saved is not None else _columns(x[images], part, wide)
+        dW += _weight_gradient(_images(dY, images, geom, wide), cols, wide)  # (I3)
         if dx is None:
             continue
         for sub, sub_geom in _chunks(part, dy.dtype.itemsize, dx_parts, images.start):
-            dx[sub] = _col2im_any(W_T @ dY[sub], sub_geom)  # (I4) -> (n, G, CRS, PQ), (I5)
+            dcols = W_T @ dY_images[sub]  # (I4) -> (n, G, CRS, PQ)
+            dx[sub] = _col2im_any(dcols, sub_geom)  # (I5)
     return dx, dW.reshape(geom.w_shape)
 
 
@@ -226,9 +282,9 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     if dx is not None:
         return dx
     xp = get_xp(dy, w)
-    W = _weight_matrix(w, geom)
-    dY = group_view_x(dy, geom).reshape(geom.N, geom.groups, geom.K // geom.groups, -1)
+    W_T = _weight_matrix(w, geom).transpose(0, 2, 1)
+    dY = _output_matrix(dy, geom, False)
     dx = xp.empty(geom.x_shape, dtype=dy.dtype)
     for images, part in _chunks(geom, dy.dtype.itemsize):
-        dx[images] = _col2im_any(W.transpose(0, 2, 1) @ dY[images], part)  # (I4), (I5)
+        dx[images] = _col2im_any(W_T @ dY[images], part)  # (I4), (I5)
     return dx

@@ -72,23 +72,50 @@ def is_pointwise(geom: ConvGeometry) -> bool:
     return geom.R == geom.S == 1 and geom.stride_h == geom.stride_w == 1 and no_pad
 
 
+BATCH_AS_COLUMNS_MAX_PQ = 1024
+"""im2col lays the batch side by side as columns (I7) up to this many outputs per image.
+
+Measured with NumPy's OpenBLAS on 2 cores, one product over N·P·Q columns against N products
+over P·Q: res3x3s2 (P·Q = 196) forward 6.5 against 7.1 ms, weight gradient 6.6 against 8.3;
+the GEMM of lenet2's shape (P·Q = 196, N = 64) 9.3 against 15.7 ms forward; res3x3
+(P·Q = 3136) level or slower (13.9 against 13.6 ms forward). The input gradient's product
+gained too (6.5 against 7.0 ms), but its col2im then reads each plane's runs far apart, which
+cost more: it stays by image."""
+
+
+def im2col_batch_as_columns(geom: ConvGeometry, compiled: bool | None = None) -> bool:
+    """Whether im2col's forward and weight gradient take the batch as columns (I7): one GEMM
+    over N·P·Q columns per group instead of N over P·Q, where P·Q is small (a narrow product
+    runs far below the BLAS peak). Only with the compiled kernels (they write the columns in
+    that order), for N > 1, and not for a pointwise layer (whose columns are x itself)."""
+    if compiled is None:
+        compiled = native.enabled()
+    small = geom.P * geom.Q <= BATCH_AS_COLUMNS_MAX_PQ
+    return compiled and small and geom.N > 1 and not is_pointwise(geom)
+
+
 def _im2col_seconds(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
-    """im2col's time for one pass; the input gradient by (I4)-(I5), col2im of Wᵀ·dY."""
+    """im2col's time for one pass; the input gradient by (I4)-(I5), col2im of Wᵀ·dY. Where the
+    forward and the weight gradient take the batch as columns (I7), their products are G wide
+    ones, and y or dy is turned between the two orders (one read and one write of it)."""
     G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
     RS, PQ = geom.R * geom.S, geom.P * geom.Q
     flops = 2.0 * geom.N * geom.K * C_g * RS * PQ
     pointwise = is_pointwise(geom)
     cols_bytes = 0.0 if pointwise else geom.N * geom.C * RS * PQ * b
-    calls = geom.N * G + (0 if pointwise or compiled else RS)
+    wide = pass_name != "data" and im2col_batch_as_columns(geom, compiled)  # dx by image
+    columns = geom.N * PQ if wide else PQ
+    calls = (G if wide else geom.N * G) + (0 if pointwise or compiled else RS)
     copy_rate = NATIVE_BYTES_PER_S if compiled else MEMORY_BYTES_PER_S
+    turned = 2.0 * geom.N * geom.K * PQ * b / MEMORY_BYTES_PER_S if wide else 0.0
     if pass_name == "forward":
-        rate = gemm_rate(K_g, PQ, C_g * RS, itemsize=b)
-        return flops / rate + 2 * cols_bytes / copy_rate + calls * CALL_SECONDS
+        rate = gemm_rate(K_g, columns, C_g * RS, itemsize=b)
+        return flops / rate + 2 * cols_bytes / copy_rate + turned + calls * CALL_SECONDS
     if pass_name == "data":
-        rate = gemm_rate(C_g * RS, PQ, K_g, itemsize=b)
-        return flops / rate + 3 * cols_bytes / copy_rate + calls * CALL_SECONDS
-    rate = gemm_rate(K_g, C_g * RS, PQ, itemsize=b)
-    return flops / rate + 2 * cols_bytes / copy_rate + calls * CALL_SECONDS
+        rate = gemm_rate(C_g * RS, columns, K_g, itemsize=b)
+        return flops / rate + 3 * cols_bytes / copy_rate + turned + calls * CALL_SECONDS
+    rate = gemm_rate(K_g, C_g * RS, columns, itemsize=b)
+    return flops / rate + 2 * cols_bytes / copy_rate + turned + calls * CALL_SECONDS
 
 
 def im2col_data_by_convolution(geom: ConvGeometry, itemsize: int, compiled: bool | None = None
