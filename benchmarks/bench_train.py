@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from convprop import _blas_env  # noqa: F401  # isort: skip  (before NumPy loads OpenBLAS)
 import numpy
 import torch
 

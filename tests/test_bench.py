@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -71,3 +74,23 @@ def test_bench_errors_are_one_line(
     assert main(["bench", "--no-torch", "--no-memory", *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _fresh(code: str, **env: str) -> str:
+    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    environment.update(env)
+    done = subprocess.run([sys.executable, "-c", code], env=environment, check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_importing_convprop_first_sets_openblas_thread_timeout_before_numpy_loads() -> None:
+    """convprop._blas_env runs before anything of convprop imports NumPy, sets the timeout
+    unless the environment did, and says whether OpenBLAS will have read it."""
+    code = ("import os, convprop, convprop._blas_env as e; "
+            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], e.APPLIED, e.PRESET)")  # fmt: skip
+    assert _fresh(code) == "22 True False"
+    assert _fresh(code, OPENBLAS_THREAD_TIMEOUT="25") == "25 True True"
+    late = ("import numpy, os, convprop, convprop._blas_env as e; "
+            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], e.APPLIED)")  # fmt: skip
+    assert _fresh(late) == "22 False"

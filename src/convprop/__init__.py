@@ -1,6 +1,7 @@
 """convprop: convolutional networks with every gradient written by hand from the derivations."""
 
-from convprop import data, functional, models, nn, optim
+# _blas_env first: it sets OpenBLAS's thread timeout before anything imports NumPy
+from convprop import _blas_env, data, functional, models, nn, optim  # noqa: F401
 from convprop.errors import BackendError, DTypeError, ParameterError, ShapeError
 
 __version__ = "0.1.0"

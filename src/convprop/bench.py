@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy
 
+from convprop import _blas_env
 from convprop._shapes import conv_geometry
 from convprop.backend import retain_freed_memory
 from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
@@ -73,6 +74,10 @@ def machine_info(threads: int) -> dict[str, Any]:
         "threads": threads,
         "numpy": numpy.__version__,
         "blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
+        # log2 of the cycles its idle threads spin (convprop._blas_env), if OpenBLAS read it
+        "blas_thread_timeout": os.environ["OPENBLAS_THREAD_TIMEOUT"]
+        if _blas_env.APPLIED
+        else "default (NumPy was loaded before convprop)",
     }
     info["gemm_gflops"] = round(matmul_gflops(), 1)
     try:
@@ -264,7 +269,8 @@ def format_table(results: list[Result], info: dict[str, Any]) -> str:
     """The human-readable report: machine, then one row per shape and a geometric mean."""
     lines = [
         f"machine: {info['cpu']}, {info['cores']} cores; threads {info['threads']}; "
-        f"numpy {info['numpy']} ({info['blas']}, 2048² float32 matmul "
+        f"numpy {info['numpy']} ({info['blas']}, OPENBLAS_THREAD_TIMEOUT="
+        f"{info['blas_thread_timeout']}, 2048² float32 matmul "
         f"{info['gemm_gflops']} GFLOP/s); torch {info['torch']}; float32, "
         f"median of the repeats after warm-up, convprop and PyTorch interleaved",
         f"{'shape':<10}{'pass':<18}{'convprop ms':>12}{'torch ms':>10}{'ratio':>7}"
