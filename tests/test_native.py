@@ -485,6 +485,19 @@ def test_depthwise_weight_gradient_ignores_cells_no_tap_reads() -> None:
     np.testing.assert_array_equal(dw[0, 0], [[9.0, np.inf], [9.0, 9.0]])
 
 
+def test_depthwise_3x3_weight_gradient_ignores_cells_no_tap_reads() -> None:
+    """The same with a 3 x 3 kernel, whose nine sums take one pass over dy (DW3): an inf in
+    the last column is read only by the taps s = 2 of the outputs q = 2."""
+    x = np.ones((1, 1, 5, 5))
+    x[0, 0, 2, 4] = np.inf
+    w = np.ones((1, 1, 3, 3))
+    dy = np.ones((1, 1, 3, 3))
+    geom = conv_geometry("test", x.shape, w.shape, None, stride=1, padding=0, dilation=1, groups=1)
+    dw = conv2d_depthwise.backward_weight(dy, x, geom)
+    np.testing.assert_array_equal(dw, conv2d_direct.backward_weight(dy, x, geom))
+    np.testing.assert_array_equal(dw[0, 0], [[9.0, 9.0, np.inf]] * 3)
+
+
 def test_kernels_still_run_during_interpreter_shutdown() -> None:
     """An atexit handler that convolves: the thread pool is gone, the work runs inline."""
     import subprocess

@@ -37,6 +37,26 @@ static void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize
                               Py_ssize_t sign, const T *w, Py_ssize_t RS, int accumulate)
 {
     Py_ssize_t t = 0;
+    if (RS == 9) { /* a 3 x 3 kernel: all nine taps in one pass (level or faster, measured) */
+        const T *a = src + sign * offs[0], *b = src + sign * offs[1];
+        const T *c = src + sign * offs[2], *d = src + sign * offs[3];
+        const T *e = src + sign * offs[4], *f = src + sign * offs[5];
+        const T *h = src + sign * offs[6], *k = src + sign * offs[7], *m = src + sign * offs[8];
+        const T wa = w[0], wb = w[1], wc = w[2], wd = w[3], we = w[4], wf = w[5];
+        const T wh = w[6], wk = w[7], wm = w[8];
+        if (!accumulate) {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i)
+                out[i] = wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i] + we * e[i] + wf * f[i] +
+                         wh * h[i] + wk * k[i] + wm * m[i];
+        } else {
+#pragma omp simd
+            for (Py_ssize_t i = 0; i < L; ++i)
+                out[i] += wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i] + we * e[i] + wf * f[i] +
+                          wh * h[i] + wk * k[i] + wm * m[i];
+        }
+        return;
+    }
     for (; t + 4 <= RS; t += 4) {
         const T *a = src + sign * offs[t], *b = src + sign * offs[t + 1];
         const T *c = src + sign * offs[t + 2], *d = src + sign * offs[t + 3];
@@ -208,6 +228,30 @@ static void FN(dw_backward_weight)(const T *dy, const T *x, T *plane_sums, T *sc
             for (Py_ssize_t i = 0; i < Hr * Wr; ++i) probe += xr[i] - xr[i];
             const Py_ssize_t run = probe == 0 ? L : g->Q, step = probe == 0 ? L : Wr;
             Py_ssize_t t = 0;
+            if (RS == 9) { /* a 3 x 3 kernel: the nine sums in one pass over dyw */
+                const T *a = xr + offs[0], *b = xr + offs[1], *c = xr + offs[2];
+                const T *d = xr + offs[3], *e = xr + offs[4], *f = xr + offs[5];
+                const T *h = xr + offs[6], *k8 = xr + offs[7], *m = xr + offs[8];
+                T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0, tm = 0;
+                for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk, tm)
+                    for (Py_ssize_t i = i0; i < i0 + run; ++i) {
+                        const T u = dyw[i];
+                        ta += u * a[i]; /* (DW3) */
+                        tb += u * b[i];
+                        tc += u * c[i];
+                        td += u * d[i];
+                        te += u * e[i];
+                        tf += u * f[i];
+                        th += u * h[i];
+                        tk += u * k8[i];
+                        tm += u * m[i];
+                    }
+                }
+                sums[0] += ta, sums[1] += tb, sums[2] += tc, sums[3] += td, sums[4] += te;
+                sums[5] += tf, sums[6] += th, sums[7] += tk, sums[8] += tm;
+                t = RS;
+            }
             for (; t + 8 <= RS; t += 8) { /* eight taps per pass over dyw: eight */
                 const T *a = xr + offs[t], *b = xr + offs[t + 1]; /* independent sums */
                 const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
