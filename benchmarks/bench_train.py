@@ -105,7 +105,8 @@ def main() -> None:
 
     info = machine_info(args.threads)
     print(f"machine: {info['cpu']}, {info['cores']} cores, threads {args.threads}; "
-          f"numpy {info['numpy']} ({info['blas']}); torch {info['torch']}")  # fmt: skip
+          f"numpy {info['numpy']} ({info['blas']}, OPENBLAS_THREAD_TIMEOUT="
+          f"{info['blas_thread_timeout']}); torch {info['torch']}")  # fmt: skip
     print(f"{args.dataset}: {total} batches of {args.batch_size}, default LeNet-style net, Adam")
     print(f"convprop {ours:.1f} s   PyTorch {theirs:.1f} s   ratio {ours / theirs:.2f}")
 
