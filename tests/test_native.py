@@ -118,6 +118,23 @@ def test_depthwise_kernels_equal_the_direct_sums(case: ConvCase, dtype: str) -> 
     assert_close(dw, conv2d_direct.backward_weight(dy, x, geom), dtype, "dw (B2)")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "case", [c for c in DEPTHWISE_CASES if c.hyper.get("stride", 1) == 1], ids=lambda c: c.name
+)
+def test_depthwise_backward_in_one_pass_equals_the_two_passes(case: ConvCase, dtype: str) -> None:
+    """With stride 1, dx (DW2) and dw (DW3) from one pass over dy: the bits of the two
+    separate kernels, and what the algorithm's backward returns when dx is wanted."""
+    x, w, _, dy = random_inputs(case, dtype, seed=13)
+    geom = _geom(case)
+    dx, dw = native.depthwise_backward(dy, x, w, geom)
+    np.testing.assert_array_equal(dx, native.depthwise_backward_data(dy, w, geom))
+    np.testing.assert_array_equal(dw, native.depthwise_backward_weight(dy, x, geom))
+    both = conv2d_depthwise.backward(dy, x, w, geom, None, need_dx=True)
+    np.testing.assert_array_equal(both[0], dx)
+    np.testing.assert_array_equal(both[1], dw)
+
+
 def _fallback_params() -> list[object]:
     return [
         pytest.param(case, algorithm, id=f"{case.name}-{algorithm}")
@@ -328,6 +345,7 @@ def test_results_do_not_depend_on_the_thread_count(
         native.depthwise_forward(x, w, geom),
         native.depthwise_backward_data(dy, w, geom),
         native.depthwise_backward_weight(dy, x, geom),
+        *native.depthwise_backward(dy, x, w, geom),
         native.im2col(x, geom),
     )
     monkeypatch.setenv("CONVPROP_NUM_THREADS", threads)
@@ -336,6 +354,7 @@ def test_results_do_not_depend_on_the_thread_count(
         native.depthwise_forward(x, w, geom),
         native.depthwise_backward_data(dy, w, geom),
         native.depthwise_backward_weight(dy, x, geom),
+        *native.depthwise_backward(dy, x, w, geom),
         native.im2col(x, geom),
     )
     for a, b in zip(one, many, strict=True):
@@ -368,6 +387,17 @@ def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
             np.zeros(dw_case.y_shape), np.zeros(dw_case.x_shape), np.zeros(dw_case.K),
             np.zeros(dw_case.w_shape), dw_geom, 0, 1,
         )  # fmt: skip
+    dw_x, dw_y = np.zeros(dw_case.x_shape), np.zeros(dw_case.y_shape)
+    strided = native.conv_geometry_tuple(
+        conv_geometry("test", (1, 2, 5, 5), (2, 1, 3, 3), None, stride=2, padding=0, dilation=1,
+                      groups=2))  # fmt: skip
+    with pytest.raises(ValueError, match=r"depthwise_backward: expected K a multiple of C and "
+                                         r"stride 1, got K=2, C=2, stride=\(2, 2\)"):  # fmt: skip
+        kernels.depthwise_backward(np.zeros(8), np.zeros(50), np.zeros(18), np.zeros(50),
+                                   np.zeros(18), strided)  # fmt: skip
+    with pytest.raises(ValueError, match="depthwise_backward: dx holds 3 elements"):
+        kernels.depthwise_backward(dw_y, dw_x, np.zeros(dw_case.w_shape), np.zeros(3),
+                                   np.zeros(dw_case.w_shape), dw_geom)  # fmt: skip
     read_only = np.zeros(cols_size)
     read_only.flags.writeable = False
     with pytest.raises((BufferError, ValueError)):

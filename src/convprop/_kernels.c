@@ -241,7 +241,7 @@ static int check_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t total, const cha
 /* The loops an entry point can run. */
 enum {
     OP_IM2COL, OP_COL2IM,
-    OP_DW_FORWARD, OP_DW_DATA, OP_DW_WEIGHT, OP_DIRECT_FORWARD, OP_DIRECT_WEIGHT,
+    OP_DW_FORWARD, OP_DW_DATA, OP_DW_WEIGHT, OP_DW_BOTH, OP_DIRECT_FORWARD, OP_DIRECT_WEIGHT,
     OP_MAXPOOL_FORWARD, OP_MAXPOOL_BACKWARD,
     OP_WINO_INPUT, OP_WINO_OUTPUT, OP_WINO_DY, OP_WINO_DX,
     OP_ADD_BIAS, OP_BIAS_GRAD, OP_TO_PLANES, OP_TO_SPATIAL,
@@ -281,6 +281,9 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
         break;
     case OP_DW_DATA:
         BY_KIND(dw_backward_data, a[0], a[1], a[2], s, c->offs, &c->conv, lo, hi);
+        break;
+    case OP_DW_BOTH: /* dy, x, w, dx, plane_sums */
+        BY_KIND(dw_backward_both, a[0], a[1], a[2], a[3], a[4], s, c->offs, &c->conv, lo, hi);
         break;
     case OP_DW_WEIGHT: /* dy, x, plane_sums; n = (k0, kc) */
         BY_KIND(dw_backward_weight, a[0], a[1], a[3], s, c->offs, &c->conv, n[0], n[1], lo, hi);
@@ -515,6 +518,71 @@ static PyObject *py_dw_backward_weight(PyObject *self, PyObject *args)
 {
     (void)self;
     return depthwise(args, OP_DW_WEIGHT, "depthwise_backward_weight");
+}
+
+/* depthwise_backward(dy, x, w, dx, dw, geom, threads=1): (B3) and (B2) of a depthwise layer
+ * with stride 1 in one pass over dy (dw_backward_both), then each filter's N plane shares
+ * added in the order of n (dw_weight_sum): the bits of the two separate passes. */
+static PyObject *py_dw_backward(PyObject *self, PyObject *args)
+{
+    PyObject *objs[5], *geo;
+    int threads = 1;
+    Call c = {.op = OP_DW_BOTH};
+    ConvGeom *g = &c.conv;
+    Py_buffer v[5];
+    const char *name = "depthwise_backward";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOO!|i", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
+                          &PyTuple_Type, &geo, &threads))
+        return NULL;
+    if (parse_conv_geom(geo, g, name) || check_threads(threads, name)) return NULL;
+    if (g->K % g->C != 0 || g->sh != 1 || g->sw != 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: expected K a multiple of C and stride 1, got K=%zd, C=%zd, "
+                     "stride=(%zd, %zd)", name, g->K, g->C, g->sh, g->sw);
+        return NULL;
+    }
+    const Py_ssize_t RS = g->R * g->S;
+    const Py_ssize_t sizes[5] = {g->N * g->K * g->P * g->Q, g->N * g->C * g->H * g->W, g->K * RS,
+                                 g->N * g->C * g->H * g->W, g->K * RS};
+    static const char *names[5] = {"dy", "x", "w", "dx", "dw"};
+    c.kind = float_kind(objs[0], name);
+    if (!c.kind) return NULL;
+    for (int i = 0; i < 5; ++i) {
+        if (get_array(objs[i], &v[i], i >= 3, c.kind, sizes[i], name, names[i])) {
+            RELEASE_ALL(v, i);
+            return NULL;
+        }
+        c.a[i] = v[i].buf;
+    }
+    const Py_ssize_t Wr = wide_cols(g), Hr = wide_rows(g);
+    /* dxr and xr (Hr*Wr each), then dy's wide plane between margins of up to Hr*Wr each */
+    const Py_ssize_t elements = 4 * Hr * Wr + g->P * Wr, sums_dims[] = {g->N, g->K, RS};
+    threads = team_size(0, g->N * g->C, threads);
+    Py_ssize_t *offs = PyMem_RawMalloc((size_t)RS * sizeof(Py_ssize_t));
+    void *plane_sums = fits(sums_dims, 3)
+                           ? PyMem_RawMalloc((size_t)(g->N * g->K * RS) * (size_t)c.kind)
+                           : NULL; /* N*K*R*S past the size limit: no memory either */
+    if (!offs || !plane_sums || alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        PyMem_RawFree(offs);
+        PyMem_RawFree(plane_sums);
+        RELEASE_ALL(v, 5);
+        return NULL;
+    }
+    for (Py_ssize_t r = 0; r < g->R; ++r)
+        for (Py_ssize_t s = 0; s < g->S; ++s) offs[r * g->S + s] = r * g->dh * Wr + s * g->dw;
+    c.offs = offs;
+    void *dw = c.a[4];
+    c.a[4] = plane_sums;
+    run_call(&c, 0, g->N * g->C, threads, 1);
+    if (c.kind == 4) dw_weight_sum_f32(plane_sums, dw, g->N, 0, g->K, RS);
+    else dw_weight_sum_f64(plane_sums, dw, g->N, 0, g->K, RS);
+    PyMem_RawFree(plane_sums);
+    PyMem_RawFree(c.scratch);
+    PyMem_RawFree(offs);
+    RELEASE_ALL(v, 5);
+    Py_RETURN_NONE;
 }
 
 /* The direct sums' sizes (_kernels_direct.h): w (K, C/G*R*S), the filters padded to Kpad
@@ -1153,6 +1221,9 @@ static PyMethodDef methods[] = {
      "depthwise_backward_data(dy, w, None, dx, geom, lo, hi, threads=1): (B3), planes (n, c)."},
     {"depthwise_backward_weight", py_dw_backward_weight, METH_VARARGS,
      "depthwise_backward_weight(dy, x, None, dw, geom, lo, hi, threads=1): (B2), filters k."},
+    {"depthwise_backward", py_dw_backward, METH_VARARGS,
+     "depthwise_backward(dy, x, w, dx, dw, geom, threads=1): (B3) and (B2), stride 1, one pass "
+     "over dy."},
     {"direct_forward", py_direct_forward, METH_VARARGS,
      "direct_forward(x, w, b or None, y, geom, groups, lo, hi, threads=1): (F1), rows (n, g, p)."},
     {"direct_weight", py_direct_weight, METH_VARARGS,

@@ -193,6 +193,99 @@ static void FN(dw_backward_data)(const T *dy, const T *w, T *dx, T *scratch,
     }
 }
 
+/* (DW3) for one plane: sums[t] += sum_i dyw[i] * xr[offs[t] + i] over i in [0, L), in runs
+ * of `run` every `step` (see dw_run). */
+static void FN(dw_tap_sums)(T *sums, const T *xr, const T *dyw, const Py_ssize_t *offs,
+                            Py_ssize_t RS, Py_ssize_t L, Py_ssize_t run, Py_ssize_t step)
+{
+    Py_ssize_t t = 0;
+    if (RS == 9) { /* a 3 x 3 kernel: the nine sums in one pass over dyw */
+        const T *a = xr + offs[0], *b = xr + offs[1], *c = xr + offs[2];
+        const T *d = xr + offs[3], *e = xr + offs[4], *f = xr + offs[5];
+        const T *h = xr + offs[6], *k8 = xr + offs[7], *m = xr + offs[8];
+        T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0, tm = 0;
+        for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk, tm)
+            for (Py_ssize_t i = i0; i < i0 + run; ++i) {
+                const T u = dyw[i];
+                ta += u * a[i]; /* (DW3) */
+                tb += u * b[i];
+                tc += u * c[i];
+                td += u * d[i];
+                te += u * e[i];
+                tf += u * f[i];
+                th += u * h[i];
+                tk += u * k8[i];
+                tm += u * m[i];
+            }
+        }
+        sums[0] += ta, sums[1] += tb, sums[2] += tc, sums[3] += td, sums[4] += te;
+        sums[5] += tf, sums[6] += th, sums[7] += tk, sums[8] += tm;
+        t = RS;
+    }
+    for (; t + 8 <= RS; t += 8) { /* eight taps per pass over dyw: eight */
+        const T *a = xr + offs[t], *b = xr + offs[t + 1]; /* independent sums */
+        const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
+        const T *e = xr + offs[t + 4], *f = xr + offs[t + 5];
+        const T *h = xr + offs[t + 6], *k8 = xr + offs[t + 7];
+        T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0;
+        for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk)
+            for (Py_ssize_t i = i0; i < i0 + run; ++i) {
+                const T u = dyw[i];
+                ta += u * a[i]; /* (DW3) */
+                tb += u * b[i];
+                tc += u * c[i];
+                td += u * d[i];
+                te += u * e[i];
+                tf += u * f[i];
+                th += u * h[i];
+                tk += u * k8[i];
+            }
+        }
+        sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
+        sums[t + 4] += te, sums[t + 5] += tf, sums[t + 6] += th, sums[t + 7] += tk;
+    }
+    for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
+        const T *a = xr + offs[t], *b = xr + offs[t + 1];
+        const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
+        T ta = 0, tb = 0, tc = 0, td = 0;
+        for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : ta, tb, tc, td)
+            for (Py_ssize_t i = i0; i < i0 + run; ++i) {
+                ta += dyw[i] * a[i]; /* (DW3) */
+                tb += dyw[i] * b[i];
+                tc += dyw[i] * c[i];
+                td += dyw[i] * d[i];
+            }
+        }
+        sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
+    }
+    for (; t < RS; ++t) {
+        const T *src = xr + offs[t];
+        T total = 0;
+        for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
+#pragma omp simd reduction(+ : total)
+            for (Py_ssize_t i = i0; i < i0 + run; ++i) total += dyw[i] * src[i];
+        }
+        sums[t] += total; /* (DW3) */
+    }
+}
+
+/* The runs of (DW3) over a wide plane of length L. The scratch columns of dyw are 0, so one
+ * long loop over the wide plane is exact when x is finite; if the region xr holds an inf or
+ * NaN, a scratch column could turn it into 0 * inf = NaN although no tap reads it, so the sums
+ * then run row by row over the Q real columns only: *run = Q every *step = Wr. */
+static void FN(dw_run)(const T *xr, const ConvGeom *g, Py_ssize_t *run, Py_ssize_t *step)
+{
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
+    T probe = 0; /* x - x: 0 for finite x, NaN for inf and NaN */
+#pragma omp simd reduction(+ : probe)
+    for (Py_ssize_t i = 0; i < Hr * Wr; ++i) probe += xr[i] - xr[i];
+    *run = probe == 0 ? L : g->Q;
+    *step = probe == 0 ? L : Wr;
+}
+
 /* (B2) dw[k, r, s] = sum_{n,p,q} dy[n, k, p, q] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw],
  * one plane's share at a time: plane_sums[i, t] = the sum over (p, q) of plane i of the
  * filters [k0, k0 + kc), i = n*kc + (k - k0), for i in [lo, hi). The planes are read in the order
@@ -219,86 +312,9 @@ static void FN(dw_backward_weight)(const T *dy, const T *x, T *plane_sums, T *sc
                 if (p + 1 < g->P)
                     memset(dyw + p * Wr + g->Q, 0, (size_t)(Wr - g->Q) * sizeof(T));
             }
-            /* (DW3). The scratch columns of dyw are 0, so one long loop over the wide
-             * plane is exact when x is finite; if x holds an inf or NaN, a scratch
-             * column could turn it into 0 * inf = NaN although no tap reads it, so the
-             * sums then run row by row over the Q real columns only. */
-            T probe = 0; /* x - x: 0 for finite x, NaN for inf and NaN */
-#pragma omp simd reduction(+ : probe)
-            for (Py_ssize_t i = 0; i < Hr * Wr; ++i) probe += xr[i] - xr[i];
-            const Py_ssize_t run = probe == 0 ? L : g->Q, step = probe == 0 ? L : Wr;
-            Py_ssize_t t = 0;
-            if (RS == 9) { /* a 3 x 3 kernel: the nine sums in one pass over dyw */
-                const T *a = xr + offs[0], *b = xr + offs[1], *c = xr + offs[2];
-                const T *d = xr + offs[3], *e = xr + offs[4], *f = xr + offs[5];
-                const T *h = xr + offs[6], *k8 = xr + offs[7], *m = xr + offs[8];
-                T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0, tm = 0;
-                for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
-#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk, tm)
-                    for (Py_ssize_t i = i0; i < i0 + run; ++i) {
-                        const T u = dyw[i];
-                        ta += u * a[i]; /* (DW3) */
-                        tb += u * b[i];
-                        tc += u * c[i];
-                        td += u * d[i];
-                        te += u * e[i];
-                        tf += u * f[i];
-                        th += u * h[i];
-                        tk += u * k8[i];
-                        tm += u * m[i];
-                    }
-                }
-                sums[0] += ta, sums[1] += tb, sums[2] += tc, sums[3] += td, sums[4] += te;
-                sums[5] += tf, sums[6] += th, sums[7] += tk, sums[8] += tm;
-                t = RS;
-            }
-            for (; t + 8 <= RS; t += 8) { /* eight taps per pass over dyw: eight */
-                const T *a = xr + offs[t], *b = xr + offs[t + 1]; /* independent sums */
-                const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
-                const T *e = xr + offs[t + 4], *f = xr + offs[t + 5];
-                const T *h = xr + offs[t + 6], *k8 = xr + offs[t + 7];
-                T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0;
-                for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
-#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk)
-                    for (Py_ssize_t i = i0; i < i0 + run; ++i) {
-                        const T u = dyw[i];
-                        ta += u * a[i]; /* (DW3) */
-                        tb += u * b[i];
-                        tc += u * c[i];
-                        td += u * d[i];
-                        te += u * e[i];
-                        tf += u * f[i];
-                        th += u * h[i];
-                        tk += u * k8[i];
-                    }
-                }
-                sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
-                sums[t + 4] += te, sums[t + 5] += tf, sums[t + 6] += th, sums[t + 7] += tk;
-            }
-            for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
-                const T *a = xr + offs[t], *b = xr + offs[t + 1];
-                const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
-                T ta = 0, tb = 0, tc = 0, td = 0;
-                for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
-#pragma omp simd reduction(+ : ta, tb, tc, td)
-                    for (Py_ssize_t i = i0; i < i0 + run; ++i) {
-                        ta += dyw[i] * a[i]; /* (DW3) */
-                        tb += dyw[i] * b[i];
-                        tc += dyw[i] * c[i];
-                        td += dyw[i] * d[i];
-                    }
-                }
-                sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
-            }
-            for (; t < RS; ++t) {
-                const T *src = xr + offs[t];
-                T total = 0;
-                for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
-#pragma omp simd reduction(+ : total)
-                    for (Py_ssize_t i = i0; i < i0 + run; ++i) total += dyw[i] * src[i];
-                }
-                sums[t] += total; /* (DW3) */
-            }
+            Py_ssize_t run, step;
+            FN(dw_run)(xr, g, &run, &step);
+            FN(dw_tap_sums)(sums, xr, dyw, offs, RS, L, run, step); /* (DW3) */
             continue;
         }
         for (Py_ssize_t r = 0; r < g->R; ++r) {
@@ -316,6 +332,47 @@ static void FN(dw_backward_weight)(const T *dy, const T *x, T *plane_sums, T *sc
                 }
                 sums[r * g->S + s] += total;
             }
+        }
+    }
+}
+
+/* (B3) and (B2) together, stride 1, planes (n, c) in [lo, hi): each of channel c's M dy planes
+ * is put in the wide layout once and serves both (DW2), the input gradient's gather into the
+ * region dxr, and (DW3), its plane's tap sums plane_sums[n*K + k, t] against the region xr of
+ * x's plane (n, c). dx and the sums are those of dw_backward_data and dw_backward_weight, to
+ * the bit; dy is read once instead of twice. scratch: 4*Hr*Wr + P*Wr elements (dxr, xr,
+ * and dyp = dy's wide plane between two margins of offs[RS - 1] < Hr*Wr each). */
+static void FN(dw_backward_both)(const T *dy, const T *x, const T *w, T *dx, T *plane_sums,
+                                 T *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                                 Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
+    const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
+    const Py_ssize_t margin = offs[RS - 1];
+    T *dxr = scratch, *xr = scratch + Hr * Wr, *dyp = xr + Hr * Wr, *dyw = dyp + margin;
+    for (Py_ssize_t plane = lo; plane < hi; ++plane) {
+        const Py_ssize_t n = plane / g->C, c = plane % g->C;
+        T *dxc = dx + plane * HW;
+        memset(dxc, 0, (size_t)HW * sizeof(T));
+        FN(load_region)(x + plane * HW, xr, g);
+        Py_ssize_t run, step;
+        FN(dw_run)(xr, g, &run, &step);
+        memset(dyp, 0, (size_t)(2 * margin + g->P * Wr) * sizeof(T));
+        for (Py_ssize_t k = c * M; k < (c + 1) * M; ++k) {
+            const T *dyk = dy + (n * g->K + k) * PQ;
+            for (Py_ssize_t p = 0; p < g->P; ++p)
+                memcpy(dyw + p * Wr, dyk + p * g->Q, (size_t)g->Q * sizeof(T));
+            T *sums = plane_sums + (n * g->K + k) * RS;
+            for (Py_ssize_t t = 0; t < RS; ++t) sums[t] = 0;
+            FN(dw_tap_sums)(sums, xr, dyw, offs, RS, L, run, step); /* (DW3) */
+            /* (DW2) dxr[j] = sum_t w[t] * dyw[j - offs[t]], channel c's filters adding up */
+            FN(tap_sums_into)(dxr, Hr * Wr, dyw, offs, -1, w + k * RS, RS, k != c * M);
+        }
+        for (Py_ssize_t h = 0; h < g->H && h + g->pt < Hr; ++h) {
+            const Py_ssize_t j1 = g->pl + g->W < Wr ? g->pl + g->W : Wr;
+            if (j1 > g->pl)
+                memcpy(dxc + h * g->W, dxr + (h + g->pt) * Wr + g->pl,
+                       (size_t)(j1 - g->pl) * sizeof(T));
         }
     }
 }

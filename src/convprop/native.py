@@ -238,6 +238,19 @@ def depthwise_backward_weight(dy: Any, x: Any, geom: Any) -> Any:
     return dw
 
 
+def depthwise_backward(dy: Any, x: Any, w: Any, geom: Any) -> tuple[Any, Any]:
+    """(B3) and (B2) with C/G = 1 and stride 1, in one pass over dy: dy (N, K, P, Q),
+    x (N, C, H, W), w (K, 1, R, S) -> dx (N, C, H, W), dw (K, 1, R, S); the same bits as
+    :func:`depthwise_backward_data` and :func:`depthwise_backward_weight`."""
+    dy, x, w = _contiguous(dy), _contiguous(x), _contiguous(w)
+    dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=dy.dtype)
+    dw = numpy.empty((geom.K, 1, geom.R, geom.S), dtype=dy.dtype)
+    planes = geom.N * geom.C
+    threads = threads_for(planes, 2 * geom.N * geom.K * geom.P * geom.Q * geom.R * geom.S)
+    _kernels.depthwise_backward(dy, x, w, dx, dw, conv_geometry_tuple(geom), threads)
+    return dx, dw
+
+
 def add_bias(y: Any, b: Any) -> None:
     """(F1)'s bias term in place: y (N, K, P, Q) C-contiguous, b (K,) of y's dtype."""
     N, K = y.shape[0], y.shape[1]

@@ -72,6 +72,10 @@ def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) 
 def backward(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
 ) -> tuple[Array | None, Array]:
-    """(B3) and (B2): dx (or None) and dw."""
+    """(B3) and (B2): dx (or None) and dw; with stride 1 on the CPU, both in one pass over dy
+    (the same values as the two passes, which each read all of dy)."""
+    unit_stride = geom.stride_h == geom.stride_w == 1
+    if need_dx and unit_stride and native.serves(dy, x, w):
+        return native.depthwise_backward(dy, x, w, geom)  # (B3), (B2)
     dx = backward_data(dy, w, geom) if need_dx else None
     return dx, backward_weight(dy, x, geom, saved)
