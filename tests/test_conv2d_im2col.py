@@ -216,3 +216,21 @@ def test_the_batch_is_laid_as_columns_where_products_are_narrow() -> None:
     assert chosen == {"res3x3s2": True, "lenet2": True, "res3x3": False, "pw1x1": False,
                       "one_image": False}  # fmt: skip
     assert not conv2d_select.im2col_batch_as_columns(_suite_geom(suite["res3x3s2"]), False)
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["I2", "I7"])
+def test_columns_kept_by_the_forward_are_not_reused_past_a_smaller_budget(
+    monkeypatch: pytest.MonkeyPatch, wide: bool
+) -> None:
+    """The forward kept the whole batch's columns; the budget then shrank to one image: the
+    backward recomputes them chunk by chunk rather than reuse the whole batch's for a chunk."""
+    monkeypatch.setattr(conv2d_select, "im2col_batch_as_columns", lambda *args, **kw: wide)
+    case = next(c for c in CASES if c.N > 1 and not conv2d_select.is_pointwise(_geom(c)))
+    x, w, _, dy = random_inputs(case, "float64", seed=21)
+    _, cache = conv2d_forward(x, w, None, algorithm="im2col", **case.hyper)
+    assert cache.saved is not None
+    g = _geom(case)
+    monkeypatch.setattr(conv2d_im2col, "WORKSPACE_BYTES", g.C * g.R * g.S * g.P * g.Q * 8)
+    dx, dw, _ = conv2d_backward(dy, cache)
+    assert_close(dx, conv2d_dx_ref(dy, w, case.x_shape, **case.hyper), "float64", "dx (B3)")
+    assert_close(dw, conv2d_dw_ref(x, dy, case.w_shape, **case.hyper), "float64", "dw (B2)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +181,23 @@ def test_auto_choice_of_a_call_follows_the_rates_and_the_kernels(
     assert numpy_only.algorithms[0] == select.choose(g, "forward", "float32", names,
                                                      compiled=False)  # fmt: skip
     assert conv2d_forward(x, w, padding=4)[1].algorithms == first.algorithms
+
+
+def test_auto_choice_follows_the_batch_as_columns_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The threshold of im2col's batch as columns changes im2col's estimates: a choice
+    remembered under another threshold is not reused (the same as one made afresh)."""
+    conv2d_module = importlib.import_module("convprop.functional.conv2d")  # not the function
+    x = np.ones((4, 16, 7, 7), dtype=np.float32)
+    w = np.ones((64, 16, 3, 3), dtype=np.float32)
+    first = conv2d_forward(x, w, padding=1)[1].algorithms
+    monkeypatch.setattr(select, "BATCH_AS_COLUMNS_MAX_PQ", 0)
+    second = conv2d_forward(x, w, padding=1)[1].algorithms
+    monkeypatch.setattr(conv2d_module, "_AUTO_CHOICES", {})
+    select._cheapest.cache_clear()
+    assert conv2d_forward(x, w, padding=1)[1].algorithms == second
+    assert second != first  # the case is one where the threshold decides
 
 
 def test_weight_pass_keeps_the_forwards_algorithm_when_nearly_as_cheap(tmp_path: Path) -> None:

@@ -221,6 +221,9 @@ def _gradients(
         dx_by_convolution = _data_by_convolution(dy, w, geom)  # (I6) where it is cheaper
         if dx_by_convolution is not None:
             return dx_by_convolution, _gradients(dy, x, None, geom, saved)[1]
+    chunks = _chunks(geom, dy.dtype.itemsize)
+    if len(chunks) > 1:  # the budget shrank since the forward kept the whole batch's columns
+        saved = None
     # the forward's columns say in which order they were laid out; fresh ones follow the rule.
     # The input gradient stays by image: (I7)'s wider product there was measured to gain
     # less than its col2im, reading 9 to 25 runs per plane far apart, lost (res3x3s2, lenet2)
@@ -235,7 +238,7 @@ def _gradients(
     # With the forward's columns kept, a whole-batch dcols would double the workspace: the
     # input gradient then goes in quarters of the batch, so dcols adds a quarter at most.
     dx_parts = 4 if saved is not None else 1
-    for images, part in _chunks(geom, dy.dtype.itemsize):
+    for images, part in chunks:
         cols = saved if saved is not None else _columns(x[images], part, wide)
         dW += _weight_gradient(_images(dY, images, geom, wide), cols, wide)  # (I3)
         if dx is None:

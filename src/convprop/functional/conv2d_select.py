@@ -430,10 +430,11 @@ def calibration() -> tuple[float, ...]:
 
 
 def _calibration() -> tuple[float, ...]:
-    """The rates the estimates read: a choice remembered under other rates is not reused."""
+    """The rates and thresholds the estimates read: a choice remembered under others is not
+    reused."""
     return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
             NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S, DIRECT_FLOPS_PER_S,
-            FFT_COMPILED_SHARE, REUSE_SHARE)  # fmt: skip
+            FFT_COMPILED_SHARE, REUSE_SHARE, BATCH_AS_COLUMNS_MAX_PQ)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=MAX_ENTRIES)
