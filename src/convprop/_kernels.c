@@ -408,6 +408,14 @@ static PyObject *py_col2im(PyObject *self, PyObject *args)
     return py_im2col_col2im(args, OP_COL2IM, "col2im");
 }
 
+/* offs[t] = r*dh*Wr + s*dw: the wide offset of depthwise tap t = r*S + s (_kernels_depthwise.h) */
+static void dw_offsets(const ConvGeom *g, Py_ssize_t *offs)
+{
+    const Py_ssize_t Wr = wide_cols(g);
+    for (Py_ssize_t r = 0; r < g->R; ++r)
+        for (Py_ssize_t s = 0; s < g->S; ++s) offs[r * g->S + s] = r * g->dh * Wr + s * g->dw;
+}
+
 /* Shared by the three depthwise passes: two inputs and one output, sizes by role. */
 static PyObject *depthwise(PyObject *args, int op, const char *name)
 {
@@ -471,8 +479,7 @@ static PyObject *depthwise(PyObject *args, int op, const char *name)
         RELEASE_ALL(v, 3 + has_bias);
         return NULL;
     }
-    for (Py_ssize_t r = 0; r < g->R; ++r)
-        for (Py_ssize_t s = 0; s < g->S; ++s) offs[r * g->S + s] = r * g->dh * Wr + s * g->dw;
+    dw_offsets(g, offs);
     c.offs = offs;
     if (op != OP_DW_WEIGHT) {
         run_call(&c, lo, hi, threads, 1);
@@ -570,8 +577,7 @@ static PyObject *py_dw_backward(PyObject *self, PyObject *args)
         RELEASE_ALL(v, 5);
         return NULL;
     }
-    for (Py_ssize_t r = 0; r < g->R; ++r)
-        for (Py_ssize_t s = 0; s < g->S; ++s) offs[r * g->S + s] = r * g->dh * Wr + s * g->dw;
+    dw_offsets(g, offs);
     c.offs = offs;
     void *dw = c.a[4];
     c.a[4] = plane_sums;

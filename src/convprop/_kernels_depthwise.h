@@ -199,10 +199,12 @@ static void FN(dw_tap_sums)(T *sums, const T *xr, const T *dyw, const Py_ssize_t
                             Py_ssize_t RS, Py_ssize_t L, Py_ssize_t run, Py_ssize_t step)
 {
     Py_ssize_t t = 0;
-    if (RS == 9) { /* a 3 x 3 kernel: the nine sums in one pass over dyw */
-        const T *a = xr + offs[0], *b = xr + offs[1], *c = xr + offs[2];
-        const T *d = xr + offs[3], *e = xr + offs[4], *f = xr + offs[5];
-        const T *h = xr + offs[6], *k8 = xr + offs[7], *m = xr + offs[8];
+    /* nine taps per pass over dyw (a 3 x 3 kernel in one): nine independent sums, each tap's
+     * in the same order whatever the grouping of the taps into passes */
+    for (; t + 9 <= RS; t += 9) {
+        const T *a = xr + offs[t], *b = xr + offs[t + 1], *c = xr + offs[t + 2];
+        const T *d = xr + offs[t + 3], *e = xr + offs[t + 4], *f = xr + offs[t + 5];
+        const T *h = xr + offs[t + 6], *k8 = xr + offs[t + 7], *m = xr + offs[t + 8];
         T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0, tm = 0;
         for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
 #pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk, tm)
@@ -219,32 +221,9 @@ static void FN(dw_tap_sums)(T *sums, const T *xr, const T *dyw, const Py_ssize_t
                 tm += u * m[i];
             }
         }
-        sums[0] += ta, sums[1] += tb, sums[2] += tc, sums[3] += td, sums[4] += te;
-        sums[5] += tf, sums[6] += th, sums[7] += tk, sums[8] += tm;
-        t = RS;
-    }
-    for (; t + 8 <= RS; t += 8) { /* eight taps per pass over dyw: eight */
-        const T *a = xr + offs[t], *b = xr + offs[t + 1]; /* independent sums */
-        const T *c = xr + offs[t + 2], *d = xr + offs[t + 3];
-        const T *e = xr + offs[t + 4], *f = xr + offs[t + 5];
-        const T *h = xr + offs[t + 6], *k8 = xr + offs[t + 7];
-        T ta = 0, tb = 0, tc = 0, td = 0, te = 0, tf = 0, th = 0, tk = 0;
-        for (Py_ssize_t i0 = 0; i0 < L; i0 += step) {
-#pragma omp simd reduction(+ : ta, tb, tc, td, te, tf, th, tk)
-            for (Py_ssize_t i = i0; i < i0 + run; ++i) {
-                const T u = dyw[i];
-                ta += u * a[i]; /* (DW3) */
-                tb += u * b[i];
-                tc += u * c[i];
-                td += u * d[i];
-                te += u * e[i];
-                tf += u * f[i];
-                th += u * h[i];
-                tk += u * k8[i];
-            }
-        }
         sums[t] += ta, sums[t + 1] += tb, sums[t + 2] += tc, sums[t + 3] += td;
         sums[t + 4] += te, sums[t + 5] += tf, sums[t + 6] += th, sums[t + 7] += tk;
+        sums[t + 8] += tm;
     }
     for (; t + 4 <= RS; t += 4) { /* four taps per pass over dyw */
         const T *a = xr + offs[t], *b = xr + offs[t + 1];
