@@ -333,7 +333,7 @@ def conv_transpose2d_backward_ref(
 # The shared parameter grid, inputs and tolerances
 # ---------------------------------------------------------------------------------------
 
-ALGORITHM_NAMES = ("direct", "im2col", "fft", "winograd", "depthwise", "auto")
+ALGORITHM_NAMES = ("direct", "im2col", "fft", "winograd", "winograd4", "depthwise", "auto")
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 
 
@@ -387,7 +387,7 @@ class ConvCase:
 
     def applies(self, algorithm: str) -> bool:
         """Whether ``algorithm`` computes this case (the others decline it)."""
-        if algorithm == "winograd":
+        if algorithm in ("winograd", "winograd4"):
             return self.winograd_applies
         if algorithm == "depthwise":
             return self.depthwise_applies
@@ -544,7 +544,7 @@ class TransposeCase:
     def applies(self, algorithm: str) -> bool:
         """Whether ``algorithm`` computes this case; the convolution it transposes reads
         C_out channels in ``groups`` groups, so depthwise needs C_out == groups."""
-        if algorithm == "winograd":
+        if algorithm in ("winograd", "winograd4"):
             return self.winograd_applies
         if algorithm == "depthwise":
             return self.C_out == self.groups

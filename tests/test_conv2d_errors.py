@@ -260,7 +260,7 @@ def test_unknown_algorithm_is_refused(algorithm: Any) -> None:
     _refused(
         ParameterError,
         "conv2d: unknown algorithm; expected one of ['auto', 'direct', 'im2col', 'fft', "
-        f"'winograd', 'depthwise'], got {algorithm!r}",
+        f"'winograd', 'winograd4', 'depthwise'], got {algorithm!r}",
         X, W, algorithm=algorithm,
     )  # fmt: skip
 

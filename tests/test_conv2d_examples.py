@@ -19,8 +19,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from convprop.functional import conv2d, conv2d_backward, conv2d_forward
 from reference import ALGORITHM_NAMES, assert_close, conv2d_ref
 
-# winograd needs 3x3 kernels; it declines every example but (b)'s 3x3 case
-NON_WINOGRAD = [name for name in ALGORITHM_NAMES if name != "winograd"]
+# winograd (both tilings) needs 3x3 kernels; it declines every example but (b)'s 3x3 case
+WINOGRAD = ("winograd", "winograd4")
+NON_WINOGRAD = [name for name in ALGORITHM_NAMES if name not in WINOGRAD]
 
 # --- (a) the 1-D example ---------------------------------------------------------------
 
@@ -104,7 +105,7 @@ def _correlation_valid(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
 def test_single_channel_dx_is_full_convolution_with_rotated_kernel_B3(
     R: int, S: int, algorithm: str
 ) -> None:
-    if algorithm == "winograd" and (R, S) != (3, 3):
+    if algorithm in WINOGRAD and (R, S) != (3, 3):
         with pytest.raises(NotImplementedError, match="needs a 3x3 kernel"):
             conv2d(np.zeros((1, 1, 5, 6)), np.zeros((1, 1, R, S)), algorithm=algorithm)
         return

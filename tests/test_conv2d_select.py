@@ -205,7 +205,8 @@ def test_weight_pass_keeps_the_forwards_algorithm_when_nearly_as_cheap(tmp_path:
     forward saved its input tiles: the weight pass stays with Winograd. lenet1: im2col's
     estimate is far above the direct sum's, so the cheaper one is kept."""
     res3x3 = _geom(8, 64, 56, 64, 3, padding=1)
-    names = [n for n, a in ALGORITHMS.items() if a.decline(res3x3) is None]
+    # among the algorithms other than F(4x4, 3x3), which is cheaper on every pass of res3x3
+    names = [n for n, a in ALGORITHMS.items() if a.decline(res3x3) is None and n != "winograd4"]
     cheapest = select.choose(res3x3, "weight", "float32", names, compiled=True)
     own = select.estimate("winograd", res3x3, "weight", "float32", True)
     assert select.REUSE_SHARE * own <= select.estimate(cheapest, res3x3, "weight", "float32", True)

@@ -366,7 +366,8 @@ W = np.zeros((4, 3, 3, 3))
                      r"got list", id="not-an-array"),
         pytest.param(lambda: conv_transpose2d(X, W, algorithm="gemm"), ParameterError,
                      r"conv_transpose2d: unknown algorithm; expected one of \['auto', 'direct', "
-                     r"'im2col', 'fft', 'winograd', 'depthwise'\], got 'gemm'", id="algorithm"),
+                     r"'im2col', 'fft', 'winograd', 'winograd4', 'depthwise'\], got 'gemm'",
+                     id="algorithm"),
     ],
 )  # fmt: skip
 def test_invalid_calls_are_refused_with_their_reason(call: Any, error: type, match: str) -> None:

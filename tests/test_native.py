@@ -138,7 +138,7 @@ def test_depthwise_backward_in_one_pass_equals_the_two_passes(case: ConvCase, dt
 def _fallback_params() -> list[object]:
     return [
         pytest.param(case, algorithm, id=f"{case.name}-{algorithm}")
-        for algorithm in ("im2col", "winograd", "depthwise", "fft")
+        for algorithm in ("im2col", "winograd", "winograd4", "depthwise", "fft")
         for case in CASES
         if case.applies(algorithm)
     ]
@@ -158,15 +158,16 @@ def test_algorithms_without_kernels_match_reference(case: ConvCase, algorithm: s
     assert_close(dw, data["dw"], "float64", "dw (B2)")
 
 
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd4"])
 @pytest.mark.parametrize("case", [c for c in CASES if c.winograd_applies], ids=lambda c: c.name)
-def test_winograd_switching_paths_between_passes_is_safe(case: ConvCase) -> None:
+def test_winograd_switching_paths_between_passes_is_safe(case: ConvCase, algorithm: str) -> None:
     """A forward with the kernels and a backward without them (or the reverse) recompute
     the tiles the other layout kept, and still agree with the reference."""
     data = expected(case, "float64")
-    _, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="winograd", **case.hyper)
+    _, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm=algorithm, **case.hyper)
     with native.disabled():
         dx, dw, _ = conv2d_backward(data["dy"], cache)
-        _, cache_numpy = conv2d_forward(data["x"], data["w"], data["b"], algorithm="winograd",
+        _, cache_numpy = conv2d_forward(data["x"], data["w"], data["b"], algorithm=algorithm,
                                         **case.hyper)  # fmt: skip
     dx2, dw2, _ = conv2d_backward(data["dy"], cache_numpy)
     for got in (dx, dx2):
@@ -595,3 +596,6 @@ def test_kernel_entry_points_refuse_geometries_they_cannot_compute() -> None:
     strided = (1, 1, 5, 5, 1, 3, 3, 2, 2, 2, 2, 1, 1, 0, 0)  # stride 2
     with pytest.raises(ValueError, match="winograd_input: needs a 3x3 kernel, stride 1, dilati"):
         kernels.winograd_input(np.zeros(25), np.zeros(16), strided, 1, 1, 0, 1)
+    unit = (1, 1, 5, 5, 1, 3, 3, 5, 5, 1, 1, 1, 1, 1, 1)  # 5x5 -> 5x5: 2x2 tiles of 4x4
+    with pytest.raises(ValueError, match=r"winograd4_output: .* ceil\(P/4\) x ceil\(Q/4\) tiles"):
+        kernels.winograd4_output(np.zeros(36 * 9), np.zeros(25), unit, 3, 3, 0, 1)

@@ -75,6 +75,7 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_direct.h"
 #include "_kernels_pool.h"
 #include "_kernels_winograd.h"
+#include "_kernels_winograd4.h"
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
 #include "_kernels_elementwise.h"
@@ -97,6 +98,7 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_direct.h"
 #include "_kernels_pool.h"
 #include "_kernels_winograd.h"
+#include "_kernels_winograd4.h"
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
 #include "_kernels_elementwise.h"
@@ -244,6 +246,7 @@ enum {
     OP_DW_FORWARD, OP_DW_DATA, OP_DW_WEIGHT, OP_DW_BOTH, OP_DIRECT_FORWARD, OP_DIRECT_WEIGHT,
     OP_MAXPOOL_FORWARD, OP_MAXPOOL_BACKWARD,
     OP_WINO_INPUT, OP_WINO_OUTPUT, OP_WINO_DY, OP_WINO_DX,
+    OP_WINO4_INPUT, OP_WINO4_OUTPUT, OP_WINO4_DY, OP_WINO4_DX,
     OP_ADD_BIAS, OP_BIAS_GRAD, OP_TO_PLANES, OP_TO_SPATIAL,
     OP_RELU_FORWARD, OP_RELU_BACKWARD, OP_ADAM, OP_COMPLEX_MERGE, OP_COMPLEX_SPLIT,
 };
@@ -302,6 +305,12 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
     case OP_WINO_OUTPUT: BY_KIND(wino_output, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
     case OP_WINO_DY: BY_KIND(wino_dy, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
     case OP_WINO_DX: BY_KIND(wino_dx, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
+    case OP_WINO4_INPUT: BY_KIND(wino4_input, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
+    case OP_WINO4_OUTPUT:
+        BY_KIND(wino4_output, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi);
+        break;
+    case OP_WINO4_DY: BY_KIND(wino4_dy, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
+    case OP_WINO4_DX: BY_KIND(wino4_dx, a[0], a[1], s, &c->conv, n[0], n[1], lo, hi); break;
     case OP_ADD_BIAS: BY_KIND(add_bias, a[0], a[1], n[0], n[1], lo, hi); break;
     case OP_BIAS_GRAD: /* dy, parts; n = (K, PQ, k0, kc) */
         BY_KIND(bias_grad, a[0], a[1], n[0], n[1], n[2], n[3], lo, hi);
@@ -827,7 +836,8 @@ static PyObject *py_maxpool_backward(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(invalid);
 }
 
-/* The four Winograd F(2x2, 3x3) transforms: one input, one output, sizes by role. */
+/* The four Winograd transforms, F(2x2, 3x3) and F(4x4, 3x3): one input, one output, sizes
+ * by role; m output cells per tile side, (m + 2)^2 tile positions. */
 static PyObject *winograd(PyObject *args, int op, const char *name)
 {
     PyObject *io, *oo, *geo;
@@ -836,24 +846,30 @@ static PyObject *winograd(PyObject *args, int op, const char *name)
     Call c = {.op = op};
     const ConvGeom *g = &c.conv;
     Py_buffer v[2];
+    const int four = op == OP_WINO4_INPUT || op == OP_WINO4_OUTPUT || op == OP_WINO4_DY ||
+                     op == OP_WINO4_DX;
+    const Py_ssize_t m = four ? 4 : 2, positions = (m + 2) * (m + 2);
     if (!PyArg_ParseTuple(args, "OOO!nnnn|i", &io, &oo, &PyTuple_Type, &geo, &Th, &Tw, &lo, &hi,
                           &threads))
         return NULL;
     if (parse_conv_geom(geo, &c.conv, name) || check_threads(threads, name)) return NULL;
-    if (Th != (g->P + 1) / 2 || Tw != (g->Q + 1) / 2 || g->R != 3 || g->S != 3 || g->sh != 1 ||
-        g->sw != 1 || g->dh != 1 || g->dw != 1) {
+    if (Th != (g->P + m - 1) / m || Tw != (g->Q + m - 1) / m || g->R != 3 || g->S != 3 ||
+        g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1) {
         PyErr_Format(PyExc_ValueError,
-                     "%s: needs a 3x3 kernel, stride 1, dilation 1 and ceil(P/2) x ceil(Q/2) "
-                     "tiles", name);
+                     "%s: needs a 3x3 kernel, stride 1, dilation 1 and ceil(P/%zd) x "
+                     "ceil(Q/%zd) tiles", name, m, m);
         return NULL;
     }
     const Py_ssize_t NT = g->N * Th * Tw;
     const Py_ssize_t nx = g->N * g->C * g->H * g->W, ny = g->N * g->K * g->P * g->Q;
-    const Py_ssize_t nVx = 16 * g->C * NT, nVy = 16 * g->K * NT;
+    const Py_ssize_t nVx = positions * g->C * NT, nVy = positions * g->K * NT;
     Py_ssize_t in_size, out_size, total;
-    if (op == OP_WINO_INPUT) in_size = nx, out_size = nVx, total = g->N * g->C;
-    else if (op == OP_WINO_OUTPUT) in_size = nVy, out_size = ny, total = g->N * g->K;
-    else if (op == OP_WINO_DY) in_size = ny, out_size = nVy, total = g->N * g->K;
+    if (op == OP_WINO_INPUT || op == OP_WINO4_INPUT)
+        in_size = nx, out_size = nVx, total = g->N * g->C;
+    else if (op == OP_WINO_OUTPUT || op == OP_WINO4_OUTPUT)
+        in_size = nVy, out_size = ny, total = g->N * g->K;
+    else if (op == OP_WINO_DY || op == OP_WINO4_DY)
+        in_size = ny, out_size = nVy, total = g->N * g->K;
     else in_size = nVx, out_size = nx, total = g->N * g->C;
     if (check_range(lo, hi, total, name)) return NULL;
     c.kind = float_kind(io, name);
@@ -863,8 +879,9 @@ static PyObject *winograd(PyObject *args, int op, const char *name)
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    /* row buffers, and for wino_dx a row of transformed tiles (see _kernels_winograd.h) */
-    const Py_ssize_t elements = 16 * Tw + 4 * (2 * Tw + 2);
+    /* m + 2 row buffers of m*Tw + 2 cells, and for the dx kernels a row of transformed tiles
+     * (see _kernels_winograd.h and _kernels_winograd4.h) */
+    const Py_ssize_t elements = four ? wino4_scratch(Tw) : 16 * Tw + 4 * (2 * Tw + 2);
     threads = team_size(lo, hi, threads);
     if (alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {
         RELEASE_ALL(v, 2);
@@ -877,29 +894,20 @@ static PyObject *winograd(PyObject *args, int op, const char *name)
     Py_RETURN_NONE;
 }
 
-static PyObject *py_wino_input(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return winograd(args, OP_WINO_INPUT, "winograd_input");
-}
-
-static PyObject *py_wino_output(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return winograd(args, OP_WINO_OUTPUT, "winograd_output");
-}
-
-static PyObject *py_wino_dy(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return winograd(args, OP_WINO_DY, "winograd_dy");
-}
-
-static PyObject *py_wino_dx(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return winograd(args, OP_WINO_DX, "winograd_dx");
-}
+#define WINOGRAD_ENTRY(fn, op, name)                                                             \
+    static PyObject *fn(PyObject *self, PyObject *args)                                          \
+    {                                                                                            \
+        (void)self;                                                                              \
+        return winograd(args, op, name);                                                         \
+    }
+WINOGRAD_ENTRY(py_wino_input, OP_WINO_INPUT, "winograd_input")
+WINOGRAD_ENTRY(py_wino_output, OP_WINO_OUTPUT, "winograd_output")
+WINOGRAD_ENTRY(py_wino_dy, OP_WINO_DY, "winograd_dy")
+WINOGRAD_ENTRY(py_wino_dx, OP_WINO_DX, "winograd_dx")
+WINOGRAD_ENTRY(py_wino4_input, OP_WINO4_INPUT, "winograd4_input")
+WINOGRAD_ENTRY(py_wino4_output, OP_WINO4_OUTPUT, "winograd4_output")
+WINOGRAD_ENTRY(py_wino4_dy, OP_WINO4_DY, "winograd4_dy")
+WINOGRAD_ENTRY(py_wino4_dx, OP_WINO4_DX, "winograd4_dx")
 
 /* The bias of a convolution: add_bias(y, b, K, PQ, lo, hi) over planes of y (N, K, PQ) and
  * bias_grad(dy, db, K, PQ, lo, hi) over filters. */
@@ -1246,6 +1254,14 @@ static PyMethodDef methods[] = {
      "winograd_dy(dy, Z, geom, Th, Tw, lo, hi, threads=1): (WG5), planes (n, k)."},
     {"winograd_dx", py_wino_dx, METH_VARARGS,
      "winograd_dx(Mbar, dx, geom, Th, Tw, lo, hi, threads=1): (WG6), planes (n, c)."},
+    {"winograd4_input", py_wino4_input, METH_VARARGS,
+     "winograd4_input(x, V, geom, Th, Tw, lo, hi, threads=1): (WG2), (WG9), planes (n, c)."},
+    {"winograd4_output", py_wino4_output, METH_VARARGS,
+     "winograd4_output(M, y, geom, Th, Tw, lo, hi, threads=1): (WG4), (WG9), planes (n, k)."},
+    {"winograd4_dy", py_wino4_dy, METH_VARARGS,
+     "winograd4_dy(dy, Z, geom, Th, Tw, lo, hi, threads=1): (WG5), (WG9), planes (n, k)."},
+    {"winograd4_dx", py_wino4_dx, METH_VARARGS,
+     "winograd4_dx(Mbar, dx, geom, Th, Tw, lo, hi, threads=1): (WG6), (WG9), planes (n, c)."},
     {"add_bias", py_add_bias, METH_VARARGS,
      "add_bias(y, b, K, PQ, lo, hi, threads=1): (F1)'s bias."},
     {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db, K, PQ, lo, hi, threads=1): (B1)."},

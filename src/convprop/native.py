@@ -304,51 +304,67 @@ def adam_step(p: Any, g: Any, m: Any, v: Any, v_max: Any | None, scalars: tuple[
     parallel(_kernels.adam_step, p.size, 2 * p.size, p, _contiguous(g), m, v, v_max, scalars)
 
 
-# ------------------------------------------------------- Winograd F(2x2, 3x3) transforms
+# ------------------------------------------ Winograd F(2x2, 3x3) and F(4x4, 3x3) transforms
 
 
-def _tiles(geom: Any) -> tuple[int, int]:
-    return (geom.P + 1) // 2, (geom.Q + 1) // 2
+def _tiles(geom: Any, m: int) -> tuple[int, int]:
+    return -(-geom.P // m), -(-geom.Q // m)
 
 
-def _tile_transform(kernel: Any, a: Any, out_shape: tuple[int, ...], planes: int, geom: Any) -> Any:
+_WINOGRAD_KERNELS = {
+    2: ("winograd_input", "winograd_output", "winograd_dy", "winograd_dx"),
+    4: ("winograd4_input", "winograd4_output", "winograd4_dy", "winograd4_dx"),
+}
+
+
+def _wino_kernel(m: int, role: int) -> Any:
+    """The compiled transform ``role`` (0 input, 1 output, 2 dy, 3 dx) for m x m output tiles."""
+    if m not in _WINOGRAD_KERNELS:
+        raise ValueError(f"winograd: output tiles of 2x2 or 4x4; expected m in (2, 4), got {m!r}")
+    return getattr(_kernels, _WINOGRAD_KERNELS[m][role])
+
+
+def _tile_transform(
+    kernel: Any, a: Any, out_shape: tuple[int, ...], planes: int, geom: Any, m: int
+) -> Any:
     """Run one Winograd transform kernel over ``planes`` planes into a new array."""
     a = _contiguous(a)
     out = numpy.empty(out_shape, dtype=a.dtype)
-    Th, Tw = _tiles(geom)
+    Th, Tw = _tiles(geom, m)
     work = 4 * max(a.size, out.size)  # a few additions per value of a tile
     parallel(kernel, planes, work, a, out, conv_geometry_tuple(geom), Th, Tw)
     return out
 
 
-def _tiled(channels: int, geom: Any) -> tuple[int, int, int]:
-    """The transformed layout (16, channels, N·T)."""
-    Th, Tw = _tiles(geom)
-    return (16, channels, geom.N * Th * Tw)
+def _tiled(channels: int, geom: Any, m: int) -> tuple[int, int, int]:
+    """The transformed layout ((m+2)², channels, N·T)."""
+    Th, Tw = _tiles(geom, m)
+    return ((m + 2) ** 2, channels, geom.N * Th * Tw)
 
 
-def winograd_input(x: Any, geom: Any) -> Any:
-    """(WG2): x (N, C, H, W) -> V (16, C, N·T), T = ceil(P/2)·ceil(Q/2) tiles per image."""
-    V_shape = _tiled(geom.C, geom)
-    return _tile_transform(_kernels.winograd_input, x, V_shape, geom.N * geom.C, geom)
+def winograd_input(x: Any, geom: Any, m: int = 2) -> Any:
+    """(WG2): x (N, C, H, W) -> V ((m+2)², C, N·T), T = ceil(P/m)·ceil(Q/m) tiles per image;
+    m = 2 for F(2x2, 3x3), 4 for F(4x4, 3x3) (WG9)."""
+    V_shape = _tiled(geom.C, geom, m)
+    return _tile_transform(_wino_kernel(m, 0), x, V_shape, geom.N * geom.C, geom, m)
 
 
-def winograd_output(M: Any, geom: Any) -> Any:
-    """(WG4): M (16, K, N·T) -> y (N, K, P, Q)."""
+def winograd_output(M: Any, geom: Any, m: int = 2) -> Any:
+    """(WG4): M ((m+2)², K, N·T) -> y (N, K, P, Q)."""
     y_shape = (geom.N, geom.K, geom.P, geom.Q)
-    return _tile_transform(_kernels.winograd_output, M, y_shape, geom.N * geom.K, geom)
+    return _tile_transform(_wino_kernel(m, 1), M, y_shape, geom.N * geom.K, geom, m)
 
 
-def winograd_dy(dy: Any, geom: Any) -> Any:
-    """(WG5): dy (N, K, P, Q) -> Z (16, K, N·T), dy zero-extended to whole tiles."""
-    Z_shape = _tiled(geom.K, geom)
-    return _tile_transform(_kernels.winograd_dy, dy, Z_shape, geom.N * geom.K, geom)
+def winograd_dy(dy: Any, geom: Any, m: int = 2) -> Any:
+    """(WG5): dy (N, K, P, Q) -> Z ((m+2)², K, N·T), dy zero-extended to whole tiles."""
+    Z_shape = _tiled(geom.K, geom, m)
+    return _tile_transform(_wino_kernel(m, 2), dy, Z_shape, geom.N * geom.K, geom, m)
 
 
-def winograd_dx(M_bar: Any, geom: Any) -> Any:
-    """(WG6): M̄ (16, C, N·T) -> dx (N, C, H, W), overlapping tiles added."""
+def winograd_dx(M_bar: Any, geom: Any, m: int = 2) -> Any:
+    """(WG6): M̄ ((m+2)², C, N·T) -> dx (N, C, H, W), overlapping tiles added."""
     x_shape = (geom.N, geom.C, geom.H, geom.W)
-    return _tile_transform(_kernels.winograd_dx, M_bar, x_shape, geom.N * geom.C, geom)
+    return _tile_transform(_wino_kernel(m, 3), M_bar, x_shape, geom.N * geom.C, geom, m)
 
 
 # ------------------------------------------------- layout changes of the FFT algorithm

@@ -32,6 +32,7 @@ from convprop.functional import (
     conv2d_im2col,
     conv2d_select,
     conv2d_winograd,
+    conv2d_winograd4,
 )
 from convprop.functional._checks import check_upstream, require_array
 
@@ -63,7 +64,14 @@ class ConvAlgorithm(Protocol):
 
 ALGORITHMS: dict[str, ConvAlgorithm] = {
     module.NAME: module
-    for module in (conv2d_direct, conv2d_im2col, conv2d_fft, conv2d_winograd, conv2d_depthwise)
+    for module in (
+        conv2d_direct,
+        conv2d_im2col,
+        conv2d_fft,
+        conv2d_winograd,
+        conv2d_winograd4,
+        conv2d_depthwise,
+    )
 }
 """Registered conv2d algorithms by name; ``"auto"`` chooses among them per pass."""
 

@@ -259,29 +259,39 @@ def _fft(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     return seconds * (FFT_COMPILED_SHARE if compiled else 1.0)
 
 
-def _winograd(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+def _winograd_tiled(geom: ConvGeometry, b: int, compiled: bool, m: int) -> float:
+    """Winograd F(m x m, 3x3): (m + 2)² GEMMs over the tiles, the transforms' bytes."""
+    positions = (m + 2) ** 2
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     # (WG8): dil_h·dil_w phases of ceil(Hp/dil_h) x ceil(Wp/dil_w) cells each, 3x3 dense
     Hp, Wp = geom.padded_hw
     phase_rows, phase_cols = -(-Hp // geom.dil_h) - 2, -(-Wp // geom.dil_w) - 2
-    row_tiles = math.ceil(phase_cols / 2)
-    tiles = geom.dil_h * geom.dil_w * geom.N * math.ceil(phase_rows / 2) * row_tiles
-    flops = 2.0 * 16 * tiles * geom.groups * K_g * C_g
-    if compiled:  # compiled transforms, 16 GEMMs over the whole batch
+    row_tiles = math.ceil(phase_cols / m)
+    tiles = geom.dil_h * geom.dil_w * geom.N * math.ceil(phase_rows / m) * row_tiles
+    flops = 2.0 * positions * tiles * geom.groups * K_g * C_g
+    if compiled:  # compiled transforms, (m+2)² GEMMs over the whole batch
         rate = gemm_rate(K_g, C_g, tiles, itemsize=b)
         planes = geom.N * (geom.C * geom.H * geom.W + geom.K * geom.P * geom.Q)
-        transform_bytes = (16 * tiles * (geom.C + geom.K) + planes) * b
+        transform_bytes = (positions * tiles * (geom.C + geom.K) + planes) * b
         # the transforms vectorise over a row of tiles: short rows run below the copy rate
         efficiency = row_tiles / (row_tiles + 8.0)
         seconds = flops / rate + 2 * transform_bytes / (NATIVE_BYTES_PER_S * efficiency)
         if geom.dil_h > 1 or geom.dil_w > 1:  # (WG8) NumPy copies into and out of phases
             phase_bytes = geom.N * (geom.C * Hp * Wp + geom.K * geom.P * geom.Q) * b
             seconds += 6 * phase_bytes / MEMORY_BYTES_PER_S
-        return seconds + 16 * CALL_SECONDS
+        return seconds + positions * CALL_SECONDS
     rate = gemm_rate(K_g, C_g, tiles // max(geom.N, 1), itemsize=b)
-    # the tile gathers and the three transforms each pass over 16 values per tile
-    transform_bytes = 16 * tiles * (geom.C + geom.K) * b * 8
-    return flops / rate + transform_bytes / MEMORY_BYTES_PER_S + 64 * CALL_SECONDS
+    # the tile gathers and the three transforms each pass over (m+2)² values per tile
+    transform_bytes = positions * tiles * (geom.C + geom.K) * b * 8
+    return flops / rate + transform_bytes / MEMORY_BYTES_PER_S + 4 * positions * CALL_SECONDS
+
+
+def _winograd(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    return _winograd_tiled(geom, b, compiled, 2)
+
+
+def _winograd4(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    return _winograd_tiled(geom, b, compiled, 4)
 
 
 ESTIMATORS: dict[str, Callable[[ConvGeometry, str, int, bool], float]] = {
@@ -289,6 +299,7 @@ ESTIMATORS: dict[str, Callable[[ConvGeometry, str, int, bool], float]] = {
     "im2col": _im2col,
     "fft": _fft,
     "winograd": _winograd,
+    "winograd4": _winograd4,
     "depthwise": _depthwise,
 }
 

@@ -22,10 +22,15 @@ A dilated kernel (dilation d_h x d_w) reads only every d-th row and column: outp
 Only 3x3 kernels and stride 1; other cases are declined. Output tiles past
 P x Q are computed on zero-extended input and dropped (dy is zero-extended in backward).
 
+F(4x4, 3x3) (``conv2d_winograd4``, the algorithm "winograd4") runs the same steps with 6x6
+input tiles (overlapping by 2), 4x4 output tiles and 36 positions, its matrices B^T, G, A^T
+of (WG9): 36 multiplications per 16 outputs instead of 16 per 4, at the price of rounding
+errors about ten times larger in float32. Everything below takes the tiling as ``t``.
+
 On the CPU the four tile transforms (WG2, WG4, WG5, WG6) run as compiled kernels (see
-convprop.native) in a layout X[xi, channel, n·T + t] (xi = 4i + j one of the 16 tile
-positions, T tiles per image), so that (WG3), (WG6) and (WG7) are 16 GEMMs over the whole
-batch at once. CuPy arrays, or an install without the kernels, take the einsum code below.
+convprop.native) in a layout X[xi, channel, n·T + t] (xi = a·i + j one of the a² tile
+positions, a = m + 2, T tiles per image), so that (WG3), (WG6) and (WG7) are a² GEMMs over
+the whole batch at once. CuPy arrays, or an install without the kernels, take the einsum code below.
 """
 
 from __future__ import annotations
@@ -42,207 +47,275 @@ from convprop.functional._conv_common import crop_padding, pad_input
 
 NAME = "winograd"
 
-# The transform matrices as exact Python numbers; made into arrays of the input's module
-# and dtype on use.
-_B_T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-_G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
-_A_T = [[1, 1, 1, 0], [0, 1, -1, -1]]
+
+@dataclass(frozen=True)
+class Tiling:
+    """F(m x m, 3x3): m output cells per tile side from (m + 2)-cell input tiles that start
+    every m cells; the transform matrices as exact Python numbers (made into arrays of the
+    input's module and dtype on use)."""
+
+    m: int
+    B_T: tuple[tuple[float, ...], ...]  # (a, a), a = m + 2
+    G: tuple[tuple[float, ...], ...]  # (a, 3)
+    A_T: tuple[tuple[float, ...], ...]  # (m, a)
+
+    @property
+    def a(self) -> int:
+        """The input tile's side, m + 2."""
+        return self.m + 2
+
+    @property
+    def positions(self) -> int:
+        """Transformed values per tile, (m + 2)²: the number of GEMMs of (WG3)."""
+        return self.a * self.a
+
+
+F2 = Tiling(
+    m=2,
+    B_T=((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+    G=((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1)),
+    A_T=((1, 1, 1, 0), (0, 1, -1, -1)),
+)
+"""F(2x2, 3x3), interpolation points 0, 1, -1 and infinity."""
+
+F4 = Tiling(
+    m=4,
+    B_T=(
+        (4, 0, -5, 0, 1, 0),
+        (0, -4, -4, 1, 1, 0),
+        (0, 4, -4, -1, 1, 0),
+        (0, -2, -1, 2, 1, 0),
+        (0, 2, -1, -2, 1, 0),
+        (0, 4, 0, -5, 0, 1),
+    ),
+    G=(
+        (1 / 4, 0, 0),
+        (-1 / 6, -1 / 6, -1 / 6),
+        (-1 / 6, 1 / 6, -1 / 6),
+        (1 / 24, 1 / 12, 1 / 6),
+        (1 / 24, -1 / 12, 1 / 6),
+        (0, 0, 1),
+    ),
+    A_T=((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
+)
+"""F(4x4, 3x3) (WG9), interpolation points 0, 1, -1, 2, -2 and infinity."""
+
+# F(2x2, 3x3)'s matrices under the names of docs/derivations.md, section 7
+_B_T, _G, _A_T = F2.B_T, F2.G, F2.A_T
+
+
+def decline_tiled(geom: ConvGeometry, t: Tiling) -> str | None:
+    """F(m x m, 3x3) needs a 3x3 kernel and stride 1 (any dilation: WG8)."""
+    name = f"F({t.m}x{t.m}, 3x3)"
+    if (geom.R, geom.S) != (3, 3):
+        return f"{name} needs a 3x3 kernel, got R x S = {geom.R} x {geom.S}"
+    if (geom.stride_h, geom.stride_w) != (1, 1):
+        return f"{name} needs stride 1, got stride=({geom.stride_h}, {geom.stride_w})"
+    return None
 
 
 def decline(geom: ConvGeometry) -> str | None:
     """Winograd F(2x2, 3x3) needs a 3x3 kernel and stride 1 (any dilation: WG8)."""
-    if (geom.R, geom.S) != (3, 3):
-        return f"F(2x2, 3x3) needs a 3x3 kernel, got R x S = {geom.R} x {geom.S}"
-    if (geom.stride_h, geom.stride_w) != (1, 1):
-        return f"F(2x2, 3x3) needs stride 1, got stride=({geom.stride_h}, {geom.stride_w})"
-    return None
+    return decline_tiled(geom, F2)
 
 
-def _constants(xp: ModuleType, dtype: object) -> tuple[Array, Array, Array]:
+def _constants(xp: ModuleType, dtype: object, t: Tiling) -> tuple[Array, Array, Array]:
     return (
-        xp.asarray(_B_T, dtype=dtype),
-        xp.asarray(_G, dtype=dtype),
-        xp.asarray(_A_T, dtype=dtype),
+        xp.asarray(t.B_T, dtype=dtype),
+        xp.asarray(t.G, dtype=dtype),
+        xp.asarray(t.A_T, dtype=dtype),
     )
 
 
-def _tile_counts(geom: ConvGeometry) -> tuple[int, int]:
-    return math.ceil(geom.P / 2), math.ceil(geom.Q / 2)
+def _tile_counts(geom: ConvGeometry, t: Tiling) -> tuple[int, int]:
+    return math.ceil(geom.P / t.m), math.ceil(geom.Q / t.m)
 
 
-def _input_tiles(x: Array, geom: ConvGeometry) -> Array:
-    """x -> d (N, C, 4, 4, Th, Tw): d[..., a, b, i, j] = x_ext[..., 2i + a, 2j + b]."""
+def _input_tiles(x: Array, geom: ConvGeometry, t: Tiling) -> Array:
+    """x -> d (N, C, a, a, Th, Tw): d[..., i, j, ti, tj] = x_ext[..., m·ti + i, m·tj + j]."""
     xp = get_xp(x)
-    T_h, T_w = _tile_counts(geom)
+    T_h, T_w = _tile_counts(geom, t)
+    m, a = t.m, t.a
     x_pad = pad_input(xp, x, geom)
     Hp, Wp = geom.padded_hw
-    x_ext = xp.pad(x_pad, ((0, 0), (0, 0), (0, 2 * T_h + 2 - Hp), (0, 2 * T_w + 2 - Wp)))
-    d = xp.empty((geom.N, geom.C, 4, 4, T_h, T_w), dtype=x.dtype)
-    for a in range(4):
-        for b in range(4):
-            d[:, :, a, b] = x_ext[:, :, a : a + 2 * T_h : 2, b : b + 2 * T_w : 2]
+    x_ext = xp.pad(x_pad, ((0, 0), (0, 0), (0, m * T_h + 2 - Hp), (0, m * T_w + 2 - Wp)))
+    d = xp.empty((geom.N, geom.C, a, a, T_h, T_w), dtype=x.dtype)
+    for i in range(a):
+        for j in range(a):
+            d[:, :, i, j] = x_ext[:, :, i : i + m * T_h : m, j : j + m * T_w : m]
     return d
 
 
-def _input_transform(x: Array, geom: ConvGeometry) -> Array:
-    """(WG2): V (4, 4, N, G, C/G, Th*Tw)."""
+def _input_transform(x: Array, geom: ConvGeometry, t: Tiling) -> Array:
+    """(WG2): V (a, a, N, G, C/G, Th*Tw)."""
     xp = get_xp(x)
-    B_T, _, _ = _constants(xp, x.dtype)
-    d = _input_tiles(x, geom)
+    B_T, _, _ = _constants(xp, x.dtype, t)
+    d = _input_tiles(x, geom, t)
     V = xp.einsum("ia,ncabtu,jb->ijnctu", B_T, d, B_T, optimize=True)  # (WG2)
-    return V.reshape(4, 4, geom.N, geom.groups, geom.C // geom.groups, -1)
+    return V.reshape(t.a, t.a, geom.N, geom.groups, geom.C // geom.groups, -1)
 
 
-def _kernel_transform(w: Array, geom: ConvGeometry) -> Array:
-    """(WG1): U (4, 4, G, K/G, C/G).
+def _kernel_transform(w: Array, geom: ConvGeometry, t: Tiling = F2) -> Array:
+    """(WG1): U (a, a, G, K/G, C/G).
 
-    In vector form G·g·Gᵀ is (G ⊗ G)·vec(g), so one product with the (16, 9) Kronecker
+    In vector form G·g·Gᵀ is (G ⊗ G)·vec(g), so one product with the (a², 9) Kronecker
     matrix transforms every filter at once (a product over 3 × 3 trailing axes per filter
     costs NumPy a loop of length 3 per element: 30 ms for 512 × 512 filters).
     """
     xp = get_xp(w)
-    _, G_mat, _ = _constants(xp, w.dtype)
-    GG = xp.kron(G_mat, G_mat)  # (16, 9): GG[4i + j, 3r + s] = G[i, r] * G[j, s]
-    U = GG @ w.reshape(-1, 9).T  # (WG1) (16, K·C/G), filters in (g, k, c) order
-    return U.reshape(4, 4, geom.groups, geom.K // geom.groups, geom.C // geom.groups)
+    _, G_mat, _ = _constants(xp, w.dtype, t)
+    GG = xp.kron(G_mat, G_mat)  # (a², 9): GG[a·i + j, 3r + s] = G[i, r] * G[j, s]
+    U = GG @ w.reshape(-1, 9).T  # (WG1) (a², K·C/G), filters in (g, k, c) order
+    return U.reshape(t.a, t.a, geom.groups, geom.K // geom.groups, geom.C // geom.groups)
 
 
-def _kernel_adjoint(dU: Array, geom: ConvGeometry) -> Array:
-    """(WG7) dg = Gᵀ·dU·G for every filter, the adjoint of (WG1): dU (4, 4, G, K/G, C/G) ->
+def _kernel_adjoint(dU: Array, geom: ConvGeometry, t: Tiling = F2) -> Array:
+    """(WG7) dg = Gᵀ·dU·G for every filter, the adjoint of (WG1): dU (a, a, G, K/G, C/G) ->
     dw (K, C/G, 3, 3); in vector form vec(dg) = (G ⊗ G)ᵀ·vec(dU)."""
     xp = get_xp(dU)
-    _, G_mat, _ = _constants(xp, dU.dtype)
-    GG = xp.kron(G_mat, G_mat)  # (16, 9)
-    dg = dU.reshape(16, -1).T @ GG  # (WG7) (K·C/G, 9)
+    _, G_mat, _ = _constants(xp, dU.dtype, t)
+    GG = xp.kron(G_mat, G_mat)  # (a², 9)
+    dg = dU.reshape(t.positions, -1).T @ GG  # (WG7) (K·C/G, 9)
     return dg.reshape(geom.w_shape)
 
 
-def _output_tiles_transform(dy: Array, geom: ConvGeometry) -> Array:
-    """(WG5): Z (4, 4, N, G, K/G, Th*Tw) from dy zero-extended to whole tiles."""
+def _output_tiles_transform(dy: Array, geom: ConvGeometry, t: Tiling) -> Array:
+    """(WG5): Z (a, a, N, G, K/G, Th*Tw) from dy zero-extended to whole tiles."""
     xp = get_xp(dy)
-    _, _, A_T = _constants(xp, dy.dtype)
-    T_h, T_w = _tile_counts(geom)
-    dy_ext = xp.pad(dy, ((0, 0), (0, 0), (0, 2 * T_h - geom.P), (0, 2 * T_w - geom.Q)))
-    tiles = dy_ext.reshape(geom.N, geom.K, T_h, 2, T_w, 2)  # (N, K, Th, 2, Tw, 2)
+    _, _, A_T = _constants(xp, dy.dtype, t)
+    T_h, T_w = _tile_counts(geom, t)
+    m = t.m
+    dy_ext = xp.pad(dy, ((0, 0), (0, 0), (0, m * T_h - geom.P), (0, m * T_w - geom.Q)))
+    tiles = dy_ext.reshape(geom.N, geom.K, T_h, m, T_w, m)  # (N, K, Th, m, Tw, m)
     Z = xp.einsum("ai,nktaub,bj->ijnktu", A_T, tiles, A_T, optimize=True)  # (WG5)
-    return Z.reshape(4, 4, geom.N, geom.groups, geom.K // geom.groups, -1)
+    return Z.reshape(t.a, t.a, geom.N, geom.groups, geom.K // geom.groups, -1)
 
 
 @dataclass(frozen=True)
 class _BatchedTiles:
-    """The forward's V in the compiled kernels' layout (16, C, N·T)."""
+    """The forward's V in the compiled kernels' layout (a², C, N·T), and its tiling."""
 
     V: Array
+    m: int
 
 
 def _grouped(X: Array, geom: ConvGeometry) -> Array:
-    """(16, channels, N·T) -> (16, G, channels/G, N·T)."""
-    return X.reshape(16, geom.groups, X.shape[1] // geom.groups, X.shape[2])
+    """(a², channels, N·T) -> (a², G, channels/G, N·T)."""
+    return X.reshape(X.shape[0], geom.groups, X.shape[1] // geom.groups, X.shape[2])
 
 
-def _forward_batched(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
-    """(WG1)-(WG4) with the compiled transforms and 16 whole-batch GEMMs."""
-    V = native.winograd_input(x, geom)  # (WG2) (16, C, N·T)
-    U = _kernel_transform(w, geom).reshape(16, geom.groups, geom.K // geom.groups, -1)  # (WG1)
-    M = U @ _grouped(V, geom)  # (WG3) (16, G, K/G, C/G) @ (16, G, C/G, N·T)
-    y = native.winograd_output(M.reshape(16, geom.K, -1), geom)  # (WG4)
-    return y, _BatchedTiles(V)
+def _forward_batched(x: Array, w: Array, geom: ConvGeometry, t: Tiling) -> tuple[Array, Any]:
+    """(WG1)-(WG4) with the compiled transforms and a² whole-batch GEMMs."""
+    V = native.winograd_input(x, geom, t.m)  # (WG2) (a², C, N·T)
+    U = _kernel_transform(w, geom, t).reshape(t.positions, geom.groups, geom.K // geom.groups, -1)
+    M = U @ _grouped(V, geom)  # (WG3) (a², G, K/G, C/G) @ (a², G, C/G, N·T)
+    y = native.winograd_output(M.reshape(t.positions, geom.K, -1), geom, t.m)  # (WG4)
+    return y, _BatchedTiles(V, t.m)
 
 
-def _dx_batched(Z: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(WG6): M̄ = Uᵀ Z as 16 GEMMs, then the compiled B M̄ Bᵀ and the tile scatter-add."""
+def _dx_batched(Z: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
+    """(WG6): M̄ = Uᵀ Z as a² GEMMs, then the compiled B M̄ Bᵀ and the tile scatter-add."""
     xp = get_xp(Z, w)
-    U = _kernel_transform(w, geom).reshape(16, geom.groups, geom.K // geom.groups, -1)
+    U = _kernel_transform(w, geom, t).reshape(t.positions, geom.groups, geom.K // geom.groups, -1)
     U_T = xp.ascontiguousarray(U.transpose(0, 1, 3, 2))  # small; batched GEMMs want it dense
-    M_bar = U_T @ _grouped(Z, geom)  # (WG6) (16, G, C/G, N·T)
-    return native.winograd_dx(M_bar.reshape(16, geom.C, -1), geom)  # (WG6)
+    M_bar = U_T @ _grouped(Z, geom)  # (WG6) (a², G, C/G, N·T)
+    return native.winograd_dx(M_bar.reshape(t.positions, geom.C, -1), geom, t.m)  # (WG6)
 
 
-def _dw_batched(Z: Array, V: Array, geom: ConvGeometry) -> Array:
-    """(WG7): dU = Z Vᵀ summed over the batch inside 16 GEMMs; dg = Gᵀ dU G."""
+def _dw_batched(Z: Array, V: Array, geom: ConvGeometry, t: Tiling) -> Array:
+    """(WG7): dU = Z Vᵀ summed over the batch inside a² GEMMs; dg = Gᵀ dU G."""
     xp = get_xp(Z, V)
     Z_g, V_g = _grouped(Z, geom), _grouped(V, geom)
-    dU = xp.empty((16, geom.groups, Z_g.shape[2], V_g.shape[2]), dtype=Z.dtype)
-    for xi in range(16):  # one GEMM per position and group: a batched matmul over
-        for g in range(geom.groups):  # transposed operands runs at half the speed
+    dU = xp.empty((t.positions, geom.groups, Z_g.shape[2], V_g.shape[2]), dtype=Z.dtype)
+    for xi in range(t.positions):  # one GEMM per position and group: a batched matmul
+        for g in range(geom.groups):  # over transposed operands runs at half the speed
             xp.matmul(Z_g[xi, g], V_g[xi, g].T, out=dU[xi, g])  # (WG7) sum over n and tiles
-    dU = dU.reshape(4, 4, *dU.shape[1:])
-    return _kernel_adjoint(dU, geom)  # (WG7)
+    dU = dU.reshape(t.a, t.a, *dU.shape[1:])
+    return _kernel_adjoint(dU, geom, t)  # (WG7)
 
 
-def _dense_forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+def _dense_forward(x: Array, w: Array, geom: ConvGeometry, t: Tiling) -> tuple[Array, Any]:
     """(WG1)-(WG4) for dilation 1: y (N, K, P, Q) without bias, and V for (WG7)."""
     if native.serves(x, w):
-        return _forward_batched(x, w, geom)
+        return _forward_batched(x, w, geom, t)
     xp = get_xp(x, w)
-    _, _, A_T = _constants(xp, x.dtype)
-    V = _input_transform(x, geom)  # (4, 4, N, G, C/G, T)
-    U = _kernel_transform(w, geom)  # (4, 4, G, K/G, C/G)
-    M = U[:, :, None] @ V  # (WG3) (4, 4, 1, G, K/G, C/G) @ (4, 4, N, G, C/G, T)
-    T_h, T_w = _tile_counts(geom)
-    M = M.reshape(4, 4, geom.N, geom.K, T_h, T_w)
+    _, _, A_T = _constants(xp, x.dtype, t)
+    V = _input_transform(x, geom, t)  # (a, a, N, G, C/G, T)
+    U = _kernel_transform(w, geom, t)  # (a, a, G, K/G, C/G)
+    M = U[:, :, None] @ V  # (WG3) (a, a, 1, G, K/G, C/G) @ (a, a, N, G, C/G, T)
+    T_h, T_w = _tile_counts(geom, t)
+    M = M.reshape(t.a, t.a, geom.N, geom.K, T_h, T_w)
     y = xp.einsum("ai,ijnktu,bj->nktaub", A_T, M, A_T, optimize=True)  # (WG4)
-    y = y.reshape(geom.N, geom.K, 2 * T_h, 2 * T_w)  # (N, K, Th, 2, Tw, 2) -> (N, K, 2Th, 2Tw)
+    y = y.reshape(geom.N, geom.K, t.m * T_h, t.m * T_w)  # (N, K, Th, m, Tw, m) -> whole tiles
     return y[:, :, : geom.P, : geom.Q], V
 
 
-def _dx_from(Z: Array, w: Array, geom: ConvGeometry) -> Array:
+def _dx_from(Z: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
     """(WG6): dx (N, C, H, W) from the transformed dy tiles Z."""
     xp = get_xp(Z, w)
-    B_T, _, _ = _constants(xp, Z.dtype)
-    U = _kernel_transform(w, geom)  # (4, 4, G, K/G, C/G)
-    M_bar = U.transpose(0, 1, 2, 4, 3)[:, :, None] @ Z  # (WG6) -> (4, 4, N, G, C/G, T)
-    T_h, T_w = _tile_counts(geom)
-    M_bar = M_bar.reshape(4, 4, geom.N, geom.C, T_h, T_w)
+    B_T, _, _ = _constants(xp, Z.dtype, t)
+    U = _kernel_transform(w, geom, t)  # (a, a, G, K/G, C/G)
+    M_bar = U.transpose(0, 1, 2, 4, 3)[:, :, None] @ Z  # (WG6) -> (a, a, N, G, C/G, T)
+    T_h, T_w = _tile_counts(geom, t)
+    m = t.m
+    M_bar = M_bar.reshape(t.a, t.a, geom.N, geom.C, T_h, T_w)
     dd = xp.einsum("ia,ijnctu,jb->ncabtu", B_T, M_bar, B_T, optimize=True)  # (WG6)
-    dx_ext = xp.zeros((geom.N, geom.C, 2 * T_h + 2, 2 * T_w + 2), dtype=Z.dtype)
-    for a in range(4):
-        for b in range(4):
+    dx_ext = xp.zeros((geom.N, geom.C, m * T_h + 2, m * T_w + 2), dtype=Z.dtype)
+    for i in range(t.a):
+        for j in range(t.a):
             # tiles overlap by two rows and columns, so the scatter must add
-            dx_ext[:, :, a : a + 2 * T_h : 2, b : b + 2 * T_w : 2] += dd[:, :, a, b]  # (WG6)
+            dx_ext[:, :, i : i + m * T_h : m, j : j + m * T_w : m] += dd[:, :, i, j]  # (WG6)
     Hp, Wp = geom.padded_hw
     return crop_padding(dx_ext[:, :, :Hp, :Wp], geom).copy()
 
 
-def _dw_from(Z: Array, V: Array, geom: ConvGeometry) -> Array:
+def _dw_from(Z: Array, V: Array, geom: ConvGeometry, t: Tiling) -> Array:
     """(WG7): dw (K, C/G, 3, 3) from the transformed dy tiles Z and input tiles V."""
-    dU = (Z @ V.swapaxes(-1, -2)).sum(axis=2)  # (WG7) -> (4, 4, G, K/G, C/G)
-    return _kernel_adjoint(dU, geom)  # (WG7)
+    dU = (Z @ V.swapaxes(-1, -2)).sum(axis=2)  # (WG7) -> (a, a, G, K/G, C/G)
+    return _kernel_adjoint(dU, geom, t)  # (WG7)
+
+
+def _batched_tiles(saved: Any, x: Array, geom: ConvGeometry, t: Tiling) -> Array:
+    """The forward's V in the compiled layout, recomputed when the forward kept none."""
+    if isinstance(saved, _BatchedTiles) and saved.m == t.m:
+        return saved.V
+    return native.winograd_input(x, geom, t.m)
 
 
 def _dense_backward(
-    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool, t: Tiling
 ) -> tuple[Array | None, Array]:
     """(WG5)-(WG7) for dilation 1, with one transform of dy; ``saved`` is the forward's V."""
     if native.serves(dy, x, w):
-        Z = native.winograd_dy(dy, geom)  # (WG5) (16, K, N·T)
-        V = saved.V if isinstance(saved, _BatchedTiles) else native.winograd_input(x, geom)
-        return (_dx_batched(Z, w, geom) if need_dx else None), _dw_batched(Z, V, geom)
-    Z = _output_tiles_transform(dy, geom)  # (4, 4, N, G, K/G, T)
-    V = _numpy_saved(saved, x, geom)
-    return (_dx_from(Z, w, geom) if need_dx else None), _dw_from(Z, V, geom)
+        Z = native.winograd_dy(dy, geom, t.m)  # (WG5) (a², K, N·T)
+        V = _batched_tiles(saved, x, geom, t)
+        return (_dx_batched(Z, w, geom, t) if need_dx else None), _dw_batched(Z, V, geom, t)
+    Z = _output_tiles_transform(dy, geom, t)  # (a, a, N, G, K/G, T)
+    V = _numpy_saved(saved, x, geom, t)
+    return (_dx_from(Z, w, geom, t) if need_dx else None), _dw_from(Z, V, geom, t)
 
 
-def _numpy_saved(saved: Any, x: Array, geom: ConvGeometry) -> Array:
+def _numpy_saved(saved: Any, x: Array, geom: ConvGeometry, t: Tiling) -> Array:
     """The forward's V in the einsum layout, recomputed when the forward kept none."""
-    if saved is None or isinstance(saved, _BatchedTiles):
-        return _input_transform(x, geom)
+    if saved is None or isinstance(saved, _BatchedTiles) or saved.shape[0] != t.a:
+        return _input_transform(x, geom, t)
     return saved
 
 
-def _dense_backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+def _dense_backward_data(dy: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
     """(WG5), (WG6) for dilation 1: dx (N, C, H, W), the adjoint of the forward in d."""
     if native.serves(dy, w):
-        return _dx_batched(native.winograd_dy(dy, geom), w, geom)  # (WG5), (WG6)
-    return _dx_from(_output_tiles_transform(dy, geom), w, geom)
+        return _dx_batched(native.winograd_dy(dy, geom, t.m), w, geom, t)  # (WG5), (WG6)
+    return _dx_from(_output_tiles_transform(dy, geom, t), w, geom, t)
 
 
-def _dense_backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array:
+def _dense_backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any, t: Tiling) -> Array:
     """(WG5), (WG7) for dilation 1: dw (K, C/G, 3, 3), the adjoint of the forward in g."""
     if native.serves(dy, x):
-        V = saved.V if isinstance(saved, _BatchedTiles) else native.winograd_input(x, geom)
-        return _dw_batched(native.winograd_dy(dy, geom), V, geom)  # (WG5), (WG7)
-    return _dw_from(_output_tiles_transform(dy, geom), _numpy_saved(saved, x, geom), geom)
+        V = _batched_tiles(saved, x, geom, t)
+        return _dw_batched(native.winograd_dy(dy, geom, t.m), V, geom, t)  # (WG5), (WG7)
+    Z = _output_tiles_transform(dy, geom, t)
+    return _dw_from(Z, _numpy_saved(saved, x, geom, t), geom, t)
 
 
 # ----------------------------------------------------------------- dilation by phases (WG8)
@@ -280,15 +353,15 @@ def _merge(phases: Array, geom: ConvGeometry) -> Array:
     return a.reshape(geom.N, ch, rows * dh, cols * dw)
 
 
-def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
-    """(WG1)-(WG4), and (WG8) for a dilated kernel: y (N, K, P, Q) without bias, and the
-    transformed input tiles for the weight gradient (WG7)."""
+def forward_tiled(x: Array, w: Array, geom: ConvGeometry, t: Tiling) -> tuple[Array, Any]:
+    """(WG1)-(WG4) with tiling ``t``, and (WG8) for a dilated kernel: y (N, K, P, Q) without
+    bias, and the transformed input tiles for the weight gradient (WG7)."""
     if geom.dil_h == geom.dil_w == 1:
-        return _dense_forward(x, w, geom)
+        return _dense_forward(x, w, geom, t)
     xp = get_xp(x, w)
     sub = _phase_geometry(geom)
     x_sub = _split(pad_input(xp, x, geom), sub.H, sub.W, geom)  # (WG8)
-    y_sub, saved = _dense_forward(x_sub, w, sub)
+    y_sub, saved = _dense_forward(x_sub, w, sub, t)
     y = _merge(y_sub, geom)[:, :, : geom.P, : geom.Q]  # (WG8) interleave the phases
     return xp.ascontiguousarray(y), saved
 
@@ -304,33 +377,58 @@ def _dx_merged(dx_sub: Array, geom: ConvGeometry) -> Array:
     return get_xp(dx_sub).ascontiguousarray(crop_padding(dx_pad, geom))
 
 
-def backward(
-    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+def backward_tiled(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool, t: Tiling
 ) -> tuple[Array | None, Array]:
     """(WG5)-(WG7) with one transform of dy, (WG8) for a dilated kernel."""
     if geom.dil_h == geom.dil_w == 1:
-        return _dense_backward(dy, x, w, geom, saved, need_dx)
+        return _dense_backward(dy, x, w, geom, saved, need_dx, t)
     xp = get_xp(dy, x, w)
     sub = _phase_geometry(geom)
     x_sub = _split(pad_input(xp, x, geom), sub.H, sub.W, geom)
-    dx_sub, dw = _dense_backward(_dy_phases(dy, geom, sub), x_sub, w, sub, saved, need_dx)
+    dx_sub, dw = _dense_backward(_dy_phases(dy, geom, sub), x_sub, w, sub, saved, need_dx, t)
     return (None if dx_sub is None else _dx_merged(dx_sub, geom)), dw
 
 
-def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+def backward_data_tiled(dy: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
     """(WG5), (WG6), (WG8): dx (N, C, H, W), the adjoint of the forward in d."""
     if geom.dil_h == geom.dil_w == 1:
-        return _dense_backward_data(dy, w, geom)
+        return _dense_backward_data(dy, w, geom, t)
     sub = _phase_geometry(geom)
-    return _dx_merged(_dense_backward_data(_dy_phases(dy, geom, sub), w, sub), geom)
+    return _dx_merged(_dense_backward_data(_dy_phases(dy, geom, sub), w, sub, t), geom)
 
 
-def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
+def backward_weight_tiled(dy: Array, x: Array, geom: ConvGeometry, saved: Any, t: Tiling) -> Array:
     """(WG5), (WG7), (WG8): dw (K, C/G, 3, 3), the adjoint of the forward in g; the phases
     are one batch, so their contributions add up inside (WG7)'s sum over images."""
     if geom.dil_h == geom.dil_w == 1:
-        return _dense_backward_weight(dy, x, geom, saved)
+        return _dense_backward_weight(dy, x, geom, saved, t)
     xp = get_xp(dy, x)
     sub = _phase_geometry(geom)
     x_sub = _split(pad_input(xp, x, geom), sub.H, sub.W, geom)
-    return _dense_backward_weight(_dy_phases(dy, geom, sub), x_sub, sub, saved)
+    return _dense_backward_weight(_dy_phases(dy, geom, sub), x_sub, sub, saved, t)
+
+
+# ------------------------------------------------------------- the algorithm "winograd"
+
+
+def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """F(2x2, 3x3): y (N, K, P, Q) without bias, and the input tiles for (WG7)."""
+    return forward_tiled(x, w, geom, F2)
+
+
+def backward(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """F(2x2, 3x3): (WG5)-(WG7) with one transform of dy."""
+    return backward_tiled(dy, x, w, geom, saved, need_dx, F2)
+
+
+def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """F(2x2, 3x3): dx (N, C, H, W) by (WG5), (WG6)."""
+    return backward_data_tiled(dy, w, geom, F2)
+
+
+def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
+    """F(2x2, 3x3): dw (K, C/G, 3, 3) by (WG5), (WG7)."""
+    return backward_weight_tiled(dy, x, geom, saved, F2)
