@@ -25,8 +25,9 @@ typedef struct {
     Py_ssize_t N, C, H, W, R, S, P, Q, sh, sw, ph, pw;
 } PoolGeom;
 
-/* The scalars of one Adam step (_kernels_adam.h), already reduced on the host to the values NumPy multiplies by
- * (each is cast to T before use, as NumPy casts a Python float next to a T array). */
+/* The scalars of one Adam step (_kernels_adam.h), already reduced on the host to the values
+ * NumPy multiplies by (each is cast to T before use, as NumPy casts a Python float next to a T
+ * array). */
 typedef struct {
     double decay;     /* (ADAMW3) 1 - lr * weight_decay */
     double l2;        /* weight_decay: (ADAM3)'s lambda, or AdamW's when decoupled */
