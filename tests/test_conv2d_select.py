@@ -221,3 +221,22 @@ def test_weight_pass_keeps_the_forwards_algorithm_when_nearly_as_cheap(tmp_path:
     assert select.weight_after_forward(res3x3, "float32", "winograd", "direct", names, True) == (
         "direct"
     )
+
+
+def test_auto_leaves_the_lossy_F4_tiling_out_unless_allowed() -> None:
+    """res3x3: the cost model finds F(4x4, 3x3) cheapest on every pass, but ``auto`` keeps to
+    the algorithms as exact as the direct sums until allow_lossy(); the switch is part of
+    the remembered choices' key, so a choice made under the other setting is not reused."""
+    x = np.zeros((8, 64, 56, 56), dtype=np.float32)
+    w = np.zeros((64, 64, 3, 3), dtype=np.float32)
+    assert "winograd4" in select.LOSSY
+    default = conv2d_forward(x, w, padding=1)[1].algorithms
+    assert "winograd4" not in default
+    try:
+        select.allow_lossy()
+        assert conv2d_forward(x, w, padding=1)[1].algorithms == ("winograd4",) * 3
+    finally:
+        select.allow_lossy(False)
+    assert conv2d_forward(x, w, padding=1)[1].algorithms == default
+    named = conv2d_forward(x, w, padding=1, algorithm="winograd4")[1].algorithms
+    assert named == ("winograd4",) * 3

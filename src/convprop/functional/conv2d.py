@@ -140,7 +140,11 @@ def resolve_algorithms(
         known = _AUTO_CHOICES.get(key) if not conv2d_select.timing_cache_enabled() else None
         if known is not None:
             return known
-        candidates = [name for name, algo in ALGORITHMS.items() if algo.decline(geom) is None]
+        candidates = [
+            name
+            for name, algo in ALGORITHMS.items()
+            if algo.decline(geom) is None and conv2d_select.may_choose(name)
+        ]
 
         def measure(name: str, pass_name: str) -> Callable[[], object]:
             """One run of a pass on zeros (used only when the timing cache is enabled)."""

@@ -54,6 +54,27 @@ REUSE_SHARE = 0.8  # the weight pass by the forward's own algorithm (see weight_
 
 MAX_ENTRIES = 512
 
+LOSSY = frozenset({"winograd4"})
+"""Algorithms whose float32 rounding error is well above the direct sums': F(4x4, 3x3) (WG9),
+about ten times (4e-6 to 1e-5 of the output's largest value, against 3e-7 to 2e-6), so its
+float32 results differ from PyTorch's by more than PyTorch's own default tolerance. ``auto``
+leaves them out unless :func:`allow_lossy` lets it choose them; naming one explicitly
+(``algorithm="winograd4"``) always works."""
+
+_LOSSY_ALLOWED = False
+
+
+def allow_lossy(allowed: bool = True) -> None:
+    """Let ``auto`` choose the algorithms of :data:`LOSSY` where the cost model finds them
+    cheapest (process-wide; ``allow_lossy(False)`` restores the default)."""
+    global _LOSSY_ALLOWED
+    _LOSSY_ALLOWED = bool(allowed)
+
+
+def may_choose(name: str) -> bool:
+    """Whether ``auto`` considers the algorithm ``name`` now (see :data:`LOSSY`)."""
+    return _LOSSY_ALLOWED or name not in LOSSY
+
 
 def gemm_rate(*dims: int, itemsize: int = 4) -> float:
     """Achieved flops/s of a matrix product whose smallest dimension is ``min(dims)``."""
@@ -445,7 +466,8 @@ def _calibration() -> tuple[float, ...]:
     reused."""
     return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
             NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S, DIRECT_FLOPS_PER_S,
-            FFT_COMPILED_SHARE, REUSE_SHARE, BATCH_AS_COLUMNS_MAX_PQ)  # fmt: skip
+            FFT_COMPILED_SHARE, REUSE_SHARE, BATCH_AS_COLUMNS_MAX_PQ,
+            float(_LOSSY_ALLOWED))  # fmt: skip
 
 
 @functools.lru_cache(maxsize=MAX_ENTRIES)

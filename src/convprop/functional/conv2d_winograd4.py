@@ -10,8 +10,9 @@ the computed forward, as there.
 Its matrices hold 1/6, 1/12, 1/24 and powers of 2 up to 8, so in float32 the rounding error
 is about ten times that of the direct sums (measured relative to the largest output:
 6e-6 against 3e-7 for F(2x2, 3x3) and 2e-7 for the sums, 64 channels); in float64 it is
-far below any test tolerance. ``auto`` weighs only time; ask for ``algorithm="winograd"``
-or ``"direct"`` where the last digits of float32 matter.
+far below any test tolerance. ``auto`` chooses it only after
+``conv2d_select.allow_lossy()`` (see ``conv2d_select.LOSSY``); ``algorithm="winograd4"``
+asks for it by name.
 """
 
 from __future__ import annotations
