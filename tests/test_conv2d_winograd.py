@@ -99,17 +99,21 @@ def test_F4_kernel_transform_and_its_adjoint(groups: int) -> None:
     np.testing.assert_allclose(np.vdot(U, dU), np.vdot(w, dw), rtol=1e-12)  # (WG7)
 
 
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd4"])
 @pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize(("H", "W"), [(402, 10), (11, 403), (203, 205)])
-def test_F4_over_many_tile_rows_matches_the_direct_sums(compiled: bool, H: int, W: int) -> None:
-    """The compiled transforms work in blocks of whole tile rows (about 256 tiles): planes
-    of one to a hundred tiles per row, with partial last blocks and partial last tiles."""
+def test_many_tile_rows_match_the_direct_sums(
+    algorithm: str, compiled: bool, H: int, W: int
+) -> None:
+    """The compiled transforms work in blocks of whole tile rows (128 tiles for F(2x2, 3x3),
+    256 for F(4x4, 3x3), at least one row): planes of two to two hundred tiles per row, with
+    several blocks, partial last blocks and partial last tiles."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1, 2, H, W))
     w = rng.standard_normal((3, 2, 3, 3))
     dy = rng.standard_normal((1, 3, H - 2, W - 2))
     with contextlib.nullcontext() if compiled else native.disabled():
-        y, cache = conv2d_forward(x, w, None, algorithm="winograd4")
+        y, cache = conv2d_forward(x, w, None, algorithm=algorithm)
         dx, dw, _ = conv2d_backward(dy, cache)
     y0, cache0 = conv2d_forward(x, w, None, algorithm="direct")
     dx0, dw0, _ = conv2d_backward(dy, cache0)

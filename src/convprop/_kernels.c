@@ -880,9 +880,8 @@ static PyObject *winograd(PyObject *args, int op, const char *name)
         RELEASE_ALL(v, 1);
         return NULL;
     }
-    /* m + 2 row buffers of m*Tw + 2 cells, and for the dx kernels a row of transformed tiles
-     * (see _kernels_winograd.h and _kernels_winograd4.h) */
-    const Py_ssize_t elements = four ? wino4_scratch(Tw) : 16 * Tw + 4 * (2 * Tw + 2);
+    /* blocks of transformed tiles and row buffers (_kernels_winograd.h, _kernels_winograd4.h) */
+    const Py_ssize_t elements = four ? wino4_scratch(Tw) : wino_scratch(Tw);
     threads = team_size(lo, hi, threads);
     if (alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {
         RELEASE_ALL(v, 2);

@@ -13,11 +13,13 @@
  * Input cells outside x (padding, the zero extension to whole tiles) read 0; outputs past
  * P x Q are dropped; gradients land only on cells of x. */
 
-/* Each kernel handles one row of tiles at a time, vectorised over the Tw tiles of the row:
- * rows of x (or dy) are first copied into zero-extended row buffers, so that no tile needs
- * a bounds check, and the 16 transformed values of consecutive tiles are consecutive in
- * memory. scratch: 4 * (2*Tw + 2) elements for the row buffers, plus for wino_dx the
- * 16 * Tw transformed values of a row of tiles. */
+/* Each kernel handles a block of whole rows of tiles (about WINO_BLOCK tiles) at a time,
+ * applying the 1-D transforms in two steps over arrays of the block's tiles (vectorised, no
+ * per-tile arrays): the 16 rows of the transformed layout are then each read or written in
+ * one sweep per block rather than in short runs per row of tiles. Rows of x or dy are first
+ * copied into zero-extended row buffers, so that no tile needs a bounds check, and split into
+ * their two phases (column 2*tj + k of a row is phase k's cell tj), so that no loop reads with
+ * a stride. scratch: wino_scratch(Tw) elements. */
 
 /* Copy row h of a plane (H x W, zero outside) into buf[0 .. len) starting at column -left. */
 static inline void FN(load_row)(const T *plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t h,
@@ -30,103 +32,159 @@ static inline void FN(load_row)(const T *plane, Py_ssize_t H, Py_ssize_t W, Py_s
     if (j1 > j0) memcpy(buf + j0, plane + h * W + (j0 - left), (size_t)(j1 - j0) * sizeof(T));
 }
 
-/* (WG2) V = B^T d B for every 4x4 input tile d of planes (n, c). */
+#if !defined(WINO_BLOCK)
+#define WINO_BLOCK 128 /* tiles per block: 16 * 2 rows of it stay in the core's cache */
+/* The tile rows of one block (at least one) and the scratch of one thread. */
+static inline Py_ssize_t wino_block_rows(Py_ssize_t Tw)
+{
+    return WINO_BLOCK / Tw > 1 ? WINO_BLOCK / Tw : 1;
+}
+static inline Py_ssize_t wino_scratch(Py_ssize_t Tw)
+{
+    return 32 * wino_block_rows(Tw) * Tw + 2 * (2 * Tw + 4) + 2 * (Tw + 1) + 16;
+}
+#endif
+
+/* buf[2*i + k] -> ph[k * (n + 1) + i] for i < n + 1, k < 2: a row buffer split into its two
+ * phases, so that a tile's columns 2*tj + k are ph[k][tj] (k < 2) and ph[k - 2][tj + 1]. */
+static inline void FN(wino_phases)(const T *buf, T *ph, Py_ssize_t n)
+{
+    T *p0 = ph, *p1 = ph + (n + 1);
+#pragma omp simd
+    for (Py_ssize_t i = 0; i < n + 1; ++i) {
+        p0[i] = buf[2 * i];
+        p1[i] = buf[2 * i + 1];
+    }
+}
+
+/* (WG2) V = B^T d B for every 4x4 input tile d of planes (n, c): per block of tile rows,
+ * c = d B along each tile row's 4 input rows (from their phases), then V = B^T c. */
 static void FN(wino_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                            Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
-    const Py_ssize_t len = 2 * Tw + 2;
-    T *r0 = scratch, *r1 = scratch + len, *r2 = scratch + 2 * len, *r3 = scratch + 3 * len;
+    const Py_ssize_t len = 2 * Tw + 4, L = Tw + 1, rows = wino_block_rows(Tw), B = rows * Tw;
+    T *cb = scratch, *buf = cb + 16 * B, *ph = buf + len; /* cb[(4a + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->C, c = plane % g->C;
         const T *xc = x + plane * HW;
-        for (Py_ssize_t ti = 0; ti < Th; ++ti) {
-            T *rows[4] = {r0, r1, r2, r3};
-            for (int a = 0; a < 4; ++a)
-                FN(load_row)(xc, g->H, g->W, 2 * ti + a - g->pt, g->pl, rows[a], len);
-            T *o = V + c * NT + n * Th * Tw + ti * Tw;
+        for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
+            const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
+            for (Py_ssize_t ti = t0; ti < t1; ++ti)
+                for (int a = 0; a < 4; ++a) {
+                    FN(load_row)(xc, g->H, g->W, 2 * ti + a - g->pt, g->pl, buf, len);
+                    FN(wino_phases)(buf, ph, Tw);
+                    const T *p0 = ph, *p1 = ph + L;
+                    T *ca = cb + 4 * a * B + (ti - t0) * Tw;
 #pragma omp simd
-            for (Py_ssize_t tj = 0; tj < Tw; ++tj) {
-                const Py_ssize_t b = 2 * tj;
-                T t[4][4];
-                for (int k = 0; k < 4; ++k) { /* t = B^T d, column k of the tile */
-                    t[0][k] = r0[b + k] - r2[b + k];
-                    t[1][k] = r1[b + k] + r2[b + k];
-                    t[2][k] = r2[b + k] - r1[b + k];
-                    t[3][k] = r1[b + k] - r3[b + k];
+                    for (Py_ssize_t tj = 0; tj < Tw; ++tj) { /* row a of d B */
+                        ca[tj] = p0[tj] - p0[tj + 1];
+                        ca[B + tj] = p1[tj] + p0[tj + 1];
+                        ca[2 * B + tj] = p0[tj + 1] - p1[tj];
+                        ca[3 * B + tj] = p1[tj] - p1[tj + 1];
+                    }
                 }
-                for (int a = 0; a < 4; ++a) { /* V = t B */
-                    o[(4 * a + 0) * stride + tj] = t[a][0] - t[a][2];
-                    o[(4 * a + 1) * stride + tj] = t[a][1] + t[a][2];
-                    o[(4 * a + 2) * stride + tj] = t[a][2] - t[a][1];
-                    o[(4 * a + 3) * stride + tj] = t[a][1] - t[a][3]; /* (WG2) */
+            T *o = V + c * NT + n * Th * Tw + t0 * Tw;
+            for (int j = 0; j < 4; ++j) {
+                const T *c0 = cb + j * B, *c1 = c0 + 4 * B, *c2 = c1 + 4 * B, *c3 = c2 + 4 * B;
+                T *oj = o + j * stride;
+#pragma omp simd
+                for (Py_ssize_t t = 0; t < nt; ++t) { /* (WG2) V = B^T (d B) */
+                    oj[t] = c0[t] - c2[t];
+                    oj[4 * stride + t] = c1[t] + c2[t];
+                    oj[8 * stride + t] = c2[t] - c1[t];
+                    oj[12 * stride + t] = c1[t] - c3[t];
                 }
             }
         }
     }
 }
 
-/* (WG4) y_tile = A^T M A for planes (n, k): M[xi][k][n*T + t] -> y (N, K, P, Q). */
+/* (WG4) y_tile = A^T M A for planes (n, k): M[xi][k][n*T + t] -> y (N, K, P, Q); per block,
+ * s = A^T M, then Y = s A as 4 arrays Y[i][j] of the block's tiles, written to y's rows. */
 static void FN(wino_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                             Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
-    T *y0 = scratch, *y1 = scratch + 2 * Tw + 2;
+    const Py_ssize_t rows = wino_block_rows(Tw), B = rows * Tw;
+    T *sb = scratch, *Y = sb + 8 * B, *row = sb + 32 * B; /* sb[(4i + b) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->K, k = plane % g->K;
         T *yk = y + plane * PQ;
-        for (Py_ssize_t ti = 0; ti < Th; ++ti) {
-            const T *m = M + k * NT + n * Th * Tw + ti * Tw;
+        for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
+            const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
+            const T *m = M + k * NT + n * Th * Tw + t0 * Tw;
+            for (int b = 0; b < 4; ++b) {
+                const T *m0 = m + b * stride, *m1 = m0 + 4 * stride, *m2 = m1 + 4 * stride;
+                const T *m3 = m2 + 4 * stride;
+                T *s0 = sb + b * B, *s1 = s0 + 4 * B;
 #pragma omp simd
-            for (Py_ssize_t tj = 0; tj < Tw; ++tj) {
-                T t[2][4];
-                for (int b = 0; b < 4; ++b) { /* t = A^T M */
-                    const T m0 = m[b * stride + tj], m1 = m[(4 + b) * stride + tj];
-                    const T m2 = m[(8 + b) * stride + tj], m3 = m[(12 + b) * stride + tj];
-                    t[0][b] = m0 + m1 + m2;
-                    t[1][b] = m1 - m2 - m3;
+                for (Py_ssize_t t = 0; t < nt; ++t) { /* s = A^T M */
+                    s0[t] = m0[t] + m1[t] + m2[t];
+                    s1[t] = m1[t] - m2[t] - m3[t];
                 }
-                y0[2 * tj] = t[0][0] + t[0][1] + t[0][2]; /* (WG4) y = t A */
-                y0[2 * tj + 1] = t[0][1] - t[0][2] - t[0][3];
-                y1[2 * tj] = t[1][0] + t[1][1] + t[1][2];
-                y1[2 * tj + 1] = t[1][1] - t[1][2] - t[1][3];
             }
-            /* outputs past P x Q (the last tile's overhang) are dropped */
-            memcpy(yk + 2 * ti * g->Q, y0, (size_t)g->Q * sizeof(T));
-            if (2 * ti + 1 < g->P) memcpy(yk + (2 * ti + 1) * g->Q, y1, (size_t)g->Q * sizeof(T));
+            for (int i = 0; i < 2; ++i) {
+                const T *s0 = sb + 4 * i * B, *s1 = s0 + B, *s2 = s1 + B, *s3 = s2 + B;
+                T *Y0 = Y + 2 * i * B, *Y1 = Y0 + B;
+#pragma omp simd
+                for (Py_ssize_t t = 0; t < nt; ++t) { /* (WG4) y = s A */
+                    Y0[t] = s0[t] + s1[t] + s2[t];
+                    Y1[t] = s1[t] - s2[t] - s3[t];
+                }
+            }
+            for (Py_ssize_t ti = t0; ti < t1; ++ti)
+                for (int i = 0; i < 2 && 2 * ti + i < g->P; ++i) {
+                    const T *Y0 = Y + 2 * i * B + (ti - t0) * Tw, *Y1 = Y0 + B;
+#pragma omp simd
+                    for (Py_ssize_t tj = 0; tj < Tw; ++tj) {
+                        row[2 * tj] = Y0[tj];
+                        row[2 * tj + 1] = Y1[tj];
+                    }
+                    /* outputs past P x Q (the last tile's overhang) are dropped */
+                    memcpy(yk + (2 * ti + i) * g->Q, row, (size_t)g->Q * sizeof(T));
+                }
         }
     }
 }
 
-/* (WG5) Z = A e A^T for every 2x2 tile e of dy (zero past P x Q), planes (n, k). */
+/* (WG5) Z = A e A^T for every 2x2 tile e of dy (zero past P x Q), planes (n, k): per block,
+ * z = e A^T along each tile row's 2 dy rows (from their phases), then Z = A z. */
 static void FN(wino_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                         Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
-    const Py_ssize_t len = 2 * Tw + 2;
-    T *e0 = scratch, *e1 = scratch + len;
+    const Py_ssize_t len = 2 * Tw + 4, L = Tw + 1, rows = wino_block_rows(Tw), B = rows * Tw;
+    T *zb = scratch, *buf = zb + 8 * B, *ph = buf + len; /* zb[(4i + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->K, k = plane % g->K;
         const T *dyk = dy + plane * PQ;
-        for (Py_ssize_t ti = 0; ti < Th; ++ti) {
-            FN(load_row)(dyk, g->P, g->Q, 2 * ti, 0, e0, len);
-            FN(load_row)(dyk, g->P, g->Q, 2 * ti + 1, 0, e1, len);
-            T *o = Z + k * NT + n * Th * Tw + ti * Tw;
+        for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
+            const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
+            for (Py_ssize_t ti = t0; ti < t1; ++ti)
+                for (int i = 0; i < 2; ++i) {
+                    FN(load_row)(dyk, g->P, g->Q, 2 * ti + i, 0, buf, len);
+                    FN(wino_phases)(buf, ph, Tw);
+                    const T *p0 = ph, *p1 = ph + L;
+                    T *zi = zb + 4 * i * B + (ti - t0) * Tw;
 #pragma omp simd
-            for (Py_ssize_t tj = 0; tj < Tw; ++tj) {
-                T t[4][2];
-                for (int j = 0; j < 2; ++j) { /* t = A e */
-                    const T a = e0[2 * tj + j], b = e1[2 * tj + j];
-                    t[0][j] = a;
-                    t[1][j] = a + b;
-                    t[2][j] = a - b;
-                    t[3][j] = -b;
+                    for (Py_ssize_t tj = 0; tj < Tw; ++tj) { /* row i of e A^T */
+                        zi[tj] = p0[tj];
+                        zi[B + tj] = p0[tj] + p1[tj];
+                        zi[2 * B + tj] = p0[tj] - p1[tj];
+                        zi[3 * B + tj] = -p1[tj];
+                    }
                 }
-                for (int a = 0; a < 4; ++a) { /* Z = t A^T */
-                    o[(4 * a + 0) * stride + tj] = t[a][0];
-                    o[(4 * a + 1) * stride + tj] = t[a][0] + t[a][1];
-                    o[(4 * a + 2) * stride + tj] = t[a][0] - t[a][1];
-                    o[(4 * a + 3) * stride + tj] = -t[a][1]; /* (WG5) */
+            T *o = Z + k * NT + n * Th * Tw + t0 * Tw;
+            for (int j = 0; j < 4; ++j) {
+                const T *z0 = zb + j * B, *z1 = z0 + 4 * B;
+                T *oj = o + j * stride;
+#pragma omp simd
+                for (Py_ssize_t t = 0; t < nt; ++t) { /* (WG5) Z = A (e A^T) */
+                    oj[t] = z0[t];
+                    oj[4 * stride + t] = z0[t] + z1[t];
+                    oj[8 * stride + t] = z0[t] - z1[t];
+                    oj[12 * stride + t] = -z1[t];
                 }
             }
         }
@@ -134,58 +192,70 @@ static void FN(wino_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssi
 }
 
 /* (WG6) dd = B Mbar B^T per tile, added into the overlapping 4x4 input tiles; planes (n, c):
- * Mbar[xi][c][n*T + t] -> dx (N, C, H, W). A row of tiles is summed into one row buffer per
- * input row (column 2*tj + b takes dd[b] of tile tj and dd[b + 2] of tile tj - 1), and
- * the cells of the row that are x are added to dx: the rows of consecutive tile rows
+ * Mbar[xi][c][n*T + t] -> dx (N, C, H, W). Per block, s = B Mbar, then dd = s B^T as 16
+ * arrays of the block's tiles; each input row of a tile row is then assembled in a row
+ * buffer (column 2*tj + b takes dd[b] of tile tj, and for b < 2 also dd[b + 2] of tile
+ * tj - 1) and its cells that are x are added to dx: the rows of consecutive tile rows
  * overlap by two. */
 static void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                         Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
-    const Py_ssize_t len = 2 * Tw + 2;
+    const Py_ssize_t len = 2 * Tw + 2, rows = wino_block_rows(Tw), B = rows * Tw;
     const Py_ssize_t n_x = g->W < len - g->pl ? g->W : len - g->pl; /* x columns in a row */
-    T *dd = scratch, *row = scratch + 16 * Tw; /* dd[(4a + b) * Tw + tj], row[len] */
+    T *sb = scratch, *dd = sb + 16 * B, *row = sb + 32 * B;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->C, c = plane % g->C;
         T *dxc = dx + plane * HW;
         memset(dxc, 0, (size_t)HW * sizeof(T));
-        for (Py_ssize_t ti = 0; ti < Th; ++ti) {
-            const T *m = Mbar + c * NT + n * Th * Tw + ti * Tw;
+        for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
+            const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
+            const T *m = Mbar + c * NT + n * Th * Tw + t0 * Tw;
+            for (int b = 0; b < 4; ++b) {
+                const T *m0 = m + b * stride, *m1 = m0 + 4 * stride, *m2 = m1 + 4 * stride;
+                const T *m3 = m2 + 4 * stride;
+                T *s0 = sb + b * B, *s1 = s0 + 4 * B, *s2 = s1 + 4 * B, *s3 = s2 + 4 * B;
 #pragma omp simd
-            for (Py_ssize_t tj = 0; tj < Tw; ++tj) {
-                T t[4][4];
-                for (int b = 0; b < 4; ++b) { /* t = B Mbar */
-                    const T m0 = m[b * stride + tj], m1 = m[(4 + b) * stride + tj];
-                    const T m2 = m[(8 + b) * stride + tj], m3 = m[(12 + b) * stride + tj];
-                    t[0][b] = m0;
-                    t[1][b] = m1 - m2 + m3;
-                    t[2][b] = m1 + m2 - m0;
-                    t[3][b] = -m3;
-                }
-                for (int a = 0; a < 4; ++a) { /* dd = t B^T */
-                    dd[(4 * a + 0) * Tw + tj] = t[a][0];
-                    dd[(4 * a + 1) * Tw + tj] = t[a][1] - t[a][2] + t[a][3];
-                    dd[(4 * a + 2) * Tw + tj] = t[a][1] + t[a][2] - t[a][0];
-                    dd[(4 * a + 3) * Tw + tj] = -t[a][3];
+                for (Py_ssize_t t = 0; t < nt; ++t) { /* s = B Mbar */
+                    s0[t] = m0[t];
+                    s1[t] = m1[t] - m2[t] + m3[t];
+                    s2[t] = m1[t] + m2[t] - m0[t];
+                    s3[t] = -m3[t];
                 }
             }
             for (int a = 0; a < 4; ++a) {
-                const Py_ssize_t h = 2 * ti + a - g->pt;
-                if (h < 0 || h >= g->H || n_x <= 0) continue; /* padding rows are dropped */
-                const T *d0 = dd + 4 * a * Tw, *d1 = d0 + Tw, *d2 = d1 + Tw, *d3 = d2 + Tw;
-                row[0] = d0[0];
-                row[1] = d1[0];
-                for (Py_ssize_t tj = 1; tj < Tw; ++tj) { /* tiles overlap by two columns */
-                    row[2 * tj] = d0[tj] + d2[tj - 1]; /* (WG6) */
-                    row[2 * tj + 1] = d1[tj] + d3[tj - 1];
-                }
-                row[2 * Tw] = d2[Tw - 1];
-                row[2 * Tw + 1] = d3[Tw - 1];
-                T *dst = dxc + h * g->W;
-                const T *src = row + g->pl; /* ext column pl + w is x column w */
+                const T *s0 = sb + 4 * a * B, *s1 = s0 + B, *s2 = s1 + B, *s3 = s2 + B;
+                T *d0 = dd + 4 * a * B, *d1 = d0 + B, *d2 = d1 + B, *d3 = d2 + B;
 #pragma omp simd
-                for (Py_ssize_t w = 0; w < n_x; ++w) dst[w] += src[w]; /* (WG6) */
+                for (Py_ssize_t t = 0; t < nt; ++t) { /* dd = s B^T */
+                    d0[t] = s0[t];
+                    d1[t] = s1[t] - s2[t] + s3[t];
+                    d2[t] = s1[t] + s2[t] - s0[t];
+                    d3[t] = -s3[t];
+                }
             }
+            for (Py_ssize_t ti = t0; ti < t1; ++ti)
+                for (int a = 0; a < 4; ++a) {
+                    const Py_ssize_t h = 2 * ti + a - g->pt;
+                    if (h < 0 || h >= g->H || n_x <= 0) continue; /* padding rows dropped */
+                    const T *d0 = dd + 4 * a * B + (ti - t0) * Tw, *d1 = d0 + B, *d2 = d1 + B;
+                    const T *d3 = d2 + B;
+#pragma omp simd
+                    for (Py_ssize_t tj = 0; tj < Tw; ++tj) {
+                        row[2 * tj] = d0[tj];
+                        row[2 * tj + 1] = d1[tj];
+                    }
+                    row[2 * Tw] = 0;
+                    row[2 * Tw + 1] = 0;
+                    for (Py_ssize_t tj = 0; tj < Tw; ++tj) { /* tiles overlap by two columns */
+                        row[2 * tj + 2] += d2[tj]; /* (WG6) */
+                        row[2 * tj + 3] += d3[tj];
+                    }
+                    T *dst = dxc + h * g->W;
+                    const T *src = row + g->pl; /* ext column pl + w is x column w */
+#pragma omp simd
+                    for (Py_ssize_t w = 0; w < n_x; ++w) dst[w] += src[w]; /* (WG6) */
+                }
         }
     }
 }
