@@ -60,12 +60,13 @@ def test_F4_matrices_compute_the_3_tap_correlation_exactly() -> None:
     """(WG9) in exact rational arithmetic: A^T [(G g) ⊙ (B^T d)] is the correlation of the six
     values d with the three taps g, for the unit vectors of both (so for all, by bilinearity)."""
     t = conv2d_winograd.F4
-    B_T = [[Fraction(v) for v in row] for row in t.B_T]
-    A_T = [[Fraction(v) for v in row] for row in t.A_T]
-    sixths = {0.25: Fraction(1, 4), 1 / 6: Fraction(1, 6), 1 / 12: Fraction(1, 12),
-              1 / 24: Fraction(1, 24)}  # fmt: skip
-    G = [[Fraction(v) if v in (0, 1) else
-          (1 if v > 0 else -1) * sixths[abs(v)] for v in row] for row in t.G]  # fmt: skip
+
+    def exact(v: float) -> Fraction:
+        return Fraction(v).limit_denominator(120)  # 1/6, 1/15, 1/30: the floats' fractions
+
+    B_T = [[exact(v) for v in row] for row in t.B_T]
+    A_T = [[exact(v) for v in row] for row in t.A_T]
+    G = [[exact(v) for v in row] for row in t.G]
     for i in range(6):
         for j in range(3):
             d = [Fraction(int(k == i)) for k in range(6)]
@@ -123,8 +124,9 @@ def test_many_tile_rows_match_the_direct_sums(
 
 def test_F4_float32_error_is_bounded_and_larger_than_F2s() -> None:
     """The price of the larger tiles, measured: in float32 F(4x4, 3x3)'s error relative to
-    the largest output stays below 3e-5 on a 64-channel layer, while F(2x2, 3x3)'s and the
-    direct sums' stay below 2e-6 (the float64 result is the reference)."""
+    the largest output stays below 1e-5 on a 64-channel layer (2.4e-6 measured), while
+    F(2x2, 3x3)'s and the direct sums' stay below 2e-6 (the float64 result is the
+    reference)."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 64, 20, 20))
     w = rng.standard_normal((16, 64, 3, 3)) * np.sqrt(2 / (64 * 9))
@@ -135,6 +137,6 @@ def test_F4_float32_error_is_bounded_and_larger_than_F2s() -> None:
         got = conv2d_forward(x.astype(np.float32), w.astype(np.float32), None, padding=1,
                              algorithm=name)[0]  # fmt: skip
         errors[name] = float(np.abs(got - want).max() / scale)
-    assert errors["winograd4"] < 3e-5
+    assert errors["winograd4"] < 1e-5
     assert errors["winograd"] < 2e-6 and errors["direct"] < 2e-6
     assert errors["winograd4"] > errors["winograd"]

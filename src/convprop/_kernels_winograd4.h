@@ -17,50 +17,53 @@
  * 4*tj + k of a row is phase k's cell tj), so that no loop reads with a stride.
  * scratch: wino4_scratch(Tw) elements.
  *
- * (WG9) B^T = [4  0 -5  0  1  0]   A^T = [1  1  1  1  1  0]
- *             [0 -4 -4  1  1  0]         [0  1 -1  2 -2  0]
- *             [0  4 -4 -1  1  0]         [0  1  1  4  4  0]
- *             [0 -2 -1  2  1  0]         [0  1 -1  8 -8  1]
- *             [0  2 -1 -2  1  0]
- *             [0  4  0 -5  0  1]
+ * (WG9), interpolation points 0, 1, -1, 1/2, -2 and infinity (rows of B^T and G scaled so
+ * that B^T is integer):
+ *   B^T = [2 -3 -4  3  2  0]   G = [ 1/2    0     0  ]   A^T = [1  1  1  1    1  0]
+ *         [0 -2  1  5  2  0]       [ 1/6   1/6   1/6 ]         [0  1 -1  1/2 -2  0]
+ *         [0  2 -5  1  2  0]       [-1/6   1/6  -1/6 ]         [0  1  1  1/4  4  0]
+ *         [0 -2 -1  2  1  0]       [-16/15 -8/15 -4/15]        [0  1 -1  1/8 -8  1]
+ *         [0  1 -2 -1  2  0]       [ 1/30 -1/15  2/15]
+ *         [0  2 -3 -4  3  2]       [ 0     0     1/2 ]
  */
 
 #if !defined(WINO4_MACROS_ONCE)
 #define WINO4_MACROS_ONCE
-/* (WG9) the 1-D transforms of 6 (or 4) values v0 .. v5, each result passed to OUT(i, value). */
+/* (WG9) the 1-D transforms of 6 (or 4) values v0 .. v5, each result passed to OUT(i, value);
+ * the factors 1/2, 1/4 and 1/8 are exact. */
 #define WINO4_BT(OUT, v0, v1, v2, v3, v4, v5) /* u = B^T v */                                  \
     do {                                                                                         \
-        OUT(0, 4 * (v0) - 5 * (v2) + (v4));                                                      \
-        OUT(1, (v3) + (v4) - 4 * ((v1) + (v2)));                                                 \
-        OUT(2, (v4) - (v3) + 4 * ((v1) - (v2)));                                                 \
+        OUT(0, 2 * ((v0) + (v4)) + 3 * ((v3) - (v1)) - 4 * (v2));                               \
+        OUT(1, (v2) - 2 * (v1) + 5 * (v3) + 2 * (v4));                                           \
+        OUT(2, 2 * ((v1) + (v4)) - 5 * (v2) + (v3));                                             \
         OUT(3, (v4) - (v2) + 2 * ((v3) - (v1)));                                                 \
-        OUT(4, (v4) - (v2) + 2 * ((v1) - (v3)));                                                 \
-        OUT(5, 4 * (v1) - 5 * (v3) + (v5));                                                      \
+        OUT(4, (v1) - (v3) + 2 * ((v4) - (v2)));                                                 \
+        OUT(5, 2 * ((v1) + (v5)) + 3 * ((v4) - (v2)) - 4 * (v3));                               \
     } while (0)
 #define WINO4_AT(OUT, v0, v1, v2, v3, v4, v5) /* o = A^T v: 6 values -> 4 */                  \
     do {                                                                                         \
         OUT(0, (v0) + ((v1) + (v2)) + ((v3) + (v4)));                                            \
-        OUT(1, ((v1) - (v2)) + 2 * ((v3) - (v4)));                                               \
-        OUT(2, ((v1) + (v2)) + 4 * ((v3) + (v4)));                                               \
-        OUT(3, ((v1) - (v2)) + 8 * ((v3) - (v4)) + (v5));                                        \
+        OUT(1, ((v1) - (v2)) + ((T)0.5 * (v3) - 2 * (v4)));                                      \
+        OUT(2, ((v1) + (v2)) + ((T)0.25 * (v3) + 4 * (v4)));                                     \
+        OUT(3, ((v1) - (v2)) + ((T)0.125 * (v3) - 8 * (v4)) + (v5));                             \
     } while (0)
 #define WINO4_A(OUT, e0, e1, e2, e3) /* z = A e: 4 values -> 6 (the adjoint of A^T) */        \
     do {                                                                                         \
         OUT(0, (e0));                                                                            \
         OUT(1, ((e0) + (e2)) + ((e1) + (e3)));                                                   \
         OUT(2, ((e0) + (e2)) - ((e1) + (e3)));                                                   \
-        OUT(3, ((e0) + 4 * (e2)) + (2 * (e1) + 8 * (e3)));                                       \
+        OUT(3, ((e0) + (T)0.25 * (e2)) + ((T)0.5 * (e1) + (T)0.125 * (e3)));                     \
         OUT(4, ((e0) + 4 * (e2)) - (2 * (e1) + 8 * (e3)));                                       \
         OUT(5, (e3));                                                                            \
     } while (0)
 #define WINO4_B(OUT, v0, v1, v2, v3, v4, v5) /* u = B v (the adjoint of B^T) */               \
     do {                                                                                         \
-        OUT(0, 4 * (v0));                                                                        \
-        OUT(1, 4 * ((v2) - (v1) + (v5)) + 2 * ((v4) - (v3)));                                    \
-        OUT(2, -5 * (v0) - 4 * ((v1) + (v2)) - (v3) - (v4));                                     \
-        OUT(3, (v1) - (v2) + 2 * ((v3) - (v4)) - 5 * (v5));                                      \
-        OUT(4, (v0) + (v1) + (v2) + (v3) + (v4));                                                \
-        OUT(5, (v5));                                                                            \
+        OUT(0, 2 * (v0));                                                                        \
+        OUT(1, 2 * ((v2) + (v5) - (v1) - (v3)) - 3 * (v0) + (v4));                               \
+        OUT(2, (v1) - (v3) - 4 * (v0) - 5 * (v2) - 2 * (v4) - 3 * (v5));                         \
+        OUT(3, 3 * (v0) + 5 * (v1) + (v2) + 2 * (v3) - (v4) - 4 * (v5));                         \
+        OUT(4, 2 * ((v0) + (v1) + (v2) + (v4)) + (v3) + 3 * (v5));                               \
+        OUT(5, 2 * (v5));                                                                        \
     } while (0)
 #endif
 

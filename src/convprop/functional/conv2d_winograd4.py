@@ -7,11 +7,11 @@ the computed forward, as there.
 
   U = G g G^T (6x6)   V = B^T d B (6x6)   M[k] = sum_c U[k,c] (.) V[c]   y = A^T M A (4x4)
 
-Its matrices hold 1/6, 1/12, 1/24 and powers of 2 up to 8, so in float32 the rounding error
-is about ten times that of the direct sums (measured relative to the largest output:
-6e-6 against 3e-7 for F(2x2, 3x3) and 2e-7 for the sums, 64 channels); in float64 it is
-far below any test tolerance. ``auto`` chooses it only after
-``conv2d_select.allow_lossy()`` (see ``conv2d_select.LOSSY``); ``algorithm="winograd4"``
+Its matrices hold 1/6, 1/15 and 1/30 (inexact in binary) and factors up to 8, so in float32
+its rounding error is larger than the direct sums': measured relative to the largest output,
+1.2e-6 to 4.0e-6 against 1.7e-7 to 1.9e-6 for the sums and 1.4e-7 to 6.5e-7 for
+F(2x2, 3x3) (3 to 512 channels); in float64 it stays near 1e-14. ``auto`` chooses it only
+after ``conv2d_select.allow_lossy()`` (see ``conv2d_select.LOSSY``); ``algorithm="winograd4"``
 asks for it by name.
 """
 
