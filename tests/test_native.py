@@ -445,28 +445,49 @@ def test_fft_layout_kernels_equal_numpy_slicing(dtype: str) -> None:
         native.spatial_to_planes(spatial, 6, 5, (2, 1), (2, 3))
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("conj", [False, True])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_fft_complex_kernels_equal_numpy_T7_T8(dtype: str) -> None:
-    """complex_merge pairs the real and imaginary parts (T7), complex_split undoes it (T8)."""
-    parts = np.random.default_rng(17).standard_normal((2, 5, 33)).astype(dtype)
-    spec = native.complex_merge(parts)
-    assert spec.shape == (5, 33) and spec.dtype == np.result_type(dtype, np.complex64)
-    np.testing.assert_array_equal(spec.real, parts[0])
-    np.testing.assert_array_equal(spec.imag, parts[1])
-    again = native.complex_split(spec[:, 1:30])  # a strided view: copied first
-    assert again.shape == (2, 5, 29) and again.dtype == dtype
-    np.testing.assert_array_equal(again, parts[:, :, 1:30])
+@pytest.mark.parametrize(
+    ("planes", "shape", "lengths", "start", "step"),
+    [(37, (5, 7), (9, 10), (2, 1), (1, 1)), (16, (3, 4), (8, 16), (0, 0), (2, 3)),
+     (1, (1, 1), (1, 1), (0, 0), (1, 1)), (50, (14, 14), (18, 18), (2, 2), (1, 1))],
+)  # fmt: skip
+def test_compiled_short_transforms_equal_the_numpy_products_T7_T8(
+    planes: int,
+    shape: tuple[int, int],
+    lengths: tuple[int, int],
+    start: tuple[int, int],
+    step: tuple[int, int],
+    dtype: str,
+    conj: bool,
+) -> None:
+    """(T7) and (T8) by the compiled blocks of planes against the NumPy code's products
+    (with the kernels off): plane counts that leave a partial block, odd and even lengths,
+    strided placement, and the conjugate both ways."""
+    from convprop.functional import conv2d_fft
+
+    rng = np.random.default_rng(planes)
+    a = rng.standard_normal((planes, *shape)).astype(dtype)
+    with native.disabled():
+        want = conv2d_fft._small_spectrum(a, lengths, start, step, conj=conj)
+    got = conv2d_fft._small_spectrum(a, lengths, start, step, conj=conj)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    with native.disabled():
+        back_want = conv2d_fft._small_inverse(want, lengths, shape, start, step, conj=conj)
+    back = conv2d_fft._small_inverse(want, lengths, shape, start, step, conj=conj)
+    assert back.shape == a.shape and back.dtype == a.dtype
+    np.testing.assert_allclose(back, back_want, rtol=tol, atol=tol * np.abs(back_want).max())
+    np.testing.assert_allclose(back, a, rtol=tol * 10, atol=tol * 10)  # (T8) undoes (T7)
+
+
+def test_compiled_short_transforms_refuse_bad_arguments() -> None:
     kernels = native._kernels
-    with pytest.raises(
-        ValueError, match="complex_merge: spec holds 7 elements; the geometry needs 8"
-    ):
-        kernels.complex_merge(np.zeros(4), np.zeros(4), np.zeros(7), 0, 4)
-    with pytest.raises(
-        ValueError, match="complex_split: spec holds 6 elements; the geometry needs 8"
-    ):
-        kernels.complex_split(np.zeros(6), np.zeros(4), np.zeros(4), 0, 4)
+    with pytest.raises(ValueError, match="dft_small_forward: invalid dimensions"):
+        kernels.dft_small_forward(np.zeros(4), np.zeros(8), np.zeros(8), (1, 2, 2, 2, 2, 3), 0, 1)
+    with pytest.raises(ValueError, match="dft_small_inverse: coef holds 3 elements"):
+        kernels.dft_small_inverse(np.zeros(8), np.zeros(3), np.zeros(4), (1, 2, 2, 2, 2, 0), 0, 1)
 
 
 def test_kernels_run_in_a_forked_child() -> None:

@@ -79,6 +79,7 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_winograd4.h"
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
+#include "_kernels_dft.h"
 #include "_kernels_elementwise.h"
 #include "_kernels_adam.h"
 #undef T
@@ -102,6 +103,7 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_winograd4.h"
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
+#include "_kernels_dft.h"
 #include "_kernels_elementwise.h"
 #include "_kernels_adam.h"
 #undef T
@@ -249,7 +251,8 @@ enum {
     OP_WINO_INPUT, OP_WINO_OUTPUT, OP_WINO_DY, OP_WINO_DX,
     OP_WINO4_INPUT, OP_WINO4_OUTPUT, OP_WINO4_DY, OP_WINO4_DX,
     OP_ADD_BIAS, OP_BIAS_GRAD, OP_TO_PLANES, OP_TO_SPATIAL,
-    OP_RELU_FORWARD, OP_RELU_BACKWARD, OP_ADAM, OP_COMPLEX_MERGE, OP_COMPLEX_SPLIT,
+    OP_RELU_FORWARD, OP_RELU_BACKWARD, OP_ADAM,
+    OP_DFT_FORWARD, OP_DFT_INVERSE,
 };
 
 /* One call's loop and arguments, read by every thread of the team (_kernels_team.h). */
@@ -327,8 +330,14 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
     case OP_RELU_FORWARD: BY_KIND(relu_forward, a[0], a[1], lo, hi); break;
     case OP_RELU_BACKWARD: BY_KIND(relu_backward, a[0], a[1], a[2], lo, hi); break;
     case OP_ADAM: BY_KIND(adam_step, a[0], a[1], a[2], a[3], a[4], &c->adam, lo, hi); break;
-    case OP_COMPLEX_MERGE: BY_KIND(complex_merge, a[0], a[1], a[2], lo, hi); break;
-    case OP_COMPLEX_SPLIT: BY_KIND(complex_split, a[0], a[1], a[2], lo, hi); break;
+    case OP_DFT_FORWARD: /* planes, coef, spec; n = (M, h, w, Lh, Wb, conj) */
+        BY_KIND(dft_small_forward, a[0], a[1], a[2], s, n[0], n[1], n[2], n[3], n[4], (int)n[5],
+                lo, hi);
+        break;
+    case OP_DFT_INVERSE: /* spec, coef, planes; n = (M, h, w, Lh, Wb, conj) */
+        BY_KIND(dft_small_inverse, a[0], a[1], a[2], s, n[0], n[1], n[2], n[3], n[4], (int)n[5],
+                lo, hi);
+        break;
     }
 #undef BY_KIND
     return 0;
@@ -1156,38 +1165,67 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args)
     return elementwise(&c, 5, objs, IN_ORDER, scale, writable, names, 1, lo, hi, threads, op);
 }
 
-/* complex_merge(re, im, spec, lo, hi) and complex_split(spec, re, im, lo, hi): elements
- * [lo, hi) of (T7)'s and (T8)'s changes between interleaved (re, im) pairs (spec, viewed
- * as reals) and separate real and imaginary parts. */
-static PyObject *py_complex_merge(PyObject *self, PyObject *args)
+/* dft_small_forward(planes, coef, spec, dims, lo, hi) and dft_small_inverse(spec, coef,
+ * planes, dims, lo, hi) with dims = (M, h, w, Lh, Wb, conj): (T7) and (T8) for the planes
+ * [lo, hi) (_kernels_dft.h); spec is (Lh*Wb, M) complex, given as its 2*Lh*Wb*M reals. */
+static PyObject *dft_small(PyObject *args, int op, const char *name)
 {
-    PyObject *objs[3]; /* re, im, spec */
-    Py_ssize_t lo, hi;
+    PyObject *so, *co, *do_, *dims;
+    Py_ssize_t M, h, w, Lh, Wb, conj, lo, hi;
     int threads = 1;
-    Call c = {.op = OP_COMPLEX_MERGE};
-    static const int scale[] = {1, 1, 2}, writable[] = {0, 0, 1};
-    static const char *const names[] = {"re", "im", "spec"};
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnn|i", &objs[0], &objs[1], &objs[2], &lo, &hi, &threads))
+    Call c = {.op = op};
+    Py_buffer v[3];
+    if (!PyArg_ParseTuple(args, "OOOO!nn|i", &so, &co, &do_, &PyTuple_Type, &dims, &lo, &hi,
+                          &threads))
         return NULL;
-    return elementwise(&c, 3, objs, IN_ORDER, scale, writable, names, 0, lo, hi, threads,
-                       "complex_merge");
+    if (!PyArg_ParseTuple(dims, "nnnnnn", &M, &h, &w, &Lh, &Wb, &conj)) return NULL;
+    const Py_ssize_t spec_dims[] = {M, 2 * Lh, Wb}, plane_dims[] = {M, h, w};
+    if (M < 1 || h < 1 || w < 1 || Lh < 1 || Wb < 1 || h > 1024 || w > 1024 || Lh > 1024 ||
+        Wb > 1024 || (conj != 0 && conj != 1) || !fits(spec_dims, 3) || !fits(plane_dims, 3)) {
+        PyErr_Format(PyExc_ValueError, "%s: invalid dimensions (M, h, w, Lh, Wb, conj)", name);
+        return NULL;
+    }
+    if (check_range(lo, hi, M, name) || check_threads(threads, name)) return NULL;
+    c.kind = float_kind(so, name);
+    if (!c.kind) return NULL;
+    const int forward = op == OP_DFT_FORWARD;
+    const Py_ssize_t n_planes = M * h * w, n_spec = 2 * Lh * Wb * M;
+    const Py_ssize_t n_coef = forward ? 2 * Wb * w + 2 * Lh * h : 2 * Lh * h + 2 * Wb * w;
+    if (get_array(so, &v[0], 0, c.kind, forward ? n_planes : n_spec, name, "source")) return NULL;
+    if (get_array(co, &v[1], 0, c.kind, n_coef, name, "coef")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    if (get_array(do_, &v[2], 1, c.kind, forward ? n_spec : n_planes, name, "destination")) {
+        RELEASE_ALL(v, 2);
+        return NULL;
+    }
+    const Py_ssize_t elements =
+        (forward ? h * w + 2 * h * Wb : 2 * Lh * Wb + 2 * h * Wb + h * w) * DFT_LANES;
+    threads = team_size(lo, hi, threads);
+    if (alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {
+        RELEASE_ALL(v, 3);
+        return NULL;
+    }
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf, c.a[2] = v[2].buf;
+    const Py_ssize_t n[6] = {M, h, w, Lh, Wb, conj};
+    memcpy(c.n, n, sizeof n);
+    run_call(&c, lo, hi, threads, DFT_LANES);
+    PyMem_RawFree(c.scratch);
+    RELEASE_ALL(v, 3);
+    Py_RETURN_NONE;
 }
 
-static PyObject *py_complex_split(PyObject *self, PyObject *args)
+static PyObject *py_dft_small_forward(PyObject *self, PyObject *args)
 {
-    PyObject *objs[3]; /* re, spec, im: the count comes from re */
-    Py_ssize_t lo, hi;
-    int threads = 1;
-    Call c = {.op = OP_COMPLEX_SPLIT};
-    static const int scale[] = {1, 2, 1}, writable[] = {1, 0, 1};
-    static const char *const names[] = {"re", "spec", "im"};
-    static const int order[] = {1, 0, 2}; /* the loop takes (spec, re, im) */
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnn|i", &objs[1], &objs[0], &objs[2], &lo, &hi, &threads))
-        return NULL;
-    return elementwise(&c, 3, objs, order, scale, writable, names, 0, lo, hi, threads,
-                       "complex_split");
+    return dft_small(args, OP_DFT_FORWARD, "dft_small_forward");
+}
+
+static PyObject *py_dft_small_inverse(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return dft_small(args, OP_DFT_INVERSE, "dft_small_inverse");
 }
 
 /* direct_blocking(geom, groups, itemsize) -> "filters" (VK filters x VQ columns) or "columns"
@@ -1274,10 +1312,10 @@ static PyMethodDef methods[] = {
      "relu_backward(dy, x, dx, lo, hi, threads=1): (A1), (A3)."},
     {"adam_step", py_adam_step, METH_VARARGS,
      "adam_step(p, g, m, v, vmax or None, scalars, lo, hi, threads=1): (ADAM2)-(ADAM7) in place."},
-    {"complex_merge", py_complex_merge, METH_VARARGS,
-     "complex_merge(re, im, spec, lo, hi, threads=1): (T7)'s (re, im) pairs from the two parts."},
-    {"complex_split", py_complex_split, METH_VARARGS,
-     "complex_split(spec, re, im, lo, hi, threads=1): (T8)'s real and imaginary parts."},
+    {"dft_small_forward", py_dft_small_forward, METH_VARARGS,
+     "dft_small_forward(planes, coef, spec, (M, h, w, Lh, Wb, conj), lo, hi, threads=1): (T7)."},
+    {"dft_small_inverse", py_dft_small_inverse, METH_VARARGS,
+     "dft_small_inverse(spec, coef, planes, (M, h, w, Lh, Wb, conj), lo, hi, threads=1): (T8)."},
     {"direct_blocking", py_direct_blocking, METH_VARARGS,
      "direct_blocking(geom, groups, itemsize) -> 'filters' or 'columns': direct_forward's blocks."},
     {"team_info", py_team_info, METH_NOARGS,

@@ -44,25 +44,3 @@ static void FN(planes_to_spatial)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_
         }
     }
 }
-
-/* (T7)'s last step: interleaved (re, im) pairs from the real and imaginary parts,
- * spec[2j] = re[j] and spec[2j + 1] = im[j] for j in [lo, hi); complex_split's inverse. */
-static void FN(complex_merge)(const T *re, const T *im, T *spec, Py_ssize_t lo, Py_ssize_t hi)
-{
-#pragma omp simd
-    for (Py_ssize_t j = lo; j < hi; ++j) {
-        spec[2 * j] = re[j];
-        spec[2 * j + 1] = im[j];
-    }
-}
-
-/* (T8)'s first step: the real and imaginary parts of interleaved (re, im) pairs as two
- * arrays, re[j] = spec[2j] and im[j] = spec[2j + 1] for j in [lo, hi). */
-static void FN(complex_split)(const T *spec, T *re, T *im, Py_ssize_t lo, Py_ssize_t hi)
-{
-#pragma omp simd
-    for (Py_ssize_t j = lo; j < hi; ++j) {
-        re[j] = spec[2 * j];
-        im[j] = spec[2 * j + 1];
-    }
-}

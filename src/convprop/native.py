@@ -392,24 +392,33 @@ def planes_to_spatial(src: Any, out: Any, start: tuple[int, int], step: tuple[in
     parallel(_kernels.planes_to_spatial, M, src.size, src, out, layout)
 
 
-def complex_merge(parts: Any) -> Any:
-    """(T7)'s last step: (2, *shape) real, the real part then the imaginary part -> a complex
-    array of ``shape``; the inverse of :func:`complex_split`."""
-    parts = _contiguous(parts)
-    spec = numpy.empty(parts.shape[1:], dtype=numpy.result_type(parts.dtype, numpy.complex64))
-    count = parts[0].size
-    parallel(_kernels.complex_merge, count, count, parts[0], parts[1], spec.view(parts.dtype))
+def dft_small_forward(planes: Any, coef: Any, Lh: int, Wb: int, conj: bool = False) -> Any:
+    """(T7) in one compiled pass per block of planes: planes (M, h, w) -> the half spectra
+    (Lh·Wb, M) complex, conjugated with ``conj``; ``coef`` holds the DFT matrices Cw, Sw
+    (Wb × w) then Ch, Sh (Lh × h), flattened, of the planes' dtype."""
+    planes = _contiguous(planes)
+    M, h, w = planes.shape
+    spec = numpy.empty((Lh * Wb, M), dtype=numpy.result_type(planes.dtype, numpy.complex64))
+    dims = (M, h, w, Lh, Wb, int(conj))
+    work = 8 * spec.size * (h + w)  # the multiply-adds of the two products
+    coef = _contiguous(coef)
+    parallel(_kernels.dft_small_forward, M, work, planes, coef, spec.view(planes.dtype), dims)
     return spec
 
 
-def complex_split(spec: Any) -> Any:
-    """(T8)'s first step: a complex array -> (2, *shape), its real part then its imaginary
-    part, one contiguous array."""
+def dft_small_inverse(spec: Any, coef: Any, Lh: int, h: int, w: int, conj: bool = False) -> Any:
+    """(T8) in one compiled pass per block of planes: the half spectra (Lh·Wb, M) complex
+    (conjugated first with ``conj``) -> planes (M, h, w); ``coef`` holds Ch, Sh (Lh × h) then
+    E (w × 2·Wb), flattened, of the spectra's real dtype."""
     spec = _contiguous(spec)
     real = spec.real.dtype
-    parts = numpy.empty((2, *spec.shape), dtype=real)
-    parallel(_kernels.complex_split, spec.size, spec.size, spec.view(real), parts[0], parts[1])
-    return parts
+    F, M = spec.shape
+    planes = numpy.empty((M, h, w), dtype=real)
+    dims = (M, h, w, Lh, F // Lh, int(conj))
+    work = 8 * spec.size * (h + w)
+    coef = _contiguous(coef)
+    parallel(_kernels.dft_small_inverse, M, work, spec.view(real), coef, planes, dims)
+    return planes
 
 
 # ---------------------------------------------------------------------- max pooling

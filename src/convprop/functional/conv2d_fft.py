@@ -24,7 +24,12 @@ the sums over channels are batched matmuls over the F bins with no transposition
 zero-padding to (Lh, Lw), the stride's zero-upsampling of dy and the dilation's zeros in
 the kernel all happen in the one copy that lays an array out this way. The forward's
 input spectrum is kept for the weight gradient, and dy is transformed once for both
-gradients. On the CPU, compiled kernels (convprop.native) make the layout copies.
+gradients. The products read conjugates, which cost no pass of their own: the forward
+keeps conj(w^) (w is real: the product with the conjugate DFT matrix), the backward takes
+conj(dy^) for (T4) as written and for (T3) as conj(dx^) = conj(dy^)·conj(w^), and the short
+transforms (T7), (T8) below conjugate by a sign in their products. On the CPU, compiled
+kernels (convprop.native) make the layout copies and compute (T7), (T8) on blocks of
+planes that stay in the core's cache.
 
 The kernel has only R·S nonzero taps, so its spectrum is a small matrix product rather
 than a transform of a mostly-zero (Lh, Lw) array, and the weight gradient needs only
@@ -137,37 +142,67 @@ def _mirror_weights(xp: ModuleType, Lw: int, dtype: str) -> Array:
     return c
 
 
+@functools.lru_cache(maxsize=64)
+def _forward_coefficients(
+    xp: ModuleType, lengths: Lengths, shape: Lengths, start: Lengths, step: Lengths, dtype: str
+) -> Any:
+    """(T7)'s DFT matrices for the compiled transform, flattened: Cw, Sw (Wb × w), Ch, Sh
+    (Lh × h), of ``dtype`` (the compiled kernels serve NumPy arrays only: one device)."""
+    Lh, Lw = lengths
+    Cw, Sw = _axis_dft(xp, Lw, shape[1], start[1], step[1], True, dtype)
+    Ch, Sh = _axis_dft(xp, Lh, shape[0], start[0], step[0], False, dtype)
+    return xp.concatenate([Cw.ravel(), Sw.ravel(), Ch.ravel(), Sh.ravel()])
+
+
+@functools.lru_cache(maxsize=64)
+def _inverse_coefficients(
+    xp: ModuleType, lengths: Lengths, shape: Lengths, start: Lengths, step: Lengths, dtype: str
+) -> Any:
+    """(T8)'s matrices for the compiled transform, flattened: Ch, Sh (Lh × h), then
+    E (w × 2·Wb) = [c_v·Cw | c_v·Sw]ᵀ / (Lh·Lw) with T6's weights c_v."""
+    Lh, Lw = lengths
+    Ch, Sh = _axis_dft(xp, Lh, shape[0], start[0], step[0], False, dtype)
+    Cw, Sw = _axis_dft(xp, Lw, shape[1], start[1], step[1], True, dtype)
+    c = _mirror_weights(xp, Lw, dtype)[:, None]
+    E = xp.concatenate([c * Cw, c * Sw]).T / (Lh * Lw)  # (w, 2·Wb)
+    return xp.concatenate([Ch.ravel(), Sh.ravel(), E.astype(dtype).ravel()])
+
+
 def _small(geom: ConvGeometry, lengths: Lengths) -> bool:
     """Whether (T7), (T8) compute the transforms: one group, lengths up to SMALL_DFT."""
     return geom.groups == 1 and max(lengths) <= SMALL_DFT
 
 
 def _small_spectrum(
-    planes: Array, lengths: Lengths, start: tuple[int, int], step: tuple[int, int]
+    planes: Array,
+    lengths: Lengths,
+    start: tuple[int, int],
+    step: tuple[int, int],
+    conj: bool = False,
 ) -> Array:
     """(T7): the half spectrum (F, M) of M planes (M, h, w) placed at rows start_h + i·step_h
-    and columns start_w + j·step_w of zero (Lh, Lw) arrays, as two real matrix products."""
+    and columns start_w + j·step_w of zero (Lh, Lw) arrays, as two real matrix products; with
+    ``conj``, its complex conjugate (the imaginary part's sign turned in the same pass)."""
     xp = get_xp(planes)
     M, h, w = planes.shape
     Lh, Lw = lengths
     Wb = Lw // 2 + 1
     dtype = str(planes.dtype)
+    if native.serves(planes):  # both products on blocks of planes in cache, one pass
+        coef = _forward_coefficients(xp, lengths, (h, w), start, step, dtype)
+        return native.dft_small_forward(planes, coef, Lh, Wb, conj)  # (T7)
     Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
     Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h)
-    if native.serves(planes):
-        S = xp.empty((h, w, M), dtype=planes.dtype)
-        native.planes_to_spatial(planes, S, (0, 0), (1, 1))  # (h, w, M), M contiguous
-    else:
-        S = xp.ascontiguousarray(planes.transpose(1, 2, 0))  # (h, w, M)
+    S = xp.ascontiguousarray(planes.transpose(1, 2, 0))  # (h, w, M)
     A = xp.concatenate([Cw, Sw]) @ S  # (T7) along the columns: (h, 2·Wb, M) = [Re | Im]
     # along the rows, (Ch + i·Sh)(A_re + i·A_im) as one product whose first Lh rows give the
     # real part Ch·A_re - Sh·A_im and the last Lh the imaginary part Sh·A_re + Ch·A_im
     real_rows = xp.stack([Ch, -Sh], axis=2).reshape(Lh, 2 * h)  # columns (i, Re | Im)
     imag_rows = xp.stack([Sh, Ch], axis=2).reshape(Lh, 2 * h)
+    if conj:
+        imag_rows = -imag_rows
     parts = xp.concatenate([real_rows, imag_rows]) @ A.reshape(2 * h, Wb * M)  # (T7)
     parts = parts.reshape(2, Lh * Wb, M)
-    if native.serves(parts):
-        return native.complex_merge(parts)  # (F, M) complex, in one compiled pass
     spec = xp.empty((Lh * Wb, M), dtype=xp.result_type(planes.dtype, xp.complex64))
     spec.real[...] = parts[0]
     spec.imag[...] = parts[1]
@@ -175,20 +210,28 @@ def _small_spectrum(
 
 
 def _small_inverse(
-    spec: Array, lengths: Lengths, shape: tuple[int, int], start: Lengths, step: Lengths
+    spec: Array,
+    lengths: Lengths,
+    shape: tuple[int, int],
+    start: Lengths,
+    step: Lengths,
+    conj: bool = False,
 ) -> Array:
     """(T8): planes (M, h, w) of the real inverse of the half spectra spec (F, M), read at
-    rows start_h + i·step_h and columns start_w + j·step_w, as real matrix products."""
+    rows start_h + i·step_h and columns start_w + j·step_w, as real matrix products; with
+    ``conj``, of the spectra's complex conjugates (spec holds conj(a^))."""
     xp = get_xp(spec)
     Lh, Lw = lengths
     h, w = shape
     Wb, M = Lw // 2 + 1, spec.shape[1]
     dtype = str(spec.real.dtype)
+    if native.serves(spec.real):  # both products on blocks of planes in cache, one pass
+        coef = _inverse_coefficients(xp, lengths, shape, start, step, dtype)
+        return native.dft_small_inverse(spec, coef, Lh, h, w, conj)  # (T8)
     Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h): cos, -sin
     Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
     Y = spec.reshape(Lh, Wb * M)
-    # (2, Lh, Wb·M): [Y_re; Y_im], on the CPU in one compiled pass
-    Y_2 = native.complex_split(Y) if native.serves(Y.real) else xp.stack([Y.real, Y.imag])
+    Y_2 = xp.stack([Y.real, -Y.imag if conj else Y.imag])  # (2, Lh, Wb·M): [Y_re; Y_im]
     # along the rows, e^{+2πi u·row/Lh} = Ch - i·Sh:  Z = (Ch - i·Sh)ᵀ (Y_re + i·Y_im), as
     # one product whose rows alternate Z_re = Chᵀ Y_re + Shᵀ Y_im and Z_im = Chᵀ Y_im - Shᵀ Y_re
     rows = xp.stack([xp.concatenate([Ch.T, Sh.T], axis=1), xp.concatenate([-Sh.T, Ch.T], axis=1)])
@@ -198,8 +241,6 @@ def _small_inverse(
     c = _mirror_weights(xp, Lw, dtype)[:, None]  # (Wb, 1)
     E = xp.concatenate([c * Cw, c * Sw]).T / (Lh * Lw)  # (w, 2·Wb); Sw = -sin
     out = E @ Z.reshape(h, 2 * Wb, M)  # (T8) (h, w, M)
-    if native.serves(out):
-        return native.spatial_to_planes(out, h, w, (0, 0), (1, 1))  # (M, h, w)
     return xp.ascontiguousarray(out.transpose(2, 0, 1))
 
 
@@ -224,15 +265,24 @@ def _x_spectrum(x: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     return _spectrum(spatial)
 
 
-def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
-    """dy_up^ (F, G, N, K/G): dy at every stride-th position of a zero (Lh, Lw, G, N, K/G)."""
+def _dy_spectrum_conj(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
+    """conj(dy_up^) (F, G, N, K/G), dy at every stride-th position of a zero (Lh, Lw, G, N,
+    K/G): both gradients read the conjugate, conj(dy^)·x^ for (T4) and conj(dy^)·conj(w^) =
+    conj(dx^) for (T3), which (T7) and (T8) give for free (a sign in their products)."""
     xp = get_xp(dy)
-    G = geom.groups
     if _small(geom, lengths):
         planes = dy.reshape(geom.N * geom.K, geom.P, geom.Q)
         steps = (geom.stride_h, geom.stride_w)
-        spec = _small_spectrum(planes, lengths, (0, 0), steps)  # (T7) zero-upsampled dy
+        spec = _small_spectrum(planes, lengths, (0, 0), steps, conj=True)  # (T7) upsampled
         return spec.reshape(-1, 1, geom.N, geom.K)
+    spec = _dy_spectrum(dy, geom, lengths)
+    return xp.conjugate(spec, out=spec)  # in place: a fresh array of the transform
+
+
+def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
+    """dy_up^ (F, G, N, K/G) by the library transform (T1), for lengths past SMALL_DFT."""
+    xp = get_xp(dy)
+    G = geom.groups
     spatial = xp.zeros((*lengths, G, geom.N, geom.K // G), dtype=dy.dtype)
     if _compiled_layout(geom, dy):
         planes = dy.reshape(geom.N * geom.K, geom.P, geom.Q)
@@ -246,29 +296,38 @@ def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     return _spectrum(spatial)
 
 
-def _tap_dft(xp: ModuleType, lengths: Lengths, taps: tuple[int, int, int, int], sign: int) -> Any:
+def _tap_dft(
+    xp: ModuleType,
+    lengths: Lengths,
+    taps: tuple[int, int, int, int],
+    sign: int,
+    weighted: bool = True,
+) -> Any:
     """(F, R·S) complex128: exp(sign·2πi (u·r·dil_h/Lh + v·s·dil_w/Lw)) for the F bins (u, v)
     of the half spectrum and the R·S taps (r, s) of the dilated kernel, the outer product of
-    the two axes' DFT matrices; for the inverse (sign +1) each bin carries c_v / (Lh·Lw) (T6)."""
+    the two axes' DFT matrices; for the inverse (sign +1, ``weighted``) each bin carries
+    c_v / (Lh·Lw) (T6)."""
     R, S, dil_h, dil_w = taps
     Lh, Lw = lengths
     Ch, Sh = _axis_dft(xp, Lh, R, 0, dil_h, False, "float64")  # (Lh, R): cos, -sin
     Cw, Sw = _axis_dft(xp, Lw, S, 0, dil_w, True, "float64")  # (Wb, S)
     F_h, F_w = Ch + 1j * Sh, Cw + 1j * Sw  # exp(-2πi ...) along each axis
     if sign > 0:
-        F_h = F_h.conj()
-        F_w = F_w.conj() * (_mirror_weights(xp, Lw, "float64") / (Lh * Lw))[:, None]  # (T6)
+        F_h, F_w = F_h.conj(), F_w.conj()
+    if sign > 0 and weighted:
+        F_w = F_w * (_mirror_weights(xp, Lw, "float64") / (Lh * Lw))[:, None]  # (T6)
     return (F_h[:, None, :, None] * F_w[None, :, None, :]).reshape(-1, R * S)
 
 
-def _w_spectrum(w: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
-    """(T5): w_dil^ (F, G, K/G, C/G) as one product over the R·S taps."""
+def _w_spectrum_conj(w: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
+    """(T5): conj(w_dil^) (F, G, K/G, C/G) as one product over the R·S taps (w is real, so
+    the conjugate is the product with the conjugate DFT matrix: no pass of its own)."""
     xp = get_xp(w)
     complex_dtype = xp.result_type(w.dtype, xp.complex64)
-    D = _tap_dft(xp, lengths, (geom.R, geom.S, geom.dil_h, geom.dil_w), -1)
+    D = _tap_dft(xp, lengths, (geom.R, geom.S, geom.dil_h, geom.dil_w), +1, weighted=False)
     taps = w.reshape(-1, geom.R * geom.S).T.astype(complex_dtype)  # (R·S, K·C/G)
-    w_hat = D.astype(complex_dtype) @ taps  # (T5) (F, R·S) @ (R·S, K·C/G)
-    return w_hat.reshape(-1, geom.groups, geom.K // geom.groups, geom.C // geom.groups)
+    w_conj = D.astype(complex_dtype) @ taps  # (T5) (F, R·S) @ (R·S, K·C/G)
+    return w_conj.reshape(-1, geom.groups, geom.K // geom.groups, geom.C // geom.groups)
 
 
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
@@ -276,35 +335,37 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     xp = get_xp(x, w)
     lengths = _lengths(geom)
     x_hat = _x_spectrum(x, geom, lengths)  # (F, G, N, C/G)
-    w_hat = _w_spectrum(w, geom, lengths)  # (F, G, K/G, C/G)
+    w_conj = _w_spectrum_conj(w, geom, lengths)  # conj(w^) (F, G, K/G, C/G)
     # sum over c of x^[n,g,c] * conj(w^[g,k,c]): (F, G, N, C/G) @ (F, G, C/G, K/G)
-    y_hat = x_hat @ xp.conj(w_hat).transpose(0, 1, 3, 2)  # (T2)
+    y_hat = x_hat @ w_conj.transpose(0, 1, 3, 2)  # (T2)
     if _small(geom, lengths):
         steps = (geom.stride_h, geom.stride_w)
         shape = (geom.P, geom.Q)
         y = _small_inverse(y_hat.reshape(y_hat.shape[0], -1), lengths, shape, (0, 0), steps)
-        return y.reshape(geom.y_shape), (x_hat, w_hat)  # (T2), (T8)
+        return y.reshape(geom.y_shape), (x_hat, w_conj)  # (T2), (T8)
     y_dense = _inverse(y_hat, lengths)  # (Lh, Lw, G, N, K/G)
     rows = slice(0, geom.stride_h * (geom.P - 1) + 1, geom.stride_h)
     cols = slice(0, geom.stride_w * (geom.Q - 1) + 1, geom.stride_w)
     if _compiled_layout(geom, y_dense):
         steps = (geom.stride_h, geom.stride_w)
         y = native.spatial_to_planes(y_dense, geom.P, geom.Q, (0, 0), steps)  # (T2)
-        return y.reshape(geom.y_shape), (x_hat, w_hat)
+        return y.reshape(geom.y_shape), (x_hat, w_conj)
     y = y_dense[rows, cols].transpose(3, 2, 4, 0, 1)  # (T2) -> (N, G, K/G, P, Q)
-    return xp.ascontiguousarray(y, dtype=x.dtype).reshape(geom.y_shape), (x_hat, w_hat)
+    return xp.ascontiguousarray(y, dtype=x.dtype).reshape(geom.y_shape), (x_hat, w_conj)
 
 
-def _dx_from(dy_hat: Array, w_hat: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
-    """(T3) from the spectra: dx (N, C, H, W)."""
-    xp = get_xp(dy_hat)
-    dx_hat = dy_hat @ w_hat  # (T3) (F, G, N, K/G) @ (F, G, K/G, C/G)
+def _dx_from(dy_conj: Array, w_conj: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
+    """(T3) from the conjugate spectra: dx (N, C, H, W)."""
+    xp = get_xp(dy_conj)
+    # conj(dx^) = conj(dy^) @ conj(w^): (F, G, N, K/G) @ (F, G, K/G, C/G)
+    dx_conj = dy_conj @ w_conj  # (T3)
     start = (geom.pad_top, geom.pad_left)
     if _small(geom, lengths):
-        spec = dx_hat.reshape(dx_hat.shape[0], -1)
-        dx = _small_inverse(spec, lengths, (geom.H, geom.W), start, (1, 1))  # (T3), (T8)
+        spec = dx_conj.reshape(dx_conj.shape[0], -1)
+        dx = _small_inverse(spec, lengths, (geom.H, geom.W), start, (1, 1), conj=True)  # (T8)
         dx = dx.reshape(geom.x_shape)
     else:
+        dx_hat = xp.conjugate(dx_conj, out=dx_conj)  # in place: the product's own array
         dx_full = _inverse(dx_hat, lengths)  # (Lh, Lw, G, N, C/G)
         if _compiled_layout(geom, dx_full):
             dx = native.spatial_to_planes(dx_full, geom.H, geom.W, start, (1, 1))  # (T3) crop
@@ -313,7 +374,7 @@ def _dx_from(dy_hat: Array, w_hat: Array, geom: ConvGeometry, lengths: Lengths) 
             rows = slice(geom.pad_top, geom.pad_top + geom.H)
             cols = slice(geom.pad_left, geom.pad_left + geom.W)
             dx = dx_full[rows, cols].transpose(3, 2, 4, 0, 1)  # (T3) -> (N, G, C/G, H, W)
-            dx = xp.ascontiguousarray(dx, dtype=dy_hat.real.dtype).reshape(geom.x_shape)
+            dx = xp.ascontiguousarray(dx, dtype=dy_conj.real.dtype).reshape(geom.x_shape)
     # Rows/columns of x_pad past the last window (the remainder case) are never read: their
     # gradient is exactly zero, not the transforms' rounding noise.
     ext_h, ext_w = geom.dilated_kernel_hw
@@ -324,17 +385,17 @@ def _dx_from(dy_hat: Array, w_hat: Array, geom: ConvGeometry, lengths: Lengths) 
     return dx
 
 
-def _dw_from(dy_hat: Array, x_hat: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
-    """(T4) from the spectra: dw (K, C/G, R, S)."""
-    xp = get_xp(dy_hat)
+def _dw_from(dy_conj: Array, x_hat: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
+    """(T4) from the spectra, dy's conjugated: dw (K, C/G, R, S)."""
+    xp = get_xp(dy_conj)
     # sum over n of conj(dy^[n,g,k]) * x^[n,g,c]: (F, G, K/G, N) @ (F, G, N, C/G)
-    dw_hat = xp.conj(dy_hat).transpose(0, 1, 3, 2) @ x_hat  # (T4) -> (F, G, K/G, C/G)
+    dw_hat = dy_conj.transpose(0, 1, 3, 2) @ x_hat  # (T4) -> (F, G, K/G, C/G)
     # (T6): only the R·S taps of the inverse, as one product over the F bins
     E = _tap_dft(xp, lengths, (geom.R, geom.S, geom.dil_h, geom.dil_w), 1)  # (F, R·S)
     E_t = E.T.astype(dw_hat.dtype)  # (R·S, F)
     dw = (E_t @ dw_hat.reshape(E.shape[0], -1)).real  # (T6) (R·S, G·K/G·C/G)
     dw = dw.T.reshape(geom.groups, geom.K // geom.groups, geom.C // geom.groups, geom.R, geom.S)
-    return xp.ascontiguousarray(dw, dtype=dy_hat.real.dtype).reshape(geom.w_shape)
+    return xp.ascontiguousarray(dw, dtype=dy_conj.real.dtype).reshape(geom.w_shape)
 
 
 def backward(
@@ -342,25 +403,25 @@ def backward(
 ) -> tuple[Array | None, Array]:
     """(T3), (T4) sharing one transform of dy; ``saved`` holds the forward's spectra."""
     lengths = _lengths(geom)
-    dy_hat = _dy_spectrum(dy, geom, lengths)
-    x_hat, w_hat = saved if saved is not None else (_x_spectrum(x, geom, lengths), None)
-    dw = _dw_from(dy_hat, x_hat, geom, lengths)
+    dy_conj = _dy_spectrum_conj(dy, geom, lengths)
+    x_hat, w_conj = saved if saved is not None else (_x_spectrum(x, geom, lengths), None)
+    dw = _dw_from(dy_conj, x_hat, geom, lengths)
     if not need_dx:
         return None, dw
-    if w_hat is None:
-        w_hat = _w_spectrum(w, geom, lengths)
-    return _dx_from(dy_hat, w_hat, geom, lengths), dw
+    if w_conj is None:
+        w_conj = _w_spectrum_conj(w, geom, lengths)
+    return _dx_from(dy_conj, w_conj, geom, lengths), dw
 
 
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     """(T3): dx (N, C, H, W) by the full convolution of dy_up with w_dil."""
     lengths = _lengths(geom)
-    dy_hat = _dy_spectrum(dy, geom, lengths)
-    return _dx_from(dy_hat, _w_spectrum(w, geom, lengths), geom, lengths)
+    dy_conj = _dy_spectrum_conj(dy, geom, lengths)
+    return _dx_from(dy_conj, _w_spectrum_conj(w, geom, lengths), geom, lengths)
 
 
 def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
     """(T4): dw (K, C/G, R, S) by the correlation of x_pad with dy_up."""
     lengths = _lengths(geom)
     x_hat = saved[0] if saved is not None else _x_spectrum(x, geom, lengths)
-    return _dw_from(_dy_spectrum(dy, geom, lengths), x_hat, geom, lengths)
+    return _dw_from(_dy_spectrum_conj(dy, geom, lengths), x_hat, geom, lengths)
