@@ -163,8 +163,8 @@ def test_auto_choice_of_a_call_follows_the_rates_and_the_kernels(
     """conv2d_forward remembers auto's three choices per layer, keyed by the model's rates and
     by whether the compiled kernels run: a changed rate, or the kernels turned off, is seen on
     the next call, and the choices stay those of resolve_algorithms' own model."""
-    x = np.ones((2, 8, 24, 24), dtype=np.float32)
-    w = np.ones((4, 8, 9, 9), dtype=np.float32)
+    x = np.ones((2, 4, 24, 24), dtype=np.float32)
+    w = np.ones((4, 4, 9, 9), dtype=np.float32)
     _, first = conv2d_forward(x, w, padding=4)
     _, again = conv2d_forward(x, w, padding=4)
     assert again.algorithms == first.algorithms and "fft" not in first.algorithms
