@@ -450,7 +450,8 @@ def test_fft_layout_kernels_equal_numpy_slicing(dtype: str) -> None:
 @pytest.mark.parametrize(
     ("planes", "shape", "lengths", "start", "step"),
     [(37, (5, 7), (9, 10), (2, 1), (1, 1)), (16, (3, 4), (8, 16), (0, 0), (2, 3)),
-     (1, (1, 1), (1, 1), (0, 0), (1, 1)), (50, (14, 14), (18, 18), (2, 2), (1, 1))],
+     (1, (1, 1), (1, 1), (0, 0), (1, 1)), (50, (14, 14), (18, 18), (2, 2), (1, 1)),
+     (5, (34, 30), (40, 36), (3, 2), (1, 1))],
 )  # fmt: skip
 def test_compiled_short_transforms_equal_the_numpy_products_T7_T8(
     planes: int,
@@ -480,6 +481,36 @@ def test_compiled_short_transforms_equal_the_numpy_products_T7_T8(
     assert back.shape == a.shape and back.dtype == a.dtype
     np.testing.assert_allclose(back, back_want, rtol=tol, atol=tol * np.abs(back_want).max())
     np.testing.assert_allclose(back, a, rtol=tol * 10, atol=tol * 10)  # (T8) undoes (T7)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fft_lengths_between_the_two_limits_agree_with_the_library_transforms(
+    dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lengths above SMALL_DFT but within SMALL_DFT_COMPILED: the compiled products (T7, T8)
+    where the kernels serve, the library FFT (T1) with them off; both equal the reference."""
+    from convprop.functional import conv2d_fft
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 36, 35)).astype(dtype)
+    w = rng.standard_normal((4, 3, 5, 5)).astype(dtype)
+    geom = conv_geometry("t", x.shape, w.shape, None, stride=1, padding=2, dilation=1, groups=1)
+    lengths = conv2d_fft._lengths(geom)
+    assert conv2d_fft.SMALL_DFT < max(lengths) <= conv2d_fft.SMALL_DFT_COMPILED
+    assert conv2d_fft._small(geom, lengths, x)
+    dy = rng.standard_normal(geom.y_shape).astype(dtype)
+    y, saved = conv2d_fft.forward(x, w, geom)
+    dx, dw = conv2d_fft.backward(dy, x, w, geom, saved, True)
+    with native.disabled():
+        assert not conv2d_fft._small(geom, lengths, x)
+        y0, saved0 = conv2d_fft.forward(x, w, geom)
+        dx0, dw0 = conv2d_fft.backward(dy, x, w, geom, saved0, True)
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    for got, want in ((y, y0), (dx, dx0), (dw, dw0)):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    y_ref = conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, padding=2,
+                           algorithm="direct")[0]  # fmt: skip
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol * np.abs(y_ref).max())
 
 
 def test_compiled_short_transforms_refuse_bad_arguments() -> None:
@@ -516,6 +547,7 @@ def test_fft_with_library_transforms_matches_reference(
     from convprop.functional import conv2d_fft
 
     monkeypatch.setattr(conv2d_fft, "SMALL_DFT", 0)
+    monkeypatch.setattr(conv2d_fft, "SMALL_DFT_COMPILED", 0)
     data = expected(case, "float64")
     y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="fft", **case.hyper)
     dx, dw, _ = conv2d_backward(data["dy"], cache)
