@@ -101,7 +101,7 @@ def _add_bench(sub: Any) -> None:
     p.add_argument(
         "--algorithm",
         default="auto",
-        help="auto (default), direct, im2col, fft, winograd, depthwise",
+        help="auto (default), direct, im2col, fft, winograd, winograd4, depthwise",
     )
     p.add_argument("--repeats", type=int, default=7, help="timed repeats per pass (median)")
     p.add_argument("--threads", type=int, default=2, help="PyTorch threads (match the BLAS)")
