@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +240,34 @@ def test_auto_leaves_the_lossy_F4_tiling_out_unless_allowed() -> None:
     assert conv2d_forward(x, w, padding=1)[1].algorithms == default
     named = conv2d_forward(x, w, padding=1, algorithm="winograd4")[1].algorithms
     assert named == ("winograd4",) * 3
+
+
+def test_timing_cache_keeps_lossy_measurements_apart(tmp_path: Path) -> None:
+    """A layer measured without the lossy algorithms is measured again once allow_lossy() lets
+    them in (and the first table entry stands when the switch is off again)."""
+    g = _geom(2, 4, 12, 4, 3, padding=1)
+    names = [n for n, a in ALGORITHMS.items() if a.decline(g) is None]
+    timed: list[str] = []
+
+    def measure(name: str, pass_name: str) -> Callable[[], object]:
+        timed.append(name)
+        return lambda: None
+
+    cache = select.enable_timing_cache(tmp_path / "t.json")
+    try:
+        exact = [n for n in names if select.may_choose(n)]
+        select.choose(g, "forward", "float32", exact, measure=measure)
+        assert "winograd4" not in timed and timed
+        timed.clear()
+        select.allow_lossy()
+        lossy = [n for n in names if select.may_choose(n)]
+        select.choose(g, "forward", "float32", lossy, measure=measure)
+        assert "winograd4" in timed
+        assert len(cache.entries) == 2
+        select.allow_lossy(False)
+        timed.clear()
+        select.choose(g, "forward", "float32", exact, measure=measure)
+        assert timed == []  # the measurement without them is still on record
+    finally:
+        select.allow_lossy(False)
+        select.disable_timing_cache()

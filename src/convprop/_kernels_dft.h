@@ -37,11 +37,12 @@ static void FN(dft_small_forward)(const T *a, const T *coef, T *spec, T *scratch
     for (Py_ssize_t m0 = lo; m0 < hi; m0 += L) {
         const Py_ssize_t nl = hi - m0 < L ? hi - m0 : L;
         for (Py_ssize_t l = 0; l < L; ++l) {
-            const T *plane = a + (m0 + l) * hw;
-            if (l < nl)
+            if (l < nl) {
+                const T *plane = a + (m0 + l) * hw;
                 for (Py_ssize_t ij = 0; ij < hw; ++ij) X[ij * L + l] = plane[ij];
-            else
+            } else {
                 for (Py_ssize_t ij = 0; ij < hw; ++ij) X[ij * L + l] = 0;
+            }
         }
         for (Py_ssize_t i = 0; i < h; ++i)
             for (Py_ssize_t v = 0; v < Wb; ++v) {

@@ -210,8 +210,9 @@ def conv2d_forward(
         bottom/right).
     groups : int
         Divides C and K; ``groups == C == K`` is a depthwise convolution.
-    algorithm : {"auto", "direct", "im2col", "fft", "winograd", "depthwise"}
-        "auto" picks one per pass by a cost model and never declines.
+    algorithm : {"auto", "direct", "im2col", "fft", "winograd", "winograd4", "depthwise"}
+        "auto" picks one per pass by a cost model and never declines ("winograd4" only
+        after ``conv2d_select.allow_lossy()``).
 
     Returns
     -------

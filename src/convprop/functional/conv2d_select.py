@@ -438,7 +438,9 @@ def choose(
     'im2col'
     """
     if _TIMINGS is not None and measure is not None and len(candidates) > 1:
-        key = TimingCache.key(geom, dtype, backend, pass_name)
+        # a choice measured without the lossy algorithms is not one measured with them
+        lossy = "+lossy" if _LOSSY_ALLOWED and LOSSY & set(candidates) else ""
+        key = TimingCache.key(geom, dtype, backend + lossy, pass_name)
         known = _TIMINGS.get(key)
         if known in candidates:
             return known

@@ -70,7 +70,7 @@ class Conv2d(Module):
     groups : int
     bias : bool
     algorithm : str
-        "auto" (default), "direct", "im2col", "fft", "winograd" or "depthwise".
+        "auto" (default), "direct", "im2col", "fft", "winograd", "winograd4" or "depthwise".
     rng : numpy.random.Generator, int or None
         Source of the Kaiming-uniform initial weights (PyTorch's default rule).
     dtype : "float32" or "float64"
