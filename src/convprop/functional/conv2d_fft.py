@@ -37,8 +37,9 @@ those R·S values of its inverse:
   w_dil^[(u,v)] = sum_{r,s} w[r,s] · exp(-2πi (u·r·dil_h/Lh + v·s·dil_w/Lw))            (T5)
   dw[r,s] = (1/(Lh·Lw)) sum_{u,v} c_v Re( dw_dil^[(u,v)] · exp(+2πi (u·r·dil_h/Lh + v·s·dil_w/Lw)) )
             c_v = 1 for v = 0 and v = Lw/2, 2 otherwise (the half spectrum's mirror)    (T6)
-Short transforms (lengths up to SMALL_DFT) of x and dy are likewise matrix products, one
-along the columns, then one along the rows, with the placement folded into the matrices:
+Short transforms (lengths up to SMALL_DFT, SMALL_DFT_COMPILED with the compiled kernels)
+of x and dy are likewise matrix products, one along the columns, then one along the rows,
+with the placement folded into the matrices:
   a^[u, v] = sum_i e^{-2πi u (r0 + i·sh)/Lh} sum_j e^{-2πi v (c0 + j·sw)/Lw} a[i, j]    (T7)
 and so are the inverses of y and dx, evaluated only where they are read (T6's weights c_v):
   a[r0 + i·sh, c0 + j·sw] = 1/(Lh·Lw) sum_{u,v} c_v Re( a^[u,v] e^{+2πi(u·row/Lh + v·col/Lw)} ) (T8)
@@ -287,7 +288,7 @@ def _dy_spectrum_conj(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
 
 
 def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
-    """dy_up^ (F, G, N, K/G) by the library transform (T1), for lengths past SMALL_DFT."""
+    """dy_up^ (F, G, N, K/G) by the library transform (T1), for lengths past the small limits."""
     xp = get_xp(dy)
     G = geom.groups
     spatial = xp.zeros((*lengths, G, geom.N, geom.K // G), dtype=dy.dtype)
