@@ -265,6 +265,20 @@ def test_unknown_algorithm_is_refused(algorithm: Any) -> None:
     )  # fmt: skip
 
 
+def test_winograd4_declines_with_the_case_described() -> None:
+    with pytest.raises(NotImplementedError) as caught:
+        conv2d(X, W, stride=2, padding=1, algorithm="winograd4")
+    assert str(caught.value) == (
+        "conv2d: algorithm 'winograd4' cannot compute this case: F(4x4, 3x3) needs stride 1, "
+        "got stride=(2, 2) (x.shape=(2, 4, 6, 5), "
+        "w.shape=(6, 4, 3, 3), stride=(2, 2), padding=((1, 1), (1, 1)), dilation=(1, 1), "
+        "groups=1)"
+    )
+    with pytest.raises(NotImplementedError) as caught:
+        conv2d(X, W[:, :, :2], algorithm="winograd4")
+    assert "F(4x4, 3x3) needs a 3x3 kernel, got R x S = 2 x 3" in str(caught.value)
+
+
 def test_winograd_declines_with_the_case_described() -> None:
     with pytest.raises(NotImplementedError) as caught:
         conv2d(X, W, stride=2, padding=1, algorithm="winograd")

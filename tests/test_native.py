@@ -513,6 +513,16 @@ def test_fft_lengths_between_the_two_limits_agree_with_the_library_transforms(
     np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol * np.abs(y_ref).max())
 
 
+def test_winograd_transforms_refuse_a_tiling_they_do_not_have() -> None:
+    x = np.zeros((1, 1, 6, 6))
+    geom = conv_geometry("t", x.shape, (1, 1, 3, 3), None, stride=1, padding=1, dilation=1,
+                         groups=1)  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"winograd: output tiles of 2x2 or 4x4; expected m in \(2, 4\), got 3"
+    ):
+        native.winograd_input(x, geom, 3)
+
+
 def test_compiled_short_transforms_refuse_bad_arguments() -> None:
     kernels = native._kernels
     with pytest.raises(ValueError, match="dft_small_forward: invalid dimensions"):
