@@ -34,14 +34,15 @@ static inline void FN(load_row)(const T *plane, Py_ssize_t H, Py_ssize_t W, Py_s
 
 #if !defined(WINO_BLOCK)
 #define WINO_BLOCK 128 /* tiles per block: 16 * 2 rows of it stay in the core's cache */
-/* The tile rows of one block (at least one) and the scratch of one thread. */
-static inline Py_ssize_t wino_block_rows(Py_ssize_t Tw)
+/* The tile rows of one block of about `block` tiles (at least one row), for both tilings
+ * (_kernels_winograd4.h too), and the scratch of one thread of F(2x2, 3x3). */
+static inline Py_ssize_t wino_block_rows(Py_ssize_t Tw, Py_ssize_t block)
 {
-    return WINO_BLOCK / Tw > 1 ? WINO_BLOCK / Tw : 1;
+    return block / Tw > 1 ? block / Tw : 1;
 }
 static inline Py_ssize_t wino_scratch(Py_ssize_t Tw)
 {
-    return 32 * wino_block_rows(Tw) * Tw + 2 * (2 * Tw + 4) + 2 * (Tw + 1) + 16;
+    return 32 * wino_block_rows(Tw, WINO_BLOCK) * Tw + 2 * (2 * Tw + 4) + 2 * (Tw + 1) + 16;
 }
 #endif
 
@@ -63,7 +64,8 @@ static void FN(wino_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_s
                            Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
-    const Py_ssize_t len = 2 * Tw + 4, L = Tw + 1, rows = wino_block_rows(Tw), B = rows * Tw;
+    const Py_ssize_t len = 2 * Tw + 4, L = Tw + 1, rows = wino_block_rows(Tw, WINO_BLOCK);
+    const Py_ssize_t B = rows * Tw;
     T *cb = scratch, *buf = cb + 16 * B, *ph = buf + len; /* cb[(4a + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->C, c = plane % g->C;
@@ -106,7 +108,7 @@ static void FN(wino_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py_
                             Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
-    const Py_ssize_t rows = wino_block_rows(Tw), B = rows * Tw;
+    const Py_ssize_t rows = wino_block_rows(Tw, WINO_BLOCK), B = rows * Tw;
     T *sb = scratch, *Y = sb + 8 * B, *row = sb + 32 * B; /* sb[(4i + b) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->K, k = plane % g->K;
@@ -154,7 +156,8 @@ static void FN(wino_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssi
                         Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
-    const Py_ssize_t len = 2 * Tw + 4, L = Tw + 1, rows = wino_block_rows(Tw), B = rows * Tw;
+    const Py_ssize_t len = 2 * Tw + 4, L = Tw + 1, rows = wino_block_rows(Tw, WINO_BLOCK);
+    const Py_ssize_t B = rows * Tw;
     T *zb = scratch, *buf = zb + 8 * B, *ph = buf + len; /* zb[(4i + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->K, k = plane % g->K;
@@ -201,7 +204,7 @@ static void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_
                         Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
-    const Py_ssize_t len = 2 * Tw + 2, rows = wino_block_rows(Tw), B = rows * Tw;
+    const Py_ssize_t len = 2 * Tw + 2, rows = wino_block_rows(Tw, WINO_BLOCK), B = rows * Tw;
     const Py_ssize_t n_x = g->W < len - g->pl ? g->W : len - g->pl; /* x columns in a row */
     T *sb = scratch, *dd = sb + 16 * B, *row = sb + 32 * B;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {

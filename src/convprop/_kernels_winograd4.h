@@ -69,15 +69,10 @@
 
 #if !defined(WINO4_BLOCK)
 #define WINO4_BLOCK 256 /* tiles per block: 36 * 2 rows of it stay in the core's cache */
-/* The tile rows of one block: at least one, about WINO4_BLOCK tiles. */
-static inline Py_ssize_t wino4_block_rows(Py_ssize_t Tw)
-{
-    return WINO4_BLOCK / Tw > 1 ? WINO4_BLOCK / Tw : 1;
-}
 /* Scratch elements of one thread: two blocks of 36 rows, two row buffers and their phases. */
 static inline Py_ssize_t wino4_scratch(Py_ssize_t Tw)
 {
-    return 72 * wino4_block_rows(Tw) * Tw + 2 * (4 * Tw + 4) + 4 * (Tw + 1) + 16;
+    return 72 * wino_block_rows(Tw, WINO4_BLOCK) * Tw + 2 * (4 * Tw + 4) + 4 * (Tw + 1) + 16;
 }
 #endif
 
@@ -101,7 +96,7 @@ static void FN(wino4_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_
                             Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
-    const Py_ssize_t len = 4 * Tw + 4, L = Tw + 1, rows = wino4_block_rows(Tw);
+    const Py_ssize_t len = 4 * Tw + 4, L = Tw + 1, rows = wino_block_rows(Tw, WINO4_BLOCK);
     const Py_ssize_t B = rows * Tw; /* row length of the block arrays */
     T *cb = scratch, *buf = cb + 36 * B, *ph = buf + len; /* cb[(6a + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
@@ -144,7 +139,7 @@ static void FN(wino4_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py
                              Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
-    const Py_ssize_t rows = wino4_block_rows(Tw), B = rows * Tw;
+    const Py_ssize_t rows = wino_block_rows(Tw, WINO4_BLOCK), B = rows * Tw;
     T *sb = scratch, *Y = sb + 24 * B, *row = sb + 72 * B; /* sb[(6i + b) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->K, k = plane % g->K;
@@ -197,7 +192,7 @@ static void FN(wino4_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ss
                          Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
-    const Py_ssize_t len = 4 * Tw + 4, L = Tw + 1, rows = wino4_block_rows(Tw);
+    const Py_ssize_t len = 4 * Tw + 4, L = Tw + 1, rows = wino_block_rows(Tw, WINO4_BLOCK);
     const Py_ssize_t B = rows * Tw;
     T *zb = scratch, *buf = zb + 24 * B, *ph = buf + len; /* zb[(6i + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
@@ -243,7 +238,7 @@ static void FN(wino4_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py
                          Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
-    const Py_ssize_t len = 4 * Tw + 4, rows = wino4_block_rows(Tw), B = rows * Tw;
+    const Py_ssize_t len = 4 * Tw + 4, rows = wino_block_rows(Tw, WINO4_BLOCK), B = rows * Tw;
     const Py_ssize_t n_x = g->W < len - 2 - g->pl ? g->W : len - 2 - g->pl; /* x columns */
     T *sb = scratch, *dd = sb + 36 * B, *row = sb + 72 * B;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
