@@ -24,7 +24,7 @@ PACKAGE_DIR = Path(convprop.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
     # 0: the array module, the error types, shape arithmetic
-    "backend": 0, "errors": 0, "_shapes": 0, "native": 0, "_blas_env": 0,
+    "backend": 0, "errors": 0, "_shapes": 0, "native": 0, "_blas_env": 0, "_blas": 0,
     # 1: pure op pairs, and the numerical checks of their gradients
     "functional": 1, "gradcheck": 1,
     # 2: stateful modules, and the architectures built from them

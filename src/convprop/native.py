@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy
 
+from convprop import _blas
+
 _kernels: Any
 try:  # the C extension built by setup.py; optional
     _kernels = importlib.import_module("convprop._kernels")
@@ -100,6 +102,26 @@ def serves(*arrays: Any) -> bool:
         and a.flags.aligned  # C reads whole elements; a misaligned view takes the NumPy code
         for a in arrays
     )
+
+
+MIN_PRODUCT_WORK = 2**20
+"""Multiply-adds per product below which :func:`add_products` declines: a call through ctypes
+costs a few microseconds, and a stack of small products and one sum cost little more."""
+
+
+def add_products(c: Any, a: Any, b: Any) -> bool:
+    """c += Σ_i a[i] · b[i]ᵀ in place, each product added into c by NumPy's BLAS (β = 1;
+    ``convprop._blas``). c (M, Nc), a (I, M, L), b (I, Nc, L).
+
+    Returns False, with ``c`` untouched, where the sum is left to the caller: inside
+    :func:`disabled`, without a usable BLAS, for other arrays or layouts, or for products of
+    fewer than :data:`MIN_PRODUCT_WORK` multiply-adds each.
+    """
+    if getattr(_state, "off", False) or a.ndim != 3 or c.ndim != 2:
+        return False
+    if c.shape[0] * c.shape[1] * a.shape[2] < MIN_PRODUCT_WORK:
+        return False
+    return _blas.add_products(c, a, b)
 
 
 def parallel(kernel: Callable[..., Any], planes: int, work: int, *args: Any) -> Any:

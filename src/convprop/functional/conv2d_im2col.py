@@ -20,6 +20,9 @@ The batch as columns, for the forward and the weight gradient where P*Q is small
 
 One batched GEMM covers every group and image (matmul broadcasts over n and g), or with
 (I7) one GEMM per group over all images (``conv2d_select.im2col_batch_as_columns``).
+(I3) by image adds each image's product into dW as it is made (NumPy's BLAS with beta = 1,
+``native.add_products``) where the products are large, instead of a stack of N products
+and a sum over it.
 
 Memory: the columns take N·C·R·S·P·Q elements. Past ``WORKSPACE_BYTES`` the batch is
 processed in chunks of images (and the columns are recomputed in backward instead of
@@ -204,12 +207,20 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     return y, None
 
 
-def _weight_gradient(dY: Array, cols: Array, wide: bool) -> Array:
-    """(I3) summed over the images of a chunk -> (G, K/G, CRS): from (n, G, K/G, PQ) and
-    (n, G, CRS, PQ), or in one product per group from (G, K/G, n*PQ), (G, CRS, n*PQ) (I7)."""
+def _add_weight_gradient(dW: Array, dY: Array, cols: Array, wide: bool) -> None:
+    """dW (G, K/G, CRS) += (I3) summed over the images of a chunk: from (n, G, K/G, PQ) and
+    (n, G, CRS, PQ), or in one product per group from (G, K/G, n*PQ), (G, CRS, n*PQ) (I7).
+    By image, NumPy's BLAS adds each image's product into dW where it can (no stack of n
+    products to sum)."""
     if wide:
-        return dY @ cols.transpose(0, 2, 1)  # (I7): the sum over n is inside the product
-    return (dY @ cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        dW += dY @ cols.transpose(0, 2, 1)  # (I7): the sum over n is inside the product
+        return
+    if native.add_products(dW[0], dY[:, 0], cols[:, 0]):  # (I3), image by image
+        for g in range(1, dW.shape[0]):  # the same layout: the same answer
+            if not native.add_products(dW[g], dY[:, g], cols[:, g]):
+                dW[g] += (dY[:, g] @ cols[:, g].transpose(0, 2, 1)).sum(axis=0)
+        return
+    dW += (dY @ cols.transpose(0, 1, 3, 2)).sum(axis=0)  # every group in one stack
 
 
 def _gradients(
@@ -240,7 +251,7 @@ def _gradients(
     dx_parts = 4 if saved is not None else 1
     for images, part in chunks:
         cols = saved if saved is not None else _columns(x[images], part, wide)
-        dW += _weight_gradient(_images(dY, images, geom, wide), cols, wide)  # (I3)
+        _add_weight_gradient(dW, _images(dY, images, geom, wide), cols, wide)  # (I3)
         if dx is None:
             continue
         for sub, sub_geom in _chunks(part, dy.dtype.itemsize, dx_parts, images.start):
