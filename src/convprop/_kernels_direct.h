@@ -155,7 +155,8 @@ static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
             for (Py_ssize_t kk = 0; kk < nk; ++kk) {
                 T *yk = yrow + (k0 + kk) * PQ + q0;
                 if (nq == VQ) memcpy(yk, acc[kk], sizeof acc[kk]);
-                else memcpy(yk, acc[kk], (size_t)nq * sizeof(T));
+                else /* a loop, not a library call per short piece: 0.97-0.98 on lenet1 */
+                    for (Py_ssize_t j = 0; j < nq; ++j) yk[j] = acc[kk][j];
             }
         }
     }
