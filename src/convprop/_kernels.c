@@ -80,6 +80,7 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
 #include "_kernels_dft.h"
+#include "_kernels_bins.h"
 #include "_kernels_elementwise.h"
 #include "_kernels_adam.h"
 #undef T
@@ -104,6 +105,7 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #include "_kernels_bias.h"
 #include "_kernels_layout.h"
 #include "_kernels_dft.h"
+#include "_kernels_bins.h"
 #include "_kernels_elementwise.h"
 #include "_kernels_adam.h"
 #undef T
@@ -252,7 +254,7 @@ enum {
     OP_WINO4_INPUT, OP_WINO4_OUTPUT, OP_WINO4_DY, OP_WINO4_DX,
     OP_ADD_BIAS, OP_BIAS_GRAD, OP_TO_PLANES, OP_TO_SPATIAL,
     OP_RELU_FORWARD, OP_RELU_BACKWARD, OP_ADAM,
-    OP_DFT_FORWARD, OP_DFT_INVERSE,
+    OP_DFT_FORWARD, OP_DFT_INVERSE, OP_BINS,
 };
 
 /* One call's loop and arguments, read by every thread of the team (_kernels_team.h). */
@@ -337,6 +339,9 @@ static Py_ssize_t run_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
     case OP_DFT_INVERSE: /* spec, coef, planes; n = (M, h, w, Lh, Wb, conj) */
         BY_KIND(dft_small_inverse, a[0], a[1], a[2], s, n[0], n[1], n[2], n[3], n[4], (int)n[5],
                 lo, hi);
+        break;
+    case OP_BINS: /* a, b, y; n = (M, L, Nc, at, bt) */
+        BY_KIND(bin_products, a[0], a[1], a[2], s, n[0], n[1], n[2], (int)n[3], (int)n[4], lo, hi);
         break;
     }
 #undef BY_KIND
@@ -1216,6 +1221,56 @@ static PyObject *dft_small(PyObject *args, int op, const char *name)
     Py_RETURN_NONE;
 }
 
+/* bin_products(a, b, y, (I, M, L, Nc, at, bt), lo, hi, threads=1): y[i] = A[i] @ B[i] for the
+ * bins [lo, hi) (_kernels_bins.h), complex, each array given as its reals: a holds A (I, M, L),
+ * or with at its transpose (I, L, M); b holds B (I, L, Nc), or with bt (I, Nc, L); y (I, M, Nc). */
+static PyObject *py_bin_products(PyObject *self, PyObject *args)
+{
+    PyObject *ao, *bo, *yo, *dims;
+    Py_ssize_t I, M, L, Nc, at, bt, lo, hi;
+    int threads = 1;
+    Call c = {.op = OP_BINS};
+    Py_buffer v[3];
+    const char *name = "bin_products";
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO!nn|i", &ao, &bo, &yo, &PyTuple_Type, &dims, &lo, &hi,
+                          &threads))
+        return NULL;
+    if (!PyArg_ParseTuple(dims, "nnnnnn", &I, &M, &L, &Nc, &at, &bt)) return NULL;
+    const Py_ssize_t a_dims[] = {2 * I, M, L}, b_dims[] = {2 * I, L, Nc}, y_dims[] = {2 * I, M, Nc};
+    if (I < 1 || M < 1 || L < 1 || Nc < 1 || (at != 0 && at != 1) || (bt != 0 && bt != 1) ||
+        !fits(a_dims, 3) || !fits(b_dims, 3) || !fits(y_dims, 3)) {
+        PyErr_Format(PyExc_ValueError, "%s: invalid dimensions (I, M, L, Nc, at, bt)", name);
+        return NULL;
+    }
+    if (check_range(lo, hi, I, name) || check_threads(threads, name)) return NULL;
+    c.kind = float_kind(ao, name);
+    if (!c.kind) return NULL;
+    if (get_array(ao, &v[0], 0, c.kind, 2 * I * M * L, name, "a")) return NULL;
+    if (get_array(bo, &v[1], 0, c.kind, 2 * I * L * Nc, name, "b")) {
+        RELEASE_ALL(v, 1);
+        return NULL;
+    }
+    if (get_array(yo, &v[2], 1, c.kind, 2 * I * M * Nc, name, "y")) {
+        RELEASE_ALL(v, 2);
+        return NULL;
+    }
+    const Py_ssize_t cb = 32 / c.kind, Ncp = (Nc + cb - 1) / cb * cb; /* CB of the kind */
+    threads = team_size(lo, hi, threads);
+    const Py_ssize_t elements = 2 * L * Ncp + (at ? 2 * M * L : 0); /* _kernels_bins.h */
+    if (alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {
+        RELEASE_ALL(v, 3);
+        return NULL;
+    }
+    c.a[0] = v[0].buf, c.a[1] = v[1].buf, c.a[2] = v[2].buf;
+    const Py_ssize_t n[5] = {M, L, Nc, at, bt};
+    memcpy(c.n, n, sizeof n);
+    run_call(&c, lo, hi, threads, 1);
+    PyMem_RawFree(c.scratch);
+    RELEASE_ALL(v, 3);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_dft_small_forward(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -1312,6 +1367,8 @@ static PyMethodDef methods[] = {
      "relu_backward(dy, x, dx, lo, hi, threads=1): (A1), (A3)."},
     {"adam_step", py_adam_step, METH_VARARGS,
      "adam_step(p, g, m, v, vmax or None, scalars, lo, hi, threads=1): (ADAM2)-(ADAM7) in place."},
+    {"bin_products", py_bin_products, METH_VARARGS,
+     "bin_products(a, b, y, (I, M, L, Nc, at, bt), lo, hi, threads=1): per-bin complex products."},
     {"dft_small_forward", py_dft_small_forward, METH_VARARGS,
      "dft_small_forward(planes, coef, spec, (M, h, w, Lh, Wb, conj), lo, hi, threads=1): (T7)."},
     {"dft_small_inverse", py_dft_small_inverse, METH_VARARGS,

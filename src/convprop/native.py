@@ -124,6 +124,14 @@ def add_products(c: Any, a: Any, b: Any) -> bool:
     return _blas.add_products(c, a, b)
 
 
+def serves_complex(*arrays: Any) -> bool:
+    """True when the kernels are enabled and every array is a complex64/complex128 NumPy
+    array (the FFT's spectra)."""
+    return enabled() and all(
+        type(a) is numpy.ndarray and a.dtype in _COMPLEX and a.flags.aligned for a in arrays
+    )
+
+
 def parallel(kernel: Callable[..., Any], planes: int, work: int, *args: Any) -> Any:
     """Call ``kernel(*args, 0, planes, threads)``: the kernel runs the planes ``[0, planes)``
     on ``threads`` threads of the compiled team, which claim chunks of them in turn.
@@ -426,6 +434,48 @@ def dft_small_forward(planes: Any, coef: Any, Lh: int, Wb: int, conj: bool = Fal
     coef = _contiguous(coef)
     parallel(_kernels.dft_small_forward, M, work, planes, coef, spec.view(planes.dtype), dims)
     return spec
+
+
+def _stored(m: Any) -> tuple[Any, int]:
+    """A stack of matrices (I, r, c) as the kernels read it: (the C-contiguous array, 0), or
+    (its C-contiguous transpose (I, c, r), 1) where ``m`` is a transposed view of one."""
+    if m.flags.c_contiguous:
+        return m, 0
+    turned = m.transpose(0, 2, 1)
+    if turned.flags.c_contiguous:
+        return turned, 1
+    return numpy.ascontiguousarray(m), 0
+
+
+def bin_products(a: Any, b: Any) -> Any:
+    """(T2)-(T4)'s products per frequency bin, ``a @ b`` for complex stacks a (I, M, L) and
+    b (I, L, Nc) of one dtype, each bin computed whole by one thread (_kernels_bins.h).
+    Either may be a transposed view (``x.transpose(0, 2, 1)``) of a C-contiguous stack: it
+    is read in place. Returns y (I, M, Nc), C-contiguous."""
+    I, M, L = a.shape
+    Nc = b.shape[2]
+    if b.shape[:2] != (I, L) or a.dtype != b.dtype or a.dtype not in _COMPLEX:
+        raise ValueError(
+            f"bin_products: expected complex stacks (I, M, L) and (I, L, Nc) of one dtype; "
+            f"got {a.shape} {a.dtype} and {b.shape} {b.dtype}"
+        )
+    real = _COMPLEX[a.dtype]
+    y = numpy.empty((I, M, Nc), dtype=a.dtype)
+    if y.size == 0:
+        return y
+    a_stored, at = _stored(a)
+    b_stored, bt = _stored(b)
+    dims = (I, M, L, Nc, at, bt)
+    work = 4 * I * M * L * Nc  # real multiply-adds
+    parallel(_kernels.bin_products, I, work, a_stored.view(real), b_stored.view(real),
+             y.view(real), dims)  # fmt: skip
+    return y
+
+
+_COMPLEX = {
+    numpy.dtype(numpy.complex64): numpy.dtype(numpy.float32),
+    numpy.dtype(numpy.complex128): numpy.dtype(numpy.float64),
+}
 
 
 def dft_small_inverse(spec: Any, coef: Any, Lh: int, h: int, w: int, conj: bool = False) -> Any:
