@@ -47,9 +47,14 @@ static void FN(bin_products)(const T *a, const T *bm, T *y, T *scratch, Py_ssize
         if (bt || Ncp != Nc) {
             for (Py_ssize_t l = 0; l < L; ++l) /* copied, padded with zeros to Ncp columns */
                 for (Py_ssize_t n = 0; n < Ncp; ++n) {
+                    T *dst = scratch + 2 * (l * Ncp + n);
+                    if (n >= Nc) {
+                        dst[0] = dst[1] = 0;
+                        continue;
+                    }
                     const T *src = bt ? B + 2 * (n * L + l) : B + 2 * (l * Nc + n);
-                    scratch[2 * (l * Ncp + n)] = n < Nc ? src[0] : 0;
-                    scratch[2 * (l * Ncp + n) + 1] = n < Nc ? src[1] : 0;
+                    dst[0] = src[0];
+                    dst[1] = src[1];
                 }
             rowsB = scratch;
         }
