@@ -240,7 +240,11 @@ _GEOMETRIES_KEPT = 512
 
 
 def _typed(value: Any) -> Any:
-    """A cache key that tells 1, 1.0 and True apart, inside tuples and lists too."""
+    """A cache key that tells 1, 1.0 and True apart, inside tuples and lists too. Plain ints
+    and tuples of them (shapes, strides) are their own keys: every other value becomes a
+    tuple that starts with a type, which no tuple of ints equals."""
+    if type(value) is int or (type(value) is tuple and all(type(v) is int for v in value)):
+        return value
     if isinstance(value, (tuple, list)):
         return (type(value), tuple(_typed(v) for v in value))
     return (type(value), value)

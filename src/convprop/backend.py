@@ -61,6 +61,8 @@ def get_xp(*arrays: Any) -> ModuleType:
     >>> get_xp(np.zeros(2), None).__name__
     'numpy'
     """
+    if _cupy is None:  # without CuPy every array is NumPy's: nothing to mix
+        return numpy
     modules = {_module_of(a).__name__: _module_of(a) for a in arrays if a is not None}
     if len(modules) > 1:
         raise BackendError(
