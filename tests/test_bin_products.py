@@ -89,9 +89,24 @@ def test_bin_products_refuse_mismatched_stacks_with_their_shapes() -> None:
         native.bin_products(a.real.copy(), np.zeros((2, 4, 6), np.float32))
 
 
-def test_bin_products_of_empty_stacks_are_empty() -> None:
+def test_bin_products_of_empty_stacks_are_empty_and_empty_sums_zero() -> None:
     a, b = np.zeros((0, 3, 4), np.complex64), np.zeros((0, 4, 5), np.complex64)
     assert native.bin_products(a, b).shape == (0, 3, 5)
+    a, b = np.zeros((2, 3, 0), np.complex64), np.zeros((2, 0, 5), np.complex64)
+    np.testing.assert_array_equal(native.bin_products(a, b), np.zeros((2, 3, 5), np.complex64))
+
+
+def test_bin_products_realign_a_misaligned_stack() -> None:
+    """complex128 values starting 4 bytes into a buffer: copied to aligned memory first."""
+    rng = np.random.default_rng(10)
+    values = _complex(rng, (2, 3, 5), "complex128")
+    raw = np.zeros(values.nbytes + 8, np.uint8)
+    a = np.frombuffer(raw.data, dtype=np.complex128, count=values.size, offset=4)
+    a = a.reshape(values.shape)
+    a[...] = values
+    assert not a.flags.aligned
+    b = _complex(rng, (2, 5, 4), "complex128")
+    _assert_products_equal(native.bin_products(a, b), values, b, "complex128")
 
 
 def test_the_compiled_entry_refuses_bad_dimensions() -> None:

@@ -78,6 +78,50 @@ def test_add_products_declines_what_it_cannot_call_and_leaves_c_untouched() -> N
 
 
 @needs_blas
+def test_add_products_declines_a_c_it_may_not_or_cannot_safely_write() -> None:
+    """A read-only c, or a c that shares memory with a factor (gemm would read sums it has
+    already written): declined, c untouched."""
+    rng = np.random.default_rng(6)
+    a, b = _stack(rng, (2, 5, 7), "float64"), _stack(rng, (2, 4, 7), "float64")
+    frozen = np.zeros((5, 4))
+    frozen.flags.writeable = False
+    assert not _blas.add_products(frozen, a, b)
+    assert not frozen.any()
+    square = _stack(rng, (3, 6, 6), "float64")
+    before = square.copy()
+    assert not _blas.add_products(square[0], square, square)
+    np.testing.assert_array_equal(square, before)
+
+
+def test_only_numpys_own_bundled_library_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Among the OpenBLAS libraries mapped into the process, only one in NumPy's own
+    numpy.libs directory: another package's copy (SciPy's) is never picked."""
+    import io
+    import os
+
+    site = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
+    scipy_copy = os.path.join(site, "scipy.libs", "libscipy_openblas-0000.so")
+    numpy_copy = os.path.join(site, "numpy.libs", "libscipy_openblas64_-0000.so")
+    elsewhere = os.path.join("/home/u/numpy-work/lib", "libscipy_openblas64_-0000.so")
+
+    def maps(*lines: str) -> io.StringIO:
+        return io.StringIO("".join(f"7f00-7f01 r-xp 0 08:01 1 {line}\n" for line in lines))
+
+    real_open = open
+
+    def fake_open(lines: tuple[str, ...]):  # type: ignore[no-untyped-def]
+        def opener(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return maps(*lines) if path == "/proc/self/maps" else real_open(path, *args, **kwargs)
+
+        return opener
+
+    monkeypatch.setattr("builtins.open", fake_open((scipy_copy, elsewhere)))
+    assert _blas._numpy_blas_path() is None
+    monkeypatch.setattr("builtins.open", fake_open((scipy_copy, numpy_copy)))
+    assert _blas._numpy_blas_path() == numpy_copy
+
+
+@needs_blas
 def test_add_products_names_mismatched_shapes() -> None:
     c = np.zeros((5, 4), np.float32)
     a, b = np.zeros((2, 5, 7), np.float32), np.zeros((2, 4, 6), np.float32)

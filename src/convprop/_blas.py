@@ -41,15 +41,16 @@ _state = threading.local()
 
 def _numpy_blas_path() -> str | None:
     """The OpenBLAS shared library NumPy loaded into this process (Linux), if any."""
-    roots = (os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__))),)
+    site = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
+    bundled = os.path.join(site, "numpy.libs")  # where NumPy's wheels put their libraries
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as handle:
             paths = {line.split(None, 5)[-1].strip() for line in handle if "openblas" in line}
     except OSError:  # not Linux
         return None
     for path in sorted(paths):
-        name = os.path.basename(path)
-        if path.startswith(roots) and "numpy" in path and name.startswith("libscipy_openblas"):
+        directory, name = os.path.split(path)
+        if directory == bundled and name.startswith("libscipy_openblas"):
             return path
     return None
 
@@ -65,6 +66,8 @@ def _bind(function: Any, real: type) -> Any:
 @functools.lru_cache(maxsize=1)
 def _library() -> dict[Any, Any] | None:
     """{dtype: gemm function} for float32 and float64, or None where none is usable."""
+    if ctypes.sizeof(ctypes.c_void_p) != 8:  # the 64-bit argument slots assumed below
+        return None
     path = _numpy_blas_path()
     if path is None:
         return None
@@ -155,25 +158,28 @@ def add_products(c: Any, a: Any, b: Any) -> bool:
     -------
     bool
         False, with ``c`` untouched, where the call cannot be made (no usable BLAS, other
-        array types or layouts): the caller then adds the products itself.
+        array types or layouts, a read-only ``c``, or ``c`` sharing memory with ``a`` or
+        ``b``): the caller then adds the products itself.
     """
     functions = None if getattr(_state, "off", False) else _library()
-    if functions is None or a.ndim != 3 or b.ndim != 3 or len(a) != len(b):
+    if functions is None or a.ndim != 3 or b.ndim != 3:
         return False
     function = functions.get(c.dtype)
-    if function is None or not _is_matrix(c, c.dtype):
+    if function is None or not _is_matrix(c, c.dtype) or not c.flags.writeable:
         return False
-    pairs = [(a[i], b[i]) for i in range(len(a))]
-    if not all(_is_matrix(x, c.dtype) and _is_matrix(y, c.dtype) for x, y in pairs):
-        return False
+    if numpy.may_share_memory(c, a) or numpy.may_share_memory(c, b):
+        return False  # gemm would read what it has already written
     M, Nc = c.shape
-    if min(M, Nc, a.shape[2]) == 0:
-        return False
-    if any(x.shape[0] != M or y.shape[0] != Nc or x.shape[1] != y.shape[1] for x, y in pairs):
+    if a.shape[:2] != (len(b), M) or b.shape[1:] != (Nc, a.shape[2]):
         raise ValueError(
             f"add_products: expected c (M, Nc), a (I, M, L) and b (I, Nc, L); got c "
             f"{c.shape}, a {a.shape}, b {b.shape}"
         )
+    pairs = [(a[i], b[i]) for i in range(len(a))]
+    if min(M, Nc, a.shape[2]) == 0 or not all(
+        _is_matrix(x, c.dtype) and _is_matrix(y, c.dtype) for x, y in pairs
+    ):
+        return False
     for x, y in pairs:
         _call(function, x, y, c, transpose_b=True, beta=1.0)
     return True

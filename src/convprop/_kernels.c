@@ -1255,7 +1255,7 @@ static PyObject *py_bin_products(PyObject *self, PyObject *args)
         RELEASE_ALL(v, 2);
         return NULL;
     }
-    const Py_ssize_t cb = 32 / c.kind, Ncp = (Nc + cb - 1) / cb * cb; /* CB of the kind */
+    const Py_ssize_t cb = BIN_CB(c.kind), Ncp = (Nc + cb - 1) / cb * cb; /* _kernels_bins.h */
     threads = team_size(lo, hi, threads);
     const Py_ssize_t elements = 2 * L * Ncp + (at ? 2 * M * L : 0); /* _kernels_bins.h */
     if (alloc_scratch(&c, (size_t)elements * (size_t)c.kind, threads)) {

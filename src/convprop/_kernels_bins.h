@@ -16,12 +16,14 @@
 
 #if !defined(BIN_MR)
 #define BIN_MR 3 /* result rows per block: 2 * 3 accumulators of two vectors each */
+/* Complex columns per block for elements of `size` bytes: two vectors of (re, im) pairs. */
+#define BIN_CB(size) (32 / (size))
 #endif
 
 /* y[b] = A[b] @ B[b] (complex; (re, im) pairs) for the bins b in [lo, hi): A[b] is M x L,
  * stored from a + 2*b*M*L, or with `at` its transpose stored L x M; B[b] is L x Nc, stored
  * from bm + 2*b*L*Nc, or with `bt` its transpose stored Nc x L; y[b] is M x Nc, contiguous.
- * A block is BIN_MR rows by CB = 32 / sizeof(T) complex columns (two vectors of pairs).
+ * A block is BIN_MR rows by CB = BIN_CB(sizeof(T)) complex columns (two vectors of pairs).
  * scratch: (L * Ncp + M * L) complex elements, Ncp = Nc rounded up to CB columns: B's rows
  * where they are not already Ncp apart (transposed, or Nc not a multiple of CB), then A's
  * rows where A is stored transposed. */
@@ -29,7 +31,7 @@ static void FN(bin_products)(const T *a, const T *bm, T *y, T *scratch, Py_ssize
                              Py_ssize_t L, Py_ssize_t Nc, int at, int bt, Py_ssize_t lo,
                              Py_ssize_t hi)
 {
-    enum { V = 64 / (int)sizeof(T), CB = V / 2 }; /* reals, complex columns per block */
+    enum { CB = BIN_CB((int)sizeof(T)), V = 2 * CB }; /* complex columns, reals per block */
     const Py_ssize_t Ncp = (Nc + CB - 1) / CB * CB;
     for (Py_ssize_t b = lo; b < hi; ++b) {
         const T *A = a + 2 * b * M * L, *B = bm + 2 * b * L * Nc;
@@ -68,7 +70,7 @@ static void FN(bin_products)(const T *a, const T *bm, T *y, T *scratch, Py_ssize
                     for (int j = 0; j < V; ++j) p[i][j] = q[i][j] = 0;
                 for (Py_ssize_t l = 0; l < L; ++l) {
                     const T *bv = rowsB + 2 * (l * Ncp + n0);
-#pragma GCC unroll 3
+#pragma GCC unroll 3 /* BIN_MR */
                     for (int i = 0; i < BIN_MR; ++i) {
                         const T ar = rows[i][2 * l], ai = rows[i][2 * l + 1];
 #pragma omp simd

@@ -439,12 +439,12 @@ def dft_small_forward(planes: Any, coef: Any, Lh: int, Wb: int, conj: bool = Fal
 def _stored(m: Any) -> tuple[Any, int]:
     """A stack of matrices (I, r, c) as the kernels read it: (the C-contiguous array, 0), or
     (its C-contiguous transpose (I, c, r), 1) where ``m`` is a transposed view of one."""
-    if m.flags.c_contiguous:
+    if m.flags.c_contiguous and m.flags.aligned:
         return m, 0
     turned = m.transpose(0, 2, 1)
-    if turned.flags.c_contiguous:
+    if turned.flags.c_contiguous and turned.flags.aligned:
         return turned, 1
-    return numpy.ascontiguousarray(m), 0
+    return numpy.require(m, requirements=("C", "A")), 0  # a copy, aligned
 
 
 def bin_products(a: Any, b: Any) -> Any:
@@ -461,7 +461,8 @@ def bin_products(a: Any, b: Any) -> Any:
         )
     real = _COMPLEX[a.dtype]
     y = numpy.empty((I, M, Nc), dtype=a.dtype)
-    if y.size == 0:
+    if y.size == 0 or L == 0:
+        y[...] = 0  # an empty sum
         return y
     a_stored, at = _stored(a)
     b_stored, bt = _stored(b)
