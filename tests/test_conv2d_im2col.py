@@ -234,3 +234,25 @@ def test_columns_kept_by_the_forward_are_not_reused_past_a_smaller_budget(
     dx, dw, _ = conv2d_backward(dy, cache)
     assert_close(dx, conv2d_dx_ref(dy, w, case.x_shape, **case.hyper), "float64", "dx (B3)")
     assert_close(dw, conv2d_dw_ref(x, dy, case.w_shape, **case.hyper), "float64", "dw (B2)")
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_col2im_I5_writes_into_the_array_it_is_given(compiled: bool) -> None:
+    """col2im's ``out``: a C-contiguous array of the right shape and dtype is written in
+    place (by the compiled kernel where it serves); any other (a strided view) receives
+    the same values; every value equals the col2im that allocates its own array."""
+    rng = np.random.default_rng(11)
+    g = conv_geometry("conv2d", (3, 4, 9, 9), (5, 4, 3, 3), None, stride=2, padding=1,
+                      dilation=1, groups=1)  # fmt: skip
+    dcols = rng.standard_normal((3, 1, 4 * 9, g.P * g.Q))
+    context = contextlib.nullcontext() if compiled else native.disabled()
+    with context:
+        expected = conv2d_im2col.col2im(dcols, g)
+        out = np.full(g.x_shape, np.nan)
+        assert conv2d_im2col.col2im(dcols, g, out) is out
+        np.testing.assert_array_equal(out, expected)
+        wide = np.full((3, 4, 9, 18), np.nan)
+        view = wide[:, :, :, ::2]  # not contiguous: filled through a copy
+        assert conv2d_im2col.col2im(dcols, g, view) is view
+        np.testing.assert_array_equal(view, expected)
+        assert np.isnan(wide[:, :, :, 1::2]).all()

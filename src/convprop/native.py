@@ -175,10 +175,19 @@ def im2col(x: Any, geom: Any, wide: bool = False) -> Any:
     return cols
 
 
-def col2im(dcols: Any, geom: Any) -> Any:
-    """(I5) dcols (N, C·R·S·P·Q in any grouping) -> dx (N, C, H, W), the adjoint of (I1)."""
+def col2im(dcols: Any, geom: Any, out: Any = None) -> Any:
+    """(I5) dcols (N, C·R·S·P·Q in any grouping) -> dx (N, C, H, W), the adjoint of (I1),
+    written into ``out`` where it is a C-contiguous array of that shape and dtype."""
     dcols = _contiguous(dcols)
-    dx = numpy.empty((geom.N, geom.C, geom.H, geom.W), dtype=dcols.dtype)
+    shape = (geom.N, geom.C, geom.H, geom.W)
+    fits = (
+        type(out) is numpy.ndarray and out.shape == shape and out.dtype == dcols.dtype
+        and out.flags.c_contiguous and out.flags.writeable and out.flags.aligned
+    )  # fmt: skip
+    if out is not None and not fits:
+        out[...] = col2im(dcols, geom)
+        return out
+    dx = out if out is not None else numpy.empty(shape, dtype=dcols.dtype)
     g = conv_geometry_tuple(geom)
     parallel(_kernels.col2im, geom.N * geom.C, dcols.size, dcols, dx, g)
     return dx

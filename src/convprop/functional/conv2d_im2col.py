@@ -89,14 +89,18 @@ def im2col(x: Array, geom: ConvGeometry, wide: bool = False) -> Array:
     return cols.reshape(geom.N, G, rows, PQ)  # (I1)
 
 
-def col2im(dcols: Array, geom: ConvGeometry) -> Array:
-    """(I5), the adjoint of :func:`im2col`: dcols (N, G, C/G*R*S, P*Q) -> dx (N, C, H, W).
+def col2im(dcols: Array, geom: ConvGeometry, out: Array | None = None) -> Array:
+    """(I5), the adjoint of :func:`im2col`: dcols (N, G, C/G*R*S, P*Q) -> dx (N, C, H, W),
+    written into ``out`` (N, C, H, W) where given.
 
     col2im must scatter-add: windows overlap whenever stride < dilated kernel size, so
     one x_pad element receives contributions from several (tap, output) pairs.
     """
-    if native.serves(dcols):
-        return native.col2im(dcols, geom)  # (I5) compiled: the same sums, one pass per plane
+    if native.serves(dcols) and (out is None or native.serves(out)):
+        return native.col2im(dcols, geom, out)  # (I5) compiled: the same sums, one pass per plane
+    if out is not None:
+        out[...] = col2im(dcols, geom)
+        return out
     xp = get_xp(dcols)
     Hp, Wp = geom.padded_hw
     dcols = dcols.reshape(geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q)
@@ -256,7 +260,7 @@ def _gradients(
             continue
         for sub, sub_geom in _chunks(part, dy.dtype.itemsize, dx_parts, images.start):
             dcols = W_T @ dY_images[sub]  # (I4) -> (n, G, CRS, PQ)
-            dx[sub] = _col2im_any(dcols, sub_geom)  # (I5)
+            _col2im_any(dcols, sub_geom, out=dx[sub])  # (I5), into dx's own images
     return dx, dW.reshape(geom.w_shape)
 
 
@@ -267,11 +271,16 @@ def backward(
     return _gradients(dy, x, w if need_dx else None, geom, saved)
 
 
-def _col2im_any(dcols: Array, geom: ConvGeometry) -> Array:
-    """(I5), or a reshape for pointwise convolutions (whose im2col is a view)."""
+def _col2im_any(dcols: Array, geom: ConvGeometry, out: Array | None = None) -> Array:
+    """(I5), or a reshape for pointwise convolutions (whose im2col is a view); written into
+    ``out`` (N, C, H, W) where given."""
     if _is_pointwise(geom):
-        return dcols.reshape(geom.N, geom.C, geom.H, geom.W)
-    return col2im(dcols, geom)
+        dx = dcols.reshape(geom.N, geom.C, geom.H, geom.W)
+        if out is None:
+            return dx
+        out[...] = dx
+        return out
+    return col2im(dcols, geom, out)
 
 
 def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array:
@@ -298,7 +307,10 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     xp = get_xp(dy, w)
     W_T = _weight_matrix(w, geom).transpose(0, 2, 1)
     dY = _output_matrix(dy, geom, False)
+    chunks = _chunks(geom, dy.dtype.itemsize)
+    if len(chunks) == 1:  # the whole batch at once: col2im's array is dx itself
+        return xp.ascontiguousarray(_col2im_any(W_T @ dY, geom))  # (I4), (I5)
     dx = xp.empty(geom.x_shape, dtype=dy.dtype)
-    for images, part in _chunks(geom, dy.dtype.itemsize):
-        dx[images] = _col2im_any(W_T @ dY[images], part)  # (I4), (I5)
+    for images, part in chunks:
+        _col2im_any(W_T @ dY[images], part, out=dx[images])  # (I4), (I5)
     return dx
