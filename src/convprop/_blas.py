@@ -23,9 +23,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy
@@ -36,7 +33,6 @@ _SYMBOLS = (  # (single, double) in NumPy's wheels (64-bit and 32-bit integers),
     ("scipy_cblas_sgemm", "scipy_cblas_dgemm"),
     ("cblas_sgemm64_", "cblas_dgemm64_"),
 )
-_state = threading.local()
 
 
 def _numpy_blas_path() -> str | None:
@@ -116,19 +112,9 @@ def _call(function: Any, a: Any, b: Any, c: Any, *, transpose_b: bool, beta: flo
 
 
 def available() -> bool:
-    """True when NumPy's BLAS was found, passed its check and is not turned off here."""
-    return not getattr(_state, "off", False) and _library() is not None
-
-
-@contextmanager
-def disabled() -> Iterator[None]:
-    """Run a block without these calls (in this thread): callers keep to ``@``."""
-    before = getattr(_state, "off", False)
-    _state.off = True
-    try:
-        yield
-    finally:
-        _state.off = before
+    """True when NumPy's BLAS was found and passed its check (``native.disabled()`` turns
+    these calls off with the compiled kernels: ``native.add_products``)."""
+    return _library() is not None
 
 
 def _is_matrix(a: Any, dtype: Any) -> bool:
@@ -161,7 +147,7 @@ def add_products(c: Any, a: Any, b: Any) -> bool:
         array types or layouts, a read-only ``c``, or ``c`` sharing memory with ``a`` or
         ``b``): the caller then adds the products itself.
     """
-    functions = None if getattr(_state, "off", False) else _library()
+    functions = _library()
     if functions is None or a.ndim != 3 or b.ndim != 3:
         return False
     function = functions.get(c.dtype)
