@@ -52,6 +52,50 @@ def test_bench_skips_the_shapes_a_named_algorithm_declines(
     assert "skipped lenet2: conv2d: algorithm 'depthwise' cannot compute this case" in out
 
 
+class _Clock:
+    """Stands in for the time module: a clock that moves only when a call says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_sample_warms_up_for_the_given_time_then_takes_the_median_of_its_timed_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(bench, "time", clock)
+    durations: list[float] = []
+
+    def call() -> None:  # 4 ms per call unless told otherwise
+        clock.now += durations.pop(0) if durations else 0.004
+        calls.append(clock.now)
+
+    calls: list[float] = []
+    assert bench._timed(call, warm=0.0) == pytest.approx(4.0)
+    assert len(calls) == 2  # one untimed call, one timed
+    calls.clear()
+    bench._timed(call, warm=0.02)
+    assert len(calls) == 5 + bench.TIMED_CALLS  # 20 ms of 4 ms calls, then the timed ones
+    calls.clear()
+    monkeypatch.setattr(bench, "TIMED_CALLS", 3)
+    durations[:] = [0.004] * 5 + [0.030, 0.001, 0.002]  # the warm-up, then 30, 1 and 2 ms
+    assert bench._timed(call, warm=0.02) == pytest.approx(2.0)
+
+
+def test_bench_json_records_the_warm_up(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--shape", "dw3x3", "--repeats", "1", "--no-torch", "--no-memory"]
+    assert main([*argv, "--warm-ms", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["machine"]["warm_ms"] == 0
+    assert main(argv) == 0
+    assert "and 20 ms of untimed calls" in capsys.readouterr().out
+
+
 def test_peak_memory_is_measured_in_a_child_process() -> None:
     megabytes = bench.peak_memory_mb("convprop", [2, 1, 8, 8, 2, 3, 3, 1, 1, 1, 1])
     assert megabytes >= 0
@@ -62,6 +106,8 @@ def test_peak_memory_is_measured_in_a_child_process() -> None:
     [
         (["--shape", "nope"], "bench: unknown shape; expected names from"),
         (["--repeats", "0"], "bench: --repeats must be >= 1"),
+        (["--warm-ms", "-1"], "bench: --warm-ms must be within [0, 10000]"),
+        (["--warm-ms", "nan"], "bench: --warm-ms must be within [0, 10000]"),
         (
             ["--shape", "lenet2", "--algorithm", "winograd"],
             "bench: algorithm 'winograd' computes none of the shapes",

@@ -223,20 +223,41 @@ SETTLE_SECONDS = 0.25
 """Pause before each sample: OpenBLAS's and OpenMP's worker threads spin for a while after a
 call, and in one process they would slow whichever library runs next."""
 
+WARM_SECONDS = 0.02
+"""After the pause, each library runs its own untimed calls for this long before the timed
+ones. On the machines measured, every library's first calls after an idle pause run slowly,
+and recover over about 10-20 ms of work: lenet1's forward took 2.6, 2.0, 1.6 ... 1.3 ms call by
+call after a pause, against 1.0-1.1 in a loop. A single untimed call (``warm=0``) then
+compares the libraries at different points of that recovery: PyTorch's first call after a
+pause takes about 10 ms, convprop's 2-3 ms. Warming both for the same time compares them
+as a training loop runs them, one call after another."""
 
-def _timed(fn: Callable[[], object]) -> float:
-    """One sample: settle, one untimed call to wake this library's threads, one timed call."""
+TIMED_CALLS = 3
+"""Timed calls per sample after the warm-up; the sample is their median."""
+
+
+def _timed(fn: Callable[[], object], warm: float | None = None) -> float:
+    """One sample in ms: settle, untimed calls for ``warm`` seconds (default WARM_SECONDS; at
+    least one call), then the median of TIMED_CALLS timed calls (one where ``warm`` is 0)."""
+    warm = WARM_SECONDS if warm is None else warm
     time.sleep(SETTLE_SECONDS)
-    fn()
     start = time.perf_counter()
     fn()
-    return (time.perf_counter() - start) * 1e3
+    while time.perf_counter() - start < warm:
+        fn()
+    samples = []
+    for _ in range(TIMED_CALLS if warm > 0 else 1):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
 
 
 def bench_shape(name: str, spec: list[int], *, algorithm: str = "auto", repeats: int = 7,
                 warmup: int = 2, with_torch: bool = True, seed: int = 0,
-                memory: bool = True) -> Result:  # fmt: skip
-    """Time one shape; convprop and PyTorch alternate within every repeat."""
+                memory: bool = True, warm: float | None = None) -> Result:  # fmt: skip
+    """Time one shape; convprop and PyTorch alternate within every repeat. ``warm``: seconds
+    of untimed calls before each sample (default WARM_SECONDS; 0: one call, one timed)."""
     N, C, K, R, S = spec[0], spec[1], spec[4], spec[5], spec[6]
     x, w, b, dy = _inputs(spec, seed)
     P, Q = dy.shape[2:]
@@ -249,9 +270,9 @@ def bench_shape(name: str, spec: list[int], *, algorithm: str = "auto", repeats:
             if theirs:
                 theirs[pass_name]()
         for _ in range(repeats):
-            times["ours"].setdefault(pass_name, []).append(_timed(ours[pass_name]))
+            times["ours"].setdefault(pass_name, []).append(_timed(ours[pass_name], warm))
             if theirs:
-                times["theirs"].setdefault(pass_name, []).append(_timed(theirs[pass_name]))
+                times["theirs"].setdefault(pass_name, []).append(_timed(theirs[pass_name], warm))
     result = Result(
         name=name, shape=spec, algorithms=chosen,
         convprop_ms={p: statistics.median(v) for p, v in times["ours"].items()},
@@ -272,7 +293,9 @@ def format_table(results: list[Result], info: dict[str, Any]) -> str:
         f"numpy {info['numpy']} ({info['blas']}, OPENBLAS_THREAD_TIMEOUT="
         f"{info['blas_thread_timeout']}, 2048² float32 matmul "
         f"{info['gemm_gflops']} GFLOP/s); torch {info['torch']}; float32, "
-        f"median of the repeats after warm-up, convprop and PyTorch interleaved",
+        f"median of the repeats after warm-up, convprop and PyTorch interleaved; each sample "
+        f"{SETTLE_SECONDS} s after a pause and {info.get('warm_ms', WARM_SECONDS * 1e3):g} ms "
+        f"of untimed calls",
         f"{'shape':<10}{'pass':<18}{'convprop ms':>12}{'torch ms':>10}{'ratio':>7}"
         f"{'GFLOP/s':>9}  algorithm",
     ]
@@ -304,8 +327,10 @@ def format_table(results: list[Result], info: dict[str, Any]) -> str:
 
 def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int = 7,
         threads: int = 2, with_torch: bool = True, suite: str | None = None,
-        memory: bool = True) -> tuple[list[Result], dict[str, Any]]:  # fmt: skip
-    """Benchmark the named shapes (default: all) and return the results and machine info."""
+        memory: bool = True, warm: float | None = None
+        ) -> tuple[list[Result], dict[str, Any]]:  # fmt: skip
+    """Benchmark the named shapes (default: all) and return the results and machine info;
+    ``warm`` as in :func:`bench_shape`."""
     retain_freed_memory()  # the same allocator setting for both libraries
     if with_torch:
         import torch
@@ -328,6 +353,7 @@ def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int
                     repeats=repeats,
                     with_torch=with_torch,
                     memory=memory,
+                    warm=warm,
                 )
             )
         except NotImplementedError as declined:  # a named algorithm that cannot do the shape
@@ -338,6 +364,7 @@ def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int
             f"it accepts, got {sorted(skipped)} ({'; '.join(skipped.values())})"
         )  # fmt: skip
     info = machine_info(threads)
+    info["warm_ms"] = round(1e3 * (WARM_SECONDS if warm is None else warm), 3)
     info["skipped"] = skipped
     return results, info
 

@@ -105,6 +105,13 @@ def _add_bench(sub: Any) -> None:
     )
     p.add_argument("--repeats", type=int, default=7, help="timed repeats per pass (median)")
     p.add_argument("--threads", type=int, default=2, help="PyTorch threads (match the BLAS)")
+    p.add_argument(
+        "--warm-ms",
+        type=float,
+        default=None,
+        help="untimed calls for this long before each sample (default 20; 0: one call, "
+        "then one timed call)",
+    )
     p.add_argument("--suite", default=None, help="a suite JSON file (default benchmarks/)")
     p.add_argument("--no-torch", action="store_true", help="time convprop alone")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
@@ -162,6 +169,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(
             f"bench: --repeats must be >= 1; expected a positive count, got {args.repeats}"
         )
+    if args.warm_ms is not None and not 0 <= args.warm_ms <= 10_000:
+        raise ValueError(
+            f"bench: --warm-ms must be within [0, 10000]; expected milliseconds, got {args.warm_ms}"
+        )
     results, info = run(
         args.shape,
         algorithm=args.algorithm,
@@ -170,6 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         with_torch=not args.no_torch,
         suite=args.suite,
         memory=not args.no_memory,
+        warm=None if args.warm_ms is None else args.warm_ms / 1e3,
     )
     print(to_json(results, info) if args.json else format_table(results, info))
     return 0
