@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,65 @@ def test_bench_json_records_the_warm_up(capsys: pytest.CaptureFixture[str]) -> N
     assert json.loads(capsys.readouterr().out)["machine"]["warm_ms"] == 0
     assert main(argv) == 0
     assert "and 20 ms of untimed calls" in capsys.readouterr().out
+
+
+def test_the_suite_ships_inside_the_package_and_benchmarks_links_to_it() -> None:
+    """`convprop bench` must find its suite in an installed package, not only in a checkout."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    assert bench.SUITE_FILE.parent == Path(bench.__file__).parent
+    with open(root / "pyproject.toml", "rb") as handle:
+        shipped = tomllib.load(handle)["tool"]["setuptools"]["package-data"]["convprop"]
+    assert bench.SUITE_FILE.name in shipped
+    linked = root / "benchmarks" / "conv_suite.json"
+    assert linked.read_bytes() == bench.SUITE_FILE.read_bytes()
+    assert list(bench.load_suite()) == [
+        "lenet1", "lenet2", "res3x3", "res3x3s2", "pw1x1", "alex11", "big9x9", "dw3x3", "dil3x3",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "bench: cannot read the suite"),
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "expected an object of name: shape, got list"),
+        ('{"a": [1, 1, 8, 8, 1, 3, 3, 1, 1, 1]}', "suite entry 'a' in"),
+        ('{"a": [1, 1, 8, 8, 1, 3, 3, 1, -1, 1, 1]}', "(11 integers, pad >= 0, the rest >= 1)"),
+        ('{"a": [1, 1, 8, 8, 1, 3, 3, 1.5, 1, 1, 1]}', "got [1, 1, 8, 8, 1, 3, 3, 1.5, 1, 1, 1]"),
+    ],
+)
+def test_a_bad_suite_file_is_a_one_line_error_naming_it(
+    tmp_path: Path, content: str | None, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "suite.json"
+    if content is not None:
+        suite.write_text(content, encoding="utf-8")
+    assert main(["bench", "--suite", str(suite), "--no-torch", "--no-memory"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and str(suite) in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_suite_file_of_ones_own_is_timed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "mine.json"
+    suite.write_text('{"_doc": "one tiny layer", "tiny": [2, 3, 9, 9, 4, 3, 3, 2, 1, 1, 1]}')
+    argv = ["bench", "--suite", str(suite), "--repeats", "1", "--no-torch", "--no-memory"]
+    assert main([*argv, "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    assert result["name"] == "tiny" and result["shape"] == [2, 3, 9, 9, 4, 3, 3, 2, 1, 1, 1]
+
+
+def test_without_pytorch_bench_says_how_to_get_it_or_go_without(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    assert main(["bench", "--shape", "dw3x3", "--repeats", "1", "--no-memory"]) == 1
+    err = capsys.readouterr().err
+    assert "bench: PyTorch is not installed" in err and "--no-torch" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_peak_memory_is_measured_in_a_child_process() -> None:

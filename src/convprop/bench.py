@@ -1,6 +1,6 @@
 """Side-by-side conv2d benchmark: convprop and PyTorch (CPU) in one run.
 
-For each layer shape of the suite (``benchmarks/conv_suite.json``, NCHW float32), both
+For each layer shape of the suite (``conv_suite.json``, NCHW float32), both
 libraries run on the same number of threads, interleaved (convprop, PyTorch, convprop, ...)
 after a warm-up, and the median of the repeats is reported for four passes: forward, input
 gradient, weight gradient and forward+backward (all three gradients), with GFLOP/s, the
@@ -30,7 +30,9 @@ from convprop.backend import retain_freed_memory
 from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
 
 PASSES = ("forward", "input_grad", "weight_grad", "forward_backward")
-SUITE_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "conv_suite.json"
+SUITE_FILE = Path(__file__).with_name("conv_suite.json")
+"""The suite, shipped inside the package (``benchmarks/conv_suite.json`` links to it), so that
+``convprop bench`` runs from an installed package as from a checkout."""
 
 
 @dataclass
@@ -52,10 +54,36 @@ class Result:
 
 
 def load_suite(path: str | Path | None = None) -> dict[str, list[int]]:
-    """name -> [N, C, H, W, K, R, S, stride, pad, dilation, groups]."""
-    with open(path or SUITE_FILE, encoding="utf-8") as handle:
-        suite = json.load(handle)
-    return {name: list(spec) for name, spec in suite.items() if not name.startswith("_")}
+    """name -> [N, C, H, W, K, R, S, stride, pad, dilation, groups], from ``path`` or the
+    shipped suite; keys starting with ``_`` are comments. ValueError, naming the file, for a
+    file that cannot be read, is not JSON, or holds an entry that is not 11 integers."""
+    path = Path(path) if path else SUITE_FILE
+    try:
+        with open(path, encoding="utf-8") as handle:
+            suite = json.load(handle)
+    except OSError as error:
+        raise ValueError(
+            f"bench: cannot read the suite {path}; expected a JSON file of layer shapes, "
+            f"got {error.strerror or error}"
+        ) from None
+    except ValueError as error:
+        raise ValueError(f"bench: the suite {path} is not valid JSON ({error})") from None
+    if not isinstance(suite, dict):
+        raise ValueError(
+            f"bench: the suite {path}; expected an object of name: shape, "
+            f"got {type(suite).__name__}"
+        )
+    shapes = {name: spec for name, spec in suite.items() if not name.startswith("_")}
+    for name, spec in shapes.items():
+        fits = isinstance(spec, list) and len(spec) == 11 and all(
+            type(v) is int and v >= (0 if i == 8 else 1) for i, v in enumerate(spec)
+        )  # fmt: skip
+        if not fits:
+            raise ValueError(
+                f"bench: suite entry {name!r} in {path}; expected [N, C, H, W, K, R, S, stride, "
+                f"pad, dilation, groups] (11 integers, pad >= 0, the rest >= 1), got {spec!r}"
+            )
+    return {name: list(spec) for name, spec in shapes.items()}
 
 
 def machine_info(threads: int) -> dict[str, Any]:
@@ -331,12 +359,17 @@ def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int
         ) -> tuple[list[Result], dict[str, Any]]:  # fmt: skip
     """Benchmark the named shapes (default: all) and return the results and machine info;
     ``warm`` as in :func:`bench_shape`."""
-    retain_freed_memory()  # the same allocator setting for both libraries
+    shapes = load_suite(suite)  # a bad suite file is reported before anything runs
     if with_torch:
-        import torch
-
+        try:
+            import torch
+        except ImportError:
+            raise RuntimeError(
+                "bench: PyTorch is not installed; expected torch==2.13.0 (pip install "
+                "'convprop[test]') to compare against, or --no-torch to time convprop alone"
+            ) from None
         torch.set_num_threads(threads)
-    shapes = load_suite(suite)
+    retain_freed_memory()  # the same allocator setting for both libraries
     unknown = sorted(set(names or []) - set(shapes))
     if unknown:
         raise ValueError(
