@@ -164,6 +164,7 @@ def test_peak_memory_is_measured_in_a_child_process() -> None:
     [
         (["--shape", "nope"], "bench: unknown shape; expected names from"),
         (["--repeats", "0"], "bench: --repeats must be >= 1"),
+        (["--threads", "0"], "bench: --threads must be >= 1"),
         (["--warm-ms", "-1"], "bench: --warm-ms must be within [0, 10000]"),
         (["--warm-ms", "nan"], "bench: --warm-ms must be within [0, 10000]"),
         (

@@ -169,6 +169,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(
             f"bench: --repeats must be >= 1; expected a positive count, got {args.repeats}"
         )
+    if args.threads < 1:
+        raise ValueError(
+            f"bench: --threads must be >= 1; expected a positive count, got {args.threads}"
+        )
     if args.warm_ms is not None and not 0 <= args.warm_ms <= 10_000:
         raise ValueError(
             f"bench: --warm-ms must be within [0, 10000]; expected milliseconds, got {args.warm_ms}"
