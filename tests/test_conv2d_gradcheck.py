@@ -16,7 +16,7 @@ import pytest
 from convprop._shapes import conv_geometry
 from convprop.functional import conv2d, conv2d_backward, conv2d_forward
 from convprop.functional.conv2d_im2col import col2im, im2col
-from convprop.gradcheck import (
+from convprop.finite_differences import (
     directional_derivative_check,
     dot_product_check,
     numerical_gradient,

@@ -20,7 +20,7 @@ from convprop.functional import (
     conv_transpose2d_backward,
     conv_transpose2d_forward,
 )
-from convprop.gradcheck import (
+from convprop.finite_differences import (
     directional_derivative_check,
     dot_product_check,
     numerical_gradient,

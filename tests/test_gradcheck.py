@@ -1,4 +1,4 @@
-"""convprop.gradcheck on functions whose gradients and adjoints are known in closed form.
+"""convprop.finite_differences on functions whose gradients and adjoints are known in closed form.
 
 The checks must pass on correct pairs and catch wrong ones (a transposition, a sign, a
 missing factor), or the conv tests that rely on them would prove nothing.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convprop.gradcheck import (
+from convprop.finite_differences import (
     directional_derivative_check,
     dot_product_check,
     numerical_gradient,

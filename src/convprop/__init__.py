@@ -1,19 +1,42 @@
 """convprop: convolutional networks with every gradient written by hand from the derivations."""
 
 # _blas_env first: it sets OpenBLAS's thread timeout before anything imports NumPy
-from convprop import _blas_env, data, functional, models, nn, optim  # noqa: F401
+from convprop import _blas_env, autograd, data, functional, models, nn, optim  # noqa: F401
+from convprop.autograd import (
+    Function,
+    Tensor,
+    cat,
+    enable_grad,
+    gradcheck,
+    is_grad_enabled,
+    no_grad,
+    stack,
+    tensor,
+)
 from convprop.errors import BackendError, DTypeError, ParameterError, ShapeError
+from convprop.nn.functional import manual_seed
 
 __version__ = "0.1.0"
 __all__ = [
     "BackendError",
     "DTypeError",
+    "Function",
     "ParameterError",
     "ShapeError",
+    "Tensor",
     "__version__",
+    "autograd",
+    "cat",
     "data",
+    "enable_grad",
     "functional",
+    "gradcheck",
+    "is_grad_enabled",
+    "manual_seed",
     "models",
     "nn",
+    "no_grad",
     "optim",
+    "stack",
+    "tensor",
 ]

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy
 
+from convprop.autograd import no_grad
+
 log = logging.getLogger("convprop")
 
 
@@ -197,9 +199,9 @@ def predict_command(args: argparse.Namespace) -> int:
     else:
         raise ValueError("predict: nothing to classify; expected an image file or --idx FILE")
     dtype = model.parameters()[0].data.dtype
-    probabilities = softmax(model.forward(x.astype(dtype)))[0]
-    for module in model.modules():
-        module._cache = None
+    model.eval()
+    with no_grad():
+        probabilities = softmax(model(x.astype(dtype)).data)[0]
     best = int(numpy.argmax(probabilities))
     print(f"{source}: class {best} (probability {probabilities[best]:.4f})")
     for label, probability in enumerate(probabilities):

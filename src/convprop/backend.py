@@ -44,6 +44,14 @@ def _module_of(array: Any) -> ModuleType:
     return numpy
 
 
+def is_array(value: Any) -> bool:
+    """True for a NumPy array or scalar and for a CuPy array; False for anything else
+    (lists, numbers, and the tensors of other libraries, which have shapes too)."""
+    if isinstance(value, (numpy.ndarray, numpy.generic)):
+        return True
+    return _cupy is not None and isinstance(value, _cupy.ndarray)
+
+
 def get_xp(*arrays: Any) -> ModuleType:
     """Return the array module (``numpy`` or ``cupy``) that all ``arrays`` belong to.
 

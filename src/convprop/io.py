@@ -33,20 +33,25 @@ import numpy
 import safetensors
 import safetensors.numpy
 
-import convprop.nn
 from convprop.backend import Array, to_host
-from convprop.nn.module import Module, Residual, Sequential
+from convprop.nn.containers import ModuleDict, ModuleList, Residual, Sequential
+from convprop.nn.module import Module
+from convprop.nn.registry import name_of, registered_classes
 
 __all__ = [
     "ModelFileError",
     "architecture",
     "atomic_write",
     "build",
+    "check_writable",
+    "describe",
     "load_checkpoint",
     "load_model",
     "load_model_metadata",
     "save_checkpoint",
+    "load_weights",
     "save_model",
+    "save_weights",
 ]
 
 MODEL_FORMAT = "convprop-model"
@@ -131,29 +136,25 @@ def _fsync_directory(directory: str) -> None:
         os.close(descriptor)
 
 
-# -- architecture ----------------------------------------------------------------------------
-def _registry() -> dict[str, type[Module]]:
-    """Every Module class that convprop.nn exports, by class name."""
-    classes = (getattr(convprop.nn, name) for name in convprop.nn.__all__)
-    return {
-        cls.__name__: cls
-        for cls in classes
-        if isinstance(cls, type) and issubclass(cls, Module) and cls is not Module
-    }
+# -- architecture ---------------------------------------------------------------------------
+_CONTAINERS = {"Sequential": "children", "ModuleList": "children", "ModuleDict": "children"}
+"""Containers whose node lists its children instead of a config."""
 
 
 def architecture(model: Module) -> dict[str, Any]:
     """Describe ``model`` as JSON-serialisable data from which ``build`` makes it again.
 
-    Containers nest: ``{"type": "Sequential", "children": [...]}`` and
-    ``{"type": "Residual", "body": {...}}``; every other layer is
-    ``{"type": <class name>, "config": model.config()}``. Weights are not included.
+    Containers nest: ``{"type": "Sequential", "children": [...]}`` (ModuleList alike,
+    ModuleDict with a dict of children) and ``{"type": "Residual", "body": {...}}``; every
+    other module is ``{"type": <registered name>, "config": module.config()}``: one of
+    convprop.nn's layers, or a class registered with ``convprop.nn.register`` (whose
+    constructor then rebuilds its children). Weights are not included.
 
     Raises
     ------
     TypeError
-        If the model contains a module that is not one of convprop.nn's layer classes
-        (a subclass or a user-defined module cannot be rebuilt from its name).
+        If the model contains a module whose class is not registered (it cannot be
+        rebuilt from a name), or a config that is not JSON data.
 
     Examples
     --------
@@ -163,18 +164,35 @@ def architecture(model: Module) -> dict[str, Any]:
       'config': {'in_features': 4, 'out_features': 2, 'bias': True}},
       {'type': 'ReLU', 'config': {}}]}
     """
-    registry = _registry()
-    name = type(model).__name__
-    if registry.get(name) is not type(model):
+    name = name_of(model)
+    if name is None:
+        cls = type(model)
         raise TypeError(
-            f"architecture: {type(model).__module__}.{name} cannot be saved by name; expected "
-            f"one of convprop.nn's layers {sorted(registry)}, got {name}"
+            f"architecture: {cls.__module__}.{cls.__qualname__} cannot be saved by name; "
+            f"expected one of convprop.nn's layers or a class registered with "
+            f"convprop.nn.register, got {cls.__qualname__} (register it, or save the weights "
+            "alone with convprop.io.save_weights)"
         )
-    if isinstance(model, Sequential):
-        return {"type": name, "children": [architecture(child) for child in model]}
-    if isinstance(model, Residual):
+    if name in ("Sequential", "ModuleList"):
+        return {"type": name, "children": [architecture(child) for child in model.children()]}
+    if name == "ModuleDict":
+        children = {key: architecture(child) for key, child in model.named_children()}
+        return {"type": name, "children": children}
+    if isinstance(model, Residual) and name == "Residual":
         return {"type": name, "body": architecture(model.body)}
-    return {"type": name, "config": model.config()}
+    config = model.config()
+    _dumps("architecture", f"the config of {name} {_short(config)}", config)
+    return {"type": name, "config": config}
+
+
+def describe(model: Module) -> dict[str, Any] | None:
+    """``architecture(model)``, or None when a module's class is not registered."""
+    try:
+        return architecture(model)
+    except TypeError as error:
+        if "cannot be saved by name" in str(error):
+            return None
+        raise
 
 
 def build(arch: Mapping[str, Any], *, source: str = "build") -> Module:
@@ -200,7 +218,7 @@ def build(arch: Mapping[str, Any], *, source: str = "build") -> Module:
       (0): ReLU()
     )
     """
-    return _build(arch, source, "model", _registry())
+    return _build(arch, source, "model", registered_classes())
 
 
 def _build(node: Any, source: str, where: str, registry: dict[str, type[Module]]) -> Module:
@@ -216,22 +234,30 @@ def _build(node: Any, source: str, where: str, registry: dict[str, type[Module]]
             f"{source}: unknown layer type at {where}; expected one of {sorted(registry)}, "
             f"got {name!r}"
         )
-    field = "children" if cls is Sequential else "body" if cls is Residual else "config"
+    field = _CONTAINERS.get(name, "body" if cls is Residual else "config")
     if set(node) != {"type", field}:
         raise ModelFileError(
             f"{source}: the architecture node {where} ({name}) has the wrong fields; expected "
             f"['type', '{field}'], got {sorted(node)}"
         )
     value = node[field]
-    if cls is Sequential:
+    if name == "ModuleDict":
+        if not isinstance(value, Mapping):
+            raise ModelFileError(
+                f"{source}: {where} (ModuleDict) children must be an object; expected "
+                f"{{...}}, got {_short(value)}"
+            )
+        return ModuleDict(
+            {str(k): _build(c, source, f"{where}.{k}", registry) for k, c in value.items()}
+        )
+    if field == "children":
         if not isinstance(value, list):
             raise ModelFileError(
-                f"{source}: {where} (Sequential) children must be a list; expected [...], "
+                f"{source}: {where} ({name}) children must be a list; expected [...], "
                 f"got {_short(value)}"
             )
-        return Sequential(
-            *(_build(c, source, f"{where}.{i}", registry) for i, c in enumerate(value))
-        )
+        children = [_build(c, source, f"{where}.{i}", registry) for i, c in enumerate(value)]
+        return Sequential(*children) if name == "Sequential" else ModuleList(children)
     if cls is Residual:
         return Residual(_build(value, source, f"{where}.body", registry))
     if not isinstance(value, Mapping):
@@ -425,7 +451,14 @@ def load_model(path: PathLike) -> Module:
     """
     filename, header, tensors = _read(path)
     kind = _check_format(filename, header, (MODEL_FORMAT, CHECKPOINT_FORMAT))
-    model = build(_json_entry(filename, header, "architecture"), source=filename)
+    arch = _json_entry(filename, header, "architecture")
+    if arch is None:
+        raise ModelFileError(
+            f"{filename}: the file holds weights without an architecture (the model's class "
+            "was not registered); expected an architecture to build, got none: build the "
+            "model in code and call model.load_state_dict(convprop.io.load_weights(path))"
+        )
+    model = build(arch, source=filename)
     if kind == CHECKPOINT_FORMAT:
         tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     _check_weights(filename, model, tensors)
@@ -449,6 +482,94 @@ def load_model_metadata(path: PathLike) -> dict[str, Any]:
             f"{filename}: the saved metadata is not an object; expected a dict, got {_short(user)}"
         )
     return user
+
+
+def save_weights(
+    path: PathLike, model: Module, *, metadata: dict[str, Any] | None = None
+) -> None:
+    """Write the weights of any model (its ``state_dict``) to ``path``, atomically.
+
+    The file is a model file whose architecture is stored when the model can be named
+    (``describe``) and left out otherwise; ``load_weights`` reads it back for
+    ``model.load_state_dict``. Its tensors are named as PyTorch's state_dict, so
+    ``torch_model.load_state_dict(safetensors.torch.load_file(path))`` reads it too.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from convprop.nn import Linear, Module
+    >>> class Net(Module):  # not registered
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = Linear(3, 2, rng=0)
+    >>> net, copy = Net(), Net()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "net.safetensors")
+    ...     save_weights(path, net)
+    ...     _ = copy.load_state_dict(load_weights(path))
+    >>> bool((copy.fc.weight.data == net.fc.weight.data).all())
+    True
+    """
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(
+            f"save_weights: metadata must be a dict; expected a JSON-serialisable dict or "
+            f"None, got {type(metadata).__name__}"
+        )
+    header = {
+        "format": MODEL_FORMAT,
+        "version": VERSION,
+        "architecture": _dumps("save_weights", "the architecture", describe(model)),
+        "user": _dumps("save_weights", "metadata", metadata or {}),
+    }
+    tensors = _host_tensors(model.state_dict())
+    atomic_write(path, lambda temporary: safetensors.numpy.save_file(tensors, temporary, header))
+
+
+def load_weights(path: PathLike) -> dict[str, numpy.ndarray]:
+    """The state_dict stored in a model file or a checkpoint (NumPy arrays by PyTorch name).
+
+    A safetensors file without convprop's metadata (e.g. written by
+    ``safetensors.torch.save_file(torch_model.state_dict(), path)``) is read as it is.
+
+    Raises
+    ------
+    ModelFileError
+        For an unreadable file, or convprop metadata of another format or version.
+    """
+    filename, header, tensors = _read(path)
+    if "format" not in header:
+        return tensors
+    kind = _check_format(filename, header, (MODEL_FORMAT, CHECKPOINT_FORMAT))
+    if kind == CHECKPOINT_FORMAT:
+        return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    return tensors
+
+
+def check_writable(directory: PathLike, model: Module) -> None:
+    """Raise now if checkpoints of ``model`` could not be written into ``directory``.
+
+    Creates the directory, writes and removes a probe file, and builds the metadata a
+    checkpoint of this model would hold (so a config that is not JSON fails here).
+
+    Raises
+    ------
+    OSError
+        When the directory cannot be created or written (the message names it).
+    TypeError
+        When the model's architecture config is not JSON data.
+    """
+    folder = os.fspath(directory)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        atomic_write(os.path.join(folder, ".write-check"), lambda t: open(t, "wb").close())
+        os.unlink(os.path.join(folder, ".write-check"))
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            f"train: cannot write checkpoints into {folder}; expected a writable directory, "
+            f"got {error.strerror or error}",
+        ) from error
+    _dumps("train", "the architecture", describe(model))
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -520,7 +641,7 @@ def save_checkpoint(
     header = {
         "format": CHECKPOINT_FORMAT,
         "version": VERSION,
-        "architecture": _dumps("save_checkpoint", "the architecture", architecture(model)),
+        "architecture": _dumps("save_checkpoint", "the architecture", describe(model)),
         "epoch": str(int(epoch)),
         "optimizer": _dumps(
             "save_checkpoint",
@@ -587,8 +708,10 @@ def load_checkpoint(
     filename, header, tensors = _read(path)
     _check_format(filename, header, (CHECKPOINT_FORMAT,))
     saved_arch = _json_entry(filename, header, "architecture")
-    current_arch = json.loads(_dumps("load_checkpoint", "the architecture", architecture(model)))
-    differences = _differences(saved_arch, current_arch, "model")
+    current_arch = json.loads(_dumps("load_checkpoint", "the architecture", describe(model)))
+    # without an architecture on either side the weights' names and shapes are the check
+    both = saved_arch is not None and current_arch is not None
+    differences = _differences(saved_arch, current_arch, "model") if both else []
     if differences:
         raise ModelFileError(
             f"{filename}: the checkpoint's architecture differs from the model's; expected "

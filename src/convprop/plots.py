@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from convprop.autograd import no_grad
 from convprop.backend import Array, get_xp, to_host
 from convprop.errors import DTypeError, ParameterError, ShapeError
 from convprop.nn import (
@@ -422,15 +423,13 @@ def plot_confusion(
 def _capture_feature_maps(model: Sequential, x: Array) -> list[tuple[str, numpy.ndarray]]:
     """Run ``x`` (1, C, H, W) child by child; keep each conv output and the activation after it.
 
-    Each child's cache (and its descendants') is released right after its forward, so at most
-    one layer's cache is alive at a time.
+    Nothing is recorded (``no_grad``), so no layer keeps a cache.
     """
     captured: list[tuple[str, numpy.ndarray]] = []
     after_conv = False
     for index, child in enumerate(model):
-        x = child.forward(x)
-        for module in child.modules():
-            module._cache = None
+        with no_grad():
+            x = child(x).data
         name = f"{index}: {type(child).__name__}"
         if x.ndim != 4:
             after_conv = False
@@ -511,13 +510,13 @@ def plot_feature_maps(model: Module, image: Array, path: PathLike, *, max_maps: 
     weight = next(child for child in model if isinstance(child, _CONV_TYPES)).weight.data
     x = get_xp(weight).asarray(image, dtype=weight.dtype)[None]  # (1, C, H, W)
     modules = list(model.modules())
-    saved = [(module, module.training, module._cache) for module in modules]
+    saved = [(module, module.training) for module in modules]
     try:
         model.eval()
         captured = _capture_feature_maps(model, x)
     finally:
-        for module, training, cache in saved:
-            module.training, module._cache = training, cache
+        for module, training in saved:
+            module.training = training
     return _draw_feature_maps(to_host(image), captured, path, max_maps)
 
 

@@ -2,10 +2,10 @@
 
 Every step is explicit::
 
-    logits = model.forward(x)                 # each layer caches what its backward needs
-    loss = loss_fn.forward(logits, labels)
-    model.zero_grad()
-    model.backward(loss_fn.backward(1.0), need_dx=False)   # the chain rule, layer by layer
+    logits = model(x)                         # each op records its pair in the graph
+    loss = loss_fn(logits, labels)            # a 0-d Tensor
+    optimizer.zero_grad()
+    loss.backward()                           # the recorded backwards, in reverse order
     optimizer.step()                          # w <- w - lr * dE/dw (or momentum / Adam)
 
 ``fit`` adds epochs, evaluation on the test split, a tqdm progress bar, a history of
@@ -28,15 +28,25 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy
 from tqdm import tqdm
 
+from convprop.autograd import Tensor, no_grad
 from convprop.backend import Array, get_xp, to_host
 from convprop.data import ArrayDataset, DataLoader
 from convprop.errors import ParameterError
-from convprop.io import load_checkpoint, load_model_metadata, save_checkpoint, save_model
+from convprop.io import (
+    check_writable,
+    describe,
+    load_checkpoint,
+    load_model_metadata,
+    save_checkpoint,
+    save_model,
+    save_weights,
+)
 from convprop.nn import CrossEntropyLoss, Module
 from convprop.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 
@@ -156,22 +166,27 @@ class Evaluation:
 
 
 def evaluate(
-    model: Module, dataset: ArrayDataset, *, batch_size: int = 500, device: str = "cpu"
+    model: Module,
+    dataset: ArrayDataset,
+    *,
+    batch_size: int = 500,
+    device: str = "cpu",
+    loss_fn: Callable[..., Tensor] | None = None,
 ) -> Evaluation:
-    """Mean cross-entropy, accuracy and predictions in eval mode; the training flag is restored."""
+    """Mean loss (cross-entropy unless ``loss_fn`` is given), accuracy and predictions in
+    eval mode; the training flag is restored."""
     was_training = model.training
     model.eval()
-    loss_fn = CrossEntropyLoss()
+    loss_fn = CrossEntropyLoss() if loss_fn is None else loss_fn
     total_loss = 0.0
     predictions = []
     try:
-        for x, labels in DataLoader(dataset, batch_size, shuffle=False, device=device):
-            logits = model.forward(x)
-            loss = loss_fn.forward(logits, labels)
-            loss_fn._cache = None  # forward only: release the loss cache
-            _release_caches(model)
-            total_loss += float(loss) * len(labels)
-            predictions.append(to_host(get_xp(logits).argmax(logits, axis=1)))
+        with no_grad():  # forward only: nothing recorded, no cache kept
+            for x, labels in DataLoader(dataset, batch_size, shuffle=False, device=device):
+                logits = model(x).data
+                loss = loss_fn(logits, labels)
+                total_loss += float(loss.item()) * len(labels)
+                predictions.append(to_host(get_xp(logits).argmax(logits, axis=1)))
     finally:
         model.train(was_training)
     predicted = numpy.concatenate(predictions) if predictions else numpy.zeros(0, numpy.int64)
@@ -180,22 +195,22 @@ def evaluate(
     return Evaluation(total_loss / max(len(truth), 1), accuracy, predicted, truth)
 
 
-def _release_caches(model: Module) -> None:
-    for module in model.modules():
-        module._cache = None
-
-
 def train_step(
-    model: Module, loss_fn: CrossEntropyLoss, optimizer: Any, x: Array, labels: Array
+    model: Module, loss_fn: Callable[..., Tensor], optimizer: Any, x: Array, labels: Array
 ) -> tuple[Array, Array]:
-    """One gradient-descent step; returns the (device) loss and the number of correct labels."""
-    logits = model.forward(x)
-    loss = loss_fn.forward(logits, labels)
+    """One gradient-descent step; returns the (device) loss and the number of correct labels.
+
+    ``loss_fn(logits, labels)`` is any loss returning a 0-d Tensor (CrossEntropyLoss, or a
+    function of convprop.nn.functional ops).
+    """
+    logits = model(x)
+    loss = loss_fn(logits, labels)
     optimizer.zero_grad()
-    model.backward(loss_fn.backward(1.0), need_dx=False)
+    loss.backward()  # the recorded nodes' backwards in reverse order (GR1)-(GR3)
     optimizer.step()
-    correct = (get_xp(logits).argmax(logits, axis=1) == labels).sum()
-    return loss, correct
+    scores = logits.data
+    correct = (get_xp(scores).argmax(scores, axis=1) == labels).sum() if scores.ndim == 2 else 0
+    return loss.data, correct
 
 
 def _describe(record: dict[str, Any], epochs: int) -> str:
@@ -217,13 +232,16 @@ def fit(
     *,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    loss_fn: Callable[..., Tensor] | None = None,
+    optimizer: Any = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` and return the history: one dict of metrics per epoch.
 
     Parameters
     ----------
     model : Module
-        Classifier producing logits (N, classes).
+        Any Module producing logits (N, classes): convprop's layers, a registered class
+        of the user's, or an unregistered one (whose files then hold the weights alone).
     train_set, test_set : ArrayDataset
         Images (N, C, H, W) and integer labels (N,); test_set may be None.
     config : TrainConfig
@@ -235,12 +253,22 @@ def fit(
         with exactly the weights of an uninterrupted run. ``config.epochs`` and
         ``config.lr`` may differ from the checkpoint's (the schedule follows them from the
         next epoch on); the other settings of ``RUN_SETTINGS`` may not.
+    loss_fn : callable, optional
+        ``loss_fn(logits, labels) -> 0-d Tensor``; CrossEntropyLoss by default. Also used
+        for the test loss.
+    optimizer : convprop.optim optimizer, optional
+        Used instead of the one ``config`` names (its ``lr`` is then the schedule's base).
 
     Raises
     ------
     ParameterError
         For an invalid configuration (before anything is written), or on resume with run
         settings other than the checkpoint's.
+    OSError
+        Before the first step, when ``out_dir`` cannot be created or written.
+    TypeError
+        Before the first step, when the model's state cannot be stored (an architecture
+        argument that is not JSON data, for a registered class).
     FileNotFoundError
         On resume without ``out_dir`` or without a checkpoint in it.
     TrainingDivergedError
@@ -248,8 +276,12 @@ def fit(
         the last good checkpoint, which is left unchanged.
     """
     config.validate()
-    optimizer = make_optimizer(config, model)
+    if optimizer is None:
+        optimizer = make_optimizer(config, model)
+    loss_fn = CrossEntropyLoss() if loss_fn is None else loss_fn
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        check_writable(out, model)  # never find out after an epoch of work
     history: list[dict[str, Any]] = []
     completed = 0
     if resume:
@@ -271,7 +303,6 @@ def fit(
     loader = DataLoader(
         train_set, config.batch_size, shuffle=True, seed=config.seed, device=config.device
     )
-    loss_fn = CrossEntropyLoss()
     model.train()
     for epoch in range(completed + 1, config.epochs + 1):
         started = time.perf_counter()
@@ -310,7 +341,11 @@ def fit(
             scheduler.step()
         if test_set is not None:
             result = evaluate(
-                model, test_set, batch_size=config.eval_batch_size, device=config.device
+                model,
+                test_set,
+                batch_size=config.eval_batch_size,
+                device=config.device,
+                loss_fn=loss_fn,
             )
             record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
         record["seconds"] = time.perf_counter() - started
@@ -332,7 +367,18 @@ def fit(
             )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        save_model(out / MODEL_NAME, model, metadata={"history": history, "config": asdict(config)})
+        metadata = {"history": history, "config": asdict(config)}
+        if describe(model) is not None:
+            save_model(out / MODEL_NAME, model, metadata=metadata)
+        else:
+            save_weights(out / MODEL_NAME, model, metadata=metadata)
+            log.info(
+                "%s holds the weights only: %s is not a registered class (see "
+                "convprop.nn.register); load it with model.load_state_dict("
+                "convprop.io.load_weights(path))",
+                out / MODEL_NAME,
+                type(model).__name__,
+            )
     return history
 
 

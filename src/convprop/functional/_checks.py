@@ -7,15 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from convprop.backend import is_array
 from convprop.errors import DTypeError, ShapeError
 
 
 def require_array(op: str, name: str, value: Any) -> None:
     """Refuse anything that is not an ndarray (lists, scalars, tensors of other libraries)."""
-    if not (hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "reshape")):
+    if not is_array(value):
+        kind = f"{type(value).__module__}.{type(value).__name__}"
+        hint = ""
+        if kind.startswith("torch."):
+            hint = "; call .numpy() on it first"
+        elif kind.startswith("convprop.autograd"):
+            hint = "; pass tensor.data, or call convprop.nn.functional, which records the op"
         raise DTypeError(
             f"{op}: {name} must be a numpy or cupy array; expected an ndarray, "
-            f"got {type(value).__name__}"
+            f"got {type(value).__name__}{hint}"
         )
 
 

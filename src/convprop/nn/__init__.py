@@ -1,12 +1,19 @@
-"""Stateful modules that own Parameters and call convprop.functional; they contain no math."""
+"""Modules that own Parameters and call convprop.nn.functional; they contain no math.
 
+Names, arguments and ``state_dict`` keys are PyTorch's; the backward pass is the recorded
+graph's (convprop.autograd), which calls each op's hand-written backward.
+"""
+
+from convprop.nn import functional
 from convprop.nn.activation import LeakyReLU, ReLU, Sigmoid, Tanh
+from convprop.nn.containers import Identity, ModuleDict, ModuleList, Residual, Sequential
 from convprop.nn.conv import Conv2d, ConvTranspose2d
 from convprop.nn.linear import Flatten, Linear
 from convprop.nn.loss import CrossEntropyLoss, MSELoss
-from convprop.nn.module import Module, Residual, Sequential
+from convprop.nn.module import Module
 from convprop.nn.parameter import Parameter
 from convprop.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from convprop.nn.registry import register
 from convprop.nn.regularization import BatchNorm2d, Dropout
 
 __all__ = [
@@ -18,15 +25,20 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "Identity",
     "LeakyReLU",
     "Linear",
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "Parameter",
     "ReLU",
     "Residual",
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "functional",
+    "register",
 ]

@@ -6,30 +6,17 @@ import math
 import numbers
 from typing import Any
 
-from convprop.backend import Array
+from convprop.autograd.tensor import Tensor
 from convprop.errors import ParameterError
-from convprop.functional.activation import (
-    leaky_relu_backward,
-    leaky_relu_forward,
-    relu_backward,
-    relu_forward,
-    sigmoid_backward,
-    sigmoid_forward,
-    tanh_backward,
-    tanh_forward,
-)
+from convprop.nn import functional as F
 from convprop.nn.module import Module
 
 
 class ReLU(Module):
     """max(x, 0)."""
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = relu_forward(x)
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return relu_backward(dy, self._take_cache())
+    def forward(self, x: Any) -> Tensor:
+        return F.relu(x)
 
 
 class LeakyReLU(Module):
@@ -45,12 +32,8 @@ class LeakyReLU(Module):
             )
         self.negative_slope = float(negative_slope)
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = leaky_relu_forward(x, negative_slope=self.negative_slope)
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return leaky_relu_backward(dy, self._take_cache())
+    def forward(self, x: Any) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
 
     def config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
@@ -59,20 +42,12 @@ class LeakyReLU(Module):
 class Sigmoid(Module):
     """1 / (1 + exp(-x))."""
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = sigmoid_forward(x)
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return sigmoid_backward(dy, self._take_cache())
+    def forward(self, x: Any) -> Tensor:
+        return F.sigmoid(x)
 
 
 class Tanh(Module):
     """tanh(x)."""
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = tanh_forward(x)
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return tanh_backward(dy, self._take_cache())
+    def forward(self, x: Any) -> Tensor:
+        return F.tanh(x)

@@ -5,16 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from convprop._shapes import explicit_padding, pair
-from convprop.backend import Array
+from convprop.autograd.tensor import Tensor
 from convprop.errors import ParameterError
-from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
-from convprop.functional.conv_transpose2d import (
-    conv_transpose2d_backward,
-    conv_transpose2d_forward,
-)
+from convprop.functional.conv2d import ALGORITHMS
+from convprop.nn import functional as F
 from convprop.nn.init import RNGLike, check_dtype, weight_and_bias
 from convprop.nn.module import Module
-from convprop.nn.parameter import add_gradients
 
 
 def _check_common(
@@ -112,25 +108,18 @@ class Conv2d(Module):
         self.weight, self.bias = weight_and_bias(
             (out_channels, C_g, R, S), out_channels if bias else None, C_g * R * S, rng, dtype
         )
-        self._parameters.update(weight=self.weight, bias=self.bias)
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = conv2d_forward(
+    def forward(self, x: Any) -> Tensor:
+        return F.conv2d(
             x,
-            self.weight.data,
-            None if self.bias is None else self.bias.data,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
             algorithm=self.algorithm,
         )
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        dx, dw, db = conv2d_backward(dy, self._take_cache(), need_dx=need_dx)
-        add_gradients(self.weight, self.bias, dw, db)
-        return dx
 
     def config(self) -> dict[str, Any]:
         return {
@@ -196,26 +185,19 @@ class ConvTranspose2d(Module):
             rng,
             dtype,
         )
-        self._parameters.update(weight=self.weight, bias=self.bias)
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = conv_transpose2d_forward(
+    def forward(self, x: Any) -> Tensor:
+        return F.conv_transpose2d(
             x,
-            self.weight.data,
-            None if self.bias is None else self.bias.data,
-            stride=self.stride,
-            padding=self.padding,
-            output_padding=self.output_padding,
-            dilation=self.dilation,
-            groups=self.groups,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
             algorithm=self.algorithm,
         )
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        dx, dw, db = conv_transpose2d_backward(dy, self._take_cache(), need_dx=need_dx)
-        add_gradients(self.weight, self.bias, dw, db)
-        return dx
 
     def config(self) -> dict[str, Any]:
         return {

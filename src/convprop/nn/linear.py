@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from convprop.backend import Array
+from convprop.autograd.tensor import Tensor
 from convprop.errors import ParameterError
-from convprop.functional.linear import linear_backward, linear_forward
-from convprop.functional.reshape import flatten_backward, flatten_forward
+from convprop.nn import functional as F
 from convprop.nn.init import RNGLike, check_dtype, weight_and_bias
 from convprop.nn.module import Module
-from convprop.nn.parameter import add_gradients
 
 
 class Linear(Module):
@@ -50,17 +48,9 @@ class Linear(Module):
         self.weight, self.bias = weight_and_bias(
             (out_features, in_features), out_features if bias else None, in_features, rng, dtype
         )
-        self._parameters.update(weight=self.weight, bias=self.bias)
 
-    def forward(self, x: Array) -> Array:
-        b = None if self.bias is None else self.bias.data
-        y, self._cache = linear_forward(x, self.weight.data, b)
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        dx, dw, db = linear_backward(dy, self._take_cache(), need_dx=need_dx)
-        add_gradients(self.weight, self.bias, dw, db)
-        return dx
+    def forward(self, x: Any) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -71,23 +61,22 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """Flatten every axis from ``start_dim`` on: (N, C, H, W) -> (N, C·H·W)."""
+    """Flatten the axes ``start_dim`` … ``end_dim``: (N, C, H, W) -> (N, C·H·W) by default."""
 
-    def __init__(self, start_dim: int = 1) -> None:
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        if not isinstance(start_dim, int) or isinstance(start_dim, bool):
-            raise ParameterError(
-                f"Flatten: start_dim must be an int; expected e.g. 1 (negative counts from the "
-                f"end), got {start_dim!r}"
-            )
-        self.start_dim = start_dim
+        for name, value in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ParameterError(
+                    f"Flatten: {name} must be an int; expected e.g. 1 (negative counts from "
+                    f"the end), got {value!r}"
+                )
+        self.start_dim, self.end_dim = start_dim, end_dim
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = flatten_forward(x, start_dim=self.start_dim)
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return flatten_backward(dy, self._take_cache())
+    def forward(self, x: Any) -> Tensor:
+        return F.flatten(x, self.start_dim, self.end_dim)
 
     def config(self) -> dict[str, Any]:
-        return {"start_dim": self.start_dim}
+        if self.end_dim == -1:  # the default, left out as in files written before end_dim
+            return {"start_dim": self.start_dim}
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}

@@ -1,52 +1,33 @@
-"""Loss modules: ``loss = fn(pred, target)``; ``fn.backward()`` returns d(loss)/d(pred)."""
+"""Loss modules: ``loss = fn(pred, target)``, a 0-d Tensor; ``loss.backward()`` runs the graph."""
 
 from __future__ import annotations
 
-from convprop.backend import Array
-from convprop.functional.loss import (
-    mse_loss_backward,
-    mse_loss_forward,
-    softmax_cross_entropy_backward,
-    softmax_cross_entropy_forward,
-)
+from typing import Any
+
+from convprop.autograd.tensor import Tensor
+from convprop.nn import functional as F
+from convprop.nn.module import Module
 
 
-class _Loss:
-    """A loss holds one cache slot, like a layer, but takes two inputs and has no parameters."""
+class CrossEntropyLoss(Module):
+    """Mean softmax cross-entropy of logits (N, K) against integer labels (N,) (CE1)–(CE4)."""
 
-    def __init__(self) -> None:
-        self._cache: object = None
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        F._check_reduction("CrossEntropyLoss", reduction)
+        self.reduction = reduction
 
-    def _take_cache(self) -> object:
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        cache, self._cache = self._cache, None
-        return cache
-
-
-class CrossEntropyLoss(_Loss):
-    """Mean softmax cross-entropy of logits (N, K) against integer labels (N,)."""
-
-    def forward(self, logits: Array, labels: Array) -> Array:
-        loss, self._cache = softmax_cross_entropy_forward(logits, labels)
-        return loss
-
-    __call__ = forward
-
-    def backward(self, dloss: float = 1.0) -> Array:
-        """d(loss)/d(logits) (N, K), scaled by the upstream scalar ``dloss``."""
-        return softmax_cross_entropy_backward(dloss, self._take_cache())  # type: ignore[arg-type]
+    def forward(self, input: Any, target: Any) -> Tensor:
+        return F.cross_entropy(input, target, self.reduction)
 
 
-class MSELoss(_Loss):
-    """Mean squared error over all elements (PyTorch's default reduction)."""
+class MSELoss(Module):
+    """Mean squared error over all elements (PyTorch's default reduction) (MSE1), (MSE2)."""
 
-    def forward(self, pred: Array, target: Array) -> Array:
-        loss, self._cache = mse_loss_forward(pred, target)
-        return loss
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        F._check_reduction("MSELoss", reduction)
+        self.reduction = reduction
 
-    __call__ = forward
-
-    def backward(self, dloss: float = 1.0) -> Array:
-        """d(loss)/d(pred), same shape as pred."""
-        return mse_loss_backward(dloss, self._take_cache())  # type: ignore[arg-type]
+    def forward(self, input: Any, target: Any) -> Tensor:
+        return F.mse_loss(input, target, self.reduction)

@@ -1,34 +1,39 @@
-"""Parameter: a trainable array and the gradient accumulated into it."""
+"""Parameter: a trainable Tensor whose gradient the backward pass adds into."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from convprop.autograd.tensor import Tensor
 from convprop.backend import Array, get_xp
 
 
-class Parameter:
-    """A trainable array.
+class Parameter(Tensor):
+    """A leaf Tensor that needs its gradient; a Module registers it by attribute assignment.
+
+    Unlike a plain Tensor, a Parameter's ``grad`` exists from the start (zeros of its shape
+    and dtype): the backward pass adds into it in place and ``zero_grad`` resets it, so a
+    training step allocates no gradient buffers.
 
     Attributes
     ----------
     data : Array
         The values (any shape); its dtype sets the network's dtype.
     grad : Array
-        Same shape and dtype as ``data``; layers *add* into it in ``backward`` and
-        ``zero_grad`` resets it.
+        Same shape and dtype as ``data``.
 
     Examples
     --------
     >>> import numpy as np
     >>> p = Parameter(np.ones((2, 3), dtype=np.float32))
-    >>> p.grad.shape, p.grad.dtype
-    ((2, 3), dtype('float32'))
+    >>> p.grad.shape, p.grad.dtype, p.requires_grad
+    ((2, 3), dtype('float32'), True)
     """
 
-    __slots__ = ("_data", "grad")
-
-    def __init__(self, data: Array) -> None:
-        self._data = data
-        self.grad = get_xp(data).zeros_like(data)
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        super().__init__(data.data if isinstance(data, Tensor) else data)
+        self.grad = get_xp(self.data).zeros_like(self.data)
+        self.requires_grad_(requires_grad)
 
     @property
     def data(self) -> Array:
@@ -37,28 +42,22 @@ class Parameter:
     @data.setter
     def data(self, value: Array) -> None:
         """Assigning new values (possibly of another dtype or device) resets ``grad`` to match."""
-        self._data = value
+        Tensor.data.fset(self, value)  # type: ignore[attr-defined]
+        grad = self.grad
         if (
-            self.grad.shape != value.shape
-            or self.grad.dtype != value.dtype
-            or (get_xp(self.grad) is not get_xp(value))
+            grad is None
+            or grad.shape != value.shape
+            or grad.dtype != value.dtype
+            or (get_xp(grad) is not get_xp(value))
         ):
             self.grad = get_xp(value).zeros_like(value)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self._data.shape)
-
     def zero_grad(self) -> None:
         """Reset the accumulated gradient to zero (in place)."""
-        self.grad[...] = 0
+        if self.grad is None:
+            self.grad = get_xp(self._data).zeros_like(self._data)
+        else:
+            self.grad[...] = 0
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self._data.dtype})"
-
-
-def add_gradients(weight: Parameter, bias: Parameter | None, dw: Array, db: Array | None) -> None:
-    """Accumulate a layer's gradients: ``weight.grad += dw``, ``bias.grad += db``."""
-    weight.grad += dw
-    if bias is not None and db is not None:
-        bias.grad += db

@@ -5,18 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from convprop._shapes import pair
-from convprop.backend import Array
+from convprop.autograd.tensor import Tensor
 from convprop.errors import ParameterError
-from convprop.functional.adaptive_pool2d import (
-    adaptive_avg_pool2d_backward,
-    adaptive_avg_pool2d_forward,
-)
-from convprop.functional.pool2d import (
-    avg_pool2d_backward,
-    avg_pool2d_forward,
-    max_pool2d_backward,
-    max_pool2d_forward,
-)
+from convprop.nn import functional as F
 from convprop.nn.module import Module
 
 
@@ -46,14 +37,8 @@ class MaxPool2d(Module):
         self.padding = _check_padding("MaxPool2d", self.kernel_size, padding)
         self.ceil_mode = bool(ceil_mode)
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = max_pool2d_forward(
-            x, self.kernel_size, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode
-        )
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return max_pool2d_backward(dy, self._take_cache())
+    def forward(self, x: Any) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -84,19 +69,10 @@ class AvgPool2d(Module):
         self.ceil_mode = bool(ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = avg_pool2d_forward(
-            x,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            ceil_mode=self.ceil_mode,
-            count_include_pad=self.count_include_pad,
+    def forward(self, x: Any) -> Tensor:
+        return F.avg_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
         )
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return avg_pool2d_backward(dy, self._take_cache())
 
     def config(self) -> dict[str, Any]:
         return {
@@ -115,12 +91,8 @@ class AdaptiveAvgPool2d(Module):
         super().__init__()
         self.output_size = pair("AdaptiveAvgPool2d", "output_size", output_size, minimum=1)
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = adaptive_avg_pool2d_forward(x, self.output_size)
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return adaptive_avg_pool2d_backward(dy, self._take_cache())
+    def forward(self, x: Any) -> Tensor:
+        return F.adaptive_avg_pool2d(x, self.output_size)
 
     def config(self) -> dict[str, Any]:
         return {"output_size": list(self.output_size)}

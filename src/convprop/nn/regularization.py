@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy
 
-from convprop.backend import Array, get_xp
-from convprop.errors import ParameterError
-from convprop.functional.dropout import dropout_backward, dropout_forward
-from convprop.functional.normalization import batch_norm2d_backward, batch_norm2d_forward
+from convprop.autograd.tensor import Tensor
+from convprop.backend import get_xp
+from convprop.errors import ParameterError, ShapeError
+from convprop.nn import functional as F
 from convprop.nn.init import RNGLike, check_dtype, make_rng
 from convprop.nn.module import Module
 from convprop.nn.parameter import Parameter
@@ -38,12 +38,8 @@ class Dropout(Module):
         self.p = float(p)
         self.rng: numpy.random.Generator = make_rng(rng)
 
-    def forward(self, x: Array) -> Array:
-        y, self._cache = dropout_forward(x, p=self.p, training=self.training, rng=self.rng)
-        return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        return dropout_backward(dy, self._take_cache())
+    def forward(self, x: Any) -> Tensor:
+        return F.dropout(x, self.p, self.training, rng=self.rng)
 
     def config(self) -> dict[str, Any]:
         return {"p": self.p}
@@ -95,43 +91,33 @@ class BatchNorm2d(Module):
         self.affine = bool(affine)
         self.weight = Parameter(numpy.ones(num_features, dtype=dtype)) if affine else None
         self.bias = Parameter(numpy.zeros(num_features, dtype=dtype)) if affine else None
-        self._parameters.update(weight=self.weight, bias=self.bias)
         self._buffers["running_mean"] = numpy.zeros(num_features, dtype=dtype)
         self._buffers["running_var"] = numpy.ones(num_features, dtype=dtype)
         self._buffers["num_batches_tracked"] = numpy.zeros((), dtype=numpy.int64)
 
-    def _affine(self, x: Array) -> tuple[Array, Array]:
-        if self.weight is not None and self.bias is not None:
-            return self.weight.data, self.bias.data
-        xp = get_xp(x)
-        return xp.ones(self.num_features, dtype=x.dtype), xp.zeros(self.num_features, dtype=x.dtype)
-
-    def forward(self, x: Array) -> Array:
-        gamma, beta = self._affine(x)
-        y, cache = batch_norm2d_forward(
+    def forward(self, x: Any) -> Tensor:
+        array = x.data if isinstance(x, Tensor) else x
+        if getattr(array, "ndim", 0) != 4:
+            raise ShapeError(
+                f"BatchNorm2d: x must be (N, C, H, W); expected 4 dimensions, got "
+                f"{getattr(array, 'ndim', None)} (x.shape={tuple(getattr(array, 'shape', ()))})"
+            )
+        y, new_mean, new_var = F.batch_norm_with_statistics(
             x,
-            gamma,
-            beta,
-            self._buffers["running_mean"].astype(x.dtype, copy=False),
-            self._buffers["running_var"].astype(x.dtype, copy=False),
+            self._buffers["running_mean"],
+            self._buffers["running_var"],
+            self.weight,
+            self.bias,
             training=self.training,
             momentum=self.momentum,
             eps=self.eps,
         )
-        if self.training:
-            self._buffers["running_mean"] = cache.new_running_mean
-            self._buffers["running_var"] = cache.new_running_var
+        if self.training:  # fresh arrays, so a state_dict taken earlier stays as it was
+            self._buffers["running_mean"] = new_mean
+            self._buffers["running_var"] = new_var
             tracked = self._buffers["num_batches_tracked"]
             self._buffers["num_batches_tracked"] = get_xp(tracked).asarray(tracked + 1)
-        self._cache = cache
         return y
-
-    def backward(self, dy: Array, *, need_dx: bool = True) -> Array | None:
-        dx, dgamma, dbeta = batch_norm2d_backward(dy, self._take_cache())
-        if self.weight is not None and self.bias is not None:
-            self.weight.grad += dgamma
-            self.bias.grad += dbeta
-        return dx
 
     def config(self) -> dict[str, Any]:
         return {

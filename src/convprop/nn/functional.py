@@ -1,0 +1,345 @@
+"""Tensor-level ops under PyTorch's names and signatures (``import convprop.nn.functional as F``).
+
+Each op runs the forward of its pair in convprop.functional on the inputs' arrays and
+records the pair's hand-written backward in the graph (convprop.autograd). Arrays are
+accepted wherever Tensors are (as data that needs no gradient); the result is a Tensor.
+The labels in each docstring name the equations of docs/derivations.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from convprop.autograd.ops import flatten as _flatten
+from convprop.autograd.tensor import Tensor, record
+from convprop.backend import Array, get_xp
+from convprop.errors import ParameterError, ShapeError
+from convprop.functional import activation, adaptive_pool2d, normalization, pool2d
+from convprop.functional import loss as loss_pair
+from convprop.functional import softmax as softmax_pair
+from convprop.functional.conv2d import conv2d_backward, conv2d_forward
+from convprop.functional.conv_transpose2d import (
+    conv_transpose2d_backward,
+    conv_transpose2d_forward,
+)
+from convprop.functional.dropout import dropout_backward, dropout_forward
+from convprop.functional.linear import linear_backward, linear_forward
+
+_default_rng = numpy.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator that ``dropout`` draws from when it is given none."""
+    global _default_rng
+    _default_rng = numpy.random.default_rng(seed)
+
+
+def _array(value: Any) -> Array:
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _one(backward: Any) -> Any:
+    """Adapt a single-input backward ``(dy, cache) -> dx`` to the graph's form."""
+    return lambda dy, cache, needs: (backward(dy, cache),)
+
+
+def _no_inplace(op: str, inplace: bool) -> None:
+    if inplace:
+        raise ParameterError(
+            f"{op}: in-place ops would overwrite what the graph keeps for backward; expected "
+            "inplace=False, got True"
+        )
+
+
+# -- convolution and linear ------------------------------------------------------------
+def conv2d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    *,
+    algorithm: str = "auto",
+) -> Tensor:
+    """2-D cross-correlation (F1); backward (B1)–(B3), skipping dx when input needs none."""
+    y, cache = conv2d_forward(
+        _array(input), _array(weight), _array(bias), stride=stride, padding=padding,
+        dilation=dilation, groups=groups, algorithm=algorithm,
+    )  # fmt: skip
+
+    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
+        return conv2d_backward(dy, cache, need_dx=needs[0])
+
+    return record("conv2d", "B1, B2, B3", y, cache, (input, weight, bias), backward)
+
+
+def conv_transpose2d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+    *,
+    algorithm: str = "auto",
+) -> Tensor:
+    """Transposed convolution, conv2d's adjoint (CT1, CT2); backward (CT3, CT4)."""
+    y, cache = conv_transpose2d_forward(
+        _array(input), _array(weight), _array(bias), stride=stride, padding=padding,
+        output_padding=output_padding, dilation=dilation, groups=groups, algorithm=algorithm,
+    )  # fmt: skip
+
+    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
+        return conv_transpose2d_backward(dy, cache, need_dx=needs[0])
+
+    return record("conv_transpose2d", "CT3, CT4", y, cache, (input, weight, bias), backward)
+
+
+def linear(input: Any, weight: Any, bias: Any = None) -> Tensor:
+    """y = x·Wᵀ + b (L1); backward (L2)–(L4)."""
+    y, cache = linear_forward(_array(input), _array(weight), _array(bias))
+
+    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
+        return linear_backward(dy, cache, need_dx=needs[0])
+
+    return record("linear", "L2, L3, L4", y, cache, (input, weight, bias), backward)
+
+
+def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Axes start_dim … end_dim merged (RS1, RS2), as ``torch.flatten``."""
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    return _flatten(x, start_dim, end_dim)
+
+
+# -- pooling ---------------------------------------------------------------------------
+def max_pool2d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
+    """Max pooling (MP1, MP2); backward routes dy to each window's arg-max (MP3)."""
+    if dilation not in (1, (1, 1), [1, 1]) or return_indices:
+        raise ParameterError(
+            "max_pool2d: dilation and return_indices are not supported yet; expected "
+            f"dilation=1 and return_indices=False, got {dilation!r} and {return_indices!r}"
+        )
+    y, cache = pool2d.max_pool2d_forward(
+        _array(input), kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode
+    )
+    return record("max_pool2d", "MP3", y, cache, (input,), _one(pool2d.max_pool2d_backward))
+
+
+def avg_pool2d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Any = None,
+) -> Tensor:
+    """Average pooling (AP1, AP2); backward spreads dy/divisor over each window (AP3)."""
+    if divisor_override is not None:
+        raise ParameterError(
+            f"avg_pool2d: divisor_override is not supported yet; expected None, got "
+            f"{divisor_override!r}"
+        )
+    y, cache = pool2d.avg_pool2d_forward(
+        _array(input), kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+    )  # fmt: skip
+    return record("avg_pool2d", "AP3", y, cache, (input,), _one(pool2d.avg_pool2d_backward))
+
+
+def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
+    """Average pooling to a fixed output size (AA1–AA3); backward (AA4)."""
+    y, cache = adaptive_pool2d.adaptive_avg_pool2d_forward(_array(input), output_size)
+    backward = _one(adaptive_pool2d.adaptive_avg_pool2d_backward)
+    return record("adaptive_avg_pool2d", "AA4", y, cache, (input,), backward)
+
+
+# -- activations -----------------------------------------------------------------------
+def relu(input: Any, inplace: bool = False) -> Tensor:
+    """max(x, 0) (A2); backward dy ⊙ [x > 0] (A1, A3)."""
+    _no_inplace("relu", inplace)
+    y, cache = activation.relu_forward(_array(input))
+    return record("relu", "A1, A3", y, cache, (input,), _one(activation.relu_backward))
+
+
+def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x if x > 0 else α·x (A4); backward (A1, A5)."""
+    _no_inplace("leaky_relu", inplace)
+    y, cache = activation.leaky_relu_forward(_array(input), negative_slope=negative_slope)
+    return record("leaky_relu", "A1, A5", y, cache, (input,), _one(activation.leaky_relu_backward))
+
+
+def sigmoid(input: Any) -> Tensor:
+    """1 / (1 + e^(−x)) (A6); backward dy ⊙ y(1 − y) (A1, A7)."""
+    y, cache = activation.sigmoid_forward(_array(input))
+    return record("sigmoid", "A1, A7", y, cache, (input,), _one(activation.sigmoid_backward))
+
+
+def tanh(input: Any) -> Tensor:
+    """tanh(x) (A8); backward dy ⊙ (1 − y²) (A1, A9)."""
+    y, cache = activation.tanh_forward(_array(input))
+    return record("tanh", "A1, A9", y, cache, (input,), _one(activation.tanh_backward))
+
+
+def softmax(input: Any, dim: int) -> Tensor:
+    """softmax along ``dim`` (SM1); backward (SM2)."""
+    y, cache = softmax_pair.softmax_forward(_array(input), dim)
+    return record("softmax", "SM2", y, cache, (input,), _one(softmax_pair.softmax_backward))
+
+
+def log_softmax(input: Any, dim: int) -> Tensor:
+    """log softmax along ``dim`` (SM3); backward (SM4)."""
+    y, cache = softmax_pair.log_softmax_forward(_array(input), dim)
+    backward = _one(softmax_pair.log_softmax_backward)
+    return record("log_softmax", "SM4", y, cache, (input,), backward)
+
+
+# -- regularisation and normalisation --------------------------------------------------
+def dropout(
+    input: Any,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    rng: numpy.random.Generator | None = None,
+) -> Tensor:
+    """Inverted dropout (DO1–DO4); masks from ``rng`` (default: the seeded module generator)."""
+    _no_inplace("dropout", inplace)
+    generator = _default_rng if rng is None else rng
+    y, cache = dropout_forward(_array(input), p=p, training=training, rng=generator)
+    return record("dropout", "DO5, DO6", y, cache, (input,), _one(dropout_backward))
+
+
+def batch_norm_with_statistics(
+    input: Any,
+    running_mean: Array,
+    running_var: Array,
+    weight: Any,
+    bias: Any,
+    *,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> tuple[Tensor, Array, Array]:
+    """Batch normalisation (BN1)–(BN7); returns y and the updated running statistics.
+
+    Inputs (N, C), (N, C, L) and (N, C, H, W) are normalised per channel over every other
+    axis; backward (BN8)–(BN12).
+    """
+    x = _array(input)
+    if x.ndim not in (2, 3, 4):
+        raise ShapeError(
+            f"batch_norm: input must be (N, C), (N, C, L) or (N, C, H, W); expected 2 to 4 "
+            f"dimensions, got {x.ndim} (input.shape={tuple(x.shape)})"
+        )
+    x4 = x.reshape((*x.shape[:2], -1, 1)) if x.ndim != 4 else x
+    xp = get_xp(x)
+    channels = x.shape[1]
+    gamma = _array(weight) if weight is not None else xp.ones(channels, dtype=x.dtype)
+    beta = _array(bias) if bias is not None else xp.zeros(channels, dtype=x.dtype)
+    y4, cache = normalization.batch_norm2d_forward(
+        x4,
+        gamma,
+        beta,
+        running_mean.astype(x.dtype, copy=False),
+        running_var.astype(x.dtype, copy=False),
+        training=training, momentum=momentum, eps=eps,
+    )  # fmt: skip
+    x_shape = tuple(x.shape)
+
+    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
+        dx, dgamma, dbeta = normalization.batch_norm2d_backward(dy.reshape(y4.shape), cache)
+        return dx.reshape(x_shape), dgamma, dbeta
+
+    y = record("batch_norm", "BN8–BN12", y4.reshape(x_shape), cache, (input, weight, bias), backward)
+    return y, cache.new_running_mean, cache.new_running_var
+
+
+def batch_norm(
+    input: Any,
+    running_mean: Any,
+    running_var: Any,
+    weight: Any = None,
+    bias: Any = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalisation as ``torch.nn.functional.batch_norm``.
+
+    In training the running statistics (arrays or Tensors, or None) are updated in place,
+    as PyTorch does; without them only the batch statistics are used.
+    """
+    x = _array(input)
+    channels = int(x.shape[1]) if x.ndim >= 2 else 0
+    mean, var = _array(running_mean), _array(running_var)
+    if mean is None or var is None:
+        if not training:
+            raise ParameterError(
+                "batch_norm: inference normalises with the running statistics; expected "
+                "running_mean and running_var arrays, got None"
+            )
+        xp = get_xp(x)
+        mean, var = xp.zeros(channels, dtype=x.dtype), xp.ones(channels, dtype=x.dtype)
+        keep = False
+    else:
+        keep = True
+    y, new_mean, new_var = batch_norm_with_statistics(
+        input, mean, var, weight, bias, training=training, momentum=momentum, eps=eps
+    )
+    if training and keep:
+        mean[...] = new_mean
+        var[...] = new_var
+    return y
+
+
+# -- losses ----------------------------------------------------------------------------
+def _check_reduction(op: str, reduction: str) -> None:
+    if reduction != "mean":
+        raise ParameterError(
+            f"{op}: only the batch mean is supported yet; expected reduction='mean', got "
+            f"{reduction!r}"
+        )
+
+
+def cross_entropy(input: Any, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean softmax cross-entropy of logits (N, K) against integer labels (N,) (CE1–CE3);
+    backward (CE4)."""
+    _check_reduction("cross_entropy", reduction)
+    loss, cache = loss_pair.softmax_cross_entropy_forward(_array(input), _array(target))
+
+    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
+        return loss_pair.softmax_cross_entropy_backward(dy, cache), None
+
+    return record("cross_entropy", "CE4", loss, cache, (input, target), backward)
+
+
+def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean squared error (MSE1); backward (MSE2) (the target gets no gradient)."""
+    _check_reduction("mse_loss", reduction)
+    if isinstance(target, Tensor) and target.requires_grad:
+        raise ParameterError(
+            "mse_loss: the target is data and gets no gradient; expected a target that "
+            "needs none, got one with requires_grad=True (use (a - b) * (a - b) for two "
+            "learned tensors)"
+        )
+    loss, cache = loss_pair.mse_loss_forward(_array(input), _array(target))
+
+    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
+        return loss_pair.mse_loss_backward(dy, cache), None
+
+    return record("mse_loss", "MSE2", loss, cache, (input, target), backward)
