@@ -26,15 +26,17 @@ LAYERS: dict[str, int] = {
     # 0: the array module, the error types, shape arithmetic
     "backend": 0, "errors": 0, "_shapes": 0, "native": 0, "_blas_env": 0, "_blas": 0,
     # 1: pure op pairs, and the numerical checks of their gradients
-    "functional": 1, "gradcheck": 1,
-    # 2: stateful modules, and the architectures built from them
-    "nn": 2, "models": 2,
-    # 3: update rules
-    "optim": 3,
-    # 4: datasets and batching; model files and checkpoints (the loop below writes them)
-    "data": 4, "io": 4,
-    # 5: the training loop and what it reports
-    "train": 5, "model_check": 5, "plots": 5,
+    "functional": 1, "finite_differences": 1,
+    # 2: the recorded graph over the pairs (Tensor, Function)
+    "autograd": 2,
+    # 3: stateful modules, and the architectures built from them
+    "nn": 3, "models": 3,
+    # 4: update rules
+    "optim": 4,
+    # 5: datasets and batching; model files and checkpoints (the loop below writes them)
+    "data": 5, "io": 5,
+    # 6: the training loop and what it reports
+    "train": 6, "model_check": 6, "plots": 6,
     # 7: the command line and its commands
     "cli": 7, "app": 7, "explain": 7, "bench": 7,
     # 8: data-parallel training over MPI

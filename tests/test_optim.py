@@ -658,8 +658,11 @@ def test_invalid_params_raise() -> None:
         SGD([param, np.zeros(3)], lr=0.1)  # type: ignore[list-item]
     with pytest.raises(ParameterError, match=r"SGD: params\[2\] repeats params\[0\]"):
         SGD([param, Parameter(np.zeros(1)), param], lr=0.1)
+    frozen = Parameter(np.zeros(3, dtype=np.int64), requires_grad=False)  # as PyTorch: only
     with pytest.raises(DTypeError, match=r"SGD: params\[0\] has dtype int64; expected float32"):
-        SGD([Parameter(np.zeros(3, dtype=np.int64))], lr=0.1)
+        SGD([frozen], lr=0.1)  # a floating Parameter may require a gradient
+    with pytest.raises(DTypeError, match=r"requires_grad: only floating tensors"):
+        Parameter(np.zeros(3, dtype=np.int64))
 
 
 def test_assigning_a_negative_lr_raises() -> None:

@@ -239,7 +239,7 @@ def run_both(
         rates.append(ours_opt.lr)
         ours_opt.zero_grad()
         loss = ours_loss_fn(ours(x), target)
-        ours.backward(ours_loss_fn.backward(1.0), need_dx=False)
+        loss.backward()
         ours_opt.step()
         ours_losses.append(float(loss))
 
