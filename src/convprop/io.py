@@ -48,8 +48,8 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_model_metadata",
-    "save_checkpoint",
     "load_weights",
+    "save_checkpoint",
     "save_model",
     "save_weights",
 ]
@@ -484,9 +484,7 @@ def load_model_metadata(path: PathLike) -> dict[str, Any]:
     return user
 
 
-def save_weights(
-    path: PathLike, model: Module, *, metadata: dict[str, Any] | None = None
-) -> None:
+def save_weights(path: PathLike, model: Module, *, metadata: dict[str, Any] | None = None) -> None:
     """Write the weights of any model (its ``state_dict``) to ``path``, atomically.
 
     The file is a model file whose architecture is stored when the model can be named

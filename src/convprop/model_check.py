@@ -75,6 +75,8 @@ def gradcheck_model(
     x_tensor = Tensor(x, requires_grad=True)
     loss_fn(model(x_tensor), labels).backward()  # the graph, back to the input (GR1)-(GR3)
     dx = x_tensor.grad
+    if dx is None:  # pragma: no cover - the input requires its gradient, so backward sets it
+        raise RuntimeError("gradcheck: the graph gave no input gradient")
     rows = [
         GradcheckRow(
             "input",

@@ -14,7 +14,7 @@ _state = threading.local()
 
 def is_grad_enabled() -> bool:
     """True when ops record nodes (and keep their caches) for a later backward."""
-    return getattr(_state, "enabled", True)  # type: ignore[no-any-return]
+    return bool(getattr(_state, "enabled", True))
 
 
 def set_grad_enabled(mode: bool) -> None:

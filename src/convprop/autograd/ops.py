@@ -12,7 +12,8 @@ from typing import Any
 
 from convprop.autograd.tensor import Tensor, as_array, record
 from convprop.errors import ParameterError
-from convprop.functional import arithmetic, join, matmul as matmul_pair, reduction, view
+from convprop.functional import arithmetic, join, reduction, view
+from convprop.functional import matmul as matmul_pair
 
 
 def _operands(a: Any, b: Any) -> tuple[Any, Any]:
@@ -60,10 +61,14 @@ def neg(a: Tensor) -> Tensor:
 
 def matmul(a: Any, b: Any) -> Tensor:
     """a @ b (MM1–MM3)."""
-    return _binary("matmul", "MM2, MM3", (matmul_pair.matmul_forward, matmul_pair.matmul_backward), a, b)
+    return _binary(
+        "matmul", "MM2, MM3", (matmul_pair.matmul_forward, matmul_pair.matmul_backward), a, b
+    )
 
 
-def _unary_view(name: str, labels: str, x: Tensor, forward: Any, backward: Any, *args: Any) -> Tensor:
+def _unary_view(
+    name: str, labels: str, x: Tensor, forward: Any, backward: Any, *args: Any
+) -> Tensor:
     y, cache = forward(x.data, *args)
     return record(name, labels, y, cache, (x,), lambda dy, c, n: (backward(dy, c),))
 
@@ -168,7 +173,9 @@ def cat(tensors: Any, dim: int = 0) -> Tensor:
     """
     tensors = list(tensors)
     y, cache = join.cat_forward([as_array(t) for t in tensors], dim)
-    return record("cat", "CAT2", y, cache, tuple(tensors), lambda dy, c, n: join.cat_backward(dy, c))
+    return record(
+        "cat", "CAT2", y, cache, tuple(tensors), lambda dy, c, n: join.cat_backward(dy, c)
+    )
 
 
 def stack(tensors: Any, dim: int = 0) -> Tensor:

@@ -14,10 +14,14 @@ from typing import Any
 
 import numpy
 
-from convprop.autograd.graph import BackwardFn, Node, run_backward
 from convprop.autograd.grad_mode import is_grad_enabled
+from convprop.autograd.graph import BackwardFn, Node, run_backward
 from convprop.backend import Array, get_xp, is_array, to_device, to_host
 from convprop.errors import DTypeError, ShapeError
+
+
+HostArray = numpy.ndarray
+"""A NumPy array (named here because Tensor's own ``numpy`` method hides the module)."""
 
 
 def _check_data(op: str, data: Any) -> Array:
@@ -86,7 +90,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        """"cpu" for a NumPy array, "cuda" for a CuPy array."""
+        """ "cpu" for a NumPy array, "cuda" for a CuPy array."""
         return "cpu" if isinstance(self._data, numpy.ndarray) else "cuda"
 
     def dim(self) -> int:
@@ -104,7 +108,7 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor; expected at least 1 dimension, got 0")
         return self.shape[0]
 
-    def numpy(self) -> numpy.ndarray:
+    def numpy(self) -> HostArray:
         """The values as a NumPy array (the array itself on the CPU, a copy from a GPU)."""
         return to_host(self._data)
 
@@ -120,7 +124,7 @@ class Tensor:
     def tolist(self) -> Any:
         return to_host(self._data).tolist()
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> numpy.ndarray:
+    def __array__(self, dtype: Any = None, copy: Any = None) -> HostArray:
         host = to_host(self._data)
         return host if dtype is None else host.astype(dtype)
 
@@ -152,7 +156,8 @@ class Tensor:
         if self._node is not None and not requires_grad:
             raise RuntimeError(
                 "requires_grad: a tensor made by a recorded op cannot stop needing its "
-                "gradient; expected a leaf, got the output of " + self._node.name
+                "gradient; expected a leaf, got the output of "
+                + self._node.name
                 + " (use .detach())"
             )
         self.requires_grad = bool(requires_grad)

@@ -5,13 +5,17 @@ Broadcasting copies each element of a to every position of y that it is paired w
 it is a linear map; its adjoint adds those copies back up:
   unbroadcast(g, shape) = g summed over the axes that broadcasting added or stretched,
                           reshaped to ``shape``                                      (AR0)
-Forward                     Backward  (dy has the shape of y)
-  y = a + b       (AR1)       da = unbroadcast(dy, a.shape),   db = unbroadcast(dy, b.shape)   (AR2)
-  y = a − b       (AR3)       da = unbroadcast(dy, a.shape),   db = −unbroadcast(dy, b.shape)  (AR4)
-  y = a ⊙ b       (AR5)       da = unbroadcast(dy ⊙ b, a.shape), db = unbroadcast(dy ⊙ a, b.shape) (AR6)
-  y = a / b       (AR7)       da = unbroadcast(dy / b, a.shape),
-                              db = −unbroadcast(dy ⊙ a / b², b.shape)                         (AR8)
-  y = −a          (AR9)       da = −dy                                                        (AR10)
+Forward and backward (dy has the shape of y; u(g, a) is short for unbroadcast(g, a.shape))
+  y = a + b                                                                            (AR1)
+  da = u(dy, a),  db = u(dy, b)                                                        (AR2)
+  y = a − b                                                                            (AR3)
+  da = u(dy, a),  db = −u(dy, b)                                                       (AR4)
+  y = a ⊙ b                                                                            (AR5)
+  da = u(dy ⊙ b, a),  db = u(dy ⊙ a, b)                                                (AR6)
+  y = a / b                                                                            (AR7)
+  da = u(dy / b, a),  db = −u(dy ⊙ a / b², b)                                          (AR8)
+  y = −a                                                                               (AR9)
+  da = −dy                                                                             (AR10)
 
 (AR6) is the product rule; (AR8) follows from ∂(a/b)/∂b = −a/b². Gradients come back in the
 dtype of their input, also where NumPy promoted y (float32 + float64 gives float64).

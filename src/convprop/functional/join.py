@@ -2,7 +2,7 @@
 
 Notation  x_1 … x_m arrays;  dim the axis joined along
 Concatenate (the x_i agree on every axis but dim, of sizes n_1 … n_m there)
-  y = [x_1, x_2, …, x_m] along dim:  y[…, o_i + j, …] = x_i[…, j, …],  o_i = n_1 + … + n_(i−1)  (CAT1)
+  y[…, o_i + j, …] = x_i[…, j, …],  o_i = n_1 + … + n_(i−1)   (x_1 … x_m end to end)  (CAT1)
   dx_i = dy[…, o_i : o_i + n_i, …]     -- each input gets back its own slice         (CAT2)
 Stack (the x_i share one shape)
   y[…, i, …] = x_i   (a new axis at dim)                                              (ST1)
@@ -19,8 +19,8 @@ from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_upstream, require_array
 
 
-def _check_arrays(op: str, arrays: Any) -> list[Array]:
-    arrays = list(arrays)
+def _check_arrays(op: str, given: Any) -> list[Array]:
+    arrays: list[Array] = list(given)
     if not arrays:
         raise ShapeError(f"{op}: nothing to join; expected at least one array, got none")
     for index, array in enumerate(arrays):
@@ -76,8 +76,10 @@ def cat_forward(arrays: Any, dim: int = 0) -> tuple[Array, CatCache]:
     ndim = len(shapes[0])
     axis = _axis("cat", dim, max(ndim, 1), shapes)
     for shape in shapes:
-        if len(shape) != ndim or ndim == 0 or any(
-            shape[i] != shapes[0][i] for i in range(ndim) if i != axis
+        if (
+            len(shape) != ndim
+            or ndim == 0
+            or any(shape[i] != shapes[0][i] for i in range(ndim) if i != axis)
         ):
             raise ShapeError(
                 f"cat: the arrays must agree on every axis but dim={axis}; expected shapes "

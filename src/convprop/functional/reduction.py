@@ -44,7 +44,9 @@ def _axes(op: str, x: Array, dim: Any) -> tuple[int, ...]:
         return tuple(range(x.ndim))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
     ndim = max(x.ndim, 1)
-    bad = [d for d in dims if not isinstance(d, int) or isinstance(d, bool) or not -ndim <= d < ndim]
+    bad = [
+        d for d in dims if not isinstance(d, int) or isinstance(d, bool) or not -ndim <= d < ndim
+    ]
     if bad or len({d % ndim for d in dims}) != len(dims):
         raise ParameterError(
             f"{op}: dim out of range or repeated; expected distinct ints in [{-ndim}, "

@@ -29,7 +29,7 @@ def _check(op: str, x: Array, dim: Any) -> int:
             f"{op}: dim out of range; expected an int in [{-ndim}, {ndim - 1}], got {dim!r} "
             f"(x.shape={tuple(x.shape)})"
         )
-    return dim % ndim
+    return int(dim % ndim)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,9 +139,7 @@ class GetitemCache:
 
 def _is_basic(index: Any) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
-    return all(
-        part is None or part is Ellipsis or isinstance(part, (int, slice)) for part in parts
-    )
+    return all(part is None or part is Ellipsis or isinstance(part, (int, slice)) for part in parts)
 
 
 def getitem_forward(x: Array, index: Any) -> tuple[Array, GetitemCache]:

@@ -166,4 +166,4 @@ class Residual(Module):
                 f"{tuple(y.shape)}"
             )
         x_tensor = x if isinstance(x, Tensor) else Tensor(x)
-        return x_tensor + y
+        return x_tensor + y  # type: ignore[no-any-return]  # y comes from an untyped forward

@@ -265,7 +265,9 @@ def batch_norm_with_statistics(
         dx, dgamma, dbeta = normalization.batch_norm2d_backward(dy.reshape(y4.shape), cache)
         return dx.reshape(x_shape), dgamma, dbeta
 
-    y = record("batch_norm", "BN8–BN12", y4.reshape(x_shape), cache, (input, weight, bias), backward)
+    y = record(
+        "batch_norm", "BN8–BN12", y4.reshape(x_shape), cache, (input, weight, bias), backward
+    )
     return y, cache.new_running_mean, cache.new_running_var
 
 

@@ -51,6 +51,12 @@ class Module:
     ['first.weight', 'first.bias', 'second.weight', 'second.bias']
     """
 
+    training: bool
+    _parameters: dict[str, Parameter | None]
+    _buffers: dict[str, Array]
+    _modules: dict[str, Module]
+    _non_persistent: set[str]
+
     def __init__(self) -> None:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_parameters", {})

@@ -30,6 +30,8 @@ class Parameter(Tensor):
     ((2, 3), dtype('float32'), True)
     """
 
+    grad: Array  # always an array of data's shape and dtype (never None, unlike a Tensor's)
+
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
         super().__init__(data.data if isinstance(data, Tensor) else data)
         self.grad = get_xp(self.data).zeros_like(self.data)

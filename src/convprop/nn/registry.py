@@ -86,9 +86,7 @@ def register(cls: Any = None, *, name: str | None = None) -> Any:
 
     def decorate(klass: Any) -> Any:
         if not (isinstance(klass, type) and issubclass(klass, Module)):
-            raise TypeError(
-                f"register: expected a subclass of convprop.nn.Module, got {klass!r}"
-            )
+            raise TypeError(f"register: expected a subclass of convprop.nn.Module, got {klass!r}")
         key = name or klass.__name__
         known = registered_classes().get(key)
         if known is not None and known is not klass and known.__qualname__ != klass.__qualname__:

@@ -66,7 +66,9 @@ def summary(model: Module, input_shape: tuple[int, ...], *, dtype: str | None = 
         if module._modules:  # the model itself, with children: its rows come from them
             return
         own = sum(int(p.data.size) for p in module._parameters.values() if p is not None)
-        rows.append((names.get(id(module), "?") or "(model)", type(module).__name__, _shape(y), own))
+        rows.append(
+            (names.get(id(module), "?") or "(model)", type(module).__name__, _shape(y), own)
+        )
 
     if dtype is None:
         params = model.parameters()
@@ -83,7 +85,9 @@ def summary(model: Module, input_shape: tuple[int, ...], *, dtype: str | None = 
     header = ("layer", "type", "output shape", "parameters")
     table = [header, *((n, t, s, str(p)) for n, t, s, p in rows)]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table
+    ]
     params = model.parameters()
     total = sum(int(p.data.size) for p in params)
     trainable = sum(int(p.data.size) for p in params if p.requires_grad)
