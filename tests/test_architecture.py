@@ -38,7 +38,7 @@ LAYERS: dict[str, int] = {
     # 6: the training loop and what it reports
     "train": 6, "model_check": 6, "plots": 6,
     # 7: the command line and its commands
-    "cli": 7, "app": 7, "explain": 7, "bench": 7,
+    "cli": 7, "app": 7, "explain": 7, "explain_graph": 7, "bench": 7,
     # 8: data-parallel training over MPI
     "distributed": 8,
 }  # fmt: skip

@@ -143,7 +143,9 @@ def test_check_writable_names_a_directory_that_cannot_be_made(tmp_path: Path) ->
 
 
 def test_weights_go_to_pytorch_and_come_back(tmp_path: Path) -> None:
-    ours = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3))
+    ours = nn.Sequential(
+        nn.Conv2d(1, 2, 3, rng=0), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3)
+    )
     theirs = torch.nn.Sequential(
         torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.Linear(8, 3)
     )

@@ -86,7 +86,12 @@ def _add_gradcheck(sub: Any) -> None:
 
 def _add_explain(sub: Any) -> None:
     p = sub.add_parser("explain", help="the derivations' worked examples, computed live")
-    p.add_argument("topic", choices=["conv"], help="what to explain")
+    p.add_argument(
+        "topic",
+        choices=["conv", "graph"],
+        help="conv: the three gradients of a convolution; graph: the backward pass of a small "
+        "net, by hand with the op pairs and by the recorded graph",
+    )
     p.set_defaults(run=cmd_explain)
 
 
@@ -156,6 +161,11 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if args.topic == "graph":
+        from convprop.explain_graph import explain_graph
+
+        print(explain_graph())
+        return 0
     from convprop.explain import explain_conv
 
     print(explain_conv())
