@@ -1,4 +1,4 @@
-"""Model files for any model: registered user classes, new containers, weights alone, PyTorch files."""
+"""Model files for any model: registered classes, new containers, weights alone, PyTorch files."""
 
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from convprop.autograd.graph import BackwardFn, Node, run_backward
 from convprop.backend import Array, get_xp, is_array, to_device, to_host
 from convprop.errors import DTypeError, ShapeError
 
-
 HostArray = numpy.ndarray
 """A NumPy array (named here because Tensor's own ``numpy`` method hides the module)."""
 
