@@ -1,13 +1,18 @@
 """Tests of the layer modules of convprop.nn: each layer is its functional op plus state.
 
+A layer holds Parameters and hyperparameters and has no backward of its own: calling it
+records its op pair in the graph, and ``y.backward(dy)`` runs the pair's backward (GR1).
 What is checked, layer by layer:
 
-* forward and backward equal the functional op pair called with the layer's own arrays and
-  hyperparameters (bit for bit: a layer contains no math);
+* forward and the gradients that reach ``x.grad`` and every Parameter's ``.grad`` equal the
+  functional op pair called with the layer's own arrays and hyperparameters (bit for bit: a
+  layer contains no math);
 * forward, dx and every parameter gradient equal PyTorch's module holding the same weights, in
   float64 (an extra witness; the ops' own tests hold the naive references);
-* backward *adds* into ``.grad`` (two forward/backward pairs leave the sum), ``zero_grad`` resets;
-* the one cache slot: backward before forward raises, and the slot is released by backward;
+* the graph *adds* into ``Parameter.grad`` (two forward/backward rounds leave the sum, as does a
+  layer called twice in one forward), ``zero_grad`` resets;
+* the graph is released by backward (a second one raises unless ``retain_graph=True``), and
+  nothing is recorded under ``no_grad()``;
 * PyTorch's initialisation rule (Kaiming-uniform, bound 1/sqrt(fan_in)), seeded;
 * constructor validation, dtype following the arrays, Dropout and BatchNorm2d train/eval
   behaviour, and the losses.
@@ -15,6 +20,7 @@ What is checked, layer by layer:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +31,10 @@ import pytest
 import scipy.stats
 import torch
 
+import convprop
 from convprop import functional, nn
 from convprop.errors import DTypeError, ParameterError
+from convprop.functional import view
 from convprop.nn import Module
 
 F64 = "float64"
@@ -185,20 +193,32 @@ def twins(name: str, seed: int = 0) -> tuple[Module, torch.nn.Module, Case]:
     return ours, theirs, case
 
 
+def forward_backward(module: Module, x: np.ndarray, dy_seed: int) -> tuple[Any, Any, np.ndarray]:
+    """x as a Tensor that needs its gradient, y = module(x), and y.backward(dy), dy random."""
+    x_tensor = convprop.tensor(x, requires_grad=True)
+    y = module(x_tensor)
+    dy = np.random.default_rng(dy_seed).standard_normal(y.shape)
+    y.backward(dy)
+    return x_tensor, y, dy
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_layer_matches_torch_forward_dx_and_parameter_grads(name: str) -> None:
     ours, theirs, case = twins(name)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(case.x_shape)
-    y = ours(x)
+    x_tensor = convprop.tensor(x, requires_grad=True)
+    y = ours(x_tensor)
     x_torch = torch.from_numpy(x.copy()).requires_grad_(True)
     y_torch = theirs(x_torch)
-    np.testing.assert_allclose(y, y_torch.detach().numpy(), rtol=RTOL, atol=ATOL)
+    assert isinstance(y, convprop.Tensor) and y.requires_grad
+    np.testing.assert_allclose(y.data, y_torch.detach().numpy(), rtol=RTOL, atol=ATOL)
     assert y.dtype == np.float64
 
     dy = rng.standard_normal(y.shape)
-    dx = ours.backward(dy)
+    y.backward(dy)
     y_torch.backward(torch.from_numpy(dy))
+    dx = x_tensor.grad
     assert dx is not None and dx.shape == x.shape and dx.dtype == np.float64
     np.testing.assert_allclose(dx, x_torch.grad.numpy(), rtol=RTOL, atol=ATOL)
     theirs_params = dict(theirs.named_parameters())
@@ -215,65 +235,129 @@ def test_layer_matches_torch_forward_dx_and_parameter_grads(name: str) -> None:
 
 @pytest.mark.parametrize("name", CASES)
 def test_backward_adds_into_grad_and_zero_grad_resets(name: str) -> None:
+    """Two forward/backward rounds leave the sum in each Parameter's .grad (GR2); the input
+    Tensor of each round gets only its own dx."""
     module = CASES[name].ours()
     randomise_state(module, 3)
     module.train(CASES[name].training)
     rng = np.random.default_rng(2)
     x1, x2 = rng.standard_normal((2, *CASES[name].x_shape))
-    dy1, dy2 = (rng.standard_normal(module(x).shape) for x in (x1, x2))
-    module.zero_grad()  # the shape probe above left caches, not gradients; start clean anyway
+    assert all(not param.grad.any() for param in module.parameters())  # zeros from the start
 
-    module(x1)
-    dx1 = module.backward(dy1)
+    first_x, _, _ = forward_backward(module, x1, 20)
     first = grads(module)
     module.zero_grad()
     assert all(not param.grad.any() for param in module.parameters())
-    module(x2)
-    module.backward(dy2)
+    forward_backward(module, x2, 21)
     second = grads(module)
     module.zero_grad()
 
-    module(x1)
-    dx_again = module.backward(dy1)
-    module(x2)
-    module.backward(dy2)
+    again_x, _, _ = forward_backward(module, x1, 20)
+    forward_backward(module, x2, 21)
     for param_name, param in module.named_parameters():
         np.testing.assert_allclose(
             param.grad, first[param_name] + second[param_name], rtol=1e-13, atol=1e-13
         )
-    assert dx1 is not None and dx_again is not None
-    np.testing.assert_array_equal(dx_again, dx1)  # dx is returned, never accumulated
+    assert first_x.grad is not None
+    np.testing.assert_array_equal(again_x.grad, first_x.grad)  # a fresh leaf: its own dx only
     module.zero_grad()
     assert all(not param.grad.any() for param in module.parameters())
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_backward_before_forward_raises_and_backward_releases_the_cache(name: str) -> None:
+def test_layer_called_twice_in_one_forward_gets_the_sum_of_both_gradients(name: str) -> None:
+    """Shared weights: one layer called on x1 and on x2, outputs added; each Parameter receives
+    the sum of what both calls send back (GR2), each input its own dx."""
     module = CASES[name].ours()
+    randomise_state(module, 7)
     module.train(CASES[name].training)
-    layer = type(module).__name__
-    x = np.random.default_rng(4).standard_normal(CASES[name].x_shape)
-    message = rf"^{layer}\.backward called before forward$"
+    rng = np.random.default_rng(8)
+    x1, x2 = rng.standard_normal((2, *CASES[name].x_shape))
+    dy = rng.standard_normal(module(x1).shape)  # the shape probe records a graph nobody runs
+
+    alone = []
+    for x in (x1, x2):
+        x_tensor = convprop.tensor(x, requires_grad=True)
+        module(x_tensor).backward(dy)
+        alone.append((x_tensor.grad, grads(module)))
+        module.zero_grad()
+
+    t1, t2 = convprop.tensor(x1, requires_grad=True), convprop.tensor(x2, requires_grad=True)
+    (module(t1) + module(t2)).backward(dy)
+    for param_name, param in module.named_parameters():
+        expected = alone[0][1][param_name] + alone[1][1][param_name]
+        np.testing.assert_allclose(param.grad, expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(t1.grad, alone[0][0])
+    np.testing.assert_array_equal(t2.grad, alone[1][0])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_second_backward_raises_once_released_and_retain_graph_adds_again(name: str) -> None:
+    """The graph holds the pair's cache, not the layer (which has no backward): backward
+    releases it, unless retain_graph=True keeps it for a second backward that adds again."""
+    module = CASES[name].ours()
+    randomise_state(module, 4)
+    module.train(CASES[name].training)
+    assert not hasattr(module, "backward") and not hasattr(module, "_cache")
+    rng = np.random.default_rng(4)
+    x = convprop.tensor(rng.standard_normal(CASES[name].x_shape), requires_grad=True)
     y = module(x)
-    dy = np.ones_like(y) * 0.5
-    fresh = CASES[name].ours()
-    with pytest.raises(RuntimeError, match=message):
-        fresh.backward(dy)
-    module.backward(dy)
-    with pytest.raises(RuntimeError, match=message):
-        module.backward(dy)  # one backward per forward: the cache was released
+    dy = rng.standard_normal(y.shape)
+    y.backward(dy, retain_graph=True)
+    first_dx, first = x.grad.copy(), grads(module)
+    y.backward(dy)  # kept: the same gradients again, added (GR2); released now
+    np.testing.assert_array_equal(x.grad, 2 * first_dx)
+    for param_name, param in module.named_parameters():
+        np.testing.assert_array_equal(param.grad, 2 * first[param_name], err_msg=param_name)
+    with pytest.raises(RuntimeError, match="already released"):
+        y.backward(dy)
+
+    fresh = convprop.tensor(x.data, requires_grad=True)
+    y = module(fresh)
+    y.backward(dy)
+    with pytest.raises(RuntimeError, match="already released"):
+        y.backward(dy)  # one backward per forward without retain_graph
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_under_no_grad_the_layer_records_nothing(name: str) -> None:
+    module = CASES[name].ours()
+    randomise_state(module, 5)
+    module.train(CASES[name].training)
+    rng = np.random.default_rng(5)
+    x = convprop.tensor(rng.standard_normal(CASES[name].x_shape), requires_grad=True)
+    with convprop.no_grad():
+        y = module(x)
+    assert not y.requires_grad and y.grad_fn is None
+    np.testing.assert_array_equal(y.data, module(x).data)  # the same values, recorded or not
+    with pytest.raises(RuntimeError, match="does not need a gradient"):
+        y.backward(rng.standard_normal(y.shape))
+    assert x.grad is None
+    assert all(not param.grad.any() for param in module.parameters())
 
 
 # ---------------------------------------------------------------------------------------------
 # A layer is its functional op: same arrays in, same arrays out, bit for bit.
 # ---------------------------------------------------------------------------------------------
 
+PairRun = tuple[Any, Callable[..., tuple[Any, dict[str, Any]]]]
+"""The pair's y, and ``dy -> (dx, {"weight": dw, "bias": db})`` (None for an absent
+Parameter, {} for a layer without any; keywords go to the pair's backward)."""
+
 
 def _bias(module: Any) -> Any:
     return None if module.bias is None else module.bias.data
 
 
-def _conv(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
+def _with_params(backward: Callable[..., Any], cache: Any) -> Callable[..., Any]:
+    def run(dy: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        dx, dw, db = backward(dy, cache, **kwargs)
+        return dx, {"weight": dw, "bias": db}
+
+    return run
+
+
+def _conv(m: Any, x: Any) -> PairRun:
     y, cache = functional.conv2d_forward(
         x,
         m.weight.data,
@@ -284,10 +368,10 @@ def _conv(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
         groups=m.groups,
         algorithm=m.algorithm,
     )
-    return (y, *functional.conv2d_backward(dy, cache))
+    return y, _with_params(functional.conv2d_backward, cache)
 
 
-def _conv_transpose(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
+def _conv_transpose(m: Any, x: Any) -> PairRun:
     y, cache = functional.conv_transpose2d_forward(
         x,
         m.weight.data,
@@ -299,22 +383,22 @@ def _conv_transpose(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
         groups=m.groups,
         algorithm=m.algorithm,
     )
-    return (y, *functional.conv_transpose2d_backward(dy, cache))
+    return y, _with_params(functional.conv_transpose2d_backward, cache)
 
 
-def _linear(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
+def _linear(m: Any, x: Any) -> PairRun:
     y, cache = functional.linear_forward(x, m.weight.data, _bias(m))
-    return (y, *functional.linear_backward(dy, cache))
+    return y, _with_params(functional.linear_backward, cache)
 
 
-def _max_pool(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
+def _max_pool(m: Any, x: Any) -> PairRun:
     y, cache = functional.max_pool2d_forward(
         x, m.kernel_size, stride=m.stride, padding=m.padding, ceil_mode=m.ceil_mode
     )
-    return y, functional.max_pool2d_backward(dy, cache)
+    return y, lambda dy: (functional.max_pool2d_backward(dy, cache), {})
 
 
-def _avg_pool(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
+def _avg_pool(m: Any, x: Any) -> PairRun:
     y, cache = functional.avg_pool2d_forward(
         x,
         m.kernel_size,
@@ -323,44 +407,70 @@ def _avg_pool(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
         ceil_mode=m.ceil_mode,
         count_include_pad=m.count_include_pad,
     )
-    return y, functional.avg_pool2d_backward(dy, cache)
+    return y, lambda dy: (functional.avg_pool2d_backward(dy, cache), {})
 
 
-def _adaptive(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
+def _adaptive(m: Any, x: Any) -> PairRun:
     y, cache = functional.adaptive_avg_pool2d_forward(x, m.output_size)
-    return y, functional.adaptive_avg_pool2d_backward(dy, cache)
+    return y, lambda dy: (functional.adaptive_avg_pool2d_backward(dy, cache), {})
 
 
-def _batch_norm(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
+def _batch_norm(m: Any, x: Any) -> PairRun:
+    # Before the layer's call, which replaces the running statistics by the updated ones.
+    channels = x.shape[1]
     y, cache = functional.batch_norm2d_forward(
         x,
-        m.weight.data,
-        m.bias.data,
-        m.running_mean_before,
-        m.running_var_before,
+        m.weight.data if m.affine else np.ones(channels, dtype=x.dtype),
+        m.bias.data if m.affine else np.zeros(channels, dtype=x.dtype),
+        m.running_mean,
+        m.running_var,
         training=m.training,
         momentum=m.momentum,
         eps=m.eps,
     )
-    return (y, *functional.batch_norm2d_backward(dy, cache))
+
+    def backward(dy: Any) -> tuple[Any, dict[str, Any]]:
+        dx, dgamma, dbeta = functional.batch_norm2d_backward(dy, cache)
+        if not m.affine:  # gamma = 1 and beta = 0 are constants, not Parameters
+            return dx, {"weight": None, "bias": None}
+        return dx, {"weight": dgamma, "bias": dbeta}
+
+    return y, backward
+
+
+def _flatten(m: Any, x: Any) -> PairRun:
+    # Flatten is a reshape (RS1, RS2) of the axes start_dim … end_dim into one.
+    start, end = m.start_dim % x.ndim, m.end_dim % x.ndim
+    shape = (*x.shape[:start], math.prod(x.shape[start : end + 1]), *x.shape[end + 1 :])
+    y, cache = view.reshape_forward(x, shape)
+    return y, lambda dy: (view.reshape_backward(dy, cache), {})
+
+
+def _dropout(m: Any, x: Any) -> PairRun:
+    # A copy of the layer's generator draws the mask the layer will draw (DO1).
+    y, cache = functional.dropout_forward(x, p=m.p, training=m.training, rng=copy.deepcopy(m.rng))
+    return y, lambda dy: (functional.dropout_backward(dy, cache), {})
 
 
 def _unary(forward: Callable[..., Any], backward: Callable[..., Any], **kw: Any) -> Any:
-    def run(m: Any, x: Any, dy: Any) -> tuple[Any, ...]:
+    def run(m: Any, x: Any) -> PairRun:
         y, cache = forward(x, **{k: getattr(m, v) for k, v in kw.items()})
-        return y, backward(dy, cache)
+        return y, lambda dy: (backward(dy, cache), {})
 
     return run
 
 
-FUNCTIONAL: dict[str, Callable[..., tuple[Any, ...]]] = {
+FUNCTIONAL: dict[str, Callable[[Any, Any], PairRun]] = {
     "conv2d": _conv,
     "conv2d-groups-dilation": _conv,
     "conv2d-same-no-bias": _conv,
     "conv_transpose2d": _conv_transpose,
     "conv_transpose2d-dilation-no-bias": _conv_transpose,
+    "max_pool2d": _max_pool,
     "max_pool2d-stride-padding-ceil": _max_pool,
+    "avg_pool2d": _avg_pool,
     "avg_pool2d-exclude-pad-ceil": _avg_pool,
+    "adaptive_avg_pool2d-global": _adaptive,
     "adaptive_avg_pool2d-uneven": _adaptive,
     "linear": _linear,
     "linear-no-bias": _linear,
@@ -372,12 +482,18 @@ FUNCTIONAL: dict[str, Callable[..., tuple[Any, ...]]] = {
     ),
     "sigmoid": _unary(functional.sigmoid_forward, functional.sigmoid_backward),
     "tanh": _unary(functional.tanh_forward, functional.tanh_backward),
-    "flatten-start2": _unary(
-        functional.flatten_forward, functional.flatten_backward, start_dim="start_dim"
-    ),
+    "flatten": _flatten,
+    "flatten-start2": _flatten,
+    "dropout-eval": _dropout,
+    "dropout-p0": _dropout,
     "batch_norm2d-train": _batch_norm,
     "batch_norm2d-eval": _batch_norm,
+    "batch_norm2d-no-affine": _batch_norm,
 }
+
+
+def test_every_layer_case_has_its_functional_pair() -> None:
+    assert list(FUNCTIONAL) == list(CASES)
 
 
 @pytest.mark.parametrize("name", FUNCTIONAL)
@@ -387,36 +503,50 @@ def test_layer_forward_and_backward_equal_the_functional_op(name: str) -> None:
     module.train(CASES[name].training)
     rng = np.random.default_rng(6)
     x = rng.standard_normal(CASES[name].x_shape)
-    if isinstance(module, nn.BatchNorm2d):
-        module.running_mean_before = module.state_dict()["running_mean"].copy()
-        module.running_var_before = module.state_dict()["running_var"].copy()
-    y = module(x)
-    dy = rng.standard_normal(y.shape)
-    y_ref, dx_ref, *param_grads = FUNCTIONAL[name](module, x, dy)
-    np.testing.assert_array_equal(y, y_ref)
-    dx = module.backward(dy)
-    np.testing.assert_array_equal(dx, dx_ref)
-    for param, expected in zip(module._parameters.values(), param_grads, strict=True):
+    y_ref, pair_backward = FUNCTIONAL[name](module, x)
+    dy = rng.standard_normal(y_ref.shape)
+    dx_ref, param_grads = pair_backward(dy)
+
+    x_tensor = convprop.tensor(x, requires_grad=True)
+    y = module(x_tensor)
+    np.testing.assert_array_equal(y.data, y_ref)
+    assert y.dtype == y_ref.dtype
+    y.backward(dy)
+    np.testing.assert_array_equal(x_tensor.grad, dx_ref)
+    assert x_tensor.grad.dtype == dx_ref.dtype
+    present = [param_name for param_name, grad in param_grads.items() if grad is not None]
+    assert [param_name for param_name, _ in module.named_parameters()] == present
+    for param_name, expected in param_grads.items():
+        param = getattr(module, param_name)
         if param is None:
-            assert expected is None
+            assert expected is None, param_name
         else:
-            np.testing.assert_array_equal(param.grad, expected)
+            np.testing.assert_array_equal(param.grad, expected, err_msg=param_name)
 
 
-def test_layers_with_weights_skip_dx_on_request_but_still_accumulate() -> None:
-    """need_dx=False (a network's first layer) returns None; the weight gradients are kept."""
-    for name in ("conv2d", "conv_transpose2d", "linear"):
-        module = CASES[name].ours()
-        rng = np.random.default_rng(7)
-        x = rng.standard_normal(CASES[name].x_shape)
-        dy = rng.standard_normal(module(x).shape)
-        module.backward(dy)
-        expected = grads(module)
-        module.zero_grad()
-        module(x)
-        assert module.backward(dy, need_dx=False) is None
-        for param_name, param in module.named_parameters():
-            np.testing.assert_array_equal(param.grad, expected[param_name])
+@pytest.mark.parametrize("name", ["conv2d", "conv_transpose2d", "linear"])
+def test_input_without_gradient_skips_dx_but_the_weights_still_get_theirs(name: str) -> None:
+    """An input that needs no gradient (a network's first layer) makes the graph call the
+    pair with need_dx=False: no dx anywhere, the weight gradients of the pair all the same."""
+    module: Any = CASES[name].ours()
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(CASES[name].x_shape)
+    y_ref, pair_backward = FUNCTIONAL[name](module, x)
+    dy = rng.standard_normal(y_ref.shape)
+    dx_ref, expected = pair_backward(dy, need_dx=False)
+    assert dx_ref is None
+
+    x_tensor = convprop.tensor(x)  # data: requires_grad=False
+    y = module(x_tensor)
+    assert y.requires_grad  # the weights need their gradients
+    y.backward(dy)
+    assert x_tensor.grad is None
+    np.testing.assert_array_equal(module.weight.grad, expected["weight"])
+    np.testing.assert_array_equal(module.bias.grad, expected["bias"])
+    # the same weight gradients as when dx is computed too
+    _, with_dx = FUNCTIONAL[name](module, x)[1](dy)
+    np.testing.assert_array_equal(with_dx["weight"], expected["weight"])
+    np.testing.assert_array_equal(with_dx["bias"], expected["bias"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -653,10 +783,11 @@ def test_float32_by_default_and_float64_once_every_data_is_float64(name: str) ->
         param.data = param.data.astype(np.float32)
     module.train(case.training)
     rng = np.random.default_rng(8)
-    x32 = rng.standard_normal(case.x_shape).astype(np.float32)
+    x32 = convprop.tensor(rng.standard_normal(case.x_shape).astype(np.float32), requires_grad=True)
     y32 = module(x32)
     assert y32.dtype == np.float32
-    module.backward(rng.standard_normal(y32.shape).astype(np.float32))
+    y32.backward(rng.standard_normal(y32.shape).astype(np.float32))
+    assert x32.grad is not None and x32.grad.dtype == np.float32
     assert all(param.grad.dtype == np.float32 for param in module.parameters())
 
     for param in module.parameters():
@@ -664,11 +795,12 @@ def test_float32_by_default_and_float64_once_every_data_is_float64(name: str) ->
         param.data = param.data.astype(np.float64)
         assert param.grad is not old_grad  # the setter replaced the gradient ...
         assert param.grad.dtype == np.float64 and not param.grad.any()  # ... by float64 zeros
-    y64 = module(x32.astype(np.float64))
+    x64 = convprop.tensor(x32.data.astype(np.float64), requires_grad=True)
+    y64 = module(x64)
     assert y64.dtype == np.float64
-    np.testing.assert_allclose(y64, y32, rtol=1e-4, atol=1e-5)
-    dx = module.backward(rng.standard_normal(y64.shape))
-    assert dx is not None and dx.dtype == np.float64
+    np.testing.assert_allclose(y64.data, y32.data, rtol=1e-4, atol=1e-5)
+    y64.backward(rng.standard_normal(y64.shape))
+    assert x64.grad is not None and x64.grad.dtype == np.float64
     assert all(param.grad.dtype == np.float64 for param in module.parameters())
 
 
@@ -697,33 +829,42 @@ def test_mixed_dtypes_are_refused() -> None:
 
 def test_dropout_in_training_drops_and_scales_with_its_own_seeded_generator() -> None:
     p = 0.25
-    x = np.random.default_rng(9).uniform(1.0, 2.0, (40, 50))  # no zeros: the mask is visible
+    x_array = np.random.default_rng(9).uniform(1.0, 2.0, (40, 50))  # no zeros: the mask shows
     layer = nn.Dropout(p, rng=11)
+    x = convprop.tensor(x_array, requires_grad=True)
     y = layer(x)
-    kept = y != 0
-    np.testing.assert_allclose(y[kept], x[kept] / (1 - p), rtol=1e-15)
+    kept = y.data != 0
+    np.testing.assert_allclose(y.data[kept], x_array[kept] / (1 - p), rtol=1e-15)
     assert abs(kept.mean() - (1 - p)) < 0.03
     # backward routes dy through the same mask and scale (DO5)
-    dy = np.random.default_rng(10).standard_normal(x.shape)
-    np.testing.assert_allclose(layer.backward(dy), dy * kept / (1 - p), rtol=1e-15)
-    # the same seed gives the same mask, as the functional op with that generator
-    np.testing.assert_array_equal(nn.Dropout(p, rng=11)(x), y)
-    np.testing.assert_array_equal(functional.dropout(x, p=p, rng=np.random.default_rng(11)), y)
+    dy = np.random.default_rng(10).standard_normal(x_array.shape)
+    y.backward(dy)
+    np.testing.assert_allclose(x.grad, dy * kept / (1 - p), rtol=1e-15)
+    # the same seed gives the same mask, as the functional op with that generator, bit for bit
+    np.testing.assert_array_equal(nn.Dropout(p, rng=11)(x_array).data, y.data)
+    y_ref, cache = functional.dropout_forward(x_array, p=p, rng=np.random.default_rng(11))
+    np.testing.assert_array_equal(y_ref, y.data)
+    np.testing.assert_array_equal(functional.dropout_backward(dy, cache), x.grad)
     # the generator advances: the next call draws a new mask
-    assert not np.array_equal(layer(x), y)
+    assert not np.array_equal(layer(x_array).data, y.data)
 
 
 def test_dropout_is_the_identity_in_eval_and_p_one_drops_everything() -> None:
-    x = np.random.default_rng(12).standard_normal((3, 4))
+    x_array = np.random.default_rng(12).standard_normal((3, 4))
     layer = nn.Dropout(0.9, rng=0).eval()
+    x = convprop.tensor(x_array, requires_grad=True)
     y = layer(x)
-    np.testing.assert_array_equal(y, x)
-    assert y is not x
-    dy = np.random.default_rng(13).standard_normal(x.shape)
-    np.testing.assert_array_equal(layer.backward(dy), dy)
+    np.testing.assert_array_equal(y.data, x_array)
+    assert y.data is not x_array
+    dy = np.random.default_rng(13).standard_normal(x_array.shape)
+    y.backward(dy)
+    np.testing.assert_array_equal(x.grad, dy)
     everything = nn.Dropout(1.0, rng=0)
-    assert not everything(x).any()
-    assert not everything.backward(dy).any()
+    x = convprop.tensor(x_array, requires_grad=True)
+    y = everything(x)
+    assert not y.data.any()
+    y.backward(dy)
+    assert x.grad is not None and not x.grad.any()
 
 
 def test_batch_norm_running_statistics_follow_torch_over_steps_then_eval_uses_them() -> None:
@@ -732,7 +873,7 @@ def test_batch_norm_running_statistics_follow_torch_over_steps_then_eval_uses_th
     for _ in range(3):
         x = rng.standard_normal(case.x_shape) * 2 + 1
         np.testing.assert_allclose(
-            ours(x), theirs(torch.from_numpy(x)).detach().numpy(), rtol=RTOL, atol=ATOL
+            ours(x).data, theirs(torch.from_numpy(x)).detach().numpy(), rtol=RTOL, atol=ATOL
         )
     assert int(ours.state_dict()["num_batches_tracked"]) == 3
     for key, value in theirs.state_dict().items():
@@ -742,7 +883,7 @@ def test_batch_norm_running_statistics_follow_torch_over_steps_then_eval_uses_th
     theirs.eval()
     before = {k: np.array(v) for k, v in ours.state_dict().items()}
     x = rng.standard_normal((1, 3, 1, 1))  # a single value per channel is fine in eval
-    y = ours(x)
+    y = ours(x).data
     np.testing.assert_allclose(y, theirs(torch.from_numpy(x)).detach().numpy(), rtol=RTOL)
     mean, var = before["running_mean"], before["running_var"]
     gamma, beta = before["weight"], before["bias"]
@@ -762,55 +903,93 @@ def test_batch_norm_float64_input_updates_float32_buffers_in_float64() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Losses.
+# Losses: modules that return a 0-d Tensor; loss.backward() runs the graph.
 # ---------------------------------------------------------------------------------------------
 
 
 def test_cross_entropy_loss_matches_functional_and_torch() -> None:
+    """The loss is (CE1)–(CE3) and logits.grad is (CE4) of the pair, bit for bit."""
     rng = np.random.default_rng(16)
-    logits = rng.standard_normal((6, 5)) * 3
+    logits_array = rng.standard_normal((6, 5)) * 3
     labels = rng.integers(0, 5, size=6)
     loss_fn = nn.CrossEntropyLoss()
+    logits = convprop.tensor(logits_array, requires_grad=True)
     loss = loss_fn(logits, labels)
-    assert loss == functional.softmax_cross_entropy(logits, labels)
-    dlogits = loss_fn.backward(0.7)
-    _, cache = functional.softmax_cross_entropy_forward(logits, labels)
-    np.testing.assert_array_equal(dlogits, functional.softmax_cross_entropy_backward(0.7, cache))
-    logits_torch = torch.from_numpy(logits).requires_grad_(True)
+    assert isinstance(loss, convprop.Tensor) and loss.shape == () and loss.requires_grad
+    np.testing.assert_array_equal(loss.data, functional.softmax_cross_entropy(logits_array, labels))
+    loss.backward()
+    _, cache = functional.softmax_cross_entropy_forward(logits_array, labels)
+    np.testing.assert_array_equal(
+        logits.grad, functional.softmax_cross_entropy_backward(1.0, cache)
+    )
+    # an upstream gradient other than 1 scales (CE4)
+    scaled = convprop.tensor(logits_array, requires_grad=True)
+    loss_fn(scaled, labels).backward(np.array(0.7))
+    np.testing.assert_array_equal(
+        scaled.grad, functional.softmax_cross_entropy_backward(0.7, cache)
+    )
+    logits_torch = torch.from_numpy(logits_array).requires_grad_(True)
     loss_torch = torch.nn.CrossEntropyLoss()(logits_torch, torch.from_numpy(labels))
     (0.7 * loss_torch).backward()
     assert float(loss) == pytest.approx(loss_torch.item(), rel=1e-13)
-    np.testing.assert_allclose(dlogits, logits_torch.grad.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(scaled.grad, logits_torch.grad.numpy(), rtol=1e-12, atol=1e-15)
 
 
 def test_mse_loss_matches_functional_and_torch() -> None:
+    """The loss is (MSE1) and pred.grad is (MSE2) of the pair, bit for bit."""
     rng = np.random.default_rng(17)
-    pred, target = rng.standard_normal((2, 3, 4, 2))
+    pred_array, target = rng.standard_normal((2, 3, 4, 2))
     loss_fn = nn.MSELoss()
+    pred = convprop.tensor(pred_array, requires_grad=True)
     loss = loss_fn(pred, target)
-    assert loss == functional.mse_loss(pred, target)
-    dpred = loss_fn.backward()  # the default upstream scalar is 1.0
-    pred_torch = torch.from_numpy(pred).requires_grad_(True)
+    assert isinstance(loss, convprop.Tensor) and loss.shape == () and loss.requires_grad
+    np.testing.assert_array_equal(loss.data, functional.mse_loss(pred_array, target))
+    loss.backward()  # the implied upstream gradient of a one-element loss is 1
+    _, cache = functional.mse_loss_forward(pred_array, target)
+    np.testing.assert_array_equal(pred.grad, functional.mse_loss_backward(1.0, cache))
+    pred_torch = torch.from_numpy(pred_array).requires_grad_(True)
     loss_torch = torch.nn.MSELoss()(pred_torch, torch.from_numpy(target))
     loss_torch.backward()
     assert float(loss) == pytest.approx(loss_torch.item(), rel=1e-13)
-    np.testing.assert_allclose(dpred, pred_torch.grad.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(pred.grad, pred_torch.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_mse_loss_refuses_a_target_that_needs_a_gradient() -> None:
+    rng = np.random.default_rng(19)
+    pred = convprop.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    target = convprop.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    with pytest.raises(ParameterError, match="target is data"):
+        nn.MSELoss()(pred, target)
+    assert nn.MSELoss()(pred, target.detach()).grad_fn is not None  # data is fine
 
 
 @pytest.mark.parametrize("loss_type", [nn.CrossEntropyLoss, nn.MSELoss])
-def test_loss_backward_before_forward_raises_and_releases_the_cache(loss_type: type) -> None:
+def test_loss_graph_is_released_by_backward_unless_retained_and_no_grad_records_nothing(
+    loss_type: type,
+) -> None:
     loss_fn = loss_type()
-    name = loss_type.__name__
-    with pytest.raises(RuntimeError, match=rf"^{name}\.backward called before forward$"):
-        loss_fn.backward()
-    pred = np.random.default_rng(18).standard_normal((3, 4))
-    target = np.array([0, 3, 1]) if loss_type is nn.CrossEntropyLoss else pred[::-1].copy()
-    loss_fn(pred, target)
-    first = loss_fn.backward(2.0)
-    with pytest.raises(RuntimeError, match=rf"^{name}\.backward called before forward$"):
-        loss_fn.backward(2.0)
-    loss_fn.forward(pred, target)
-    np.testing.assert_array_equal(loss_fn.backward(2.0), first)
+    assert not hasattr(loss_fn, "backward")
+    rng = np.random.default_rng(18)
+    pred_array = rng.standard_normal((3, 4))
+    target = np.array([0, 3, 1]) if loss_type is nn.CrossEntropyLoss else pred_array[::-1].copy()
+    pred = convprop.tensor(pred_array, requires_grad=True)
+    loss = loss_fn(pred, target)
+    loss.backward(retain_graph=True)
+    first = pred.grad.copy()
+    loss.backward()  # kept: added again (GR2), then released
+    np.testing.assert_array_equal(pred.grad, 2 * first)
+    with pytest.raises(RuntimeError, match="already released"):
+        loss.backward()
+    # a fresh forward gives a fresh graph with the same gradient
+    again = convprop.tensor(pred_array, requires_grad=True)
+    loss_fn.forward(again, target).backward()
+    np.testing.assert_array_equal(again.grad, first)
+    with convprop.no_grad():
+        untracked = loss_fn(pred, target)
+    assert not untracked.requires_grad and untracked.shape == ()
+    np.testing.assert_array_equal(untracked.data, loss.data)
+    with pytest.raises(RuntimeError, match="does not need a gradient"):
+        untracked.backward()
 
 
 # ---------------------------------------------------------------------------------------------

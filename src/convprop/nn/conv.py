@@ -105,9 +105,10 @@ class Conv2d(Module):
         dtype = check_dtype(op, dtype)
         R, S = self.kernel_size
         C_g = in_channels // groups
-        self.weight, self.bias = weight_and_bias(
+        self.weight, bias_parameter = weight_and_bias(
             (out_channels, C_g, R, S), out_channels if bias else None, C_g * R * S, rng, dtype
         )
+        self.register_parameter("bias", bias_parameter)  # None is registered too, as PyTorch
 
     def forward(self, x: Any) -> Tensor:
         return F.conv2d(
@@ -178,13 +179,14 @@ class ConvTranspose2d(Module):
         R, S = self.kernel_size
         C_out_g = out_channels // groups
         # PyTorch computes fan_in from weight.shape[1] * R * S
-        self.weight, self.bias = weight_and_bias(
+        self.weight, bias_parameter = weight_and_bias(
             (in_channels, C_out_g, R, S),
             out_channels if bias else None,
             C_out_g * R * S,
             rng,
             dtype,
         )
+        self.register_parameter("bias", bias_parameter)  # None is registered too, as PyTorch
 
     def forward(self, x: Any) -> Tensor:
         return F.conv_transpose2d(

@@ -45,9 +45,10 @@ class Linear(Module):
                 )
         self.in_features, self.out_features = in_features, out_features
         dtype = check_dtype("Linear", dtype)
-        self.weight, self.bias = weight_and_bias(
+        self.weight, bias_parameter = weight_and_bias(
             (out_features, in_features), out_features if bias else None, in_features, rng, dtype
         )
+        self.register_parameter("bias", bias_parameter)  # None is registered too, as PyTorch
 
     def forward(self, x: Any) -> Tensor:
         return F.linear(x, self.weight, self.bias)

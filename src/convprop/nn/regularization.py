@@ -89,8 +89,13 @@ class BatchNorm2d(Module):
         dtype = check_dtype("BatchNorm2d", dtype)
         self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
         self.affine = bool(affine)
-        self.weight = Parameter(numpy.ones(num_features, dtype=dtype)) if affine else None
-        self.bias = Parameter(numpy.zeros(num_features, dtype=dtype)) if affine else None
+        # registered even when None, as PyTorch, so that assigning an array is refused
+        self.register_parameter(
+            "weight", Parameter(numpy.ones(num_features, dtype=dtype)) if affine else None
+        )
+        self.register_parameter(
+            "bias", Parameter(numpy.zeros(num_features, dtype=dtype)) if affine else None
+        )
         self._buffers["running_mean"] = numpy.zeros(num_features, dtype=dtype)
         self._buffers["running_var"] = numpy.ones(num_features, dtype=dtype)
         self._buffers["num_batches_tracked"] = numpy.zeros((), dtype=numpy.int64)
