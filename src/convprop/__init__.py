@@ -15,6 +15,7 @@ from convprop.autograd import (
 )
 from convprop.errors import BackendError, DTypeError, ParameterError, ShapeError
 from convprop.nn.functional import manual_seed
+from convprop.nn.summary import summary
 
 __version__ = "0.1.0"
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "no_grad",
     "optim",
     "stack",
+    "summary",
     "tensor",
 ]
