@@ -107,7 +107,7 @@ def model_probabilities(model_file: Path, image: numpy.ndarray) -> numpy.ndarray
     """The class probabilities (10,) of one (1, H, W) image in [0, 1], computed here."""
     model = load_model(model_file)
     model.eval()
-    return softmax(model.forward(image[None].astype(numpy.float32)))[0]
+    return softmax(model(image[None].astype(numpy.float32)).data)[0]
 
 
 # -- help -------------------------------------------------------------------------------------

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+import convprop
 import convprop.plots as plots
+from convprop import Tensor
 from convprop.errors import DTypeError, ParameterError, ShapeError
-from convprop.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Tanh
+from convprop.nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Tanh
+from convprop.nn.module import _observers
 from convprop.plots import (
     confusion_matrix,
     plot_confusion,
@@ -288,25 +291,43 @@ def test_plot_feature_maps_colour_and_multichannel_input(tmp_path: Path, channel
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_plot_feature_maps_restores_training_flags_and_caches(
+def test_plot_feature_maps_restores_training_flags_and_records_nothing(
     tmp_path: Path, training: bool
 ) -> None:
     model = small_model()
     model.train(training)
-    plot_feature_maps(model, np.ones((1, 8, 8), dtype=np.float32), tmp_path / "maps.png")
+    outputs: list[object] = []
+
+    def observe(module: Module, args: tuple[object, ...], y: object) -> None:
+        outputs.append(y)
+
+    _observers.append(observe)
+    try:
+        plot_feature_maps(model, np.ones((1, 8, 8), dtype=np.float32), tmp_path / "maps.png")
+    finally:
+        _observers.remove(observe)
     assert [m.training for m in model.modules()] == [training] * 8
-    assert all(m._cache is None for m in model.modules())
+    assert len(outputs) == 7  # each child ran once
+    # under no_grad: no output has a node, so no layer's cache is kept in a graph
+    assert all(isinstance(y, Tensor) and y.grad_fn is None and not y.requires_grad for y in outputs)
 
 
 def test_plot_feature_maps_keeps_a_pending_backward_intact(tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
-    model = small_model()
+    model, twin = small_model(), small_model()
     x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
     dy = rng.standard_normal((2, 5)).astype(np.float32)
-    model.forward(x)
+    x_model = convprop.tensor(x, requires_grad=True)
+    x_twin = convprop.tensor(x, requires_grad=True)
+    y = model(x_model)
     plot_feature_maps(model, x[0], tmp_path / "maps.png")
-    dx = model.backward(dy)
-    assert dx is not None and dx.shape == x.shape
+    y.backward(dy)
+    twin(x_twin).backward(dy)  # the same pass with no plot in between
+    assert x_model.grad is not None and x_model.grad.shape == x.shape
+    np.testing.assert_array_equal(x_model.grad, x_twin.grad)
+    for (name, param), expected in zip(model.named_parameters(), twin.parameters(), strict=True):
+        assert param.grad.any(), name
+        np.testing.assert_array_equal(param.grad, expected.grad, err_msg=name)
 
 
 def test_plot_feature_maps_rejects_non_sequential(tmp_path: Path) -> None:

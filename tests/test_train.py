@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,16 @@ import numpy
 import pytest
 
 import convprop.train
+from convprop import Tensor
 from convprop.data import ArrayDataset, DataLoader, from_arrays
 from convprop.errors import ParameterError
-from convprop.io import load_checkpoint, load_model, load_model_metadata
+from convprop.io import (
+    ModelFileError,
+    load_checkpoint,
+    load_model,
+    load_model_metadata,
+    load_weights,
+)
 from convprop.models import lenet5
 from convprop.nn import (
     Conv2d,
@@ -21,9 +29,14 @@ from convprop.nn import (
     Flatten,
     Linear,
     MaxPool2d,
+    Module,
+    Parameter,
     ReLU,
     Sequential,
+    register,
 )
+from convprop.nn import functional as F
+from convprop.nn.module import _observers
 from convprop.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 from convprop.train import (
     CHECKPOINT_NAME,
@@ -76,6 +89,30 @@ def tiny_net(seed: int = 0) -> Sequential:
     )
 
 
+class FunctionalNet(Module):
+    """Conv → ReLU → flatten → linear, written with nn.functional ops on the model's own
+    Parameters; a user's class that is not registered."""
+
+    def __init__(self, channels: int = 3, classes: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        rng = numpy.random.default_rng(seed)
+        self.conv_weight = Parameter(0.3 * rng.standard_normal((channels, 1, 3, 3), numpy.float32))
+        self.conv_bias = Parameter(numpy.zeros(channels, numpy.float32))
+        self.fc_weight = Parameter(
+            0.1 * rng.standard_normal((classes, channels * 6 * 6), numpy.float32)
+        )
+        self.fc_bias = Parameter(numpy.zeros(classes, numpy.float32))
+
+    def forward(self, x: Any) -> Tensor:
+        h = F.relu(F.conv2d(x, self.conv_weight, self.conv_bias))  # (N, channels, 6, 6)
+        return F.linear(F.flatten(h, 1), self.fc_weight, self.fc_bias)
+
+
+@register(name="TrainTestFunctionalNet")
+class RegisteredNet(FunctionalNet):
+    """The same network, registered: its model file names the class and its arguments."""
+
+
 @pytest.fixture(scope="module")
 def train_set() -> ArrayDataset:
     return bars(48, seed=1)
@@ -101,11 +138,11 @@ def config(**changes: Any) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-def weights(model: Sequential) -> dict[str, numpy.ndarray]:
+def weights(model: Module) -> dict[str, numpy.ndarray]:
     return {key: numpy.array(value) for key, value in model.state_dict().items()}
 
 
-def assert_bit_identical(left: Sequential, right: Sequential) -> None:
+def assert_bit_identical(left: Module, right: Module) -> None:
     a, b = weights(left), weights(right)
     assert a.keys() == b.keys()
     for key in a:
@@ -175,10 +212,11 @@ def test_train_step_returns_loss_and_correct_count_and_lowers_the_batch_loss(
     model = tiny_net()
     model.eval()  # no dropout: the loss is a function of the weights alone
     x, labels = numpy.array(train_set.images[:16]), numpy.array(train_set.labels[:16])
-    logits = model.forward(x)
+    logits = model(x).data
     loss_fn = CrossEntropyLoss()
     optimizer = SGD(model.parameters(), 0.05)
     loss, correct = train_step(model, loss_fn, optimizer, x, labels)
+    assert isinstance(loss, numpy.ndarray) and loss.shape == ()  # the array, not a Tensor
     shifted = logits - logits.max(axis=1, keepdims=True)
     expected = numpy.mean(
         numpy.log(numpy.exp(shifted).sum(axis=1)) - shifted[numpy.arange(16), labels]
@@ -189,22 +227,84 @@ def test_train_step_returns_loss_and_correct_count_and_lowers_the_batch_loss(
     assert float(after) < float(loss)
 
 
+def test_fit_uses_a_custom_loss_for_training_and_for_the_test_set(
+    train_set: ArrayDataset, test_set: ArrayDataset
+) -> None:
+    reference = tiny_net()
+    expected = fit(reference, train_set, test_set, config(epochs=2))
+    calls: list[int] = []
+
+    def shifted_cross_entropy(logits: Any, labels: Any) -> Tensor:
+        calls.append(len(labels))
+        return F.cross_entropy(logits, labels) + 1.0  # the same gradients, the value moved by 1
+
+    model = tiny_net()
+    history = fit(model, train_set, test_set, config(epochs=2), loss_fn=shifted_cross_entropy)
+    assert calls == [8] * 6 + [24] + [8] * 6 + [24]  # each step, then the test set, per epoch
+    assert_bit_identical(model, reference)
+    for record, original in zip(history, expected, strict=True):
+        assert record["train_loss"] == pytest.approx(original["train_loss"] + 1.0, rel=1e-6)
+        assert record["test_loss"] == pytest.approx(original["test_loss"] + 1.0, rel=1e-6)
+        assert record["train_accuracy"] == original["train_accuracy"]
+        assert record["test_accuracy"] == original["test_accuracy"]
+
+
+def test_fit_with_a_cross_entropy_lambda_equals_the_default_loss(train_set: ArrayDataset) -> None:
+    reference = tiny_net()
+    expected = fit(reference, train_set, None, config(epochs=2))
+    model = tiny_net()
+    history = fit(
+        model,
+        train_set,
+        None,
+        config(epochs=2),
+        loss_fn=lambda logits, labels: F.cross_entropy(logits, labels),
+    )
+    assert without_seconds(history) == without_seconds(expected)
+    assert_bit_identical(model, reference)
+
+
+def test_fit_steps_a_passed_optimizer_instead_of_the_configured_one(
+    train_set: ArrayDataset, test_set: ArrayDataset
+) -> None:
+    reference = tiny_net()
+    expected = fit(reference, train_set, test_set, config(epochs=2, lr=0.02))
+    model = tiny_net()
+    optimizer = SGD(model.parameters(), 0.02, momentum=0.9)
+    history = fit(model, train_set, test_set, config(epochs=2, lr=0.05), optimizer=optimizer)
+    assert [record["lr"] for record in history] == [0.02, 0.02]  # the passed one's rate
+    assert without_seconds(history) == without_seconds(expected)
+    assert_bit_identical(model, reference)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_evaluate_restores_the_training_flag(
     training: bool, train_set: ArrayDataset, test_set: ArrayDataset
 ) -> None:
     model = tiny_net()
     model.train(training)
-    evaluate(model, test_set, batch_size=5)
+    outputs: list[Any] = []
+
+    def observe(module: Module, args: tuple[Any, ...], y: Any) -> None:
+        outputs.append(y)
+
+    _observers.append(observe)
+    try:
+        evaluate(model, test_set, batch_size=5)
+    finally:
+        _observers.remove(observe)
     assert all(module.training is training for module in model.modules())
-    assert all(module._cache is None for module in model.modules())
+    # forward only: nothing is recorded, so no graph keeps a layer's cache
+    assert len(outputs) == 5 * 8  # 5 batches: the network, its 6 layers and the loss
+    assert all(isinstance(y, Tensor) and y.grad_fn is None for y in outputs)
+    assert not any(param.grad.any() for param in model.parameters())
 
 
 def test_evaluate_returns_predictions_labels_loss_and_accuracy(test_set: ArrayDataset) -> None:
     model = tiny_net()
     result = evaluate(model, test_set, batch_size=5)  # 24 = 4 * 5 + 4: a short last batch
     model.eval()
-    logits = model.forward(numpy.array(test_set.images)).astype(numpy.float64)
+    logits = model(numpy.array(test_set.images)).data.astype(numpy.float64)
     labels = numpy.array(test_set.labels)
     shifted = logits - logits.max(axis=1, keepdims=True)
     losses = numpy.log(numpy.exp(shifted).sum(axis=1)) - shifted[numpy.arange(len(labels)), labels]
@@ -256,6 +356,89 @@ def test_fit_without_out_dir_writes_nothing(
     monkeypatch.chdir(tmp_path)
     fit(tiny_net(), train_set, None, config(epochs=1))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_refuses_an_unwritable_out_dir_before_the_first_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, train_set: ArrayDataset
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"a file, not a directory")
+    out = blocker / "sub"
+    steps: list[int] = []
+    real_step = convprop.train.train_step
+
+    def counting(*args: Any) -> tuple[Any, Any]:
+        steps.append(1)
+        return real_step(*args)
+
+    monkeypatch.setattr(convprop.train, "train_step", counting)
+    model = tiny_net()
+    untouched = weights(model)
+    with pytest.raises(
+        OSError,
+        match=rf"train: cannot write checkpoints into {re.escape(str(out))}; expected a "
+        r"writable directory, got ",
+    ):
+        fit(model, train_set, None, config(epochs=1), out_dir=out)
+    assert steps == []  # no epoch ran
+    assert all(numpy.array_equal(weights(model)[k], v) for k, v in untouched.items())
+    assert blocker.read_bytes() == b"a file, not a directory"
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
+def test_fit_of_an_unregistered_module_writes_weights_only_and_resumes_exactly(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    train_set: ArrayDataset,
+    test_set: ArrayDataset,
+) -> None:
+    settings = config(epochs=2, optimizer="adam", lr=0.01)
+    straight = FunctionalNet()
+    straight_history = fit(straight, train_set, test_set, settings, out_dir=tmp_path / "straight")
+    model_file = tmp_path / "straight" / MODEL_NAME
+    assert sorted(path.name for path in (tmp_path / "straight").iterdir()) == [
+        CHECKPOINT_NAME,
+        MODEL_NAME,
+    ]
+    # the file holds the weights: the architecture is the user's code
+    with pytest.raises(ModelFileError, match=r"weights without an architecture"):
+        load_model(model_file)
+    state = load_weights(model_file)
+    assert sorted(state) == ["conv_bias", "conv_weight", "fc_bias", "fc_weight"]
+    rebuilt = FunctionalNet(seed=7)
+    rebuilt.load_state_dict(state)  # strict: the names are the module's own
+    assert_bit_identical(rebuilt, straight)
+    x = numpy.array(test_set.images)
+    numpy.testing.assert_array_equal(rebuilt(x).data, straight(x).data)
+
+    # stopped during epoch 2 of 2, then resumed by a new instance (another seed)
+    out = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        Interrupt(patch, epoch=2)
+        with pytest.raises(KeyboardInterrupt):
+            fit(FunctionalNet(), train_set, test_set, settings, out_dir=out)
+    probe = FunctionalNet()
+    assert (
+        load_checkpoint(out / CHECKPOINT_NAME, probe, make_optimizer(settings, probe))["epoch"] == 1
+    )
+    assert not (out / MODEL_NAME).exists()
+    resumed = FunctionalNet(seed=5)
+    resumed_history = fit(resumed, train_set, test_set, settings, out_dir=out, resume=True)
+    assert_bit_identical(resumed, straight)
+    assert without_seconds(resumed_history) == without_seconds(straight_history)
+
+
+def test_fit_of_a_registered_module_saves_a_model_file_that_rebuilds_it(
+    tmp_path: Path, train_set: ArrayDataset
+) -> None:
+    model = RegisteredNet(channels=2, seed=4)  # not the defaults: the file must record them
+    fit(model, train_set, None, config(epochs=1), out_dir=tmp_path)
+    loaded = load_model(tmp_path / MODEL_NAME)
+    assert type(loaded) is RegisteredNet
+    assert loaded.config() == {"channels": 2, "classes": 2, "seed": 4}
+    assert_bit_identical(loaded, model)
+    x = numpy.array(train_set.images[:8])
+    numpy.testing.assert_array_equal(loaded(x).data, model(x).data)
 
 
 # -- exact resume -----------------------------------------------------------------------------

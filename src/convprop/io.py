@@ -174,9 +174,10 @@ def architecture(model: Module) -> dict[str, Any]:
             "alone with convprop.io.save_weights)"
         )
     if name in ("Sequential", "ModuleList"):
-        return {"type": name, "children": [architecture(child) for child in model.children()]}
+        # every entry, also a module registered twice (rebuilt as two with the same weights)
+        return {"type": name, "children": [architecture(c) for c in model._modules.values()]}
     if name == "ModuleDict":
-        children = {key: architecture(child) for key, child in model.named_children()}
+        children = {key: architecture(child) for key, child in model._modules.items()}
         return {"type": name, "children": children}
     if isinstance(model, Residual) and name == "Residual":
         return {"type": name, "body": architecture(model.body)}

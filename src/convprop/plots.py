@@ -490,8 +490,8 @@ def plot_feature_maps(model: Module, image: Array, path: PathLike, *, max_maps: 
 
     Notes
     -----
-    Every module's ``training`` flag and cache slot are restored afterwards, so a call between a
-    forward and its backward leaves the pending backward intact.
+    Every module's ``training`` flag is restored afterwards, and nothing is recorded, so a call
+    between a forward and its backward leaves the pending backward intact.
     """
     op = "plot_feature_maps"
     if not isinstance(model, Sequential):

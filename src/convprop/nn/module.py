@@ -73,10 +73,12 @@ class Module:
                 "expected super().__init__() first in __init__"
             )
         if isinstance(value, Parameter):
-            self._forget(name)
+            if name not in params:  # type: ignore[operator]
+                self._forget(name)  # a reassigned Parameter keeps its place, as in PyTorch
             params[name] = value  # type: ignore[index]
         elif isinstance(value, Module):
-            self._forget(name)
+            if name not in self._modules:
+                self._forget(name)
             self._modules[name] = value
         elif params is not None and name in params:
             if value is not None:
@@ -123,9 +125,12 @@ class Module:
         unless ``persistent`` is False."""
         if isinstance(value, Tensor):
             value = value.data
-        self._forget(name)
+        if name not in self._buffers:
+            self._forget(name)
         self._buffers[name] = value
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
@@ -194,10 +199,16 @@ class Module:
             yield module
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
-        yield from self._modules.items()
+        """(name, child) for each direct sub-module; one registered twice is listed once."""
+        seen: set[int] = set()
+        for name, child in self._modules.items():
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
 
     def children(self) -> Iterator[Module]:
-        yield from self._modules.values()
+        for _, child in self.named_children():
+            yield child
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
         """Call ``fn`` on every sub-module (children first) and on this module."""
