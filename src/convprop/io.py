@@ -419,16 +419,24 @@ def save_model(path: PathLike, model: Module, *, metadata: dict[str, Any] | None
     >>> bool(np.array_equal(loaded(x), net(x))), info
     (True, {'epochs': 3})
     """
+    _write_model_file("save_model", path, model, architecture(model), metadata)
+
+
+def _write_model_file(
+    op: str, path: PathLike, model: Module, arch: Any, metadata: dict[str, Any] | None
+) -> None:
+    """The model file format: the state_dict's tensors, the architecture (or null) and the
+    caller's metadata, written atomically."""
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(
-            f"save_model: metadata must be a dict; expected a JSON-serialisable dict or None, "
+            f"{op}: metadata must be a dict; expected a JSON-serialisable dict or None, "
             f"got {type(metadata).__name__}"
         )
     header = {
         "format": MODEL_FORMAT,
         "version": VERSION,
-        "architecture": _dumps("save_model", "the architecture", architecture(model)),
-        "user": _dumps("save_model", "metadata", metadata or {}),
+        "architecture": _dumps(op, "the architecture", arch),
+        "user": _dumps(op, "metadata", metadata or {}),
     }
     tensors = _host_tensors(model.state_dict())
     atomic_write(path, lambda temporary: safetensors.numpy.save_file(tensors, temporary, header))
@@ -509,19 +517,7 @@ def save_weights(path: PathLike, model: Module, *, metadata: dict[str, Any] | No
     >>> bool((copy.fc.weight.data == net.fc.weight.data).all())
     True
     """
-    if metadata is not None and not isinstance(metadata, dict):
-        raise TypeError(
-            f"save_weights: metadata must be a dict; expected a JSON-serialisable dict or "
-            f"None, got {type(metadata).__name__}"
-        )
-    header = {
-        "format": MODEL_FORMAT,
-        "version": VERSION,
-        "architecture": _dumps("save_weights", "the architecture", describe(model)),
-        "user": _dumps("save_weights", "metadata", metadata or {}),
-    }
-    tensors = _host_tensors(model.state_dict())
-    atomic_write(path, lambda temporary: safetensors.numpy.save_file(tensors, temporary, header))
+    _write_model_file("save_weights", path, model, describe(model), metadata)
 
 
 def load_weights(path: PathLike) -> dict[str, numpy.ndarray]:
