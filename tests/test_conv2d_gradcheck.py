@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from convprop._shapes import conv_geometry
-from convprop.functional import conv2d, conv2d_backward, conv2d_forward
-from convprop.functional.conv2d_im2col import col2im, im2col
 from convprop.finite_differences import (
     directional_derivative_check,
     dot_product_check,
     numerical_gradient,
 )
+from convprop.functional import conv2d, conv2d_backward, conv2d_forward
+from convprop.functional.conv2d_im2col import col2im, im2col
 from reference import ALGORITHM_NAMES, CASES, ConvCase, random_inputs
 
 FD_RTOL = 1e-7  # conv is linear in each input: central differences are exact up to rounding

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from convprop.errors import DTypeError, ParameterError, ShapeError
+from convprop.finite_differences import (
+    directional_derivative_check,
+    dot_product_check,
+    numerical_gradient,
+)
 from convprop.functional import (
     conv2d,
     conv_transpose2d,
     conv_transpose2d_backward,
     conv_transpose2d_forward,
-)
-from convprop.finite_differences import (
-    directional_derivative_check,
-    dot_product_check,
-    numerical_gradient,
 )
 from reference import (
     ALGORITHM_NAMES,

@@ -36,6 +36,11 @@ class no_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name
     False
     """
 
+    def _recreate_cm(self) -> no_grad:
+        # a fresh context per decorated call: a recursive call must not overwrite the mode
+        # that the outer call restores
+        return type(self)()
+
     def __enter__(self) -> None:
         self._previous = is_grad_enabled()
         set_grad_enabled(False)
@@ -46,6 +51,9 @@ class no_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name
 
 class enable_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name
     """Record again inside a ``no_grad`` block."""
+
+    def _recreate_cm(self) -> enable_grad:
+        return type(self)()
 
     def __enter__(self) -> None:
         self._previous = is_grad_enabled()

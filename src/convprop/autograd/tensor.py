@@ -355,6 +355,8 @@ def as_array(value: Any, like: Array | None = None) -> Array:
     if isinstance(value, Tensor):
         return value.data
     if isinstance(value, (int, float)) and not isinstance(value, bool) and like is not None:
+        if isinstance(value, float) and like.dtype.kind not in "fc":
+            return get_xp(like).asarray(value)  # int tensor * 0.5 is a float, as in PyTorch
         return get_xp(like).asarray(value, dtype=like.dtype)
     return _check_data("tensor op", value)
 

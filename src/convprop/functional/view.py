@@ -16,6 +16,7 @@ Indexing  y = x[index]  (ints, slices, None, Ellipsis, integer or boolean arrays
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +97,13 @@ def permute_forward(x: Array, axes: tuple[int, ...]) -> tuple[Array, PermuteCach
     ((4, 2, 3), (2, 3, 4))
     """
     require_array("permute", "x", x)
-    normalised = tuple(int(a) % max(x.ndim, 1) for a in axes) if x.ndim else tuple(axes)
-    if sorted(normalised) != list(range(x.ndim)):
+    ndim = x.ndim
+    in_range = all(
+        isinstance(a, numbers.Integral) and not isinstance(a, bool) and -ndim <= a < ndim
+        for a in axes
+    )
+    normalised = tuple(int(a) % ndim for a in axes) if in_range and ndim else tuple(axes)
+    if not in_range or sorted(normalised) != list(range(ndim)):
         raise ParameterError(
             f"permute: axes must be a permutation of the dimensions; expected an order of "
             f"{list(range(x.ndim))}, got {list(axes)} (x.shape={tuple(x.shape)})"
