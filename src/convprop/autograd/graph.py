@@ -130,9 +130,12 @@ def run_backward(root: Any, dy: Array, *, retain_graph: bool = False) -> None:
                 "retain_graph=True to the first one to keep it)"
             )
         grads = node.backward(node_dy, node.cache, node.needs)  # (GR1)
+        inputs, needs = node.inputs, node.needs
         if not retain_graph:
-            node.cache = _FREED
-        for tensor, grad, need in zip(node.inputs, grads, node.needs, strict=True):
+            # release the cache and the inputs now, not at the end of the backward: memory
+            # falls as the backward proceeds, as it rises during the forward
+            node.cache, node.inputs, node.needs = _FREED, (), ()
+        for tensor, grad, need in zip(inputs, grads, needs, strict=True):
             if not need or grad is None:
                 continue
             if tensor._node is None:
