@@ -45,7 +45,7 @@ from convprop.functional.arithmetic import (
 from convprop.functional.join import cat_backward, cat_forward, stack_backward, stack_forward
 from convprop.functional.matmul import matmul_backward, matmul_forward
 from convprop.functional.reduction import mean_backward, mean_forward, sum_backward, sum_forward
-from convprop.functional.softmax import (
+from convprop.functional.softmax_dim import (
     log_softmax_backward,
     log_softmax_forward,
     softmax_backward,

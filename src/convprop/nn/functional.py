@@ -18,14 +18,15 @@ from convprop.backend import Array, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional import activation, adaptive_pool2d, normalization, pool2d
 from convprop.functional import loss as loss_pair
-from convprop.functional import softmax as softmax_pair
-from convprop.functional.conv2d import conv2d_backward, conv2d_forward
-from convprop.functional.conv_transpose2d import (
-    conv_transpose2d_backward,
-    conv_transpose2d_forward,
-)
+from convprop.functional import softmax_dim as softmax_pair
 from convprop.functional.dropout import dropout_backward, dropout_forward
 from convprop.functional.linear import linear_backward, linear_forward
+from convprop.nn.functional_conv import conv1d as conv1d  # re-exported: F.conv1d, ...
+from convprop.nn.functional_conv import conv2d as conv2d
+from convprop.nn.functional_conv import conv3d as conv3d
+from convprop.nn.functional_conv import conv_transpose1d as conv_transpose1d
+from convprop.nn.functional_conv import conv_transpose2d as conv_transpose2d
+from convprop.nn.functional_conv import conv_transpose3d as conv_transpose3d
 
 _default_rng = numpy.random.default_rng()
 
@@ -53,54 +54,7 @@ def _no_inplace(op: str, inplace: bool) -> None:
         )
 
 
-# -- convolution and linear ------------------------------------------------------------
-def conv2d(
-    input: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-    *,
-    algorithm: str = "auto",
-) -> Tensor:
-    """2-D cross-correlation (F1); backward (B1)–(B3), skipping dx when input needs none."""
-    y, cache = conv2d_forward(
-        _array(input), _array(weight), _array(bias), stride=stride, padding=padding,
-        dilation=dilation, groups=groups, algorithm=algorithm,
-    )  # fmt: skip
-
-    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
-        return conv2d_backward(dy, cache, need_dx=needs[0])
-
-    return record("conv2d", "B1, B2, B3", y, cache, (input, weight, bias), backward)
-
-
-def conv_transpose2d(
-    input: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: int = 1,
-    dilation: Any = 1,
-    *,
-    algorithm: str = "auto",
-) -> Tensor:
-    """Transposed convolution, conv2d's adjoint (CT1, CT2); backward (CT3, CT4)."""
-    y, cache = conv_transpose2d_forward(
-        _array(input), _array(weight), _array(bias), stride=stride, padding=padding,
-        output_padding=output_padding, dilation=dilation, groups=groups, algorithm=algorithm,
-    )  # fmt: skip
-
-    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
-        return conv_transpose2d_backward(dy, cache, need_dx=needs[0])
-
-    return record("conv_transpose2d", "CT3, CT4", y, cache, (input, weight, bias), backward)
-
-
+# -- linear ----------------------------------------------------------------------------
 def linear(input: Any, weight: Any, bias: Any = None) -> Tensor:
     """y = x·Wᵀ + b (L1); backward (L2)–(L4)."""
     y, cache = linear_forward(_array(input), _array(weight), _array(bias))
