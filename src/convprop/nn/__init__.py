@@ -8,6 +8,7 @@ from convprop.nn import functional
 from convprop.nn.activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from convprop.nn.containers import Identity, ModuleDict, ModuleList, Residual, Sequential
 from convprop.nn.conv import Conv2d, ConvTranspose2d
+from convprop.nn.conv_nd import Conv1d, Conv3d, ConvTranspose1d, ConvTranspose3d
 from convprop.nn.linear import Flatten, Linear
 from convprop.nn.loss import CrossEntropyLoss, MSELoss
 from convprop.nn.module import Module
@@ -20,8 +21,12 @@ __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm2d",
+    "Conv1d",
     "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
     "ConvTranspose2d",
+    "ConvTranspose3d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",

@@ -9,6 +9,7 @@ from convprop.autograd.tensor import Tensor
 from convprop.errors import ParameterError
 from convprop.functional.conv2d import ALGORITHMS
 from convprop.nn import functional as F
+from convprop.nn.conv_nd import check_padding_mode, pad_for_mode
 from convprop.nn.init import RNGLike, check_dtype, weight_and_bias
 from convprop.nn.module import Module
 
@@ -65,6 +66,8 @@ class Conv2d(Module):
     padding : int, pair, ((top, bottom), (left, right)), "same" or "valid"
     groups : int
     bias : bool
+    padding_mode : "zeros", "reflect", "replicate" or "circular"
+        How the border is padded (a non-zero mode takes numeric padding).
     algorithm : str
         "auto" (default), "direct", "im2col", "fft", "winograd", "winograd4" or "depthwise".
     rng : numpy.random.Generator, int or None
@@ -87,6 +90,7 @@ class Conv2d(Module):
         dilation: Any = 1,
         groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
         *,
         algorithm: str = "auto",
         rng: RNGLike = None,
@@ -101,6 +105,7 @@ class Conv2d(Module):
         self.dilation = pair(op, "dilation", dilation, minimum=1)
         _check_padding(op, padding, ("same", "valid"))
         self.padding = padding
+        self.padding_mode = check_padding_mode(op, padding_mode, padding)
         self.algorithm = algorithm
         dtype = check_dtype(op, dtype)
         R, S = self.kernel_size
@@ -111,12 +116,15 @@ class Conv2d(Module):
         self.register_parameter("bias", bias_parameter)  # None is registered too, as PyTorch
 
     def forward(self, x: Any) -> Tensor:
+        padding = self.padding
+        if self.padding_mode != "zeros":  # pad by the mode first, then convolve unpadded
+            x, padding = pad_for_mode(x, self.padding, self.padding_mode, 2), 0
         return F.conv2d(
             x,
             self.weight,
             self.bias,
             self.stride,
-            self.padding,
+            padding,
             self.dilation,
             self.groups,
             algorithm=self.algorithm,
@@ -133,7 +141,7 @@ class Conv2d(Module):
             "groups": self.groups,
             "bias": self.bias is not None,
             "algorithm": self.algorithm,
-        }
+        } | ({} if self.padding_mode == "zeros" else {"padding_mode": self.padding_mode})
 
 
 class ConvTranspose2d(Module):
