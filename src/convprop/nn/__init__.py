@@ -5,6 +5,7 @@ graph's (convprop.autograd), which calls each op's hand-written backward.
 """
 
 from convprop.nn import functional
+from convprop.nn import utils as utils  # convprop.nn.utils.clip_grad_norm_, as in torch
 from convprop.nn.activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from convprop.nn.containers import Identity, ModuleDict, ModuleList, Residual, Sequential
 from convprop.nn.conv import Conv2d, ConvTranspose2d

@@ -34,6 +34,11 @@ class Optimizer:
         The parameters updated in place by ``step``, in the order given.
     lr : float
         The learning rate; assignable (schedules do), checked to be >= 0.
+    initial_lr : float or None
+        The learning rate when the first schedule was attached (PyTorch's
+        ``param_group["initial_lr"]``): every schedule built on this optimizer takes it as
+        its base rate, so that a warm-up and the schedule after it share one. None until
+        then; not part of the state dict (a schedule's own state holds its base rate).
     """
 
     SCALARS: ClassVar[dict[str, type]] = {}
@@ -42,6 +47,7 @@ class Optimizer:
         self.params = _parameter_list(self.name, params)
         self._state: list[dict[str, Array]] = [{} for _ in self.params]
         self.lr = lr
+        self.initial_lr: float | None = None
 
     @property
     def name(self) -> str:

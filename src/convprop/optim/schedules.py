@@ -1,13 +1,16 @@
 """Learning-rate schedules: the learning rate as a function of the epoch.
 
-Notation  eta_0 the optimizer's learning rate when the schedule is built (``base_lr``),
+Notation  eta_0 the base rate (``base_lr``): the optimizer's ``initial_lr``, which the first
+          schedule built on it sets to its learning rate (PyTorch's "initial_lr"),
           t = last_epoch (0 at construction, +1 per ``step()``)
   eta_t = eta_0 * gamma ** floor(t / step_size)                              StepLR  (LR1)
   eta_t = eta_min + (eta_0 - eta_min) * (1 + cos(pi * t / T_max)) / 2   Cosine  (LR2)
+  eta_t = eta_0 * (f_0 + (f_1 - f_0) * min(t, T) / T)                     LinearLR (LR3)
 
-Both are evaluated in closed form. PyTorch's schedulers reach the same values recursively
+All are evaluated in closed form. PyTorch's schedulers reach the same values recursively
 from the previous epoch's rate (and its cosine formula is periodic past T_max, as LR2 is);
 the two agree to rounding. Call ``step()`` once per epoch, after the optimizer's steps.
+OneCycleLR, ReduceLROnPlateau and SequentialLR live in their own modules.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from convprop.errors import ParameterError
-from convprop.optim._scalars import Scalar, as_float, as_int, check_at_least
+from convprop.optim._scalars import as_float, as_int, check_at_least
 from convprop.optim.optimizer import Optimizer
 
 
@@ -29,19 +32,18 @@ class LRScheduler:
     optimizer : Optimizer
         The optimizer whose ``lr`` is set.
     base_lr : float
-        eta_0, the optimizer's learning rate when the schedule was built.
+        eta_0: the optimizer's ``initial_lr`` (its learning rate when its first schedule
+        was built, as PyTorch's ``initial_lr``).
     last_epoch : int
         The number of ``step()`` calls so far.
     """
 
     def __init__(self, optimizer: Optimizer) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(
-                f"{self.name}: optimizer must be a convprop Optimizer; expected SGD, Adam or "
-                f"AdamW, got {type(optimizer).__name__}"
-            )
+        check_optimizer(self.name, optimizer)
         self.optimizer = optimizer
-        self.base_lr = optimizer.lr
+        if optimizer.initial_lr is None:
+            optimizer.initial_lr = optimizer.lr  # PyTorch: group.setdefault("initial_lr", lr)
+        self.base_lr = optimizer.initial_lr
         self.last_epoch = 0
         self._apply()
 
@@ -63,7 +65,7 @@ class LRScheduler:
         """The learning rate set by the last ``step`` (a one-element list, as in PyTorch)."""
         return [self._last_lr]
 
-    def state_dict(self) -> dict[str, Scalar]:
+    def state_dict(self) -> dict[str, Any]:
         """``last_epoch``, ``base_lr`` and the schedule's settings, as Python scalars."""
         return {"last_epoch": self.last_epoch, "base_lr": self.base_lr, **self._settings()}
 
@@ -100,7 +102,7 @@ class LRScheduler:
         self._last_lr = self.lr_at(self.last_epoch)
         self.optimizer.lr = self._last_lr
 
-    def _settings(self) -> dict[str, Scalar]:
+    def _settings(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def _load_settings(self, where: str, state: Mapping[str, Any]) -> None:
@@ -145,7 +147,7 @@ class StepLR(LRScheduler):
     def lr_at(self, epoch: int) -> float:
         return self.base_lr * self.gamma ** (epoch // self.step_size)  # (LR1)
 
-    def _settings(self) -> dict[str, Scalar]:
+    def _settings(self) -> dict[str, Any]:
         return {"step_size": self.step_size, "gamma": self.gamma}
 
     def _load_settings(self, where: str, state: Mapping[str, Any]) -> None:
@@ -193,11 +195,105 @@ class CosineAnnealingLR(LRScheduler):
         cosine = 1 + math.cos(epoch * math.pi / self.T_max)
         return self.eta_min + (self.base_lr - self.eta_min) * cosine / 2  # (LR2)
 
-    def _settings(self) -> dict[str, Scalar]:
+    def _settings(self) -> dict[str, Any]:
         return {"T_max": self.T_max, "eta_min": self.eta_min}
 
     def _load_settings(self, where: str, state: Mapping[str, Any]) -> None:
         self.T_max, self.eta_min = _check_cosine_settings(where, state["T_max"], state["eta_min"])
+
+
+class LinearLR(LRScheduler):
+    """Scale the base rate by a factor that moves linearly from ``start_factor`` to
+    ``end_factor`` over ``total_iters`` epochs, then stays (LR3): a warm-up.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        Its ``initial_lr`` (its current ``lr`` for a first schedule) becomes ``base_lr``.
+    start_factor : float, default 1/3
+        f_0, the factor of epoch 0; 0 < f_0 <= 1.
+    end_factor : float, default 1.0
+        f_1, the factor from epoch ``total_iters`` on; 0 <= f_1 <= 1.
+    total_iters : int, default 5
+        T >= 1, the epochs the factor takes to go from f_0 to f_1.
+
+    Raises
+    ------
+    ParameterError
+        For a factor out of range or ``total_iters < 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convprop.nn import Parameter
+    >>> from convprop.optim import SGD
+    >>> schedule = LinearLR(SGD([Parameter(np.zeros(2))], lr=1.0), start_factor=0.25,
+    ...                     total_iters=3)
+    >>> rates = []
+    >>> for epoch in range(5):
+    ...     rates.append(schedule.get_last_lr()[0])
+    ...     schedule.step()
+    >>> rates
+    [0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        start_factor: float = 1.0 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+    ) -> None:
+        self.start_factor, self.end_factor, self.total_iters = _check_linear_settings(
+            self.name, start_factor, end_factor, total_iters
+        )
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch: int) -> float:
+        # PyTorch's closed form, factor for factor (its step() recurses from the last rate).
+        change = (self.end_factor - self.start_factor) * min(self.total_iters, epoch)
+        return self.base_lr * (self.start_factor + change / self.total_iters)  # (LR3)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "start_factor": self.start_factor,
+            "end_factor": self.end_factor,
+            "total_iters": self.total_iters,
+        }
+
+    def _load_settings(self, where: str, state: Mapping[str, Any]) -> None:
+        self.start_factor, self.end_factor, self.total_iters = _check_linear_settings(
+            where, state["start_factor"], state["end_factor"], state["total_iters"]
+        )
+
+
+def check_optimizer(owner: str, optimizer: Any) -> None:
+    """Raise TypeError unless ``optimizer`` is one of convprop's optimizers."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"{owner}: optimizer must be a convprop Optimizer; expected SGD, Adam or "
+            f"AdamW, got {type(optimizer).__name__}"
+        )
+
+
+def _check_linear_settings(
+    owner: str, start_factor: Any, end_factor: Any, total_iters: Any
+) -> tuple[float, float, int]:
+    start_factor = as_float(owner, "start_factor", start_factor)
+    if not 0.0 < start_factor <= 1.0:
+        raise ParameterError(
+            f"{owner}: start_factor must lie in (0, 1]; expected 0 < start_factor <= 1, "
+            f"got {start_factor!r}"
+        )
+    end_factor = as_float(owner, "end_factor", end_factor)
+    if not 0.0 <= end_factor <= 1.0:
+        raise ParameterError(
+            f"{owner}: end_factor must lie in [0, 1]; expected 0 <= end_factor <= 1, "
+            f"got {end_factor!r}"
+        )
+    total_iters = as_int(owner, "total_iters", total_iters)
+    check_at_least(owner, "total_iters", total_iters, 1)
+    return start_factor, end_factor, total_iters
 
 
 def _check_step_settings(owner: str, step_size: Any, gamma: Any) -> tuple[int, float]:
