@@ -21,9 +21,10 @@ $(CORE_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PYTHON) -m pip install -e .
 	@mkdir -p $(VENV) && touch $(CORE_STAMP)
 
-# + tests (pytest, hypothesis, torch==2.13.0 CPU as an oracle) and linters
+# + tests (pytest, hypothesis, torch==2.13.0 CPU as an oracle), linters, and MPI (mpi4py,
+# Open MPI's mpiexec) for the data-parallel tests
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PYTHON) -m pip install -e ".[test,dev]"
+	$(PYTHON) -m pip install -e ".[test,dev,mpi]"
 	@mkdir -p $(VENV) && touch $(STAMP) $(CORE_STAMP)
 
 install: $(STAMP)

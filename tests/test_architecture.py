@@ -35,12 +35,10 @@ LAYERS: dict[str, int] = {
     "optim": 4,
     # 5: datasets and batching; model files and checkpoints (the loop below writes them)
     "data": 5, "io": 5,
-    # 6: the training loop and what it reports
-    "train": 6, "model_check": 6, "plots": 6,
+    # 6: the training loop and what it reports; data-parallel training over MPI (fit uses it)
+    "train": 6, "model_check": 6, "plots": 6, "distributed": 6,
     # 7: the command line and its commands
     "cli": 7, "app": 7, "explain": 7, "explain_graph": 7, "bench": 7,
-    # 8: data-parallel training over MPI
-    "distributed": 8,
 }  # fmt: skip
 ROOT_LAYER = max(LAYERS.values()) + 1  # convprop/__init__.py re-exports the public API
 

@@ -32,6 +32,27 @@ def _model_info(command: str, model_file: str) -> dict[str, Any]:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    """``convprop train``; under mpiexec every rank runs it, data-parallel (docs/distributed.md)."""
+    from convprop.distributed import launched
+
+    if not launched():
+        return _train(args, distributed=False, main=True)
+    from convprop.distributed import DataParallel
+    from convprop.train import TrainingDivergedError
+
+    parallel = DataParallel((TrainingDivergedError,))  # an error on one rank ends the job
+    if not parallel.is_main:
+        log.setLevel(logging.WARNING)  # rank 0 reports
+    try:
+        with parallel.guard():
+            return _train(args, distributed=True, main=parallel.is_main)
+    except TrainingDivergedError:  # raised by every rank at the same step: rank 0 says it
+        if parallel.is_main:
+            raise
+        return 1
+
+
+def _train(args: argparse.Namespace, *, distributed: bool, main: bool) -> int:
     from convprop.cli import DATASET_DEFAULTS, FALLBACK_DEFAULTS, out_dir_for
     from convprop.data import DATASETS, load_dataset
     from convprop.errors import ParameterError
@@ -84,7 +105,11 @@ def train_command(args: argparse.Namespace) -> int:
         num_classes,
         out,
     )
-    history = fit(model, train_set, test_set, config, out_dir=out, resume=args.resume)
+    history = fit(
+        model, train_set, test_set, config, out_dir=out, resume=args.resume, distributed=distributed
+    )
+    if not main:
+        return 0  # rank 0 writes the plots and reports
     final = history[-1]
     log.info(
         "final: train loss %.4f, train accuracy %.4f, test loss %.4f, test accuracy %.4f",

@@ -28,7 +28,8 @@ def _add_train(sub: Any) -> None:
         "train",
         help="train a CNN and write checkpoints, the model and plots",
         description="Train a CNN (default: LeNet-style net on the embedded "
-        "digits), with a progress bar, checkpoints and plots.",
+        "digits), with a progress bar, checkpoints and plots. Started by mpiexec -n N, "
+        "the N processes train data-parallel; rank 0 writes the files.",
     )
     p.add_argument(
         "--dataset",
@@ -37,7 +38,13 @@ def _add_train(sub: Any) -> None:
     )
     p.add_argument("--model", default="lenet", help="lenet (default), lenet5 or resnet-mini")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs")
-    p.add_argument("--batch-size", type=int, default=None, help="mini-batch size")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="mini-batch size; under mpiexec -n N the global batch, split across the N ranks "
+        "(each takes every N-th sample of it, so the run trains as one process with this size)",
+    )
     p.add_argument("--lr", type=float, default=None, help="learning rate")
     p.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw"])
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")

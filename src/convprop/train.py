@@ -234,6 +234,7 @@ def fit(
     resume: bool = False,
     loss_fn: Callable[..., Tensor] | None = None,
     optimizer: Any = None,
+    distributed: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``model`` and return the history: one dict of metrics per epoch.
 
@@ -258,6 +259,12 @@ def fit(
         for the test loss.
     optimizer : convprop.optim optimizer, optional
         Used instead of the one ``config`` names (its ``lr`` is then the schedule's base).
+    distributed : bool
+        Data-parallel over the processes started by ``mpiexec -n W`` (convprop.distributed;
+        one process when not launched): ``config.batch_size`` is the global batch, split
+        across the ranks (DP1, DP2), and the gradients are its mean (DP3). Every rank
+        starts from rank 0's weights and can resume from ``out_dir``'s checkpoint; rank 0
+        alone writes files and shows the progress bar. A rank that raises ends the job.
 
     Raises
     ------
@@ -275,12 +282,36 @@ def fit(
         When the loss becomes NaN or infinite; the message names the epoch, the step and
         the last good checkpoint, which is left unchanged.
     """
+    if not distributed:
+        return _fit(model, train_set, test_set, config, out_dir, resume, loss_fn, optimizer, None)
+    from convprop.distributed.training import DataParallel
+
+    parallel = DataParallel((TrainingDivergedError,))
+    with parallel.guard():
+        return _fit(
+            model, train_set, test_set, config, out_dir, resume, loss_fn, optimizer, parallel
+        )
+
+
+def _fit(
+    model: Module,
+    train_set: ArrayDataset,
+    test_set: ArrayDataset | None,
+    config: TrainConfig,
+    out_dir: str | Path | None,
+    resume: bool,
+    loss_fn: Callable[..., Tensor] | None,
+    optimizer: Any,
+    parallel: Any,
+) -> list[dict[str, Any]]:
+    """fit's loop; ``parallel`` is a convprop.distributed.DataParallel or None."""
+    main = parallel is None or parallel.is_main  # the rank that writes and shows progress
     config.validate()
     if optimizer is None:
         optimizer = make_optimizer(config, model)
     loss_fn = CrossEntropyLoss() if loss_fn is None else loss_fn
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    if out is not None and main:
         check_writable(out, model)  # never find out after an epoch of work
     history: list[dict[str, Any]] = []
     completed = 0
@@ -300,17 +331,25 @@ def fit(
     if scheduler is not None and completed:
         # one scheduler step per completed epoch, as in an uninterrupted run
         scheduler.load_state_dict({**scheduler.state_dict(), "last_epoch": completed})
-    loader = DataLoader(
-        train_set, config.batch_size, shuffle=True, seed=config.seed, device=config.device
-    )
+    if parallel is None:
+        loader: Any = DataLoader(
+            train_set, config.batch_size, shuffle=True, seed=config.seed, device=config.device
+        )
+    else:
+        parallel.prepare(model, optimizer)  # every rank from rank 0's state
+        loader = parallel.loader(
+            train_set, config.batch_size, seed=config.seed, device=config.device
+        )  # (DP1), (DP2)
     model.train()
     for epoch in range(completed + 1, config.epochs + 1):
         started = time.perf_counter()
+        if parallel is not None:
+            parallel.begin_epoch(model, config.seed, epoch)
         total_loss, total_correct, seen = 0.0, 0, 0
         bar = tqdm(
             loader.iter_epoch(epoch),
             total=len(loader),
-            disable=not config.progress,
+            disable=not (config.progress and main),
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
             leave=True,
@@ -319,13 +358,19 @@ def fit(
             for step, (x, labels) in enumerate(bar, start=1):
                 # Overflow on the way to a NaN is reported once, by the guard below.
                 with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    loss, correct = train_step(model, loss_fn, optimizer, x, labels)
+                    if parallel is None:
+                        loss, correct = train_step(model, loss_fn, optimizer, x, labels)
+                        count = len(labels)
+                    else:  # the global batch's loss: a NaN on any rank stops all at this step
+                        loss, correct, count = parallel.train_step(
+                            model, loss_fn, optimizer, x, labels
+                        )
                 loss_value = float(loss)  # one host sync per step: the loss guard needs it
                 if not math.isfinite(loss_value):
                     raise TrainingDivergedError(_diverged(loss_value, epoch, step, optimizer, out))
-                total_loss += loss_value * len(labels)
+                total_loss += loss_value * count
                 total_correct += int(correct)
-                seen += len(labels)
+                seen += int(count)
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.3f}")
         finally:
             bar.close()
@@ -339,7 +384,18 @@ def fit(
         }
         if scheduler is not None:
             scheduler.step()
-        if test_set is not None:
+        if parallel is not None:
+            parallel.end_epoch(model)  # rank 0's running statistics everywhere
+        if test_set is not None and parallel is not None:
+            record["test_loss"], record["test_accuracy"] = parallel.evaluate(
+                evaluate,
+                model,
+                test_set,
+                batch_size=config.eval_batch_size,
+                device=config.device,
+                loss_fn=loss_fn,
+            )
+        elif test_set is not None:
             result = evaluate(
                 model,
                 test_set,
@@ -350,8 +406,9 @@ def fit(
             record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
         record["seconds"] = time.perf_counter() - started
         history.append(record)
-        log.info("%s", _describe(record, config.epochs))
-        if out is not None:
+        if main:
+            log.info("%s", _describe(record, config.epochs))
+        if out is not None and main:
             out.mkdir(parents=True, exist_ok=True)
             state = {
                 "history": history,
@@ -365,7 +422,7 @@ def fit(
                 epoch=epoch,
                 state=state,
             )
-    if out is not None:
+    if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
         metadata = {"history": history, "config": asdict(config)}
         if describe(model) is not None:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from convprop._shapes import pair
+from convprop._shapes import _is_int
 from convprop.backend import Array, check_float_dtype, get_xp
-from convprop.errors import ShapeError
+from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_upstream, require_array
+from convprop.functional.pool_nd import ntuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,27 @@ class AdaptiveAvgPool2dCache:
     C: int
 
 
+def adaptive_output_size(op: str, output_size: Any, size: tuple[int, ...]) -> tuple[int, ...]:
+    """PyTorch's output_size: an int, or one entry per axis where None keeps the input size.
+
+    Examples
+    --------
+    >>> adaptive_output_size("adaptive_avg_pool2d", (None, 3), (7, 5))
+    (7, 3)
+    """
+    dims = len(size)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == dims:
+        given = [n if v is None else v for v, n in zip(output_size, size, strict=True)]
+        return ntuple(op, "output_size", given, dims, minimum=1)
+    if not _is_int(output_size):
+        kind = "an int or a pair of ints" if dims == 2 else f"an int or {dims} ints"
+        raise ParameterError(
+            f"{op}: output_size must be {kind} (None keeps an axis); expected e.g. 2 or "
+            f"{(2,) * dims}, got {output_size!r}"
+        )
+    return ntuple(op, "output_size", output_size, dims, minimum=1)
+
+
 def _bin_matrix(xp: ModuleType, size: int, out: int, dtype: Any) -> Array:
     """(AA1), (AA2): the (out, size) matrix that averages each bin."""
     bins = xp.arange(out)
@@ -60,6 +82,7 @@ def adaptive_avg_pool2d_forward(x: Array, output_size: Any) -> tuple[Array, Adap
         Input, float32 or float64.
     output_size : int or (int, int)
         P×Q, positive; may exceed H×W (bins then overlap). 1 is global average pooling.
+        An entry None keeps that axis's input size (PyTorch's form).
 
     Returns
     -------
@@ -71,7 +94,7 @@ def adaptive_avg_pool2d_forward(x: Array, output_size: Any) -> tuple[Array, Adap
     Raises
     ------
     ShapeError
-        x is not 4-D or has an empty dimension.
+        x is not 4-D or has an empty C, H or W (N may be 0).
     ParameterError
         output_size is not a positive int or pair.
     DTypeError
@@ -91,14 +114,14 @@ def adaptive_avg_pool2d_forward(x: Array, output_size: Any) -> tuple[Array, Adap
     op = "adaptive_avg_pool2d"
     require_array(op, "x", x)
     check_float_dtype(op, x=x)
-    if x.ndim != 4 or min(x.shape) < 1:
+    if x.ndim != 4 or min(x.shape[1:]) < 1:
         raise ShapeError(
-            f"{op}: x must be 4-D (N, C, H, W) and non-empty; expected 4 dimensions >= 1, "
-            f"got {x.ndim} (x.shape={tuple(x.shape)})"
+            f"{op}: x must be 4-D (N, C, H, W) and non-empty; expected 4 dimensions with C, H, "
+            f"W >= 1 (N may be 0), got {x.ndim} (x.shape={tuple(x.shape)})"
         )
-    P, Q = pair(op, "output_size", output_size, minimum=1)
     xp = get_xp(x)
     N, C, H, W = (int(v) for v in x.shape)
+    P, Q = adaptive_output_size(op, output_size, (H, W))
     M_h = _bin_matrix(xp, H, P, x.dtype)  # (AA2) (P, H)
     M_w = _bin_matrix(xp, W, Q, x.dtype)  # (AA2) (Q, W)
     y = M_h @ x @ M_w.T  # (AA3) (P, H) @ (N, C, H, W) @ (W, Q) -> (N, C, P, Q)

@@ -1,7 +1,8 @@
 """2-D pooling: max and average, each a pure forward/backward pair.
 
 (Adaptive average pooling, whose bins are not windows of one size and stride, is in
-convprop.functional.adaptive_pool2d.)
+convprop.functional.adaptive_pool2d. Max pooling with dilation > 1 is the general form of
+convprop.functional.pool_nd, (MPN1)-(MPN3); both give PyTorch's indices by (MPI1).)
 
 Notation  x (N,C,H,W)  y (N,C,P,Q)  window R×S  stride (stride_h, stride_w)  padding (pad_h, pad_w)
 Output size, shown for rows (columns alike with W, S, stride_w, pad_w), PyTorch's rule
@@ -19,7 +20,7 @@ Max pooling  (x_pad filled with -inf, so padding never wins)
 Average pooling  (x_pad filled with 0)
   start = p*stride_h - pad_h,  end = min(start + R, H + pad_h)
   rows[p] = end - start (count_include_pad)  or  min(end, H) - max(start, 0) (real rows only)
-  divisor[p,q] = rows[p] * cols[q]                                                     (AP1)
+  divisor[p,q] = rows[p] * cols[q], or divisor_override where one is given              (AP1)
   y[n,c,p,q] = sum over taps of x_pad[n, c, p*stride_h + r, q*stride_w + s] / divisor[p,q] (AP2)
   dx_pad[n,c, p*stride_h + r, q*stride_w + s] += dy[n,c,p,q] / divisor[p,q], every tap (AP3)
 
@@ -39,6 +40,15 @@ from convprop._shapes import pair
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_upstream, require_array
+from convprop.functional.pool_nd import (
+    MaxPoolNdCache,
+    PoolNdGeometry,
+    divisor_override_value,
+    max_pool_nd_backward,
+    max_pool_nd_forward,
+    max_pool_nd_indices,
+    window_indices,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +132,8 @@ def pool2d_geometry(
     DTypeError
         x is not a float32/float64 array.
     ShapeError
-        x is not 4-D, has an empty dimension, or is smaller than the window even padded.
+        x is not 4-D, has an empty C, H or W (N may be 0), or is smaller than the window
+        even padded.
     ParameterError
         Non-positive kernel_size or stride, negative padding, padding above half the
         window, or a non-bool ceil_mode.
@@ -134,8 +145,11 @@ def pool2d_geometry(
         raise ShapeError(
             f"{op}: x must be 4-D (N, C, H, W); expected 4 dimensions, got {x.ndim} ({shapes})"
         )
-    if min(x.shape) < 1:
-        raise ShapeError(f"{op}: every dimension must be >= 1; expected non-empty x ({shapes})")
+    if min(x.shape[1:]) < 1:
+        raise ShapeError(
+            f"{op}: C, H, W must be >= 1 (only N may be 0); expected non-empty planes, got "
+            f"{tuple(x.shape[1:])} ({shapes})"
+        )
     R, S = pair(op, "kernel_size", kernel_size, minimum=1)
     stride_h, stride_w = (R, S) if stride is None else pair(op, "stride", stride, minimum=1)
     pad_h, pad_w = pair(op, "padding", padding, minimum=0)
@@ -211,9 +225,15 @@ def _first_real_tap(xp: ModuleType, geom: Pool2dGeometry) -> Array:
 
 
 def max_pool2d_forward(
-    x: Array, kernel_size: Any, *, stride: Any = None, padding: Any = 0, ceil_mode: bool = False
-) -> tuple[Array, MaxPool2dCache]:
-    """Max pooling forward pass, equations (MP1), (MP2).
+    x: Array,
+    kernel_size: Any,
+    *,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+) -> tuple[Array, MaxPool2dCache | MaxPoolNdCache]:
+    """Max pooling forward pass, equations (MP1), (MP2); with dilation (MPN1), (MPN2).
 
     Parameters
     ----------
@@ -225,6 +245,9 @@ def max_pool2d_forward(
         Positive; None means ``kernel_size`` (non-overlapping windows).
     padding : int or (int, int)
         ``(pad_h, pad_w)`` on both sides, filled with -inf; at most half the window.
+    dilation : int or (int, int)
+        Spacing of the window's cells, positive. Above 1 the general N-d pair runs
+        (convprop.functional.pool_nd); 1 keeps the compiled path.
     ceil_mode : bool
         Output size by (PS2) instead of (PS1).
 
@@ -232,8 +255,8 @@ def max_pool2d_forward(
     -------
     y : Array (N, C, P, Q)
         Same dtype as x.
-    cache : MaxPool2dCache
-        For max_pool2d_backward.
+    cache : MaxPool2dCache or MaxPoolNdCache
+        For max_pool2d_backward; :func:`max_pool2d_indices` gives PyTorch's indices.
 
     Raises
     ------
@@ -259,8 +282,12 @@ def max_pool2d_forward(
            [0., 0., 0.],
            [3., 0., 4.]])
     """
+    if pair("max_pool2d", "dilation", dilation, minimum=1) != (1, 1):
+        return max_pool_nd_forward(
+            "max_pool2d", x, 2, kernel_size, stride, padding, dilation, ceil_mode
+        )  # (MPN1), (MPN2)
     geom = pool2d_geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode)
-    if native.serves(x):  # (MP1), (MP2) compiled: one pass, the same tie and NaN rules
+    if native.serves(x) and x.size:  # (MP1), (MP2) compiled: one pass, the same tie and NaN rules
         y, argmax = native.maxpool_forward(x, geom)
         return y, MaxPool2dCache(argmax=argmax, geom=geom, x_dtype=x.dtype)
     xp = get_xp(x)
@@ -278,14 +305,14 @@ def max_pool2d_forward(
     return y, MaxPool2dCache(argmax=argmax, geom=geom, x_dtype=x.dtype)
 
 
-def max_pool2d_backward(dy: Array, cache: MaxPool2dCache) -> Array:
-    """Max pooling backward pass, equation (MP3).
+def max_pool2d_backward(dy: Array, cache: MaxPool2dCache | MaxPoolNdCache) -> Array:
+    """Max pooling backward pass, equation (MP3); with dilation (MPN3).
 
     Parameters
     ----------
     dy : Array (N, C, P, Q)
         Gradient of the loss with respect to y.
-    cache : MaxPool2dCache
+    cache : MaxPool2dCache or MaxPoolNdCache
         From max_pool2d_forward.
 
     Returns
@@ -293,10 +320,12 @@ def max_pool2d_backward(dy: Array, cache: MaxPool2dCache) -> Array:
     dx : Array (N, C, H, W)
         Each dy element lands on its window's arg-max; padding receives nothing.
     """
+    if isinstance(cache, MaxPoolNdCache):
+        return max_pool_nd_backward(dy, cache)  # (MPN3)
     geom = cache.geom
     check_upstream("max_pool2d_backward", dy, geom.y_shape, cache.x_dtype)
     xp = get_xp(dy, cache.argmax)
-    if native.serves(dy):
+    if native.serves(dy) and dy.size:
         return native.maxpool_backward(dy, xp.asarray(cache.argmax), geom)  # (MP3) compiled
     dx_pad = xp.zeros((geom.N, geom.C, *geom.padded_hw), dtype=dy.dtype)
     for t, r, s in geom.taps():
@@ -308,11 +337,41 @@ def max_pool2d_backward(dy: Array, cache: MaxPool2dCache) -> Array:
 
 
 def max_pool2d(
-    x: Array, kernel_size: Any, *, stride: Any = None, padding: Any = 0, ceil_mode: bool = False
+    x: Array,
+    kernel_size: Any,
+    *,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
 ) -> Array:
     """Max pooling forward alone; see :func:`max_pool2d_forward` for the arguments."""
-    y, _ = max_pool2d_forward(x, kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    y, _ = max_pool2d_forward(
+        x, kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode
+    )
     return y
+
+
+def max_pool2d_indices(cache: MaxPool2dCache | MaxPoolNdCache) -> Array:
+    """PyTorch's ``return_indices`` (MPI1): (N, C, P, Q) int64, h*W + w of each arg-max.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[[[1.0, 5.0, 2.0], [3.0, 4.0, 0.0], [7.0, 6.0, 8.0]]]])
+    >>> max_pool2d_indices(max_pool2d_forward(x, 2, stride=1)[1])[0, 0]
+    array([[1, 1],
+           [6, 8]])
+    """
+    if isinstance(cache, MaxPoolNdCache):
+        return max_pool_nd_indices(cache)  # (MPI1)
+    geom = cache.geom
+    nd = PoolNdGeometry(
+        N=geom.N, C=geom.C, size=(geom.H, geom.W), kernel=(geom.R, geom.S),
+        stride=(geom.stride_h, geom.stride_w), padding=(geom.pad_h, geom.pad_w),
+        dilation=(1, 1), out=(geom.P, geom.Q), extra=(geom.extra_h, geom.extra_w),
+    )  # fmt: skip
+    return window_indices(get_xp(cache.argmax), cache.argmax, nd)  # (MPI1)
 
 
 # ------------------------------------------------------------------------- average pooling
@@ -334,8 +393,12 @@ class AvgPool2dCache:
     geom: Pool2dGeometry
 
 
-def _divisor(xp: ModuleType, geom: Pool2dGeometry, count_include_pad: bool) -> Array:
+def _divisor(
+    xp: ModuleType, geom: Pool2dGeometry, count_include_pad: bool, override: int | None
+) -> Array:
     """Equation (AP1) -> (P, Q)."""
+    if override is not None:
+        return xp.full((geom.P, geom.Q), override)  # (AP1) the given divisor, every window
     counts = []
     for out, stride, pad, size, kernel in (
         (geom.P, geom.stride_h, geom.pad_h, geom.H, geom.R),
@@ -358,6 +421,7 @@ def avg_pool2d_forward(
     padding: Any = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
+    divisor_override: int | None = None,
 ) -> tuple[Array, AvgPool2dCache]:
     """Average pooling forward pass, equations (AP1), (AP2).
 
@@ -370,6 +434,8 @@ def avg_pool2d_forward(
     count_include_pad : bool
         True (PyTorch's default) divides by the window cells inside the padded input;
         False divides by the real cells only (AP1).
+    divisor_override : int or None
+        A nonzero divisor used for every window instead (AP1), as PyTorch's.
 
     Returns
     -------
@@ -398,13 +464,14 @@ def avg_pool2d_forward(
     op = "avg_pool2d"
     geom = pool2d_geometry(op, x, kernel_size, stride, padding, ceil_mode)
     count_include_pad = _flag(op, "count_include_pad", count_include_pad)
+    override = divisor_override_value(op, divisor_override)
     xp = get_xp(x)
     x_pad = _pad(xp, x, geom, 0.0)  # (PS3)
     total = xp.zeros(geom.y_shape, dtype=x.dtype)
     for _, r, s in geom.taps():
         rows, cols = geom.tap_window(r, s)
         total += x_pad[:, :, rows, cols]  # (AP2) window sums -> (N, C, P, Q)
-    divisor = _divisor(xp, geom, count_include_pad).astype(x.dtype)  # (AP1) (P, Q)
+    divisor = _divisor(xp, geom, count_include_pad, override).astype(x.dtype)  # (AP1) (P, Q)
     y = total / divisor  # (AP2)
     return y, AvgPool2dCache(divisor=divisor, geom=geom)
 
@@ -443,6 +510,7 @@ def avg_pool2d(
     padding: Any = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
+    divisor_override: int | None = None,
 ) -> Array:
     """Average pooling forward alone; see :func:`avg_pool2d_forward` for the arguments."""
     y, _ = avg_pool2d_forward(
@@ -452,5 +520,6 @@ def avg_pool2d(
         padding=padding,
         ceil_mode=ceil_mode,
         count_include_pad=count_include_pad,
+        divisor_override=divisor_override,
     )
     return y

@@ -16,7 +16,7 @@ from convprop.autograd.ops import flatten as _flatten
 from convprop.autograd.tensor import Tensor, record
 from convprop.backend import Array, get_xp
 from convprop.errors import ParameterError, ShapeError
-from convprop.functional import activation, adaptive_pool2d, normalization, pool2d
+from convprop.functional import activation, normalization
 from convprop.functional import loss as loss_pair
 from convprop.functional import softmax_dim as softmax_pair
 from convprop.functional.dropout import dropout_backward, dropout_forward
@@ -27,6 +27,18 @@ from convprop.nn.functional_conv import conv3d as conv3d
 from convprop.nn.functional_conv import conv_transpose1d as conv_transpose1d
 from convprop.nn.functional_conv import conv_transpose2d as conv_transpose2d
 from convprop.nn.functional_conv import conv_transpose3d as conv_transpose3d
+from convprop.nn.functional_pooling import adaptive_avg_pool1d as adaptive_avg_pool1d
+from convprop.nn.functional_pooling import adaptive_avg_pool2d as adaptive_avg_pool2d
+from convprop.nn.functional_pooling import adaptive_max_pool2d as adaptive_max_pool2d
+from convprop.nn.functional_pooling import avg_pool1d as avg_pool1d
+from convprop.nn.functional_pooling import avg_pool2d as avg_pool2d
+from convprop.nn.functional_pooling import avg_pool3d as avg_pool3d
+from convprop.nn.functional_pooling import lp_pool1d as lp_pool1d
+from convprop.nn.functional_pooling import lp_pool2d as lp_pool2d
+from convprop.nn.functional_pooling import max_pool1d as max_pool1d
+from convprop.nn.functional_pooling import max_pool2d as max_pool2d
+from convprop.nn.functional_pooling import max_pool3d as max_pool3d
+from convprop.nn.functional_pooling import max_unpool2d as max_unpool2d
 
 _default_rng = numpy.random.default_rng()
 
@@ -69,57 +81,6 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Axes start_dim … end_dim merged (RS1, RS2), as ``torch.flatten``."""
     x = input if isinstance(input, Tensor) else Tensor(input)
     return _flatten(x, start_dim, end_dim)
-
-
-# -- pooling ---------------------------------------------------------------------------
-def max_pool2d(
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    dilation: Any = 1,
-    ceil_mode: bool = False,
-    return_indices: bool = False,
-) -> Tensor:
-    """Max pooling (MP1, MP2); backward routes dy to each window's arg-max (MP3)."""
-    if dilation not in (1, (1, 1), [1, 1]) or return_indices:
-        raise ParameterError(
-            "max_pool2d: dilation and return_indices are not supported yet; expected "
-            f"dilation=1 and return_indices=False, got {dilation!r} and {return_indices!r}"
-        )
-    y, cache = pool2d.max_pool2d_forward(
-        _array(input), kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode
-    )
-    return record("max_pool2d", "MP3", y, cache, (input,), _one(pool2d.max_pool2d_backward))
-
-
-def avg_pool2d(
-    input: Any,
-    kernel_size: Any,
-    stride: Any = None,
-    padding: Any = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    divisor_override: Any = None,
-) -> Tensor:
-    """Average pooling (AP1, AP2); backward spreads dy/divisor over each window (AP3)."""
-    if divisor_override is not None:
-        raise ParameterError(
-            f"avg_pool2d: divisor_override is not supported yet; expected None, got "
-            f"{divisor_override!r}"
-        )
-    y, cache = pool2d.avg_pool2d_forward(
-        _array(input), kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
-        count_include_pad=count_include_pad,
-    )  # fmt: skip
-    return record("avg_pool2d", "AP3", y, cache, (input,), _one(pool2d.avg_pool2d_backward))
-
-
-def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
-    """Average pooling to a fixed output size (AA1–AA3); backward (AA4)."""
-    y, cache = adaptive_pool2d.adaptive_avg_pool2d_forward(_array(input), output_size)
-    backward = _one(adaptive_pool2d.adaptive_avg_pool2d_backward)
-    return record("adaptive_avg_pool2d", "AA4", y, cache, (input,), backward)
 
 
 # -- activations -----------------------------------------------------------------------
