@@ -145,3 +145,8 @@ def adaptive_max_pool2d_backward(dy: Array, cache: AdaptiveMaxPool2dCache) -> Ar
     # Scatter-add: overlapping bins can share their arg-max cell (AMP3).
     xp.add.at(dx, (planes, cache.indices.reshape(N * C, P * Q)), dy.reshape(N * C, P * Q))
     return dx.reshape(N, C, H, W)
+
+
+def adaptive_max_pool2d(x: Array, output_size: Any) -> Array:
+    """Adaptive max pooling forward alone; see :func:`adaptive_max_pool2d_forward`."""
+    return adaptive_max_pool2d_forward(x, output_size)[0]

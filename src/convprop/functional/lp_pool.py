@@ -59,7 +59,8 @@ def real_power(xp: ModuleType, base: Array, exponent: float) -> Array:
     return power
 
 
-def _norm(op: str, norm_type: Any) -> float:
+def check_norm(op: str, norm_type: Any) -> float:
+    """The norm p as a float: a finite, nonzero number."""
     if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)):
         raise ParameterError(
             f"{op}: norm_type must be a number; expected e.g. 2, got {norm_type!r}"
@@ -107,7 +108,7 @@ def lp_pool_nd_forward(
     """LP pooling over ``dims`` axes, equations (LPP1), (LPP2); ``op`` names the caller."""
     require_array(op, "x", x)
     check_float_dtype(op, x=x)
-    p = _norm(op, norm_type)
+    p = check_norm(op, norm_type)
     kernel = ntuple(op, "kernel_size", kernel_size, dims, minimum=1)
     xp = get_xp(x)
     powers = real_power(xp, x, p)  # (LPP1) x^p; avg_pool_nd_forward checks the shapes

@@ -14,13 +14,30 @@ from convprop.nn.linear import Flatten, Linear
 from convprop.nn.loss import CrossEntropyLoss, MSELoss
 from convprop.nn.module import Module
 from convprop.nn.parameter import Parameter
-from convprop.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from convprop.nn.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    LPPool1d,
+    LPPool2d,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+    MaxUnpool2d,
+)
 from convprop.nn.registry import register
 from convprop.nn.regularization import BatchNorm2d, Dropout
 
 __all__ = [
+    "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool1d",
     "AvgPool2d",
+    "AvgPool3d",
     "BatchNorm2d",
     "Conv1d",
     "Conv2d",
@@ -32,10 +49,15 @@ __all__ = [
     "Dropout",
     "Flatten",
     "Identity",
+    "LPPool1d",
+    "LPPool2d",
     "LeakyReLU",
     "Linear",
     "MSELoss",
+    "MaxPool1d",
     "MaxPool2d",
+    "MaxPool3d",
+    "MaxUnpool2d",
     "Module",
     "ModuleDict",
     "ModuleList",
