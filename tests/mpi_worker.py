@@ -98,6 +98,24 @@ def equivalence(out: Path, batch: int) -> dict[str, Any]:
     shards = [
         [b.tolist() for b in loader.sampler.batches(e)] for e in range(3)
     ]  # this rank's parts
+    # rank 1's optimizer state is spoilt, then rank 0's is sent to every rank
+    state = optimizer.state_dict()
+    if comm.rank == 1:
+        state = {k: (v * 0 + 5 if hasattr(v, "shape") else v) for k, v in state.items()}
+        optimizer.load_state_dict(state)
+    distributed.broadcast_optimizer_state(optimizer)
+    optimizer_digest = hashlib.sha256(
+        b"".join(
+            np.ascontiguousarray(v).tobytes()
+            for v in optimizer.state_dict().values()
+            if hasattr(v, "shape")
+        )
+    ).hexdigest()
+    # allreduce_gradients in one call: gradients r + 1 weighted by counts r + 1
+    for param in model.parameters():
+        param.grad[...] = comm.rank + 1.0
+    total = distributed.allreduce_gradients(model, count=comm.rank + 1)
+    mean_gradient = float(model.parameters()[0].grad.ravel()[0])
     return {
         "losses": losses,
         "reference_losses": ref_losses,
@@ -105,6 +123,9 @@ def equivalence(out: Path, batch: int) -> dict[str, Any]:
         "counts": seen,
         "largest_weight_difference": largest,
         "shards": shards,
+        "optimizer_digest": optimizer_digest,
+        "allreduce_total": total,
+        "mean_gradient": mean_gradient,
         "num_samples": len(data),
     }
 

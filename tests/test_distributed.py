@@ -5,6 +5,7 @@ test_distributed_mpi.py."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -99,12 +100,37 @@ def test_not_launched_is_one_process_of_rank_0(monkeypatch: pytest.MonkeyPatch) 
     assert broadcast_json({"a": [1, 2]}) == {"a": [1, 2]}
 
 
-@pytest.mark.parametrize("name", ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"])
+@pytest.mark.parametrize(
+    "name", ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "SLURM_STEP_NUM_TASKS"]
+)
 def test_a_launcher_is_recognised_by_its_environment(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     monkeypatch.setenv(name, "2")
     assert launched()
+
+
+def test_a_slurm_step_of_one_task_or_a_batch_script_is_one_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "32")  # an sbatch script's environment
+    assert not launched()
+
+
+def test_srun_without_an_mpi_plugin_is_refused_not_run_as_separate_models() -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("mpi4py")
+    code = "from convprop import distributed; distributed.init()"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
+    env["SLURM_STEP_NUM_TASKS"] = "4"  # what srun sets; MPI, not launched by it, sees 1
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode != 0
+    assert "the launcher started 4 processes but MPI sees each alone" in done.stderr
 
 
 def test_importing_convprop_does_not_import_mpi() -> None:

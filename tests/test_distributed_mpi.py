@@ -87,6 +87,12 @@ def test_W_ranks_train_as_one_process_with_the_global_batch(
     for other in results[1:]:
         assert other["digests"] == first["digests"]
         assert other["losses"] == first["losses"]
+        assert other["optimizer_digest"] == first["optimizer_digest"]  # rank 0's state
+    # allreduce_gradients(model, count): Σ n_r·g_r / Σ n_r with g_r = n_r = r + 1
+    counts = range(1, ranks + 1)
+    for result in results:
+        assert result["allreduce_total"] == sum(counts)
+        assert result["mean_gradient"] == pytest.approx(sum(n * n for n in counts) / sum(counts))
     # each epoch's parts are disjoint and cover the data set
     for epoch in range(3):
         parts = [[i for batch_part in r["shards"][epoch] for i in batch_part] for r in results]

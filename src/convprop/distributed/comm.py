@@ -43,12 +43,17 @@ LAUNCHER_RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
 
 
 def launched() -> bool:
-    """Whether a launcher (mpiexec, mpirun, srun with an MPI plugin) started this process.
+    """Whether a launcher (mpiexec, mpirun, srun) started this process.
 
-    Read from the environment alone: nothing is imported.
+    Read from the environment alone: nothing is imported. A Slurm step of several tasks
+    counts as launched even without an MPI plugin, so that ``init`` can refuse to let each
+    task train alone.
     """
     names = (*LAUNCHER_SIZE_VARIABLES, *LAUNCHER_RANK_VARIABLES)
-    return any(name in os.environ for name in names)
+    slurm_tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+    return any(name in os.environ for name in names) or (
+        slurm_tasks.isdigit() and int(slurm_tasks) > 1
+    )
 
 
 class SingleProcess:
@@ -121,7 +126,7 @@ _world: Communicator | None = None
 
 
 def _size_from_environment() -> int:
-    for name in (*LAUNCHER_SIZE_VARIABLES, "SLURM_NTASKS"):
+    for name in (*LAUNCHER_SIZE_VARIABLES, "SLURM_STEP_NUM_TASKS"):
         value = os.environ.get(name, "")
         if value.isdigit():
             return int(value)
