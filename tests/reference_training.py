@@ -158,17 +158,23 @@ def sequential_lr(
 # Augmentation, one image at a time
 # ---------------------------------------------------------------------------------------------
 def random_crop(
-    x: np.ndarray, tops: Sequence[int], lefts: Sequence[int], size: tuple[int, int], pad: int
+    x: np.ndarray,
+    tops: Sequence[int],
+    lefts: Sequence[int],
+    size: tuple[int, int],
+    pad: tuple[int, int],
+    fill: float = 0.0,
 ) -> np.ndarray:
-    """(AUG1): image b padded by ``pad`` zeros, cut at (tops[b], lefts[b]) to ``size``."""
+    """(AUG1): image b padded by ``pad`` = (pad_h, pad_w) of ``fill``, cut at (tops[b],
+    lefts[b]) to ``size``."""
     N, C, H, W = x.shape
     h, w = size
-    out = np.zeros((N, C, h, w), x.dtype)
+    out = np.full((N, C, h, w), fill, x.dtype)
     for b in range(N):
         for c in range(C):
             for r in range(h):
                 for s in range(w):
-                    i, j = tops[b] + r - pad, lefts[b] + s - pad
+                    i, j = tops[b] + r - pad[0], lefts[b] + s - pad[1]
                     if 0 <= i < H and 0 <= j < W:
                         out[b, c, r, s] = x[b, c, i, j]
     return out

@@ -469,7 +469,8 @@ def test_unknown_dataset_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         err,
         "train",
         "load_dataset: unknown data set; expected one of 'digits', 'fashion-mnist' or a "
-        "directory of MNIST-format IDX files, got 'cifar' (no such directory)",
+        "directory of MNIST-format IDX files or of image folders, got 'cifar' (no such "
+        "directory)",
     )
 
 
@@ -486,6 +487,10 @@ def test_dataset_directory_without_idx_files(
 ) -> None:
     (tmp_path / "empty").mkdir()
     argv = ["train", "--dataset", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]
+    status, _, err = run(argv, capsys)
+    assert status == 1
+    assert_one_error_line(err, "train", "load_dataset: the directory is empty; expected ")
+    (tmp_path / "empty" / "readme.txt").write_text("not a data set")
     status, _, err = run(argv, capsys)
     assert status == 1
     assert_one_error_line(err, "train", "load_mnist_dir: missing IDX file; expected one of ")

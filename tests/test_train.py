@@ -585,8 +585,8 @@ def test_nan_in_epoch_two_stops_and_keeps_the_epoch_one_checkpoint(
     calls = {"count": 0}
     real_step = convprop.train.train_step
 
-    def poisoned(*args: Any) -> tuple[Any, Any]:
-        loss, correct = real_step(*args)
+    def poisoned(*args: Any, **options: Any) -> tuple[Any, Any]:
+        loss, correct = real_step(*args, **options)
         calls["count"] += 1
         if calls["count"] == steps_per_epoch + 3:  # epoch 2, step 3
             return numpy.float32("nan"), correct

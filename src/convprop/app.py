@@ -77,6 +77,9 @@ def _train(args: argparse.Namespace, *, distributed: bool, main: bool) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.no_progress,
+        clip_grad_norm=getattr(args, "clip_grad_norm", None),
+        warmup_epochs=getattr(args, "warmup_epochs", 0),
+        augment=augment_names(getattr(args, "augment", None)),
         extra={"dataset": dataset, "model": args.model},
     )
     # bad options fail at once, before the data set is read
@@ -124,6 +127,11 @@ def _train(args: argparse.Namespace, *, distributed: bool, main: bool) -> int:
             log.info("wrote %s", path)
     log.info("wrote %s", out / "model.safetensors")
     return 0
+
+
+def augment_names(spec: str | None) -> list[str]:
+    """``--augment`` as TrainConfig.augment: None -> [], "crop,flip" -> ["crop", "flip"]."""
+    return [] if spec is None else [name.strip() for name in spec.split(",")]
 
 
 def write_plots(

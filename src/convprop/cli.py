@@ -34,7 +34,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument(
         "--dataset",
         default="digits",
-        help="digits (embedded, default), fashion-mnist, or a directory of IDX files",
+        help="digits (embedded, default), fashion-mnist, or a directory: of IDX files, or of "
+        "one sub-folder of PNG/JPEG images per class (or train/ and test/ folders of them)",
     )
     p.add_argument("--model", default="lenet", help="lenet (default), lenet5 or resnet-mini")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs")
@@ -50,6 +51,30 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--schedule", default="none", choices=["none", "step", "cosine"])
+    p.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=0,
+        metavar="K",
+        help="raise the learning rate linearly over the first K epochs (lr*(t+1)/(K+1) in "
+        "epoch t), then follow --schedule over the remaining epochs (default 0: none)",
+    )
+    p.add_argument(
+        "--clip-grad-norm",
+        type=float,
+        default=None,
+        metavar="X",
+        help="rescale the gradients to a total 2-norm of at most X before each step",
+    )
+    p.add_argument(
+        "--augment",
+        nargs="?",
+        const="crop,flip",
+        default=None,
+        metavar="LIST",
+        help="augment the training batches, seeded: random crop with padding and horizontal "
+        "flip (default crop,flip; --augment crop for digits, which flipping would change)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling, dropout")
     p.add_argument("--out", default=None, help="output directory (default runs/DATASET)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")

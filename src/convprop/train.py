@@ -16,9 +16,10 @@ Resuming takes the state from the checkpoint (weights, optimizer buffers and cou
 completed epochs, the dropout generators, the history) and the plan from the configuration:
 ``epochs`` and ``lr`` may change (to train longer, or to restart lower after a divergence;
 the schedule is rebuilt for them at the checkpoint's position), while the settings that
-shape the run itself (batch size, optimizer, momentum, weight decay, schedule, seed) must
-match the checkpoint's. With an unchanged configuration, a resumed run ends with exactly
-the weights of an uninterrupted one.
+shape the run itself (batch size, optimizer, momentum, weight decay, schedule, seed,
+gradient clipping, warm-up, augmentation) must match the checkpoint's. With an unchanged
+configuration, a resumed run ends with exactly the weights of an uninterrupted one: the
+augmentation of batch k of epoch e draws from a generator keyed by (seed, e, k) (AUG3).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tqdm import tqdm
 from convprop.autograd import Tensor, no_grad
 from convprop.backend import Array, get_xp, to_host
 from convprop.data import ArrayDataset, DataLoader
+from convprop.data.augment import AUGMENTATIONS, standard_augmentation
 from convprop.errors import ParameterError
 from convprop.io import (
     check_writable,
@@ -48,7 +50,17 @@ from convprop.io import (
     save_weights,
 )
 from convprop.nn import CrossEntropyLoss, Module
-from convprop.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
+from convprop.nn.utils import clip_grad_norm_
+from convprop.optim import (
+    SGD,
+    Adam,
+    AdamW,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    SequentialLR,
+    StepLR,
+)
 
 log = logging.getLogger("convprop.train")
 
@@ -56,7 +68,17 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
-RUN_SETTINGS = ("batch_size", "optimizer", "momentum", "weight_decay", "schedule", "seed")
+RUN_SETTINGS = (
+    "batch_size",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "seed",
+    "clip_grad_norm",
+    "warmup_epochs",
+    "augment",
+)
 """Settings that must not change on resume: they shape the run that the checkpoint is part of."""
 
 
@@ -79,6 +101,12 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     eval_batch_size: int = 500
+    clip_grad_norm: float | None = None
+    """Largest total 2-norm of the gradients before each step (CLIP1-CLIP4); None: no clipping."""
+    warmup_epochs: int = 0
+    """Epochs of linear warm-up (LR3) before the schedule (LR9, LR10); 0: none."""
+    augment: list[str] = field(default_factory=list)
+    """Augmentation of the training batches: any of "crop", "flip" (AUG1, AUG2); []: none."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -95,8 +123,30 @@ class TrainConfig:
             problems.append(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
         if self.device not in ("cpu", "cuda"):
             problems.append(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        problems += self._training_problems()
         if problems:
             raise ParameterError("train: invalid configuration; " + "; ".join(problems))
+
+    def _training_problems(self) -> list[str]:
+        """What is wrong with clip_grad_norm, warmup_epochs and augment."""
+        problems = []
+        clip = self.clip_grad_norm
+        if clip is not None and (isinstance(clip, bool) or not 0 < clip < math.inf):
+            problems.append(f"clip_grad_norm must be a positive number or None, got {clip}")
+        warmup = self.warmup_epochs
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            problems.append(f"warmup_epochs must be an int >= 0, got {warmup!r}")
+        elif warmup >= max(self.epochs, 1):
+            problems.append(
+                f"warmup_epochs must be below epochs ({self.epochs}), got {warmup}: at least "
+                "one epoch follows the warm-up"
+            )
+        augment = list(self.augment)
+        if any(a not in AUGMENTATIONS for a in augment) or len(set(augment)) != len(augment):
+            problems.append(
+                f"augment must list each of {list(AUGMENTATIONS)} at most once, got {augment}"
+            )
+        return problems
 
 
 def make_optimizer(config: TrainConfig, model: Module) -> SGD | Adam | AdamW:
@@ -109,16 +159,26 @@ def make_optimizer(config: TrainConfig, model: Module) -> SGD | Adam | AdamW:
     return AdamW(params, config.lr, weight_decay=config.weight_decay)
 
 
-def make_scheduler(config: TrainConfig, optimizer: Any) -> StepLR | CosineAnnealingLR | None:
+def make_scheduler(config: TrainConfig, optimizer: Any) -> LRScheduler | None:
     """The learning-rate schedule named by the configuration (stepped once per epoch).
 
-    Its base rate is ``optimizer.lr`` (``config.lr`` for a fresh optimizer).
+    Its base rate is ``optimizer.lr`` (``config.lr`` for a fresh optimizer). With
+    ``warmup_epochs`` K > 0, epochs 0 .. K-1 train at lr * (t + 1) / (K + 1) (LinearLR, LR3)
+    and the schedule proper starts from lr at epoch K over the remaining epochs - K
+    (SequentialLR, LR9-LR10); "none" then keeps lr.
     """
+    K = config.warmup_epochs
+    main: LRScheduler | None = None
     if config.schedule == "step":
-        return StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
-    if config.schedule == "cosine":
-        return CosineAnnealingLR(optimizer, T_max=config.epochs)
-    return None
+        main = StepLR(optimizer, step_size=max(1, (config.epochs - K) // 3), gamma=0.1)
+    elif config.schedule == "cosine":
+        main = CosineAnnealingLR(optimizer, T_max=max(1, config.epochs - K))
+    if K == 0:
+        return main
+    warmup = LinearLR(optimizer, start_factor=1 / (K + 1), end_factor=1.0, total_iters=K)
+    if main is None:
+        return warmup  # (LR3) stays at lr from epoch K on
+    return SequentialLR(optimizer, [warmup, main], milestones=[K])
 
 
 def _changed_settings(saved: Any, config: TrainConfig) -> list[tuple[str, Any, Any]]:
@@ -196,17 +256,26 @@ def evaluate(
 
 
 def train_step(
-    model: Module, loss_fn: Callable[..., Tensor], optimizer: Any, x: Array, labels: Array
+    model: Module,
+    loss_fn: Callable[..., Tensor],
+    optimizer: Any,
+    x: Array,
+    labels: Array,
+    *,
+    clip_grad_norm: float | None = None,
 ) -> tuple[Array, Array]:
     """One gradient-descent step; returns the (device) loss and the number of correct labels.
 
     ``loss_fn(logits, labels)`` is any loss returning a 0-d Tensor (CrossEntropyLoss, or a
-    function of convprop.nn.functional ops).
+    function of convprop.nn.functional ops). With ``clip_grad_norm`` the gradients are
+    rescaled to that total 2-norm at most between backward and step (CLIP1-CLIP4).
     """
     logits = model(x)
     loss = loss_fn(logits, labels)
     optimizer.zero_grad()
     loss.backward()  # the recorded nodes' backwards in reverse order (GR1)-(GR3)
+    if clip_grad_norm is not None:
+        clip_grad_norm_(model.parameters(), clip_grad_norm)  # (CLIP1)-(CLIP4)
     optimizer.step()
     scores = logits.data
     correct = (get_xp(scores).argmax(scores, axis=1) == labels).sum() if scores.ndim == 2 else 0
@@ -331,9 +400,23 @@ def _fit(
     if scheduler is not None and completed:
         # one scheduler step per completed epoch, as in an uninterrupted run
         scheduler.load_state_dict({**scheduler.state_dict(), "last_epoch": completed})
+    augment = (
+        standard_augmentation(config.augment, train_set.sample_shape) if config.augment else None
+    )
+    if parallel is not None and (augment is not None or config.clip_grad_norm is not None):
+        raise ParameterError(
+            "train: augmentation and gradient clipping are not available in distributed "
+            "training yet; expected augment=[] and clip_grad_norm=None with distributed=True, "
+            f"got augment={config.augment}, clip_grad_norm={config.clip_grad_norm}"
+        )
     if parallel is None:
         loader: Any = DataLoader(
-            train_set, config.batch_size, shuffle=True, seed=config.seed, device=config.device
+            train_set,
+            config.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            device=config.device,
+            transform=augment,  # batch k of epoch e draws from (seed, e, k): (AUG3)
         )
     else:
         parallel.prepare(model, optimizer)  # every rank from rank 0's state
@@ -359,7 +442,14 @@ def _fit(
                 # Overflow on the way to a NaN is reported once, by the guard below.
                 with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     if parallel is None:
-                        loss, correct = train_step(model, loss_fn, optimizer, x, labels)
+                        loss, correct = train_step(
+                            model,
+                            loss_fn,
+                            optimizer,
+                            x,
+                            labels,
+                            clip_grad_norm=config.clip_grad_norm,
+                        )
                         count = len(labels)
                     else:  # the global batch's loss: a NaN on any rank stops all at this step
                         loss, correct, count = parallel.train_step(

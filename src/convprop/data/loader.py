@@ -4,19 +4,22 @@ Notation  images x (N,C,H,W)  labels y (N,)  batch size B
 
 Epoch e visits the samples in the order ``numpy.random.default_rng(seed + e).permutation(N)``
 when shuffling (data set order otherwise), so any epoch can be reproduced on its own, for
-example after resuming a run. Each batch is gathered once into fresh contiguous arrays and,
-for ``device="cuda"``, moved to the GPU with ``convprop.backend.to_device``: the single
-host-to-device transfer per batch.
+example after resuming a run. Each batch is gathered once into fresh contiguous arrays,
+passed through ``transform`` when one is given (batch k of epoch e with the generator
+``convprop.data.augment.batch_generator(seed, e, k)``, equation AUG3, so that it too can be
+reproduced on its own) and, for ``device="cuda"``, moved to the GPU with
+``convprop.backend.to_device``: the single host-to-device transfer per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy
 from numpy.typing import NDArray
 
 from convprop.backend import Array, cupy_available, to_device
+from convprop.data.augment import batch_generator
 from convprop.data.dataset import ArrayDataset, require_int
 from convprop.data.errors import DataError
 from convprop.errors import BackendError, ParameterError
@@ -42,6 +45,11 @@ class DataLoader:
         Leave out the final, incomplete batch.
     device : {"cpu", "cuda"}
         Where the batches are delivered (NumPy or CuPy arrays).
+    transform : callable, optional
+        ``transform(x (B,C,H,W), rng) -> x'`` applied to the images of every batch on the
+        host (e.g. ``convprop.data.augment.Compose([RandomCrop(28, 3),
+        RandomHorizontalFlip()])``), with ``rng = batch_generator(seed, epoch, k)`` for
+        batch k (AUG3).
 
     Attributes
     ----------
@@ -81,6 +89,7 @@ class DataLoader:
         seed: int = 0,
         drop_last: bool = False,
         device: str = "cpu",
+        transform: Callable[[Array, numpy.random.Generator], Array] | None = None,
     ) -> None:
         op = "DataLoader"
         if not isinstance(dataset, ArrayDataset):
@@ -111,6 +120,12 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.device = device
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                f"{op}: transform must be callable; expected transform(x, rng), "
+                f"got {type(transform).__name__}"
+            )
+        self.transform = transform
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -134,10 +149,12 @@ class DataLoader:
     def iter_epoch(self, epoch: int) -> Iterator[tuple[Array, Array]]:
         """Yield the batches ``(x (B,C,H,W), y (B,) int64)`` of epoch ``epoch``."""
         order = self.epoch_order(epoch)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for k, start in enumerate(range(0, len(self) * self.batch_size, self.batch_size)):
             index = order[start : start + self.batch_size]
             x = numpy.ascontiguousarray(self.dataset.images[index])  # a fresh (B, C, H, W)
             y = numpy.ascontiguousarray(self.dataset.labels[index])  # a fresh (B,)
+            if self.transform is not None:
+                x = self.transform(x, batch_generator(self.seed, epoch, k))  # (AUG3)
             if self.device != "cpu":
                 x, y = to_device(x, self.device), to_device(y, self.device)
             yield x, y
