@@ -80,7 +80,7 @@ def _geometry(
     kernel = tuple(int(n) for n in w.shape[2:])
     s = _tuple(op, "stride", stride, dims, 1)
     d = _tuple(op, "dilation", dilation, dims, 1)
-    p = _tuple(op, "padding", padding, dims, 0)
+    p = _tuple(op, "padding", 0 if padding == "valid" else padding, dims, 0)
     extra = _tuple(op, "output_padding", output_padding, dims, 0)
     if any(e >= max(si, di) for e, si, di in zip(extra, s, d, strict=True)):
         raise ParameterError(

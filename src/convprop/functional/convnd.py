@@ -238,7 +238,9 @@ def conv_nd_weight_grad(x: Array, dy: Array, geom: NdGeometry) -> Array:
     for part in _chunks(geom, x.shape[0]):
         cols = _im2col(xp, x[part], geom).reshape(-1, G, dw.shape[2], P)
         dyg = dy[part].reshape(-1, G, geom.filters // G, P)
-        dw += xp.matmul(dyg, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # (CN5)
+        products = xp.matmul(dyg, cols.transpose(0, 1, 3, 2))  # (n, G, K/G, C/G·T)
+        for image in products:  # one image at a time: the same sum whatever the chunks
+            dw += image  # (CN5)
     return dw.reshape(geom.filters, geom.channels // G, *geom.kernel)
 
 

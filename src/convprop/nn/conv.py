@@ -118,7 +118,7 @@ class Conv2d(Module):
     def forward(self, x: Any) -> Tensor:
         padding = self.padding
         if self.padding_mode != "zeros":  # pad by the mode first, then convolve unpadded
-            x, padding = pad_for_mode(x, self.padding, self.padding_mode, 2), 0
+            x, padding = pad_for_mode(x, self.padding, self.padding_mode, 2, "Conv2d"), 0
         return F.conv2d(
             x,
             self.weight,

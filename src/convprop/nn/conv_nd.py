@@ -27,22 +27,27 @@ def check_padding_mode(op: str, padding_mode: Any, padding: Any) -> str:
             f"{op}: unknown padding_mode; expected one of {list(PADDING_MODES)}, got "
             f"{padding_mode!r}"
         )
-    if padding_mode != "zeros" and isinstance(padding, str) and padding != "valid":
+    numeric = (
+        padding == "valid"
+        or _is_int(padding)
+        or (isinstance(padding, (tuple, list)) and all(_is_int(p) for p in padding))
+    )
+    if padding_mode != "zeros" and not numeric:
         raise ParameterError(
-            f"{op}: padding_mode={padding_mode!r} needs the padding as numbers; expected an int "
-            f"or a tuple of ints, got {padding!r}"
+            f"{op}: padding_mode={padding_mode!r} needs one symmetric padding per axis; expected "
+            f"an int or a tuple of ints, got {padding!r}"
         )
     return str(padding_mode)
 
 
-def pad_for_mode(x: Any, padding: Any, mode: str, dims: int) -> Any:
+def pad_for_mode(x: Any, padding: Any, mode: str, dims: int, op: str = "conv") -> Any:
     """x padded by ``F.pad`` in ``mode`` with a symmetric numeric ``padding`` per axis."""
     if padding == "valid":
         return x
     per_axis = (padding,) * dims if _is_int(padding) else tuple(padding)
     if len(per_axis) != dims or not all(_is_int(p) for p in per_axis):
         raise ParameterError(
-            f"conv: padding_mode {mode!r} needs one padding per axis; expected {dims} ints, "
+            f"{op}: padding_mode {mode!r} needs one padding per axis; expected {dims} ints, "
             f"got {padding!r}"
         )
     pads: list[int] = []
@@ -154,7 +159,7 @@ class _ConvNd(Module):
     def _convolve(self, x: Any) -> Tensor:
         conv = {1: F.conv1d, 3: F.conv3d}[self.dims]
         if self.padding_mode != "zeros":
-            x = pad_for_mode(x, self.padding, self.padding_mode, self.dims)
+            x = pad_for_mode(x, self.padding, self.padding_mode, self.dims, type(self).__name__)
             padding: Any = 0
         else:
             padding = self.padding
