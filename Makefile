@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed-test
 CORE_STAMP := $(VENV)/.installed-core
 
-.PHONY: install train test test-gpu lint gradcheck bench bench-train docs size clean
+.PHONY: install train test test-gpu lint gradcheck bench bench-train docs size clean browser
 
 $(VENV)/bin/python:
 	@if [ -z "$(VIRTUAL_ENV)" ]; then python3 -m venv $(VENV); fi
@@ -34,7 +34,18 @@ install: $(STAMP)
 train: $(CORE_STAMP)
 	$(VENV_BIN)convprop train --dataset digits --out runs/digits
 
-test: $(STAMP)
+# Debian's chromium and chromedriver for the page tests (tests/test_*_browser.py), installed
+# where chromedriver is missing and apt-get exists (as root, else with sudo where there is one)
+browser:
+	@if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; \
+		elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+		else echo "chromedriver missing: as root, apt-get install chromium chromium-driver"; exit 0; fi; \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
+test: $(STAMP) browser
 	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
 
 # the CuPy half of the suite (needs an NVIDIA GPU and convprop[gpu])

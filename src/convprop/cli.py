@@ -117,12 +117,25 @@ def _add_gradcheck(sub: Any) -> None:
 
 
 def _add_explain(sub: Any) -> None:
-    p = sub.add_parser("explain", help="the derivations' worked examples, computed live")
+    from convprop.explain import TOPICS
+
+    p = sub.add_parser(
+        "explain",
+        help="the derivations' worked examples, computed live, and an interactive page",
+        description="Print a topic's worked examples (numbers computed now by convprop, "
+        "checked by hand), and/or write the interactive page of the backward pass.",
+    )
     p.add_argument(
         "topic",
-        choices=["conv", "graph"],
-        help="conv: the three gradients of a convolution; graph: the backward pass of a small "
-        "net, by hand with the op pairs and by the recorded graph",
+        nargs="?",
+        choices=list(TOPICS),
+        help="; ".join(f"{name}: {text}" for name, (_, text) in TOPICS.items()),
+    )
+    p.add_argument(
+        "--html",
+        metavar="PAGE.html",
+        help="write one self-contained page (no server, no network) where you choose input, "
+        "kernel, stride, padding, dilation and channels and see every gradient",
     )
     p.set_defaults(run=cmd_explain)
 
@@ -193,15 +206,9 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    if args.topic == "graph":
-        from convprop.explain_graph import explain_graph
+    from convprop.explain import explain_command
 
-        print(explain_graph())
-        return 0
-    from convprop.explain import explain_conv
-
-    print(explain_conv())
-    return 0
+    return explain_command(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

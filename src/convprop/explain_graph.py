@@ -45,6 +45,13 @@ def example_arrays(seed: int = 0) -> dict[str, numpy.ndarray]:
 def by_hand(a: dict[str, numpy.ndarray]) -> dict[str, Any]:
     """The chain rule written out with the pairs: forward keeping each cache, then backward
     in reverse, each line the backward of one op. Returns the loss and every gradient."""
+    steps = by_hand_steps(a)
+    return {key: steps[key] for key in ("loss", "dx", "dw1", "db1", "dw2", "db2")}
+
+
+def by_hand_steps(a: dict[str, numpy.ndarray]) -> dict[str, Any]:
+    """``by_hand`` keeping every intermediate: the forward's h1, r1, p1, h2, logits and the
+    backward's δ at each of them (dlogits, dh2, dp1, dr1, dh1), with the gradients."""
     h1, conv1 = conv2d_forward(a["x"], a["w1"], a["b1"], padding=1)  # (F1)  (2, 2, 6, 6)
     r1, relu1 = relu_forward(h1)  # (A2)
     p1, pool1 = max_pool2d_forward(r1, 2)  # (MP1)  (2, 2, 3, 3)
@@ -58,7 +65,10 @@ def by_hand(a: dict[str, numpy.ndarray]) -> dict[str, Any]:
     dr1 = max_pool2d_backward(dp1, pool1)  # (MP3): to each window's arg-max
     dh1 = relu_backward(dr1, relu1)  # (A1), (A3): dy ⊙ f′(x)
     dx, dw1, db1 = conv2d_backward(dh1, conv1)  # (B3), (B2), (B1)
-    return {"loss": loss, "dx": dx, "dw1": dw1, "db1": db1, "dw2": dw2, "db2": db2}
+    forward = {"h1": h1, "r1": r1, "p1": p1, "h2": h2, "logits": logits, "loss": loss}
+    deltas = {"dlogits": dlogits, "dh2": dh2, "dp1": dp1, "dr1": dr1, "dh1": dh1}
+    grads = {"dx": dx, "dw1": dw1, "db1": db1, "dw2": dw2, "db2": db2}
+    return {**forward, **deltas, **grads, "argmax": pool1.argmax}
 
 
 def by_graph(a: dict[str, numpy.ndarray]) -> tuple[dict[str, Any], Tensor]:
