@@ -55,7 +55,9 @@ def adaptive_output_size(op: str, output_size: Any, size: tuple[int, ...]) -> tu
         given = [n if v is None else v for v, n in zip(output_size, size, strict=True)]
         return ntuple(op, "output_size", given, dims, minimum=1)
     if not _is_int(output_size):
-        kind = "an int or a pair of ints" if dims == 2 else f"an int or {dims} ints"
+        kind = {1: "an int or a 1-tuple", 2: "an int or a pair of ints"}.get(
+            dims, f"an int or {dims} ints"
+        )
         raise ParameterError(
             f"{op}: output_size must be {kind} (None keeps an axis); expected e.g. 2 or "
             f"{(2,) * dims}, got {output_size!r}"

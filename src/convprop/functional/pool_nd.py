@@ -60,8 +60,9 @@ def ntuple(op: str, name: str, value: Any, dims: int, *, minimum: int) -> tuple[
     elif isinstance(value, (tuple, list)) and len(value) == dims and all(map(is_int, value)):
         values = tuple(int(v) for v in value)
     else:
+        kind = {1: "a 1-tuple", 2: "a pair of ints"}.get(dims, f"{dims} ints")
         raise ParameterError(
-            f"{op}: {name} must be an int or {dims} ints; expected e.g. 2 or {(2,) * dims}, "
+            f"{op}: {name} must be an int or {kind}; expected e.g. 2 or {(2,) * dims}, "
             f"got {value!r}"
         )
     if min(values) < minimum:
