@@ -163,6 +163,41 @@ def resume(out: Path) -> dict[str, Any]:
     }
 
 
+def options(out: Path) -> dict[str, Any]:
+    """fit with augmentation and gradient clipping: distributed against one process
+    (float64, no dropout, no BatchNorm), and a resumed distributed run against a straight one."""
+    data = dataset(32, seed=6)
+    config = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        lr=0.1,
+        optimizer="sgd",
+        progress=False,
+        augment=["crop", "flip"],
+        clip_grad_norm=0.5,
+    )
+
+    def run(directory: Path | None, epochs: int, parallel: bool, again: bool = False) -> Any:
+        model = build_model(
+            "lenet5", num_classes=5, in_channels=1, image_size=8, rng=0, dtype="float64"
+        )
+        config.epochs = epochs
+        fit(model, data, None, config, out_dir=directory, resume=again, distributed=parallel)
+        return model
+
+    alone = run(None, 2, False)  # this rank, as one process
+    together = run(out / "options", 2, True)
+    run(out / "options-stopped", 1, True)
+    resumed = run(out / "options-stopped", 2, True, again=True)
+    a, b = alone.state_dict(), together.state_dict()
+    largest = max(float(np.max(np.abs(a[k] - b[k]) / (1 + np.abs(a[k])))) for k in a)
+    return {
+        "largest_difference_to_one_process": largest,
+        "resumed_equals_straight": digest(resumed) == digest(together),
+        "digest": digest(together),
+    }
+
+
 def nan(out: Path) -> dict[str, Any]:
     """Rank 1's loss becomes NaN at epoch 2, step 3: every rank must stop there."""
     comm = distributed.init()
@@ -220,6 +255,8 @@ def main() -> None:
         result = equivalence(out, int(scenario.split(":")[1]))
     elif scenario == "resume":
         result = resume(out)
+    elif scenario == "options":
+        result = options(out)
     elif scenario == "nan":
         result = nan(out)
     else:

@@ -203,6 +203,27 @@ def test_sharded_loader_yields_this_ranks_samples() -> None:
     assert len(loader) == 3
 
 
+def test_AUG3_augmented_parts_are_the_parts_of_the_augmented_global_batch() -> None:
+    def jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return x + rng.standard_normal(x.shape).astype(x.dtype)  # draws depend on the batch
+
+    rng = np.random.default_rng(8)
+    ds = from_arrays(rng.random((24, 1, 3, 3)).astype(np.float32), np.arange(24) % 4)
+    whole = [x for x, _ in DataLoader(ds, 8, shuffle=True, seed=2, transform=jitter).iter_epoch(1)]
+    parts = [
+        [
+            x
+            for x, _ in ShardedLoader(
+                ds, 8, rank=r, world_size=3, seed=2, transform=jitter
+            ).iter_epoch(1)
+        ]
+        for r in range(3)
+    ]
+    for t, batch in enumerate(whole):
+        for r in range(3):
+            np.testing.assert_array_equal(parts[r][t], batch[r::3])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

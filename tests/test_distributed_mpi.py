@@ -113,6 +113,18 @@ def test_resume_after_a_stop_gives_the_uninterrupted_weights(tmp_path: Path) -> 
     assert results[0]["files"] == ["checkpoint.safetensors", "model.safetensors"]
 
 
+def test_augmentation_and_clipping_train_as_one_process_and_resume_exactly(
+    tmp_path: Path,
+) -> None:
+    """--augment transforms the whole global batch with its generator (AUG3) on every rank;
+    --clip-grad-norm clips the global mean gradient (CLIP1-CLIP4): one process's run."""
+    results = run_worker(2, "options", tmp_path)
+    for result in results:
+        assert result["largest_difference_to_one_process"] < 1e-10
+        assert result["resumed_equals_straight"]
+    assert results[0]["digest"] == results[1]["digest"]
+
+
 def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
     results = run_worker(2, "nan", tmp_path)
     messages = [r["message"] for r in results]

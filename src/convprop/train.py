@@ -403,12 +403,6 @@ def _fit(
     augment = (
         standard_augmentation(config.augment, train_set.sample_shape) if config.augment else None
     )
-    if parallel is not None and (augment is not None or config.clip_grad_norm is not None):
-        raise ParameterError(
-            "train: augmentation and gradient clipping are not available in distributed "
-            "training yet; expected augment=[] and clip_grad_norm=None with distributed=True, "
-            f"got augment={config.augment}, clip_grad_norm={config.clip_grad_norm}"
-        )
     if parallel is None:
         loader: Any = DataLoader(
             train_set,
@@ -421,7 +415,11 @@ def _fit(
     else:
         parallel.prepare(model, optimizer)  # every rank from rank 0's state
         loader = parallel.loader(
-            train_set, config.batch_size, seed=config.seed, device=config.device
+            train_set,
+            config.batch_size,
+            seed=config.seed,
+            device=config.device,
+            transform=augment,  # the whole batch's draws (AUG3), then this rank's part
         )  # (DP1), (DP2)
     model.train()
     for epoch in range(completed + 1, config.epochs + 1):
@@ -453,7 +451,12 @@ def _fit(
                         count = len(labels)
                     else:  # the global batch's loss: a NaN on any rank stops all at this step
                         loss, correct, count = parallel.train_step(
-                            model, loss_fn, optimizer, x, labels
+                            model,
+                            loss_fn,
+                            optimizer,
+                            x,
+                            labels,
+                            clip_grad_norm=config.clip_grad_norm,
                         )
                 loss_value = float(loss)  # one host sync per step: the loss guard needs it
                 if not math.isfinite(loss_value):

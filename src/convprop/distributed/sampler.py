@@ -20,13 +20,14 @@ PyTorch's DistributedSampler.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy
 from numpy.typing import NDArray
 
 from convprop.backend import Array, to_device
 from convprop.data import ArrayDataset, DataLoader
+from convprop.data.augment import batch_generator
 from convprop.errors import ParameterError
 
 
@@ -120,6 +121,10 @@ class ShardedLoader:
 
     ``len(loader)`` is the number of steps per epoch (equal on every rank) and
     ``iter_epoch(e)`` yields this rank's ``(x (n_r,C,H,W), y (n_r,))`` for each step.
+
+    With ``transform`` (augmentation), every rank transforms the whole global batch t with
+    the generator of batch t (AUG3), as one process would, and keeps its part: the images
+    are those of one process with batch G, at the price of transforming G images per rank.
     """
 
     def __init__(
@@ -132,10 +137,14 @@ class ShardedLoader:
         shuffle: bool = True,
         seed: int = 0,
         device: str = "cpu",
+        transform: Callable[[Array, numpy.random.Generator], Array] | None = None,
     ) -> None:
-        DataLoader(dataset, batch_size, shuffle=shuffle, seed=seed, device=device)  # checks
+        DataLoader(
+            dataset, batch_size, shuffle=shuffle, seed=seed, device=device, transform=transform
+        )  # the same checks
         self.dataset = dataset
         self.device = device
+        self.transform = transform
         self.sampler = DistributedSampler(
             len(dataset),
             batch_size,
@@ -150,9 +159,15 @@ class ShardedLoader:
 
     def iter_epoch(self, epoch: int) -> Iterator[tuple[Array, Array]]:
         """This rank's batches of epoch ``epoch``."""
-        for index in self.sampler.batches(epoch):
-            x = numpy.ascontiguousarray(self.dataset.images[index])  # a fresh (n_r, C, H, W)
-            y = numpy.ascontiguousarray(self.dataset.labels[index])  # a fresh (n_r,)
+        part = slice(self.sampler.rank, None, self.sampler.world_size)  # (DP2)
+        for k, batch in enumerate(self.sampler.global_batches(epoch)):
+            if self.transform is None:
+                x = numpy.ascontiguousarray(self.dataset.images[batch[part]])  # (n_r, C, H, W)
+            else:  # the whole batch's draws, then this rank's part
+                whole = numpy.ascontiguousarray(self.dataset.images[batch])  # (|B_t|, C, H, W)
+                whole = self.transform(whole, batch_generator(self.sampler.seed, epoch, k))
+                x = numpy.ascontiguousarray(whole[part])  # (AUG3), (DP2)
+            y = numpy.ascontiguousarray(self.dataset.labels[batch[part]])  # a fresh (n_r,)
             if self.device != "cpu":
                 x, y = to_device(x, self.device), to_device(y, self.device)
             yield x, y

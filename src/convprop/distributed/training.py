@@ -39,6 +39,7 @@ from convprop.distributed.comm import abort, init
 from convprop.distributed.fusion import DEFAULT_FUSION_BYTES, GradientFusion
 from convprop.distributed.sampler import ShardedLoader
 from convprop.nn import Module
+from convprop.nn.utils import clip_grad_norm_
 
 
 class DataParallel:
@@ -89,9 +90,16 @@ class DataParallel:
         )
 
     def loader(
-        self, dataset: ArrayDataset, batch_size: int, *, seed: int, device: str
+        self,
+        dataset: ArrayDataset,
+        batch_size: int,
+        *,
+        seed: int,
+        device: str,
+        transform: Callable[[Array, numpy.random.Generator], Array] | None = None,
     ) -> ShardedLoader:
-        """This rank's parts of the global batches of ``batch_size`` (DP1, DP2)."""
+        """This rank's parts of the global batches of ``batch_size`` (DP1, DP2), augmented
+        as one process would augment the whole batch when ``transform`` is given."""
         return ShardedLoader(
             dataset,
             batch_size,
@@ -100,6 +108,7 @@ class DataParallel:
             shuffle=True,
             seed=seed,
             device=device,
+            transform=transform,
         )
 
     def begin_epoch(self, model: Module, seed: int, epoch: int) -> None:
@@ -119,9 +128,15 @@ class DataParallel:
         optimizer: Any,
         x: Array,
         labels: Array,
+        *,
+        clip_grad_norm: float | None = None,
     ) -> tuple[float, float, float]:
         """One step on this rank's part; returns the global batch's (mean loss, correct
-        labels, samples), the same on every rank."""
+        labels, samples), the same on every rank.
+
+        ``clip_grad_norm`` clips the global batch's mean gradient (after the Allreduce), as
+        one process clips its batch's: every rank rescales the same gradients alike.
+        """
         if self.fusion is None:
             raise RuntimeError("DataParallel.train_step called before prepare")
         logits = model(x)
@@ -134,6 +149,8 @@ class DataParallel:
         total, loss_sum, correct_sum = self.fusion.allreduce(
             n, (float(loss.item()) * n, float(correct))
         )  # (DP3), (DP4)
+        if clip_grad_norm is not None:
+            clip_grad_norm_(model.parameters(), clip_grad_norm)  # (CLIP1)-(CLIP4)
         optimizer.step()
         return loss_sum / total, correct_sum, total
 
