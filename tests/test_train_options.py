@@ -220,14 +220,13 @@ def test_invalid_options_are_refused_before_anything_is_written(
     assert not (tmp_path / "run").exists()
 
 
-def test_distributed_training_refuses_clipping_and_augmentation() -> None:
-    pytest.importorskip("mpi4py")
-    with pytest.raises(
-        ParameterError,
-        match=r"train: augmentation and gradient clipping are not "
-        r"available in distributed training yet",
-    ):
-        fit(linear_net(), blobs(8, 1), None, config(), distributed=True)
+def test_distributed_training_on_one_process_clips_and_augments_as_fit_does() -> None:
+    # several processes are tested in test_distributed_mpi.py; one is the same run, bit for bit
+    alone, spread = linear_net(), linear_net()
+    fit(alone, blobs(20, 1), None, config())
+    fit(spread, blobs(20, 1), None, config(), distributed=True)
+    for key, value in alone.state_dict().items():
+        numpy.testing.assert_array_equal(spread.state_dict()[key], value)
 
 
 # -- the command line -------------------------------------------------------------------------
