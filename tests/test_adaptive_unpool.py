@@ -8,6 +8,7 @@ the one place where max unpooling's gradient departs from PyTorch's worked out).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,16 @@ from reference_pooling import (
     max_unpool2d_ref,
     scatter_ref,
 )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """PyTorch on one thread (tiny tensors; two threads per test worker oversubscribe the CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 ADAPTIVE_CASES = [
     ((2, 3, 5, 7), (2, 3)),
@@ -48,6 +59,7 @@ def distinct_input(shape: tuple[int, ...], seed: int) -> np.ndarray:
 def test_adaptive_max_pool2d_matches_AMP1_AMP3_reference(
     x_shape: tuple[int, ...], out: tuple[int, int], dtype: str
 ) -> None:
+
     rng = np.random.default_rng(1)
     x = rng.integers(0, 4, x_shape).astype(dtype)  # many ties
     y_ref, winner = adaptive_max_pool2d_ref(x.astype(np.float64), out)

@@ -6,6 +6,7 @@ differences, the rule at a zero window sum worked by hand, and PyTorch as an ext
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -16,6 +17,15 @@ from convprop.errors import DTypeError, ParameterError, ShapeError
 from convprop.finite_differences import numerical_gradient
 from convprop.functional import lp_pool
 from reference_pooling import lp_pool_backward_ref, lp_pool_ref
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """PyTorch on one thread (tiny tensors; two threads per test worker oversubscribe the CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 class Case(NamedTuple):

@@ -8,6 +8,7 @@ N-d pair, hypothesis properties, the tie and NaN rules, and PyTorch as an extra 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -28,6 +29,16 @@ from reference_pooling import (
     out_size,
     scatter_ref,
 )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """PyTorch on one thread (tiny tensors; two threads per test worker oversubscribe the CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 MAX_FORWARD = {
