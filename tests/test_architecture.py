@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "data": 5, "io": 5,
     # 6: the training loop and what it reports; data-parallel training over MPI (fit uses it)
     "train": 6, "model_check": 6, "plots": 6, "distributed": 6,
+    "grad_norms": 6, "report": 6,  # the gradient norms fit records; the run's report
     # 7: the command line and its commands
     "cli": 7, "app": 7, "explain": 7, "explain_graph": 7, "bench": 7,
 }  # fmt: skip

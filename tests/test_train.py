@@ -52,6 +52,7 @@ from convprop.train import (
 
 HISTORY_KEYS = {
     "epoch",
+    "grad_norms",
     "lr",
     "train_loss",
     "train_accuracy",
@@ -189,8 +190,11 @@ def test_history_records_every_metric_per_epoch(
     for number, record in enumerate(history, start=1):
         assert set(record) == HISTORY_KEYS
         assert record["epoch"] == number
-        for key in HISTORY_KEYS - {"epoch"}:
+        for key in HISTORY_KEYS - {"epoch", "grad_norms"}:
             assert isinstance(record[key], float) and math.isfinite(record[key]), key
+        names = [name for name, _ in tiny_net().named_parameters()]
+        assert list(record["grad_norms"]) == names  # (DIAG1), one per parameter
+        assert all(value > 0.0 and math.isfinite(value) for value in record["grad_norms"].values())
         assert 0.0 <= record["train_accuracy"] <= 1.0
         assert 0.0 <= record["test_accuracy"] <= 1.0
         assert record["seconds"] >= 0.0

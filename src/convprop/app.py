@@ -10,6 +10,7 @@ from typing import Any
 import numpy
 
 from convprop.autograd import no_grad
+from convprop.data.class_names import class_names
 
 log = logging.getLogger("convprop")
 
@@ -123,8 +124,11 @@ def _train(args: argparse.Namespace, *, distributed: bool, main: bool) -> int:
     )
     if not args.no_plots:
         result = evaluate(model, test_set, device=args.device)
-        for path in write_plots(model, history, result, test_set, num_classes, out):
+        names = class_names(dataset, num_classes)
+        for path in write_plots(model, history, result, test_set, num_classes, out, names):
             log.info("wrote %s", path)
+        report = write_run_report(args, model, history, result, test_set, names, out)
+        log.info("wrote %s", report)
     log.info("wrote %s", out / "model.safetensors")
     return 0
 
@@ -134,6 +138,34 @@ def augment_names(spec: str | None) -> list[str]:
     return [] if spec is None else [name.strip() for name in spec.split(",")]
 
 
+def write_run_report(
+    args: argparse.Namespace,
+    model: Any,
+    history: list[dict[str, Any]],
+    result: Any,
+    test_set: Any,
+    names: tuple[str, ...],
+    out: Path,
+) -> Path:
+    """``out/report.html``: the curves, gradient norms, plots and misclassified images."""
+    from convprop.report import write_report
+
+    final = history[-1]
+    summary = [
+        ("model", args.model),
+        ("data set", f"{args.dataset}: {len(test_set)} test images, {len(names)} classes"),
+        ("epochs", str(final["epoch"])),
+        ("final test accuracy", f"{result.accuracy:.4f}"),
+        ("final test loss", f"{result.loss:.4f}"),
+        ("final train loss", f"{final['train_loss']:.4f}"),
+        ("run directory", str(out.resolve())),
+    ]
+    title = f"Training report: {args.model} on {args.dataset}"
+    return write_report(
+        out, history, result, test_set, names, title=title, summary=summary, model=model
+    )
+
+
 def write_plots(
     model: Any,
     history: list[dict[str, Any]],
@@ -141,8 +173,10 @@ def write_plots(
     test_set: Any,
     num_classes: int,
     out: Path,
+    names: tuple[str, ...] | None = None,
 ) -> list[Path]:
-    """Loss/accuracy curves, first-layer filters, confusion matrix, feature maps."""
+    """Loss/accuracy curves, first-layer filters (one scale centred on 0), confusion matrix
+    (with the class names), feature maps."""
     from convprop.backend import to_host
     from convprop.nn import Conv2d
     from convprop.plots import (
@@ -156,9 +190,10 @@ def write_plots(
     paths = [Path(plot_history(history, out / "history.png"))]
     first_conv = next((m for m in model.modules() if isinstance(m, Conv2d)), None)
     if first_conv is not None:
-        paths.append(Path(plot_filters(to_host(first_conv.weight.data), out / "filters.png")))
+        weight = to_host(first_conv.weight.data)
+        paths.append(Path(plot_filters(weight, out / "filters.png", diverging=True)))
     matrix = confusion_matrix(result.labels, result.predictions, num_classes)
-    paths.append(Path(plot_confusion(matrix, out / "confusion.png")))
+    paths.append(Path(plot_confusion(matrix, out / "confusion.png", class_names=names)))
     image, _ = test_set[0]
     paths.append(Path(plot_feature_maps(model, image, out / "feature_maps.png")))
     return paths
@@ -236,9 +271,12 @@ def predict_command(args: argparse.Namespace) -> int:
     with no_grad():
         probabilities = softmax(model(x.astype(dtype)).data)[0]
     best = int(numpy.argmax(probabilities))
-    print(f"{source}: class {best} (probability {probabilities[best]:.4f})")
+    names = class_names(str(info.get("dataset", "")), len(probabilities))
+    shown = [name if name != str(k) else "" for k, name in enumerate(names)]  # digits: no name
+    headline = f"{best} {shown[best]}" if shown[best] else f"{best}"
+    print(f"{source}: class {headline} (probability {probabilities[best]:.4f})")
     for label, probability in enumerate(probabilities):
-        print(f"  {label:>3}  {probability:.4f}")
+        print(f"  {label:>3}  {probability:.4f}" + (f"  {shown[label]}" if shown[label] else ""))
     return 0
 
 

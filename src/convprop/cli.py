@@ -80,7 +80,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.add_argument(
+        "--no-plots", action="store_true", help="do not write the PNG plots and report.html"
+    )
     p.add_argument(
         "--tune",
         action="store_true",

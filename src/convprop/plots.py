@@ -42,6 +42,8 @@ _HISTORY_SERIES = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
 _CONV_TYPES = (Conv2d, ConvTranspose2d)
 _ACTIVATION_TYPES = (ReLU, LeakyReLU, Sigmoid, Tanh)
 _ANNOTATE_LIMIT = 30  # beyond 30 classes the per-cell counts are too small to read
+NEUTRAL = "#9a9a9a"
+"""The background between the tiles of a mosaic: a grey of no sign, no hue (it is no value)."""
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -261,14 +263,14 @@ def plot_filters(
         limit = float(numpy.abs(images).max())
         limit = limit if limit > 0.0 else 1.0
         mosaic = numpy.ma.masked_invalid(_mosaic(images, columns, numpy.nan))
-        cmap = colormaps["RdBu_r"].with_extremes(bad="0.3")
+        cmap = colormaps["RdBu_r"].with_extremes(bad=NEUTRAL)
         picture = axes.imshow(mosaic, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
         figure.colorbar(picture, ax=axes, shrink=0.8, label="weight")
     elif images.ndim == 4:
         axes.imshow(_mosaic(images, columns, 1.0), interpolation="nearest")
     else:
         mosaic = numpy.ma.masked_invalid(_mosaic(images, columns, numpy.nan))
-        cmap = colormaps["gray"].with_extremes(bad="tab:blue")
+        cmap = colormaps["gray"].with_extremes(bad=NEUTRAL)
         axes.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     axes.set_xlabel(f"filters 0 to {count - 1}, row by row, {columns} per row")
     figure.suptitle(f"Learned filters: {count} of K={K} (C={C}, R={R}, S={S})\n{how}", fontsize=9)
@@ -403,7 +405,8 @@ def plot_confusion(
     axes = figure.subplots()
     picture = axes.imshow(counts, cmap="Blues", vmin=0.0)
     figure.colorbar(picture, ax=axes, shrink=0.8, label="count")
-    axes.set_xticks(range(K), names, rotation=90 if K > 10 else 0)
+    long_names = max(len(name) for name in names) > 3  # e.g. Fashion-MNIST's "T-shirt/top"
+    axes.set_xticks(range(K), names, rotation=90 if K > 10 or long_names else 0)
     axes.set_yticks(range(K), names)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
@@ -458,7 +461,10 @@ def plot_feature_maps(model: Module, image: Array, path: PathLike, *, max_maps: 
     The image runs through ``model`` in eval mode as a batch of one, child by child. The output
     of every Conv2d / ConvTranspose2d child, and of the first activation child after it
     (ReLU, LeakyReLU, Sigmoid, Tanh), is captured; the figure has one row for the input and one
-    row per captured output, showing up to ``max_maps`` channels, each on its own min/max scale.
+    row per captured output, showing up to ``max_maps`` channels. All channels of a layer share
+    one colour scale, with a colour bar: 0 to the maximum where the layer's output is
+    non-negative (after a ReLU), else symmetric about 0. So a dead channel (0 everywhere) looks
+    dead, the colour of 0, and is marked "dead"; it is not stretched to fill the scale.
 
     Parameters
     ----------
@@ -520,15 +526,33 @@ def plot_feature_maps(model: Module, image: Array, path: PathLike, *, max_maps: 
     return _draw_feature_maps(to_host(image), captured, path, max_maps)
 
 
+def layer_scale(maps: numpy.ndarray) -> tuple[str, float, float, str]:
+    """(colormap, vmin, vmax, description) shared by all channels of one layer: 0 to the
+    maximum for non-negative maps (after a ReLU), else symmetric about 0. Either way a channel
+    that is 0 everywhere takes the colour of 0, the same in every channel."""
+    finite = maps[numpy.isfinite(maps)]
+    largest = float(numpy.abs(finite).max()) if finite.size else 0.0
+    largest = largest if largest > 0.0 else 1.0
+    if finite.size == 0 or float(finite.min()) >= 0.0:
+        return "viridis", 0.0, largest, "0 to max"
+    return "RdBu_r", -largest, largest, "symmetric about 0"
+
+
+def dead_channels(maps: numpy.ndarray) -> list[int]:
+    """The channels k of ``maps`` (K, P, Q) that are 0 everywhere."""
+    return [k for k, plane in enumerate(maps) if not numpy.any(plane)]
+
+
 def _draw_feature_maps(
     image: numpy.ndarray,
     captured: list[tuple[str, numpy.ndarray]],
     path: PathLike,
     max_maps: int,
 ) -> Path:
-    """One row for the input, then one row per captured output (K, P, Q): its first channels."""
+    """One row for the input, then one row per captured output (K, P, Q): its first channels,
+    all on the layer's one scale (with a colour bar); a channel that is 0 everywhere says so."""
     columns = min(max_maps, max(maps.shape[0] for _, maps in captured))
-    figure = _new_figure(max(5.0, 0.8 * columns + 1.5), 1.3 * (1 + len(captured)) + 0.5)
+    figure = _new_figure(max(6.0, 0.8 * columns + 2.5), 1.4 * (1 + len(captured)) + 0.5)
     rows = figure.subplots(1 + len(captured), 1, squeeze=False)[:, 0]
     for axes in rows:
         _hide_ticks(axes)
@@ -536,15 +560,27 @@ def _draw_feature_maps(
     rows[0].imshow(picture, cmap=colormap, interpolation="nearest")
     rows[0].set_ylabel(f"input\n{tuple(image.shape)}", fontsize=7)
     rows[0].set_title(f"input image ({how})", fontsize=8)
-    cmap = colormaps["viridis"].with_extremes(bad="white")
     for axes, (name, maps) in zip(rows[1:], captured, strict=True):
         shown = maps[:max_maps].astype(numpy.float64)  # (min(K, max_maps), P, Q)
-        normalised = numpy.stack([_normalise(m) for m in shown])
-        mosaic = numpy.ma.masked_invalid(_mosaic(normalised, len(normalised), numpy.nan))
-        axes.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+        cmap_name, low, high, scale = layer_scale(shown)
+        mosaic = numpy.ma.masked_invalid(_mosaic(shown, len(shown), numpy.nan))
+        cmap = colormaps[cmap_name].with_extremes(bad=NEUTRAL)
+        image_artist = axes.imshow(mosaic, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
+        figure.colorbar(image_artist, ax=axes, shrink=0.9, pad=0.01, aspect=8)
+        dead = dead_channels(shown)
+        height, width = shown.shape[1:]
+        for k in dead:  # the tile's centre in mosaic coordinates (1-pixel gaps)
+            colour = "white" if cmap_name == "viridis" else "black"
+            axes.text(1 + k * (width + 1) + (width - 1) / 2, 1 + (height - 1) / 2, "dead",
+                      ha="center", va="center", fontsize=6, color=colour)  # fmt: skip
         axes.set_ylabel(f"{name}\n{tuple(maps.shape)}", fontsize=7)
-        axes.set_title(f"channels 0 to {len(shown) - 1} of {maps.shape[0]}", fontsize=7)
+        note = f"; {len(dead)} dead (0 everywhere)" if dead else ""
+        axes.set_title(
+            f"channels 0 to {len(shown) - 1} of {maps.shape[0]}, one scale ({scale}){note}",
+            fontsize=7,
+        )
     figure.suptitle(
-        f"Feature maps (up to {max_maps} channels per layer, each on its own scale)", fontsize=9
+        f"Feature maps (up to {max_maps} channels per layer, one colour scale per layer)",
+        fontsize=9,
     )
     return _save_png(figure, path)

@@ -40,6 +40,7 @@ from convprop.backend import Array, get_xp, to_host
 from convprop.data import ArrayDataset, DataLoader
 from convprop.data.augment import AUGMENTATIONS, standard_augmentation
 from convprop.errors import ParameterError
+from convprop.grad_norms import GradientNorms
 from convprop.io import (
     check_writable,
     describe,
@@ -427,6 +428,7 @@ def _fit(
         if parallel is not None:
             parallel.begin_epoch(model, config.seed, epoch)
         total_loss, total_correct, seen = 0.0, 0, 0
+        norms = GradientNorms(model)  # (DIAG1), per epoch
         bar = tqdm(
             loader.iter_epoch(epoch),
             total=len(loader),
@@ -465,6 +467,7 @@ def _fit(
                 total_correct += int(correct)
                 seen += int(count)
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.3f}")
+                norms.add()  # this step's gradients: one dot product per parameter
         finally:
             bar.close()
         record: dict[str, Any] = {
@@ -474,6 +477,7 @@ def _fit(
             "train_accuracy": total_correct / max(seen, 1),
             "test_loss": None,
             "test_accuracy": None,
+            "grad_norms": norms.means(),  # (DIAG1)
         }
         if scheduler is not None:
             scheduler.step()
