@@ -18,6 +18,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from convprop import native
 from convprop.backend import to_host
 from convprop.errors import DTypeError, ParameterError, ShapeError
 from convprop.finite_differences import numerical_gradient
@@ -135,6 +136,8 @@ def assert_close(actual: Any, expected: np.ndarray, dtype: str) -> None:
 
 
 def max_indices(cache: Any) -> Any:
+    if isinstance(cache, pool1d.LiftedMaxPool1dCache):
+        return pool1d.max_pool1d_indices(cache)
     if isinstance(cache, pool_nd.MaxPoolNdCache):
         return pool_nd.max_pool_nd_indices(cache)
     return pool2d.max_pool2d_indices(cache)
@@ -290,6 +293,34 @@ def test_2d_pairs_equal_the_nd_pairs(
     )
 
 
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, 2, 0), (3, 2, 1), (4, 3, 2)])
+def test_max_pool1d_PL1_PL2_on_the_compiled_2d_pair_equals_the_nd_pair(
+    kernel: int, stride: int, padding: int, ceil_mode: bool
+) -> None:
+    rng = np.random.default_rng(16)
+    x = rng.integers(0, 4, (2, 3, 23)).astype(np.float64)  # ties: the same first maximum
+    hyper = {"stride": stride, "padding": padding, "ceil_mode": ceil_mode}
+    y, cache = pool1d.max_pool1d_forward(x, kernel, **hyper)
+    assert isinstance(cache, pool1d.LiftedMaxPool1dCache)
+    with native.disabled():
+        y_nd, cache_nd = pool1d.max_pool1d_forward(x, kernel, **hyper)
+    assert isinstance(cache_nd, pool_nd.MaxPoolNdCache)
+    np.testing.assert_array_equal(y, y_nd)
+    np.testing.assert_array_equal(
+        pool1d.max_pool1d_indices(cache), pool1d.max_pool1d_indices(cache_nd)
+    )
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(
+        pool1d.max_pool1d_backward(dy, cache),
+        pool1d.max_pool1d_backward(dy, cache_nd),
+        rtol=1e-15,
+        atol=1e-15,
+    )
+    with pytest.raises(ShapeError, match=r"^max_pool1d_backward: dy.shape=\(2, 3\) does not"):
+        pool1d.max_pool1d_backward(dy[:, :, 0], cache)
+
+
 def test_max_pool2d_dilation_one_takes_the_compiled_pair_and_above_one_the_nd_pair() -> None:
     x = np.random.default_rng(11).standard_normal((1, 2, 6, 6))
     assert isinstance(pool2d.max_pool2d_forward(x, 2, dilation=(1, 1))[1], pool2d.MaxPool2dCache)
@@ -399,7 +430,7 @@ def test_max_pool_a_nan_wins_and_the_last_nan_of_a_window_is_named() -> None:
     x = np.array([[[1.0, np.nan, 5.0, np.nan, 0.0]]])
     y, cache = pool1d.max_pool1d_forward(x, 5)
     assert np.isnan(y[0, 0, 0])
-    np.testing.assert_array_equal(pool_nd.max_pool_nd_indices(cache)[0, 0], [3])
+    np.testing.assert_array_equal(max_indices(cache)[0, 0], [3])
 
 
 def test_max_pool3d_all_minus_infinity_window_points_at_its_first_real_cell() -> None:

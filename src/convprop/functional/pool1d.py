@@ -1,18 +1,22 @@
 """1-D pooling, PyTorch's max_pool1d, avg_pool1d and adaptive_avg_pool1d: pure pairs.
 
 x (N, C, L) -> y (N, C, L_out). Max and average pooling are convprop.functional.pool_nd
-with one spatial axis: (PN1)-(PN4), (MPN1)-(MPN3), (MPI1), (APN1)-(APN3). Adaptive average
-pooling lifts the signal to an image of one row and uses the 2-D pair:
-  y = adaptive_avg_pool2d(x viewed as (N, C, 1, L), (1, L_out)) viewed as (N, C, L_out)  (PL1)
-  dx = adaptive_avg_pool2d_backward(dy viewed as (N, C, 1, L_out)) viewed as (N, C, L)   (PL2)
-A view changes no value, so (PL2) is the adjoint of (PL1) exactly when (AA4) is of (AA3).
+with one spatial axis: (PN1)-(PN4), (MPN1)-(MPN3), (MPI1), (APN1)-(APN3). Where a 2-D pair
+is faster, the signal is lifted to an image of one row: max pooling without dilation (the
+compiled 2-D kernel) and adaptive average pooling:
+  y = pool2d(x viewed as (N, C, 1, L), window (1, k), stride (1, s), padding (0, p))
+      viewed as (N, C, L_out);  adaptive: output size (1, L_out)                         (PL1)
+  dx = pool2d_backward(dy viewed as (N, C, 1, L_out)) viewed as (N, C, L)                (PL2)
+A view changes no value, so (PL2) is the adjoint (or derivative) of (PL1) exactly when the
+2-D backward is that of the 2-D forward; with one row, PyTorch's flat index h·W + w is w.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from convprop import native
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ShapeError
 from convprop.functional._checks import check_upstream, require_array
@@ -22,6 +26,12 @@ from convprop.functional.adaptive_pool2d import (
     adaptive_avg_pool2d_forward,
     adaptive_output_size,
 )
+from convprop.functional.pool2d import (
+    MaxPool2dCache,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    max_pool2d_indices,
+)
 from convprop.functional.pool_nd import (
     AvgPoolNdCache,
     MaxPoolNdCache,
@@ -29,7 +39,25 @@ from convprop.functional.pool_nd import (
     avg_pool_nd_forward,
     max_pool_nd_backward,
     max_pool_nd_forward,
+    max_pool_nd_indices,
+    pool_nd_geometry,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LiftedMaxPool1dCache:
+    """What max_pool1d_backward needs after the compiled 2-D pair ran on one-row images.
+
+    Fields
+    ------
+    lifted : MaxPool2dCache
+        The 2-D cache on x viewed as (N, C, 1, L) (PL1): N·C·L_out int32 tap indices.
+    y_shape : tuple of int
+        (N, C, L_out).
+    """
+
+    lifted: MaxPool2dCache
+    y_shape: tuple[int, int, int]
 
 
 def max_pool1d_forward(
@@ -40,8 +68,8 @@ def max_pool1d_forward(
     padding: Any = 0,
     dilation: Any = 1,
     ceil_mode: bool = False,
-) -> tuple[Array, MaxPoolNdCache]:
-    """1-D max pooling forward pass, equations (MPN1), (MPN2).
+) -> tuple[Array, MaxPoolNdCache | LiftedMaxPool1dCache]:
+    """1-D max pooling forward pass, equations (MPN1), (MPN2) (or PL1 over MP1, MP2).
 
     Parameters
     ----------
@@ -57,9 +85,9 @@ def max_pool1d_forward(
     -------
     y : Array (N, C, L_out)
         Same dtype as x.
-    cache : MaxPoolNdCache
-        For max_pool1d_backward; ``pool_nd.max_pool_nd_indices(cache)`` gives PyTorch's
-        indices (MPI1).
+    cache : MaxPoolNdCache or LiftedMaxPool1dCache
+        For max_pool1d_backward; :func:`max_pool1d_indices` gives PyTorch's indices (MPI1).
+        Without dilation a NumPy input runs the compiled 2-D pair on one-row images (PL1).
 
     Examples
     --------
@@ -71,14 +99,36 @@ def max_pool1d_forward(
     >>> max_pool1d_backward(np.array([[[1.0, 2.0, 3.0]]]), cache)
     array([[[0., 0., 1., 0., 5., 0., 0.]]])
     """
-    return max_pool_nd_forward(
-        "max_pool1d", x, 1, kernel_size, stride, padding, dilation, ceil_mode
-    )
+    op = "max_pool1d"
+    geom = pool_nd_geometry(op, x, 1, kernel_size, stride, padding, dilation, ceil_mode)
+    if geom.dilation != (1,) or not native.serves(x):
+        return max_pool_nd_forward(op, x, 1, kernel_size, stride, padding, dilation, ceil_mode)
+    # (PL1) over (MP1), (MP2): the compiled 2-D kernel on one-row images
+    y, lifted = max_pool2d_forward(
+        x[:, :, None, :], (1, geom.kernel[0]), stride=(1, geom.stride[0]),
+        padding=(0, geom.padding[0]), ceil_mode=ceil_mode,
+    )  # fmt: skip
+    y_shape = (geom.N, geom.C, geom.out[0])
+    cache = LiftedMaxPool1dCache(lifted=cast(MaxPool2dCache, lifted), y_shape=y_shape)
+    return y.reshape(y_shape), cache
 
 
-def max_pool1d_backward(dy: Array, cache: MaxPoolNdCache) -> Array:
-    """1-D max pooling backward pass, equation (MPN3): dy (N, C, L_out) -> dx (N, C, L)."""
-    return max_pool_nd_backward(dy, cache)
+def max_pool1d_backward(dy: Array, cache: MaxPoolNdCache | LiftedMaxPool1dCache) -> Array:
+    """1-D max pooling backward pass, equation (MPN3), or (PL2) over (MP3) for a cache of
+    the compiled path: dy (N, C, L_out) -> dx (N, C, L)."""
+    if isinstance(cache, MaxPoolNdCache):
+        return max_pool_nd_backward(dy, cache)  # (MPN3)
+    check_upstream("max_pool1d_backward", dy, cache.y_shape, cache.lifted.x_dtype)
+    dx = max_pool2d_backward(dy[:, :, None, :], cache.lifted)  # (PL2) over (MP3)
+    return dx.reshape(dx.shape[0], dx.shape[1], dx.shape[3])
+
+
+def max_pool1d_indices(cache: MaxPoolNdCache | LiftedMaxPool1dCache) -> Array:
+    """PyTorch's ``return_indices`` (MPI1): (N, C, L_out) int64, the position l of each
+    maximum (for a one-row image h·W + w = w)."""
+    if isinstance(cache, MaxPoolNdCache):
+        return max_pool_nd_indices(cache)
+    return max_pool2d_indices(cache.lifted).reshape(cache.y_shape)
 
 
 def max_pool1d(x: Array, kernel_size: Any, **hyper: Any) -> Array:

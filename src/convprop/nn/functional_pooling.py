@@ -76,26 +76,32 @@ def _want(op: str, return_indices: Any) -> bool:
 
 
 # -- max pooling -------------------------------------------------------------------------
+_MAX_PAIRS: dict[int, tuple[Any, Any, Any]] = {
+    1: (pool1d.max_pool1d_forward, pool1d.max_pool1d_backward, pool1d.max_pool1d_indices),
+    2: (pool2d.max_pool2d_forward, pool2d.max_pool2d_backward, pool2d.max_pool2d_indices),
+    3: (pool3d.max_pool3d_forward, pool3d.max_pool3d_backward, pool_nd.max_pool_nd_indices),
+}
+
+
+def _max_labels(cache: Any) -> str:
+    if isinstance(cache, pool_nd.MaxPoolNdCache):
+        return "MPN3"
+    return "PL2, MP3" if isinstance(cache, pool1d.LiftedMaxPool1dCache) else "MP3"
+
+
 def _max_pool(
     op: str, dims: int, input: Any, hyper: tuple[Any, ...], ceil_mode: bool, return_indices: bool
 ) -> Any:
     want = _want(op, return_indices)
     kernel_size, stride, padding, dilation = hyper
     x, lift = _lift(input, dims)
-    forward = {1: pool1d.max_pool1d_forward, 2: pool2d.max_pool2d_forward}.get(
-        dims, pool3d.max_pool3d_forward
-    )
+    forward, backward, indices_of = _MAX_PAIRS[dims]
     y, cache = forward(
         x, _each(kernel_size, dims), stride=_stride(stride, dims), padding=_each(padding, dims),
         dilation=_each(dilation, dims), ceil_mode=ceil_mode,
     )  # fmt: skip
-    if isinstance(cache, pool_nd.MaxPoolNdCache):
-        out = _record(op, "MPN3", y, cache, input, pool_nd.max_pool_nd_backward, lift)
-        indices = pool_nd.max_pool_nd_indices(cache) if want else None  # (MPI1)
-    else:
-        out = _record(op, "MP3", y, cache, input, pool2d.max_pool2d_backward, lift)
-        indices = pool2d.max_pool2d_indices(cache) if want else None  # (MPI1)
-    return _with_indices(out, indices, lift)
+    out = _record(op, _max_labels(cache), y, cache, input, backward, lift)
+    return _with_indices(out, indices_of(cache) if want else None, lift)  # (MPI1)
 
 
 def max_pool1d(
