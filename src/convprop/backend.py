@@ -149,6 +149,18 @@ def fft_module(xp: ModuleType) -> ModuleType:
     return cupyx.scipy.fft  # type: ignore[no-any-return]  # pragma: no cover - cupy is untyped
 
 
+def erf(xp: ModuleType, a: Any) -> Any:
+    """The error function element-wise, on the device of ``a`` (``scipy.special.erf`` or
+    ``cupyx.scipy.special.erf``): NumPy has none, and GELU's exact form needs it."""
+    if xp is numpy:
+        import scipy.special
+
+        return scipy.special.erf(a)
+    import cupyx.scipy.special  # pragma: no cover - needs a GPU
+
+    return cupyx.scipy.special.erf(a)  # pragma: no cover - cupy is untyped
+
+
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
 
 

@@ -17,8 +17,13 @@ Mean squared error.  pred, target (any shape, the same);  numel = their number o
   The derivations often write the error as E = ½ Σ (pred − target)², whose gradient is
   dE/dpred = pred − target                                                            (MSE3)
   Both have the same minimiser; loss = (2/numel)·E, so (MSE2) is (MSE3) scaled by
-  2·dloss/numel. With plain SGD the scale only rescales the learning rate. The target is
-  data, so it gets no gradient (it would be −dpred).
+  2·dloss/numel. With plain SGD the scale only rescales the learning rate.
+  Other reductions (functional/_loss_reduction.py), and a weight w of pred's shape:
+  ℓ = w·(pred − target)² element-wise (w = 1 without one), then L = Σ ℓ ("sum"),
+  L = ℓ ("none"), or L = Σ ℓ / Σ w ("mean" with a weight: a weighted mean)            (MSE4)
+  dpred = g·2·w·(pred − target), g of (RD4): dloss/numel for the plain mean (MSE2),
+  dloss/Σ w for the weighted mean, dloss for "sum", dloss element-wise for "none"     (MSE5)
+  dtarget = −dpred   -- the loss depends on pred − target only                        (MSE6)
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ from typing import Any
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import DTypeError, ShapeError
 from convprop.functional._checks import require_array
+from convprop.functional._loss_reduction import (
+    check_reduction,
+    reduce_backward,
+    reduce_forward,
+    upstream,
+)
 
 
 def _upstream_scalar(op: str, dloss: Any, like: Array) -> Any:
@@ -231,13 +242,21 @@ class MseLossCache:
     ------
     diff : Array (the shape of pred)
         pred − target: numel elements.
+    reduction : str
+        "mean", "sum" or "none".
+    weight : Array (the shape of pred) or None
+        w of (MSE4) (a reference).
     """
 
     diff: Array
+    reduction: str = "mean"
+    weight: Array | None = None
 
 
-def mse_loss_forward(pred: Array, target: Array) -> tuple[Array, MseLossCache]:
-    """Mean squared error forward pass, equation (MSE1).
+def mse_loss_forward(
+    pred: Array, target: Array, *, reduction: str = "mean", weight: Array | None = None
+) -> tuple[Array, MseLossCache]:
+    """Mean squared error forward pass, equation (MSE1), or (MSE4) for another reduction.
 
     Parameters
     ----------
@@ -245,11 +264,16 @@ def mse_loss_forward(pred: Array, target: Array) -> tuple[Array, MseLossCache]:
         Predictions, float32 or float64.
     target : Array (the shape of pred)
         Targets; same dtype as pred.
+    reduction : str
+        "mean" (PyTorch's default), "sum" or "none".
+    weight : Array (the shape of pred) or None
+        Per-element weights; the mean becomes Σ w·(pred − target)² / Σ w (MSE4).
 
     Returns
     -------
-    loss : Array ()
-        The mean of (pred − target)² over all elements, a 0-d array of pred's dtype.
+    loss : Array
+        The mean (or sum) of (pred − target)² over all elements, a 0-d array of pred's
+        dtype; for "none" the element-wise squares (the shape of pred).
     cache : MseLossCache
         For mse_loss_backward.
 
@@ -281,9 +305,22 @@ def mse_loss_forward(pred: Array, target: Array) -> tuple[Array, MseLossCache]:
             f"got pred.shape={tuple(pred.shape)}, "
             f"target.shape={tuple(target.shape)}"
         )
+    reduction = check_reduction(op, reduction)
+    if weight is not None:
+        require_array(op, "weight", weight)
+        check_float_dtype(op, pred=pred, weight=weight)
+        if tuple(weight.shape) != tuple(pred.shape):
+            raise ShapeError(
+                f"{op}: weight holds one value per element; expected weight.shape == "
+                f"pred.shape={tuple(pred.shape)}, got {tuple(weight.shape)}"
+            )
     diff = pred - target
-    loss = xp.asarray((diff * diff).mean(), dtype=pred.dtype)  # (MSE1) -> ()
-    return loss, MseLossCache(diff=diff)
+    if reduction == "mean" and weight is None:
+        loss = xp.asarray((diff * diff).mean(), dtype=pred.dtype)  # (MSE1) -> ()
+    else:
+        squares = diff * diff if weight is None else weight * (diff * diff)
+        loss = reduce_forward(squares, reduction, None if weight is None else weight.sum())
+    return loss, MseLossCache(diff=diff, reduction=reduction, weight=weight)  # (MSE4)
 
 
 def mse_loss_backward(dloss: Any, cache: MseLossCache) -> Array:
@@ -291,27 +328,36 @@ def mse_loss_backward(dloss: Any, cache: MseLossCache) -> Array:
 
     Parameters
     ----------
-    dloss : float or Array ()
-        Gradient of the final objective with respect to the loss (usually 1.0).
+    dloss : float or Array
+        Gradient of the final objective with respect to the loss (usually 1.0); an array
+        of pred's shape for reduction="none".
     cache : MseLossCache
         From mse_loss_forward.
 
     Returns
     -------
     dpred : Array (the shape of pred)
-        dloss·2·(pred − target)/numel, same dtype as pred.
+        dloss·2·(pred − target)/numel for the mean, same dtype as pred; the target's
+        gradient is −dpred (MSE6).
 
     Raises
     ------
     ShapeError, DTypeError
-        When dloss is neither a real number nor a 0-d float array.
+        When dloss is neither a real number nor a float array of the loss's shape.
     """
-    diff = cache.diff
-    scale = _upstream_scalar("mse_loss_backward", dloss, diff)
-    return diff * (2 * scale / diff.size)  # (MSE2)
+    diff, weight = cache.diff, cache.weight
+    if cache.reduction == "mean" and weight is None:
+        scale = _upstream_scalar("mse_loss_backward", dloss, diff)
+        return diff * (2 * scale / diff.size)  # (MSE2)
+    scale = upstream("mse_loss_backward", dloss, cache.reduction, tuple(diff.shape), diff)
+    g = reduce_backward(scale, cache.reduction, None if weight is None else weight.sum(), diff.size)
+    weighted = diff if weight is None else weight * diff
+    return (weighted * (2 * g)).astype(diff.dtype, copy=False)  # (MSE5)
 
 
-def mse_loss(pred: Array, target: Array) -> Array:
+def mse_loss(
+    pred: Array, target: Array, *, reduction: str = "mean", weight: Array | None = None
+) -> Array:
     """Mean squared error forward alone; see :func:`mse_loss_forward`."""
-    loss, _ = mse_loss_forward(pred, target)
+    loss, _ = mse_loss_forward(pred, target, reduction=reduction, weight=weight)
     return loss

@@ -98,7 +98,7 @@ def _check_hyperparameters(op: str, training: Any, momentum: Any, eps: Any) -> N
         raise ParameterError(
             f"{op}: training must be a bool; expected True or False, got {training!r}"
         )
-    if not (_is_real(momentum) and 0 <= momentum <= 1):
+    if training and not (_is_real(momentum) and 0 <= momentum <= 1):  # unused in inference
         raise ParameterError(
             f"{op}: momentum is the weight of the batch statistics; expected a number in "
             f"[0, 1], got {momentum!r}"

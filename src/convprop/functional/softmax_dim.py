@@ -61,6 +61,8 @@ def softmax_forward(x: Array, dim: int) -> tuple[Array, SoftmaxCache]:
     """
     axis = _check("softmax", x, dim)
     xp = get_xp(x)
+    if x.size == 0:  # nothing to normalise (and max over an empty axis is undefined)
+        return x.copy(), SoftmaxCache(x.copy(), axis)
     e = xp.exp(x - x.max(axis=axis, keepdims=True)) if x.ndim else xp.ones_like(x)
     y = e / e.sum(axis=axis, keepdims=True) if x.ndim else e  # (SM1)
     return y, SoftmaxCache(y, axis)
@@ -89,6 +91,8 @@ def log_softmax_forward(x: Array, dim: int) -> tuple[Array, SoftmaxCache]:
     xp = get_xp(x)
     if x.ndim == 0:
         return xp.zeros_like(x), SoftmaxCache(xp.zeros_like(x), 0)
+    if x.size == 0:  # nothing to normalise (and max over an empty axis is undefined)
+        return x.copy(), SoftmaxCache(x.copy(), axis)
     z = x - x.max(axis=axis, keepdims=True)
     y = z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))  # (SM3)
     return y, SoftmaxCache(y, axis)

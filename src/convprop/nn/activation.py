@@ -1,4 +1,7 @@
-"""Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh (backward: δ ⊙ f′(x))."""
+"""Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, ELU, Softmax, LogSoftmax.
+
+The backward of each is its pair's (δ ⊙ f′(x) for the element-wise ones), through the graph.
+"""
 
 from __future__ import annotations
 
@@ -51,3 +54,90 @@ class Tanh(Module):
 
     def forward(self, x: Any) -> Tensor:
         return F.tanh(x)
+
+
+def _no_inplace(op: str, inplace: Any) -> None:
+    if inplace:
+        raise ParameterError(
+            f"{op}: in-place ops would overwrite what the graph keeps for backward; expected "
+            f"inplace=False, got {inplace!r}"
+        )
+
+
+class GELU(Module):
+    """x·Φ(x), Φ the standard normal distribution function; approximate="tanh" for the
+    tanh form (GE1)–(GE6)."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ParameterError(
+                f"GELU: unknown approximation; expected 'none' or 'tanh', got {approximate!r}"
+            )
+        self.approximate = approximate
+
+    def forward(self, x: Any) -> Tensor:
+        return F.gelu(x, approximate=self.approximate)
+
+    def config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+
+class SiLU(Module):
+    """x·σ(x) (SI1), (SI2)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        _no_inplace("SiLU", inplace)
+
+    def forward(self, x: Any) -> Tensor:
+        return F.silu(x)
+
+
+class ELU(Module):
+    """x for x > 0, alpha·(exp(x) − 1) otherwise (EL1), (EL2)."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        is_real = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
+        if not (is_real and math.isfinite(alpha)):
+            raise ParameterError(
+                f"ELU: alpha must be a finite real number; expected e.g. 1.0, got {alpha!r}"
+            )
+        _no_inplace("ELU", inplace)
+        self.alpha = float(alpha)
+
+    def forward(self, x: Any) -> Tensor:
+        return F.elu(x, self.alpha)
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class _AlongDim(Module):
+    """Softmax and LogSoftmax: one op along ``dim`` (None: PyTorch's deprecated choice)."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        if dim is not None and not (isinstance(dim, int) and not isinstance(dim, bool)):
+            raise ParameterError(
+                f"{type(self).__name__}: dim must be an int or None; expected e.g. 1, got {dim!r}"
+            )
+        self.dim = dim
+
+    def config(self) -> dict[str, Any]:
+        return {"dim": self.dim}
+
+
+class Softmax(_AlongDim):
+    """exp(x) / Σ exp(x) along ``dim`` (SM1), (SM2)."""
+
+    def forward(self, x: Any) -> Tensor:
+        return F.softmax(x, self.dim)
+
+
+class LogSoftmax(_AlongDim):
+    """log softmax along ``dim`` (SM3), (SM4)."""
+
+    def forward(self, x: Any) -> Tensor:
+        return F.log_softmax(x, self.dim)

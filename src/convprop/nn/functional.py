@@ -17,16 +17,28 @@ from convprop.autograd.tensor import Tensor, record
 from convprop.backend import Array, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional import activation, normalization
-from convprop.functional import loss as loss_pair
-from convprop.functional import softmax_dim as softmax_pair
 from convprop.functional.dropout import dropout_backward, dropout_forward
 from convprop.functional.linear import linear_backward, linear_forward
+from convprop.nn.functional_activation import elu as elu  # F.gelu, F.softmax, ...
+from convprop.nn.functional_activation import gelu as gelu
+from convprop.nn.functional_activation import log_softmax as log_softmax
+from convprop.nn.functional_activation import silu as silu
+from convprop.nn.functional_activation import softmax as softmax
 from convprop.nn.functional_conv import conv1d as conv1d  # re-exported: F.conv1d, ...
 from convprop.nn.functional_conv import conv2d as conv2d
 from convprop.nn.functional_conv import conv3d as conv3d
 from convprop.nn.functional_conv import conv_transpose1d as conv_transpose1d
 from convprop.nn.functional_conv import conv_transpose2d as conv_transpose2d
 from convprop.nn.functional_conv import conv_transpose3d as conv_transpose3d
+from convprop.nn.functional_loss import binary_cross_entropy as binary_cross_entropy
+from convprop.nn.functional_loss import (
+    binary_cross_entropy_with_logits as binary_cross_entropy_with_logits,
+)
+from convprop.nn.functional_loss import cross_entropy as cross_entropy
+from convprop.nn.functional_loss import mse_loss as mse_loss
+from convprop.nn.functional_loss import nll_loss as nll_loss
+from convprop.nn.functional_normalization import group_norm as group_norm
+from convprop.nn.functional_normalization import layer_norm as layer_norm
 from convprop.nn.functional_pooling import adaptive_avg_pool1d as adaptive_avg_pool1d
 from convprop.nn.functional_pooling import adaptive_avg_pool2d as adaptive_avg_pool2d
 from convprop.nn.functional_pooling import adaptive_max_pool2d as adaptive_max_pool2d
@@ -39,6 +51,9 @@ from convprop.nn.functional_pooling import max_pool1d as max_pool1d
 from convprop.nn.functional_pooling import max_pool2d as max_pool2d
 from convprop.nn.functional_pooling import max_pool3d as max_pool3d
 from convprop.nn.functional_pooling import max_unpool2d as max_unpool2d
+from convprop.nn.functional_spatial import dropout2d as dropout2d
+from convprop.nn.functional_spatial import interpolate as interpolate
+from convprop.nn.functional_spatial import pad as pad
 
 _default_rng = numpy.random.default_rng()
 
@@ -108,19 +123,6 @@ def tanh(input: Any) -> Tensor:
     """tanh(x) (A8); backward dy ⊙ (1 − y²) (A1, A9)."""
     y, cache = activation.tanh_forward(_array(input))
     return record("tanh", "A1, A9", y, cache, (input,), _one(activation.tanh_backward))
-
-
-def softmax(input: Any, dim: int) -> Tensor:
-    """softmax along ``dim`` (SM1); backward (SM2)."""
-    y, cache = softmax_pair.softmax_forward(_array(input), dim)
-    return record("softmax", "SM2", y, cache, (input,), _one(softmax_pair.softmax_backward))
-
-
-def log_softmax(input: Any, dim: int) -> Tensor:
-    """log softmax along ``dim`` (SM3); backward (SM4)."""
-    y, cache = softmax_pair.log_softmax_forward(_array(input), dim)
-    backward = _one(softmax_pair.log_softmax_backward)
-    return record("log_softmax", "SM4", y, cache, (input,), backward)
 
 
 # -- regularisation and normalisation --------------------------------------------------
@@ -222,41 +224,3 @@ def batch_norm(
         mean[...] = new_mean
         var[...] = new_var
     return y
-
-
-# -- losses ----------------------------------------------------------------------------
-def _check_reduction(op: str, reduction: str) -> None:
-    if reduction != "mean":
-        raise ParameterError(
-            f"{op}: only the batch mean is supported yet; expected reduction='mean', got "
-            f"{reduction!r}"
-        )
-
-
-def cross_entropy(input: Any, target: Any, reduction: str = "mean") -> Tensor:
-    """Mean softmax cross-entropy of logits (N, K) against integer labels (N,) (CE1–CE3);
-    backward (CE4)."""
-    _check_reduction("cross_entropy", reduction)
-    loss, cache = loss_pair.softmax_cross_entropy_forward(_array(input), _array(target))
-
-    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
-        return loss_pair.softmax_cross_entropy_backward(dy, cache), None
-
-    return record("cross_entropy", "CE4", loss, cache, (input, target), backward)
-
-
-def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
-    """Mean squared error (MSE1); backward (MSE2) (the target gets no gradient)."""
-    _check_reduction("mse_loss", reduction)
-    if isinstance(target, Tensor) and target.requires_grad:
-        raise ParameterError(
-            "mse_loss: the target is data and gets no gradient; expected a target that "
-            "needs none, got one with requires_grad=True (use (a - b) * (a - b) for two "
-            "learned tensors)"
-        )
-    loss, cache = loss_pair.mse_loss_forward(_array(input), _array(target))
-
-    def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
-        return loss_pair.mse_loss_backward(dy, cache), None
-
-    return record("mse_loss", "MSE2", loss, cache, (input, target), backward)
