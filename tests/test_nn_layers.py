@@ -954,13 +954,18 @@ def test_mse_loss_matches_functional_and_torch() -> None:
     np.testing.assert_allclose(pred.grad, pred_torch.grad.numpy(), rtol=1e-12, atol=1e-15)
 
 
-def test_mse_loss_refuses_a_target_that_needs_a_gradient() -> None:
+def test_mse_loss_gives_a_target_that_needs_a_gradient_minus_dpred_mse6() -> None:
+    """As PyTorch: the loss depends on pred − target, so dtarget = −dpred (MSE6)."""
     rng = np.random.default_rng(19)
     pred = convprop.tensor(rng.standard_normal((3, 4)), requires_grad=True)
     target = convprop.tensor(rng.standard_normal((3, 4)), requires_grad=True)
-    with pytest.raises(ParameterError, match="target is data"):
-        nn.MSELoss()(pred, target)
-    assert nn.MSELoss()(pred, target.detach()).grad_fn is not None  # data is fine
+    nn.MSELoss()(pred, target).backward()
+    np.testing.assert_array_equal(target.grad, -pred.grad)
+    pred_torch = torch.from_numpy(pred.data).requires_grad_(True)
+    target_torch = torch.from_numpy(target.data).requires_grad_(True)
+    torch.nn.MSELoss()(pred_torch, target_torch).backward()
+    np.testing.assert_allclose(target.grad, target_torch.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert nn.MSELoss()(pred, target.detach()).grad_fn is not None  # data is fine too
 
 
 @pytest.mark.parametrize("loss_type", [nn.CrossEntropyLoss, nn.MSELoss])

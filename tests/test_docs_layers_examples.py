@@ -1,0 +1,20 @@
+"""Every Python example of docs/layers_and_losses.md runs as printed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "layers_and_losses.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", PAGE.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_the_page_has_its_examples() -> None:
+    assert len(BLOCKS) == 4
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(BLOCKS[index], f"layers_and_losses.md example {index}", "exec"), {})
