@@ -57,15 +57,18 @@ def _check(op: str, x: Any, target: Any, weights: dict[str, Any]) -> None:
     for name, array in weights.items():
         if array is None:
             continue
-        try:
-            broadcast = get_xp(x).broadcast_shapes(tuple(array.shape), tuple(x.shape))
-        except ValueError:
-            broadcast = None
-        if broadcast != tuple(x.shape):
+        if not _broadcasts_to(tuple(array.shape), tuple(x.shape)):
             raise ShapeError(
                 f"{op}: {name} must broadcast to the input's shape; expected a shape that "
                 f"broadcasts to {tuple(x.shape)}, got {tuple(array.shape)}"
             )
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """NumPy's rule, one way: each trailing size of ``shape`` is 1 or the target's."""
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(reversed(shape), reversed(target), strict=False))
 
 
 @dataclass(frozen=True, slots=True)
