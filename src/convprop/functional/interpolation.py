@@ -21,12 +21,14 @@ Forward, along one axis (the others untouched), the spatial axes one after the o
   -- bilinear and trilinear are linear along each axis in turn (the weights are
      products, so the order changes only the rounding)                               (UP6)
 Backward: each axis's map is y = A·x with A (Lo, L) holding λ0, λ1 (or a single 1);
-  the backward is Aᵀ, a scatter-add, the axes in reverse order:
+  the backward is Aᵀ, a scatter-add, the axes in reverse order (i0, i1 and idx never
+  decrease with j, so the j that read one i form a run, summed a step at a time):
   dx[…, i, …] = Σ_j (λ0(j)·[i0(j) = i] + λ1(j)·[i1(j) = i])·dy[…, j, …]              (UP7)
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -311,15 +313,41 @@ def interpolate_backward(dy: Array, cache: InterpolateCache) -> Array:
         shape = list(grad.shape)
         shape[m.axis] = m.size
         dx = xp.zeros(tuple(shape), dtype=grad.dtype)
-        where0 = (slice(None),) * m.axis + (xp.asarray(m.index0),)
         if not m.lambda0:
-            xp.add.at(dx, where0, grad)  # (UP7) nearest: a sum over the j reading i
+            _add_runs(xp, dx, grad, m.index0, m.axis)  # (UP7) nearest: Σ over the j reading i
         else:
-            where1 = (slice(None),) * m.axis + (xp.asarray(m.index1),)
-            xp.add.at(dx, where0, grad * _weights(xp, m.lambda0, grad.ndim, m.axis, grad.dtype))
-            xp.add.at(dx, where1, grad * _weights(xp, m.lambda1, grad.ndim, m.axis, grad.dtype))
-        grad = dx  # (UP7)
+            weight0 = _weights(xp, m.lambda0, grad.ndim, m.axis, grad.dtype)
+            weight1 = _weights(xp, m.lambda1, grad.ndim, m.axis, grad.dtype)
+            _add_runs(xp, dx, grad * weight0, m.index0, m.axis)  # (UP7)
+            _add_runs(xp, dx, grad * weight1, m.index1, m.axis)  # (UP7)
+        grad = dx
     return grad
+
+
+def _add_runs(xp: Any, dx: Array, g: Array, index: tuple[int, ...], axis: int) -> None:
+    """dx[…, i, …] += Σ_{j: index(j) = i} g[…, j, …], the scatter-add of (UP7).
+
+    index(j) never decreases (floor of a non-decreasing source coordinate, UP3–UP5), so the
+    j reading one i form a run; step k adds the k-th entry of every run at once (distinct
+    targets: plain indexing, no ufunc.at). The steps are the longest run: 2 for ×2.
+    """
+    starts = [j for j in range(len(index)) if j == 0 or index[j] != index[j - 1]]
+    ends = [*starts[1:], len(index)]
+    for k in range(max(end - start for start, end in zip(starts, ends, strict=True))):
+        runs = [
+            r for r, (start, end) in enumerate(zip(starts, ends, strict=True)) if start + k < end
+        ]
+        sources = _as_index(xp, [starts[r] + k for r in runs])
+        targets = _as_index(xp, [index[starts[r]] for r in runs])
+        dx[(slice(None),) * axis + (targets,)] += g[(slice(None),) * axis + (sources,)]
+
+
+def _as_index(xp: Any, positions: list[int]) -> Any:
+    """A slice where the positions are evenly spaced (×2: every other one), else an array."""
+    step = positions[1] - positions[0] if len(positions) > 1 else 1
+    if step > 0 and all(b - a == step for a, b in itertools.pairwise(positions)):
+        return slice(positions[0], positions[-1] + 1, step)
+    return xp.asarray(positions)
 
 
 def interpolate(
