@@ -19,6 +19,7 @@ import numpy
 import torch
 
 import convprop
+import convprop.backend
 import convprop.nn.functional as F
 
 
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    convprop.backend.retain_freed_memory()  # as the command line: no page faults per step
     rng = numpy.random.default_rng(0)
     print(f"{'op':46} {'shape':18} {'convprop ms':>12} {'torch ms':>10} {'ratio':>7}")
     for name, shape, ours, theirs in _cases(rng):
