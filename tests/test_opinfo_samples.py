@@ -19,6 +19,10 @@ refused with the library's own error:
 Dropout2d draws its own masks, so its samples are checked for the structure of channel
 dropout instead: identity at p = 0 or in evaluation, zeros at p = 1, and at p = 0.5 whole
 channels kept (scaled by 2) or dropped, with the gradient through the same mask.
+
+OpInfos of neighbouring ops not run here: interpolate "bicubic" and "area" (modes convprop
+does not implement), upsample_nearest and upsample_bilinear (PyTorch's deprecated aliases
+of interpolate, not provided) and silu "complex" (complex dtypes).
 """
 
 from __future__ import annotations
