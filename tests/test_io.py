@@ -498,8 +498,8 @@ def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
         ({"drop": ("architecture",)}, r"the metadata lacks 'architecture'"),
         ({"architecture": "{not json"}, r"the metadata entry 'architecture' is not valid JSON"),
         (
-            {"architecture": json.dumps({"type": "Conv3d", "config": {}})},
-            r"unknown layer type at model; .* got 'Conv3d'",
+            {"architecture": json.dumps({"type": "Conv4d", "config": {}})},
+            r"unknown layer type at model; .* got 'Conv4d'",
         ),
     ],
 )
