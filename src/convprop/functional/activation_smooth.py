@@ -17,8 +17,9 @@ ELU with scale α (``alpha``)
   y = x if x > 0 else α·(e^x − 1)     -- e^x − 1 by expm1, exact near 0               (EL1)
   f′(x) = 1 if x > 0 else α·e^x       -- α at exactly x = 0, as PyTorch                (EL2)
 
-Each cache holds one reference to the forward input x (alive anyway): no copy. The
-backward recomputes the few element-wise functions it needs from x.
+Each cache holds a reference to the forward input x (alive anyway); GELU's exact form and
+SiLU also keep Φ(x) and σ(x) (x.size elements each), which spares the backward a second
+erf or exponential, the costliest functions of the two.
 """
 
 from __future__ import annotations
@@ -50,13 +51,16 @@ class GeluCache:
     Fields
     ------
     x : Array (any shape)
-        The forward input (a reference): Φ, φ or t are recomputed from it (GE3, GE6).
+        The forward input (a reference): φ and t are recomputed from it (GE3, GE6).
     approximate : str
         "none" (GE1–GE3) or "tanh" (GE4–GE6).
+    cdf : Array (the shape of x) or None
+        Φ(x) (GE1) for the exact form: x.size elements; None for the tanh form.
     """
 
     x: Array
     approximate: str
+    cdf: Array | None = None
 
 
 def gelu_forward(x: Array, *, approximate: str = "none") -> tuple[Array, GeluCache]:
@@ -102,10 +106,10 @@ def gelu_forward(x: Array, *, approximate: str = "none") -> tuple[Array, GeluCac
     if approximate == "tanh":
         t = xp.tanh(math.sqrt(2 / math.pi) * (x + KAPPA * (x * x * x)))  # (GE4)
         y = 0.5 * x * (1 + t)  # (GE5)
-    else:
-        cdf = 0.5 * (1 + erf(xp, x * math.sqrt(0.5)))  # (GE1)
-        y = x * cdf  # (GE2)
-    return y.astype(x.dtype, copy=False), GeluCache(x=x, approximate=approximate)
+        return y.astype(x.dtype, copy=False), GeluCache(x=x, approximate=approximate)
+    cdf = 0.5 * (1 + erf(xp, x * math.sqrt(0.5)))  # (GE1)
+    y = x * cdf  # (GE2)
+    return y.astype(x.dtype, copy=False), GeluCache(x=x, approximate=approximate, cdf=cdf)
 
 
 def gelu_backward(dy: Array, cache: GeluCache) -> Array:
@@ -132,9 +136,8 @@ def gelu_backward(dy: Array, cache: GeluCache) -> Array:
         inner_derivative = math.sqrt(2 / math.pi) * (1 + 3 * KAPPA * x_sq)
         derivative = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * inner_derivative  # (GE6)
     else:
-        cdf = 0.5 * (1 + erf(xp, x * math.sqrt(0.5)))  # (GE1)
         pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))  # φ(x)
-        derivative = cdf + x * pdf  # (GE3)
+        derivative = cache.cdf + x * pdf  # (GE3), Φ(x) of the forward (GE1)
     return (dy * derivative).astype(x.dtype, copy=False)  # (A1)
 
 
@@ -151,10 +154,13 @@ class SiluCache:
     Fields
     ------
     x : Array (any shape)
-        The forward input (a reference): σ(x) is recomputed from it (SI2).
+        The forward input (a reference).
+    s : Array (the shape of x)
+        σ(x) (A6), for (SI2): x.size elements.
     """
 
     x: Array
+    s: Array
 
 
 def silu_forward(x: Array) -> tuple[Array, SiluCache]:
@@ -187,7 +193,8 @@ def silu_forward(x: Array) -> tuple[Array, SiluCache]:
     array([0.072329, 0.5     , 1.090784])
     """
     _check_input("silu", x)
-    return x * sigmoid(x), SiluCache(x=x)  # (SI1)
+    s = sigmoid(x)  # (A6)
+    return x * s, SiluCache(x=x, s=s)  # (SI1)
 
 
 def silu_backward(dy: Array, cache: SiluCache) -> Array:
@@ -205,9 +212,8 @@ def silu_backward(dy: Array, cache: SiluCache) -> Array:
     dx : Array (the shape of x)
         dy·σ(x)·(1 + x·(1 − σ(x))).
     """
-    x = cache.x
+    x, s = cache.x, cache.s
     check_upstream("silu_backward", dy, x.shape, x.dtype)
-    s = sigmoid(x)  # (A6)
     derivative = s * (1 + x * (1 - s))  # (SI2)
     return dy * derivative  # (A1)
 
