@@ -23,8 +23,10 @@ a temporary file in the same directory, flushed to disk, then renamed over the t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -41,6 +43,7 @@ from convprop.nn.registry import name_of, registered_classes
 __all__ = [
     "ModelFileError",
     "architecture",
+    "architecture_elements",
     "atomic_write",
     "build",
     "check_writable",
@@ -49,6 +52,7 @@ __all__ = [
     "load_model",
     "load_model_metadata",
     "load_weights",
+    "remove_stale_temporaries",
     "save_checkpoint",
     "save_model",
     "save_weights",
@@ -77,10 +81,12 @@ def atomic_write(path: PathLike, write_fn: Callable[[str], None]) -> None:
     """Create or replace the file ``path`` with what ``write_fn`` writes, all or nothing.
 
     ``write_fn(temporary_path)`` writes the whole file to a new temporary file in the same
-    directory (named ``.<stem>.<random>.tmp<suffix>``, so writers that infer a format from
-    the extension still work); it is then flushed to disk and renamed over ``path``. If
+    directory (named ``.<stem>.<pid>-<random>.tmp<suffix>``, so writers that infer a format
+    from the extension still work); it is then flushed to disk and renamed over ``path``. If
     ``write_fn`` or anything after it fails, the temporary file is removed and the error
-    propagates: ``path`` keeps its previous content (or stays absent).
+    propagates: ``path`` keeps its previous content (or stays absent). A process killed
+    mid-write cannot remove its temporary file; the next ``atomic_write`` of the same target
+    does (``remove_stale_temporaries``), as does ``check_writable`` for a whole directory.
 
     Parameters
     ----------
@@ -104,8 +110,10 @@ def atomic_write(path: PathLike, write_fn: Callable[[str], None]) -> None:
     """
     target = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(target)
+    remove_stale_temporaries(directory, name)
     stem, suffix = os.path.splitext(name)
-    temporary = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.tmp{suffix}")
+    token = f"{os.getpid()}-{secrets.token_hex(6)}"
+    temporary = os.path.join(directory, f".{stem}.{token}.tmp{suffix}")
     # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide, as open() does.
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
@@ -120,6 +128,75 @@ def atomic_write(path: PathLike, write_fn: Callable[[str], None]) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(directory)
+
+
+_TEMPORARY = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>[0-9]+)-[0-9a-f]{12}\.tmp(?P<suffix>.*)$")
+"""The names ``atomic_write`` gives its temporary files: ``.<stem>.<pid>-<12 hex>.tmp<suffix>``."""
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    except OSError:  # pragma: no cover - platforms without signal 0
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: PathLike, target: str | None = None) -> list[str]:
+    """Remove the temporary files that killed ``atomic_write`` calls left in ``directory``.
+
+    Only names of ``atomic_write``'s own pattern ``.<stem>.<pid>-<12 hex>.tmp<suffix>``
+    are considered (of ``target``'s stem and suffix when given), and of those only the ones
+    whose writer ``pid`` is no longer running: a write in progress, and every other file,
+    is left alone.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The folder to clean; a missing or unreadable folder is skipped.
+    target : str, optional
+        A file name in ``directory``: remove only its temporaries.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> dead = os.path.join(folder, ".model.999999999-0123456789ab.tmp.safetensors")
+    >>> open(dead, "wb").close()
+    >>> [os.path.basename(p) for p in remove_stale_temporaries(folder)], os.listdir(folder)
+    (['.model.999999999-0123456789ab.tmp.safetensors'], [])
+    """
+    folder = os.fspath(directory)
+    wanted = None if target is None else os.path.splitext(target)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        match = _TEMPORARY.match(name)
+        if match is None or (wanted is not None and wanted != match.group("stem", "suffix")):
+            continue
+        if _alive(int(match.group("pid"))):
+            continue
+        path = os.path.join(folder, name)
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.unlink(path)
+                removed.append(path)
+    return removed
 
 
 def _fsync_directory(directory: str) -> None:
@@ -196,7 +273,160 @@ def describe(model: Module) -> dict[str, Any] | None:
         raise
 
 
-def build(arch: Mapping[str, Any], *, source: str = "build") -> Module:
+MAX_DEPTH = 200
+"""The deepest JSON nesting a file's metadata entry may have (an architecture of Sequentials
+takes two levels per module level, so about 100 nested containers)."""
+
+ELEMENT_MARGIN = 1 << 20
+"""How many elements an architecture may need beyond the tensors its file stores (the
+default limit of ``load_model``): 4 MiB of float32, far below an allocation that hurts."""
+
+
+def _json_depth(value: Any) -> int:
+    """The nesting depth of JSON data (0 for a scalar), counted without recursion; stops
+    counting once past ``MAX_DEPTH``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _int_tuple(value: Any, dims: int) -> tuple[int, ...] | None:
+    """An int (repeated ``dims`` times) or a list of ints as a tuple; None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * dims
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value)
+    return None
+
+
+def _product(values: tuple[int, ...]) -> int:
+    result = 1
+    for value in values:
+        result *= max(int(value), 0)
+    return result
+
+
+def _layer_elements(name: str, arguments: dict[str, Any]) -> int:
+    """The elements of the state_dict that convprop.nn's layer ``name`` makes from its
+    constructor ``arguments`` (defaults applied), computed from the config alone; 0 for
+    layers without parameters or buffers, and for values the constructor will refuse."""
+    a = arguments
+    if name == "Linear":
+        shape = _int_tuple([a["in_features"], a["out_features"]], 2)
+        if shape is None:
+            return 0
+        return _product(shape) + (max(shape[1], 0) if a["bias"] else 0)
+    if name in _CONV_DIMS:
+        dims, transposed = _CONV_DIMS[name]
+        channels = _int_tuple([a["in_channels"], a["out_channels"]], 2)
+        kernel = _int_tuple(a["kernel_size"], dims)
+        groups = a["groups"]
+        if channels is None or kernel is None or not isinstance(groups, int) or groups < 1:
+            return 0
+        c_in, c_out = (max(c, 0) for c in channels)
+        fan = c_out * (c_in // groups) if not transposed else c_in * (c_out // groups)
+        return fan * _product(kernel) + (c_out if a["bias"] else 0)
+    if name in ("BatchNorm1d", "BatchNorm2d"):
+        size = _int_tuple(a["num_features"], 1)
+        count = 0 if size is None else _product(size)
+        return count * (4 if a["affine"] else 2) + 1  # weight, bias, running mean/var; steps
+    if name == "LayerNorm":
+        shape = _int_tuple(a["normalized_shape"], 1)
+        affine = bool(a["elementwise_affine"])
+        return 0 if shape is None else _product(shape) * (int(affine) + int(affine and a["bias"]))
+    if name == "GroupNorm":
+        size = _int_tuple(a["num_channels"], 1)
+        affine = bool(a["affine"])
+        return 0 if size is None else _product(size) * (int(affine) + int(affine and a["bias"]))
+    return 0
+
+
+_CONV_DIMS = {
+    "Conv1d": (1, False),
+    "Conv2d": (2, False),
+    "Conv3d": (3, False),
+    "ConvTranspose1d": (1, True),
+    "ConvTranspose2d": (2, True),
+    "ConvTranspose3d": (3, True),
+}
+"""Spatial dimensions and transposition of the convolution layers, by name."""
+
+
+def architecture_elements(arch: Any) -> int:
+    """How many array elements (weights and buffers) the layers of ``arch`` would hold.
+
+    Computed from the JSON description alone, before anything is built: convprop.nn's
+    layers with parameters or buffers (Linear, Conv*d, ConvTranspose*d, BatchNorm*d,
+    LayerNorm, GroupNorm) by their shapes, the containers by their children, everything
+    else (activations, pooling, classes registered by the user) as 0. A malformed node
+    counts 0 (``build`` names it).
+
+    Examples
+    --------
+    >>> architecture_elements({"type": "Linear", "config": {"in_features": 20000,
+    ...                                                      "out_features": 20000}})
+    400020000
+    """
+    from convprop.nn.registry import builtin_classes
+
+    builtins = builtin_classes()
+    total, stack = 0, [arch]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, Mapping):
+            continue
+        name = node.get("type")
+        if name in _CONTAINERS or name == "Residual":
+            children = node.get("children", node.get("body"))
+            if isinstance(children, Mapping):
+                stack.extend(children.values() if name == "ModuleDict" else [children])
+            elif isinstance(children, list):
+                stack.extend(children)
+            continue
+        cls, config = builtins.get(str(name)), node.get("config")
+        if cls is None or not isinstance(config, Mapping):
+            continue
+        try:
+            bound = inspect.signature(cls).bind(**config)
+        except TypeError:
+            continue  # the constructor refuses it; build says so
+        bound.apply_defaults()
+        total += _layer_elements(str(name), dict(bound.arguments))
+    return total
+
+
+def _check_size(arch: Any, source: str, max_elements: int | None) -> None:
+    """Refuse an architecture nested too deeply or needing more than ``max_elements``."""
+    depth = _json_depth(arch)
+    if depth > MAX_DEPTH:
+        raise ModelFileError(
+            f"{source}: the architecture is nested too deeply; expected at most {MAX_DEPTH} "
+            f"levels of JSON, got more than {MAX_DEPTH}"
+        )
+    if max_elements is None:
+        return
+    needed = architecture_elements(arch)
+    if needed > max_elements:
+        raise ModelFileError(
+            f"{source}: the architecture's layers would need {needed:,} weight and buffer "
+            f"elements ({4 * needed / 2**30:.1f} GiB as float32); expected at most "
+            f"{max_elements:,} (the tensors stored in the file plus a margin), got an "
+            "architecture larger than its weights; refused before building anything"
+        )
+
+
+def build(
+    arch: Mapping[str, Any], *, source: str = "build", max_elements: int | None = None
+) -> Module:
     """Make the layers described by ``arch`` (from ``architecture``), freshly initialised.
 
     Parameters
@@ -205,12 +435,16 @@ def build(arch: Mapping[str, Any], *, source: str = "build") -> Module:
         The description; every layer's ``config`` is passed to its constructor.
     source : str
         Named at the start of error messages (``load_model`` passes the file's path).
+    max_elements : int, optional
+        Refuse, before building any layer, an architecture whose layers would hold more
+        array elements than this (``architecture_elements``); no limit when None.
 
     Raises
     ------
     ModelFileError
         On an unknown layer type, a malformed node or a config its constructor refuses,
-        naming the layer's position (``model.3.body``) and type.
+        naming the layer's position (``model.3.body``) and type; on an architecture nested
+        deeper than ``MAX_DEPTH`` or larger than ``max_elements``.
 
     Examples
     --------
@@ -219,6 +453,7 @@ def build(arch: Mapping[str, Any], *, source: str = "build") -> Module:
       (0): ReLU()
     )
     """
+    _check_size(arch, source, max_elements)
     return _build(arch, source, "model", registered_classes())
 
 
@@ -282,16 +517,28 @@ def _short(value: Any) -> str:
 
 # -- reading and checking files --------------------------------------------------------------
 def _read(
-    path: PathLike, *, with_tensors: bool = True
+    path: PathLike,
+    *,
+    with_tensors: bool = True,
+    check: Callable[[str, dict[str, str], int], None] | None = None,
 ) -> tuple[str, dict[str, str], dict[str, numpy.ndarray]]:
-    """Return (path as str, metadata, tensors) of a safetensors file (no tensors if not asked)."""
+    """Return (path as str, metadata, tensors) of a safetensors file (no tensors if not asked).
+
+    ``check(path, metadata, stored_elements)`` runs on the header alone, before any tensor
+    is read (``stored_elements``: the number of elements the file's tensors hold).
+    """
     filename = os.fspath(path)
     try:
         with safetensors.safe_open(filename, framework="numpy") as handle:
             header = handle.metadata() or {}
-            keys = handle.keys() if with_tensors else []
-            tensors = {key: handle.get_tensor(key) for key in keys}
+            keys = handle.keys() if with_tensors or check is not None else []
+            if check is not None:
+                stored = sum(_product(tuple(handle.get_slice(k).get_shape())) for k in keys)
+                check(filename, header, stored)
+            tensors = {key: handle.get_tensor(key) for key in keys} if with_tensors else {}
     except (safetensors.SafetensorError, ValueError, TypeError) as error:
+        if isinstance(error, ModelFileError):
+            raise
         raise ModelFileError(
             f"{filename}: not a readable safetensors file; expected a file written by "
             f"convprop.io, got an error reading it ({error})"
@@ -325,12 +572,23 @@ def _json_entry(filename: str, header: dict[str, str], key: str) -> Any:
             f"got the keys {sorted(header)}"
         )
     try:
-        return json.loads(header[key])
+        value = json.loads(header[key])
     except json.JSONDecodeError as error:
         raise ModelFileError(
             f"{filename}: the metadata entry {key!r} is not valid JSON; expected JSON text, "
             f"got {_short(header[key])} ({error})"
         ) from error
+    except RecursionError:
+        value = None
+        depth = MAX_DEPTH + 1
+    else:
+        depth = _json_depth(value)
+    if depth > MAX_DEPTH:
+        raise ModelFileError(
+            f"{filename}: the metadata entry {key!r} is nested too deeply; expected at most "
+            f"{MAX_DEPTH} levels of JSON, got more than {MAX_DEPTH}"
+        )
+    return value
 
 
 def _check_weights(filename: str, model: Module, tensors: Mapping[str, numpy.ndarray]) -> None:
@@ -442,33 +700,52 @@ def _write_model_file(
     atomic_write(path, lambda temporary: safetensors.numpy.save_file(tensors, temporary, header))
 
 
-def load_model(path: PathLike) -> Module:
+def load_model(path: PathLike, *, max_elements: int | None = None) -> Module:
     """Rebuild the model saved by ``save_model`` (or the model in a checkpoint).
 
     The layers are made from the stored architecture, then take the stored weights with
     their dtype (a float64 file gives a float64 model), on the host. The model is in
     training mode, as a freshly built one; call ``eval()`` for inference.
 
+    Before any layer is built or any tensor read, the architecture is checked against the
+    file: its layers may hold at most ``max_elements`` array elements (default: the
+    elements of the tensors stored in the file plus ``ELEMENT_MARGIN``), so a small file
+    cannot make the loader allocate gigabytes, and it may nest at most ``MAX_DEPTH`` levels.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file or checkpoint.
+    max_elements : int, optional
+        The most elements the architecture's weights and buffers may hold.
+
     Raises
     ------
     ModelFileError
         Naming ``path``: not a (complete) safetensors file, no convprop metadata, an
-        unsupported version, an unknown layer, or weights whose keys, shapes or dtypes do
-        not fit the architecture.
+        unsupported version, an unknown layer, an architecture too large or too deeply
+        nested, or weights whose keys, shapes or dtypes do not fit the architecture.
     FileNotFoundError
         If ``path`` does not exist.
     """
-    filename, header, tensors = _read(path)
-    kind = _check_format(filename, header, (MODEL_FORMAT, CHECKPOINT_FORMAT))
-    arch = _json_entry(filename, header, "architecture")
-    if arch is None:
-        raise ModelFileError(
-            f"{filename}: the file holds weights without an architecture (the model's class "
-            "was not registered); expected an architecture to build, got none: build the "
-            "model in code and call model.load_state_dict(convprop.io.load_weights(path))"
-        )
-    model = build(arch, source=filename)
-    if kind == CHECKPOINT_FORMAT:
+    found: dict[str, Any] = {}
+
+    def check(filename: str, header: dict[str, str], stored: int) -> None:
+        found["kind"] = _check_format(filename, header, (MODEL_FORMAT, CHECKPOINT_FORMAT))
+        arch = found["arch"] = _json_entry(filename, header, "architecture")
+        if arch is None:
+            raise ModelFileError(
+                f"{filename}: the file holds weights without an architecture (the model's "
+                "class was not registered); expected an architecture to build, got none: "
+                "build the model in code and call "
+                "model.load_state_dict(convprop.io.load_weights(path))"
+            )
+        limit = stored + ELEMENT_MARGIN if max_elements is None else max_elements
+        _check_size(arch, filename, limit)
+
+    filename, _, tensors = _read(path, check=check)
+    model = build(found["arch"], source=filename)
+    if found["kind"] == CHECKPOINT_FORMAT:
         tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     _check_weights(filename, model, tensors)
     model.load_state_dict(tensors)
@@ -543,8 +820,9 @@ def load_weights(path: PathLike) -> dict[str, numpy.ndarray]:
 def check_writable(directory: PathLike, model: Module) -> None:
     """Raise now if checkpoints of ``model`` could not be written into ``directory``.
 
-    Creates the directory, writes and removes a probe file, and builds the metadata a
-    checkpoint of this model would hold (so a config that is not JSON fails here).
+    Creates the directory, removes the temporary files that killed writers left in it
+    (``remove_stale_temporaries``), writes and removes a probe file, and builds the metadata
+    a checkpoint of this model would hold (so a config that is not JSON fails here).
 
     Raises
     ------
@@ -556,6 +834,7 @@ def check_writable(directory: PathLike, model: Module) -> None:
     folder = os.fspath(directory)
     try:
         os.makedirs(folder, exist_ok=True)
+        remove_stale_temporaries(folder)
         atomic_write(os.path.join(folder, ".write-check"), lambda t: open(t, "wb").close())
         os.unlink(os.path.join(folder, ".write-check"))
     except OSError as error:
@@ -700,19 +979,23 @@ def load_checkpoint(
         or scheduler class; a scheduler passed when none was saved; weights that do not fit;
         or an optimizer or scheduler that refuses the saved state.
     """
-    filename, header, tensors = _read(path)
-    _check_format(filename, header, (CHECKPOINT_FORMAT,))
-    saved_arch = _json_entry(filename, header, "architecture")
     current_arch = json.loads(_dumps("load_checkpoint", "the architecture", describe(model)))
-    # without an architecture on either side the weights' names and shapes are the check
-    both = saved_arch is not None and current_arch is not None
-    differences = _differences(saved_arch, current_arch, "model") if both else []
-    if differences:
-        raise ModelFileError(
-            f"{filename}: the checkpoint's architecture differs from the model's; expected "
-            f"the same layers and configs, got {len(differences)} difference(s): "
-            + "; ".join(differences[:5])
-        )
+
+    def check(filename: str, header: dict[str, str], stored: int) -> None:
+        """Format and architecture, from the header alone (before any tensor is read)."""
+        _check_format(filename, header, (CHECKPOINT_FORMAT,))
+        saved_arch = _json_entry(filename, header, "architecture")
+        # without an architecture on either side the weights' names and shapes are the check
+        both = saved_arch is not None and current_arch is not None
+        differences = _differences(saved_arch, current_arch, "model") if both else []
+        if differences:
+            raise ModelFileError(
+                f"{filename}: the checkpoint's architecture differs from the model's; "
+                f"expected the same layers and configs, got {len(differences)} "
+                "difference(s): " + "; ".join(differences[:5])
+            )
+
+    filename, header, tensors = _read(path, check=check)
     unknown = sorted(k for k in tensors if not k.startswith(("model.", "optimizer.")))
     if unknown:
         raise ModelFileError(

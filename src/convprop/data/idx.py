@@ -66,6 +66,13 @@ FASHION_MNIST_CLASSES = (
 
 _CHUNK = 1 << 20  # read payloads in 1 MiB pieces: memory grows with the data actually present
 
+MAX_PAYLOAD_BYTES = 1 << 30
+"""The largest payload ``read_idx`` accepts by default (1 GiB; MNIST's training images are
+47 MB): a header asking for more is refused before anything is read or inflated."""
+
+_DEFLATE_RATIO = 1032
+"""The most bytes deflate can produce per compressed byte (its longest match per symbol)."""
+
 
 def _open(path: Path) -> io.BufferedIOBase:
     if path.name.endswith(".gz"):
@@ -84,15 +91,23 @@ def _read_exactly(stream: io.BufferedIOBase, count: int) -> bytearray:
     return data
 
 
-def _count_rest(stream: io.BufferedIOBase) -> int:
-    total = 0
-    while chunk := stream.read(_CHUNK):
-        total += len(chunk)
-    return total
+def _count_rest(stream: io.BufferedIOBase) -> tuple[int, bool]:
+    """The bytes left in ``stream`` counted up to one chunk, and whether more follow (a gzip
+    stream may inflate to far more than its file: the count stops rather than inflate it)."""
+    count = len(stream.read(_CHUNK))
+    return count, bool(stream.read(1))
 
 
-def _parse(stream: io.BufferedIOBase, where: str) -> NDArray[Any]:
-    """Read and check one IDX stream; ``where`` names the file in messages."""
+def _parse(
+    stream: io.BufferedIOBase, where: str, max_bytes: int, available: tuple[int, bool] | None
+) -> NDArray[Any]:
+    """Read and check one IDX stream; ``where`` names the file in messages.
+
+    ``max_bytes`` bounds the payload the header may declare; ``available`` is (the most the
+    stream can hold after the 4 magic bytes, whether that is exact) or None when unknown, so
+    that a header asking for more is refused before the payload is read (the payload is
+    prod(d_i) * itemsize bytes).
+    """
     magic = _read_exactly(stream, 4)
     if len(magic) < 4:
         raise DataError(
@@ -123,6 +138,19 @@ def _parse(stream: io.BufferedIOBase, where: str) -> NDArray[Any]:
     shape = tuple(int(size) for size in numpy.frombuffer(header, dtype=">u4"))
     dtype = IDX_TYPES[code]
     expected = dtype.itemsize * int(numpy.prod(shape, dtype=object))
+    name = dtype.newbyteorder("=").name
+    if expected > max_bytes:
+        raise DataError(
+            f"read_idx: payload too large; expected at most {max_bytes} bytes (max_bytes), got "
+            f"a header declaring {expected} bytes for shape {shape} of {name} ({where})"
+        )
+    if available is not None and expected > available[0] - 4 * ndim:
+        present = max(available[0] - 4 * ndim, 0)
+        got = str(present) if available[1] else f"a gzip file that inflates to at most {present}"
+        raise DataError(
+            f"read_idx: short payload; expected {expected} bytes for shape {shape} of {name}, "
+            f"got {got} ({where})"
+        )
     payload = _read_exactly(stream, expected + 1)
     if len(payload) < expected:
         raise DataError(
@@ -130,23 +158,33 @@ def _parse(stream: io.BufferedIOBase, where: str) -> NDArray[Any]:
             f"{dtype.newbyteorder('=').name}, got {len(payload)} ({where})"
         )
     if len(payload) > expected:
-        extra = len(payload) - expected + _count_rest(stream)
+        rest, more_follow = _count_rest(stream)
+        extra = len(payload) - expected + rest
+        more = "more than " if more_follow else ""
         raise DataError(
             f"read_idx: trailing bytes after the payload; expected {expected} bytes for shape "
-            f"{shape} of {dtype.newbyteorder('=').name}, got {expected + extra} ({where})"
+            f"{shape} of {name}, got {more}{expected + extra} ({where})"
         )
     # The array owns the writable bytearray; astype converts multi-byte types to native order.
     values = numpy.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
     return values.reshape(shape)
 
 
-def read_idx(path: str | os.PathLike[str]) -> NDArray[Any]:
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_PAYLOAD_BYTES) -> NDArray[Any]:
     """Read an IDX file (gzip-compressed when the name ends in ``.gz``).
+
+    The header is checked before the payload is read: a payload larger than ``max_bytes``,
+    or larger than the file can hold (a raw file's size; for gzip, 1032 times the compressed
+    size, deflate's limit), is refused at once. The gzip stream is inflated in 1 MiB pieces
+    and never past the payload's end, so a compressed file that inflates to far more than
+    its header says (a "gzip bomb") costs one piece, not its whole size.
 
     Parameters
     ----------
     path : str or path-like
         The file.
+    max_bytes : int
+        The largest payload accepted (default ``MAX_PAYLOAD_BYTES``, 1 GiB).
 
     Returns
     -------
@@ -158,8 +196,9 @@ def read_idx(path: str | os.PathLike[str]) -> NDArray[Any]:
     FileNotFoundError
         If there is no such file.
     DataError
-        For a bad magic number, an unknown type code, ndim = 0, a truncated header, a short
-        payload, trailing bytes or a corrupt gzip stream; the message names the file.
+        For a bad magic number, an unknown type code, ndim = 0, a truncated header, a
+        payload over ``max_bytes``, a short payload, trailing bytes or a corrupt gzip
+        stream; the message names the file.
 
     Examples
     --------
@@ -172,8 +211,11 @@ def read_idx(path: str | os.PathLike[str]) -> NDArray[Any]:
     path = Path(path)
     where = f"file '{path}'"
     try:
+        size = path.stat().st_size
+        gzipped = path.name.endswith(".gz")
+        available = (size * _DEFLATE_RATIO, False) if gzipped else (size - 4, True)
         with _open(path) as stream:
-            return _parse(stream, where)
+            return _parse(stream, where, max_bytes, available)
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise DataError(
             f"read_idx: corrupt gzip data; expected a complete gzip stream, got {error!s} ({where})"
@@ -247,7 +289,9 @@ def _find(directory: Path, stem: str) -> Path:
     )
 
 
-def load_mnist_dir(directory: str | os.PathLike[str], *, kind: str = "train") -> ArrayDataset:
+def load_mnist_dir(
+    directory: str | os.PathLike[str], *, kind: str = "train", max_bytes: int = MAX_PAYLOAD_BYTES
+) -> ArrayDataset:
     """Load one split of an MNIST-format directory.
 
     Parameters
@@ -257,6 +301,9 @@ def load_mnist_dir(directory: str | os.PathLike[str], *, kind: str = "train") ->
         each raw or with a ``.gz`` suffix (the raw file is used when both exist).
     kind : {"train", "test"}
         Which split: ``train-*`` or ``t10k-*`` files.
+    max_bytes : int
+        The largest payload of each file (``read_idx``); the float32 images then take four
+        times their file's payload.
 
     Returns
     -------
@@ -284,8 +331,8 @@ def load_mnist_dir(directory: str | os.PathLike[str], *, kind: str = "train") ->
     prefix = "train" if kind == "train" else "t10k"
     images_path = _find(directory, f"{prefix}-images-idx3-ubyte")
     labels_path = _find(directory, f"{prefix}-labels-idx1-ubyte")
-    images = read_idx(images_path)
-    labels = read_idx(labels_path)
+    images = read_idx(images_path, max_bytes=max_bytes)
+    labels = read_idx(labels_path, max_bytes=max_bytes)
     if images.ndim != 3 or images.dtype != numpy.uint8:
         raise DataError(
             f"load_mnist_dir: images must be (N, H, W) ubyte; expected ndim=3 of uint8, got "
