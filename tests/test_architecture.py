@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "train": 6, "model_check": 6, "plots": 6, "distributed": 6,
     "grad_norms": 6, "report": 6,  # the gradient norms fit records; the run's report
     # 7: the command line and its commands
-    "cli": 7, "app": 7, "explain": 7, "explain_graph": 7, "bench": 7,
+    "cli": 7, "app": 7, "app_checks": 7, "explain": 7, "explain_graph": 7, "bench": 7,
 }  # fmt: skip
 ROOT_LAYER = max(LAYERS.values()) + 1  # convprop/__init__.py re-exports the public API
 

@@ -69,10 +69,14 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def assert_one_error_line(err: str, command: str, message: str) -> None:
-    """stderr holds exactly one line: ``convprop <command>: error: <message>...``."""
+    """stderr holds exactly one line: ``convprop: <message>...``, where the message starts with
+    its op, or ``convprop: <command>: <message>...`` for a message that names none."""
     assert "Traceback" not in err
     assert err.count("\n") == 1 and err.endswith("\n"), err
-    assert err.startswith(f"convprop {command}: error: {message}"), err
+    if re.match(r"[A-Za-z_][\w.]*: ", message):
+        assert err.startswith(f"convprop: {message}"), err
+    else:
+        assert err.startswith(f"convprop: {command}: {message}"), err
 
 
 def write_idx_dir(directory: Path, *, side: int, train: int, test: int, classes: int) -> None:
@@ -169,6 +173,7 @@ def test_train_digits_writes_model_checkpoint_and_four_plots(
         "model": "lenet",
         "input_shape": [1, 8, 8],
         "num_classes": 10,
+        "mean_brightness": round(float(small_load_dataset("digits")[0].images.mean()), 4),
     }
     assert len(metadata["history"]) == 1
 
@@ -188,6 +193,7 @@ def test_train_on_an_idx_directory_and_eval_from_elsewhere(
         "model": "lenet5",
         "input_shape": [1, 12, 12],
         "num_classes": 4,
+        "mean_brightness": round(float(REAL_LOAD_DATASET("corners")[0].images.mean()), 4),
     }
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -217,7 +223,7 @@ def test_train_resumes_after_ctrl_c_to_the_weights_of_an_uninterrupted_run(
         patch.setattr(DataLoader, "iter_epoch", ctrl_c_in_epoch_two)
         capsys.readouterr()
         status, _, err = run([*argv, "--out", str(tmp_path / "resumed")], capsys)
-    assert (status, err) == (130, "convprop train: interrupted\n")
+    assert (status, err) == (130, "convprop: train: interrupted\n")
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
     assert main([*argv, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
     straight = load_model(tmp_path / "straight" / "model.safetensors").state_dict()
@@ -555,7 +561,7 @@ def test_ctrl_c_exits_130(
 
     monkeypatch.setattr(convprop.train, "fit", interrupted)
     monkeypatch.setattr(convprop.data, "load_dataset", small_load_dataset)
-    assert run(["train", "--no-progress"], capsys)[::2] == (130, "convprop train: interrupted\n")
+    assert run(["train", "--no-progress"], capsys)[::2] == (130, "convprop: train: interrupted\n")
 
 
 class ClosedPipe(io.TextIOBase):
@@ -589,5 +595,5 @@ def test_the_console_prints_one_line_for_a_bad_option(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == (
-        "convprop train: error: train: invalid configuration; epochs must be >= 1, got -1\n"
+        "convprop: train: invalid configuration; epochs must be >= 1, got -1\n"
     )

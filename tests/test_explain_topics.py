@@ -286,7 +286,7 @@ def test_cli_explain_needs_a_topic_or_a_page(capsys: pytest.CaptureFixture[str])
     assert main(["explain"]) == 1
     err = capsys.readouterr().err
     assert err == (
-        "convprop explain: error: explain: nothing to explain; expected a TOPIC (conv, pool, "
+        "convprop: explain: nothing to explain; expected a TOPIC (conv, pool, "
         "chain, im2col, fft, graph) or --html PAGE.html, got neither\n"
     )
 

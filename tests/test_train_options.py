@@ -303,7 +303,7 @@ def test_cli_bad_options_fail_before_reading_data(
     status = main(["train", "--out", str(tmp_path / "run"), "--no-progress", *options])
     err = capsys.readouterr().err
     assert status == 1
-    assert err.startswith("convprop train: error: train: invalid configuration; " + message), err
+    assert err.startswith("convprop: train: invalid configuration; " + message), err
     assert not (tmp_path / "run").exists()
 
 

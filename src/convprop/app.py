@@ -9,6 +9,14 @@ from typing import Any
 
 import numpy
 
+from convprop.app_checks import (
+    check_eval_shape,
+    check_run_directory,
+    clear_run,
+    image_warnings,
+    out_of_memory,
+    training_brightness,
+)
 from convprop.autograd import no_grad
 from convprop.data.class_names import class_names
 
@@ -89,14 +97,24 @@ def _train(args: argparse.Namespace, *, distributed: bool, main: bool) -> int:
         raise ParameterError(
             f"train: unknown model; expected one of {sorted(MODELS)}, got {args.model!r}"
         )
-    train_set, test_set = load_dataset(args.dataset)
+    out = out_dir_for(args.dataset, args.out)
+    overwrite = getattr(args, "overwrite", False)
+    check_run_directory(out, resume=args.resume, overwrite=overwrite)
+    with out_of_memory("train", f"loading the data set {args.dataset}"):
+        train_set, test_set = load_dataset(args.dataset)
     C, H, W = train_set.sample_shape
     num_classes = max(train_set.num_classes, test_set.num_classes)
+    brightness = round(float(train_set.images.mean()), 4) if len(train_set) else None
     config.extra.update(input_shape=[C, H, W], num_classes=num_classes)
-    out = out_dir_for(args.dataset, args.out)
-    model = build_model(
-        args.model, num_classes=num_classes, in_channels=C, image_size=min(H, W), rng=args.seed
-    )
+    if brightness is not None:
+        config.extra.update(mean_brightness=brightness)  # predict's inverted-image warning
+    with out_of_memory("train", f"building the model {args.model} for images of {(C, H, W)}"):
+        model = build_model(
+            args.model, num_classes=num_classes, in_channels=C, image_size=min(H, W), rng=args.seed
+        )
+    if overwrite and main:
+        for path in clear_run(out):
+            log.info("removed %s (--overwrite)", path)
     if args.device != "cpu":
         model.to(args.device)
     log.info(
@@ -109,9 +127,16 @@ def _train(args: argparse.Namespace, *, distributed: bool, main: bool) -> int:
         num_classes,
         out,
     )
-    history = fit(
-        model, train_set, test_set, config, out_dir=out, resume=args.resume, distributed=distributed
-    )
+    with out_of_memory("train", f"training {args.model} with batches of {config.batch_size}"):
+        history = fit(
+            model,
+            train_set,
+            test_set,
+            config,
+            out_dir=out,
+            resume=args.resume,
+            distributed=distributed,
+        )
     if not main:
         return 0  # rank 0 writes the plots and reports
     final = history[-1]
@@ -210,11 +235,15 @@ def eval_command(args: argparse.Namespace) -> int:
         raise ValueError(
             f"eval: the model file {args.model_file} does not name its dataset; pass --dataset"
         )
-    model = load_model(args.model_file)
+    with out_of_memory("eval", f"loading the data set {dataset}"):
+        _, test_set = load_dataset(dataset)
+    with out_of_memory("eval", f"building the model of {args.model_file}"):
+        model = load_model(args.model_file)
+    check_eval_shape(info, test_set.sample_shape, model, str(dataset), args.model_file)
     if args.device != "cpu":
         model.to(args.device)
-    _, test_set = load_dataset(dataset)
-    result = evaluate(model, test_set, device=args.device)
+    with out_of_memory("eval", f"evaluating {len(test_set)} images of {test_set.sample_shape}"):
+        result = evaluate(model, test_set, device=args.device)
     print(
         f"dataset {dataset}: {len(test_set)} test images, loss {result.loss:.4f}, "
         f"accuracy {result.accuracy:.4f}"
@@ -222,18 +251,20 @@ def eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_image(path: str, shape: tuple[int, int, int]) -> numpy.ndarray:
-    """Read an image file as (C, H, W) float32 in [0, 1], converted and resized to ``shape``."""
+def _load_image(path: str, shape: tuple[int, int, int]) -> tuple[numpy.ndarray, tuple[int, int]]:
+    """Read an image file as (C, H, W) float32 in [0, 1], converted and resized to ``shape``;
+    also return the file's own (height, width)."""
     from PIL import Image
 
     C, H, W = shape
     try:
         with Image.open(path) as image:
+            size = (image.height, image.width)
             converted = image.convert("L" if C == 1 else "RGB").resize((W, H))
             array = numpy.asarray(converted, dtype=numpy.float32) / 255.0
     except (OSError, ValueError) as error:
         raise ValueError(f"predict: cannot read the image {path}: {error}") from None
-    return array[None] if C == 1 else array.transpose(2, 0, 1)
+    return (array[None] if C == 1 else array.transpose(2, 0, 1)), size
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -243,8 +274,10 @@ def predict_command(args: argparse.Namespace) -> int:
 
     info = _model_info("predict", args.model_file)
     shape = tuple(info.get("input_shape", (1, 28, 28)))
-    model = load_model(args.model_file)
+    with out_of_memory("predict", f"building the model of {args.model_file}"):
+        model = load_model(args.model_file)
     model.eval()
+    size: tuple[int, int] | None = None
     if args.idx is not None:
         images = read_idx(args.idx)
         if not 0 <= args.index < len(images):
@@ -262,10 +295,17 @@ def predict_command(args: argparse.Namespace) -> int:
             )
         source = f"{args.idx}[{args.index}]"
     elif args.image is not None:
-        x = _load_image(args.image, shape)[None]
+        image, size = _load_image(args.image, shape)
+        x = image[None]
         source = args.image
     else:
         raise ValueError("predict: nothing to classify; expected an image file or --idx FILE")
+    if getattr(args, "invert", False):
+        x = 1.0 - x  # black on white -> white on black
+    if size is not None:
+        trained = training_brightness(info)
+        for warning in image_warnings(size, shape, float(x.mean()), trained):
+            log.warning("convprop: %s", warning)
     dtype = model.parameters()[0].data.dtype
     model.eval()
     with no_grad():

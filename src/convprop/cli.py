@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 log = logging.getLogger("convprop")
 
@@ -78,6 +79,12 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling, dropout")
     p.add_argument("--out", default=None, help="output directory (default runs/DATASET)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in OUT (its checkpoint and model); without it or --resume, an "
+        "OUT that holds a run is refused",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
@@ -101,11 +108,29 @@ def _add_eval(sub: Any) -> None:
 
 
 def _add_predict(sub: Any) -> None:
-    p = sub.add_parser("predict", help="classify an image file or an IDX entry")
+    p = sub.add_parser(
+        "predict",
+        help="classify an image file or an IDX entry",
+        description="Classify one image with a trained model. The image must look like the "
+        "training images: for digits and fashion-mnist, white (bright) strokes on a black "
+        "background, one grey channel; a colour image is converted to the model's channels "
+        "and resized to its input size (digits 8x8, fashion-mnist 28x28: input_shape in the "
+        "model file). A warning says when the image looks inverted, is much smaller than "
+        "that size or is squashed to it; --invert turns black on white into white on black.",
+    )
     p.add_argument("model_file", help="a model.safetensors written by convprop train")
-    p.add_argument("image", nargs="?", help="an image file (PNG/JPEG), resized to the model input")
+    p.add_argument(
+        "image",
+        nargs="?",
+        help="an image file (PNG/JPEG), white on black, converted and resized to the model input",
+    )
     p.add_argument("--idx", help="an IDX images file (raw or .gz) instead of an image file")
     p.add_argument("--index", type=int, default=0, help="which entry of --idx (default 0)")
+    p.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert the image (x -> 1 - x) first: for dark strokes on a light background",
+    )
     p.set_defaults(run=cmd_predict)
 
 
@@ -171,8 +196,18 @@ def _add_bench(sub: Any) -> None:
     p.set_defaults(run=cmd_bench)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the program's one-line errors: ``convprop: <subcommand>: <message>``."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.split()[1:]  # "convprop predict" -> ["predict"]
+        where = f"convprop: {command[-1]}: " if command else "convprop: "
+        see = f"{self.prog} --help"
+        self.exit(2, f"{where}{message} (see {see})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="convprop",
         description="Convolutional networks with every gradient written by hand.",
     )
@@ -243,7 +278,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``convprop`` console script; returns the exit status."""
+    """Entry point of the ``convprop`` console script; returns the exit status.
+
+    Every error is one line on stderr, ``convprop: <op>: <what is wrong>...``, where <op> is
+    the function or subcommand that refused (argparse's usage errors included, exit status 2).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from convprop.backend import retain_freed_memory
@@ -257,18 +296,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
-        print(f"convprop {args.command}: interrupted", file=sys.stderr)
+        print(f"convprop: {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # the reader of the output has gone (`convprop explain conv | head`): stop quietly
         _silence_stdout()
         return 1
+    except MemoryError as error:
+        if args.verbose:
+            raise
+        print(error_line(args.command, _memory_message(error)), file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError, RuntimeError, KeyError, NotImplementedError) as error:
         if args.verbose:
             raise
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"convprop {args.command}: error: {message}", file=sys.stderr)
+        print(error_line(args.command, _message(error)), file=sys.stderr)
         return 1
+
+
+_OP_PREFIX = re.compile(r"[A-Za-z_][\w.\[\]]*: ")
+"""The start of a message that names its op already: ``predict: ...``, ``load_idx: ...``."""
+
+
+def error_line(command: str, message: str) -> str:
+    """``convprop: <op>: <message>``: the message's own op, or else the subcommand."""
+    if _OP_PREFIX.match(message):
+        return f"convprop: {message}"
+    return f"convprop: {command}: {message}"
+
+
+def _message(error: BaseException) -> str:
+    """The first line of an exception's message, without OSError's ``[Errno N]`` prefix."""
+    if isinstance(error, OSError) and error.strerror and error.filename is None:
+        text = str(error.strerror)  # OSError(errno, "op: ...") reads "[Errno N] op: ..."
+    elif isinstance(error, KeyError) and len(error.args) == 1:
+        text = str(error.args[0])  # not repr()'s quotes
+    else:
+        text = str(error)
+    return text.splitlines()[0] if text.strip() else type(error).__name__
+
+
+def _memory_message(error: MemoryError) -> str:
+    """A MemoryError as one line: NumPy's names the array (shape, dtype, GiB); else the type."""
+    detail = _message(error)
+    if detail == type(error).__name__:
+        detail = "an allocation failed (the operating system refused the memory)"
+    if _OP_PREFIX.match(detail):
+        return detail
+    return f"out of memory; expected sizes that fit in this machine's memory, got: {detail}"
 
 
 def _silence_stdout() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -283,6 +284,19 @@ def train_step(
     return loss.data, correct
 
 
+PROGRESS_INTERVAL = 5.0
+"""Seconds between progress updates when stderr is a file or pipe (a log), not a terminal."""
+
+
+def progress_interval(stream: Any) -> float:
+    """tqdm's ``mininterval``: 0.1 s on a terminal, PROGRESS_INTERVAL for a log."""
+    try:
+        interactive = bool(stream.isatty())
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        interactive = False
+    return 0.1 if interactive else PROGRESS_INTERVAL
+
+
 def _describe(record: dict[str, Any], epochs: int) -> str:
     """One human-readable line per epoch for the log."""
     line = (
@@ -397,6 +411,15 @@ def _fit(
                 "found none"
             )
         completed, history = _resume(out / CHECKPOINT_NAME, model, optimizer, config)
+        if completed >= config.epochs and main:
+            log.warning(
+                "train: nothing to train; the run in %s has completed %d epochs of the %d "
+                "asked (pass --epochs with more than %d to train longer)",
+                out,
+                completed,
+                config.epochs,
+                completed,
+            )
     scheduler = make_scheduler(config, optimizer)
     if scheduler is not None and completed:
         # one scheduler step per completed epoch, as in an uninterrupted run
@@ -436,6 +459,7 @@ def _fit(
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
             leave=True,
+            mininterval=progress_interval(sys.stderr),
         )
         try:
             for step, (x, labels) in enumerate(bar, start=1):
@@ -466,7 +490,12 @@ def _fit(
                 total_loss += loss_value * count
                 total_correct += int(correct)
                 seen += int(count)
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.3f}")
+                # shown at the bar's next update (every mininterval), not one line per step
+                bar.set_postfix(
+                    loss=f"{total_loss / seen:.4f}",
+                    acc=f"{total_correct / seen:.3f}",
+                    refresh=False,
+                )
                 norms.add()  # this step's gradients: one dot product per parameter
         finally:
             bar.close()
