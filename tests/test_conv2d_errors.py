@@ -41,12 +41,12 @@ def test_wrong_rank_is_refused(x: np.ndarray, w: np.ndarray, message: str) -> No
     _refused(ShapeError, message, x, w)
 
 
-def test_empty_dimension_is_refused() -> None:
+def test_empty_plane_is_refused() -> None:  # an empty batch is accepted (test_conv_opinfo)
     _refused(
         ShapeError,
-        "conv2d: every dimension must be >= 1; expected non-empty arrays "
-        "(x.shape=(0, 4, 6, 5), w.shape=(6, 4, 3, 3))",
-        X[:0], W,
+        "conv2d: C, H, W and every dimension of w must be >= 1 (only N may be 0); expected "
+        "non-empty planes and filters (x.shape=(2, 4, 0, 5), w.shape=(6, 4, 3, 3))",
+        X[:, :, :0], W,
     )  # fmt: skip
 
 

@@ -212,12 +212,14 @@ def conv_geometry(
     """Validate a conv2d call and return its geometry.
 
     A network asks the same few geometries on every step: calls whose arguments are all
-    hashable (ints, strings, tuples) are remembered. A call that raises is not.
+    hashable (ints, strings, tuples) are remembered. A call that raises is not. The batch N
+    may be 0 (an empty batch, as PyTorch allows); every other size must be at least 1.
 
     Raises
     ------
     ShapeError
-        Wrong ranks, channel mismatch, bias of the wrong size, or an output smaller than 1.
+        Wrong ranks, an empty plane or filter, channel mismatch, bias of the wrong size, or
+        an output smaller than 1.
     ParameterError
         Non-positive stride/dilation/groups, negative padding, groups not dividing C or K.
     """
@@ -273,9 +275,10 @@ def _conv_geometry(
         )
     N, C, H, W = (int(v) for v in x_shape)
     K, C_per_group, R, S = (int(v) for v in w_shape)
-    if min(N, C, H, W) < 1 or min(K, C_per_group, R, S) < 1:
+    if N < 0 or min(C, H, W) < 1 or min(K, C_per_group, R, S) < 1:
         raise ShapeError(
-            f"{op}: every dimension must be >= 1; expected non-empty arrays ({shapes})"
+            f"{op}: C, H, W and every dimension of w must be >= 1 (only N may be 0); expected "
+            f"non-empty planes and filters ({shapes})"
         )
     stride_hw = pair(op, "stride", stride, minimum=1)
     dil_hw = pair(op, "dilation", dilation, minimum=1)

@@ -1,5 +1,5 @@
-"""Helpers shared by the conv2d algorithms: padding, tap windows, group views, and the
-rotated kernel and geometry of the input gradient (B3).
+"""Helpers shared by the conv2d algorithms: padding, tap windows, group views, the rotated
+kernel and geometry of the input gradient (B3), and the gradients of an empty batch.
 
 A *tap* is one kernel offset ``(r, s)``. For tap (r, s) the window of x_pad read by all
 outputs is the strided slice (equation F1 of docs/derivations.md)::
@@ -16,6 +16,34 @@ from types import ModuleType
 
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array
+
+
+def empty_batch_gradients(
+    xp: ModuleType, x: Array, w: Array, bias_size: int | None, need_dx: bool
+) -> tuple[Array | None, Array, Array | None]:
+    """(dx, dw, db) of a convolution over an empty batch (N = 0), for conv2d and its adjoint.
+
+    The sums over n of (B1) and (B2) have no terms, so dw and db are zeros; dx (B3) is as
+    empty as x. No algorithm runs: their kernels assume N >= 1.
+
+    Parameters
+    ----------
+    x : Array (0, C, H, W)
+    w : Array (K, C/G, R, S), or (C_in, C_out/G, R, S) for the transposed convolution
+    bias_size : int or None
+        K (C_out for the transposed convolution); None when there is no bias.
+    need_dx : bool
+
+    Returns
+    -------
+    dx : Array (0, C, H, W) or None
+    dw : Array of w's shape, zeros
+    db : Array (bias_size,) of zeros, or None
+    """
+    dx = xp.zeros(x.shape, dtype=x.dtype) if need_dx else None  # (B3): no images
+    dw = xp.zeros(w.shape, dtype=x.dtype)  # (B2): an empty sum over n
+    db = None if bias_size is None else xp.zeros(bias_size, dtype=x.dtype)  # (B1)
+    return dx, dw, db
 
 
 def pad_input(xp: ModuleType, x: Array, geom: ConvGeometry) -> Array:

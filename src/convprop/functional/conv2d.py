@@ -18,7 +18,7 @@ gradient) to an algorithm of ``ALGORITHMS``. The bias terms (F1, B1) are shared 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from convprop import native
@@ -35,6 +35,7 @@ from convprop.functional import (
     conv2d_winograd4,
 )
 from convprop.functional._checks import check_upstream, require_array
+from convprop.functional._conv_common import empty_batch_gradients
 
 
 class ConvAlgorithm(Protocol):
@@ -258,6 +259,8 @@ def conv2d_forward(
         dilation=dilation,
         groups=groups,
     )
+    if geom.N == 0:
+        return _empty_batch_forward(op, algorithm, x, w, b, geom)
     algorithms = resolve_algorithms(op, algorithm, geom, w)
     forward_algo = ALGORITHMS[algorithms[0]]
     fused = b is not None and getattr(forward_algo, "FUSES_BIAS", False)
@@ -275,6 +278,19 @@ def conv2d_forward(
         saved = None  # another algorithm computes dw: nothing to reuse
     cache = Conv2dCache(x, w, b is not None, geom, algorithms, saved)
     return y, cache
+
+
+def _empty_batch_forward(
+    op: str, algorithm: str, x: Array, w: Array, b: Array | None, geom: ConvGeometry
+) -> tuple[Array, Conv2dCache]:
+    """conv2d_forward over an empty batch (N = 0, as PyTorch allows): y is (0, K, P, Q).
+
+    The algorithms are resolved (an explicit one checked) as for one image; none runs, as
+    their kernels assume N >= 1.
+    """
+    algorithms = resolve_algorithms(op, algorithm, replace(geom, N=1), w)
+    y = get_xp(x, w).zeros(geom.y_shape, dtype=x.dtype)  # (F1): no images, no terms
+    return y, Conv2dCache(x, w, b is not None, geom, algorithms)
 
 
 def conv2d_backward(
@@ -303,6 +319,9 @@ def conv2d_backward(
     geom = cache.geom
     check_upstream("conv2d_backward", dy, geom.y_shape, cache.x.dtype)
     xp = get_xp(dy, cache.x)
+    if geom.N == 0:  # (B1)-(B3) over an empty batch
+        return empty_batch_gradients(xp, cache.x, cache.w, geom.K if cache.has_bias else None,
+                                     need_dx)  # fmt: skip
     _, data_algorithm, weight_algorithm = cache.algorithms
     db = None
     if cache.has_bias and native.serves(dy):

@@ -18,13 +18,14 @@ rows of (CT3) are dropped, which keeps the pair exactly adjoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from convprop._shapes import ConvGeometry, conv_geometry, explicit_padding, pair
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_upstream, require_array
+from convprop.functional._conv_common import empty_batch_gradients
 from convprop.functional.conv2d import ALGORITHMS, resolve_algorithms
 
 OP = "conv_transpose2d"
@@ -180,6 +181,10 @@ def conv_transpose2d_forward(
     xp = get_xp(x, w, b)
     check_float_dtype(OP, x=x, w=w, b=b)
     geom = _geometry(x, w, b, stride, padding, output_padding, dilation, groups)
+    if geom.N == 0:  # an empty batch: algorithms resolved as for one image, none runs
+        algorithms = resolve_algorithms(OP, algorithm, replace(geom, N=1), w)
+        y = xp.zeros(geom.x_shape, dtype=x.dtype)  # (CT2): no images
+        return y, ConvTranspose2dCache(x, w, b is not None, geom, algorithms)
     algorithms = resolve_algorithms(OP, algorithm, geom, w)
     x_ext = _extend(xp, x, geom.P, geom.Q)
     y = ALGORITHMS[algorithms[1]].backward_data(x_ext, w, geom)  # (CT2)
@@ -205,6 +210,9 @@ def conv_transpose2d_backward(
     geom = cache.geom
     check_upstream(f"{OP}_backward", dy, geom.x_shape, cache.x.dtype)
     xp = get_xp(dy, cache.x)
+    if geom.N == 0:  # (CT3), (CT4), (B1) over an empty batch
+        return empty_batch_gradients(xp, cache.x, cache.w, geom.C if cache.has_bias else None,
+                                     need_dx)  # fmt: skip
     H, W = cache.x.shape[2:]
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None  # (B1)
     x_ext = _extend(xp, cache.x, geom.P, geom.Q)

@@ -3,6 +3,7 @@
 1-D maps onto the 2-D pairs with H = 1 (x (N, C, L) viewed as (N, C, 1, L)), so it runs the
 fast 2-D algorithms; 3-D runs the N-d im2col pairs (CN1)–(CN6), (CTN1)–(CTN3). Unbatched
 inputs ((C, *spatial)) are accepted as PyTorch accepts them: a batch of one, removed again.
+So is PyTorch's one-element form of a per-axis argument (stride=(2,) for (2, 2) or (2, 2, 2)).
 The views are recorded reshapes (RS1, RS2), so every gradient still comes from a pair.
 """
 
@@ -53,6 +54,14 @@ def _needs_batch(input: Any, dims: int) -> bool:
     return getattr(input, "ndim", None) == dims + 1
 
 
+def _per_axis(value: Any, dims: int) -> Any:
+    """PyTorch's one-element form ((2,) or [2]) of a per-axis argument as ``dims`` copies, as
+    its convolutions expand it; any other value unchanged (the pairs validate it)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1 and _is_int(value[0]):
+        return (value[0],) * dims
+    return value
+
+
 def _one_to_two(op: str, value: Any, name: str, fill: int) -> Any:
     """A 1-D hyperparameter as the 2-D pair (fill, value)."""
     if isinstance(value, str):
@@ -94,7 +103,8 @@ def conv2d(
     x = _tensor(input).unsqueeze(0) if added else input
     y = _record_conv(
         "conv2d", "B1, B2, B3", (conv2d_forward, conv2d_backward), x, weight, bias,
-        stride=stride, padding=padding, dilation=dilation, groups=groups, algorithm=algorithm,
+        stride=_per_axis(stride, 2), padding=_per_axis(padding, 2),
+        dilation=_per_axis(dilation, 2), groups=groups, algorithm=algorithm,
     )  # fmt: skip
     return y.squeeze(0) if added else y
 
@@ -116,8 +126,9 @@ def conv_transpose2d(
     x = _tensor(input).unsqueeze(0) if added else input
     y = _record_conv(
         "conv_transpose2d", "CT3, CT4", (conv_transpose2d_forward, conv_transpose2d_backward),
-        x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
-        dilation=dilation, groups=groups, algorithm=algorithm,
+        x, weight, bias, stride=_per_axis(stride, 2), padding=_per_axis(padding, 2),
+        output_padding=_per_axis(output_padding, 2), dilation=_per_axis(dilation, 2),
+        groups=groups, algorithm=algorithm,
     )  # fmt: skip
     return y.squeeze(0) if added else y
 
@@ -203,7 +214,8 @@ def conv3d(
     x, added = _batched("conv3d", input, 3)
     y = _record_conv(
         "conv3d", "CN4, CN5, CN6", (conv_nd_forward, conv_nd_backward), x, weight, bias,
-        stride=stride, padding=padding, dilation=dilation, groups=groups,
+        stride=_per_axis(stride, 3), padding=_per_axis(padding, 3),
+        dilation=_per_axis(dilation, 3), groups=groups,
     )  # fmt: skip
     return y.squeeze(0) if added else y
 
@@ -222,7 +234,8 @@ def conv_transpose3d(
     x, added = _batched("conv_transpose3d", input, 3)
     y = _record_conv(
         "conv_transpose3d", "CTN3", (conv_transpose_nd_forward, conv_transpose_nd_backward),
-        x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
-        dilation=dilation, groups=groups,
+        x, weight, bias, stride=_per_axis(stride, 3), padding=_per_axis(padding, 3),
+        output_padding=_per_axis(output_padding, 3), dilation=_per_axis(dilation, 3),
+        groups=groups,
     )  # fmt: skip
     return y.squeeze(0) if added else y
