@@ -51,6 +51,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_model_metadata",
+    "load_run_info",
     "load_weights",
     "remove_stale_temporaries",
     "save_checkpoint",
@@ -347,7 +348,21 @@ def _layer_elements(name: str, arguments: dict[str, Any]) -> int:
         size = _int_tuple(a["num_channels"], 1)
         affine = bool(a["affine"])
         return 0 if size is None else _product(size) * (int(affine) + int(affine and a["bias"]))
+    if name.endswith("Loss"):  # class weights given in the config itself become buffers
+        return sum(_json_leaves(a.get(key)) for key in ("weight", "pos_weight"))
     return 0
+
+
+def _json_leaves(value: Any) -> int:
+    """The number of scalars in nested lists (0 for None)."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif item is not None:
+            count += 1
+    return count
 
 
 _CONV_DIMS = {
@@ -366,9 +381,9 @@ def architecture_elements(arch: Any) -> int:
 
     Computed from the JSON description alone, before anything is built: convprop.nn's
     layers with parameters or buffers (Linear, Conv*d, ConvTranspose*d, BatchNorm*d,
-    LayerNorm, GroupNorm) by their shapes, the containers by their children, everything
-    else (activations, pooling, classes registered by the user) as 0. A malformed node
-    counts 0 (``build`` names it).
+    LayerNorm, GroupNorm; the losses' class weights) by their shapes, the containers by
+    their children, everything else (activations, pooling, classes registered by the user)
+    as 0. A malformed node counts 0 (``build`` names it).
 
     Examples
     --------
@@ -1082,3 +1097,63 @@ def _restore(
             f"{filename}: the {role} refused the saved state; expected a state from the same "
             f"{role} settings, got an error ({error})"
         ) from error
+
+
+# -- the metadata convprop train stores --------------------------------------------------------
+_RUN_INFO_LIMIT = 1 << 16
+"""The largest size an input_shape entry or num_classes may state."""
+
+
+def load_run_info(path: PathLike, command: str = "load_run_info") -> dict[str, Any]:
+    """What ``convprop train`` stored with a model (``config.extra``), each field checked.
+
+    Returns ``{}`` for a model file saved without it (e.g. by ``save_model``), else a dict
+    with any of: ``dataset`` and ``model`` (str), ``input_shape`` (a list [C, H, W] of ints
+    in 1..65536) and ``num_classes`` (an int in 1..65536).
+
+    Raises
+    ------
+    ModelFileError
+        Naming ``path`` and the field, when a field has another type or an absurd value,
+        or as ``load_model_metadata`` raises.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from convprop.nn import Linear
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+    >>> save_model(path, Linear(2, 2, rng=0), metadata={"config": {"extra": {
+    ...     "dataset": "digits", "input_shape": [1, 8, 8], "num_classes": 10}}})
+    >>> load_run_info(path)
+    {'dataset': 'digits', 'input_shape': [1, 8, 8], 'num_classes': 10}
+    """
+    filename = os.fspath(path)
+    config = load_model_metadata(path).get("config")
+    extra = config.get("extra") if isinstance(config, dict) else None
+    if not isinstance(extra, dict):
+        return {}
+    for key in ("dataset", "model"):
+        if key in extra and not isinstance(extra[key], str):
+            raise ModelFileError(
+                f"{command}: {filename}: the metadata field {key} is malformed; expected a "
+                f"string, got {_short(extra[key])}"
+            )
+
+    def within(value: Any) -> bool:
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= _RUN_INFO_LIMIT
+        )
+
+    shape = extra.get("input_shape", [1, 1, 1])
+    if not isinstance(shape, list) or len(shape) != 3 or not all(within(s) for s in shape):
+        raise ModelFileError(
+            f"{command}: {filename}: the metadata field input_shape is malformed; expected "
+            f"a list [C, H, W] of 3 ints in 1..{_RUN_INFO_LIMIT}, "
+            f"got {_short(extra['input_shape'])}"
+        )
+    if "num_classes" in extra and not within(extra["num_classes"]):
+        raise ModelFileError(
+            f"{command}: {filename}: the metadata field num_classes is malformed; expected an "
+            f"int in 1..{_RUN_INFO_LIMIT}, got {_short(extra['num_classes'])}"
+        )
+    return extra

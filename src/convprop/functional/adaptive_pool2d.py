@@ -5,8 +5,13 @@ Notation  x (N,C,H,W)  y (N,C,P,Q); bins may differ in size and overlap
   M_h[p,h] = 1 / (end_p - start_p) inside bin p, else 0;  M_w (Q,W) likewise           (AA2)
   y[n,c] = M_h @ x[n,c] @ M_w^T                                                        (AA3)
   dx[n,c] = M_h^T @ dy[n,c] @ M_w  -- the adjoint of (AA3)                             (AA4)
+Non-finite values (the products above multiply a NaN or ±∞ by the zeros of M_h, M_w)
+  y[n,c,p,:] = mean of x[n,c,start_p:end_p,:] over rows, then likewise over columns     (AA5)
+  dx[n,c,start_p:end_p,:] += dy[n,c,p,:] / (end_p - start_p), then likewise over columns (AA6)
 
-``output_size=1`` is global average pooling.
+``output_size=1`` is global average pooling. A NaN or ±∞ stays inside the bins that hold
+it, as in PyTorch: where x (forward) or dy (backward) is not finite (one ``isfinite`` pass),
+the bins are summed by slices (AA5), (AA6) instead of the matrix products.
 """
 
 from __future__ import annotations
@@ -75,6 +80,33 @@ def _bin_matrix(xp: ModuleType, size: int, out: int, dtype: Any) -> Array:
     return (inside / (end - start)[:, None]).astype(dtype)  # (AA2) -> (out, size)
 
 
+def _bounds(size: int, out: int) -> list[tuple[int, int]]:
+    """(AA1): (start_p, end_p) of every bin."""
+    return [(p * size // out, -(-(p + 1) * size // out)) for p in range(out)]
+
+
+def _along(axis: int, index: slice) -> tuple[slice, ...]:
+    """An index that takes ``index`` along ``axis`` and everything along the axes before."""
+    return (slice(None),) * axis + (index,)
+
+
+def _average_bins(xp: ModuleType, x: Array, axis: int, out: int) -> Array:
+    """(AA5) along one axis: each bin's mean by a slice, so a NaN or ±∞ stays in its bins."""
+    parts = [x[_along(axis, slice(s, e))].mean(axis=axis, keepdims=True)  # (AA5)
+             for s, e in _bounds(x.shape[axis], out)]  # fmt: skip
+    return xp.concatenate(parts, axis=axis)
+
+
+def _spread_bins(xp: ModuleType, d: Array, axis: int, size: int) -> Array:
+    """(AA6) along one axis: each bin's gradient added evenly into its cells."""
+    shape = list(d.shape)
+    shape[axis] = size
+    dx = xp.zeros(shape, dtype=d.dtype)
+    for p, (s, e) in enumerate(_bounds(size, d.shape[axis])):
+        dx[_along(axis, slice(s, e))] += d[_along(axis, slice(p, p + 1))] / (e - s)  # (AA6)
+    return dx
+
+
 def adaptive_avg_pool2d_forward(x: Array, output_size: Any) -> tuple[Array, AdaptiveAvgPool2dCache]:
     """Adaptive average pooling forward pass, equations (AA1)-(AA3).
 
@@ -126,7 +158,10 @@ def adaptive_avg_pool2d_forward(x: Array, output_size: Any) -> tuple[Array, Adap
     P, Q = adaptive_output_size(op, output_size, (H, W))
     M_h = _bin_matrix(xp, H, P, x.dtype)  # (AA2) (P, H)
     M_w = _bin_matrix(xp, W, Q, x.dtype)  # (AA2) (Q, W)
-    y = M_h @ x @ M_w.T  # (AA3) (P, H) @ (N, C, H, W) @ (W, Q) -> (N, C, P, Q)
+    if bool(xp.isfinite(x).all()):
+        y = M_h @ x @ M_w.T  # (AA3) (P, H) @ (N, C, H, W) @ (W, Q) -> (N, C, P, Q)
+    else:  # (AA5): 0·NaN in the products would spread a NaN over whole rows of bins
+        y = _average_bins(xp, _average_bins(xp, x, 2, P), 3, Q)  # (AA5) -> (N, C, P, Q)
     return xp.ascontiguousarray(y), AdaptiveAvgPool2dCache(M_h=M_h, M_w=M_w, N=N, C=C)
 
 
@@ -147,7 +182,11 @@ def adaptive_avg_pool2d_backward(dy: Array, cache: AdaptiveAvgPool2dCache) -> Ar
     P, Q = cache.M_h.shape[0], cache.M_w.shape[0]
     check_upstream("adaptive_avg_pool2d_backward", dy, (cache.N, cache.C, P, Q), cache.M_h.dtype)
     xp = get_xp(dy, cache.M_h)
-    dx = cache.M_h.T @ dy @ cache.M_w  # (AA4) (H, P) @ (N, C, P, Q) @ (Q, W) -> (N, C, H, W)
+    H, W = cache.M_h.shape[1], cache.M_w.shape[1]
+    if bool(xp.isfinite(dy).all()):
+        dx = cache.M_h.T @ dy @ cache.M_w  # (AA4) (H, P) @ (N, C, P, Q) @ (Q, W) -> (N, C, H, W)
+    else:  # (AA6): a NaN or ±∞ of dy reaches only its bin's cells
+        dx = _spread_bins(xp, _spread_bins(xp, dy, 2, H), 3, W)  # (AA6) -> (N, C, H, W)
     return xp.ascontiguousarray(dx)
 
 

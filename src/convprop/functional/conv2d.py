@@ -29,6 +29,7 @@ from convprop.functional import (
     conv2d_depthwise,
     conv2d_direct,
     conv2d_fft,
+    conv2d_ieee,
     conv2d_im2col,
     conv2d_select,
     conv2d_winograd,
@@ -101,6 +102,9 @@ class Conv2dCache:
         weight passes use the same algorithm): im2col's columns (N·C·R·S·P·Q elements,
         kept only below the workspace budget), FFT's input and kernel spectra (about
         (N + K)·C/G·Hp·Wp/2 complex numbers) or Winograd's input tiles.
+    auto : bool
+        Whether ``auto`` chose the algorithms: the backward then checks dy for non-finite
+        values where a pass would not keep IEEE semantics (conv2d_ieee).
     """
 
     x: Array
@@ -109,6 +113,7 @@ class Conv2dCache:
     geom: ConvGeometry
     algorithms: tuple[str, str, str]
     saved: Any = None
+    auto: bool = False
 
 
 _AUTO_CHOICES: dict[tuple[Any, ...], tuple[str, str, str]] = {}
@@ -116,9 +121,13 @@ _AUTO_CHOICES_KEPT = 512
 
 
 def resolve_algorithms(
-    op: str, algorithm: str, geom: ConvGeometry, w: Array
+    op: str, algorithm: str, geom: ConvGeometry, w: Array, *, inputs: tuple[Array, ...] = ()
 ) -> tuple[str, str, str]:
     """Return the algorithm name for each pass, checking that an explicit choice applies.
+
+    ``auto`` keeps IEEE semantics: where its choice includes a pass that does not
+    (conv2d_ieee), the ``inputs`` (the arrays the passes will read) are checked with one
+    ``isfinite`` pass each, and a non-finite value makes it take the IEEE algorithms.
 
     Raises
     ------
@@ -140,7 +149,7 @@ def resolve_algorithms(
         key = (geom, w.dtype, xp.__name__, compiled, conv2d_select.calibration())
         known = _AUTO_CHOICES.get(key) if not conv2d_select.timing_cache_enabled() else None
         if known is not None:
-            return known
+            return _ieee_if_non_finite(known, geom, w, inputs)
         candidates = [
             name
             for name, algo in ALGORITHMS.items()
@@ -174,13 +183,24 @@ def resolve_algorithms(
             if len(_AUTO_CHOICES) >= _AUTO_CHOICES_KEPT:
                 _AUTO_CHOICES.clear()
             _AUTO_CHOICES[key] = (forward, data, weight)
-        return (forward, data, weight)
+        return _ieee_if_non_finite((forward, data, weight), geom, w, inputs)
     reason = ALGORITHMS[algorithm].decline(geom)
     if reason is not None:
         raise NotImplementedError(
             f"{op}: algorithm {algorithm!r} cannot compute this case: {reason} ({geom.describe()})"
         )
     return (algorithm, algorithm, algorithm)
+
+
+def _ieee_if_non_finite(
+    choice: tuple[str, str, str], geom: ConvGeometry, w: Array, inputs: tuple[Array, ...]
+) -> tuple[str, str, str]:
+    """``auto``'s ``choice``, or the IEEE algorithms' where a pass of it does not keep IEEE
+    semantics and an input holds a NaN or ±∞ (one isfinite pass per input, only then)."""
+    if not inputs or conv2d_ieee.keeps_ieee(choice) or conv2d_ieee.all_finite(*inputs):
+        return choice
+    candidates = [name for name, algo in ALGORITHMS.items() if algo.decline(geom) is None]
+    return conv2d_ieee.ieee_algorithms(geom, w.dtype.name, candidates, native.serves(w))
 
 
 def conv2d_forward(
@@ -261,7 +281,7 @@ def conv2d_forward(
     )
     if geom.N == 0:
         return _empty_batch_forward(op, algorithm, x, w, b, geom)
-    algorithms = resolve_algorithms(op, algorithm, geom, w)
+    algorithms = resolve_algorithms(op, algorithm, geom, w, inputs=(x, w))
     forward_algo = ALGORITHMS[algorithms[0]]
     fused = b is not None and getattr(forward_algo, "FUSES_BIAS", False)
     if fused:  # the algorithm adds the bias as it writes y
@@ -276,7 +296,7 @@ def conv2d_forward(
             y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
     if algorithms[2] != algorithms[0]:
         saved = None  # another algorithm computes dw: nothing to reuse
-    cache = Conv2dCache(x, w, b is not None, geom, algorithms, saved)
+    cache = Conv2dCache(x, w, b is not None, geom, algorithms, saved, auto=algorithm == "auto")
     return y, cache
 
 
@@ -322,7 +342,12 @@ def conv2d_backward(
     if geom.N == 0:  # (B1)-(B3) over an empty batch
         return empty_batch_gradients(xp, cache.x, cache.w, geom.K if cache.has_bias else None,
                                      need_dx)  # fmt: skip
-    _, data_algorithm, weight_algorithm = cache.algorithms
+    algorithms, saved = cache.algorithms, cache.saved
+    if cache.auto:  # a non-finite dy takes the IEEE algorithms (conv2d_ieee)
+        ieee = _ieee_if_non_finite(algorithms, geom, cache.w, (dy,))
+        if ieee != algorithms:
+            algorithms, saved = ieee, None
+    _, data_algorithm, weight_algorithm = algorithms
     db = None
     if cache.has_bias and native.serves(dy):
         db = native.bias_grad(dy)  # (B1) compiled: one pass, all cores
@@ -330,9 +355,9 @@ def conv2d_backward(
         db = dy.sum(axis=(0, 2, 3))  # (B1) -> (K,)
     weight_algo = ALGORITHMS[weight_algorithm]
     if data_algorithm == weight_algorithm or not need_dx:
-        dx, dw = weight_algo.backward(dy, cache.x, cache.w, geom, cache.saved, need_dx)  # (B3, B2)
+        dx, dw = weight_algo.backward(dy, cache.x, cache.w, geom, saved, need_dx)  # (B3, B2)
     else:
-        dw = weight_algo.backward_weight(dy, cache.x, geom, cache.saved)  # (B2)
+        dw = weight_algo.backward_weight(dy, cache.x, geom, saved)  # (B2)
         dx = ALGORITHMS[data_algorithm].backward_data(dy, cache.w, geom)  # (B3)
     dtype = cache.x.dtype
     return (

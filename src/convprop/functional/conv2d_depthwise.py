@@ -17,6 +17,9 @@ With stride 1 a whole plane is one long vector loop per tap: the "wide" layout o
 (DW1)-(DW3) in docs/derivations.md, section 19. Arrays the kernels do not serve (CuPy,
 or an install without the compiled extension) take the direct algorithm's NumPy code,
 which computes the same sums.
+
+Non-finite values: as ``direct`` (IEEE in the forward and weight gradient; the input
+gradient pads dy, so an infinite weight gives NaN at the border; see conv2d_ieee).
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ Backward
   dx = crop( full convolution of dy_up with rot180(w) )                          (B3)
        dy_up: dy with stride-1 zeros between its rows/columns (zero-dilated)
 (the bias gradient (B1) is shared by all algorithms and lives in conv2d.py)
+
+Non-finite values: the forward (F1) and weight gradient (B2) are the sums, NaN and ±∞
+included (IEEE). The input gradient (B3) is a full correlation over a zero-padded dy, so
+an infinite weight meets padded zeros (0·∞ = NaN) at the border, where PyTorch's sum over
+the outputs only gives ±∞; see conv2d_ieee.
 """
 
 from __future__ import annotations

@@ -44,6 +44,11 @@ with the placement folded into the matrices:
   a^[u, v] = sum_i e^{-2πi u (r0 + i·sh)/Lh} sum_j e^{-2πi v (c0 + j·sw)/Lw} a[i, j]    (T7)
 and so are the inverses of y and dx, evaluated only where they are read (T6's weights c_v):
   a[r0 + i·sh, c0 + j·sw] = 1/(Lh·Lw) sum_{u,v} c_v Re( a^[u,v] e^{+2πi(u·row/Lh + v·col/Lw)} ) (T8)
+
+Non-finite values: a NaN or ±∞ in x, w or dy enters the spectrum of its whole plane, so
+every output of that plane (and, through the channel sums, of every filter) becomes NaN,
+where the sums (F1)-(B3) and PyTorch keep it local. ``auto`` checks for them and takes an
+algorithm that keeps IEEE semantics instead (see conv2d_ieee); named, "fft" does not.
 """
 
 from __future__ import annotations

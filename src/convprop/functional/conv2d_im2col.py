@@ -40,7 +40,7 @@ from typing import Any
 from convprop import native
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
-from convprop.functional import conv2d_select
+from convprop.functional import conv2d_ieee, conv2d_select
 from convprop.functional._conv_common import (
     crop_padding,
     group_view_w,
@@ -289,12 +289,15 @@ def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Arra
 
 
 def _data_by_convolution(dy: Array, w: Array, geom: ConvGeometry) -> Array | None:
-    """(I6) where the cost model prefers it: dx (N, C, H, W); None to take (I4)-(I5)."""
+    """(I6) where the cost model prefers it and w is finite: dx (N, C, H, W); None to take
+    (I4)-(I5), which sums over the outputs only and so keeps IEEE semantics (conv2d_ieee)."""
     transposed = transposed_geometry(geom)
     if transposed is None:
         return None
     compiled = native.serves(dy)  # whether the compiled im2col copies dy's columns
     if not conv2d_select.im2col_data_by_convolution(geom, dy.dtype.itemsize, compiled):
+        return None
+    if not conv2d_ieee.all_finite(w):  # (I6) pads dy: 0·±∞ would be NaN where (B3) has ±∞
         return None
     return forward(dy, rotated_filters(w, geom), transposed)[0]  # (I6) = (I1), (I2) on dy
 

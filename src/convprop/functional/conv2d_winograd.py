@@ -31,6 +31,11 @@ On the CPU the four tile transforms (WG2, WG4, WG5, WG6) run as compiled kernels
 convprop.native) in a layout X[xi, channel, n·T + t] (xi = a·i + j one of the a² tile
 positions, a = m + 2, T tiles per image), so that (WG3), (WG6) and (WG7) are a² GEMMs over
 the whole batch at once. CuPy arrays, or an install without the kernels, take the einsum code below.
+
+Non-finite values: a NaN or ±∞ in x, w or dy enters the transforms of its whole tile (and
+∞ - ∞ there is NaN), so the outputs of that tile become NaN where the sums (F1)-(B3) and
+PyTorch keep ±∞ or finite values. ``auto`` checks for them and takes an algorithm that
+keeps IEEE semantics instead (see conv2d_ieee); named, "winograd" and "winograd4" do not.
 """
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ def conv_transpose2d_forward(
         algorithms = resolve_algorithms(OP, algorithm, replace(geom, N=1), w)
         y = xp.zeros(geom.x_shape, dtype=x.dtype)  # (CT2): no images
         return y, ConvTranspose2dCache(x, w, b is not None, geom, algorithms)
-    algorithms = resolve_algorithms(OP, algorithm, geom, w)
+    algorithms = resolve_algorithms(OP, algorithm, geom, w, inputs=(x, w))  # NaN: conv2d_ieee
     x_ext = _extend(xp, x, geom.P, geom.Q)
     y = ALGORITHMS[algorithms[1]].backward_data(x_ext, w, geom)  # (CT2)
     if b is not None:
