@@ -5,10 +5,12 @@ Messages follow the library's format: ``<op>: <what is wrong>; expected ..., got
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 from convprop.backend import is_array
-from convprop.errors import DTypeError, ShapeError
+from convprop.errors import DTypeError, ParameterError, ShapeError
 
 
 def require_array(op: str, name: str, value: Any) -> None:
@@ -38,4 +40,42 @@ def check_upstream(op: str, dy: Any, expected_shape: tuple[int, ...], dtype: Any
         raise DTypeError(
             f"{op}: dy has dtype {dy.dtype}; expected the forward dtype {dtype}, got {dy.dtype} "
             f"(dy.shape={tuple(dy.shape)})"
+        )
+
+
+# The largest window, stride, padding, dilation or output extent along one axis: the native
+# kernels index with C's 64-bit sizes, and products of two such extents must not overflow.
+MAX_EXTENT = 2**31 - 1
+
+
+def check_extent(op: str, name: str, values: tuple[int, ...]) -> None:
+    """Refuse a hyperparameter beyond :data:`MAX_EXTENT` before any size is computed from it."""
+    if max(values, default=0) > MAX_EXTENT:
+        raise ParameterError(
+            f"{op}: {name} is too large; expected values <= {MAX_EXTENT}, got {values}"
+        )
+
+
+def memory_limit() -> int:
+    """The machine's physical memory in bytes (2**40 where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 2**40
+
+
+def check_output_size(op: str, shape: tuple[int, ...], itemsize: int, shapes: str) -> None:
+    """Refuse an output that could not fit in memory before allocating it.
+
+    Raises
+    ------
+    ShapeError
+        When ``prod(shape) * itemsize`` exceeds the machine's physical memory.
+    """
+    need = math.prod(int(s) for s in shape) * int(itemsize)
+    limit = memory_limit()
+    if need > limit:
+        raise ShapeError(
+            f"{op}: the output {tuple(shape)} would need {need} bytes; expected at most the "
+            f"machine's memory, {limit} bytes, got {need} ({shapes})"
         )

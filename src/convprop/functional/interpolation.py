@@ -35,7 +35,12 @@ from typing import Any
 
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
-from convprop.functional._checks import check_upstream, require_array
+from convprop.functional._checks import (
+    check_extent,
+    check_output_size,
+    check_upstream,
+    require_array,
+)
 
 MODE_DIMS = {"nearest": (1, 2, 3), "nearest-exact": (1, 2, 3), "linear": (1,),
              "bilinear": (2,), "trilinear": (3,)}  # fmt: skip
@@ -257,6 +262,9 @@ def interpolate_forward(
     """
     _check(x, mode, align_corners)
     sizes, factors = output_sizes(tuple(x.shape), size, scale_factor)
+    check_extent("interpolate", "the output size", sizes)
+    y_shape = (*x.shape[:2], *sizes)
+    check_output_size("interpolate", y_shape, x.dtype.itemsize, f"x.shape={tuple(x.shape)}")
     if recompute_scale_factor:
         factors = (None,) * len(factors)
     xp = get_xp(x)

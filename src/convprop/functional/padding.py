@@ -22,12 +22,20 @@ Backward  (both are linear maps; the backward is the adjoint)
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy
+
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
-from convprop.functional._checks import check_upstream, require_array
+from convprop.functional._checks import (
+    check_extent,
+    check_output_size,
+    check_upstream,
+    require_array,
+)
 
 MODES = ("constant", "reflect", "replicate", "circular")
 
@@ -122,6 +130,11 @@ def _check_pad(x: Any, pad: Any, mode: Any) -> tuple[int, ...]:
             f"(unbatched (C, …) or batched (N, C, …)); expected {k + 1} or {k + 2} dimensions "
             f"for {k} pairs, got {x.ndim} (x.shape={tuple(x.shape)}, pad={pads})"
         )
+    out = list(x.shape)
+    for pair in range(k):
+        out[x.ndim - 1 - pair] += int(pads[2 * pair]) + int(pads[2 * pair + 1])  # (PD1)
+    check_extent(op, "pad", tuple(abs(int(p)) for p in pads))
+    check_output_size(op, tuple(max(n, 0) for n in out), x.dtype.itemsize, f"pad={pads}")
     return tuple(int(p) for p in pads)
 
 
@@ -196,6 +209,8 @@ def pad_forward(
     array([[9., 1., 2.]])
     """
     pads = _check_pad(x, pad, mode)
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, numpy.bool_)):
+        raise ParameterError(f"pad: value must be a real number; expected e.g. 0.0, got {value!r}")
     if mode != "constant" and value != 0:
         raise ParameterError(
             f"pad: only mode 'constant' fills with a value; expected value=0 for mode "

@@ -39,7 +39,7 @@ from convprop import native
 from convprop._shapes import pair
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
-from convprop.functional._checks import check_upstream, require_array
+from convprop.functional._checks import check_extent, check_upstream, require_array
 from convprop.functional.pool_nd import (
     MaxPoolNdCache,
     PoolNdGeometry,
@@ -153,6 +153,8 @@ def pool2d_geometry(
     R, S = pair(op, "kernel_size", kernel_size, minimum=1)
     stride_h, stride_w = (R, S) if stride is None else pair(op, "stride", stride, minimum=1)
     pad_h, pad_w = pair(op, "padding", padding, minimum=0)
+    for name, values in (("kernel_size", (R, S)), ("stride", (stride_h, stride_w))):
+        check_extent(op, name, values)
     ceil_mode = _flag(op, "ceil_mode", ceil_mode)
     N, C, H, W = (int(v) for v in x.shape)
     shapes += f", kernel_size=({R}, {S}), stride=({stride_h}, {stride_w})"

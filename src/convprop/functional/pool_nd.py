@@ -39,7 +39,7 @@ from typing import Any
 from convprop._shapes import _is_int as is_int
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
-from convprop.functional._checks import check_upstream, require_array
+from convprop.functional._checks import check_extent, check_upstream, require_array
 
 AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 LETTERS = {1: "L", 2: "H, W", 3: "D, H, W"}
@@ -69,6 +69,7 @@ def ntuple(op: str, name: str, value: Any, dims: int, *, minimum: int) -> tuple[
         raise ParameterError(
             f"{op}: {name} must be >= {minimum}; expected values >= {minimum}, got {value!r}"
         )
+    check_extent(op, name, values)
     return values
 
 
@@ -361,6 +362,7 @@ def divisor_override_value(op: str, value: Any) -> int | None:
         raise ParameterError(
             f"{op}: divisor_override must be a nonzero int or None; expected e.g. 4, got {value!r}"
         )
+    check_extent(op, "divisor_override", (abs(int(value)),))
     return int(value)
 
 

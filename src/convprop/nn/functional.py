@@ -17,6 +17,7 @@ from convprop.autograd.tensor import Tensor, record
 from convprop.backend import Array, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional import activation, normalization
+from convprop.functional._checks import require_array
 from convprop.functional.dropout import dropout_backward, dropout_forward
 from convprop.functional.linear import linear_backward, linear_forward
 from convprop.nn.functional_activation import elu as elu  # F.gelu, F.softmax, ...
@@ -158,6 +159,9 @@ def batch_norm_with_statistics(
     axis; backward (BN8)–(BN12).
     """
     x = _array(input)
+    require_array("batch_norm", "x", x)
+    for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
+        require_array("batch_norm", name, stat)
     if x.ndim not in (2, 3, 4):
         raise ShapeError(
             f"batch_norm: input must be (N, C), (N, C, L) or (N, C, H, W); expected 2 to 4 "
@@ -204,6 +208,7 @@ def batch_norm(
     as PyTorch does; without them only the batch statistics are used.
     """
     x = _array(input)
+    require_array("batch_norm", "x", x)
     channels = int(x.shape[1]) if x.ndim >= 2 else 0
     mean, var = _array(running_mean), _array(running_var)
     if mean is None or var is None:

@@ -16,6 +16,7 @@ from convprop.backend import Array
 from convprop.errors import DTypeError, ParameterError
 from convprop.functional import activation_smooth as smooth
 from convprop.functional import softmax_dim
+from convprop.functional._checks import require_array
 
 
 def _array(value: Any) -> Array:
@@ -78,6 +79,7 @@ def _cast(op: str, x: Array, dtype: Any) -> Array:
 def _softmax_op(op: str, labels: str, input: Any, dim: Any, dtype: Any, pair: Any) -> Tensor:
     forward, backward = pair
     x = _array(input)
+    require_array(op, "x", x)
     axis = implicit_softmax_dim(op, x.ndim) if dim is None else dim
     x_dtype = x.dtype
     y, cache = forward(_cast(op, x, dtype), axis)

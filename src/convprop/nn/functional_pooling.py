@@ -25,6 +25,8 @@ from convprop.functional import (
     pool_nd,
     unpool,
 )
+from convprop.functional._checks import check_output_size
+from convprop.functional.adaptive_pool2d import adaptive_output_size
 
 OneBackward = Callable[[Array, Any], Array]
 
@@ -38,6 +40,14 @@ def _lift(input: Any, dims: int) -> tuple[Any, bool]:
     x = _array(input)
     unbatched = is_array(x) and x.ndim == dims + 1
     return (x[None] if unbatched else x), unbatched
+
+
+def _bounded(op: str, x: Any, output_size: Any, dims: int) -> None:
+    """Refuse an adaptive output_size whose output could not fit in memory, before any bin."""
+    if is_array(x) and x.ndim == dims + 2:
+        out = adaptive_output_size(op, output_size, tuple(int(n) for n in x.shape[2:]))
+        where = f"x.shape={tuple(x.shape)}, output_size={output_size!r}"
+        check_output_size(op, (*x.shape[:2], *out), x.dtype.itemsize, where)
 
 
 def _each(value: Any, dims: int) -> Any:
@@ -253,6 +263,7 @@ def adaptive_avg_pool1d(input: Any, output_size: Any) -> Tensor:
     """Average pooling of (N, C, L) or (C, L) to a fixed length (PL1 over AA1–AA3);
     backward (PL2 over AA4)."""
     x, lift = _lift(input, 1)
+    _bounded("adaptive_avg_pool1d", x, _each(output_size, 1), 1)
     y, cache = pool1d.adaptive_avg_pool1d_forward(x, _each(output_size, 1))
     backward = pool1d.adaptive_avg_pool1d_backward
     return _record("adaptive_avg_pool1d", "PL2, AA4", y, cache, input, backward, lift)
@@ -262,6 +273,7 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
     """Average pooling of (N, C, H, W) or (C, H, W) to a fixed size (AA1–AA3); backward
     (AA4). An entry None of output_size keeps that axis."""
     x, lift = _lift(input, 2)
+    _bounded("adaptive_avg_pool2d", x, output_size, 2)
     y, cache = adaptive_pool2d.adaptive_avg_pool2d_forward(x, output_size)
     backward = adaptive_pool2d.adaptive_avg_pool2d_backward
     return _record("adaptive_avg_pool2d", "AA4", y, cache, input, backward, lift)
@@ -272,6 +284,7 @@ def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = Fal
     (AMP3). With ``return_indices=True`` returns ``(y, indices)``, h·W + w of each maximum."""
     want = _want("adaptive_max_pool2d", return_indices)
     x, lift = _lift(input, 2)
+    _bounded("adaptive_max_pool2d", x, output_size, 2)
     y, cache = adaptive_max_pool.adaptive_max_pool2d_forward(x, output_size)
     backward = adaptive_max_pool.adaptive_max_pool2d_backward
     out = _record("adaptive_max_pool2d", "AMP3", y, cache, input, backward, lift)
