@@ -183,7 +183,64 @@ class _ConvNd(Module):
         return y
 
 
-class Conv1d(_ConvNd):
+class _Conv(_ConvNd):
+    """A convolution layer's signature, as PyTorch's Conv1d/Conv3d."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        rng: RNGLike = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, 0, dilation, groups, bias,
+            padding_mode, rng=rng, dtype=dtype,
+        )  # fmt: skip
+
+    def forward(self, x: Any) -> Tensor:
+        return self._convolve(x)
+
+
+class _ConvTranspose(_ConvNd):
+    """A transposed convolution layer's signature, as PyTorch's ConvTranspose1d/3d."""
+
+    transposed = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        padding_mode: str = "zeros",
+        *,
+        rng: RNGLike = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation,
+            groups, bias, padding_mode, rng=rng, dtype=dtype,
+        )  # fmt: skip
+
+    def forward(self, x: Any) -> Tensor:
+        return self._transpose(x)
+
+
+class Conv1d(_Conv):
     """1-D convolution: x (N, C, L) or (C, L) -> (N, K, L_out); weight (K, C/groups, S).
 
     Runs conv2d's algorithms with H = 1 (F1), (B1)–(B3).
@@ -191,41 +248,8 @@ class Conv1d(_ConvNd):
 
     dims = 1
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        rng: RNGLike = None,
-        dtype: str = "float32",
-    ) -> None:
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            0,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            rng=rng,
-            dtype=dtype,
-        )
 
-    def forward(self, x: Any) -> Tensor:
-        return self._convolve(x)
-
-
-class Conv3d(_ConvNd):
+class Conv3d(_Conv):
     """3-D convolution: x (N, C, D, H, W) or unbatched; weight (K, C/groups, *kernel).
 
     N-d im2col, equations (CN1)–(CN6).
@@ -233,115 +257,14 @@ class Conv3d(_ConvNd):
 
     dims = 3
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        rng: RNGLike = None,
-        dtype: str = "float32",
-    ) -> None:
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            0,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            rng=rng,
-            dtype=dtype,
-        )
 
-    def forward(self, x: Any) -> Tensor:
-        return self._convolve(x)
-
-
-class ConvTranspose1d(_ConvNd):
+class ConvTranspose1d(_ConvTranspose):
     """1-D transposed convolution; weight (C_in, C_out/groups, S); (CT1)–(CT4) with H = 1."""
 
-    dims, transposed = 1, True
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        output_padding: Any = 0,
-        groups: int = 1,
-        bias: bool = True,
-        dilation: Any = 1,
-        padding_mode: str = "zeros",
-        *,
-        rng: RNGLike = None,
-        dtype: str = "float32",
-    ) -> None:
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            output_padding,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            rng=rng,
-            dtype=dtype,
-        )
-
-    def forward(self, x: Any) -> Tensor:
-        return self._transpose(x)
+    dims = 1
 
 
-class ConvTranspose3d(_ConvNd):
+class ConvTranspose3d(_ConvTranspose):
     """3-D transposed convolution; weight (C_in, C_out/groups, *kernel); (CTN1)–(CTN3)."""
 
-    dims, transposed = 3, True
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        output_padding: Any = 0,
-        groups: int = 1,
-        bias: bool = True,
-        dilation: Any = 1,
-        padding_mode: str = "zeros",
-        *,
-        rng: RNGLike = None,
-        dtype: str = "float32",
-    ) -> None:
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            output_padding,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            rng=rng,
-            dtype=dtype,
-        )
-
-    def forward(self, x: Any) -> Tensor:
-        return self._transpose(x)
+    dims = 3
