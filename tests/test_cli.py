@@ -594,6 +594,4 @@ def test_the_console_prints_one_line_for_a_bad_option(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr == (
-        "convprop: train: invalid configuration; epochs must be >= 1, got -1\n"
-    )
+    assert done.stderr == ("convprop: train: invalid configuration; epochs must be >= 1, got -1\n")
