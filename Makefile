@@ -30,9 +30,10 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 install: $(STAMP)
 
 # The main job: train the default LeNet-style net on the embedded digits, with a progress
-# bar; writes the model, a checkpoint and the plots to runs/digits/.
+# bar; writes the model, a checkpoint, the plots and report.html to runs/digits/ (replacing
+# the previous run there: the main job can be run again).
 train: $(CORE_STAMP)
-	$(VENV_BIN)convprop train --dataset digits --out runs/digits
+	$(VENV_BIN)convprop train --dataset digits --out runs/digits --overwrite
 
 # Debian's chromium and chromedriver for the page tests (tests/test_*_browser.py), installed
 # where chromedriver is missing and apt-get exists (as root, else with sudo where there is one)
