@@ -329,3 +329,16 @@ def test_a_small_data_directory_cannot_load_gigabytes(tmp_path):
     assert isinstance(error, DataError), error
     assert "payload too large" in str(error)
     assert peak < PEAK_LIMIT
+
+
+def test_the_command_line_names_a_malformed_field_in_one_line(tmp_path, capsys):
+    from convprop.cli import main
+
+    path = tmp_path / "m.safetensors"
+    save_model(path, Linear(2, 2, rng=0), metadata={"config": {"extra": {"input_shape": 28}}})
+    assert main(["predict", str(path), str(tmp_path / "image.png")]) != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"convprop: predict: {path}: the metadata field input_shape is malformed; expected a "
+        "list [C, H, W] of 3 ints in 1..65536, got 28"
+    ]

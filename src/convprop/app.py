@@ -26,18 +26,17 @@ log = logging.getLogger("convprop")
 def _model_info(command: str, model_file: str) -> dict[str, Any]:
     """What ``convprop train`` stored with the model: dataset, model, input_shape, num_classes.
 
-    Empty for a model file saved without that metadata (e.g. by ``convprop.io.save_model``).
+    Empty for a model file saved without that metadata (e.g. by ``convprop.io.save_model``);
+    each field's type and range is checked (``convprop.io.load_run_info``).
     """
-    from convprop.io import load_model_metadata
+    from convprop.io import load_run_info
 
     if not Path(model_file).is_file():
         raise FileNotFoundError(
             f"{command}: no such model file; expected a model.safetensors written by "
             f"convprop train, got {model_file!r}"
         )
-    config = load_model_metadata(model_file).get("config")
-    extra = config.get("extra") if isinstance(config, dict) else None
-    return extra if isinstance(extra, dict) else {}
+    return load_run_info(model_file, command)
 
 
 def train_command(args: argparse.Namespace) -> int:
