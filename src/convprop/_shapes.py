@@ -240,6 +240,25 @@ def conv_geometry(
 _GEOMETRIES: dict[tuple[Any, ...], ConvGeometry] = {}
 _GEOMETRIES_KEPT = 512
 
+MAX_EXTENT = 2**53
+"""The largest padded input, dilated kernel or strided span (elements along one axis) a
+convolution accepts: indices beyond it overflow 64-bit index arithmetic (NumPy's own limit
+on a dimension is 2**63 - 1 bytes, reached long before)."""
+
+MAX_OUTPUT_ELEMENTS = 2**48
+"""The largest output N·K·P·Q a convolution accepts (2 PiB in float64): a larger one can
+never be allocated, and is refused before anything is."""
+
+
+def _check_extents(op: str, axis: str, **extents: int) -> None:
+    """ParameterError where a padded size, dilated kernel or stride exceeds MAX_EXTENT."""
+    for name, value in extents.items():
+        if value > MAX_EXTENT:
+            raise ParameterError(
+                f"{op}: the {name} along the {axis} is {value}, beyond what 64-bit indices "
+                f"address; expected at most 2**53 = {MAX_EXTENT}, got {value}"
+            )
+
 
 def _typed(value: Any) -> Any:
     """A cache key that tells 1, 1.0 and True apart, inside tuples and lists too. Plain ints
@@ -300,6 +319,12 @@ def _conv_geometry(
             f"({shapes}, b.shape={tuple(b_shape)})"
         )
     pads = conv_padding(op, padding, (H, W), (R, S), stride_hw, dil_hw)
+    for axis, size, pad_pair, k, stride_a, dil_a in (
+        ("height", H, pads[0:2], R, stride_hw[0], dil_hw[0]),
+        ("width", W, pads[2:4], S, stride_hw[1], dil_hw[1]),
+    ):
+        extents = {"padded input": size + sum(pad_pair), "dilated kernel": dil_a * (k - 1) + 1}
+        _check_extents(op, axis, **extents, stride=stride_a)
     P = output_size(H, pads[0] + pads[1], R, stride_hw[0], dil_hw[0])
     Q = output_size(W, pads[2] + pads[3], S, stride_hw[1], dil_hw[1])
     for axis, size, pad_total, k, dil in (
@@ -319,6 +344,12 @@ def _conv_geometry(
                 f"{output_size(size, pad_total, k, 1, dil)} ({size_letter}={size}, "
                 f"{pad_name}={pad_total}, {kernel_letter}={k}, {dil_name}={dil}; {shapes})"
             )
+    if N * K * P * Q > MAX_OUTPUT_ELEMENTS:
+        raise ShapeError(
+            f"{op}: the output (N, K, P, Q) = {(N, K, P, Q)} would hold {N * K * P * Q} "
+            f"elements; expected at most 2**48 = {MAX_OUTPUT_ELEMENTS}, got {N * K * P * Q} "
+            f"(stride={stride_hw}, padding={pads}, dilation={dil_hw}; {shapes})"
+        )
     return ConvGeometry(
         N=N,
         C=C,

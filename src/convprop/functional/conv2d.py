@@ -26,6 +26,7 @@ from convprop._shapes import ConvGeometry, conv_geometry
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError
 from convprop.functional import (
+    conv2d_crop,
     conv2d_depthwise,
     conv2d_direct,
     conv2d_fft,
@@ -105,6 +106,9 @@ class Conv2dCache:
     auto : bool
         Whether ``auto`` chose the algorithms: the backward then checks dy for non-finite
         values where a pass would not keep IEEE semantics (conv2d_ieee).
+    crop : (conv2d_crop.Crop, Conv2dCache or None) or None
+        For geometry far beyond the input (CR1, CR2): the reduced problem and its own cache
+        (None when every window reads padding only).
     """
 
     x: Array
@@ -114,6 +118,7 @@ class Conv2dCache:
     algorithms: tuple[str, str, str]
     saved: Any = None
     auto: bool = False
+    crop: Any = None
 
 
 _AUTO_CHOICES: dict[tuple[Any, ...], tuple[str, str, str]] = {}
@@ -281,6 +286,9 @@ def conv2d_forward(
     )
     if geom.N == 0:
         return _empty_batch_forward(op, algorithm, x, w, b, geom)
+    reduced = conv2d_crop.crop(geom)
+    if reduced is not None:  # (CR1), (CR2): only the part of x_pad that windows read
+        return _cropped_forward(x, w, b, geom, reduced, algorithm)
     algorithms = resolve_algorithms(op, algorithm, geom, w, inputs=(x, w))
     forward_algo = ALGORITHMS[algorithms[0]]
     fused = b is not None and getattr(forward_algo, "FUSES_BIAS", False)
@@ -313,6 +321,50 @@ def _empty_batch_forward(
     return y, Conv2dCache(x, w, b is not None, geom, algorithms)
 
 
+def _cropped_forward(
+    x: Array, w: Array, b: Array | None, geom: ConvGeometry, reduced: conv2d_crop.Crop,
+    algorithm: str,
+) -> tuple[Array, Conv2dCache]:  # fmt: skip
+    """(F1) as the reduced problem (CR2) inside a y of zeros: the outputs outside it read
+    padded zeros only."""
+    xp = get_xp(x, w)
+    rows, cols = reduced.rows, reduced.cols
+    y = xp.zeros(geom.y_shape, dtype=x.dtype)
+    inner = None
+    if not reduced.empty:
+        y_sub, inner = conv2d_forward(
+            x[:, :, rows.x_lo : rows.x_hi, cols.x_lo : cols.x_hi], w,
+            stride=(rows.stride(geom.stride_h), cols.stride(geom.stride_w)),
+            padding=reduced.padding, dilation=(geom.dil_h, geom.dil_w), groups=geom.groups,
+            algorithm=algorithm,
+        )  # fmt: skip
+        y[:, :, rows.p_lo : rows.p_hi + 1, cols.p_lo : cols.p_hi + 1] = y_sub  # (CR2)
+    if b is not None:
+        y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
+    algorithms = inner.algorithms if inner is not None else ("direct", "direct", "direct")
+    cache = Conv2dCache(x, w, b is not None, geom, algorithms, crop=(reduced, inner))
+    return y, cache
+
+
+def _cropped_backward(
+    dy: Array, cache: Conv2dCache, need_dx: bool
+) -> tuple[Array | None, Array, Array | None]:
+    """(B1)-(B3) through the reduced problem: dy outside it meets only padded zeros."""
+    reduced, inner = cache.crop
+    xp = get_xp(dy, cache.x)
+    dtype = cache.x.dtype
+    db = xp.ascontiguousarray(dy.sum(axis=(0, 2, 3)), dtype=dtype) if cache.has_bias else None
+    dx = xp.zeros(cache.x.shape, dtype=dtype) if need_dx else None
+    if inner is None:
+        return dx, xp.zeros(cache.w.shape, dtype=dtype), db
+    rows, cols = reduced.rows, reduced.cols
+    dy_sub = xp.ascontiguousarray(dy[:, :, rows.p_lo : rows.p_hi + 1, cols.p_lo : cols.p_hi + 1])
+    dx_sub, dw, _ = conv2d_backward(dy_sub, inner, need_dx=need_dx)  # (B2), (B3)
+    if dx is not None:
+        dx[:, :, rows.x_lo : rows.x_hi, cols.x_lo : cols.x_hi] = dx_sub  # (CR2)
+    return dx, dw, db
+
+
 def conv2d_backward(
     dy: Array, cache: Conv2dCache, *, need_dx: bool = True
 ) -> tuple[Array | None, Array, Array | None]:
@@ -342,6 +394,8 @@ def conv2d_backward(
     if geom.N == 0:  # (B1)-(B3) over an empty batch
         return empty_batch_gradients(xp, cache.x, cache.w, geom.K if cache.has_bias else None,
                                      need_dx)  # fmt: skip
+    if cache.crop is not None:
+        return _cropped_backward(dy, cache, need_dx)
     algorithms, saved = cache.algorithms, cache.saved
     if cache.auto:  # a non-finite dy takes the IEEE algorithms (conv2d_ieee)
         ieee = _ieee_if_non_finite(algorithms, geom, cache.w, (dy,))
