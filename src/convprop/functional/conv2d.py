@@ -202,7 +202,11 @@ def _ieee_if_non_finite(
 ) -> tuple[str, str, str]:
     """``auto``'s ``choice``, or the IEEE algorithms' where a pass of it does not keep IEEE
     semantics and an input holds a NaN or ±∞ (one isfinite pass per input, only then)."""
-    if not inputs or conv2d_ieee.keeps_ieee(choice) or conv2d_ieee.all_finite(*inputs):
+    if not inputs or conv2d_ieee.keeps_ieee(choice):
+        return choice
+    if all(name in conv2d_ieee.IEEE_ALGORITHMS for name in choice):
+        inputs = (w,)  # only (B3) over a padded dy differs, and only for a non-finite w
+    if conv2d_ieee.all_finite(*inputs):
         return choice
     candidates = [name for name, algo in ALGORITHMS.items() if algo.decline(geom) is None]
     return conv2d_ieee.ieee_algorithms(geom, w.dtype.name, candidates, native.serves(w))

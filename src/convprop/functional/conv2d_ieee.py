@@ -16,10 +16,10 @@ A NaN or an infinity in x, w or dy must reach exactly the outputs whose sums (F1
   ±∞ mixes into every output of its tile or plane (NaN; ∞ - ∞ in the transforms), so they
   do NOT keep IEEE semantics. Named explicitly, they compute what their transforms give.
 
-``auto`` chooses among all of them by cost; when a transform algorithm (or a data pass
-other than im2col's) was chosen it checks the inputs with one ``isfinite`` pass each, and
-with a non-finite value it takes the cheapest of the IEEE algorithms instead (the forward
-checks x and w; the backward checks dy).
+``auto`` chooses among all of them by cost; when a transform algorithm was chosen it checks
+the inputs with one ``isfinite`` pass each (the forward x and w, the backward dy), and when
+only the data pass is direct's or depthwise's it checks w alone; with a non-finite value it
+takes the cheapest of the IEEE algorithms instead.
 """
 
 from __future__ import annotations
