@@ -554,14 +554,15 @@ def test_verbose_shows_the_traceback_instead(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_exits_130(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(convprop.train, "fit", interrupted)
     monkeypatch.setattr(convprop.data, "load_dataset", small_load_dataset)
-    assert run(["train", "--no-progress"], capsys)[::2] == (130, "convprop: train: interrupted\n")
+    argv = ["train", "--no-progress", "--out", str(tmp_path / "run")]
+    assert run(argv, capsys)[::2] == (130, "convprop: train: interrupted\n")
 
 
 class ClosedPipe(io.TextIOBase):
