@@ -140,7 +140,8 @@ def binary_cross_entropy_forward(
     xp = get_xp(x)
     for name, array in (("input", x), ("target", target)):
         # Validation only: this reads one bool back from the device (a synchronisation).
-        if array.size and bool(xp.any((array < 0) | (array > 1))):
+        outside = (array < 0) | (array > 1) if name == "target" else ~((array >= 0) & (array <= 1))
+        if array.size and bool(xp.any(outside)):  # a NaN input is refused, as PyTorch does
             raise ShapeError(
                 f"{op}: {name} must hold probabilities; expected every value in [0, 1], got "
                 f"values from {float(array.min())} to {float(array.max())}"

@@ -124,7 +124,9 @@ def nll_loss_forward(
     check_indices(op, x, target, ignore_index)
     a = coefficients(x, target, probabilities=False, weight=weight,
                      ignore_index=ignore_index, smoothing=0.0)  # fmt: skip
-    losses = -(a * x).sum(axis=class_axis(x))  # (NLL1)
+    xp = get_xp(x)
+    # (NLL1) reads x only where a ≠ 0: a NaN or Inf among the other classes stays out (0·NaN).
+    losses = -(a * xp.where(a != 0, x, 0)).sum(axis=class_axis(x))  # (NLL1)
     denominator = index_mean_denominator(x, target, weight, ignore_index)
     loss = reduce_forward(losses, reduction, denominator)  # (NLL2)
     return loss, NllLossCache(a, reduction, denominator, tuple(losses.shape))

@@ -13,8 +13,9 @@ from typing import Any
 
 from convprop._shapes import _is_int
 from convprop.autograd.tensor import Tensor, record
-from convprop.backend import Array
+from convprop.backend import Array, is_array
 from convprop.errors import ParameterError, ShapeError
+from convprop.functional._checks import check_output_size, require_array
 from convprop.functional.conv2d import conv2d_backward, conv2d_forward
 from convprop.functional.conv_transpose2d import (
     conv_transpose2d_backward,
@@ -35,9 +36,16 @@ def _tensor(value: Any) -> Tensor:
     return value if isinstance(value, Tensor) else Tensor(value)
 
 
+def _checked(op: str, value: Any) -> Any:
+    """``value`` if it is a Tensor or an array; a DTypeError naming the op otherwise."""
+    if not isinstance(value, Tensor):
+        require_array(op, "input", value)
+    return value
+
+
 def _batched(op: str, x: Any, dims: int) -> tuple[Tensor, bool]:
     """(x with a batch axis, whether one was added); refuses other ranks."""
-    x = _tensor(x)
+    x = _tensor(_checked(op, x))
     if x.ndim == dims + 1:
         return x.unsqueeze(0), True
     if x.ndim != dims + 2:
@@ -75,10 +83,48 @@ def _one_to_two(op: str, value: Any, name: str, fill: int) -> Any:
     return (fill, int(value))
 
 
+def _per_axis_ints(value: Any, dims: int) -> tuple[int, ...] | None:
+    """An int or ``dims`` ints as a tuple; None for anything else (the op validates it)."""
+    if _is_int(value):
+        return (int(value),) * dims
+    if isinstance(value, (tuple, list)) and len(value) == dims and all(map(_is_int, value)):
+        return tuple(int(v) for v in value)
+    return None
+
+
+def _bound_output(name: str, x: Any, w: Any, hyper: dict[str, Any]) -> None:
+    """Refuse, before any allocation, an output too large for memory (a padding, stride or
+    dilation of 2**31 makes one): (F1)'s and (CT1)'s output sizes from well-formed integers;
+    anything else is left to the op's own checks."""
+    if not (is_array(x) and is_array(w)) or x.ndim != w.ndim or x.ndim < 3:
+        return
+    dims = x.ndim - 2
+    stride, padding, dilation, extra = (
+        _per_axis_ints(hyper.get(key, default), dims)
+        for key, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("output_padding", 0))
+    )
+    if stride is None or padding is None or dilation is None or extra is None:
+        return
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(extra) < 0:
+        return
+    sizes = zip(x.shape[2:], w.shape[2:], stride, padding, dilation, extra, strict=True)
+    if "transpose" in name:  # (CT1)
+        out = [(n - 1) * s - 2 * p + d * (k - 1) + e + 1 for n, k, s, p, d, e in sizes]
+        groups = hyper.get("groups", 1)
+        channels = int(w.shape[1]) * (int(groups) if _is_int(groups) else 1)
+    else:  # (F1)
+        out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d, _ in sizes]
+        channels = int(w.shape[0])
+    if min(out) >= 1:
+        where = f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}"
+        check_output_size(name, (int(x.shape[0]), channels, *out), x.dtype.itemsize, where)
+
+
 def _record_conv(
     name: str, labels: str, pair: tuple[Any, Any], x: Any, weight: Any, bias: Any, **hyper: Any
 ) -> Tensor:
     forward, backward_pair = pair
+    _bound_output(name, _data(x), _data(weight), hyper)
     y, cache = forward(_data(x), _data(weight), _data(bias), **hyper)
 
     def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
@@ -122,7 +168,7 @@ def conv_transpose2d(
     algorithm: str = "auto",
 ) -> Tensor:
     """Transposed convolution, conv2d's adjoint (CT1, CT2); backward (CT3, CT4)."""
-    added = _needs_batch(input, 2)
+    added = _needs_batch(_checked("conv_transpose2d", input), 2)
     x = _tensor(input).unsqueeze(0) if added else input
     y = _record_conv(
         "conv_transpose2d", "CT3, CT4", (conv_transpose2d_forward, conv_transpose2d_backward),
