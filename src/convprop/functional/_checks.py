@@ -79,3 +79,20 @@ def check_output_size(op: str, shape: tuple[int, ...], itemsize: int, shapes: st
             f"{op}: the output {tuple(shape)} would need {need} bytes; expected at most the "
             f"machine's memory, {limit} bytes, got {need} ({shapes})"
         )
+
+
+def check_parameter_size(op: str, shapes: tuple[tuple[int, ...], ...], itemsize: int) -> None:
+    """Refuse a layer whose parameters and buffers could not fit in memory, before any exists.
+
+    Raises
+    ------
+    ParameterError
+        When the arrays of ``shapes`` together need more bytes than the machine's memory.
+    """
+    need = sum(math.prod(int(s) for s in shape) for shape in shapes) * int(itemsize)
+    limit = memory_limit()
+    if need > limit:
+        raise ParameterError(
+            f"{op}: the parameters {list(shapes)} would need {need} bytes; expected at most the "
+            f"machine's memory, {limit} bytes, got {need}"
+        )

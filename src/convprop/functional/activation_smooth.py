@@ -303,13 +303,12 @@ def elu_backward(dy: Array, cache: EluCache) -> Array:
     Returns
     -------
     dx : Array (the shape of x)
-        dy where x > 0, dy·α·e^x where x <= 0; dy where x is NaN, as PyTorch.
+        dy where x > 0, dy·α·e^x elsewhere.
     """
     x = cache.x
     check_upstream("elu_backward", dy, x.shape, x.dtype)
     xp = get_xp(dy, x)
-    # (EL2) tested as "x <= 0" so that NaN takes the branch x > 0 (PyTorch's IEEE choice).
-    derivative = xp.where(x <= 0, xp.exp(xp.minimum(x, 0)) * cache.alpha, 1)  # (EL2)
+    derivative = xp.where(x > 0, 1, xp.exp(xp.minimum(x, 0)) * cache.alpha)  # (EL2)
     return dy * derivative.astype(x.dtype, copy=False)  # (A1)
 
 

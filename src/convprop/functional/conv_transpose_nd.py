@@ -89,6 +89,11 @@ def _geometry(
             f"dilation={d}"
         )
     in_size = tuple(int(n) for n in x.shape[2:])
+    if min(in_size) < 1 or C_in < 1 or min(kernel, default=1) < 1:
+        raise ShapeError(
+            f"{op}: C_in, every spatial size and every kernel size must be >= 1 (only N may be "
+            f"0); expected non-empty planes and filters, got {shapes}"
+        )
     out = tuple(
         (n - 1) * si - 2 * pi + di * (k - 1) + e + 1  # (CTN1)
         for n, si, pi, di, k, e in zip(in_size, s, p, d, kernel, extra, strict=True)

@@ -34,7 +34,7 @@ from typing import Any
 from convprop._shapes import _is_int as is_int
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
-from convprop.functional._checks import check_upstream, require_array
+from convprop.functional._checks import check_extent, check_upstream, require_array
 
 WORKSPACE_ELEMENTS = 1 << 25
 """At most this many elements of columns exist at once (128 MiB in float32)."""
@@ -77,6 +77,7 @@ def _tuple(op: str, name: str, value: Any, dims: int, minimum: int) -> tuple[int
         raise ParameterError(
             f"{op}: {name} must be >= {minimum}; expected >= {minimum}, got {value!r}"
         )
+    check_extent(op, name, values)  # beyond it the strided views' byte offsets overflow
     return values
 
 
@@ -105,6 +106,7 @@ def _padding(
         pads = tuple((p, p) for p in symmetric)
     if min(min(p) for p in pads) < 0:
         raise ParameterError(f"{op}: padding must be >= 0; expected >= 0, got {padding!r}")
+    check_extent(op, "padding", tuple(v for p in pads for v in p))
     return pads
 
 

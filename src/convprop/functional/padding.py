@@ -26,8 +26,6 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-import numpy
-
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import (
@@ -209,7 +207,7 @@ def pad_forward(
     array([[9., 1., 2.]])
     """
     pads = _check_pad(x, pad, mode)
-    if not isinstance(value, numbers.Real) or isinstance(value, (bool, numpy.bool_)):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise ParameterError(f"pad: value must be a real number; expected e.g. 0.0, got {value!r}")
     if mode != "constant" and value != 0:
         raise ParameterError(

@@ -13,6 +13,7 @@ import math
 import numpy
 
 from convprop.backend import Array
+from convprop.functional._checks import check_parameter_size
 from convprop.nn.parameter import Parameter
 
 RNGLike = numpy.random.Generator | int | None
@@ -60,6 +61,8 @@ def weight_and_bias(
     A Kaiming-uniform weight, then (unless ``bias_size`` is None) a bias drawn from the same
     interval ±1/sqrt(fan_in), in that order from one generator.
     """
+    shapes = (weight_shape,) if bias_size is None else (weight_shape, (bias_size,))
+    check_parameter_size("weight_and_bias", shapes, numpy.dtype(dtype).itemsize)  # before the draw
     generator = make_rng(rng)
     weight = Parameter(kaiming_uniform(weight_shape, fan_in, generator, dtype))
     if bias_size is None:

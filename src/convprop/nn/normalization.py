@@ -10,6 +10,7 @@ import numpy
 
 from convprop.autograd.tensor import Tensor
 from convprop.errors import ParameterError
+from convprop.functional._checks import check_parameter_size
 from convprop.functional.layer_normalization import normalized_shape_of
 from convprop.nn import functional as F
 from convprop.nn.init import check_dtype
@@ -58,6 +59,7 @@ class LayerNorm(Module):
         dtype = check_dtype("LayerNorm", dtype)
         shape = self.normalized_shape
         affine = self.elementwise_affine
+        check_parameter_size("LayerNorm", (shape, shape), numpy.dtype(dtype).itemsize)
         weight = Parameter(numpy.ones(shape, dtype=dtype)) if affine else None
         shift = Parameter(numpy.zeros(shape, dtype=dtype)) if affine and self.use_bias else None
         self.register_parameter("weight", weight)
@@ -110,6 +112,9 @@ class GroupNorm(Module):
         self.eps = _check_eps("GroupNorm", eps)
         self.affine, self.use_bias = bool(affine), bool(bias)
         dtype = check_dtype("GroupNorm", dtype)
+        check_parameter_size(
+            "GroupNorm", ((num_channels,), (num_channels,)), numpy.dtype(dtype).itemsize
+        )
         weight = Parameter(numpy.ones(num_channels, dtype=dtype)) if self.affine else None
         shift = (
             Parameter(numpy.zeros(num_channels, dtype=dtype))

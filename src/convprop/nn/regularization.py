@@ -12,6 +12,7 @@ import numpy
 from convprop.autograd.tensor import Tensor
 from convprop.backend import get_xp
 from convprop.errors import ParameterError, ShapeError
+from convprop.functional._checks import check_parameter_size
 from convprop.nn import functional as F
 from convprop.nn.init import RNGLike, check_dtype, make_rng
 from convprop.nn.module import Module
@@ -121,6 +122,7 @@ class _BatchNorm(Module):
                 f"momentum={momentum!r}"
             )
         dtype = check_dtype(name, dtype)
+        check_parameter_size(name, ((num_features,),) * 4, numpy.dtype(dtype).itemsize)
         self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
         self.affine = bool(affine)
         # registered even when None, as PyTorch, so that assigning an array is refused
