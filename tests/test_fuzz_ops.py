@@ -433,6 +433,7 @@ def _base(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 X1, X2, X4, X5 = _base((2, 3, 6)), _base((3, 4)), _base((2, 3, 5, 5)), _base((1, 2, 4, 4, 4))
 W1, W2, W3 = _base((4, 3, 3), 1), _base((4, 3, 3, 3), 1), _base((2, 2, 2, 2, 2), 1)
 LABELS = np.array([0, 1, 3])
+UNPOOL_INDICES = np.array([0, 3, 10, 13]).reshape(1, 1, 2, 2).repeat(2, 0).repeat(3, 1)
 CONV = ("stride", "padding", "dilation", "groups")
 TCONV = ("stride", "padding", "output_padding", "dilation", "groups")
 POOL = ("kernel_size", "stride", "padding", "dilation")
@@ -444,6 +445,11 @@ Call = Callable[..., Any]
 HOSTILE: dict[str, tuple[Call, np.ndarray, tuple[str, ...]]] = {
     "conv1d": (lambda lib, a, x, **k: lib.conv1d(x, a(W1), **k), X1, CONV),
     "conv2d": (lambda lib, a, x, **k: lib.conv2d(x, a(W2), **k), X4, CONV),
+    "conv2d_algorithm": (
+        lambda lib, a, x, **k: lib.conv2d(x, a(W2)) if lib is TF else lib.conv2d(x, W2, **k),
+        X4,
+        ("algorithm",),
+    ),
     "conv3d": (lambda lib, a, x, **k: lib.conv3d(x, a(W3), **k), X5, CONV),
     "conv_transpose1d": (
         lambda lib, a, x, **k: lib.conv_transpose1d(x, a(W1.transpose(1, 0, 2).copy()), **k),
@@ -541,6 +547,11 @@ HOSTILE: dict[str, tuple[Call, np.ndarray, tuple[str, ...]]] = {
         ("size", "scale_factor"),
     ),
     "pad": (lambda lib, a, x, **k: lib.pad(x, **({"pad": (1, 1)} | k)), X4, ("pad", "value")),
+    "max_unpool2d": (
+        lambda lib, a, x, **k: lib.max_unpool2d(x, a(UNPOOL_INDICES), **({"kernel_size": 2} | k)),
+        X4[:, :, :2, :2],
+        ("kernel_size", "stride", "padding", "output_size"),
+    ),
     "cross_entropy": (
         lambda lib, a, x, **k: lib.cross_entropy(x, a(LABELS), **k),
         X2,
@@ -639,7 +650,7 @@ def test_hostile_arguments_raise_only_the_library_errors(op: str, data: st.DataO
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             expected = call(TF, _as_torch, _as_torch(x), **kwargs)
-    except (RuntimeError, ValueError, TypeError, OverflowError):
+    except (RuntimeError, ValueError, TypeError, OverflowError, IndexError):  # PyTorch's
         return
     assert_same(f"{op} forward", _first(y).numpy(), _first(expected).detach().numpy())
 
@@ -727,3 +738,38 @@ def test_module_constructors_refuse_hostile_arguments(name: str, data: st.DataOb
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert peak <= PEAK_BYTES, f"{name}{hostile}: allocated {peak} bytes"
+
+
+# -- the cases named in the issue ------------------------------------------------------
+W_SMALL = _base((2, 3, 3, 3), 5)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: F.conv2d(X4, W_SMALL, padding=2**62), LIBRARY_ERRORS, r"^conv2d: "),
+        (lambda: F.conv2d(X4, W_SMALL, dilation=2**40), LIBRARY_ERRORS, r"^conv2d: "),
+        (lambda: F.conv1d(X1, W1, padding=2**31), ShapeError, r"^conv2d: the output .* bytes"),
+        (lambda: F.conv3d(X5, W3, stride=2**62), ParameterError, r"^conv_nd: stride is too"),
+        (lambda: F.conv2d(torch.zeros(2, 3, 5, 5), W_SMALL), DTypeError, r"call \.numpy\(\)"),
+        (lambda: F.softmax([1.0, 2.0], 0), DTypeError, r"^softmax: x must be a numpy"),
+        (lambda: F.batch_norm(torch.zeros(2, 3), None, None), DTypeError, r"call \.numpy"),
+        (lambda: F.avg_pool2d(X4, 2, stride=2**64), ParameterError, r"^avg_pool2d: stride is"),
+        (lambda: F.max_pool2d(X4, 2, stride=2**62), ParameterError, r"^max_pool2d: stride is"),
+        (lambda: F.pad(X4, (2**62, 1)), ParameterError, r"^pad: pad is too large"),
+        (lambda: F.pad(X4, (1, 1), value="a"), ParameterError, r"^pad: value must be a real"),
+        (lambda: F.adaptive_avg_pool2d(X4, 10**7), ShapeError, r"^adaptive_avg_pool2d: the out"),
+        (lambda: F.interpolate(X4, size=2**40), ParameterError, r"^interpolate: the output size"),
+        (lambda: nn.Linear(2**40, 5), ParameterError, r"^weight_and_bias: the parameters"),
+        (lambda: nn.BatchNorm2d(2**40), ParameterError, r"^BatchNorm2d: the parameters"),
+    ],
+)
+def test_the_reported_inputs_raise_the_library_errors(call: Any, error: Any, message: str) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(error, match=message):
+            call()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak <= PEAK_BYTES
