@@ -84,14 +84,32 @@ class Pool2dGeometry:
         return (self.H + 2 * self.pad_h + self.extra_h, self.W + 2 * self.pad_w + self.extra_w)
 
     def taps(self) -> list[tuple[int, int, int]]:
-        """Every tap ``(t, r, s)`` with ``t = r*S + s``, in row-major order (PS3)."""
-        return [(r * self.S + s, r, s) for r in range(self.R) for s in range(self.S)]
+        """Every tap ``(t, r, s)`` with ``t = r*S + s`` that reads a cell of x, row-major (PS3).
+
+        A tap whose every window position lies in the padding reads only the fill value,
+        which never wins a maximum and adds 0 to a sum: leaving it out changes no result
+        and makes a window far larger than x cost what x costs, not what the window does.
+        """
+        rows = _live_offsets(self.R, self.P, self.stride_h, self.pad_h, self.H)
+        cols = _live_offsets(self.S, self.Q, self.stride_w, self.pad_w, self.W)
+        return [(r * self.S + s, r, s) for r in rows for s in cols]
 
     def tap_window(self, r: int, s: int) -> tuple[slice, slice]:
         """The slices of x_pad that tap (r, s) reads for all P×Q windows (PS3)."""
         rows = slice(r, r + self.stride_h * (self.P - 1) + 1, self.stride_h)
         cols = slice(s, s + self.stride_w * (self.Q - 1) + 1, self.stride_w)
         return rows, cols
+
+
+def _live_offsets(kernel: int, out: int, stride: int, pad: int, size: int) -> list[int]:
+    """Offsets r in [0, kernel) at which some window p in [0, out) reads a real cell:
+    pad <= p*stride + r < pad + size."""
+    live = []
+    for r in range(max(0, pad - (out - 1) * stride), min(kernel, pad + size)):
+        first = max(0, -(-(pad - r) // stride))  # the first window at or past the top padding
+        if first < out and first * stride + r < pad + size:
+            live.append(r)
+    return live
 
 
 def _output_size(
