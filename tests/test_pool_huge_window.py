@@ -37,3 +37,31 @@ def test_huge_windows_equal_pytorch_forward_and_backward(
     np.testing.assert_allclose(y.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-15)
     assert theirs_x.grad is not None
     np.testing.assert_allclose(ours_x.grad, theirs_x.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("op", "shape", "kernel", "padding", "dilation"),
+    [
+        ("avg_pool1d", (1, 2, 3), 2001, 1000, None),
+        ("max_pool1d", (1, 2, 3), 2001, 1000, 1),
+        ("max_pool1d", (2, 1, 9), 5, 2, 2),
+        ("avg_pool3d", (1, 1, 3, 4, 2), (5, 7, 3), (2, 3, 1), None),
+        ("max_pool3d", (1, 1, 3, 4, 2), (5, 7, 3), (2, 3, 1), 1),
+    ],
+)
+def test_huge_windows_in_1d_3d_and_with_dilation_equal_pytorch(
+    op: str, shape: tuple[int, ...], kernel: object, padding: object, dilation: object
+) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape)
+    extra = {} if dilation is None else {"dilation": dilation}
+    ours_x = convprop.tensor(x, requires_grad=True)
+    y = getattr(F, op)(ours_x, kernel, 1, padding, **extra)
+    dy = rng.standard_normal(y.shape)
+    y.backward(dy)
+    theirs_x = torch.tensor(x, requires_grad=True)
+    theirs = getattr(torch.nn.functional, op)(theirs_x, kernel, 1, padding, **extra)
+    theirs.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-15)
+    assert theirs_x.grad is not None
+    np.testing.assert_allclose(ours_x.grad, theirs_x.grad.numpy(), rtol=1e-12, atol=1e-15)

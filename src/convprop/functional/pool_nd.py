@@ -32,6 +32,7 @@ Average pooling  (dilation 1, x_pad filled with 0)
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -109,14 +110,41 @@ class PoolNdGeometry:
         return (self.N, self.C, *(s + 2 * p + e for s, p, e in sides))
 
     def taps(self) -> list[tuple[int, tuple[int, ...]]]:
-        """Every tap ``(t, (r_1 … r_D))`` in row-major order (PN3)."""
-        return list(enumerate(itertools.product(*(range(k) for k in self.kernel))))
+        """Every tap ``(t, (r_1 … r_D))`` that reads a cell of x, in row-major order (PN3).
+
+        ``t`` counts all taps, read or not. A tap whose every window position lies in the
+        padding reads only the fill value, which never wins a maximum and adds 0 to a sum:
+        leaving it out changes no result, and a window far larger than x costs what x costs.
+        """
+        live = [
+            _live_offsets(k, o, s, p, n, d)
+            for k, o, s, p, n, d in zip(
+                self.kernel, self.out, self.stride, self.padding, self.size, self.dilation,
+                strict=True,
+            )
+        ]  # fmt: skip
+        strides = [math.prod(self.kernel[i + 1 :]) for i in range(len(self.kernel))]
+        return [
+            (sum(r * step for r, step in zip(offsets, strides, strict=True)), offsets)
+            for offsets in itertools.product(*live)
+        ]
 
     def tap_window(self, offsets: tuple[int, ...]) -> tuple[slice, ...]:
         """The index of x_pad that one tap reads for every window (PN3): all N, C, *out."""
         cuts = zip(offsets, self.dilation, self.stride, self.out, strict=True)
         axes = (slice(r * d, r * d + s * (o - 1) + 1, s) for r, d, s, o in cuts)
         return (slice(None), slice(None), *axes)
+
+
+def _live_offsets(kernel: int, out: int, stride: int, pad: int, size: int, dil: int) -> list[int]:
+    """Offsets r in [0, kernel) at which some window p in [0, out) reads a real cell:
+    pad <= p*stride + r*dil < pad + size."""
+    live = []
+    for r in range(kernel):
+        first = max(0, -(-(pad - r * dil) // stride))  # the first window past the top padding
+        if first < out and first * stride + r * dil < pad + size:
+            live.append(r)
+    return live
 
 
 def _axis_out(op: str, axis: str, values: tuple[int, ...], ceil_mode: bool, shapes: str) -> int:
