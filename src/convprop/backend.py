@@ -7,6 +7,7 @@ module its inputs live in and then calls only ``xp.*``, so one source serves bot
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 from types import ModuleType
@@ -186,3 +187,27 @@ def retain_freed_memory() -> bool:
         and libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
         and libc.mallopt(_M_TOP_PAD, 64 * 2**20)
     )
+
+
+def num_threads() -> int:
+    """Threads convprop's compiled kernels split their work over (at least 1): the one thread
+    policy of the library. ``CONVPROP_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs
+    this process may run on."""
+    for name in ("CONVPROP_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return _usable_cpus()
+
+
+@functools.lru_cache(maxsize=1)  # a system call, asked by every kernel call
+def _usable_cpus() -> int:
+    """The CPUs this process may run on, read once (and again in a forked child)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_usable_cpus.cache_clear)

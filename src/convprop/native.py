@@ -22,9 +22,7 @@ makes it sleep at once.
 
 from __future__ import annotations
 
-import functools
 import importlib
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +31,7 @@ from typing import Any
 import numpy
 
 from convprop import _blas
+from convprop.backend import num_threads
 
 _kernels: Any
 try:  # the C extension built by setup.py; optional
@@ -54,28 +53,6 @@ less than 0.1 ms ago joins the next within microseconds; one that slept takes a 
 0.05-0.2 ms on the machines measured, and a pure copy gains little from a second core
 whose memory bandwidth it shares: the element-wise passes over a layer's activations stay
 on one thread, and only the larger or arithmetic-heavy kernels are split."""
-
-
-def num_threads() -> int:
-    """Threads the kernels split their planes over (at least 1)."""
-    for name in ("CONVPROP_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return _usable_cpus()
-
-
-@functools.lru_cache(maxsize=1)  # a system call, asked by every kernel call
-def _usable_cpus() -> int:
-    """The CPUs this process may run on, read once (and again in a forked child)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_usable_cpus.cache_clear)
 
 
 def enabled() -> bool:
