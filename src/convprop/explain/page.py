@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from convprop.explain.page_data import page_data
-from convprop.io import atomic_write
+from convprop.io.atomic import atomic_write
 
 PathLike = str | os.PathLike[str]
 

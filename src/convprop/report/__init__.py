@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from convprop.backend import to_host
-from convprop.io import atomic_write
+from convprop.io.atomic import atomic_write
 from convprop.report.images import file_uri, misclassified
 from convprop.report.page import report_html
 
