@@ -1,4 +1,10 @@
-"""What the command-line subcommands do, apart from parsing their arguments (cli.py)."""
+"""What the command-line subcommands do, apart from parsing their arguments.
+
+``convprop.cli`` parses the arguments and calls the commands here (``train_command``,
+``eval_command``, ``predict_command``, ``gradcheck_command``); the dependency points one
+way, from the command line to this module, which never imports ``convprop.cli``. The
+per-dataset defaults of ``convprop train`` and its run directory are decided here.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,21 @@ from convprop.autograd import no_grad
 from convprop.data.class_names import class_names
 
 log = logging.getLogger("convprop")
+
+# per-dataset defaults: a run with no options reaches good accuracy quickly
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"epochs": 15, "batch_size": 32, "lr": 2e-3},
+    "fashion-mnist": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
+}
+FALLBACK_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 64, "lr": 1e-3}
+
+
+def out_dir_for(dataset: str, out: str | None) -> Path:
+    """The run directory: ``--out`` when given, else ``runs/<dataset>`` (a folder's name)."""
+    if out is not None:
+        return Path(out)
+    name = Path(dataset).resolve().name if Path(dataset).is_dir() else dataset
+    return Path("runs") / name
 
 
 def _model_info(command: str, model_file: str) -> dict[str, Any]:
@@ -61,7 +82,6 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, *, distributed: bool, main: bool) -> int:
-    from convprop.cli import DATASET_DEFAULTS, FALLBACK_DEFAULTS, out_dir_for
     from convprop.data import DATASETS, load_dataset
     from convprop.errors import ParameterError
     from convprop.models import MODELS, build_model
@@ -351,3 +371,33 @@ def gradcheck_command(args: argparse.Namespace) -> int:
     failed = [row.name for row in rows if not row.ok]
     print(f"{len(rows) - len(failed)} of {len(rows)} gradients agree with finite differences")
     return 1 if failed else 0
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """``convprop bench``: the options checked, the suite timed, the table (or JSON) printed."""
+    from convprop.bench import format_table, run, to_json
+
+    if args.repeats < 1:
+        raise ValueError(
+            f"bench: --repeats must be >= 1; expected a positive count, got {args.repeats}"
+        )
+    if args.threads < 1:
+        raise ValueError(
+            f"bench: --threads must be >= 1; expected a positive count, got {args.threads}"
+        )
+    if args.warm_ms is not None and not 0 <= args.warm_ms <= 10_000:
+        raise ValueError(
+            f"bench: --warm-ms must be within [0, 10000]; expected milliseconds, got {args.warm_ms}"
+        )
+    results, info = run(
+        args.shape,
+        algorithm=args.algorithm,
+        repeats=args.repeats,
+        threads=args.threads,
+        with_torch=not args.no_torch,
+        suite=args.suite,
+        memory=not args.no_memory,
+        warm=None if args.warm_ms is None else args.warm_ms / 1e3,
+    )
+    print(to_json(results, info) if args.json else format_table(results, info))
+    return 0

@@ -1,6 +1,8 @@
 """The ``convprop`` command line: train | eval | predict | gradcheck | explain | bench.
 
 Every subcommand has ``--help``. Errors print one clear line on stderr and exit non-zero.
+This module parses the arguments and reports errors; the commands' work is done in
+``convprop.app`` (and ``convprop.explain``), which never import this module back.
 """
 
 from __future__ import annotations
@@ -11,17 +13,9 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 log = logging.getLogger("convprop")
-
-# per-dataset defaults: a run with no options reaches good accuracy quickly
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"epochs": 15, "batch_size": 32, "lr": 2e-3},
-    "fashion-mnist": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
-}
-FALLBACK_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 64, "lr": 1e-3}
 
 
 def _add_train(sub: Any) -> None:
@@ -249,32 +243,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from convprop.bench import format_table, run, to_json
+    from convprop.app import bench_command
 
-    if args.repeats < 1:
-        raise ValueError(
-            f"bench: --repeats must be >= 1; expected a positive count, got {args.repeats}"
-        )
-    if args.threads < 1:
-        raise ValueError(
-            f"bench: --threads must be >= 1; expected a positive count, got {args.threads}"
-        )
-    if args.warm_ms is not None and not 0 <= args.warm_ms <= 10_000:
-        raise ValueError(
-            f"bench: --warm-ms must be within [0, 10000]; expected milliseconds, got {args.warm_ms}"
-        )
-    results, info = run(
-        args.shape,
-        algorithm=args.algorithm,
-        repeats=args.repeats,
-        threads=args.threads,
-        with_torch=not args.no_torch,
-        suite=args.suite,
-        memory=not args.no_memory,
-        warm=None if args.warm_ms is None else args.warm_ms / 1e3,
-    )
-    print(to_json(results, info) if args.json else format_table(results, info))
-    return 0
+    return bench_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -354,13 +325,6 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):  # no file descriptor behind sys.stdout (captured output)
         pass
-
-
-def out_dir_for(dataset: str, out: str | None) -> Path:
-    if out is not None:
-        return Path(out)
-    name = Path(dataset).resolve().name if Path(dataset).is_dir() else dataset
-    return Path("runs") / name
 
 
 if __name__ == "__main__":  # pragma: no cover
