@@ -1,0 +1,230 @@
+"""The whole-network benchmark's driver: separate processes, alternating rounds, medians.
+
+For every network and round, one process runs convprop's passes and another PyTorch's (the
+order alternates between rounds); each reports the median of its calls, and the table gives
+the median of those per-process medians and the ratio convprop / PyTorch. Threads: PyTorch
+through ``torch.set_num_threads`` in its process (``OMP_NUM_THREADS`` is removed from both
+processes' environment: it made PyTorch 2.13's convolutions about 8× slower on the machine
+measured), convprop through ``CONVPROP_NUM_THREADS`` and NumPy's OpenBLAS through
+``OPENBLAS_NUM_THREADS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from convprop.bench_nets.nets import CASES
+from convprop.bench_nets.profile import CATEGORIES
+from convprop.bench_nets.worker import PASSES, Settings, run_worker
+
+LIBRARIES = ("convprop", "torch")
+QUICK = Settings(warm_seconds=0.2, repeats=3, max_seconds=1.0, profile_steps=1)
+"""``--quick``: one round, a short warm-up, three calls per pass, one profiled step."""
+
+
+def worker_command(library: str, case: str, batch: int, settings: Settings) -> list[str]:
+    """The command line of one worker process."""
+    return [
+        sys.executable, "-m", "convprop.bench_nets", "--worker", library, "--case", case,
+        "--batch", str(batch), "--threads", str(settings.threads),
+        "--warm", str(settings.warm_seconds), "--repeats", str(settings.repeats),
+        "--max-seconds", str(settings.max_seconds),
+        "--profile-steps", str(settings.profile_steps),
+    ]  # fmt: skip
+
+
+def worker_environment(threads: int) -> dict[str, str]:
+    """The environment of a worker: the thread counts, and convprop importable."""
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)  # PyTorch 2.13 ran ~8x slower with it set (bench README)
+    env["CONVPROP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
+    source = str(Path(__file__).resolve().parents[2])  # the directory holding convprop
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    return env
+
+
+def run_process(library: str, case: str, batch: int, settings: Settings) -> dict[str, Any]:
+    """Run one worker in a fresh interpreter and read its JSON (the last line of stdout)."""
+    done = subprocess.run(
+        worker_command(library, case, batch, settings),
+        env=worker_environment(settings.threads),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"bench_nets: the {library} worker for {case} failed; expected JSON on stdout, got "
+            f"exit status {done.returncode}: {done.stderr.strip()[-2000:]}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _median_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(d[key] for d in dicts) for key in dicts[0]} if dicts else {}
+
+
+def run(
+    cases: list[str],
+    batches: dict[str, int],
+    settings: Settings,
+    rounds: int,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Every case, ``rounds`` times, each library in its own process; medians and ratios."""
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        case: {library: [] for library in LIBRARIES} for case in cases
+    }
+    for round_index in range(rounds):
+        order = LIBRARIES if round_index % 2 == 0 else LIBRARIES[::-1]
+        for case in cases:
+            for library in order:
+                result = run_process(library, case, batches[case], settings)
+                runs[case][library].append(result)
+                if progress:
+                    times = ", ".join(f"{p} {result['ms'][p]:.1f}" for p in PASSES)
+                    print(f"round {round_index + 1}/{rounds} {case} {library}: {times} ms",
+                          file=sys.stderr, flush=True)  # fmt: skip
+    report: dict[str, Any] = {"settings": {**asdict(settings), "rounds": rounds}, "cases": {}}
+    for case in cases:
+        per_process = {
+            library: {p: [r["ms"][p] for r in runs[case][library]] for p in PASSES}
+            for library in LIBRARIES
+        }
+        ms = {
+            library: {p: statistics.median(values) for p, values in passes.items()}
+            for library, passes in per_process.items()
+        }
+        report["cases"][case] = {
+            "batch": batches[case],
+            "sample_shape": list(CASES[case].sample_shape),
+            "ms": ms,
+            "process_ms": per_process,
+            "ratio": {p: ms["convprop"][p] / ms["torch"][p] for p in PASSES},
+            "breakdown": {
+                library: _median_dicts([r["breakdown"] for r in runs[case][library]])
+                for library in LIBRARIES
+            },
+        }
+    return report
+
+
+PASS_LABELS = {"train": "train step", "infer_1": "inference", "infer_batch": "inference"}
+LIBRARY_LABELS = {"convprop": "convprop", "torch": "PyTorch"}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The table (model, pass, batch, ms, ratio), then the training step by layer type."""
+    settings = report["settings"]
+    machine = report.get("machine", {})
+    lines = [
+        f"machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores; numpy "
+        f"{machine.get('numpy', '?')} ({machine.get('blas', '?')}); torch "
+        f"{machine.get('torch', '?')}; threads {settings['threads']}; float32; each library "
+        f"in its own process, {settings['rounds']} rounds alternating, medians of per-process "
+        f"medians ({settings['warm_seconds']:g} s warm-up, up to {settings['repeats']} calls)",
+        f"{'model':<13}{'pass':<12}{'batch':>6}{'convprop ms':>13}{'PyTorch ms':>12}{'ratio':>7}",
+    ]
+    for case, result in report["cases"].items():
+        for name in PASSES:
+            batch = 1 if name == "infer_1" else result["batch"]
+            lines.append(
+                f"{case:<13}{PASS_LABELS[name]:<12}{batch:>6}"
+                f"{result['ms']['convprop'][name]:>13.2f}{result['ms']['torch'][name]:>12.2f}"
+                f"{result['ratio'][name]:>7.2f}"
+            )
+    lines += ["", "training step by layer type, ms (share of the profiled step); PyTorch's "
+              "from torch.profiler, its cost in PyTorch's overhead"]  # fmt: skip
+    lines.append(f"{'model':<13}{'library':<10}" + "".join(f"{k:>11}" for k in CATEGORIES)
+                 + f"{'total':>9}")  # fmt: skip
+    for case, result in report["cases"].items():
+        for library in LIBRARIES:
+            parts = result["breakdown"][library]
+            if not parts:
+                continue
+            total = parts["total"]
+            cells = "".join(
+                f"{parts[k]:>6.1f}{f'({100 * parts[k] / total:.0f})':>5}" for k in CATEGORIES
+            )
+            lines.append(f"{case:<13}{LIBRARY_LABELS[library]:<10}{cells}{total:>9.1f}")
+    return "\n".join(lines)
+
+
+def _batch_sizes(pairs: list[str], cases: list[str]) -> dict[str, int]:
+    batches = {case: CASES[case].batch for case in cases}
+    for pair in pairs:
+        name, _, size = pair.partition("=")
+        if name not in CASES or not size.isdigit() or int(size) < 1:
+            raise SystemExit(
+                f"bench_nets: --batch-size takes MODEL=N; expected a model of {sorted(CASES)} "
+                f"and N >= 1, got {pair!r}"
+            )
+        batches[name] = int(size)
+    return batches
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(
+        prog="bench_nets",
+        description="Whole networks, convprop vs PyTorch: training step and inference, each "
+        "library in its own process.",
+    )
+    cli.add_argument("--models", nargs="+", choices=sorted(CASES), default=list(CASES),
+                     help="networks to time (default: all)")  # fmt: skip
+    cli.add_argument("--batch-size", action="append", default=[], metavar="MODEL=N",
+                     help="training batch of a model (lenet 64, lenet5 64, resnet-mini 32, "
+                     "resnet20 128)")  # fmt: skip
+    cli.add_argument("--rounds", type=int, default=5, help="processes per library (5)")
+    cli.add_argument("--threads", type=int, default=2, help="threads of each library (2)")
+    cli.add_argument("--repeats", type=int, default=7, help="timed calls per pass (7)")
+    cli.add_argument("--warm", type=float, default=1.0, help="seconds of warm-up per pass (1)")
+    cli.add_argument("--max-seconds", type=float, default=6.0,
+                     help="fewer calls (at least 3) once a pass has run this long (6)")  # fmt: skip
+    cli.add_argument("--profile-steps", type=int, default=3,
+                     help="steps timed by layer type per process (3; 0: none)")  # fmt: skip
+    cli.add_argument("--quick", action="store_true", help="1 round, short warm-up, 3 calls")
+    cli.add_argument("--json", action="store_true", help="print the report as JSON")
+    cli.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    cli.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
+    cli.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
+    cli.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m convprop.bench_nets`` and ``benchmarks/bench_nets.py``."""
+    args = parser().parse_args(argv)
+    settings = Settings(
+        warm_seconds=args.warm, repeats=args.repeats, max_seconds=args.max_seconds,
+        profile_steps=args.profile_steps, threads=args.threads,
+    )  # fmt: skip
+    if args.worker:
+        if args.case is None:
+            raise SystemExit("bench_nets: --worker needs --case; expected a model, got none")
+        batch = args.batch or CASES[args.case].batch
+        print(json.dumps(run_worker(args.worker, args.case, batch, settings)))
+        return 0
+    rounds = args.rounds
+    if args.quick:
+        settings, rounds = replace(QUICK, threads=args.threads), 1
+    batches = _batch_sizes(args.batch_size, args.models)
+    try:
+        report = run(args.models, batches, settings, rounds, progress=not args.quiet)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    from convprop.bench import machine_info
+
+    report["machine"] = machine_info(args.threads)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0

@@ -1,0 +1,191 @@
+"""One library, one network, in one process: the timed passes and the step's breakdown.
+
+The runner (:mod:`convprop.bench_nets.runner`) starts this in a fresh interpreter per library
+and round, so that neither library's worker threads (OpenBLAS's, OpenMP's, convprop's own)
+spin beside the other's work: a user runs one library at a time. Each pass is warmed up
+for about a second of its own calls (at least two), then timed call by call; the process
+reports the median of its calls.
+
+Passes
+  train        zero_grad, forward, cross-entropy loss, backward, SGD step (momentum 0.9)
+  infer_1      forward of one image, eval mode, no graph recorded
+  infer_batch  forward of the training batch, eval mode, no graph recorded
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy
+
+from convprop.backend import retain_freed_memory
+from convprop.bench_nets.nets import CASES, Case
+from convprop.bench_nets.profile import CATEGORIES, layer_timer
+
+PASSES = ("train", "infer_1", "infer_batch")
+LEARNING_RATE, MOMENTUM = 0.01, 0.9
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long each pass is timed in one process."""
+
+    warm_seconds: float = 1.0
+    repeats: int = 7
+    max_seconds: float = 6.0  # fewer calls (at least 3) once a pass has run this long
+    profile_steps: int = 3
+    threads: int = 2
+
+
+def time_calls(function: Callable[[], object], settings: Settings) -> list[float]:
+    """Milliseconds of each timed call, after ``settings.warm_seconds`` of untimed calls."""
+    start, calls = time.perf_counter(), 0
+    while calls < 2 or time.perf_counter() - start < settings.warm_seconds:
+        function()
+        calls += 1
+    samples: list[float] = []
+    begin = time.perf_counter()
+    while len(samples) < settings.repeats and (
+        len(samples) < 3 or time.perf_counter() - begin < settings.max_seconds
+    ):
+        tick = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - tick) * 1e3)
+    return samples
+
+
+def make_batch(case: Case, batch: int, dtype: str = "float32", seed: int = 0) -> tuple[Any, Any]:
+    """The fixed random batch every step trains on: x (N, C, H, W) and labels (N,)."""
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((batch, *case.sample_shape)).astype(dtype)
+    return x, rng.integers(0, case.num_classes, batch)
+
+
+def convprop_passes(case: Case, batch: int, dtype: str = "float32") -> dict[str, Any]:
+    """The model, its optimizer and the three passes as callables, for convprop."""
+    from convprop.autograd import no_grad
+    from convprop.nn import CrossEntropyLoss
+    from convprop.optim import SGD
+
+    model = case.build(rng=0, dtype=dtype)
+    optimizer = SGD(model.parameters(), LEARNING_RATE, momentum=MOMENTUM)
+    loss_fn = CrossEntropyLoss()
+    x, labels = make_batch(case, batch, dtype)
+
+    def forward_backward() -> None:
+        loss_fn(model(x), labels).backward()
+
+    def train() -> None:
+        optimizer.zero_grad()
+        forward_backward()
+        optimizer.step()
+
+    def infer(images: Any) -> Callable[[], object]:
+        def forward() -> object:
+            with no_grad():
+                return model(images)
+
+        return forward
+
+    return {
+        "model": model, "optimizer": optimizer, "forward_backward": forward_backward,
+        "train": train, "infer_1": infer(x[:1]), "infer_batch": infer(x),
+    }  # fmt: skip
+
+
+def torch_passes(case: Case, batch: int, dtype: str = "float32") -> dict[str, Any]:
+    """The same for PyTorch: the convprop model's twin, the same batch and update rule."""
+    import torch
+
+    from convprop.bench_nets.torch_nets import torch_batch, torch_twin
+
+    model = torch_twin(case.build(rng=0, dtype=dtype))
+    optimizer = torch.optim.SGD(model.parameters(), LEARNING_RATE, momentum=MOMENTUM)
+    x, labels = torch_batch(*make_batch(case, batch, dtype))
+
+    def train() -> None:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+        optimizer.step()
+
+    def infer(images: Any) -> Callable[[], object]:
+        def forward() -> object:
+            with torch.no_grad():
+                return model(images)
+
+        return forward
+
+    return {
+        "model": model, "optimizer": optimizer, "train": train, "infer_1": infer(x[:1]),
+        "infer_batch": infer(x),
+    }  # fmt: skip
+
+
+def convprop_breakdown(passes: dict[str, Any], steps: int) -> dict[str, float]:
+    """Median milliseconds per layer type over ``steps`` training steps (and their total)."""
+    optimizer = passes["optimizer"]
+    per_step: list[dict[str, float]] = []
+    with layer_timer() as times:
+        for _ in range(steps):
+            times.reset()
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            step_start = time.perf_counter()
+            passes["forward_backward"]()
+            middle = time.perf_counter()
+            optimizer.step()
+            end = time.perf_counter()
+            ms = {kind: seconds * 1e3 for kind, seconds in times.seconds.items()}
+            ms["optimizer"] = (step_start - start + end - middle) * 1e3
+            ms["total"] = (end - start) * 1e3
+            ms["overhead"] = ms["total"] - sum(ms[kind] for kind in CATEGORIES[:-1])
+            per_step.append(ms)
+    return {kind: statistics.median(step[kind] for step in per_step) for kind in per_step[0]}
+
+
+def torch_breakdown(passes: dict[str, Any], steps: int) -> dict[str, float]:
+    """Median milliseconds per layer type over ``steps`` profiled PyTorch steps."""
+    from convprop.bench_nets.profile import torch_layer_times
+
+    per_step = [torch_layer_times(passes["train"]) for _ in range(steps)]
+    return {kind: statistics.median(step[kind] for step in per_step) for kind in per_step[0]}
+
+
+def run_worker(library: str, case_name: str, batch: int, settings: Settings) -> dict[str, Any]:
+    """Time the three passes (and profile the training step) of one network in this process.
+
+    Returns
+    -------
+    dict
+        ``library``, ``case``, ``batch``, ``settings``, ``ms`` (pass -> median of the calls),
+        ``samples`` (pass -> every timed call) and ``breakdown`` (layer type -> ms, median
+        over the profiled steps, with ``total``; empty when ``profile_steps`` is 0).
+    """
+    case = CASES[case_name]
+    retain_freed_memory()  # the allocator setting convprop's command line uses, for both
+    if library == "torch":
+        import torch
+
+        torch.set_num_threads(settings.threads)
+        passes = torch_passes(case, batch)
+    else:
+        passes = convprop_passes(case, batch)
+    samples = {}
+    for name in PASSES:
+        passes["model"].train(name == "train")  # BatchNorm and dropout as in training or eval
+        samples[name] = time_calls(passes[name], settings)
+    breakdown: dict[str, float] = {}
+    if settings.profile_steps > 0:
+        passes["model"].train()
+        profile = torch_breakdown if library == "torch" else convprop_breakdown
+        breakdown = profile(passes, settings.profile_steps)
+    return {
+        "library": library, "case": case_name, "batch": batch, "settings": asdict(settings),
+        "ms": {name: statistics.median(values) for name, values in samples.items()},
+        "samples": samples, "breakdown": breakdown,
+    }  # fmt: skip
