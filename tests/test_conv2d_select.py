@@ -1,8 +1,11 @@
-"""The ``auto`` choice: the cost model and the opt-in measured-timing cache."""
+"""The ``auto`` choice: the cost model, the opt-in measured-timing cache, and the module that
+combines them (conv2d_select, which re-exports both modules' names)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +16,9 @@ import pytest
 from convprop import native
 from convprop._shapes import conv_geometry
 from convprop.functional import ALGORITHMS, conv2d_backward, conv2d_forward
+from convprop.functional import conv2d_cost_model as cost
 from convprop.functional import conv2d_select as select
+from convprop.functional import conv2d_timing_cache as timing
 
 
 @pytest.fixture(autouse=True)
@@ -77,12 +82,12 @@ def test_timing_cache_measures_once_persists_and_reloads(tmp_path: Path) -> None
     assert on_disk == cache.entries
     # a second call with the same shape measures nothing new and agrees with the reference
     calls: list[str] = []
-    real_measure = select._measure
-    select._measure = lambda run: calls.append("x") or real_measure(run)  # type: ignore[assignment]
+    real_measure = timing._measure
+    timing._measure = lambda run: calls.append("x") or real_measure(run)  # type: ignore[assignment]
     try:
         y_again, cache_again = conv2d_forward(x, w, padding=1)
     finally:
-        select._measure = real_measure  # type: ignore[assignment]
+        timing._measure = real_measure  # type: ignore[assignment]
     assert calls == []
     np.testing.assert_allclose(y_again, y, rtol=1e-10, atol=1e-12)
     dx, dw, _ = conv2d_backward(rng.standard_normal(y.shape), cache_again)
@@ -93,7 +98,7 @@ def test_timing_cache_measures_once_persists_and_reloads(tmp_path: Path) -> None
 def test_timing_cache_is_bounded_and_drops_the_oldest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(select, "MAX_ENTRIES", 4)
+    monkeypatch.setattr(timing, "MAX_ENTRIES", 4)
     cache = select.enable_timing_cache(tmp_path / "timings.json")
     rng = np.random.default_rng(3)
     for size in (6, 7, 8):
@@ -118,7 +123,7 @@ def test_cost_model_alone_without_the_cache_measures_nothing(
     def fail(run: object) -> float:
         raise AssertionError("measured although the timing cache is off")
 
-    monkeypatch.setattr(select, "_measure", fail)
+    monkeypatch.setattr(timing, "_measure", fail)
     x = np.ones((1, 1, 5, 5))
     conv2d_forward(x, np.ones((1, 1, 3, 3)))
 
@@ -151,7 +156,7 @@ def test_remembered_choice_is_the_cost_models_and_follows_its_rates(
     for pass_name in ("forward", "data", "weight"):
         assert select.choose(g, pass_name, "float32", names, compiled=True) == fresh(pass_name)
     assert select.choose(g, "forward", "float32", names, compiled=True) == "fft"
-    monkeypatch.setattr(select, "FFT_FLOPS_PER_S", 1e3)  # an FFT a million times slower
+    monkeypatch.setattr(cost, "FFT_FLOPS_PER_S", 1e3)  # an FFT a million times slower
     assert fresh("forward") != "fft"
     assert select.choose(g, "forward", "float32", names, compiled=True) == fresh("forward")
     assert select.choose(g, "forward", "float32", ["direct", "fft"], compiled=True) == "direct"
@@ -168,9 +173,9 @@ def test_auto_choice_of_a_call_follows_the_rates_and_the_kernels(
     _, first = conv2d_forward(x, w, padding=4)
     _, again = conv2d_forward(x, w, padding=4)
     assert again.algorithms == first.algorithms and "fft" not in first.algorithms
-    monkeypatch.setattr(select, "FFT_FLOPS_PER_S", 1e18)  # an FFT for free
-    monkeypatch.setattr(select, "FFT_COMPILED_SHARE", 0.0)
-    monkeypatch.setattr(select, "CALL_SECONDS", 0.0)
+    monkeypatch.setattr(cost, "FFT_FLOPS_PER_S", 1e18)  # an FFT for free
+    monkeypatch.setattr(cost, "FFT_COMPILED_SHARE", 0.0)
+    monkeypatch.setattr(cost, "CALL_SECONDS", 0.0)
     _, fast_fft = conv2d_forward(x, w, padding=4)
     assert fast_fft.algorithms[0] == "fft"
     monkeypatch.undo()
@@ -192,10 +197,10 @@ def test_auto_choice_follows_the_batch_as_columns_threshold(
     x = np.ones((4, 16, 7, 7), dtype=np.float32)
     w = np.ones((64, 16, 3, 3), dtype=np.float32)
     first = conv2d_forward(x, w, padding=1)[1].algorithms
-    monkeypatch.setattr(select, "BATCH_AS_COLUMNS_MAX_PQ", 0)
+    monkeypatch.setattr(cost, "BATCH_AS_COLUMNS_MAX_PQ", 0)
     second = conv2d_forward(x, w, padding=1)[1].algorithms
     monkeypatch.setattr(conv2d_module, "_AUTO_CHOICES", {})
-    select._cheapest.cache_clear()
+    cost._cheapest.cache_clear()
     assert conv2d_forward(x, w, padding=1)[1].algorithms == second
     assert second != first  # the case is one where the threshold decides
 
@@ -271,3 +276,44 @@ def test_timing_cache_keeps_lossy_measurements_apart(tmp_path: Path) -> None:
     finally:
         select.allow_lossy(False)
         select.disable_timing_cache()
+
+
+def test_select_reexports_the_two_modules_names_as_the_same_objects() -> None:
+    """Every name conv2d_select offers is the cost model's or the timing cache's own object
+    (no second copy to drift), apart from the two functions that combine them."""
+    own = {"choose", "weight_after_forward"}
+    for name in select.__all__:
+        if name in own:
+            assert inspect.getmodule(getattr(select, name)) is select
+            continue
+        sources = [m for m in (cost, timing) if hasattr(m, name)]
+        assert len(sources) == 1, f"{name} is defined in {len(sources)} modules"
+        assert getattr(select, name) is getattr(sources[0], name)
+
+
+def test_cost_model_is_pure_it_measures_and_stores_nothing() -> None:
+    """The cost model imports neither a clock, nor files, nor the timing cache."""
+    tree = ast.parse(inspect.getsource(cost))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    forbidden = {"json", "os", "tempfile", "time", "pathlib", "convprop.functional.conv2d_select",
+                 "convprop.functional.conv2d_timing_cache"}  # fmt: skip
+    assert imported and not imported & forbidden
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             for alias in node.names}  # fmt: skip
+    assert not names & {"conv2d_select", "conv2d_timing_cache"}
+
+
+def test_rates_set_on_the_cost_model_reach_the_choice_made_through_select(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rates are read where they are defined: a change there changes select's choice and
+    its calibration key."""
+    g = _geom(8, 64, 32, 64, 9, padding=4)
+    names = ["direct", "im2col", "fft"]
+    before = select.calibration()
+    assert select.choose(g, "forward", "float32", names, compiled=True) == "fft"  # type: ignore[arg-type]
+    monkeypatch.setattr(cost, "FFT_FLOPS_PER_S", 1e3)
+    assert select.calibration() != before
+    assert select.choose(g, "forward", "float32", names, compiled=True) != "fft"  # type: ignore[arg-type]

@@ -1,0 +1,399 @@
+"""The ``auto`` algorithm choice's cost model: pure functions of a layer's geometry, its
+dtype and whether the compiled kernels run, to estimated seconds per pass and the cheapest
+algorithm. Nothing here measures, reads a clock or touches a file (the timing cache,
+``conv2d_timing_cache``, does; ``conv2d_select`` combines the two).
+
+Passes: "forward" (y, F1), "data" (dx, B3), "weight" (dw, B2).
+
+Each algorithm's time for one pass is estimated as
+
+    seconds = flops / gemm_rate(shape of its matrix products)
+            + bytes moved by its copies and scatter-adds / MEMORY_BYTES_PER_S
+            + transform flops / FFT_FLOPS_PER_S + calls * CALL_SECONDS
+
+with constants measured on a 2-core x86-64 machine (NumPy + OpenBLAS, float32; see
+``convprop bench``). ``gemm_rate`` falls with the smallest matrix dimension: a product with
+an inner size of 1 is a memory-bound loop, one with all sizes above ~128 runs near the
+BLAS peak. float64 halves the arithmetic rates. The cheapest algorithm that accepts the
+case wins; ``direct`` accepts every case, so ``auto`` never declines.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+from convprop import native
+from convprop._shapes import ConvGeometry
+from convprop.functional._conv_common import transposed_geometry
+
+GEMM_FLOPS_PER_S = 120e9  # float32 BLAS peak of the two cores, large products
+MEMORY_BYTES_PER_S = 8e9  # strided NumPy copies, slice-adds, pads (one core)
+FFT_FLOPS_PER_S = 8e9  # scipy.fft rfft2/irfft2, counted as 2.5·L·log2(L) per transform
+CALL_SECONDS = 15e-6  # Python and NumPy overhead of one array operation
+NATIVE_FLOPS_PER_S = 16e9  # the compiled depthwise multiply-adds, both cores
+NATIVE_BYTES_PER_S = 16e9  # the compiled im2col copy / col2im adds, both cores
+DIRECT_FLOPS_PER_S = 95e9  # the compiled forward sum (F1) in registers, both cores
+FFT_COMPILED_SHARE = 0.5  # the FFT algorithm's measured time over its NumPy-only estimate
+REUSE_SHARE = 0.8  # dw by the forward's own algorithm (see prefer_forward_for_weight)
+
+REMEMBERED_CHOICES = 512
+"""Layer shapes whose cost-model choice a process keeps (:func:`cheapest`)."""
+
+LOSSY = frozenset({"winograd4"})
+"""Algorithms whose float32 rounding error is well above the direct sums': F(4x4, 3x3) (WG9),
+1.2e-6 to 4.0e-6 of the output's largest value against 1.7e-7 to 1.9e-6 (3 to 512
+channels), enough to differ from PyTorch's float32 results by about PyTorch's own default
+tolerance. ``auto`` leaves them out unless :func:`allow_lossy` lets it choose them; naming
+one explicitly (``algorithm="winograd4"``) always works."""
+
+_LOSSY_ALLOWED = False
+
+
+def allow_lossy(allowed: bool = True) -> None:
+    """Let ``auto`` choose the algorithms of :data:`LOSSY` where the cost model finds them
+    cheapest (process-wide; ``allow_lossy(False)`` restores the default)."""
+    global _LOSSY_ALLOWED
+    _LOSSY_ALLOWED = bool(allowed)
+
+
+def may_choose(name: str) -> bool:
+    """Whether ``auto`` considers the algorithm ``name`` now (see :data:`LOSSY`)."""
+    return _LOSSY_ALLOWED or name not in LOSSY
+
+
+def lossy_allowed() -> bool:
+    """Whether :func:`allow_lossy` has let ``auto`` choose the algorithms of :data:`LOSSY`."""
+    return _LOSSY_ALLOWED
+
+
+def gemm_rate(*dims: int, itemsize: int = 4) -> float:
+    """Achieved flops/s of a matrix product whose smallest dimension is ``min(dims)``."""
+    smallest = max(min(dims), 1)
+    efficiency = smallest / (smallest + 48.0)
+    return GEMM_FLOPS_PER_S * efficiency * (4.0 / itemsize)
+
+
+def _fft_seconds(transforms: float, length: int) -> float:
+    return transforms * 2.5 * length * math.log2(max(length, 2)) / FFT_FLOPS_PER_S
+
+
+def is_pointwise(geom: ConvGeometry) -> bool:
+    """A 1x1 kernel, stride 1, no padding: im2col's columns are x itself (no copy)."""
+    no_pad = geom.pad_top == geom.pad_bottom == geom.pad_left == geom.pad_right == 0
+    return geom.R == geom.S == 1 and geom.stride_h == geom.stride_w == 1 and no_pad
+
+
+BATCH_AS_COLUMNS_MAX_PQ = 1024
+"""im2col lays the batch side by side as columns (I7) up to this many outputs per image.
+
+Measured with NumPy's OpenBLAS on 2 cores, one product over N·P·Q columns against N products
+over P·Q: res3x3s2 (P·Q = 196) forward 6.5 against 7.1 ms, weight gradient 6.6 against 8.3;
+the GEMM of lenet2's shape (P·Q = 196, N = 64) 9.3 against 15.7 ms forward; res3x3
+(P·Q = 3136) level or slower (13.9 against 13.6 ms forward). The input gradient's product
+gained too (6.5 against 7.0 ms), but its col2im then reads each plane's runs far apart, which
+cost more: it stays by image."""
+
+
+def im2col_batch_as_columns(geom: ConvGeometry, compiled: bool | None = None) -> bool:
+    """Whether im2col's forward and weight gradient take the batch as columns (I7): one GEMM
+    over N·P·Q columns per group instead of N over P·Q, where P·Q is small (a narrow product
+    runs far below the BLAS peak). Only with the compiled kernels (they write the columns in
+    that order), for N > 1, and not for a pointwise layer (whose columns are x itself)."""
+    if compiled is None:
+        compiled = native.enabled()
+    small = geom.P * geom.Q <= BATCH_AS_COLUMNS_MAX_PQ
+    return compiled and small and geom.N > 1 and not is_pointwise(geom)
+
+
+def _im2col_seconds(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    """im2col's time for one pass; the input gradient by (I4)-(I5), col2im of Wᵀ·dY. Where the
+    forward and the weight gradient take the batch as columns (I7), their products are G wide
+    ones, and y or dy is turned between the two orders (one read and one write of it)."""
+    G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
+    RS, PQ = geom.R * geom.S, geom.P * geom.Q
+    flops = 2.0 * geom.N * geom.K * C_g * RS * PQ
+    pointwise = is_pointwise(geom)
+    cols_bytes = 0.0 if pointwise else geom.N * geom.C * RS * PQ * b
+    wide = pass_name != "data" and im2col_batch_as_columns(geom, compiled)  # dx by image
+    columns = geom.N * PQ if wide else PQ
+    calls = (G if wide else geom.N * G) + (0 if pointwise or compiled else RS)
+    copy_rate = NATIVE_BYTES_PER_S if compiled else MEMORY_BYTES_PER_S
+    turned = 2.0 * geom.N * geom.K * PQ * b / MEMORY_BYTES_PER_S if wide else 0.0
+    if pass_name == "forward":
+        rate = gemm_rate(K_g, columns, C_g * RS, itemsize=b)
+        return flops / rate + 2 * cols_bytes / copy_rate + turned + calls * CALL_SECONDS
+    if pass_name == "data":
+        rate = gemm_rate(C_g * RS, columns, K_g, itemsize=b)
+        return flops / rate + 3 * cols_bytes / copy_rate + turned + calls * CALL_SECONDS
+    rate = gemm_rate(K_g, C_g * RS, columns, itemsize=b)
+    return flops / rate + 2 * cols_bytes / copy_rate + turned + calls * CALL_SECONDS
+
+
+def im2col_data_by_convolution(geom: ConvGeometry, itemsize: int, compiled: bool | None = None
+                               ) -> bool:  # fmt: skip
+    """Whether im2col's input gradient is cheaper as (I6), the forward lowering applied to dy
+    with rot180(w), than as (I4)-(I5); False where (I6) does not apply (stride > 1).
+
+    (I6) copies dy's columns (K·R·S·H·W per image) and sums over K/G·R·S in its GEMM; (I4)-(I5)
+    sums over K/G only, then scatter-adds C·R·S·P·Q columns per image.
+    """
+    transposed = transposed_geometry(geom)
+    if transposed is None:
+        return False
+    if compiled is None:
+        compiled = native.enabled()
+    by_convolution = _im2col_seconds(transposed, "forward", itemsize, compiled)
+    return by_convolution < _im2col_seconds(geom, "data", itemsize, compiled)
+
+
+def _im2col(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    seconds = _im2col_seconds(geom, pass_name, b, compiled)
+    transposed = transposed_geometry(geom)
+    if pass_name == "data" and transposed is not None:  # the cheaper of (I4)-(I5) and (I6)
+        seconds = min(seconds, _im2col_seconds(transposed, "forward", b, compiled))
+    return seconds
+
+
+def _blocks_used(size: int, block: int) -> float:
+    """The share of ``ceil(size / block)`` blocks of ``block`` that ``size`` fills."""
+    return size / (-(-size // block) * block)
+
+
+def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
+    """The compiled forward sum's time (_kernels_direct.h): register blocks of 4 filters by
+    64 bytes of output columns with unit column stride, else 6 columns by 64 bytes of
+    filters; each block pays for its setup over the C/G·R·S taps it sums."""
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
+    if geom.stride_w == 1:
+        filled = _blocks_used(geom.Q, lanes) * _blocks_used(K_g, 4)
+    else:
+        filled = _blocks_used(geom.Q, 6) * _blocks_used(K_g, lanes)
+    rate = DIRECT_FLOPS_PER_S * (4.0 / itemsize) * filled * taps / (taps + 12.0)
+    flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
+    y_bytes = geom.N * geom.K * geom.P * geom.Q * itemsize
+    return flops / rate + y_bytes / NATIVE_BYTES_PER_S + CALL_SECONDS
+
+
+def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
+    """The compiled weight-gradient sum's time (DS3): register blocks of 6 taps by 64 bytes
+    of filters, summed over each output row's Q columns, then added to the row slice's
+    partial sums; partials larger than a core's cache travel through memory every row."""
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
+    filled = _blocks_used(taps, 6) * _blocks_used(K_g, lanes)
+    rate = 1.4 * DIRECT_FLOPS_PER_S * (4.0 / itemsize) * filled * geom.Q / (geom.Q + 24.0)
+    flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
+    rows = geom.N * geom.groups * geom.P
+    partial = geom.groups * (taps + 5) * (K_g + lanes) * itemsize
+    row_bytes = (C_g * geom.R * (geom.Q * geom.stride_w + 16)
+                 + geom.Q * (K_g + lanes)) * itemsize  # fmt: skip
+    moved = rows * (row_bytes + (2 * partial if partial > 2**18 else 0))
+    return flops / rate + moved / NATIVE_BYTES_PER_S + CALL_SECONDS
+
+
+def _direct_compiled_pass(geom: ConvGeometry, pass_name: str, itemsize: int) -> float | None:
+    """The compiled sum's time for a pass it computes: the forward (F1), the weight gradient
+    (B2) as (DS3), or with stride 1 the input gradient (B3) as the forward sum over dy in the
+    transposed geometry (as I6). None for a pointwise layer, which im2col computes as one
+    product with no copy (measured on 8x8x16² -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6)."""
+    if is_pointwise(geom):
+        return None
+    if pass_name == "forward":
+        return direct_compiled_seconds(geom, itemsize)
+    if pass_name == "weight":
+        return direct_weight_compiled_seconds(geom, itemsize)
+    transposed = transposed_geometry(geom) if pass_name == "data" else None
+    return None if transposed is None else direct_compiled_seconds(transposed, itemsize)
+
+
+def direct_runs_compiled(geom: ConvGeometry, pass_name: str, itemsize: int,
+                         compiled: bool | None = None) -> bool:  # fmt: skip
+    """Whether the direct algorithm runs a pass ("forward", "data", "weight") by the compiled sum
+    rather than by its NumPy taps (one product per tap, at the BLAS rate when C/G is
+    large); never where the kernels do not run or the pass has no compiled form."""
+    if compiled is None:
+        compiled = native.enabled()
+    seconds = _direct_compiled_pass(geom, pass_name, itemsize) if compiled else None
+    return seconds is not None and seconds < _direct_numpy(geom, pass_name, itemsize)
+
+
+def _direct(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    seconds = _direct_numpy(geom, pass_name, b)
+    by_kernel = _direct_compiled_pass(geom, pass_name, b) if compiled else None
+    return seconds if by_kernel is None else min(seconds, by_kernel)
+
+
+def _direct_numpy(geom: ConvGeometry, pass_name: str, b: int) -> float:
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    RS, PQ = geom.R * geom.S, geom.P * geom.Q
+    if pass_name == "data":  # the full convolution of the stride-dilated dy
+        ext_h, ext_w = geom.dilated_kernel_hw
+        PQ = (geom.stride_h * (geom.P - 1) + ext_h) * (geom.stride_w * (geom.Q - 1) + ext_w)
+        C_g, K_g = K_g, C_g
+    flops = 2.0 * geom.N * geom.groups * K_g * C_g * RS * PQ
+    tap_bytes = RS * geom.N * geom.groups * (C_g + 2 * K_g) * PQ * b
+    if C_g == 1:  # depthwise: broadcast multiply-adds, memory-bound
+        return tap_bytes / MEMORY_BYTES_PER_S + RS * CALL_SECONDS
+    rate = gemm_rate(K_g, C_g, PQ, itemsize=b)
+    return flops / rate + tap_bytes / MEMORY_BYTES_PER_S + RS * geom.N * CALL_SECONDS
+
+
+def _depthwise(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    if not compiled:  # the direct algorithm's NumPy code runs instead
+        return _direct_numpy(geom, pass_name, b)
+    macs = geom.N * geom.K * geom.R * geom.S * geom.P * geom.Q
+    planes = geom.N * (geom.C + geom.K) * (geom.H * geom.W + geom.P * geom.Q) * b
+    return 2.0 * macs / NATIVE_FLOPS_PER_S * (4.0 / b) + planes / NATIVE_BYTES_PER_S
+
+
+def _fft(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    G, C_g, K_g = geom.groups, geom.C // geom.groups, geom.K // geom.groups
+    Hp, Wp = geom.padded_hw
+    length = Hp * Wp
+    bins = Hp * (Wp // 2 + 1)
+    n_x, n_y, n_w = geom.N * geom.C, geom.N * geom.K, geom.K * C_g
+    transforms = {"forward": n_x + n_y + n_w, "data": n_y + n_x + n_w, "weight": n_x + n_y + n_w}
+    # complex products: 4 real multiply-adds per term, batched over the F bins
+    products = 8.0 * bins * G * geom.N * K_g * C_g
+    rate = gemm_rate(geom.N, K_g, C_g, itemsize=b) / 2
+    spectra_bytes = 2 * b * bins * (n_x + n_y + n_w) * 3
+    seconds = (
+        _fft_seconds(transforms[pass_name], length)
+        + products / rate
+        + spectra_bytes / MEMORY_BYTES_PER_S
+        + bins * G * CALL_SECONDS / 50
+    )
+    # with the compiled short transforms (T7, T8) and layout changes, the three passes of
+    # lenet2 and big9x9 took 0.47-0.50 of the sum above (timed in one process): the
+    # transforms no longer stream their arrays through memory at NumPy's strided rate.
+    # With the compiled per-bin products, 0.43-0.47; the share stays 0.5, whose margin keeps
+    # tiny layers off the FFT, where this sum misses its fixed costs (2x4x24² with 4 9x9
+    # filters: 0.45 would pick the FFT's weight pass, 1.7 ms against 0.2 for the direct sums)
+    return seconds * (FFT_COMPILED_SHARE if compiled else 1.0)
+
+
+def _winograd_tiled(geom: ConvGeometry, b: int, compiled: bool, m: int) -> float:
+    """Winograd F(m x m, 3x3): (m + 2)² GEMMs over the tiles, the transforms' bytes."""
+    positions = (m + 2) ** 2
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    # (WG8): dil_h·dil_w phases of ceil(Hp/dil_h) x ceil(Wp/dil_w) cells each, 3x3 dense
+    Hp, Wp = geom.padded_hw
+    phase_rows, phase_cols = -(-Hp // geom.dil_h) - 2, -(-Wp // geom.dil_w) - 2
+    row_tiles = math.ceil(phase_cols / m)
+    tiles = geom.dil_h * geom.dil_w * geom.N * math.ceil(phase_rows / m) * row_tiles
+    flops = 2.0 * positions * tiles * geom.groups * K_g * C_g
+    if compiled:  # compiled transforms, (m+2)² GEMMs over the whole batch
+        rate = gemm_rate(K_g, C_g, tiles, itemsize=b)
+        planes = geom.N * (geom.C * geom.H * geom.W + geom.K * geom.P * geom.Q)
+        transform_bytes = (positions * tiles * (geom.C + geom.K) + planes) * b
+        # the transforms vectorise over a row of tiles: short rows run below the copy rate
+        efficiency = row_tiles / (row_tiles + 8.0)
+        seconds = flops / rate + 2 * transform_bytes / (NATIVE_BYTES_PER_S * efficiency)
+        if geom.dil_h > 1 or geom.dil_w > 1:  # (WG8) NumPy copies into and out of phases
+            phase_bytes = geom.N * (geom.C * Hp * Wp + geom.K * geom.P * geom.Q) * b
+            seconds += 6 * phase_bytes / MEMORY_BYTES_PER_S
+        return seconds + positions * CALL_SECONDS
+    rate = gemm_rate(K_g, C_g, tiles // max(geom.N, 1), itemsize=b)
+    # the tile gathers and the three transforms each pass over (m+2)² values per tile
+    transform_bytes = positions * tiles * (geom.C + geom.K) * b * 8
+    return flops / rate + transform_bytes / MEMORY_BYTES_PER_S + 4 * positions * CALL_SECONDS
+
+
+def _winograd(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    return _winograd_tiled(geom, b, compiled, 2)
+
+
+def _winograd4(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    return _winograd_tiled(geom, b, compiled, 4)
+
+
+ESTIMATORS: dict[str, Callable[[ConvGeometry, str, int, bool], float]] = {
+    "direct": _direct,
+    "im2col": _im2col,
+    "fft": _fft,
+    "winograd": _winograd,
+    "winograd4": _winograd4,
+    "depthwise": _depthwise,
+}
+
+
+def estimate(
+    name: str, geom: ConvGeometry, pass_name: str, dtype: str, compiled: bool | None = None
+) -> float:
+    """The cost model's seconds for one algorithm and pass.
+
+    Examples
+    --------
+    >>> from convprop._shapes import conv_geometry
+    >>> g = conv_geometry("conv2d", (8, 64, 32, 32), (64, 64, 9, 9), None,
+    ...                   stride=1, padding=4, dilation=1, groups=1)
+    >>> estimate("fft", g, "forward", "float32") < estimate("im2col", g, "forward", "float32")
+    True
+    """
+    itemsize = 8 if dtype == "float64" else 4
+    if compiled is None:  # NumPy arrays on this install: the compiled kernels run if built
+        compiled = native.enabled()
+    return ESTIMATORS[name](geom, pass_name, itemsize, compiled)
+
+
+def calibration() -> tuple[float, ...]:
+    """The cost model's rates now: a choice made under other rates is not reused."""
+    return _calibration()
+
+
+def _calibration() -> tuple[float, ...]:
+    """The rates and thresholds the estimates read: a choice remembered under others is not
+    reused."""
+    return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
+            NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S, DIRECT_FLOPS_PER_S,
+            FFT_COMPILED_SHARE, REUSE_SHARE, BATCH_AS_COLUMNS_MAX_PQ,
+            float(_LOSSY_ALLOWED))  # fmt: skip
+
+
+def cheapest(
+    geom: ConvGeometry,
+    pass_name: str,
+    dtype: str,
+    candidates: Sequence[str],
+    compiled: bool | None = None,
+) -> str:
+    """The cost model's choice for one pass among ``candidates`` (those that accept the case).
+
+    ``compiled`` says whether the compiled CPU kernels will run (False for CuPy arrays);
+    None means: whenever they are built and enabled.
+    """
+    if compiled is None:  # NumPy arrays on this install: the compiled kernels run if built
+        compiled = native.enabled()
+    return _cheapest(geom, pass_name, dtype, compiled, tuple(candidates), _calibration())
+
+
+@functools.lru_cache(maxsize=REMEMBERED_CHOICES)
+def _cheapest(
+    geom: ConvGeometry, pass_name: str, dtype: str, compiled: bool, candidates: tuple[str, ...],
+    calibration: tuple[float, ...],
+) -> str:  # fmt: skip
+    """The cost model's choice, remembered per layer shape: a training step asks for the
+    same layers every time, and the estimates cost more than a small layer's kernels."""
+    del calibration  # part of the key only
+    return min(candidates, key=lambda name: estimate(name, geom, pass_name, dtype, compiled))
+
+
+def prefer_forward_for_weight(
+    geom: ConvGeometry, dtype: str, forward: str, weight: str, candidates: Sequence[str],
+    compiled: bool | None = None,
+) -> str:  # fmt: skip
+    """The weight gradient's algorithm once the forward's is known: the forward's own when its
+    estimate, charged REUSE_SHARE, is no dearer than the cost model's choice ``weight``.
+
+    The forward's algorithm computes dw from work it saved (im2col's columns, Winograd's input
+    tiles) and with one transform of dy for both gradients; and a compiled sum that follows
+    the BLAS's products shares the cores with the BLAS threads still spinning after them
+    (measured on res3x3: the direct sum took 36 ms after Winograd's products, 21 ms alone).
+    """
+    if forward == weight or forward not in candidates:
+        return weight
+    own = REUSE_SHARE * estimate(forward, geom, "weight", dtype, compiled)
+    return forward if own <= estimate(weight, geom, "weight", dtype, compiled) else weight
