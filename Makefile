@@ -72,8 +72,10 @@ bench: $(STAMP)
 bench-train: $(STAMP)
 	$(PYTHON) benchmarks/bench_train.py
 
+# line counts of every source file (Python, Cython, C, JavaScript/CSS/HTML, shell), per file
+# and per language; op modules over 300 lines and any file over 600 are flagged (exit 0)
 size:
-	@wc -l src/convprop/*.py src/convprop/*/*.py | sort -n | awk '{ flag = ($$1 > 300 && $$2 != "total") ? "  <- over 300 lines" : ""; print $$0 flag }'
+	@python3 tools/size.py .
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
