@@ -1,36 +1,85 @@
-"""Build the optional compiled kernels (convprop._kernels); everything else is in pyproject.toml.
+"""Build the optional compiled kernels (convprop._native); everything else is in pyproject.toml.
 
-Where no C compiler is available the install still succeeds (``optional=True``) and
-convprop runs its NumPy code instead; ``convprop.native.AVAILABLE`` tells which.
+One extension module per kernel family, ``convprop._native._<family>``, from the Cython
+binding ``src/convprop/_native/_<family>.pyx`` and its loops in ``src/convprop/_native/src/``
+(C headers); ``_runtime`` holds what they share (argument checks, the OpenMP runner). The
+threads of a call are an OpenMP team (``-fopenmp``).
+
+Flags. Portable by default: the modules run on any CPU of the architecture, so a wheel
+built here installs anywhere. ``CONVPROP_NATIVE_ARCH=1`` adds ``-march=native``: vector
+loops for the machine it builds on (AVX2 and FMA where it has them), for a source install
+that stays on that machine. Neither uses -ffast-math, and floating-point contraction stays
+off (``-ffp-contract=off``): a * b + c is rounded twice, as NumPy rounds it, so that the
+kernels give the NumPy code's bits where the README promises them.
+
+Where no C compiler (or no OpenMP) is available the install still succeeds
+(``optional=True``) and convprop runs its NumPy code instead; ``convprop._native.AVAILABLE``
+tells which. The wheel carries the compiled modules only, not their sources
+(pyproject.toml: ``exclude-package-data``); the sdist carries the sources (MANIFEST.in).
 """
 
 import os
-import platform
+import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
 
+NATIVE = Path("src/convprop/_native")
+
 # -fno-tree-loop-distribute-patterns keeps short copy loops as loops instead of a memcpy
 # or memset call each (im2col copies rows of a few elements, millions of times).
-# -pthread: the team of worker threads that shares a kernel call (_kernels_team.h).
-ARGS = [
-    "-O3", "-std=c11", "-pthread", "-fno-math-errno", "-fopenmp-simd",
+# -fno-math-errno lets sqrt and fma be instructions (the errno they would set is never read).
+COMPILE_ARGS = [
+    "-O3", "-std=c11", "-fopenmp", "-fno-math-errno", "-ffp-contract=off",
     "-fno-tree-loop-distribute-patterns",
 ]  # fmt: skip
-if platform.machine() in ("x86_64", "AMD64") and not os.environ.get("CONVPROP_PORTABLE"):
-    # Vector loops for the machine it builds on (a source install); CONVPROP_PORTABLE=1
-    # builds for any x86-64, e.g. for a wheel that other machines will install.
-    ARGS.append("-march=native")
+LINK_ARGS = ["-fopenmp"]
+if os.environ.get("CONVPROP_NATIVE_ARCH", "") not in ("", "0"):
+    COMPILE_ARGS.append("-march=native")
 
-setup(
-    ext_modules=[
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,  # every binding checks its sizes before its loops
+    "wraparound": False,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+
+def extensions() -> list[Extension]:
+    """One extension per ``_<family>.pyx``, cythonized; none where Cython is missing."""
+    try:
+        from Cython.Build import cythonize
+    except ImportError:  # pragma: no cover - Cython is a build requirement
+        print("convprop: Cython is not installed; building without compiled kernels")
+        return []
+    headers = sorted(str(path) for path in (NATIVE / "src").glob("*.h"))
+    modules = [
         Extension(
-            "convprop._kernels",
-            sources=["src/convprop/_kernels.c"],
-            depends=sorted(str(path) for path in Path("src/convprop").glob("_kernels_*.h")),
-            extra_compile_args=ARGS,
-            extra_link_args=["-pthread"],  # the team of worker threads (_kernels_team.h)
+            f"convprop._native.{path.stem}",
+            sources=[str(path)],
+            include_dirs=[str(NATIVE / "src")],
+            depends=[*headers, str(NATIVE / "_runtime.pxd")],
+            extra_compile_args=COMPILE_ARGS,
+            extra_link_args=LINK_ARGS,
+            libraries=["dl"] if sys.platform.startswith("linux") else [],  # dladdr
             optional=True,
         )
+        for path in sorted(NATIVE.glob("_*.pyx"))
     ]
-)
+    return cythonize(modules, compiler_directives=DIRECTIVES, build_dir="build/cython")
+
+
+# the previous single extension, built beside the families until the Python side moves over
+LEGACY = [
+    Extension(
+        "convprop._kernels",
+        sources=["src/convprop/_kernels.c"],
+        depends=sorted(str(path) for path in Path("src/convprop").glob("_kernels_*.h")),
+        extra_compile_args=[*COMPILE_ARGS, "-pthread"],
+        extra_link_args=["-pthread"],
+        optional=True,
+    )
+] if Path("src/convprop/_kernels.c").exists() else []
+
+setup(ext_modules=[*LEGACY, *extensions()])

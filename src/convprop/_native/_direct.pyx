@@ -1,0 +1,271 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The direct algorithm's sums, compiled (src/direct.h): (F1) as (DS2) over output rows and
+(B2) as (DS3) over slices of output rows, for layers with few taps (C/G*R*S) per filter,
+where im2col's product would be too thin for the BLAS.
+
+The arrays are C-contiguous float32 or float64 arrays of any shape, read flat; `geom` is
+the 15 integers of the convolution (_runtime.CONV_FIELDS) and `groups` its G. Each call
+runs its rows (or slices) without the GIL on up to `threads` threads; a row (a slice) is
+summed by one thread and the slices' partials are added in a fixed order, so the results
+do not depend on the thread count.
+"""
+
+from libc.string cimport memset
+
+from convprop._native._runtime cimport (
+    Block,
+    ConvGeom,
+    Flat,
+    allocate,
+    check_range,
+    check_threads,
+    conv_geometry,
+    fits,
+    run_parallel,
+    scratch,
+    take,
+    team_size,
+)
+
+from convprop._native._runtime import CONV_FIELDS
+
+
+cdef extern from *:
+    """
+    #define KERNELS "direct.h"
+    #include "typed.h"
+    """
+    enum:
+        DR  # output rows per pass over the weight gradient's partial sums (DS3)
+    Py_ssize_t direct_rows(const ConvGeom *g) noexcept nogil
+    Py_ssize_t direct_cols(const ConvGeom *g) noexcept nogil
+    int direct_unit_blocks(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
+                           int itemsize) noexcept nogil
+    void direct_filters_f32(const float *w, float *wt, Py_ssize_t G, Py_ssize_t Kg,
+                            Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t KB) noexcept nogil
+    void direct_filters_f64(const double *w, double *wt, Py_ssize_t G, Py_ssize_t Kg,
+                            Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t KB) noexcept nogil
+    void direct_forward_f32(const float *x, const float *wt, const float *b, float *y,
+                            float *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                            Py_ssize_t G, Py_ssize_t Kpad, int unit, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept nogil
+    void direct_forward_f64(const double *x, const double *wt, const double *b, double *y,
+                            double *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                            Py_ssize_t G, Py_ssize_t Kpad, int unit, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept nogil
+    void direct_weight_f32(const float *x, const float *dy, float *partials, float *scratch,
+                           const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
+                           Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices, Py_ssize_t lo,
+                           Py_ssize_t hi) noexcept nogil
+    void direct_weight_f64(const double *x, const double *dy, double *partials,
+                           double *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                           Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
+                           Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+    void direct_weight_sum_f32(const float *partials, float *dw, float *row, Py_ssize_t G,
+                               Py_ssize_t Kg, Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t Tpad,
+                               Py_ssize_t slices) noexcept nogil
+    void direct_weight_sum_f64(const double *partials, double *dw, double *row, Py_ssize_t G,
+                               Py_ssize_t Kg, Py_ssize_t taps, Py_ssize_t Kpad,
+                               Py_ssize_t Tpad, Py_ssize_t slices) noexcept nogil
+
+
+cdef struct Direct:
+    int kind               # 4 (float) or 8 (double)
+    const char *x
+    const char *wt         # forward: the filters in blocks, tap after tap (direct_filters)
+    const char *b          # forward: the bias or NULL
+    const char *dy         # weight
+    char *y                # forward
+    char *partials         # weight: one (G, Tpad, Kpad) partial sum per slice
+    char *scratch          # `scratch_bytes` per worker
+    size_t scratch_bytes
+    const Py_ssize_t *offs
+    ConvGeom g
+    Py_ssize_t G, Kpad, Tpad, slices
+    int unit               # forward: the VK x VQ blocking (direct_unit_blocks)
+
+
+cdef Py_ssize_t forward_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Direct *c = <Direct *>ctx
+    cdef char *s = c.scratch + <size_t>worker * c.scratch_bytes
+    if c.kind == 4:
+        direct_forward_f32(<const float *>c.x, <const float *>c.wt, <const float *>c.b,
+                           <float *>c.y, <float *>s, c.offs, &c.g, c.G, c.Kpad, c.unit, lo, hi)
+    else:
+        direct_forward_f64(<const double *>c.x, <const double *>c.wt, <const double *>c.b,
+                           <double *>c.y, <double *>s, c.offs, &c.g, c.G, c.Kpad, c.unit, lo,
+                           hi)
+    return 0
+
+
+cdef Py_ssize_t weight_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Direct *c = <Direct *>ctx
+    cdef char *s = c.scratch + <size_t>worker * c.scratch_bytes
+    if c.kind == 4:
+        direct_weight_f32(<const float *>c.x, <const float *>c.dy, <float *>c.partials,
+                          <float *>s, c.offs, &c.g, c.G, c.Kpad, c.Tpad, c.slices, lo, hi)
+    else:
+        direct_weight_f64(<const double *>c.x, <const double *>c.dy, <double *>c.partials,
+                          <double *>s, c.offs, &c.g, c.G, c.Kpad, c.Tpad, c.slices, lo, hi)
+    return 0
+
+
+cdef int check_groups(ConvGeom *g, Py_ssize_t G, str op) except -1:
+    if G < 1 or g.C % G != 0 or g.K % G != 0:
+        raise ValueError(
+            f"{op}: groups={G} does not divide C={g.C} and K={g.K}; expected a positive G "
+            f"with C and K multiples of G, got groups={G}"
+        )
+    return 0
+
+
+cdef int check_sizes(ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t slices, str op,
+                     tuple geom) except -1:
+    """The sums' own sizes (direct.h): w (K, C/G*R*S), the filters padded to Kpad and the
+    taps to a multiple of 6 per group, `slices` partial sums of that size, and DR row
+    regions and turned rows of dy per thread must all fit; checked before any array is read."""
+    cdef Py_ssize_t Cg = g.C // G, taps = Cg * g.R * g.S
+    cdef Py_ssize_t[2] w_dims = [g.K, taps]
+    cdef Py_ssize_t[4] partial_dims = [slices, G, taps + 5, Kpad]
+    cdef Py_ssize_t[4] region_dims = [DR, Cg, direct_rows(g), direct_cols(g)]
+    cdef Py_ssize_t[3] dyT_dims = [DR, g.Q, Kpad]
+    if not (fits(w_dims, 2) and fits(partial_dims, 4) and fits(region_dims, 4)
+            and fits(dyT_dims, 3)):
+        raise ValueError(
+            f"{op}: the geometry's sizes overflow; expected the filters (K, C/G*R*S), "
+            f"{slices} partial sums (G, C/G*R*S, K/G) and the row regions to fit, got "
+            f"groups={G}, {', '.join(f'{f}={v}' for f, v in zip(CONV_FIELDS, geom))}"
+        )
+    return 0
+
+
+def direct_forward(x, w, b, y, tuple geom, Py_ssize_t groups, Py_ssize_t lo, Py_ssize_t hi,
+                   int threads=1):
+    """(F1) as its sum (DS2) for the output rows (n, g, p) in [lo, hi): each row's input
+    rows copied once into a region, the sums in registers (direct.h).
+
+    x: N*C*H*W elements; w: K*(C/G)*R*S; b: K or None; y (written): N*K*P*Q, of x's dtype.
+    """
+    cdef str op = "direct_forward"
+    cdef Direct c
+    conv_geometry(geom, &c.g, op)
+    check_threads(threads, op)
+    cdef ConvGeom *g = &c.g
+    check_groups(g, groups, op)
+    check_range(lo, hi, g.N * groups * g.P, op, "N*G*P output rows")
+    cdef Flat fx = take(x, op, "x", 0, g.N * g.C * g.H * g.W, False, "N*C*H*W", CONV_FIELDS,
+                        geom)
+    c.kind = fx.kind
+    cdef Py_ssize_t Cg = g.C // groups, Kg = g.K // groups, taps = Cg * g.R * g.S
+    cdef Py_ssize_t DK = 64 // c.kind, Kpad = (Kg + DK - 1) // DK * DK
+    check_sizes(g, groups, Kpad, 1, op, geom)
+    cdef Flat fw = take(w, op, "w", c.kind, g.K * taps, False, "K*(C/G)*R*S",
+                        CONV_FIELDS + ("G",), geom + (groups,))
+    cdef Flat fy = take(y, op, "y", c.kind, g.N * g.K * g.P * g.Q, True, "N*K*P*Q", CONV_FIELDS,
+                        geom)
+    cdef Flat fb
+    c.b = NULL
+    if b is not None:
+        fb = take(b, op, "b", c.kind, g.K, False, "K", CONV_FIELDS, geom)
+        c.b = fb.data
+    cdef Py_ssize_t rows = direct_rows(g), cols = direct_cols(g)
+    cdef int workers = team_size(lo, hi, threads)
+    cdef Block wt = allocate(groups * taps * Kpad, c.kind)
+    cdef Block offs = allocate(taps, sizeof(Py_ssize_t))
+    cdef Block work = scratch(Cg * rows * cols, c.kind, workers)
+    c.unit = direct_unit_blocks(g, Kg, taps, c.kind)
+    cdef Py_ssize_t KB = 4 if c.unit else DK  # VK or DK of direct.h
+    cdef Py_ssize_t *o = <Py_ssize_t *>offs.data
+    cdef Py_ssize_t ch, r, s
+    for ch in range(Cg):
+        for r in range(g.R):
+            for s in range(g.S):
+                o[(ch * g.R + r) * g.S + s] = (ch * rows + r) * cols + s * g.dil_w  # (DS1)
+    c.x, c.wt, c.y, c.dy, c.partials = fx.data, wt.data, fy.data, NULL, NULL
+    c.scratch, c.scratch_bytes, c.offs = work.data, work.stride, o
+    c.G, c.Kpad = groups, Kpad
+    with nogil:
+        if c.kind == 4:
+            direct_filters_f32(<const float *>fw.data, <float *>wt.data, groups, Kg, taps, Kpad,
+                               KB)
+        else:
+            direct_filters_f64(<const double *>fw.data, <double *>wt.data, groups, Kg, taps,
+                               Kpad, KB)
+        run_parallel(forward_range, &c, lo, hi, workers, 1)
+    return None
+
+
+def direct_weight(dy, x, dw, tuple geom, Py_ssize_t groups, Py_ssize_t slices, Py_ssize_t lo,
+                  Py_ssize_t hi, int threads=1):
+    """(B2) as (DS3): the N*G*P output rows cut into `slices` slices; the slices in [lo, hi)
+    are summed, each into a partial of its own, then every slice's partial is added into dw
+    in slice order (the slices outside [lo, hi) count as zero).
+
+    dy: N*K*P*Q elements; x: N*C*H*W; dw (written): K*(C/G)*R*S, of dy's dtype.
+    """
+    cdef str op = "direct_weight"
+    cdef Direct c
+    conv_geometry(geom, &c.g, op)
+    check_threads(threads, op)
+    cdef ConvGeom *g = &c.g
+    check_groups(g, groups, op)
+    if slices < 1 or slices > g.N * groups * g.P:
+        raise ValueError(
+            f"{op}: slices must be in [1, {g.N * groups * g.P}] (output rows), got {slices}"
+        )
+    check_range(lo, hi, slices, op, "slices")
+    cdef Flat fdy = take(dy, op, "dy", 0, g.N * g.K * g.P * g.Q, False, "N*K*P*Q", CONV_FIELDS,
+                         geom)
+    c.kind = fdy.kind
+    cdef Py_ssize_t Cg = g.C // groups, Kg = g.K // groups, taps = Cg * g.R * g.S
+    cdef Py_ssize_t DK = 64 // c.kind, Kpad = (Kg + DK - 1) // DK * DK
+    cdef Py_ssize_t Tpad = (taps + 5) // 6 * 6
+    check_sizes(g, groups, Kpad, slices, op, geom)
+    cdef Flat fx = take(x, op, "x", c.kind, g.N * g.C * g.H * g.W, False, "N*C*H*W", CONV_FIELDS,
+                        geom)
+    cdef Flat fdw = take(dw, op, "dw", c.kind, g.K * taps, True, "K*(C/G)*R*S",
+                         CONV_FIELDS + ("G",), geom + (groups,))
+    cdef Py_ssize_t rows = direct_rows(g), cols = direct_cols(g)
+    cdef int workers = team_size(lo, hi, threads)
+    cdef Py_ssize_t per_slice = groups * Tpad * Kpad
+    cdef Block partials = allocate(slices * per_slice, c.kind)
+    cdef Block offs = allocate(Tpad, sizeof(Py_ssize_t))
+    cdef Block row = allocate(Kpad, c.kind)  # direct_weight_sum's
+    cdef Block work = scratch(DR * (Cg * rows * cols + g.Q * Kpad), c.kind, workers)
+    cdef Py_ssize_t *o = <Py_ssize_t *>offs.data
+    cdef Py_ssize_t t, ch, r, s
+    for t in range(Tpad):
+        ch, r, s = t // (g.R * g.S), t // g.S % g.R, t % g.S
+        o[t] = (ch * rows + r) * cols + s * g.dil_w if t < taps else 0  # (DS1)
+    c.x, c.dy, c.partials, c.wt, c.b, c.y = fx.data, fdy.data, partials.data, NULL, NULL, NULL
+    c.scratch, c.scratch_bytes, c.offs = work.data, work.stride, o
+    c.G, c.Kpad, c.Tpad, c.slices = groups, Kpad, Tpad, slices
+    # the slices [lo, hi) zero their own partials (direct_weight); the others count as zero
+    cdef size_t slice_bytes = <size_t>per_slice * <size_t>c.kind
+    with nogil:
+        memset(partials.data, 0, <size_t>lo * slice_bytes)
+        memset(partials.data + <size_t>hi * slice_bytes, 0, <size_t>(slices - hi) * slice_bytes)
+        run_parallel(weight_range, &c, lo, hi, workers, 1)
+        if c.kind == 4:
+            direct_weight_sum_f32(<const float *>partials.data, <float *>fdw.data,
+                                  <float *>row.data, groups, Kg, taps, Kpad, Tpad, slices)
+        else:
+            direct_weight_sum_f64(<const double *>partials.data, <double *>fdw.data,
+                                  <double *>row.data, groups, Kg, taps, Kpad, Tpad, slices)
+    return None
+
+
+def direct_blocking(tuple geom, Py_ssize_t groups, int itemsize):
+    """The register blocking direct_forward uses for a layer: "filters" (VK = 4 filters by
+    VQ = 64/itemsize columns, stride-1 columns only) or "columns" (DQ = 6 columns by
+    DK = 64/itemsize filters)."""
+    cdef str op = "direct_blocking"
+    cdef ConvGeom g
+    conv_geometry(geom, &g, op)
+    if groups < 1 or g.C % groups != 0 or g.K % groups != 0 or (itemsize != 4 and itemsize != 8):
+        raise ValueError(
+            f"{op}: expected groups dividing C={g.C} and K={g.K} and an itemsize of 4 or 8, "
+            f"got groups={groups}, itemsize={itemsize}"
+        )
+    unit = direct_unit_blocks(&g, g.K // groups, g.C // groups * g.R * g.S, itemsize)
+    return "filters" if unit else "columns"

@@ -1,0 +1,78 @@
+/* convprop._native: what every kernel family shares, in C.
+ *
+ * The geometry structs the bindings fill in after checking them (_runtime.pyx), the
+ * scalars of an Adam step, and the few index helpers the loops of several families use.
+ * The loops themselves are in one header per family (im2col.h, depthwise.h, ...), each
+ * compiled for float and for double through typed.h. Labels are those of
+ * docs/derivations.md.
+ */
+#ifndef CONVPROP_NATIVE_COMMON_H
+#define CONVPROP_NATIVE_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The largest element count the kernels accept: byte offsets of float64 arrays (and the
+ * sums of a few of them) must fit in a Py_ssize_t. */
+#define SIZE_LIMIT (PY_SSIZE_T_MAX / 16)
+
+/* A convolution: x (N, C, H, W), w (K, C/G, R, S), y (N, K, P, Q); the strides, the
+ * dilations and the top/left zero padding (the bottom/right padding follows from P, Q). */
+typedef struct {
+    Py_ssize_t N, C, H, W, K, R, S, P, Q;
+    Py_ssize_t stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+} ConvGeom;
+
+/* A pooling: x (N, C, H, W), an R x S window, y (N, C, P, Q); the strides and the top/left
+ * padding (cells that hold -inf for max pooling). */
+typedef struct {
+    Py_ssize_t N, C, H, W, R, S, P, Q;
+    Py_ssize_t stride_h, stride_w, pad_h, pad_w;
+} PoolGeom;
+
+/* The scalars of one Adam step (adam.h), already reduced on the host to the values NumPy
+ * multiplies by (each is cast to T before use, as NumPy casts a Python float next to a T
+ * array). */
+typedef struct {
+    double decay;     /* (ADAMW3) 1 - lr * weight_decay */
+    double l2;        /* weight_decay: (ADAM3)'s lambda, or AdamW's when decoupled */
+    double weight;    /* (ADAM4) 1 - beta1, the lerp weight */
+    double beta2;     /* (ADAM5) */
+    double one_minus_beta2;
+    double bc2_sqrt;  /* (ADAM6) sqrt(1 - beta2**t) */
+    double eps;
+    double step_size; /* (ADAM7) lr / (1 - beta1**t) */
+    int maximize, amsgrad, decoupled;
+} AdamScalars;
+
+/* Output columns q in [q0, q1) whose input column left + q*stride lies inside [0, W). */
+static inline void valid_range(Py_ssize_t left, Py_ssize_t stride, Py_ssize_t W, Py_ssize_t Q,
+                               Py_ssize_t *q0, Py_ssize_t *q1)
+{
+    Py_ssize_t first = left >= 0 ? 0 : (-left + stride - 1) / stride;
+    Py_ssize_t last = W - 1 - left < 0 ? 0 : (W - 1 - left) / stride + 1;
+    if (first > Q) first = Q;
+    if (last > Q) last = Q;
+    if (last < first) last = first;
+    *q0 = first;
+    *q1 = last;
+}
+
+/* Rows and columns of the input region a stride-1 depthwise plane reads (depthwise.h). */
+static inline Py_ssize_t wide_rows(const ConvGeom *g) { return g->P + (g->R - 1) * g->dil_h; }
+static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1) * g->dil_w; }
+
+/* Channels the layout changes of the FFT algorithm move per position and pass (layout.h). */
+#define PERM_BLOCK 16
+
+/* FN(name): the name of a loop for the element type being compiled (typed.h). */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+#endif

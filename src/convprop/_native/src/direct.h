@@ -1,0 +1,299 @@
+/* convprop._native: the forward sum (F1) computed as written, for layers with few taps.
+ *
+ * Included twice through typed.h, once with T = float, SFX = f32 and once with T = double,
+ * SFX = f64; FN(name) names the function for that type. The kernel works over a half-open
+ * range [lo, hi) of output rows (n, g, p), so that threads can share one call without
+ * writing the same element. Labels are those of docs/derivations.md.
+ *
+ *   y[n, g*Kg + k, p, q] = b[g*Kg + k] + sum_t wt[g, t, k] * xr[off_t + q*stride_w]      (DS2)
+ *
+ * over the taps t = (c, r, s) of the group g, xr holding the rows of x_pad that output row
+ * (n, g, p) reads and off_t = (c*R + r)*cols + s*dil_w (DS1): (F1) in another order.
+ * im2col would copy every tap of x_pad into a column matrix and multiply it by W; where
+ * C/G*R*S is small (a first layer: 1 or 3 channels) that product is too thin for the BLAS
+ * to run near its peak. Here the rows one output row reads are copied once (`region`) and
+ * the sum runs in registers (the two blockings below).
+ */
+
+/* Two register blockings of the sum, both 8-12 vector accumulators (AVX2: 16 registers):
+ * - any stride: DQ = 6 output columns times DK filters (two vectors of 8 floats or 4
+ *   doubles); per tap, one vector of filter weights and DQ broadcast inputs;
+ * - unit column stride: VK = 4 filters times VQ output columns (two vectors), the inputs
+ *   of a tap being VQ consecutive cells; per tap, two vector loads and VK broadcast weights,
+ *   and the sums stored as whole vectors. */
+#define DQ 6
+#define DK (64 / (int)sizeof(T))
+#define VK 4
+#define DR 4 /* output rows per pass over the weight gradient's partial sums (DS3) */
+#define VQ (64 / (int)sizeof(T))
+
+#if !defined(DIRECT_LAYOUT_ONCE)
+#define DIRECT_LAYOUT_ONCE
+/* The padded width of a region row: Q columns plus the few that a last block may read past
+ * them (their sums are dropped): (DQ - 1) * stride_w, or VQ - 1 <= 15 with unit stride. */
+static inline Py_ssize_t direct_cols(const ConvGeom *g)
+{
+    const Py_ssize_t slack = g->stride_w == 1 ? 15 : (DQ - 1) * g->stride_w;
+    return (g->Q - 1) * g->stride_w + (g->S - 1) * g->dil_w + 1 + slack;
+}
+
+/* The rows of a region per channel: the R rows of x_pad the kernel's rows read (dil_h apart
+ * in x_pad, adjacent in the region; a dilated kernel skips the rows between). */
+static inline Py_ssize_t direct_rows(const ConvGeom *g) { return g->R; }
+
+static inline Py_ssize_t round_up(Py_ssize_t a, Py_ssize_t b) { return (a + b - 1) / b * b; }
+
+/* Ask, for writing, for the `bytes` that a block's stores will write one output row later
+ * (row_bytes on, in the same filter's plane). A row's stores go to as many planes as there
+ * are filters: too many interleaved streams for the hardware's prefetcher once y outgrows a
+ * core's cache. lenet1's forward (25 taps, y 6.4 MB), timed alternately against the stores
+ * alone: one thread 0.82-0.93, two 0.72-0.93; alex11 and dil3x3 (363 and 576 taps) level.
+ * A prefetch never faults, so a last row's reach past y is harmless. */
+static inline void direct_prefetch_next_row(const void *block, Py_ssize_t row_bytes,
+                                            size_t bytes)
+{
+    const char *next = (const char *)block + row_bytes;
+    __builtin_prefetch(next, 1, 3);
+    __builtin_prefetch(next + bytes - 1, 1, 3);
+}
+
+/* Which blocking sums a unit-stride layer (DS2): 1 for VK filters x VQ columns, 0 for DQ
+ * columns x DK filters. The second keeps 12 accumulators busy instead of 8 (measured 11-12 %
+ * faster on 3x3 layers with 64 channels) but computes Q in blocks of DQ rather than VQ and
+ * writes each block's sums one by one, a cost beside the taps' multiply-adds where there are
+ * few taps (lenet1: 25). Each is charged the multiply-adds of its padded blocks: the 8
+ * accumulators at 0.9 of the 12 (the rate that fits lenet1, lenet2, res3x3 and dil3x3's
+ * timings), the transposed writes as 8 taps' worth per block. */
+static inline int direct_unit_blocks(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
+                                     int itemsize)
+{
+    if (g->stride_w != 1) return 0;
+    const Py_ssize_t vq = 64 / itemsize, dk = 64 / itemsize; /* VQ and DK */
+    const double unit = (double)round_up(g->Q, vq) * (double)round_up(Kg, 4) / 0.9;
+    const double cols =
+        (double)round_up(g->Q, DQ) * (double)round_up(Kg, dk) * (1.0 + 8.0 / (double)taps);
+    return unit <= cols;
+}
+#endif
+
+/* wt[g, k / KB, t, k % KB] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in
+ * [Kg, Kpad): the weights of a block of KB filters tap after tap, contiguous. */
+static void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t taps,
+                               Py_ssize_t Kpad, Py_ssize_t KB)
+{
+    for (Py_ssize_t g = 0; g < G; ++g)
+        for (Py_ssize_t k = 0; k < Kpad; ++k) {
+            T *dst = wt + ((g * (Kpad / KB) + k / KB) * taps) * KB + k % KB;
+            for (Py_ssize_t t = 0; t < taps; ++t)
+                dst[t * KB] = k < Kg ? w[((g * Kg + k) * taps) + t] : 0;
+        }
+}
+
+/* region[c, i, j] = x_pad[n, c0 + c, p*stride_h + i*dil_h, j] for the Cg channels of a group: the R rows
+ * one output row reads, zero where they are padding (or past the padded width). */
+static void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize_t n,
+                              Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p)
+{
+    const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
+    const Py_ssize_t j0 = g->pad_left, j1 = g->pad_left + g->W < cols ? g->pad_left + g->W : cols;
+    for (Py_ssize_t c = 0; c < Cg; ++c) {
+        const T *plane = x + ((n * g->C) + c0 + c) * g->H * g->W;
+        for (Py_ssize_t i = 0; i < rows; ++i) {
+            T *dst = region + (c * rows + i) * cols;
+            const Py_ssize_t h = p * g->stride_h + i * g->dil_h - g->pad_top;
+            memset(dst, 0, (size_t)cols * sizeof(T));
+            if (h < 0 || h >= g->H || j1 <= j0) continue;
+            memcpy(dst + j0, plane + h * g->W, (size_t)(j1 - j0) * sizeof(T));
+        }
+    }
+}
+
+/* One output row (n, g, p) of filters [k0, k0 + DK) in blocks of DQ columns, any stride.
+ * xq: the region; wg: the group's filters (Kpad / DK, taps, DK); yrow: y[n, g*Kg, p, 0]. */
+static void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yrow,
+                                   const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
+                                   Py_ssize_t taps)
+{
+    const Py_ssize_t PQ = g->P * g->Q;
+    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += DQ) {
+        const Py_ssize_t nq = g->Q - q0 < DQ ? g->Q - q0 : DQ;
+        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += DK) {
+            T acc[DQ][DK];
+            for (int qq = 0; qq < DQ; ++qq)
+                for (int kk = 0; kk < DK; ++kk) acc[qq][kk] = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
+            for (Py_ssize_t t = 0; t < taps; ++t) {
+                const T *xs = xq + q0 * g->stride_w + offs[t];
+                const T *wv = wg + k0 * taps + t * DK;
+#pragma GCC unroll 6
+                for (int qq = 0; qq < DQ; ++qq) {
+                    const T xv = xs[qq * g->stride_w];
+#pragma omp simd
+                    for (int kk = 0; kk < DK; ++kk) acc[qq][kk] = FMA(xv, wv[kk], acc[qq][kk]);
+                }
+            }
+            const Py_ssize_t nk = Kg - k0 < DK ? Kg - k0 : DK;
+            for (Py_ssize_t kk = 0; kk < nk; ++kk) {
+                T *yk = yrow + (k0 + kk) * PQ + q0;
+                direct_prefetch_next_row(yk, g->Q * (Py_ssize_t)sizeof(T), DQ * sizeof(T));
+                for (Py_ssize_t qq = 0; qq < nq; ++qq) yk[qq] = acc[qq][kk];
+            }
+        }
+    }
+}
+
+/* The same with unit column stride, in blocks of VK filters times VQ columns; wg is
+ * (Kpad / VK, taps, VK). */
+static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
+                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
+                                Py_ssize_t taps)
+{
+    const Py_ssize_t PQ = g->P * g->Q;
+    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += VQ) {
+        const Py_ssize_t nq = g->Q - q0 < VQ ? g->Q - q0 : VQ;
+        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += VK) {
+            T acc[VK][VQ];
+            for (int kk = 0; kk < VK; ++kk) {
+                const T start = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
+                for (int j = 0; j < VQ; ++j) acc[kk][j] = start;
+            }
+            for (Py_ssize_t t = 0; t < taps; ++t) {
+                const T *xs = xq + q0 + offs[t];
+                const T *wv = wg + k0 * taps + t * VK;
+#pragma GCC unroll 4
+                for (int kk = 0; kk < VK; ++kk) {
+                    const T wk = wv[kk];
+#pragma omp simd
+                    for (int j = 0; j < VQ; ++j) /* (DS2) */
+                        acc[kk][j] = FMA(wk, xs[j], acc[kk][j]);
+                }
+            }
+            const Py_ssize_t nk = Kg - k0 < VK ? Kg - k0 : VK;
+            for (Py_ssize_t kk = 0; kk < nk; ++kk) {
+                T *yk = yrow + (k0 + kk) * PQ + q0;
+                direct_prefetch_next_row(yk, g->Q * (Py_ssize_t)sizeof(T), VQ * sizeof(T));
+                if (nq == VQ) memcpy(yk, acc[kk], sizeof acc[kk]);
+                else /* a loop, not a library call per short piece: 0.97-0.98 on lenet1 */
+                    for (Py_ssize_t j = 0; j < nq; ++j) yk[j] = acc[kk][j];
+            }
+        }
+    }
+}
+
+/* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters
+ * per group, a multiple of DK, in blocks of VK where `unit` (see direct_unit_blocks), else DK),
+ * offs[t] = (c*R + r)*cols + s*dil_w (DS1), b may be NULL; scratch: Cg*rows*cols
+ * elements. */
+static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
+                               const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
+                               Py_ssize_t Kpad, int unit, Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
+    for (Py_ssize_t row = lo; row < hi; ++row) {
+        const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
+        FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
+        const T *wg = wt + gi * taps * Kpad, *bg = b ? b + gi * Kg : NULL;
+        T *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
+        if (unit) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+        else FN(direct_row_strided)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+    }
+}
+
+/* (B2) as the sum over output rows, the blocking of (DS2) read the other way:
+ *
+ *   dw[g*Kg + k, c, r, s] += sum_q xr[off_t + q*stride_w] * dy[n, g*Kg + k, p, q]           (DS3)
+ *
+ * for each output row (n, g, p), t = (c*R + r)*S + s. The sums of one slice of rows go to
+ * its own partial (G, Tpad, Kpad), which it zeroes first, in row order; the caller adds the
+ * slices' partials in slice order, so the result does not depend on which thread took a slice.
+ * A block is DQ taps by DK filters of accumulators; per output column, two vector loads of
+ * dyT (dy's row turned to (Q, Kpad)) and DQ broadcast inputs. Taps past T read offset 0
+ * into rows of the partial that are dropped. scratch: DR * (Cg*rows*cols + Q*Kpad) elements. */
+static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
+                              const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
+                              Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
+                              Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, rows = g->N * G * g->P;
+    const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g), dyT_size = g->Q * Kpad;
+    for (Py_ssize_t slice = lo; slice < hi; ++slice) {
+        T *partial = partials + slice * G * Tpad * Kpad;
+        /* zeroed here rather than by the caller: by the thread that sums into it, while its
+         * lines are about to be used, and on all threads at once */
+        memset(partial, 0, (size_t)(G * Tpad * Kpad) * sizeof(T));
+        const Py_ssize_t first = rows * slice / slices, last = rows * (slice + 1) / slices;
+        Py_ssize_t nr;
+        for (Py_ssize_t row = first; row < last; row += nr) {
+            const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
+            /* DR rows of one (n, g) at a time where rows are short (Q <= 64): the partial's
+             * blocks are loaded and stored once per DR rows rather than once per row */
+            const Py_ssize_t group = g->Q <= 64 ? DR : 1;
+            nr = last - row < group ? last - row : group;
+            if (nr > g->P - p) nr = g->P - p;
+            for (Py_ssize_t j = 0; j < nr; ++j) {
+                T *region = scratch + j * (region_size + dyT_size), *dyT = region + region_size;
+                FN(direct_region)(x, region, g, n, gi * Cg, Cg, p + j);
+                /* dyT[q, k] = dy[n, g*Kg + k, p, q], zero for k >= Kg: DK rows of dy at a
+                 * time, so that the DK reads and the DK writes per column stay in few lines */
+                const T *dyrow = dy + ((n * g->K + gi * Kg) * g->P + p + j) * g->Q;
+                for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += DK) {
+                    const Py_ssize_t nk = Kg - k0 < DK ? Kg - k0 : DK; /* >= 1: Kpad < Kg + DK */
+                    const T *src = dyrow + k0 * g->P * g->Q;
+                    for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                        T *dst = dyT + q * Kpad + k0;
+                        for (Py_ssize_t kk = 0; kk < nk; ++kk) dst[kk] = src[kk * g->P * g->Q + q];
+                        for (Py_ssize_t kk = nk; kk < DK; ++kk) dst[kk] = 0;
+                    }
+                }
+            }
+            T *pg = partial + gi * Tpad * Kpad;
+            for (Py_ssize_t t0 = 0; t0 < Tpad; t0 += DQ) {
+                for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += DK) {
+                    T acc[DQ][DK];
+                    for (int i = 0; i < DQ; ++i)
+                        for (int kk = 0; kk < DK; ++kk) acc[i][kk] = pg[(t0 + i) * Kpad + k0 + kk];
+                    for (Py_ssize_t j = 0; j < nr; ++j) {
+                        const T *region = scratch + j * (region_size + dyT_size);
+                        const T *dyT = region + region_size;
+                        for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                            const T *dv = dyT + q * Kpad + k0;
+                            const T *xs = region + q * g->stride_w;
+#pragma GCC unroll 6
+                            for (int i = 0; i < DQ; ++i) {
+                                const T xv = xs[offs[t0 + i]];
+#pragma omp simd
+                                for (int kk = 0; kk < DK; ++kk)
+                                    acc[i][kk] = FMA(xv, dv[kk], acc[i][kk]); /* (DS3) */
+                            }
+                        }
+                    }
+                    for (int i = 0; i < DQ; ++i)
+                        for (int kk = 0; kk < DK; ++kk) pg[(t0 + i) * Kpad + k0 + kk] = acc[i][kk];
+                }
+            }
+        }
+    }
+}
+
+/* dw[g*Kg + k, t] = sum over the slices, in order, of partials[slice, g, t, k]; row: Kpad
+ * elements of scratch. The slices are added a whole row of filters at a time (one vector
+ * add per filter block, each partial read once, in the order it lies in memory), every
+ * element in the order of the slices: the same additions as one element at a time. */
+static void FN(direct_weight_sum)(const T *partials, T *dw, T *row, Py_ssize_t G, Py_ssize_t Kg,
+                                  Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t Tpad,
+                                  Py_ssize_t slices)
+{
+    for (Py_ssize_t gi = 0; gi < G; ++gi)
+        for (Py_ssize_t t = 0; t < taps; ++t) {
+            for (Py_ssize_t k = 0; k < Kg; ++k) row[k] = 0;
+            for (Py_ssize_t slice = 0; slice < slices; ++slice) {
+                const T *part = partials + ((slice * G + gi) * Tpad + t) * Kpad;
+#pragma omp simd
+                for (Py_ssize_t k = 0; k < Kg; ++k) row[k] += part[k];
+            }
+            for (Py_ssize_t k = 0; k < Kg; ++k) dw[(gi * Kg + k) * taps + t] = row[k];
+        }
+}
+
+/* DK and VQ depend on T: defined again for the next element type. */
+#undef DK
+#undef VQ

@@ -1,0 +1,29 @@
+/* convprop._native: element-wise activations (A1-A3).
+ *
+ * Included twice through typed.h, once with T = float, SFX = f32 and once with T = double,
+ * SFX = f64; FN(name) names the function for that type. These kernels work on flat
+ * C-contiguous arrays over a half-open range [lo, hi) of elements, so that threads can
+ * share one call without writing the same element. Labels are those of
+ * src/convprop/functional/activation.py.
+ */
+
+/* (A2) y = max(x, 0), as NumPy's maximum: a NaN stays NaN and -0 becomes +0. */
+static void FN(relu_forward)(const T *x, T *y, Py_ssize_t lo, Py_ssize_t hi)
+{
+#pragma omp simd
+    for (Py_ssize_t i = lo; i < hi; ++i) {
+        const T v = x[i];
+        y[i] = ((v > 0) | (v != v)) ? v : (T)0; /* (A2) */
+    }
+}
+
+/* (A1), (A3) dx = dy * f'(x) with f'(x) = 1 where x > 0, else 0: the product is taken
+ * (not a select), so that dx is bit for bit NumPy's dy * (x > 0), -0 and NaN included. */
+static void FN(relu_backward)(const T *dy, const T *x, T *dx, Py_ssize_t lo, Py_ssize_t hi)
+{
+#pragma omp simd
+    for (Py_ssize_t i = lo; i < hi; ++i) {
+        const T derivative = x[i] > 0 ? (T)1 : (T)0; /* (A3) */
+        dx[i] = dy[i] * derivative;                  /* (A1) */
+    }
+}
