@@ -10,6 +10,12 @@
      convprop.io's modules included; imports inside functions count) has no cycles: the
      command line (cli) is imported by no module, and convprop.io's modules import one
      another only downward in IO_ORDER.
+(iv) convprop._native (the compiled kernels) imports nothing of convprop above layer 0, and
+     only its _compiled module names the compiled extension modules; other modules reach the
+     kernels through its dispatch: no use of its switch (serves, enabled...), and a family
+     module's kernel is called only inside a function marked ``@_native.twin`` (the
+     compiled twin of an op's NumPy reference) or a helper that only twins call, the
+     try-form kernels of TRY_FORM_KERNELS excepted.
 
 Modules that do not exist yet are simply absent from the scan; a new top-level module
 must be given a layer here before it can pass.
@@ -18,6 +24,7 @@ must be given a layer here before it can pass.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -27,8 +34,8 @@ import convprop
 PACKAGE_DIR = Path(convprop.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
-    # 0: the array module, the error types, shape arithmetic
-    "backend": 0, "errors": 0, "_shapes": 0, "native": 0, "_blas_env": 0, "_blas": 0,
+    # 0: the array module, the error types, shape arithmetic, the compiled kernels
+    "backend": 0, "errors": 0, "_shapes": 0, "_native": 0, "_blas_env": 0, "_blas": 0,
     # 1: pure op pairs, and the numerical checks of their gradients
     "functional": 1, "finite_differences": 1,
     # 2: the recorded graph over the pairs (Tensor, Function)
@@ -70,8 +77,24 @@ at the bottom of a module (issue 18). The check fails on any other cycle, and wh
 these disappears (remove it here then): this list only shrinks."""
 
 FUNCTIONAL_MAY_IMPORT = (
-    "convprop.backend", "convprop._shapes", "convprop.errors", "convprop.native"
+    "convprop.backend", "convprop._shapes", "convprop.errors", "convprop._native"
 )  # fmt: skip
+
+NATIVE_MAY_IMPORT = (
+    "convprop._native", "convprop.backend", "convprop.errors", "convprop._shapes", "convprop._blas"
+)  # fmt: skip
+"""What convprop._native's modules may import of convprop: nothing above layer 0."""
+
+NATIVE_INTERNALS = frozenset(
+    {"serves", "serves_complex", "enabled", "turned_off", "parallel", "threads_for", "Twin"}
+)
+"""convprop._native's switch and thread split: for its own modules only. Outside it, code
+reaches the kernels through the dispatch (``_native.accelerated``, ``_native.twin``) and
+asks ``_native.runs_compiled`` (cost models) and ``_native.disabled`` (tests, benchmarks)."""
+
+TRY_FORM_KERNELS = frozenset({("products", "add_products")})
+"""Family kernels that say whether they did the work (BLAS is known to take a call only by
+asking it), called directly by the op that falls back to NumPy when they decline."""
 
 
 def _module_name(path: Path) -> str:
@@ -299,3 +322,173 @@ def test_io_modules_import_one_another_downward() -> None:
             or (module.startswith("convprop.io.") and module[12:] in IO_ORDER[position:])
         )
         assert not upward, f"convprop.io.{name} imports {upward}, not below it in IO_ORDER"
+
+
+# ------------------------------------------------------------- the compiled kernels (iv)
+
+NATIVE_DIR = PACKAGE_DIR / "_native"
+COMPILED_NAME = re.compile(r"^convprop\.(_kernels|_native\._(?!compiled$)\w+)$")
+"""A compiled extension module: convprop._kernels, convprop._native._<family>."""
+
+
+def _native_families() -> frozenset[str]:
+    return frozenset(path.stem for path in NATIVE_DIR.glob("*.py") if not path.stem.startswith("_"))
+
+
+def test_the_native_scan_sees_the_dispatch() -> None:
+    assert {"elementwise", "im2col", "products", "winograd"} <= _native_families()
+    activation = PACKAGE_DIR / "functional" / "activation.py"
+    assert "convprop._native.elementwise" in _internal_modules(activation)
+    assert COMPILED_NAME.match("convprop._native._direct")
+    assert COMPILED_NAME.match("convprop._kernels")
+    assert not COMPILED_NAME.match("convprop._native._compiled")
+    assert not COMPILED_NAME.match("convprop._native.direct")
+    # a kernel called outside a twin is found; one called inside a twin is not
+    source = (
+        "from convprop import _native\n"
+        "from convprop._native import winograd as w\n"
+        "def helper(x):\n    return w.winograd_dx(x)\n"
+        "@_native.twin(arrays='x')\n"
+        "def ok(x):\n    return helper(w.winograd_input(x))\n"
+        "def bad(x):\n    return w.winograd_dy(x) if _native.serves(x) else x\n"
+        "def shared(x):\n    return w.winograd_output(x)\n"
+        "def uses(x):\n    return shared(x) + ok(x)\n"
+    )
+    found = _kernel_calls_outside_twins(ast.parse(source))
+    assert found == ["w.winograd_dy", "w.winograd_output"]
+    assert _native_internals_used(ast.parse(source)) == ["serves"]
+
+
+@pytest.mark.parametrize("path", sorted(NATIVE_DIR.glob("*.py")), ids=lambda p: _module_name(p))
+def test_native_imports_nothing_above_layer_0(path: Path) -> None:
+    outside = sorted(
+        name for name in _internal_modules(path) if not name.startswith(NATIVE_MAY_IMPORT)
+    )
+    assert not outside, f"{_module_name(path)} imports {outside}; _native sits at layer 0"
+
+
+def _compiled_names(path: Path) -> list[str]:
+    """Compiled extension modules named by an import or a string constant in the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    strings = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    return sorted(name for name in [*_imports(path), *strings] if COMPILED_NAME.match(name))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=IDS)
+def test_only_native_compiled_names_the_compiled_modules(path: Path) -> None:
+    if _module_name(path) == "convprop._native._compiled":
+        assert _compiled_names(path), "the scan no longer sees the compiled modules' names"
+        return
+    named = _compiled_names(path)
+    assert not named, (
+        f"{_module_name(path)} names {named}; only convprop._native._compiled imports the "
+        "compiled code (its family modules call kernels.<name>)"
+    )
+
+
+def _native_aliases(tree: ast.AST) -> tuple[set[str], dict[str, str]]:
+    """The names under which a module sees convprop._native itself, and its family modules
+    (local name -> family)."""
+    packages: set[str] = set()
+    families: dict[str, str] = {}
+    known = _native_families()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "convprop":
+            packages |= {a.asname or a.name for a in node.names if a.name == "_native"}
+        elif isinstance(node, ast.ImportFrom) and node.module == "convprop._native":
+            for alias in node.names:
+                if alias.name in known:
+                    families[alias.asname or alias.name] = alias.name
+    return packages, families
+
+
+def _native_internals_used(tree: ast.AST) -> list[str]:
+    """The switch and thread split of convprop._native that a module uses."""
+    packages, _ = _native_aliases(tree)
+    used = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "convprop._native":
+            used += [a.name for a in node.names if a.name in NATIVE_INTERNALS]
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in packages
+            and node.attr in NATIVE_INTERNALS
+        ):
+            used.append(node.attr)
+    return sorted(used)
+
+
+def _is_twin(function: ast.FunctionDef) -> bool:
+    """Marked ``@_native.twin(...)``: the compiled path of an op."""
+    for decorator in function.decorator_list:
+        call = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if isinstance(call, ast.Attribute) and call.attr == "twin":
+            return True
+    return False
+
+
+def _twin_side(tree: ast.Module) -> set[str]:
+    """The module's functions that make up compiled paths: the twins, and the helpers that
+    only they (or other such helpers) refer to."""
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    owners: dict[str, set[str | None]] = {name: set() for name in functions}
+    for node in tree.body:
+        owner = node.name if isinstance(node, ast.FunctionDef) else None
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and sub.id in functions and sub.id != owner:
+                owners[sub.id].add(owner)
+    side = {name for name, function in functions.items() if _is_twin(function)}
+    grown = True
+    while grown:
+        helpers = {name for name, by in owners.items() if by and by <= side} - side
+        side |= helpers
+        grown = bool(helpers)
+    return side
+
+
+def _kernel_calls_outside_twins(tree: ast.Module) -> list[str]:
+    """Calls of a family module's function made outside every compiled path."""
+    _, families = _native_aliases(tree)
+    side = _twin_side(tree)
+    found: list[str] = []
+
+    def visit(node: ast.AST, in_twin: bool) -> None:
+        if isinstance(node, ast.FunctionDef):
+            in_twin = in_twin or node.name in side
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in families
+            and (families[node.func.value.id], node.func.attr) not in TRY_FORM_KERNELS
+            and not in_twin
+        ):
+            found.append(f"{node.func.value.id}.{node.func.attr}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_twin)
+
+    visit(tree, False)
+    return found
+
+
+OUTSIDE_NATIVE = [p for p in MODULES if not _module_name(p).startswith("convprop._native")]
+
+
+@pytest.mark.parametrize("path", OUTSIDE_NATIVE, ids=_module_name)
+def test_ops_reach_the_kernels_only_through_the_dispatch(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    internals = _native_internals_used(tree)
+    assert not internals, (
+        f"{_module_name(path)} uses convprop._native.{internals}; an op decides between its "
+        "compiled and NumPy code in one place: @_native.accelerated(twin) on its reference"
+    )
+    calls = _kernel_calls_outside_twins(tree)
+    assert not calls, (
+        f"{_module_name(path)} calls {calls} outside a compiled twin; mark the compiled path "
+        "@_native.twin(...) and dispatch to it with @_native.accelerated"
+    )

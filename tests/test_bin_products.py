@@ -1,4 +1,4 @@
-"""The compiled per-bin complex products of the FFT algorithm (T2)-(T4), native.bin_products:
+"""The compiled per-bin complex products of the FFT algorithm (T2)-(T4), products.bin_products:
 the same sums as NumPy's ``@`` for every layout the FFT hands it (either factor read
 through its transpose), every remainder of the register blocks (rows not a multiple of 3,
 columns not a multiple of the vector), both precisions; results that do not depend on the
@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convprop import native
+from convprop import _native
+from convprop._native import _compiled, products
 from convprop.functional import conv2d_fft
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="compiled kernels not built")
+pytestmark = pytest.mark.skipif(not _native.AVAILABLE, reason="compiled kernels not built")
 
 TOLERANCE = {"complex64": 2e-6, "complex128": 1e-13}
 
@@ -56,7 +57,7 @@ def test_bin_products_equal_numpy_matmul_T2_T4(
         if b_turned
         else _complex(rng, (I, L, Nc), dtype)
     )
-    _assert_products_equal(native.bin_products(a, b), a, b, dtype)
+    _assert_products_equal(products.bin_products(a, b), a, b, dtype)
 
 
 def test_bin_products_copy_other_strided_factors() -> None:
@@ -64,7 +65,7 @@ def test_bin_products_copy_other_strided_factors() -> None:
     rng = np.random.default_rng(7)
     a = _complex(rng, (3, 10, 12), "complex64")[:, ::2, :5]  # (3, 5, 5), rows two apart
     b = _complex(rng, (3, 5, 9), "complex64")
-    _assert_products_equal(native.bin_products(a, b), a, b, "complex64")
+    _assert_products_equal(products.bin_products(a, b), a, b, "complex64")
 
 
 def test_bin_products_do_not_depend_on_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,27 +74,27 @@ def test_bin_products_do_not_depend_on_the_thread_count(monkeypatch: pytest.Monk
     a, b = _complex(rng, (40, 16, 24, 8), "complex64"), _complex(rng, (40, 16, 8, 20), "complex64")
     a, b = a.reshape(640, 24, 8), b.reshape(640, 8, 20)
     monkeypatch.setenv("CONVPROP_NUM_THREADS", "1")
-    one = native.bin_products(a, b)
+    one = products.bin_products(a, b)
     monkeypatch.setenv("CONVPROP_NUM_THREADS", "3")
-    assert native.num_threads() == 3
-    np.testing.assert_array_equal(native.bin_products(a, b), one)
+    assert _native.num_threads() == 3
+    np.testing.assert_array_equal(products.bin_products(a, b), one)
 
 
 def test_bin_products_refuse_mismatched_stacks_with_their_shapes() -> None:
     a = np.zeros((2, 3, 4), np.complex64)
     with pytest.raises(ValueError, match=r"bin_products.*\(2, 3, 4\) complex64.*\(2, 5, 6\)"):
-        native.bin_products(a, np.zeros((2, 5, 6), np.complex64))
+        products.bin_products(a, np.zeros((2, 5, 6), np.complex64))
     with pytest.raises(ValueError, match=r"bin_products.*complex128"):
-        native.bin_products(a, np.zeros((2, 4, 6), np.complex128))
+        products.bin_products(a, np.zeros((2, 4, 6), np.complex128))
     with pytest.raises(ValueError, match=r"bin_products.*float32"):
-        native.bin_products(a.real.copy(), np.zeros((2, 4, 6), np.float32))
+        products.bin_products(a.real.copy(), np.zeros((2, 4, 6), np.float32))
 
 
 def test_bin_products_of_empty_stacks_are_empty_and_empty_sums_zero() -> None:
     a, b = np.zeros((0, 3, 4), np.complex64), np.zeros((0, 4, 5), np.complex64)
-    assert native.bin_products(a, b).shape == (0, 3, 5)
+    assert products.bin_products(a, b).shape == (0, 3, 5)
     a, b = np.zeros((2, 3, 0), np.complex64), np.zeros((2, 0, 5), np.complex64)
-    np.testing.assert_array_equal(native.bin_products(a, b), np.zeros((2, 3, 5), np.complex64))
+    np.testing.assert_array_equal(products.bin_products(a, b), np.zeros((2, 3, 5), np.complex64))
 
 
 def test_bin_products_realign_a_misaligned_stack() -> None:
@@ -106,25 +107,25 @@ def test_bin_products_realign_a_misaligned_stack() -> None:
     a[...] = values
     assert not a.flags.aligned
     b = _complex(rng, (2, 5, 4), "complex128")
-    _assert_products_equal(native.bin_products(a, b), values, b, "complex128")
+    _assert_products_equal(products.bin_products(a, b), values, b, "complex128")
 
 
 def test_the_compiled_entry_refuses_bad_dimensions() -> None:
     y = np.zeros(2 * 2 * 3 * 5, np.float32)
     a, b = np.zeros(2 * 2 * 3 * 4, np.float32), np.zeros(2 * 2 * 4 * 5, np.float32)
     with pytest.raises(ValueError, match="bin_products: invalid dimensions"):
-        native._kernels.bin_products(a, b, y, (2, 3, 4, 5, 2, 0), 0, 2)
+        _compiled.kernels.bin_products(a, b, y, (2, 3, 4, 5, 2, 0), 0, 2)
     with pytest.raises(ValueError, match="bin_products"):
-        native._kernels.bin_products(a, b, y, (2, 3, 4, 6, 0, 0), 0, 2)  # b too short
+        _compiled.kernels.bin_products(a, b, y, (2, 3, 4, 6, 0, 0), 0, 2)  # b too short
 
 
 def test_fft_products_take_the_kernel_for_numpy_and_matmul_without_it() -> None:
     """(T2)'s product in the FFT module: the kernel's sums where the kernels serve, NumPy's
-    ``@`` inside ``native.disabled()``; the two agree."""
+    ``@`` inside ``_native.disabled()``; the two agree."""
     rng = np.random.default_rng(9)
     a = _complex(rng, (6, 2, 5, 7), "complex64")
     b = _complex(rng, (6, 2, 4, 7), "complex64").transpose(0, 1, 3, 2)
     compiled = conv2d_fft._bin_products(a, b)
-    with native.disabled():
+    with _native.disabled():
         plain = conv2d_fft._bin_products(a, b)
     np.testing.assert_allclose(compiled, plain, rtol=2e-6, atol=2e-6 * np.abs(plain).max())

@@ -14,7 +14,8 @@ import ctypes
 import numpy as np
 import pytest
 
-from convprop import _blas, native
+from convprop import _blas, _native
+from convprop._native import products
 from convprop.functional import conv2d_backward, conv2d_forward, conv2d_im2col, conv2d_select
 
 needs_blas = pytest.mark.skipif(
@@ -150,23 +151,23 @@ def test_native_add_products_declines_small_products_and_inside_disabled() -> No
     side = 128  # 128 * 128 * 64 = 2**20 multiply-adds per product: just large enough
     a, b = _stack(rng, (2, side, 64), "float32"), _stack(rng, (2, side, 64), "float32")
     c = np.zeros((side, side), np.float32)
-    assert native.add_products(c, a, b)
+    assert products.add_products(c, a, b)
     small = np.zeros((side, side - 1), np.float32)
-    assert not native.add_products(small, a, b[:, 1:])
-    with native.disabled():
-        assert not native.add_products(c, a, b)
+    assert not products.add_products(small, a, b[:, 1:])
+    with _native.disabled():
+        assert not products.add_products(c, a, b)
 
 
 def _count_blas_sums(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Record what each native.add_products call returned (True: BLAS added the sum)."""
+    """Record what each products.add_products call returned (True: BLAS added the sum)."""
     calls: list[bool] = []
-    real = native.add_products
+    real = products.add_products
 
     def spy(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
         calls.append(real(c, a, b))
         return calls[-1]
 
-    monkeypatch.setattr(native, "add_products", spy)
+    monkeypatch.setattr(products, "add_products", spy)
     return calls
 
 
@@ -200,7 +201,7 @@ def test_pointwise_weight_gradient_I3_by_blas_equals_the_sum_over_images(
     tol = 2e-5 if dtype == "float32" else 1e-12
     scale = np.abs(expected).max()
     assert np.abs(dw - expected).max() <= tol * scale
-    with native.disabled():
+    with _native.disabled():
         _, cache_off = conv2d_forward(x, w, None, algorithm="im2col", groups=groups)
         dw_off = conv2d_backward(dy, cache_off)[1]
     assert np.abs(dw - dw_off).max() <= tol * scale
@@ -227,7 +228,7 @@ def test_weight_gradient_by_image_and_by_chunk_adds_every_chunk_once(
     dw = conv2d_backward(dy, cache)[1]
     chunks = 1 if images_per_chunk is None else -(-3 // images_per_chunk)
     assert calls == [True] * chunks
-    with native.disabled():
+    with _native.disabled():
         _, cache_off = conv2d_forward(x, w, None, algorithm="im2col", padding=1)
         dw_off = conv2d_backward(dy, cache_off)[1]
     np.testing.assert_allclose(dw, dw_off, rtol=1e-12, atol=1e-12 * np.abs(dw_off).max())

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convprop import native
+from convprop import _native
+from convprop._native import _compiled, direct
 from convprop._shapes import conv_geometry
 from convprop.functional import conv2d_direct, conv2d_forward
 from convprop.functional import conv2d_select as select
@@ -25,7 +26,7 @@ from convprop.functional._conv_common import rotated_filters, transposed_geometr
 from reference import CASES, ConvCase, assert_close, conv2d_dw_ref, conv2d_ref
 from test_conv2d_reference import expected
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the compiled kernels are not built")
+pytestmark = pytest.mark.skipif(not _native.AVAILABLE, reason="the compiled kernels are not built")
 
 
 def _geom(case: ConvCase) -> object:
@@ -36,7 +37,7 @@ def _geom(case: ConvCase) -> object:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_compiled_sum_matches_the_F1_reference_on_the_grid(case: ConvCase, dtype: str) -> None:
     data = expected(case, dtype)
-    y = native.direct_forward(data["x"], data["w"], _geom(case), data["b"])
+    y = direct.direct_forward(data["x"], data["w"], _geom(case), data["b"])
     assert y.dtype == dtype and y.shape == case.y_shape
     assert_close(y, data["y"], dtype, "y (F1), compiled sum")
 
@@ -99,7 +100,7 @@ def test_stride_one_takes_both_blockings_in_the_remainder_grid() -> None:
             geom = conv_geometry("test", (2, Cg * groups, 4, W), (K * groups, Cg, 2, 3), None,
                                  stride=(1, stride_w), padding=(1, 2), dilation=(1, 2),
                                  groups=groups)  # fmt: skip
-            blocking = native.direct_blocking(geom, itemsize)
+            blocking = direct.direct_blocking(geom, itemsize)
             assert stride_w == 1 or blocking == "columns"
             seen.add((stride_w == 1, blocking))
         assert seen == {(True, "filters"), (True, "columns"), (False, "columns")}, itemsize
@@ -109,9 +110,9 @@ def test_blocking_query_refuses_bad_arguments() -> None:
     geom = conv_geometry("test", (1, 4, 5, 5), (6, 2, 3, 3), None, stride=1, padding=0,
                          dilation=1, groups=2)  # fmt: skip
     with pytest.raises(ValueError, match=r"direct_blocking: expected groups dividing C=4 and K=6"):
-        native._kernels.direct_blocking(native.conv_geometry_tuple(geom), 3, 4)
+        _compiled.kernels.direct_blocking(_native.conv_geometry_tuple(geom), 3, 4)
     with pytest.raises(ValueError, match="got groups=2, itemsize=2"):
-        native._kernels.direct_blocking(native.conv_geometry_tuple(geom), 2, 2)
+        _compiled.kernels.direct_blocking(_native.conv_geometry_tuple(geom), 2, 2)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -126,14 +127,14 @@ def test_register_block_remainders(
     b = rng.standard_normal(K * groups).astype(dtype)
     hyper = {"stride": (1, stride_w), "padding": (1, 2), "dilation": (1, 2), "groups": groups}
     geom = conv_geometry("test", x.shape, w.shape, b.shape, **hyper)
-    y = native.direct_forward(x, w, geom, b)
+    y = direct.direct_forward(x, w, geom, b)
     reference = conv2d_ref(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                            **hyper)  # fmt: skip
     assert_close(y, reference, dtype, "y (F1), block remainders")
-    assert_close(native.direct_forward(x, w, geom), reference - b.reshape(1, -1, 1, 1), dtype)
+    assert_close(direct.direct_forward(x, w, geom), reference - b.reshape(1, -1, 1, 1), dtype)
     dy = rng.standard_normal(reference.shape).astype(dtype)
     dw_reference = conv2d_dw_ref(x.astype(np.float64), dy.astype(np.float64), w.shape, **hyper)
-    assert_close(native.direct_weight(dy, x, geom), dw_reference, dtype, "dw (DS3), blocks")
+    assert_close(direct.direct_weight(dy, x, geom), dw_reference, dtype, "dw (DS3), blocks")
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -147,16 +148,16 @@ def test_non_finite_inputs_reach_exactly_the_outputs_that_read_them(stride: int)
     w = rng.standard_normal((5, 2, 3, 3))
     geom = conv_geometry("test", x.shape, w.shape, None, stride=stride, padding=1,
                          dilation=1, groups=1)  # fmt: skip
-    y = native.direct_forward(x, w, geom)
-    with native.disabled():
+    y = direct.direct_forward(x, w, geom)
+    with _native.disabled():
         y_numpy, _ = conv2d_direct.forward(x, w, geom)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(y_numpy))
     np.testing.assert_array_equal(np.isinf(y), np.isinf(y_numpy))
     finite = np.isfinite(y_numpy)
     np.testing.assert_allclose(y[finite], y_numpy[finite], rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(y.shape)
-    dw = native.direct_weight(dy, x, geom)
-    with native.disabled():
+    dw = direct.direct_weight(dy, x, geom)
+    with _native.disabled():
         dw_numpy = conv2d_direct.backward_weight(dy, x, geom)
     np.testing.assert_array_equal(np.isnan(dw), np.isnan(dw_numpy))
     np.testing.assert_array_equal(np.isinf(dw), np.isinf(dw_numpy))
@@ -170,21 +171,21 @@ def test_same_bits_on_any_number_of_threads(threads: int) -> None:
     data = expected(case, "float32")
     x = np.tile(data["x"], (9, 1, 1, 1))
     geom = conv_geometry("test", x.shape, case.w_shape, None, **case.hyper)
-    g = native.conv_geometry_tuple(geom)
+    g = _native.conv_geometry_tuple(geom)
     rows = geom.N * geom.groups * geom.P
     one = np.full(geom.y_shape, np.nan, np.float32)
-    native._kernels.direct_forward(x, data["w"], data["b"], one, g, geom.groups, 0, rows, 1)
+    _compiled.kernels.direct_forward(x, data["w"], data["b"], one, g, geom.groups, 0, rows, 1)
     many = np.full(geom.y_shape, np.nan, np.float32)
-    native._kernels.direct_forward(x, data["w"], data["b"], many, g, geom.groups, 0, rows,
+    _compiled.kernels.direct_forward(x, data["w"], data["b"], many, g, geom.groups, 0, rows,
                                    threads)  # fmt: skip
     np.testing.assert_array_equal(many, one)  # each output row is summed by one thread
     dy = np.random.default_rng(2).standard_normal(geom.y_shape).astype(np.float32)
-    slices = native.direct_weight_slices(geom, 4)
+    slices = direct.direct_weight_slices(geom, 4)
     assert slices == 16  # 9 * 2 images * P rows: more rows than slices
     dw_one = np.empty(case.w_shape, np.float32)
-    native._kernels.direct_weight(dy, x, dw_one, g, geom.groups, slices, 0, slices, 1)
+    _compiled.kernels.direct_weight(dy, x, dw_one, g, geom.groups, slices, 0, slices, 1)
     dw_many = np.empty(case.w_shape, np.float32)
-    native._kernels.direct_weight(dy, x, dw_many, g, geom.groups, slices, 0, slices, threads)
+    _compiled.kernels.direct_weight(dy, x, dw_many, g, geom.groups, slices, 0, slices, threads)
     np.testing.assert_array_equal(dw_many, dw_one)  # slices summed in a fixed order
 
 
@@ -196,13 +197,13 @@ def test_a_range_of_weight_slices_sums_its_own_rows_only() -> None:
     w_shape = (6, 2, 3, 3)
     geom = conv_geometry("test", x.shape, w_shape, None, stride=1, padding=1, dilation=2,
                          groups=2)  # fmt: skip
-    g = native.conv_geometry_tuple(geom)
+    g = _native.conv_geometry_tuple(geom)
     dy = rng.standard_normal(geom.y_shape)
     slices, rows = 5, geom.N * geom.groups * geom.P
     parts = []
     for lo, hi in [(0, 2), (2, 3), (3, 5)]:
         dw = np.full(w_shape, np.nan)
-        native._kernels.direct_weight(dy, x, dw, g, geom.groups, slices, lo, hi, 2)
+        _compiled.kernels.direct_weight(dy, x, dw, g, geom.groups, slices, lo, hi, 2)
         bounds = [rows * i // slices for i in (lo, hi)]  # the rows (n, g, p) of the range
         mask = np.zeros((geom.N, geom.groups, geom.P, 1))
         mask.reshape(-1)[bounds[0] : bounds[1]] = 1
@@ -215,10 +216,10 @@ def test_a_range_of_weight_slices_sums_its_own_rows_only() -> None:
 
 
 def test_kernel_refuses_bad_groups_sizes_and_ranges() -> None:
-    kernels = native._kernels
+    kernels = _compiled.kernels
     case = CASES[0]
     geom = _geom(case)
-    g = native.conv_geometry_tuple(geom)
+    g = _native.conv_geometry_tuple(geom)
     x, w, y = np.zeros(case.x_shape), np.zeros(case.w_shape), np.zeros(case.y_shape)
     rows = case.N * case.y_shape[2]
     with pytest.raises(ValueError, match="direct_forward: groups=2 does not divide C=3"):
@@ -296,15 +297,15 @@ def test_compiled_sums_equal_the_numpy_taps_on_drawn_layers(case: tuple[Any, ...
     """(DS2), (DS3) and, with stride 1, (B3) as the sum over dy, against the direct
     algorithm's NumPy taps (F1, B2, B3) in float64."""
     x, w, dy, geom = case
-    with native.disabled():
+    with _native.disabled():
         y_numpy, _ = conv2d_direct.forward(x, w, geom)
         dw_numpy = conv2d_direct.backward_weight(dy, x, geom)
-    y, dw = native.direct_forward(x, w, geom), native.direct_weight(dy, x, geom)
+    y, dw = direct.direct_forward(x, w, geom), direct.direct_weight(dy, x, geom)
     np.testing.assert_allclose(y, y_numpy, rtol=1e-12, atol=1e-12 * np.abs(y_numpy).max())
     np.testing.assert_allclose(dw, dw_numpy, rtol=1e-12, atol=1e-12 * np.abs(dw_numpy).max())
     transposed = transposed_geometry(geom)
     if transposed is not None:  # stride 1: (B3) as the sum over dy, as the algorithm runs it
-        dx = native.direct_forward(dy, rotated_filters(w, geom), transposed)
-        with native.disabled():
+        dx = direct.direct_forward(dy, rotated_filters(w, geom), transposed)
+        with _native.disabled():
             dx_numpy = conv2d_direct.backward_data(dy, w, geom)
         np.testing.assert_allclose(dx, dx_numpy, rtol=1e-12, atol=1e-12 * np.abs(dx_numpy).max())

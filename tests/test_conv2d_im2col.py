@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from convprop import native
+from convprop import _native
 from convprop._shapes import ConvGeometry, conv_geometry
 from convprop.backend import to_host
 from convprop.functional import conv2d_backward, conv2d_forward, conv2d_im2col, conv2d_select
@@ -191,7 +191,7 @@ def test_wide_columns_are_the_same_values_in_I7_order(case: ConvCase, compiled: 
     G, PQ = g.groups, g.P * g.Q
     with contextlib.ExitStack() as stack:
         if not compiled:
-            stack.enter_context(native.disabled())
+            stack.enter_context(_native.disabled())
         cols = conv2d_im2col.im2col(x, g)  # (N, G, CRS, PQ)
         wide = conv2d_im2col.im2col(x, g, wide=True)  # (G, CRS, N*PQ)
         assert wide.shape == (G, cols.shape[2], g.N * PQ)
@@ -245,7 +245,7 @@ def test_col2im_I5_writes_into_the_array_it_is_given(compiled: bool) -> None:
     g = conv_geometry("conv2d", (3, 4, 9, 9), (5, 4, 3, 3), None, stride=2, padding=1,
                       dilation=1, groups=1)  # fmt: skip
     dcols = rng.standard_normal((3, 1, 4 * 9, g.P * g.Q))
-    context = contextlib.nullcontext() if compiled else native.disabled()
+    context = contextlib.nullcontext() if compiled else _native.disabled()
     with context:
         expected = conv2d_im2col.col2im(dcols, g)
         out = np.full(g.x_shape, np.nan)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convprop import native
+from convprop import _native
 from convprop._shapes import conv_geometry
 from convprop.functional import ALGORITHMS, conv2d_backward, conv2d_forward
 from convprop.functional import conv2d_cost_model as cost
@@ -73,7 +73,7 @@ def test_timing_cache_measures_once_persists_and_reloads(tmp_path: Path) -> None
     y, conv_cache = conv2d_forward(x, w, padding=1)
     assert len(cache.entries) == 3  # one entry per pass
     assert set(cache.entries.values()) <= set(ALGORITHMS)
-    backend = "numpy+kernels" if native.AVAILABLE else "numpy"  # kept apart: other timings
+    backend = "numpy+kernels" if _native.AVAILABLE else "numpy"  # kept apart: other timings
     assert conv_cache.algorithms == tuple(
         cache.entries[select.TimingCache.key(conv_cache.geom, "float64", backend, p)]
         for p in ("forward", "data", "weight")
@@ -179,7 +179,7 @@ def test_auto_choice_of_a_call_follows_the_rates_and_the_kernels(
     _, fast_fft = conv2d_forward(x, w, padding=4)
     assert fast_fft.algorithms[0] == "fft"
     monkeypatch.undo()
-    with native.disabled():
+    with _native.disabled():
         _, numpy_only = conv2d_forward(x, w, padding=4)
     g = numpy_only.geom
     names = [n for n, a in ALGORITHMS.items() if a.decline(g) is None]

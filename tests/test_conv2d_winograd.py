@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from convprop import native
+from convprop import _native
 from convprop._shapes import conv_geometry
 from convprop.functional import conv2d_backward, conv2d_forward, conv2d_winograd
 
@@ -113,7 +113,7 @@ def test_many_tile_rows_match_the_direct_sums(
     x = rng.standard_normal((1, 2, H, W))
     w = rng.standard_normal((3, 2, 3, 3))
     dy = rng.standard_normal((1, 3, H - 2, W - 2))
-    with contextlib.nullcontext() if compiled else native.disabled():
+    with contextlib.nullcontext() if compiled else _native.disabled():
         y, cache = conv2d_forward(x, w, None, algorithm=algorithm)
         dx, dw, _ = conv2d_backward(dy, cache)
     y0, cache0 = conv2d_forward(x, w, None, algorithm="direct")

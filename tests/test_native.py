@@ -1,7 +1,9 @@
-"""The compiled kernels (convprop._kernels via convprop.native) against the NumPy code.
+"""The compiled kernels (convprop._native) against the NumPy code, and the dispatch between them.
 
 Every op that uses a kernel keeps its NumPy code for CuPy arrays and for installs
-without a C compiler; both paths compute the same equations. Here each kernel is checked
+without a C compiler; both paths compute the same equations, and the op's one dispatch
+point (``@_native.accelerated``) picks between them. Here the dispatch is checked on its
+own (which path each kind of call takes), and each kernel is checked
 against the NumPy path element by element (exactly where the arithmetic is the same
 copy or comparison, to rounding where sums run in another order), against the naive
 references, over the conv grid of tests/reference.py and the pooling grid of
@@ -17,7 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convprop import native
+from convprop import _native
+from convprop._native import _compiled, bias, depthwise, layout, winograd
+from convprop._native import im2col as native_im2col
 from convprop._shapes import conv_geometry
 from convprop.functional import (
     conv2d_backward,
@@ -38,7 +42,7 @@ from test_pool2d import CASES as POOL_CASES
 from test_pool2d import PoolCase
 
 pytestmark = pytest.mark.skipif(
-    not native.AVAILABLE and os.environ.get("CONVPROP_ALLOW_NUMPY_ONLY") == "1",
+    not _native.AVAILABLE and os.environ.get("CONVPROP_ALLOW_NUMPY_ONLY") == "1",
     reason="the compiled kernels are not built (CONVPROP_ALLOW_NUMPY_ONLY=1)",
 )
 
@@ -52,29 +56,149 @@ def _geom(case: ConvCase) -> object:
 def test_compiled_kernels_are_built() -> None:
     """`pip install` builds convprop._kernels wherever a C compiler exists; a missing build
     would silently run the slower NumPy code, so the suite says so."""
-    assert native.AVAILABLE, (
+    assert _native.AVAILABLE, (
         "convprop._kernels did not build: install a C compiler and the Python headers, "
         "then reinstall (pip install -e .); CONVPROP_ALLOW_NUMPY_ONLY=1 skips this check"
     )
-    assert native.enabled()
+    assert _native.enabled()
 
 
 def test_disabled_turns_the_kernels_off_in_a_block() -> None:
     x = np.zeros((1, 1, 2, 2))
-    assert native.serves(x)
-    with native.disabled():
-        assert not native.enabled() and not native.serves(x)
-        with native.disabled():
+    assert _native.serves(x)
+    with _native.disabled():
+        assert not _native.enabled() and not _native.serves(x)
+        with _native.disabled():
             pass
-        assert not native.enabled()
-    assert native.serves(x)
+        assert not _native.enabled()
+    assert _native.serves(x)
 
 
 def test_serves_only_float_numpy_arrays() -> None:
-    assert native.serves(np.zeros(3, np.float32), np.zeros(3, np.float64))
-    assert not native.serves(np.zeros(3, np.int64))
-    assert not native.serves(np.zeros(3, np.float16))
-    assert not native.serves([1.0, 2.0])
+    assert _native.serves(np.zeros(3, np.float32), np.zeros(3, np.float64))
+    assert not _native.serves(np.zeros(3, np.int64))
+    assert not _native.serves(np.zeros(3, np.float16))
+    assert not _native.serves([1.0, 2.0])
+    assert _native.serves_complex(np.zeros(3, np.complex64), np.zeros(3, np.complex128))
+    assert not _native.serves_complex(np.zeros(3, np.float64))
+    assert _native.runs_compiled(np.zeros(3)) and _native.runs_compiled()
+    with _native.disabled():
+        assert not _native.runs_compiled() and not _native.serves_complex(np.zeros(3, "c8"))
+
+
+# ------------------------------------------------------------------------------ dispatch
+
+
+def _recorded_pair(ran: list[str], requires: Any = None, when: Any = None) -> Any:
+    """An op whose twin and reference record which of them ran: twin(x, w, b=None, scale=1)
+    with x and w real arrays, b a real array or None."""
+
+    @_native.twin(arrays="x, w", optional="b", requires=requires)
+    def compiled(x: Any, w: Any, b: Any = None, scale: int = 1) -> str:
+        ran.append("compiled")
+        return "compiled"
+
+    @_native.accelerated(compiled, when=when)
+    def op(x: Any, w: Any, b: Any = None, scale: int = 1) -> str:
+        """The reference."""
+        ran.append("reference")
+        return "reference"
+
+    return op
+
+
+def test_dispatch_runs_the_twin_exactly_where_it_serves_the_call() -> None:
+    ran: list[str] = []
+    op = _recorded_pair(ran)
+    x, w = np.zeros((2, 3)), np.zeros(4, np.float32)
+    assert op(x, w) == "compiled"  # b omitted: its default None is served
+    assert op(x, w, np.zeros(2)) == "compiled"
+    assert op(x, w, b=np.zeros(2), scale=3) == "compiled"  # by keyword too
+    assert op(w=w, x=x) == "compiled"
+    assert op(x, w, np.zeros(2, np.int32)) == "reference"  # b of a dtype the kernels lack
+    assert op(x, w, b=[1.0]) == "reference"
+    assert op(x, np.zeros(4, np.float16)) == "reference"
+    assert op([0.0], w) == "reference"  # not an ndarray (CuPy arrays are not either)
+    assert op(x.astype(">f8"), w) == "reference"  # another byte order
+    assert op(x, w, None, "not an array") == "compiled"  # only the named arrays are checked
+    with _native.disabled():
+        assert op(x, w) == "reference"
+    assert op.__doc__ == "The reference." and op.__name__ == "op"
+    assert ran.count("compiled") == 5 and ran.count("reference") == 6
+
+
+def test_dispatch_asks_the_twins_requirement_and_the_ops_cost_model() -> None:
+    ran: list[str] = []
+    asked: list[tuple[Any, ...]] = []
+
+    def small(x: Any, w: Any, b: Any = None, scale: int = 1) -> bool:
+        asked.append((x.size, scale))
+        return bool(x.size < 4)
+
+    def even(x: Any, w: Any, b: Any = None, scale: int = 1) -> bool:
+        return scale % 2 == 0
+
+    op = _recorded_pair(ran, requires=small, when=even)
+    z = np.zeros(3)
+    assert op(z, z, None, 2) == "compiled"
+    assert op(z, z, None, 3) == "reference"  # the cost model declines
+    assert op(np.zeros(5), z, None, 2) == "reference"  # the kernel cannot
+    assert op(z, z, scale=4) == "compiled"
+    assert op([0.0], z, None, 2) == "reference"
+    assert asked == [(3, 2), (3, 3), (5, 2), (3, 4)]  # never asked for arrays not served
+
+
+def test_dispatch_refuses_a_reference_unlike_its_twin() -> None:
+    @_native.twin(arrays="x")
+    def compiled(x: Any, geom: Any, wide: bool = False) -> Any:
+        return x
+
+    with pytest.raises(TypeError, match=r"must take the same parameters; expected \(x, geom, "
+                       r"wide\), got \(x, geom, wide=False\)"):  # fmt: skip
+
+        @_native.accelerated(compiled)
+        def reference(x: Any, geom: Any, wide: bool) -> Any:
+            return x
+
+    with pytest.raises(TypeError, match="twin: compiled has no parameter 'y'"):
+        _native.twin(arrays="x, y")(compiled.run)
+
+
+def test_relu_has_one_reference_and_one_compiled_twin() -> None:
+    """relu_forward/backward call one dispatch point each, whose twins are the compiled
+    kernels (convprop._native.elementwise) and whose references are the NumPy code."""
+    from convprop._native import elementwise
+    from convprop.functional import activation
+
+    x = np.array([-1.0, 0.0, 2.0])
+    assert activation._relu.__wrapped__(x).tolist() == [0.0, 0.0, 2.0]  # the reference
+    assert elementwise.relu_forward(x).tolist() == [0.0, 0.0, 2.0]  # the twin, called
+    assert elementwise.relu_forward.__name__ == "relu_forward"
+    dy = np.array([5.0, 6.0, 7.0])
+    assert activation._relu_gradient.__wrapped__(dy, x).tolist() == [0.0, 0.0, 7.0]
+    assert elementwise.relu_backward(dy, x).tolist() == [0.0, 0.0, 7.0]
+
+
+def test_compiled_modules_load_all_or_none_and_name_each_function_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    kernels, available = _compiled.load(("convprop._no_such_extension",))
+    assert not available and not vars(kernels)
+    first, second = types.ModuleType("fake_first"), types.ModuleType("fake_second")
+    for module, names in ((first, ("scale", "team_info")), (second, ("shift", "team_info"))):
+        for name in names:
+            function = types.FunctionType((lambda: None).__code__, {}, name)
+            function.__module__ = module.__name__
+            setattr(module, name, function)
+        module.imported = np.zeros  # another module's function: not the module's kernel
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    kernels, available = _compiled.load(("fake_first",))
+    assert available and sorted(vars(kernels)) == ["scale", "team_info"]
+    with pytest.raises(RuntimeError, match="two compiled modules define 'team_info'"):
+        _compiled.load(("fake_first", "fake_second"))
 
 
 # ------------------------------------------------------------------------- im2col, col2im
@@ -85,12 +209,12 @@ def test_serves_only_float_numpy_arrays() -> None:
 def test_im2col_I1_and_col2im_I5_equal_the_numpy_code(case: ConvCase, dtype: str) -> None:
     x, _, _, _ = random_inputs(case, dtype, seed=3)
     geom = _geom(case)
-    with native.disabled():
+    with _native.disabled():
         cols_numpy = conv2d_im2col.im2col(x, geom)
     cols = conv2d_im2col.im2col(x, geom)
     np.testing.assert_array_equal(cols, cols_numpy)  # (I1) is a copy: exactly equal
     dcols = np.random.default_rng(4).standard_normal(cols.shape).astype(dtype)
-    with native.disabled():
+    with _native.disabled():
         dx_numpy = conv2d_im2col.col2im(dcols, geom)
     dx = conv2d_im2col.col2im(dcols, geom)
     assert dx.shape == case.x_shape and dx.dtype == dtype
@@ -127,9 +251,9 @@ def test_depthwise_backward_in_one_pass_equals_the_two_passes(case: ConvCase, dt
     separate kernels, and what the algorithm's backward returns when dx is wanted."""
     x, w, _, dy = random_inputs(case, dtype, seed=13)
     geom = _geom(case)
-    dx, dw = native.depthwise_backward(dy, x, w, geom)
-    np.testing.assert_array_equal(dx, native.depthwise_backward_data(dy, w, geom))
-    np.testing.assert_array_equal(dw, native.depthwise_backward_weight(dy, x, geom))
+    dx, dw = depthwise.depthwise_backward(dy, x, w, geom)
+    np.testing.assert_array_equal(dx, depthwise.depthwise_backward_data(dy, w, geom))
+    np.testing.assert_array_equal(dw, depthwise.depthwise_backward_weight(dy, x, geom))
     both = conv2d_depthwise.backward(dy, x, w, geom, None, need_dx=True)
     np.testing.assert_array_equal(both[0], dx)
     np.testing.assert_array_equal(both[1], dw)
@@ -149,7 +273,7 @@ def test_algorithms_without_kernels_match_reference(case: ConvCase, algorithm: s
     """The NumPy code of every algorithm that has compiled kernels (the path of CuPy arrays
     and of installs without a compiler) against the naive float64 loops."""
     data = expected(case, "float64")
-    with native.disabled():
+    with _native.disabled():
         y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm=algorithm,
                                   **case.hyper)  # fmt: skip
         dx, dw, _ = conv2d_backward(data["dy"], cache)
@@ -165,7 +289,7 @@ def test_winograd_switching_paths_between_passes_is_safe(case: ConvCase, algorit
     the tiles the other layout kept, and still agree with the reference."""
     data = expected(case, "float64")
     _, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm=algorithm, **case.hyper)
-    with native.disabled():
+    with _native.disabled():
         dx, dw, _ = conv2d_backward(data["dy"], cache)
         _, cache_numpy = conv2d_forward(data["x"], data["w"], data["b"], algorithm=algorithm,
                                         **case.hyper)  # fmt: skip
@@ -204,14 +328,14 @@ def test_max_pool_MP1_MP3_kernels_equal_the_numpy_code(
     case: PoolCase, values: str, dtype: str
 ) -> None:
     x = _pool_inputs(case, values, dtype)
-    with native.disabled():
+    with _native.disabled():
         y_numpy, cache_numpy = max_pool2d_forward(x, case.kernel, **case.kwargs)
     y, cache = max_pool2d_forward(x, case.kernel, **case.kwargs)
     np.testing.assert_array_equal(y, y_numpy)  # NaN in the same places
     np.testing.assert_array_equal(cache.argmax, cache_numpy.argmax)  # (MP2) same taps
     assert cache.argmax.dtype == np.int32 and y.dtype == dtype
     dy = np.random.default_rng(9).standard_normal(y.shape).astype(dtype)
-    with native.disabled():
+    with _native.disabled():
         dx_numpy = max_pool2d_backward(dy, cache)
     dx = max_pool2d_backward(dy, cache)
     assert dx.shape == case.x_shape and dx.dtype == dtype
@@ -242,7 +366,7 @@ def test_relu_kernels_equal_the_numpy_code_bit_for_bit_A1_A3(
     if x.size >= len(SPECIAL):  # every special value meets every kind of dy
         x.flat[: len(SPECIAL) ** 2] = np.repeat(SPECIAL, len(SPECIAL))[: x.size]
         dy.flat[: len(SPECIAL) ** 2] = np.tile(SPECIAL, len(SPECIAL))[: x.size]
-    with native.disabled(), np.errstate(invalid="ignore"):  # inf * 0 is NaN, as intended
+    with _native.disabled(), np.errstate(invalid="ignore"):  # inf * 0 is NaN, as intended
         y_numpy, cache = relu_forward(x)
         dx_numpy = relu_backward(dy, cache)
     y, cache = relu_forward(x)
@@ -257,7 +381,7 @@ def test_relu_kernels_read_strided_views_and_refuse_mismatches() -> None:
     x = np.random.default_rng(15).standard_normal((6, 10))
     view = x[:, ::2]  # not contiguous: copied first
     np.testing.assert_array_equal(relu_forward(view)[0], np.maximum(view, 0))
-    kernels = native._kernels
+    kernels = _compiled.kernels
     with pytest.raises(ValueError, match="relu_forward: y holds 3 elements; the geometry needs 4"):
         kernels.relu_forward(np.zeros(4), np.zeros(3), 0, 4)
     with pytest.raises(TypeError, match="relu_backward: x has the wrong element type"):
@@ -282,7 +406,7 @@ def _adam_run(cls: type[Adam], options: dict[str, Any], dtype: str, compiled: bo
             p.grad[...] = rng.standard_normal(p.data.shape) * 10.0 ** (step - 2)
         with contextlib.ExitStack() as stack:
             if not compiled:
-                stack.enter_context(native.disabled())
+                stack.enter_context(_native.disabled())
             optimizer.step()
         trace.append([p.data.copy() for p in params])
         state = optimizer.state_dict()
@@ -314,7 +438,7 @@ def test_adam_kernel_gives_the_numpy_code_bits_ADAM2_ADAM7(
 
 
 def test_adam_kernel_refuses_mismatched_buffers() -> None:
-    kernels = native._kernels
+    kernels = _compiled.kernels
     scalars = (1.0, 0.0, 0.1, 0.999, 0.001, 1.0, 1e-8, 1e-3, False, False, False)
     z = np.zeros(4)
     with pytest.raises(ValueError, match="adam_step: m holds 3 elements; the geometry needs 4"):
@@ -336,36 +460,36 @@ def test_results_do_not_depend_on_the_thread_count(
     threads: str, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     case = next(c for c in CASES if c.name == name)
-    monkeypatch.setattr(native, "MIN_WORK_PER_THREAD", 1)  # split however small the work
+    monkeypatch.setattr(_native, "MIN_WORK_PER_THREAD", 1)  # split however small the work
     x, w, _, dy = random_inputs(case, "float64", seed=6)
     x = np.tile(x, (40, 1, 1, 1))  # enough planes and work for several threads
     dy = np.tile(dy, (40, 1, 1, 1))
     geom = conv_geometry("test", x.shape, w.shape, None, **case.hyper)
     monkeypatch.setenv("CONVPROP_NUM_THREADS", "1")
     one = (
-        native.depthwise_forward(x, w, geom),
-        native.depthwise_backward_data(dy, w, geom),
-        native.depthwise_backward_weight(dy, x, geom),
-        *native.depthwise_backward(dy, x, w, geom),
-        native.im2col(x, geom),
+        depthwise.depthwise_forward(x, w, geom),
+        depthwise.depthwise_backward_data(dy, w, geom),
+        depthwise.depthwise_backward_weight(dy, x, geom),
+        *depthwise.depthwise_backward(dy, x, w, geom),
+        native_im2col.im2col(x, geom),
     )
     monkeypatch.setenv("CONVPROP_NUM_THREADS", threads)
-    assert native.num_threads() == int(threads)
+    assert _native.num_threads() == int(threads)
     many = (
-        native.depthwise_forward(x, w, geom),
-        native.depthwise_backward_data(dy, w, geom),
-        native.depthwise_backward_weight(dy, x, geom),
-        *native.depthwise_backward(dy, x, w, geom),
-        native.im2col(x, geom),
+        depthwise.depthwise_forward(x, w, geom),
+        depthwise.depthwise_backward_data(dy, w, geom),
+        depthwise.depthwise_backward_weight(dy, x, geom),
+        *depthwise.depthwise_backward(dy, x, w, geom),
+        native_im2col.im2col(x, geom),
     )
     for a, b in zip(one, many, strict=True):
         np.testing.assert_array_equal(a, b)  # each plane is computed by one thread
 
 
 def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
-    kernels = native._kernels
+    kernels = _compiled.kernels
     case = CASES[0]
-    geom = native.conv_geometry_tuple(_geom(case))
+    geom = _native.conv_geometry_tuple(_geom(case))
     x = np.zeros(case.x_shape)
     cols_size = case.N * case.C * case.R * case.S * case.y_shape[2] * case.y_shape[3]
     with pytest.raises(ValueError, match="im2col: cols holds 3 elements; the geometry needs"):
@@ -381,7 +505,7 @@ def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
                        np.zeros(cols_size), geom, 0, 1)  # fmt: skip
     with pytest.raises(ValueError, match="invalid convolution geometry"):
         kernels.im2col(x, np.zeros(cols_size), (0,) * 15, 0, 0)
-    dw_geom = native.conv_geometry_tuple(_geom(DEPTHWISE_CASES[0]))
+    dw_geom = _native.conv_geometry_tuple(_geom(DEPTHWISE_CASES[0]))
     dw_case = DEPTHWISE_CASES[0]
     with pytest.raises(TypeError, match="depthwise_backward_weight: only the forward pass takes"):
         kernels.depthwise_backward_weight(
@@ -389,7 +513,7 @@ def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
             np.zeros(dw_case.w_shape), dw_geom, 0, 1,
         )  # fmt: skip
     dw_x, dw_y = np.zeros(dw_case.x_shape), np.zeros(dw_case.y_shape)
-    strided = native.conv_geometry_tuple(
+    strided = _native.conv_geometry_tuple(
         conv_geometry("test", (1, 2, 5, 5), (2, 1, 3, 3), None, stride=2, padding=0, dilation=1,
                       groups=2))  # fmt: skip
     with pytest.raises(ValueError, match=r"depthwise_backward: expected K a multiple of C and "
@@ -412,15 +536,15 @@ def test_bias_kernels_equal_the_numpy_sums_F1_B1(shape: tuple[int, ...], dtype: 
     y = rng.standard_normal(shape).astype(dtype)
     b = rng.standard_normal(shape[1]).astype(dtype)
     expected_y = y + b.reshape(1, -1, 1, 1)
-    native.add_bias(y, b)  # in place
+    bias.add_bias(y, b)  # in place
     np.testing.assert_array_equal(y, expected_y)
-    db = native.bias_grad(y)
+    db = bias.bias_grad(y)
     assert db.shape == (shape[1],) and db.dtype == dtype
     assert_close(db, y.astype(np.float64).sum(axis=(0, 2, 3)), dtype, "db (B1)")
 
 
 def test_bias_kernels_refuse_mismatched_shapes() -> None:
-    kernels = native._kernels
+    kernels = _compiled.kernels
     with pytest.raises(ValueError, match=r"add_bias: y of 10 elements is not \(N, 3, 2\)"):
         kernels.add_bias(np.zeros(10), np.zeros(3), 3, 2, 0, 1)
     with pytest.raises(ValueError, match="add_bias: b holds 2 elements; the geometry needs 3"):
@@ -435,14 +559,14 @@ def test_fft_layout_kernels_equal_numpy_slicing(dtype: str) -> None:
     rng = np.random.default_rng(13)
     planes = rng.standard_normal((37, 4, 5)).astype(dtype)
     spatial = np.full((11, 14, 37), 7.0, dtype=dtype)
-    native.planes_to_spatial(planes, spatial, (2, 1), (2, 3))
+    layout.planes_to_spatial(planes, spatial, (2, 1), (2, 3))
     expected = np.full((11, 14, 37), 7.0, dtype=dtype)
     expected[2:9:2, 1:14:3] = planes.transpose(1, 2, 0)
     np.testing.assert_array_equal(spatial, expected)
-    back = native.spatial_to_planes(spatial, 4, 5, (2, 1), (2, 3))
+    back = layout.spatial_to_planes(spatial, 4, 5, (2, 1), (2, 3))
     np.testing.assert_array_equal(back, planes)
     with pytest.raises(ValueError, match="the planes do not fit the spatial array"):
-        native.spatial_to_planes(spatial, 6, 5, (2, 1), (2, 3))
+        layout.spatial_to_planes(spatial, 6, 5, (2, 1), (2, 3))
 
 
 @pytest.mark.parametrize("conj", [False, True])
@@ -469,13 +593,13 @@ def test_compiled_short_transforms_equal_the_numpy_products_T7_T8(
 
     rng = np.random.default_rng(planes)
     a = rng.standard_normal((planes, *shape)).astype(dtype)
-    with native.disabled():
+    with _native.disabled():
         want = conv2d_fft._small_spectrum(a, lengths, start, step, conj=conj)
     got = conv2d_fft._small_spectrum(a, lengths, start, step, conj=conj)
     assert got.shape == want.shape and got.dtype == want.dtype
     tol = 1e-12 if dtype == "float64" else 2e-5
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
-    with native.disabled():
+    with _native.disabled():
         back_want = conv2d_fft._small_inverse(want, lengths, shape, start, step, conj=conj)
     back = conv2d_fft._small_inverse(want, lengths, shape, start, step, conj=conj)
     assert back.shape == a.shape and back.dtype == a.dtype
@@ -501,7 +625,7 @@ def test_fft_lengths_between_the_two_limits_agree_with_the_library_transforms(
     dy = rng.standard_normal(geom.y_shape).astype(dtype)
     y, saved = conv2d_fft.forward(x, w, geom)
     dx, dw = conv2d_fft.backward(dy, x, w, geom, saved, True)
-    with native.disabled():
+    with _native.disabled():
         assert not conv2d_fft._small(geom, lengths, x)
         y0, saved0 = conv2d_fft.forward(x, w, geom)
         dx0, dw0 = conv2d_fft.backward(dy, x, w, geom, saved0, True)
@@ -520,11 +644,11 @@ def test_winograd_transforms_refuse_a_tiling_they_do_not_have() -> None:
     with pytest.raises(
         ValueError, match=r"winograd: output tiles of 2x2 or 4x4; expected m in \(2, 4\), got 3"
     ):
-        native.winograd_input(x, geom, 3)
+        winograd.winograd_input(x, geom, 3)
 
 
 def test_compiled_short_transforms_refuse_bad_arguments() -> None:
-    kernels = native._kernels
+    kernels = _compiled.kernels
     with pytest.raises(ValueError, match="dft_small_forward: invalid dimensions"):
         kernels.dft_small_forward(np.zeros(4), np.zeros(8), np.zeros(8), (1, 2, 2, 2, 2, 3), 0, 1)
     with pytest.raises(ValueError, match="dft_small_inverse: coef holds 3 elements"):
@@ -614,7 +738,7 @@ def test_kernels_still_run_during_interpreter_shutdown() -> None:
 
 
 def test_geometries_whose_sizes_overflow_are_refused() -> None:
-    kernels = native._kernels
+    kernels = _compiled.kernels
     huge = (1, 1, 2**33, 2**31, 1, 1, 1, 1000, 1, 1, 1, 1, 1, 0, 0)
     with pytest.raises(ValueError, match="im2col: the geometry's sizes overflow"):
         kernels.im2col(np.zeros(0), np.zeros(1000), huge, 0, 1)
@@ -637,13 +761,13 @@ def test_geometries_whose_sizes_overflow_are_refused() -> None:
 def test_misaligned_arrays_take_the_numpy_code() -> None:
     raw = np.zeros(8 * 2 * 6 * 6 * 8 + 1, dtype=np.uint8)
     x = raw[1:].view(np.float64).reshape(8, 2, 6, 6)  # one byte off an 8-byte boundary
-    assert not x.flags.aligned and not native.serves(x)
+    assert not x.flags.aligned and not _native.serves(x)
     y, _ = max_pool2d_forward(x, 2)
     assert y.shape == (8, 2, 3, 3) and not y.any()
 
 
 def test_kernel_entry_points_refuse_geometries_they_cannot_compute() -> None:
-    kernels = native._kernels
+    kernels = _compiled.kernels
     with pytest.raises(ValueError, match="max_pool2d_forward: invalid pooling geometry"):
         kernels.maxpool_forward(np.zeros(1), np.zeros(1), np.zeros(1, np.int32),
                                 (1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0), 0, 1)  # fmt: skip

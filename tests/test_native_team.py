@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convprop import native
+from convprop import _native
+from convprop._native import _compiled, pool
 from convprop._shapes import conv_geometry
 from convprop.functional.pool2d import pool2d_geometry
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="the compiled kernels are not built")
+pytestmark = pytest.mark.skipif(not _native.AVAILABLE, reason="the compiled kernels are not built")
 
 
 def _depthwise_problem(seed: int, N: int = 6) -> tuple[Any, ...]:
@@ -34,7 +35,7 @@ def _depthwise_problem(seed: int, N: int = 6) -> tuple[Any, ...]:
     b = rng.standard_normal(24)
     geom = conv_geometry("test", x.shape, w.shape, b.shape, stride=1, padding=(1, 2),
                          dilation=(2, 1), groups=12)  # fmt: skip
-    return x, w, b, native.conv_geometry_tuple(geom), (N, 24, geom.P, geom.Q)
+    return x, w, b, _native.conv_geometry_tuple(geom), (N, 24, geom.P, geom.Q)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 5, 64, 100])
@@ -44,19 +45,19 @@ def test_every_plane_is_computed_once_whatever_the_thread_count(threads: int) ->
     x, w, b, g, y_shape = _depthwise_problem(1)
     planes = y_shape[0] * y_shape[1]
     one = np.full(y_shape, np.nan)
-    native._kernels.depthwise_forward(x, w, b, one, g, 0, planes, 1)
+    _compiled.kernels.depthwise_forward(x, w, b, one, g, 0, planes, 1)
     many = np.full(y_shape, np.nan)
-    native._kernels.depthwise_forward(x, w, b, many, g, 0, planes, threads)
+    _compiled.kernels.depthwise_forward(x, w, b, many, g, 0, planes, threads)
     np.testing.assert_array_equal(many, one)
-    assert native._kernels.team_info()["workers"] <= 63  # the caller is the 64th thread
+    assert _compiled.kernels.team_info()["workers"] <= 63  # the caller is the 64th thread
 
 
 def test_a_sub_range_is_split_and_the_rest_left_alone() -> None:
     x, w, b, g, y_shape = _depthwise_problem(2)
     full = np.empty(y_shape)
-    native._kernels.depthwise_forward(x, w, b, full, g, 0, y_shape[0] * y_shape[1], 1)
+    _compiled.kernels.depthwise_forward(x, w, b, full, g, 0, y_shape[0] * y_shape[1], 1)
     part = np.full(y_shape, np.nan)
-    native._kernels.depthwise_forward(x, w, b, part, g, 5, 50, 4)
+    _compiled.kernels.depthwise_forward(x, w, b, part, g, 5, 50, 4)
     flat_full, flat_part = (
         full.reshape(-1, y_shape[2] * y_shape[3]),
         part.reshape(-1, y_shape[2] * y_shape[3]),
@@ -69,7 +70,7 @@ def test_element_wise_calls_split_into_whole_chunks() -> None:
     """ReLU over a length that is no multiple of the chunk alignment, on 3 threads."""
     x = np.random.default_rng(3).standard_normal(100_003).astype(np.float32)
     y = np.full_like(x, np.nan)
-    native._kernels.relu_forward(x, y, 0, x.size, 3)
+    _compiled.kernels.relu_forward(x, y, 0, x.size, 3)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
 
 
@@ -78,8 +79,8 @@ def test_invalid_counts_of_every_chunk_are_summed() -> None:
     chunks that the threads took."""
     x = np.random.default_rng(4).standard_normal((4, 10, 8, 8))
     geom = pool2d_geometry("test", x, 2, None, 0, False)
-    g = native._pool_tuple(geom)
-    _, argmax = native.maxpool_forward(x, geom)
+    g = pool.pool_geometry_tuple(geom)
+    _, argmax = pool.maxpool_forward(x, geom)
     argmax = argmax.copy()
     bad = np.zeros(argmax.shape, bool)
     bad.reshape(-1)[::7] = True  # spread over every chunk
@@ -87,7 +88,7 @@ def test_invalid_counts_of_every_chunk_are_summed() -> None:
     dy = np.ones(argmax.shape)
     dx = np.empty_like(x)
     for threads in (1, 2, 7):
-        assert native._kernels.maxpool_backward(dy, argmax, dx, g, 0, 40, threads) == bad.sum()
+        assert _compiled.kernels.maxpool_backward(dy, argmax, dx, g, 0, 40, threads) == bad.sum()
 
 
 def test_callers_in_several_python_threads_get_their_own_results() -> None:
@@ -96,13 +97,13 @@ def test_callers_in_several_python_threads_get_their_own_results() -> None:
     expected = []
     for x, w, b, g, y_shape in problems:
         y = np.empty(y_shape)
-        native._kernels.depthwise_forward(x, w, b, y, g, 0, y_shape[0] * y_shape[1], 1)
+        _compiled.kernels.depthwise_forward(x, w, b, y, g, 0, y_shape[0] * y_shape[1], 1)
         expected.append(y)
 
     def run(i: int) -> Any:
         x, w, b, g, y_shape = problems[i % len(problems)]
         y = np.full(y_shape, np.nan)
-        native._kernels.depthwise_forward(x, w, b, y, g, 0, y_shape[0] * y_shape[1], 2)
+        _compiled.kernels.depthwise_forward(x, w, b, y, g, 0, y_shape[0] * y_shape[1], 2)
         return y
 
     with ThreadPoolExecutor(4) as pool:
@@ -114,10 +115,10 @@ def test_callers_in_several_python_threads_get_their_own_results() -> None:
 def test_a_thread_count_below_one_is_refused() -> None:
     x = np.zeros(8)
     with pytest.raises(ValueError, match="relu_forward: threads must be at least 1, got 0"):
-        native._kernels.relu_forward(x, x.copy(), 0, 8, 0)
+        _compiled.kernels.relu_forward(x, x.copy(), 0, 8, 0)
     x, w, b, g, y_shape = _depthwise_problem(5)
     with pytest.raises(ValueError, match="depthwise_forward: threads must be at least 1, got -2"):
-        native._kernels.depthwise_forward(x, w, b, np.empty(y_shape), g, 0, 1, -2)
+        _compiled.kernels.depthwise_forward(x, w, b, np.empty(y_shape), g, 0, 1, -2)
 
 
 def test_parallel_asks_for_threads_by_work(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,11 +129,11 @@ def test_parallel_asks_for_threads_by_work(monkeypatch: pytest.MonkeyPatch) -> N
         calls.append((tag, lo, hi, threads))
         return tag
 
-    unit = native.MIN_WORK_PER_THREAD
-    assert native.parallel(kernel, 10, unit - 1, "a") == "a"  # too little work to share
-    assert native.parallel(kernel, 10, 2 * unit, "b") == "b"  # enough for two threads
-    native.parallel(kernel, 10, 100 * unit, "c")  # never more than CONVPROP_NUM_THREADS
-    native.parallel(kernel, 2, 100 * unit, "d")  # never more threads than planes
+    unit = _native.MIN_WORK_PER_THREAD
+    assert _native.parallel(kernel, 10, unit - 1, "a") == "a"  # too little work to share
+    assert _native.parallel(kernel, 10, 2 * unit, "b") == "b"  # enough for two threads
+    _native.parallel(kernel, 10, 100 * unit, "c")  # never more than CONVPROP_NUM_THREADS
+    _native.parallel(kernel, 2, 100 * unit, "d")  # never more threads than planes
     assert calls == [("a", 0, 10, 1), ("b", 0, 10, 2), ("c", 0, 10, 3), ("d", 0, 2, 2)]
 
 
@@ -145,8 +146,8 @@ def _run(program: str, **env: str) -> str:
 
 def test_workers_spin_briefly_unless_the_wait_policy_is_passive() -> None:
     program = (
-        "from convprop import native\n"
-        "info = native._kernels.team_info()\n"
+        "from convprop._native import _compiled\n"
+        "info = _compiled.kernels.team_info()\n"
         "print(info['spin_ns'], info['yield_ns'])"
     )
     for policy, watches in [("", True), ("PASSIVE", False), ("passive", False), ("active", True)]:
@@ -161,7 +162,7 @@ def test_a_call_after_the_watch_ends_still_wakes_the_sleeping_workers() -> None:
     for pause in (0.0, 0.002, 0.02):
         time.sleep(pause)
         y = np.empty_like(x)
-        native._kernels.relu_forward(x, y, 0, x.size, 2)
+        _compiled.kernels.relu_forward(x, y, 0, x.size, 2)
         np.testing.assert_array_equal(y, np.maximum(x, 0))
 
 
@@ -170,15 +171,15 @@ def test_a_forked_child_starts_its_own_workers() -> None:
     """The child of a parent whose team runs has no workers until its first shared call."""
     program = (
         "import os, numpy as np\n"
-        "from convprop import native\n"
+        "from convprop._native import _compiled\n"
         "x = np.random.default_rng(0).standard_normal(2**20); y = np.empty_like(x)\n"
-        "native._kernels.relu_forward(x, y, 0, x.size, 2)\n"
-        "assert native._kernels.team_info()['workers'] == 1\n"
+        "_compiled.kernels.relu_forward(x, y, 0, x.size, 2)\n"
+        "assert _compiled.kernels.team_info()['workers'] == 1\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        "    before = native._kernels.team_info()['workers']\n"
-        "    z = np.empty_like(x); native._kernels.relu_forward(x, z, 0, x.size, 2)\n"
-        "    ok = before == 0 and native._kernels.team_info()['workers'] == 1\n"
+        "    before = _compiled.kernels.team_info()['workers']\n"
+        "    z = np.empty_like(x); _compiled.kernels.relu_forward(x, z, 0, x.size, 2)\n"
+        "    ok = before == 0 and _compiled.kernels.team_info()['workers'] == 1\n"
         "    os._exit(0 if ok and np.array_equal(z, y) else 3)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "print('child', os.waitstatus_to_exitcode(status))\n"

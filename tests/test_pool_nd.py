@@ -18,7 +18,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from convprop import native
+from convprop import _native
 from convprop.backend import to_host
 from convprop.errors import DTypeError, ParameterError, ShapeError
 from convprop.finite_differences import numerical_gradient
@@ -303,7 +303,7 @@ def test_max_pool1d_PL1_PL2_on_the_compiled_2d_pair_equals_the_nd_pair(
     hyper = {"stride": stride, "padding": padding, "ceil_mode": ceil_mode}
     y, cache = pool1d.max_pool1d_forward(x, kernel, **hyper)
     assert isinstance(cache, pool1d.LiftedMaxPool1dCache)
-    with native.disabled():
+    with _native.disabled():
         y_nd, cache_nd = pool1d.max_pool1d_forward(x, kernel, **hyper)
     assert isinstance(cache_nd, pool_nd.MaxPoolNdCache)
     np.testing.assert_array_equal(y, y_nd)

@@ -370,3 +370,183 @@ def _conv_geometry(
         pad_left=pads[2],
         pad_right=pads[3],
     )
+
+
+# ------------------------------------------------------------------------------ 2-D pooling
+#
+# Equations of convprop.functional.pool2d's derivation block:
+#   P = floor((H + 2*pad_h - R) / stride_h) + 1                                          (PS1)
+#   ceil_mode: P = ceil((H + 2*pad_h - R) / stride_h) + 1, then P -= 1 when
+#              (P-1)*stride_h >= H + pad_h: the last window starts in x or its top padding (PS2)
+#   window (p, q) reads x_pad[n, c, p*stride_h + r, q*stride_w + s] for every tap        (PS3)
+
+MAX_HYPERPARAMETER = 2**31 - 1
+"""The largest window, stride, padding, dilation or output extent along one axis of a
+pooling (or other non-conv2d) op: the compiled kernels index with C's 64-bit sizes, and
+products of two such extents must not overflow."""
+
+
+def check_extent(op: str, name: str, values: tuple[int, ...]) -> None:
+    """Refuse a hyperparameter beyond :data:`MAX_HYPERPARAMETER` before any size is computed
+    from it."""
+    if max(values, default=0) > MAX_HYPERPARAMETER:
+        raise ParameterError(
+            f"{op}: {name} is too large; expected values <= {MAX_HYPERPARAMETER}, got {values}"
+        )
+
+
+def flag(op: str, name: str, value: Any) -> bool:
+    """A hyperparameter that must be a bool (``ceil_mode``, ``count_include_pad``)."""
+    if not isinstance(value, bool):
+        raise ParameterError(f"{op}: {name} must be a bool; expected True or False, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Pool2dGeometry:
+    """The normalised shapes and hyperparameters of one max or average pooling call.
+
+    x (N,C,H,W), window R×S, y (N,C,P,Q); ``extra_h``, ``extra_w``: the ceil_mode overhang
+    ``max((P-1)*stride_h + R - H - 2*pad_h, 0)`` padded below (right of) x (PS3).
+    """
+
+    N: int
+    C: int
+    H: int
+    W: int
+    R: int
+    S: int
+    P: int
+    Q: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    extra_h: int
+    extra_w: int
+
+    @property
+    def x_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def y_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.P, self.Q)
+
+    @property
+    def padded_hw(self) -> tuple[int, int]:
+        """Height and width of x_pad (PS3), the ceil_mode overhang included."""
+        return (self.H + 2 * self.pad_h + self.extra_h, self.W + 2 * self.pad_w + self.extra_w)
+
+    def taps(self) -> list[tuple[int, int, int]]:
+        """Every tap ``(t, r, s)`` with ``t = r*S + s`` that reads a cell of x, row-major (PS3).
+
+        A tap whose every window position lies in the padding reads only the fill value,
+        which never wins a maximum and adds 0 to a sum: leaving it out changes no result
+        and makes a window far larger than x cost what x costs, not what the window does.
+        """
+        rows = _live_offsets(self.R, self.P, self.stride_h, self.pad_h, self.H)
+        cols = _live_offsets(self.S, self.Q, self.stride_w, self.pad_w, self.W)
+        return [(r * self.S + s, r, s) for r in rows for s in cols]
+
+    def tap_window(self, r: int, s: int) -> tuple[slice, slice]:
+        """The slices of x_pad that tap (r, s) reads for all P×Q windows (PS3)."""
+        rows = slice(r, r + self.stride_h * (self.P - 1) + 1, self.stride_h)
+        cols = slice(s, s + self.stride_w * (self.Q - 1) + 1, self.stride_w)
+        return rows, cols
+
+
+def _live_offsets(kernel: int, out: int, stride: int, pad: int, size: int) -> list[int]:
+    """Offsets r in [0, kernel) at which some window p in [0, out) reads a real cell:
+    pad <= p*stride + r < pad + size."""
+    live = []
+    for r in range(max(0, pad - (out - 1) * stride), min(kernel, pad + size)):
+        first = max(0, -(-(pad - r) // stride))  # the first window at or past the top padding
+        if first < out and first * stride + r < pad + size:
+            live.append(r)
+    return live
+
+
+def _pool_output_size(
+    op: str, axis: str, size: int, kernel: int, stride: int, pad: int, ceil_mode: bool, shapes: str
+) -> int:
+    """Equations (PS1), (PS2) along one axis, after checking the padding rule."""
+    size_letter, kernel_letter = ("H", "R") if axis == "height" else ("W", "S")
+    if 2 * pad > kernel:
+        raise ParameterError(
+            f"{op}: padding {pad} is more than half the window {axis} {kernel_letter}={kernel}; "
+            f"expected padding <= {kernel // 2}, got {pad} ({shapes})"
+        )
+    if size + 2 * pad < kernel:
+        raise ShapeError(
+            f"{op}: padded input {axis} {size + 2 * pad} is smaller than the window {axis} "
+            f"{kernel}; expected an output size >= 1, got {(size + 2 * pad - kernel) // stride + 1}"
+            f" ({size_letter}={size}, padding={pad}, {kernel_letter}={kernel}; {shapes})"
+        )
+    if not ceil_mode:
+        return (size + 2 * pad - kernel) // stride + 1  # (PS1)
+    out = -(-(size + 2 * pad - kernel) // stride) + 1  # (PS2) ceil
+    return out - 1 if (out - 1) * stride >= size + pad else out  # (PS2)
+
+
+def pool2d_geometry(
+    op: str, x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any
+) -> Pool2dGeometry:
+    """Validate the shapes and hyperparameters of a max or average pooling call and return
+    its geometry (x itself is checked by the op: an array of a float dtype).
+
+    Every window of (PS2) holds at least one real cell, because padding is at most half the
+    window (PyTorch's rule, enforced here).
+
+    Raises
+    ------
+    ShapeError
+        x is not 4-D, has an empty C, H or W (N may be 0), or is smaller than the window
+        even padded.
+    ParameterError
+        Non-positive kernel_size or stride, negative padding, padding above half the
+        window, or a non-bool ceil_mode.
+
+    Examples
+    --------
+    >>> geom = pool2d_geometry("max_pool2d", (2, 3, 6, 6), 3, 2, 0, True)  # ceil_mode
+    >>> geom.y_shape, geom.extra_h  # the last window reads one row below x
+    ((2, 3, 3, 3), 1)
+    """
+    shapes = f"x.shape={tuple(x_shape)}"
+    if len(x_shape) != 4:
+        raise ShapeError(
+            f"{op}: x must be 4-D (N, C, H, W); expected 4 dimensions, got {len(x_shape)} "
+            f"({shapes})"
+        )
+    if min(x_shape[1:]) < 1:
+        raise ShapeError(
+            f"{op}: C, H, W must be >= 1 (only N may be 0); expected non-empty planes, got "
+            f"{tuple(x_shape[1:])} ({shapes})"
+        )
+    R, S = pair(op, "kernel_size", kernel_size, minimum=1)
+    stride_h, stride_w = (R, S) if stride is None else pair(op, "stride", stride, minimum=1)
+    pad_h, pad_w = pair(op, "padding", padding, minimum=0)
+    for name, values in (("kernel_size", (R, S)), ("stride", (stride_h, stride_w))):
+        check_extent(op, name, values)
+    ceil_mode = flag(op, "ceil_mode", ceil_mode)
+    N, C, H, W = (int(v) for v in x_shape)
+    shapes += f", kernel_size=({R}, {S}), stride=({stride_h}, {stride_w})"
+    P = _pool_output_size(op, "height", H, R, stride_h, pad_h, ceil_mode, shapes)
+    Q = _pool_output_size(op, "width", W, S, stride_w, pad_w, ceil_mode, shapes)
+    return Pool2dGeometry(
+        N=N,
+        C=C,
+        H=H,
+        W=W,
+        R=R,
+        S=S,
+        P=P,
+        Q=Q,
+        stride_h=stride_h,
+        stride_w=stride_w,
+        pad_h=pad_h,
+        pad_w=pad_w,
+        extra_h=max((P - 1) * stride_h + R - H - 2 * pad_h, 0),
+        extra_w=max((Q - 1) * stride_w + S - W - 2 * pad_w, 0),
+    )

@@ -9,6 +9,7 @@ import math
 import os
 from typing import Any
 
+from convprop._shapes import check_extent as check_extent  # the ops import it from here
 from convprop.backend import is_array
 from convprop.errors import DTypeError, ParameterError, ShapeError
 
@@ -40,19 +41,6 @@ def check_upstream(op: str, dy: Any, expected_shape: tuple[int, ...], dtype: Any
         raise DTypeError(
             f"{op}: dy has dtype {dy.dtype}; expected the forward dtype {dtype}, got {dy.dtype} "
             f"(dy.shape={tuple(dy.shape)})"
-        )
-
-
-# The largest window, stride, padding, dilation or output extent along one axis: the native
-# kernels index with C's 64-bit sizes, and products of two such extents must not overflow.
-MAX_EXTENT = 2**31 - 1
-
-
-def check_extent(op: str, name: str, values: tuple[int, ...]) -> None:
-    """Refuse a hyperparameter beyond :data:`MAX_EXTENT` before any size is computed from it."""
-    if max(values, default=0) > MAX_EXTENT:
-        raise ParameterError(
-            f"{op}: {name} is too large; expected values <= {MAX_EXTENT}, got {values}"
         )
 
 

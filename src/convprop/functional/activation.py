@@ -27,7 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from convprop import native
+from convprop import _native
+from convprop._native import elementwise
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError
 from convprop.functional._checks import check_upstream, require_array
@@ -81,11 +82,14 @@ def relu_forward(x: Array) -> tuple[Array, ReluCache]:
     array([0., 0., 7.])
     """
     _check_input("relu", x)
-    if native.serves(x):
-        return native.relu_forward(x), ReluCache(x=x)  # (A2) compiled, on all cores
+    return _relu(x), ReluCache(x=x)
+
+
+@_native.accelerated(elementwise.relu_forward)
+def _relu(x: Array) -> Array:
+    """(A2) in NumPy; compiled where the kernels serve x (the same bits)."""
     xp = get_xp(x)
-    y = xp.maximum(x, 0)  # (A2)
-    return y, ReluCache(x=x)
+    return xp.maximum(x, 0)  # (A2)
 
 
 def relu_backward(dy: Array, cache: ReluCache) -> Array:
@@ -105,8 +109,12 @@ def relu_backward(dy: Array, cache: ReluCache) -> Array:
     """
     x = cache.x
     check_upstream("relu_backward", dy, x.shape, x.dtype)
-    if native.serves(dy, x):
-        return native.relu_backward(dy, x)  # (A1), (A3) compiled: the same product
+    return _relu_gradient(dy, x)
+
+
+@_native.accelerated(elementwise.relu_backward)
+def _relu_gradient(dy: Array, x: Array) -> Array:
+    """(A1), (A3) in NumPy; compiled where the kernels serve dy and x (the same product)."""
     derivative = x > 0  # (A3) f′ = 1 where x > 0, else 0 (kept as booleans: no float copy)
     return dy * derivative  # (A1) the product casts f′ to dy's dtype
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from convprop import native
+from convprop import _native
+from convprop._native import bias
 from convprop._shapes import ConvGeometry, conv_geometry
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError
@@ -148,7 +149,7 @@ def resolve_algorithms(
     if algorithm == "auto":
         xp = get_xp(w)
         # the compiled kernels change the timings: measured choices are kept apart
-        compiled = native.serves(w)
+        compiled = _native.runs_compiled(w)
         # the cost model's choice is a function of these alone: remembered (measured
         # choices come from the timing cache's own table)
         key = (geom, w.dtype, xp.__name__, compiled, conv2d_select.calibration())
@@ -209,7 +210,7 @@ def _ieee_if_non_finite(
     if conv2d_ieee.all_finite(*inputs):
         return choice
     candidates = [name for name, algo in ALGORITHMS.items() if algo.decline(geom) is None]
-    return conv2d_ieee.ieee_algorithms(geom, w.dtype.name, candidates, native.serves(w))
+    return conv2d_ieee.ieee_algorithms(geom, w.dtype.name, candidates, _native.runs_compiled(w))
 
 
 def conv2d_forward(
@@ -302,10 +303,7 @@ def conv2d_forward(
         y, saved = forward_algo.forward(x, w, geom)  # (F1) -> (N, K, P, Q)
     y = xp.ascontiguousarray(y, dtype=x.dtype)
     if b is not None and not fused:
-        if native.serves(y, b):
-            native.add_bias(y, b)  # (F1) the bias term, compiled
-        else:
-            y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
+        _add_bias(y, b)  # (F1) the bias term
     if algorithms[2] != algorithms[0]:
         saved = None  # another algorithm computes dw: nothing to reuse
     cache = Conv2dCache(x, w, b is not None, geom, algorithms, saved, auto=algorithm == "auto")
@@ -406,11 +404,7 @@ def conv2d_backward(
         if ieee != algorithms:
             algorithms, saved = ieee, None
     _, data_algorithm, weight_algorithm = algorithms
-    db = None
-    if cache.has_bias and native.serves(dy):
-        db = native.bias_grad(dy)  # (B1) compiled: one pass, all cores
-    elif cache.has_bias:
-        db = dy.sum(axis=(0, 2, 3))  # (B1) -> (K,)
+    db = _bias_gradient(dy) if cache.has_bias else None  # (B1)
     weight_algo = ALGORITHMS[weight_algorithm]
     if data_algorithm == weight_algorithm or not need_dx:
         dx, dw = weight_algo.backward(dy, cache.x, cache.w, geom, saved, need_dx)  # (B3, B2)
@@ -423,6 +417,18 @@ def conv2d_backward(
         xp.ascontiguousarray(dw, dtype=dtype),
         None if db is None else xp.ascontiguousarray(db, dtype=dtype),
     )
+
+
+@_native.accelerated(bias.add_bias)
+def _add_bias(y: Array, b: Array) -> None:
+    """(F1)'s bias term, in place: y (N, K, P, Q) += b (K,) broadcast over n, p, q."""
+    y += b.reshape(1, -1, 1, 1)  # (F1) the bias term
+
+
+@_native.accelerated(bias.bias_grad)
+def _bias_gradient(dy: Array) -> Array:
+    """(B1): db (K,) from dy (N, K, P, Q); compiled, one pass on all cores, where served."""
+    return dy.sum(axis=(0, 2, 3))  # (B1) -> (K,)
 
 
 def conv2d(

@@ -24,7 +24,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 
-from convprop import native
+from convprop import _native
 from convprop._shapes import ConvGeometry
 from convprop.functional._conv_common import transposed_geometry
 
@@ -102,7 +102,7 @@ def im2col_batch_as_columns(geom: ConvGeometry, compiled: bool | None = None) ->
     runs far below the BLAS peak). Only with the compiled kernels (they write the columns in
     that order), for N > 1, and not for a pointwise layer (whose columns are x itself)."""
     if compiled is None:
-        compiled = native.enabled()
+        compiled = _native.runs_compiled()
     small = geom.P * geom.Q <= BATCH_AS_COLUMNS_MAX_PQ
     return compiled and small and geom.N > 1 and not is_pointwise(geom)
 
@@ -143,7 +143,7 @@ def im2col_data_by_convolution(geom: ConvGeometry, itemsize: int, compiled: bool
     if transposed is None:
         return False
     if compiled is None:
-        compiled = native.enabled()
+        compiled = _native.runs_compiled()
     by_convolution = _im2col_seconds(transposed, "forward", itemsize, compiled)
     return by_convolution < _im2col_seconds(geom, "data", itemsize, compiled)
 
@@ -215,7 +215,7 @@ def direct_runs_compiled(geom: ConvGeometry, pass_name: str, itemsize: int,
     rather than by its NumPy taps (one product per tap, at the BLAS rate when C/G is
     large); never where the kernels do not run or the pass has no compiled form."""
     if compiled is None:
-        compiled = native.enabled()
+        compiled = _native.runs_compiled()
     seconds = _direct_compiled_pass(geom, pass_name, itemsize) if compiled else None
     return seconds is not None and seconds < _direct_numpy(geom, pass_name, itemsize)
 
@@ -335,7 +335,7 @@ def estimate(
     """
     itemsize = 8 if dtype == "float64" else 4
     if compiled is None:  # NumPy arrays on this install: the compiled kernels run if built
-        compiled = native.enabled()
+        compiled = _native.runs_compiled()
     return ESTIMATORS[name](geom, pass_name, itemsize, compiled)
 
 
@@ -366,7 +366,7 @@ def cheapest(
     None means: whenever they are built and enabled.
     """
     if compiled is None:  # NumPy arrays on this install: the compiled kernels run if built
-        compiled = native.enabled()
+        compiled = _native.runs_compiled()
     return _cheapest(geom, pass_name, dtype, compiled, tuple(candidates), _calibration())
 
 

@@ -4,12 +4,13 @@ Each filter k reads the single channel c = k / M of its group (M = K/G filters p
 group, the channel multiplier), so the sum over channels in (F1) has one term and a
 GEMM has nothing to batch: the work is R·S multiply-adds per output, bound by memory.
 NumPy would make about four passes over memory per tap; the compiled kernels of
-``convprop._kernels`` (see convprop.native) make one, on all cores, from the same
-equations:
+convprop._native.depthwise make one, on all cores, from the same equations:
 
-Notation  x (N,C,H,W)  w (K,1,R,S)  y (N,K,P,Q)  K = C·M;  sh, sw stride,  dh, dw dilation
-  y[n,k,p,q]  = sum_{r,s} w[k,0,r,s] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw]         (F1)
-  dw[k,0,r,s] = sum_{n,p,q} dy[n,k,p,q] * x_pad[n, k/M, p*sh + r*dh, q*sw + s*dw]      (B2)
+Notation  x (N,C,H,W)  w (K,1,R,S)  y (N,K,P,Q)  K = C·M
+  y[n,k,p,q]  = sum_{r,s} w[k,0,r,s]
+                * x_pad[n, k/M, p*stride_h + r*dil_h, q*stride_w + s*dil_w]              (F1)
+  dw[k,0,r,s] = sum_{n,p,q} dy[n,k,p,q]
+                * x_pad[n, k/M, p*stride_h + r*dil_h, q*stride_w + s*dil_w]              (B2)
   dx          = the full convolution of the stride-dilated dy with rot180(w), computed in
                 its scatter form: dy[n,k,p,q]·w[k,0,r,s] goes to the cell tap (r,s) read (B3)
 
@@ -26,7 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from convprop import native
+from convprop import _native
+from convprop._native import depthwise
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array
 from convprop.functional import conv2d_direct
@@ -50,26 +52,33 @@ FUSES_BIAS = True
 
 def forward(x: Array, w: Array, geom: ConvGeometry, b: Array | None = None) -> tuple[Array, Any]:
     """(F1): y (N, K, P, Q), with the bias term when ``b`` (K,) is given."""
-    if native.serves(x, w) and (b is None or native.serves(b)):
-        return native.depthwise_forward(x, w, geom, b), None  # (F1)
-    y, saved = conv2d_direct.forward(x, w, geom)
+    return _forward(x, w, geom, b), None
+
+
+@_native.accelerated(depthwise.depthwise_forward)
+def _forward(x: Array, w: Array, geom: ConvGeometry, b: Array | None = None) -> Array:
+    """(F1) by the direct algorithm's NumPy code, then the bias term."""
+    y, _ = conv2d_direct.forward(x, w, geom)
     if b is not None:
         y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
-    return y, saved
+    return y
 
 
+@_native.accelerated(depthwise.depthwise_backward_data)
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(B3): dx (N, C, H, W)."""
-    if native.serves(dy, w):
-        return native.depthwise_backward_data(dy, w, geom)  # (B3)
+    """(B3): dx (N, C, H, W); the direct algorithm's NumPy code where the kernels do not serve."""
     return conv2d_direct.backward_data(dy, w, geom)
 
 
 def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
     """(B2): dw (K, 1, R, S)."""
-    if native.serves(dy, x):
-        return native.depthwise_backward_weight(dy, x, geom)  # (B2)
-    return conv2d_direct.backward_weight(dy, x, geom, saved)
+    return _weight_gradient(dy, x, geom)
+
+
+@_native.accelerated(depthwise.depthwise_backward_weight)
+def _weight_gradient(dy: Array, x: Array, geom: ConvGeometry) -> Array:
+    """(B2) by the direct algorithm's NumPy code."""
+    return conv2d_direct.backward_weight(dy, x, geom)
 
 
 def backward(
@@ -77,8 +86,12 @@ def backward(
 ) -> tuple[Array | None, Array]:
     """(B3) and (B2): dx (or None) and dw; with stride 1 on the CPU, both in one pass over dy
     (the same values as the two passes, which each read all of dy)."""
-    unit_stride = geom.stride_h == geom.stride_w == 1
-    if need_dx and unit_stride and native.serves(dy, x, w):
-        return native.depthwise_backward(dy, x, w, geom)  # (B3), (B2)
-    dx = backward_data(dy, w, geom) if need_dx else None
-    return dx, backward_weight(dy, x, geom, saved)
+    if not need_dx:
+        return None, backward_weight(dy, x, geom, saved)
+    return _both_gradients(dy, x, w, geom)
+
+
+@_native.accelerated(depthwise.depthwise_backward)
+def _both_gradients(dy: Array, x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Array]:
+    """(B3) and (B2) as two passes over dy."""
+    return backward_data(dy, w, geom), backward_weight(dy, x, geom)

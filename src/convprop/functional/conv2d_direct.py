@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from convprop import native
+from convprop import _native
+from convprop._native import direct
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
 from convprop.functional import conv2d_select
@@ -74,16 +75,23 @@ def forward(x: Array, w: Array, geom: ConvGeometry, b: Array | None = None) -> t
 
     Where the compiled kernels serve the arrays and the cost model finds it cheaper (few
     taps C/G·R·S per filter, e.g. a first layer), the sum of (F1) runs compiled, all taps of
-    an output at once in registers; otherwise one NumPy product per tap.
+    an output at once in registers, (DS2); otherwise one NumPy product per tap.
     """
-    compiled = native.serves(x, w) and (b is None or native.serves(b))
-    if compiled and conv2d_select.direct_runs_compiled(geom, "forward", x.dtype.itemsize, True):
-        return native.direct_forward(x, w, geom, b), None  # (F1) as (DS2), with its bias
+    return _forward(x, w, geom, b), None
+
+
+def _forward_pays(x: Array, w: Array, geom: ConvGeometry, b: Array | None = None) -> bool:
+    return conv2d_select.direct_runs_compiled(geom, "forward", x.dtype.itemsize, True)
+
+
+@_native.accelerated(direct.direct_forward, when=_forward_pays)
+def _forward(x: Array, w: Array, geom: ConvGeometry, b: Array | None = None) -> Array:
+    """(F1) with its bias by one NumPy product per tap."""
     xp = get_xp(x, w)
     y = _correlate(pad_input(xp, x, geom), w, geom)
     if b is not None:
         y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
-    return y, None
+    return y
 
 
 def backward(
@@ -98,10 +106,16 @@ def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) 
     """(B2): dw (K, C/G, R, S), the correlation of x_pad with dy: compiled, summed over the
     output rows in registers (DS3) where the cost model finds it cheaper, else one NumPy
     product per tap."""
-    if native.serves(dy, x) and conv2d_select.direct_runs_compiled(
-        geom, "weight", dy.dtype.itemsize, True
-    ):
-        return native.direct_weight(dy, x, geom)  # (B2) as (DS3)
+    return _weight_gradient(dy, x, geom)
+
+
+def _weight_pays(dy: Array, x: Array, geom: ConvGeometry) -> bool:
+    return conv2d_select.direct_runs_compiled(geom, "weight", dy.dtype.itemsize, True)
+
+
+@_native.accelerated(direct.direct_weight, when=_weight_pays)
+def _weight_gradient(dy: Array, x: Array, geom: ConvGeometry) -> Array:
+    """(B2) by one NumPy product per tap."""
     xp = get_xp(dy, x)
     x_g = group_view_x(pad_input(xp, x, geom), geom)  # (N, G, C/G, Hp, Wp)
     N, G, PQ = geom.N, geom.groups, geom.P * geom.Q
@@ -127,14 +141,30 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
        with rot180(w), whose in/out channel roles are swapped ("full" convolution);
     3. the result is the gradient of x_pad: rows never read by any window (the remainder
        case) receive zero, then the padding border is cropped.
+
+    With stride 1, where the cost model finds it cheaper, the compiled sum (F1) over dy in
+    the transposed geometry computes the same correlation, as (I6).
     """
-    if native.serves(dy, w) and conv2d_select.direct_runs_compiled(
-        geom, "data", dy.dtype.itemsize, True
-    ):  # stride 1: the compiled sum (F1) over dy in the transposed geometry, as (I6)
-        transposed = transposed_geometry(geom)
-        assert transposed is not None  # direct_runs_compiled checked it
-        w_rot = rotated_filters(w, geom)  # (B3) (C, K/G, R, S)
-        return native.direct_forward(dy, w_rot, transposed)
+    return _data_gradient(dy, w, geom)
+
+
+def _data_pays(dy: Array, w: Array, geom: ConvGeometry) -> bool:
+    """Stride 1 (a transposed geometry exists) and the compiled sum is the cheaper."""
+    return conv2d_select.direct_runs_compiled(geom, "data", dy.dtype.itemsize, True)
+
+
+@_native.twin(arrays="dy, w")
+def _data_gradient_compiled(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(B3) as (I6): the compiled sum (F1) over dy in the transposed geometry (stride 1)."""
+    transposed = transposed_geometry(geom)
+    assert transposed is not None  # direct_runs_compiled checked it (_data_pays)
+    w_rot = rotated_filters(w, geom)  # (B3) (C, K/G, R, S)
+    return direct.direct_forward(dy, w_rot, transposed)  # (B3) = (F1) on dy, as (I6)
+
+
+@_native.accelerated(_data_gradient_compiled, when=_data_pays)
+def _data_gradient(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(B3) in NumPy, in the three steps of :func:`backward_data`."""
     xp = get_xp(dy, w)
     G = geom.groups
     ext_h, ext_w = geom.dilated_kernel_hw

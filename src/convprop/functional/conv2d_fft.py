@@ -28,9 +28,10 @@ gradients. The products read conjugates, which cost no pass of their own: the fo
 keeps conj(w^) (w is real: the product with the conjugate DFT matrix), the backward takes
 conj(dy^) for (T4) as written and for (T3) as conj(dx^) = conj(dy^)·conj(w^), and the short
 transforms (T7), (T8) below conjugate by a sign in their products. On the CPU, compiled
-kernels (convprop.native) make the layout copies, compute (T7), (T8) on blocks of planes
-that stay in the core's cache, and compute the per-bin products of (T2)-(T4), each bin by
-one thread (:func:`_bin_products`).
+kernels (convprop._native's layout, fft and products) make the layout copies, compute (T7),
+(T8) on blocks of planes that stay in the core's cache, and compute the per-bin products of
+(T2)-(T4), each bin by one thread: each such step below is NumPy code (the reference, the
+path of CuPy arrays) with its compiled twin.
 
 The kernel has only R·S nonzero taps, so its spectrum is a small matrix product rather
 than a transform of a mostly-zero (Lh, Lw) array, and the weight gradient needs only
@@ -58,7 +59,8 @@ import math
 from types import ModuleType
 from typing import Any
 
-from convprop import native
+from convprop import _native
+from convprop._native import fft, layout, products
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp, irfft2, rfft2
 
@@ -94,9 +96,66 @@ def _inverse(spec: Array, lengths: Lengths) -> Array:
     return irfft2(xp, spec, lengths, axes=(0, 1))
 
 
-def _compiled_layout(geom: ConvGeometry, *arrays: Array) -> bool:
+def _range(start: int, step: int, count: int) -> slice:
+    """The cells start, start + step, ..., ``count`` of them."""
+    return slice(start, start + step * (count - 1) + 1, step)
+
+
+def _one_group_to(a: Array, spatial: Array, geom: ConvGeometry, *placement: Any) -> bool:
     """The compiled layout copies serve one group (their channel order is (n, c))."""
-    return geom.groups == 1 and native.serves(*arrays)
+    return bool(geom.groups == 1)
+
+
+@_native.twin(arrays="a", requires=_one_group_to)
+def _planes_to_spatial(
+    a: Array, spatial: Array, geom: ConvGeometry, start: Lengths, step: Lengths
+) -> None:
+    """:func:`_to_spatial` by the compiled strided copy, plane by plane."""
+    N, channels, h, w = a.shape
+    layout.planes_to_spatial(a.reshape(N * channels, h, w), spatial, start, step)  # (T1), (T3)
+
+
+@_native.accelerated(_planes_to_spatial)
+def _to_spatial(
+    a: Array, spatial: Array, geom: ConvGeometry, start: Lengths, step: Lengths
+) -> None:
+    """(T1), (T3): a (N, ch, h, w) into the zero (Lh, Lw, G, N, ch/G) ``spatial``, cell (i, j)
+    at row start_h + i·step_h and column start_w + j·step_w: zero-padding (step 1) or
+    zero-upsampling by the stride, by placement."""
+    N, channels, h, w = a.shape
+    G = geom.groups
+    view = a.reshape(N, G, channels // G, h, w).transpose(3, 4, 1, 0, 2)  # (h, w, G, N, ch/G)
+    spatial[_range(start[0], step[0], h), _range(start[1], step[1], w)] = view  # (T1), (T3)
+
+
+def _one_group_from(spatial: Array, geom: ConvGeometry, *placement: Any) -> bool:
+    """The compiled layout copies serve one group (their channel order is (n, c))."""
+    return bool(geom.groups == 1)
+
+
+@_native.twin(arrays="spatial", requires=_one_group_from)
+def _spatial_to_planes(
+    spatial: Array, geom: ConvGeometry, shape: tuple[int, int, int, int], start: Lengths,
+    step: Lengths, dtype: Any,
+) -> Array:  # fmt: skip
+    """:func:`_from_spatial` by the compiled strided copy (``spatial`` has the dtype)."""
+    h, w = shape[2], shape[3]
+    return layout.spatial_to_planes(spatial, h, w, start, step).reshape(shape)  # (T2), (T3)
+
+
+@_native.accelerated(_spatial_to_planes)
+def _from_spatial(
+    spatial: Array, geom: ConvGeometry, shape: tuple[int, int, int, int], start: Lengths,
+    step: Lengths, dtype: Any,
+) -> Array:  # fmt: skip
+    """(T2), (T3): the cells start_h + i·step_h, start_w + j·step_w of ``spatial`` (Lh, Lw,
+    G, N, ch/G) as a fresh (N, ch, h, w) = ``shape`` array of ``dtype``: the output read at
+    every stride-th position, or dx cropped from x_pad."""
+    xp = get_xp(spatial)
+    h, w = shape[2], shape[3]
+    cells = spatial[_range(start[0], step[0], h), _range(start[1], step[1], w)]
+    planes = cells.transpose(3, 2, 4, 0, 1)  # (T2), (T3) -> (N, G, ch/G, h, w)
+    return xp.ascontiguousarray(planes, dtype=dtype).reshape(shape)
 
 
 SMALL_DFT = 32
@@ -108,6 +167,16 @@ against the library FFT on fwd+bwd steps, big9x9 (lengths 40) 0.86, 40² planes 
 kernel (48) 0.94, 56² planes (64) 1.03-1.05."""
 
 
+@_native.twin(spectra="a, b")
+def _bin_products_compiled(a: Array, b: Array) -> Array:
+    """:func:`_bin_products` by the compiled kernel, each bin and group by one thread."""
+    F, G, M, L = a.shape
+    Nc = b.shape[3]
+    y = products.bin_products(a.reshape(F * G, M, L), b.reshape(F * G, L, Nc))
+    return y.reshape(F, G, M, Nc)
+
+
+@_native.accelerated(_bin_products_compiled)
 def _bin_products(a: Array, b: Array) -> Array:
     """(T2)-(T4)'s sums, a @ b for a (F, G, M, L) and b (F, G, L, Nc) complex, per bin and
     group. The products are small (lenet2: 64 × 32 by 32 × 64 for each of 180 bins): the
@@ -115,12 +184,7 @@ def _bin_products(a: Array, b: Array) -> Array:
     compiled kernel gives each bin to one thread (NumPy arrays). Whole passes, alternating
     in one process: lenet2 forward 0.76-0.93, fwd+bwd 0.88-0.91; big9x9 (batch 8: products
     8 rows high) forward 0.88-0.93, fwd+bwd 0.82-0.83."""
-    if not native.serves_complex(a, b):
-        return a @ b
-    F, G, M, L = a.shape
-    Nc = b.shape[3]
-    y = native.bin_products(a.reshape(F * G, M, L), b.reshape(F * G, L, Nc))
-    return y.reshape(F, G, M, Nc)
+    return a @ b
 
 
 def _device(xp: ModuleType) -> int:
@@ -198,16 +262,24 @@ def _inverse_coefficients(
 def _small(geom: ConvGeometry, lengths: Lengths, a: Array) -> bool:
     """Whether (T7), (T8) compute the transforms of arrays like ``a``: one group, lengths up to
     SMALL_DFT, or SMALL_DFT_COMPILED where the compiled kernels serve ``a``."""
-    limit = SMALL_DFT_COMPILED if native.serves(a) else SMALL_DFT
+    limit = SMALL_DFT_COMPILED if _native.runs_compiled(a) else SMALL_DFT
     return geom.groups == 1 and max(lengths) <= limit
 
 
+@_native.twin(arrays="planes")
+def _small_spectrum_compiled(
+    planes: Array, lengths: Lengths, start: Lengths, step: Lengths, conj: bool = False
+) -> Array:
+    """:func:`_small_spectrum` by the compiled kernel: both products on blocks of planes that
+    stay in the core's cache, one pass."""
+    h, w = planes.shape[1], planes.shape[2]
+    coef = _forward_coefficients(get_xp(planes), lengths, (h, w), start, step, str(planes.dtype))
+    return fft.dft_small_forward(planes, coef, lengths[0], lengths[1] // 2 + 1, conj)  # (T7)
+
+
+@_native.accelerated(_small_spectrum_compiled)
 def _small_spectrum(
-    planes: Array,
-    lengths: Lengths,
-    start: tuple[int, int],
-    step: tuple[int, int],
-    conj: bool = False,
+    planes: Array, lengths: Lengths, start: Lengths, step: Lengths, conj: bool = False
 ) -> Array:
     """(T7): the half spectrum (F, M) of M planes (M, h, w) placed at rows start_h + i·step_h
     and columns start_w + j·step_w of zero (Lh, Lw) arrays, as two real matrix products; with
@@ -217,9 +289,6 @@ def _small_spectrum(
     Lh, Lw = lengths
     Wb = Lw // 2 + 1
     dtype = str(planes.dtype)
-    if native.serves(planes):  # both products on blocks of planes in cache, one pass
-        coef = _forward_coefficients(xp, lengths, (h, w), start, step, dtype)
-        return native.dft_small_forward(planes, coef, Lh, Wb, conj)  # (T7)
     Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
     Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h)
     S = xp.ascontiguousarray(planes.transpose(1, 2, 0))  # (h, w, M)
@@ -238,14 +307,23 @@ def _small_spectrum(
     return spec
 
 
-def _small_inverse(
-    spec: Array,
-    lengths: Lengths,
-    shape: tuple[int, int],
-    start: Lengths,
-    step: Lengths,
+@_native.twin(spectra="spec")
+def _small_inverse_compiled(
+    spec: Array, lengths: Lengths, shape: Lengths, start: Lengths, step: Lengths,
     conj: bool = False,
-) -> Array:
+) -> Array:  # fmt: skip
+    """:func:`_small_inverse` by the compiled kernel: both products on blocks of planes that
+    stay in the core's cache, one pass."""
+    dtype = str(spec.real.dtype)
+    coef = _inverse_coefficients(get_xp(spec), lengths, shape, start, step, dtype)
+    return fft.dft_small_inverse(spec, coef, lengths[0], shape[0], shape[1], conj)  # (T8)
+
+
+@_native.accelerated(_small_inverse_compiled)
+def _small_inverse(
+    spec: Array, lengths: Lengths, shape: Lengths, start: Lengths, step: Lengths,
+    conj: bool = False,
+) -> Array:  # fmt: skip
     """(T8): planes (M, h, w) of the real inverse of the half spectra spec (F, M), read at
     rows start_h + i·step_h and columns start_w + j·step_w, as real matrix products; with
     ``conj``, of the spectra's complex conjugates (spec holds conj(a^))."""
@@ -254,9 +332,6 @@ def _small_inverse(
     h, w = shape
     Wb, M = Lw // 2 + 1, spec.shape[1]
     dtype = str(spec.real.dtype)
-    if native.serves(spec.real):  # both products on blocks of planes in cache, one pass
-        coef = _inverse_coefficients(xp, lengths, shape, start, step, dtype)
-        return native.dft_small_inverse(spec, coef, Lh, h, w, conj)  # (T8)
     Ch, Sh = _axis_dft(xp, Lh, h, start[0], step[0], False, dtype)  # (Lh, h): cos, -sin
     Cw, Sw = _axis_dft(xp, Lw, w, start[1], step[1], True, dtype)  # (Wb, w)
     Y = spec.reshape(Lh, Wb * M)
@@ -282,15 +357,7 @@ def _x_spectrum(x: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
         spec = _small_spectrum(planes, lengths, (geom.pad_top, geom.pad_left), (1, 1))  # (T7)
         return spec.reshape(-1, 1, geom.N, geom.C)
     spatial = xp.zeros((*lengths, G, geom.N, geom.C // G), dtype=x.dtype)
-    if _compiled_layout(geom, x):
-        planes = x.reshape(geom.N * geom.C, geom.H, geom.W)
-        start = (geom.pad_top, geom.pad_left)
-        native.planes_to_spatial(planes, spatial, start, (1, 1))  # (T1) padding by placement
-        return _spectrum(spatial)
-    x_view = x.reshape(geom.N, G, geom.C // G, geom.H, geom.W).transpose(3, 4, 1, 0, 2)
-    rows = slice(geom.pad_top, geom.pad_top + geom.H)
-    cols = slice(geom.pad_left, geom.pad_left + geom.W)
-    spatial[rows, cols] = x_view  # (T1) zero-padding by placement
+    _to_spatial(x, spatial, geom, (geom.pad_top, geom.pad_left), (1, 1))  # (T1) zero-padding
     return _spectrum(spatial)
 
 
@@ -313,15 +380,8 @@ def _dy_spectrum(dy: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     xp = get_xp(dy)
     G = geom.groups
     spatial = xp.zeros((*lengths, G, geom.N, geom.K // G), dtype=dy.dtype)
-    if _compiled_layout(geom, dy):
-        planes = dy.reshape(geom.N * geom.K, geom.P, geom.Q)
-        steps = (geom.stride_h, geom.stride_w)
-        native.planes_to_spatial(planes, spatial, (0, 0), steps)  # (T3) zero-upsampling
-        return _spectrum(spatial)
-    dy_view = dy.reshape(geom.N, G, geom.K // G, geom.P, geom.Q).transpose(3, 4, 1, 0, 2)
-    rows = slice(0, geom.stride_h * (geom.P - 1) + 1, geom.stride_h)
-    cols = slice(0, geom.stride_w * (geom.Q - 1) + 1, geom.stride_w)
-    spatial[rows, cols] = dy_view  # (T3) zero-upsampling by the stride
+    steps = (geom.stride_h, geom.stride_w)
+    _to_spatial(dy, spatial, geom, (0, 0), steps)  # (T3) zero-upsampling by the stride
     return _spectrum(spatial)
 
 
@@ -361,7 +421,7 @@ def _w_spectrum_conj(w: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
 
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     """(T1), (T2): y (N, K, P, Q) without bias; both spectra are kept for (T3), (T4)."""
-    xp = get_xp(x, w)
+    get_xp(x, w)  # one array module for both (a mix is refused)
     lengths = _lengths(geom)
     x_hat = _x_spectrum(x, geom, lengths)  # (F, G, N, C/G)
     w_conj = _w_spectrum_conj(w, geom, lengths)  # conj(w^) (F, G, K/G, C/G)
@@ -373,14 +433,9 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
         y = _small_inverse(y_hat.reshape(y_hat.shape[0], -1), lengths, shape, (0, 0), steps)
         return y.reshape(geom.y_shape), (x_hat, w_conj)  # (T2), (T8)
     y_dense = _inverse(y_hat, lengths)  # (Lh, Lw, G, N, K/G)
-    rows = slice(0, geom.stride_h * (geom.P - 1) + 1, geom.stride_h)
-    cols = slice(0, geom.stride_w * (geom.Q - 1) + 1, geom.stride_w)
-    if _compiled_layout(geom, y_dense):
-        steps = (geom.stride_h, geom.stride_w)
-        y = native.spatial_to_planes(y_dense, geom.P, geom.Q, (0, 0), steps)  # (T2)
-        return y.reshape(geom.y_shape), (x_hat, w_conj)
-    y = y_dense[rows, cols].transpose(3, 2, 4, 0, 1)  # (T2) -> (N, G, K/G, P, Q)
-    return xp.ascontiguousarray(y, dtype=x.dtype).reshape(geom.y_shape), (x_hat, w_conj)
+    steps = (geom.stride_h, geom.stride_w)
+    y = _from_spatial(y_dense, geom, geom.y_shape, (0, 0), steps, x.dtype)  # (T2) every stride-th
+    return y, (x_hat, w_conj)
 
 
 def _dx_from(dy_conj: Array, w_conj: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
@@ -396,14 +451,8 @@ def _dx_from(dy_conj: Array, w_conj: Array, geom: ConvGeometry, lengths: Lengths
     else:
         dx_hat = xp.conjugate(dx_conj, out=dx_conj)  # in place: the product's own array
         dx_full = _inverse(dx_hat, lengths)  # (Lh, Lw, G, N, C/G)
-        if _compiled_layout(geom, dx_full):
-            dx = native.spatial_to_planes(dx_full, geom.H, geom.W, start, (1, 1))  # (T3) crop
-            dx = dx.reshape(geom.x_shape)
-        else:
-            rows = slice(geom.pad_top, geom.pad_top + geom.H)
-            cols = slice(geom.pad_left, geom.pad_left + geom.W)
-            dx = dx_full[rows, cols].transpose(3, 2, 4, 0, 1)  # (T3) -> (N, G, C/G, H, W)
-            dx = xp.ascontiguousarray(dx, dtype=dy_conj.real.dtype).reshape(geom.x_shape)
+        dtype = dy_conj.real.dtype
+        dx = _from_spatial(dx_full, geom, geom.x_shape, start, (1, 1), dtype)  # (T3) crop
     # Rows/columns of x_pad past the last window (the remainder case) are never read: their
     # gradient is exactly zero, not the transforms' rounding noise.
     ext_h, ext_w = geom.dilated_kernel_hw

@@ -21,8 +21,8 @@ The batch as columns, for the forward and the weight gradient where P*Q is small
 One batched GEMM covers every group and image (matmul broadcasts over n and g), or with
 (I7) one GEMM per group over all images (``conv2d_select.im2col_batch_as_columns``).
 (I3) by image adds each image's product into dW as it is made (NumPy's BLAS with beta = 1,
-``native.add_products``) where the products are large, instead of a stack of N products
-and a sum over it.
+``convprop._native.products.add_products``) where the products are large, instead of a
+stack of N products and a sum over it.
 
 Memory: the columns take N·C·R·S·P·Q elements. Past ``WORKSPACE_BYTES`` the batch is
 processed in chunks of images (and the columns are recomputed in backward instead of
@@ -37,7 +37,9 @@ import functools
 from dataclasses import replace
 from typing import Any
 
-from convprop import native
+from convprop import _native
+from convprop._native import im2col as compiled_im2col
+from convprop._native import products
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
 from convprop.functional import conv2d_ieee, conv2d_select
@@ -71,33 +73,38 @@ def im2col(x: Array, geom: ConvGeometry, wide: bool = False) -> Array:
     compiled kernel makes the same copy in one pass, on all cores, in either order. Memory:
     N·C·R·S·P·Q elements.
     """
-    xp = get_xp(x)
     G, PQ = geom.groups, geom.P * geom.Q
     rows = (geom.C // G) * geom.R * geom.S
-    if native.serves(x):
-        cols = native.im2col(x, geom, wide)  # (I1) compiled: same values, one pass
-    else:
-        x_pad = pad_input(xp, x, geom)
-        cols = xp.empty((geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q), dtype=x.dtype)
-        for r, s in taps(geom):
-            window_rows, columns = tap_window(geom, r, s)
-            cols[:, :, r, s] = x_pad[:, :, window_rows, columns]  # (I1)
-        if wide:
-            cols = xp.ascontiguousarray(cols.transpose(1, 2, 3, 0, 4, 5))  # (I7)
+    cols = _tap_copies(x, geom, wide)  # (N, C, R, S, P, Q) or (C, R, S, N, P, Q)
     if wide:
         return cols.reshape(G, rows, geom.N * PQ)  # (I7)
     return cols.reshape(geom.N, G, rows, PQ)  # (I1)
 
 
+@_native.accelerated(compiled_im2col.im2col)
+def _tap_copies(x: Array, geom: ConvGeometry, wide: bool = False) -> Array:
+    """(I1) as one strided copy per tap: cols (N, C, R, S, P, Q), or with ``wide`` (I7)
+    (C, R, S, N, P, Q)."""
+    xp = get_xp(x)
+    x_pad = pad_input(xp, x, geom)
+    cols = xp.empty((geom.N, geom.C, geom.R, geom.S, geom.P, geom.Q), dtype=x.dtype)
+    for r, s in taps(geom):
+        window_rows, columns = tap_window(geom, r, s)
+        cols[:, :, r, s] = x_pad[:, :, window_rows, columns]  # (I1)
+    if wide:
+        cols = xp.ascontiguousarray(cols.transpose(1, 2, 3, 0, 4, 5))  # (I7)
+    return cols
+
+
+@_native.accelerated(compiled_im2col.col2im)
 def col2im(dcols: Array, geom: ConvGeometry, out: Array | None = None) -> Array:
     """(I5), the adjoint of :func:`im2col`: dcols (N, G, C/G*R*S, P*Q) -> dx (N, C, H, W),
-    written into ``out`` (N, C, H, W) where given.
+    written into ``out`` (N, C, H, W) where given; compiled, one pass per plane, where the
+    kernels serve dcols (and out).
 
     col2im must scatter-add: windows overlap whenever stride < dilated kernel size, so
     one x_pad element receives contributions from several (tap, output) pairs.
     """
-    if native.serves(dcols) and (out is None or native.serves(out)):
-        return native.col2im(dcols, geom, out)  # (I5) compiled: the same sums, one pass per plane
     if out is not None:
         out[...] = col2im(dcols, geom)
         return out
@@ -134,7 +141,7 @@ def batch_as_columns(geom: ConvGeometry, a: Array) -> bool:
     never for a pointwise layer, whose columns are x itself."""
     if _is_pointwise(geom):
         return False
-    return conv2d_select.im2col_batch_as_columns(geom, native.serves(a))
+    return conv2d_select.im2col_batch_as_columns(geom, _native.runs_compiled(a))
 
 
 def _output_matrix(d: Array, geom: ConvGeometry, wide: bool) -> Array:
@@ -219,9 +226,9 @@ def _add_weight_gradient(dW: Array, dY: Array, cols: Array, wide: bool) -> None:
     if wide:
         dW += dY @ cols.transpose(0, 2, 1)  # (I7): the sum over n is inside the product
         return
-    if native.add_products(dW[0], dY[:, 0], cols[:, 0]):  # (I3), image by image
+    if products.add_products(dW[0], dY[:, 0], cols[:, 0]):  # (I3), image by image
         for g in range(1, dW.shape[0]):  # the same layout: the same answer
-            if not native.add_products(dW[g], dY[:, g], cols[:, g]):
+            if not products.add_products(dW[g], dY[:, g], cols[:, g]):
                 dW[g] += (dY[:, g] @ cols[:, g].transpose(0, 2, 1)).sum(axis=0)
         return
     dW += (dY @ cols.transpose(0, 1, 3, 2)).sum(axis=0)  # every group in one stack
@@ -294,7 +301,7 @@ def _data_by_convolution(dy: Array, w: Array, geom: ConvGeometry) -> Array | Non
     transposed = transposed_geometry(geom)
     if transposed is None:
         return None
-    compiled = native.serves(dy)  # whether the compiled im2col copies dy's columns
+    compiled = _native.runs_compiled(dy)  # whether the compiled im2col copies dy's columns
     if not conv2d_select.im2col_data_by_convolution(geom, dy.dtype.itemsize, compiled):
         return None
     if not conv2d_ieee.all_finite(w):  # (I6) pads dy: 0·±∞ would be NaN where (B3) has ±∞

@@ -27,10 +27,11 @@ input tiles (overlapping by 2), 4x4 output tiles and 36 positions, its matrices 
 of (WG9): 36 multiplications per 16 outputs instead of 16 per 4, at the price of rounding
 errors in float32 several times larger (WG9). Everything below takes the tiling as ``t``.
 
-On the CPU the four tile transforms (WG2, WG4, WG5, WG6) run as compiled kernels (see
-convprop.native) in a layout X[xi, channel, n·T + t] (xi = a·i + j one of the a² tile
-positions, a = m + 2, T tiles per image), so that (WG3), (WG6) and (WG7) are a² GEMMs over
-the whole batch at once. CuPy arrays, or an install without the kernels, take the einsum code below.
+On the CPU the four tile transforms (WG2, WG4, WG5, WG6) run as compiled kernels
+(convprop._native.winograd) in a layout X[xi, channel, n·T + t] (xi = a·i + j one of the a²
+tile positions, a = m + 2, T tiles per image), so that (WG3), (WG6) and (WG7) are a² GEMMs
+over the whole batch at once: each dense pass below is the einsum code (the reference, the
+path of CuPy arrays and of an install without the kernels) with its batched twin.
 
 Non-finite values: a NaN or ±∞ in x, w or dy enters the transforms of its whole tile (and
 ∞ - ∞ there is NaN), so the outputs of that tile become NaN where the sums (F1)-(B3) and
@@ -45,7 +46,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from convprop import native
+from convprop import _native
+from convprop._native import winograd
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
 from convprop.functional._conv_common import crop_padding, pad_input
@@ -216,12 +218,13 @@ def _grouped(X: Array, geom: ConvGeometry) -> Array:
     return X.reshape(X.shape[0], geom.groups, X.shape[1] // geom.groups, X.shape[2])
 
 
+@_native.twin(arrays="x, w")
 def _forward_batched(x: Array, w: Array, geom: ConvGeometry, t: Tiling) -> tuple[Array, Any]:
     """(WG1)-(WG4) with the compiled transforms and a² whole-batch GEMMs."""
-    V = native.winograd_input(x, geom, t.m)  # (WG2) (a², C, N·T)
+    V = winograd.winograd_input(x, geom, t.m)  # (WG2) (a², C, N·T)
     U = _kernel_transform(w, geom, t).reshape(t.positions, geom.groups, geom.K // geom.groups, -1)
     M = U @ _grouped(V, geom)  # (WG3) (a², G, K/G, C/G) @ (a², G, C/G, N·T)
-    y = native.winograd_output(M.reshape(t.positions, geom.K, -1), geom, t.m)  # (WG4)
+    y = winograd.winograd_output(M.reshape(t.positions, geom.K, -1), geom, t.m)  # (WG4)
     return y, _BatchedTiles(V, t.m)
 
 
@@ -231,7 +234,7 @@ def _dx_batched(Z: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
     U = _kernel_transform(w, geom, t).reshape(t.positions, geom.groups, geom.K // geom.groups, -1)
     U_T = xp.ascontiguousarray(U.transpose(0, 1, 3, 2))  # small; batched GEMMs want it dense
     M_bar = U_T @ _grouped(Z, geom)  # (WG6) (a², G, C/G, N·T)
-    return native.winograd_dx(M_bar.reshape(t.positions, geom.C, -1), geom, t.m)  # (WG6)
+    return winograd.winograd_dx(M_bar.reshape(t.positions, geom.C, -1), geom, t.m)  # (WG6)
 
 
 def _dw_batched(Z: Array, V: Array, geom: ConvGeometry, t: Tiling) -> Array:
@@ -246,10 +249,9 @@ def _dw_batched(Z: Array, V: Array, geom: ConvGeometry, t: Tiling) -> Array:
     return _kernel_adjoint(dU, geom, t)  # (WG7)
 
 
+@_native.accelerated(_forward_batched)
 def _dense_forward(x: Array, w: Array, geom: ConvGeometry, t: Tiling) -> tuple[Array, Any]:
     """(WG1)-(WG4) for dilation 1: y (N, K, P, Q) without bias, and V for (WG7)."""
-    if native.serves(x, w):
-        return _forward_batched(x, w, geom, t)
     xp = get_xp(x, w)
     _, _, A_T = _constants(xp, x.dtype, t)
     V = _input_transform(x, geom, t)  # (a, a, N, G, C/G, T)
@@ -291,17 +293,24 @@ def _batched_tiles(saved: Any, x: Array, geom: ConvGeometry, t: Tiling) -> Array
     """The forward's V in the compiled layout, recomputed when the forward kept none."""
     if isinstance(saved, _BatchedTiles) and saved.m == t.m:
         return saved.V
-    return native.winograd_input(x, geom, t.m)
+    return winograd.winograd_input(x, geom, t.m)
 
 
+@_native.twin(arrays="dy, x, w")
+def _backward_batched(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool, t: Tiling
+) -> tuple[Array | None, Array]:
+    """(WG5)-(WG7) with the compiled transforms and a² whole-batch GEMMs."""
+    Z = winograd.winograd_dy(dy, geom, t.m)  # (WG5) (a², K, N·T)
+    V = _batched_tiles(saved, x, geom, t)
+    return (_dx_batched(Z, w, geom, t) if need_dx else None), _dw_batched(Z, V, geom, t)
+
+
+@_native.accelerated(_backward_batched)
 def _dense_backward(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool, t: Tiling
 ) -> tuple[Array | None, Array]:
     """(WG5)-(WG7) for dilation 1, with one transform of dy; ``saved`` is the forward's V."""
-    if native.serves(dy, x, w):
-        Z = native.winograd_dy(dy, geom, t.m)  # (WG5) (a², K, N·T)
-        V = _batched_tiles(saved, x, geom, t)
-        return (_dx_batched(Z, w, geom, t) if need_dx else None), _dw_batched(Z, V, geom, t)
     Z = _output_tiles_transform(dy, geom, t)  # (a, a, N, G, K/G, T)
     V = _numpy_saved(saved, x, geom, t)
     return (_dx_from(Z, w, geom, t) if need_dx else None), _dw_from(Z, V, geom, t)
@@ -314,18 +323,30 @@ def _numpy_saved(saved: Any, x: Array, geom: ConvGeometry, t: Tiling) -> Array:
     return saved
 
 
+@_native.twin(arrays="dy, w")
+def _backward_data_batched(dy: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
+    """(WG5), (WG6) with the compiled transforms and a² whole-batch GEMMs."""
+    return _dx_batched(winograd.winograd_dy(dy, geom, t.m), w, geom, t)  # (WG5), (WG6)
+
+
+@_native.accelerated(_backward_data_batched)
 def _dense_backward_data(dy: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
     """(WG5), (WG6) for dilation 1: dx (N, C, H, W), the adjoint of the forward in d."""
-    if native.serves(dy, w):
-        return _dx_batched(native.winograd_dy(dy, geom, t.m), w, geom, t)  # (WG5), (WG6)
     return _dx_from(_output_tiles_transform(dy, geom, t), w, geom, t)
 
 
+@_native.twin(arrays="dy, x")
+def _backward_weight_batched(
+    dy: Array, x: Array, geom: ConvGeometry, saved: Any, t: Tiling
+) -> Array:
+    """(WG5), (WG7) with the compiled transforms and a² whole-batch GEMMs."""
+    V = _batched_tiles(saved, x, geom, t)
+    return _dw_batched(winograd.winograd_dy(dy, geom, t.m), V, geom, t)  # (WG5), (WG7)
+
+
+@_native.accelerated(_backward_weight_batched)
 def _dense_backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any, t: Tiling) -> Array:
     """(WG5), (WG7) for dilation 1: dw (K, C/G, 3, 3), the adjoint of the forward in g."""
-    if native.serves(dy, x):
-        V = _batched_tiles(saved, x, geom, t)
-        return _dw_batched(native.winograd_dy(dy, geom, t.m), V, geom, t)  # (WG5), (WG7)
     Z = _output_tiles_transform(dy, geom, t)
     return _dw_from(Z, _numpy_saved(saved, x, geom, t), geom, t)
 

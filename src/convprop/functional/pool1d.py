@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from convprop import native
+from convprop import _native
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ShapeError
 from convprop.functional._checks import check_upstream, require_array
@@ -35,6 +35,7 @@ from convprop.functional.pool2d import (
 from convprop.functional.pool_nd import (
     AvgPoolNdCache,
     MaxPoolNdCache,
+    PoolNdGeometry,
     avg_pool_nd_backward,
     avg_pool_nd_forward,
     max_pool_nd_backward,
@@ -99,11 +100,21 @@ def max_pool1d_forward(
     >>> max_pool1d_backward(np.array([[[1.0, 2.0, 3.0]]]), cache)
     array([[[0., 0., 1., 0., 5., 0., 0.]]])
     """
-    op = "max_pool1d"
-    geom = pool_nd_geometry(op, x, 1, kernel_size, stride, padding, dilation, ceil_mode)
-    if geom.dilation != (1,) or not native.serves(x):
-        return max_pool_nd_forward(op, x, 1, kernel_size, stride, padding, dilation, ceil_mode)
-    # (PL1) over (MP1), (MP2): the compiled 2-D kernel on one-row images
+    geom = pool_nd_geometry("max_pool1d", x, 1, kernel_size, stride, padding, dilation, ceil_mode)
+    return _max_pool1d(x, geom, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _undilated(x: Array, geom: PoolNdGeometry, *hyperparameters: Any) -> bool:
+    """The 2-D kernel's windows are dense."""
+    return bool(geom.dilation == (1,))
+
+
+@_native.twin(arrays="x", requires=_undilated)
+def _lifted_max_pool1d(
+    x: Array, geom: PoolNdGeometry, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+    ceil_mode: bool,
+) -> tuple[Array, LiftedMaxPool1dCache]:  # fmt: skip
+    """(PL1) over (MP1), (MP2): the compiled 2-D kernel on one-row images."""
     y, lifted = max_pool2d_forward(
         x[:, :, None, :], (1, geom.kernel[0]), stride=(1, geom.stride[0]),
         padding=(0, geom.padding[0]), ceil_mode=ceil_mode,
@@ -111,6 +122,17 @@ def max_pool1d_forward(
     y_shape = (geom.N, geom.C, geom.out[0])
     cache = LiftedMaxPool1dCache(lifted=cast(MaxPool2dCache, lifted), y_shape=y_shape)
     return y.reshape(y_shape), cache
+
+
+@_native.accelerated(_lifted_max_pool1d)
+def _max_pool1d(
+    x: Array, geom: PoolNdGeometry, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+    ceil_mode: bool,
+) -> tuple[Array, MaxPoolNdCache | LiftedMaxPool1dCache]:  # fmt: skip
+    """(MPN1), (MPN2) with one spatial axis; lifted to the compiled 2-D pair (PL1) where the
+    kernels serve x and the windows are dense."""
+    op = "max_pool1d"
+    return max_pool_nd_forward(op, x, 1, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def max_pool1d_backward(dy: Array, cache: MaxPoolNdCache | LiftedMaxPool1dCache) -> Array:

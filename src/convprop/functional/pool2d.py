@@ -25,8 +25,8 @@ Average pooling  (x_pad filled with 0)
   dx_pad[n,c, p*stride_h + r, q*stride_w + s] += dy[n,c,p,q] / divisor[p,q], every tap (AP3)
 
 Every window of (PS2) holds at least one real cell, because padding is at most half the
-window (PyTorch's rule, enforced here): a max is never taken over padding alone and an
-average never divides by zero.
+window (PyTorch's rule, enforced in convprop._shapes with the rest of the geometry, PS1-PS3):
+a max is never taken over padding alone and an average never divides by zero.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from convprop import native
-from convprop._shapes import pair
+from convprop import _native, _shapes
+from convprop._native import pool
+from convprop._shapes import Pool2dGeometry, flag, pair
 from convprop.backend import Array, check_float_dtype, get_xp
-from convprop.errors import ParameterError, ShapeError
-from convprop.functional._checks import check_extent, check_upstream, require_array
+from convprop.functional._checks import check_upstream, require_array
 from convprop.functional.pool_nd import (
     MaxPoolNdCache,
     PoolNdGeometry,
@@ -51,99 +51,10 @@ from convprop.functional.pool_nd import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Pool2dGeometry:
-    """The normalised shapes and hyperparameters of one max or average pooling call."""
-
-    N: int
-    C: int
-    H: int
-    W: int
-    R: int
-    S: int
-    P: int
-    Q: int
-    stride_h: int
-    stride_w: int
-    pad_h: int
-    pad_w: int
-    extra_h: int
-    extra_w: int
-
-    @property
-    def x_shape(self) -> tuple[int, int, int, int]:
-        return (self.N, self.C, self.H, self.W)
-
-    @property
-    def y_shape(self) -> tuple[int, int, int, int]:
-        return (self.N, self.C, self.P, self.Q)
-
-    @property
-    def padded_hw(self) -> tuple[int, int]:
-        """Height and width of x_pad (PS3), the ceil_mode overhang included."""
-        return (self.H + 2 * self.pad_h + self.extra_h, self.W + 2 * self.pad_w + self.extra_w)
-
-    def taps(self) -> list[tuple[int, int, int]]:
-        """Every tap ``(t, r, s)`` with ``t = r*S + s`` that reads a cell of x, row-major (PS3).
-
-        A tap whose every window position lies in the padding reads only the fill value,
-        which never wins a maximum and adds 0 to a sum: leaving it out changes no result
-        and makes a window far larger than x cost what x costs, not what the window does.
-        """
-        rows = _live_offsets(self.R, self.P, self.stride_h, self.pad_h, self.H)
-        cols = _live_offsets(self.S, self.Q, self.stride_w, self.pad_w, self.W)
-        return [(r * self.S + s, r, s) for r in rows for s in cols]
-
-    def tap_window(self, r: int, s: int) -> tuple[slice, slice]:
-        """The slices of x_pad that tap (r, s) reads for all P×Q windows (PS3)."""
-        rows = slice(r, r + self.stride_h * (self.P - 1) + 1, self.stride_h)
-        cols = slice(s, s + self.stride_w * (self.Q - 1) + 1, self.stride_w)
-        return rows, cols
-
-
-def _live_offsets(kernel: int, out: int, stride: int, pad: int, size: int) -> list[int]:
-    """Offsets r in [0, kernel) at which some window p in [0, out) reads a real cell:
-    pad <= p*stride + r < pad + size."""
-    live = []
-    for r in range(max(0, pad - (out - 1) * stride), min(kernel, pad + size)):
-        first = max(0, -(-(pad - r) // stride))  # the first window at or past the top padding
-        if first < out and first * stride + r < pad + size:
-            live.append(r)
-    return live
-
-
-def _output_size(
-    op: str, axis: str, size: int, kernel: int, stride: int, pad: int, ceil_mode: bool, shapes: str
-) -> int:
-    """Equations (PS1), (PS2) along one axis, after checking the padding rule."""
-    size_letter, kernel_letter = ("H", "R") if axis == "height" else ("W", "S")
-    if 2 * pad > kernel:
-        raise ParameterError(
-            f"{op}: padding {pad} is more than half the window {axis} {kernel_letter}={kernel}; "
-            f"expected padding <= {kernel // 2}, got {pad} ({shapes})"
-        )
-    if size + 2 * pad < kernel:
-        raise ShapeError(
-            f"{op}: padded input {axis} {size + 2 * pad} is smaller than the window {axis} "
-            f"{kernel}; expected an output size >= 1, got {(size + 2 * pad - kernel) // stride + 1}"
-            f" ({size_letter}={size}, padding={pad}, {kernel_letter}={kernel}; {shapes})"
-        )
-    if not ceil_mode:
-        return (size + 2 * pad - kernel) // stride + 1  # (PS1)
-    out = -(-(size + 2 * pad - kernel) // stride) + 1  # (PS2) ceil
-    return out - 1 if (out - 1) * stride >= size + pad else out  # (PS2)
-
-
-def _flag(op: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ParameterError(f"{op}: {name} must be a bool; expected True or False, got {value!r}")
-    return value
-
-
 def pool2d_geometry(
     op: str, x: Array, kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any
 ) -> Pool2dGeometry:
-    """Validate a max or average pooling call and return its geometry.
+    """Validate a max or average pooling call and return its geometry (convprop._shapes).
 
     Raises
     ------
@@ -158,42 +69,7 @@ def pool2d_geometry(
     """
     require_array(op, "x", x)
     check_float_dtype(op, x=x)
-    shapes = f"x.shape={tuple(x.shape)}"
-    if x.ndim != 4:
-        raise ShapeError(
-            f"{op}: x must be 4-D (N, C, H, W); expected 4 dimensions, got {x.ndim} ({shapes})"
-        )
-    if min(x.shape[1:]) < 1:
-        raise ShapeError(
-            f"{op}: C, H, W must be >= 1 (only N may be 0); expected non-empty planes, got "
-            f"{tuple(x.shape[1:])} ({shapes})"
-        )
-    R, S = pair(op, "kernel_size", kernel_size, minimum=1)
-    stride_h, stride_w = (R, S) if stride is None else pair(op, "stride", stride, minimum=1)
-    pad_h, pad_w = pair(op, "padding", padding, minimum=0)
-    for name, values in (("kernel_size", (R, S)), ("stride", (stride_h, stride_w))):
-        check_extent(op, name, values)
-    ceil_mode = _flag(op, "ceil_mode", ceil_mode)
-    N, C, H, W = (int(v) for v in x.shape)
-    shapes += f", kernel_size=({R}, {S}), stride=({stride_h}, {stride_w})"
-    P = _output_size(op, "height", H, R, stride_h, pad_h, ceil_mode, shapes)
-    Q = _output_size(op, "width", W, S, stride_w, pad_w, ceil_mode, shapes)
-    return Pool2dGeometry(
-        N=N,
-        C=C,
-        H=H,
-        W=W,
-        R=R,
-        S=S,
-        P=P,
-        Q=Q,
-        stride_h=stride_h,
-        stride_w=stride_w,
-        pad_h=pad_h,
-        pad_w=pad_w,
-        extra_h=max((P - 1) * stride_h + R - H - 2 * pad_h, 0),
-        extra_w=max((Q - 1) * stride_w + S - W - 2 * pad_w, 0),
-    )
+    return _shapes.pool2d_geometry(op, tuple(x.shape), kernel_size, stride, padding, ceil_mode)
 
 
 def _pad(xp: ModuleType, x: Array, geom: Pool2dGeometry, value: float) -> Array:
@@ -307,9 +183,14 @@ def max_pool2d_forward(
             "max_pool2d", x, 2, kernel_size, stride, padding, dilation, ceil_mode
         )  # (MPN1), (MPN2)
     geom = pool2d_geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode)
-    if native.serves(x) and x.size:  # (MP1), (MP2) compiled: one pass, the same tie and NaN rules
-        y, argmax = native.maxpool_forward(x, geom)
-        return y, MaxPool2dCache(argmax=argmax, geom=geom, x_dtype=x.dtype)
+    y, argmax = _max_pool(x, geom)  # (MP1), (MP2)
+    return y, MaxPool2dCache(argmax=argmax, geom=geom, x_dtype=x.dtype)
+
+
+@_native.accelerated(pool.maxpool_forward)
+def _max_pool(x: Array, geom: Pool2dGeometry) -> tuple[Array, Array]:
+    """(MP1), (MP2): y and argmax (N, C, P, Q), one NumPy comparison per tap; compiled (one
+    pass, the same tie and NaN rules) where the kernels serve x."""
     xp = get_xp(x)
     x_pad = _pad(xp, x, geom, float("-inf"))  # (PS3) padding never wins
     y = xp.full(geom.y_shape, float("-inf"), dtype=x.dtype)
@@ -322,7 +203,7 @@ def max_pool2d_forward(
         wins = (value > y) | xp.isnan(value)
         xp.copyto(y, value, where=wins)  # (MP1)
         xp.copyto(argmax, t, where=wins)  # (MP2)
-    return y, MaxPool2dCache(argmax=argmax, geom=geom, x_dtype=x.dtype)
+    return y, argmax
 
 
 def max_pool2d_backward(dy: Array, cache: MaxPool2dCache | MaxPoolNdCache) -> Array:
@@ -345,14 +226,20 @@ def max_pool2d_backward(dy: Array, cache: MaxPool2dCache | MaxPoolNdCache) -> Ar
     geom = cache.geom
     check_upstream("max_pool2d_backward", dy, geom.y_shape, cache.x_dtype)
     xp = get_xp(dy, cache.argmax)
-    if native.serves(dy) and dy.size:
-        return native.maxpool_backward(dy, xp.asarray(cache.argmax), geom)  # (MP3) compiled
+    return _max_unpool(dy, xp.asarray(cache.argmax), geom)  # (MP3)
+
+
+@_native.accelerated(pool.maxpool_backward)
+def _max_unpool(dy: Array, argmax: Array, geom: Pool2dGeometry) -> Array:
+    """(MP3): dx (N, C, H, W), each dy added at its window's arg-max, one NumPy pass per tap;
+    compiled where the kernels serve dy."""
+    xp = get_xp(dy, argmax)
     dx_pad = xp.zeros((geom.N, geom.C, *geom.padded_hw), dtype=dy.dtype)
     for t, r, s in geom.taps():
         rows, cols = geom.tap_window(r, s)
         # Scatter-add: windows overlap when stride < kernel, so one cell can be the
         # arg-max of several windows (MP3).
-        dx_pad[:, :, rows, cols] += xp.where(cache.argmax == t, dy, 0)  # (MP3)
+        dx_pad[:, :, rows, cols] += xp.where(argmax == t, dy, 0)  # (MP3)
     return _crop(xp, dx_pad, geom)
 
 
@@ -483,7 +370,7 @@ def avg_pool2d_forward(
     """
     op = "avg_pool2d"
     geom = pool2d_geometry(op, x, kernel_size, stride, padding, ceil_mode)
-    count_include_pad = _flag(op, "count_include_pad", count_include_pad)
+    count_include_pad = flag(op, "count_include_pad", count_include_pad)
     override = divisor_override_value(op, divisor_override)
     xp = get_xp(x)
     x_pad = _pad(xp, x, geom, 0.0)  # (PS3)

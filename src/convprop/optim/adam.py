@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
-from convprop import native
+from convprop import _native
+from convprop._native import adam
 from convprop.backend import Array, get_xp
 from convprop.errors import ParameterError
 from convprop.nn.parameter import Parameter
@@ -137,59 +138,24 @@ class Adam(Optimizer):
         bias_correction1 = 1 - self.beta1**self.step_count  # (ADAM7)
         bias_correction2_sqrt = (1 - self.beta2**self.step_count) ** 0.5  # (ADAM6)
         step_size = self.lr / bias_correction1  # (ADAM7)
-        for param, state in zip(self.params, self._state, strict=True):
-            if not state:
-                state.update(self._zero_buffers(param.data))
-            data, xp = param.data, get_xp(param.data)
-            if self._compiled(data, param.grad, state):
-                self._compiled_step(param, state, step_size, bias_correction2_sqrt)
-                continue
-            grad = -param.grad if self.maximize else param.grad  # (ADAM2)
-            if self.weight_decay != 0 and self.DECOUPLED:
-                data *= 1 - self.lr * self.weight_decay  # (ADAMW3)
-            elif self.weight_decay != 0:
-                grad = grad + self.weight_decay * data  # (ADAM3)
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            _lerp_(exp_avg, grad, 1 - self.beta1)  # (ADAM4)
-            exp_avg_sq *= self.beta2  # (ADAM5)
-            exp_avg_sq += (1 - self.beta2) * grad * grad  # (ADAM5)
-            second_moment = exp_avg_sq
-            if self.amsgrad:
-                second_moment = state["max_exp_avg_sq"]
-                xp.maximum(second_moment, exp_avg_sq, out=second_moment)  # (ADAM5A)
-            denom = xp.sqrt(second_moment) / bias_correction2_sqrt + self.eps  # (ADAM6)
-            data -= step_size * exp_avg / denom  # (ADAM7)
-
-    @staticmethod
-    def _compiled(data: Array, grad: Array, state: dict[str, Array]) -> bool:
-        """Whether the compiled kernel can update p and its buffers in place."""
-        arrays = (data, grad, *state.values())
-        return native.serves(*arrays) and all(
-            a.flags.c_contiguous and a.dtype == data.dtype and a.shape == data.shape for a in arrays
-        )
-
-    def _compiled_step(
-        self, param: Parameter, state: dict[str, Array], step_size: float, bc2_sqrt: float
-    ) -> None:
-        """(ADAM2)-(ADAM7) in one compiled pass: the operations of :meth:`step`'s NumPy
-        code, in the same order and precision, so the same bits."""
         scalars = (
             1 - self.lr * self.weight_decay,  # (ADAMW3)
             self.weight_decay,  # (ADAM3), or AdamW's lambda
             1 - self.beta1,  # (ADAM4)
             self.beta2,  # (ADAM5)
             1 - self.beta2,
-            bc2_sqrt,  # (ADAM6)
+            bias_correction2_sqrt,  # (ADAM6)
             self.eps,
             step_size,  # (ADAM7)
             self.maximize,
             self.amsgrad,
             self.DECOUPLED,
         )
-        v_max = state.get("max_exp_avg_sq")
-        native.adam_step(
-            param.data, param.grad, state["exp_avg"], state["exp_avg_sq"], v_max, scalars
-        )
+        for param, state in zip(self.params, self._state, strict=True):
+            if not state:
+                state.update(self._zero_buffers(param.data))
+            m, v, v_max = state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")
+            _update(param.data, param.grad, m, v, v_max, scalars)  # (ADAM2)-(ADAM7)
 
     def _zero_buffers(self, data: Array) -> dict[str, Array]:
         """m = v (= v_max) = 0 before the first step, on the device and dtype of p."""
@@ -290,6 +256,37 @@ def _two_betas(owner: str, betas: tuple[float, float]) -> tuple[float, float]:
             f"{owner}: betas must be a pair; expected (beta1, beta2), got {betas!r}"
         )
     return betas[0], betas[1]
+
+
+AdamScalars = tuple[float, float, float, float, float, float, float, float, bool, bool, bool]
+"""One step's numbers: (1 - lr·lambda, lambda, 1 - beta1, beta2, 1 - beta2,
+sqrt(1 - beta2**t), eps, lr / (1 - beta1**t), maximize, amsgrad, decoupled)."""
+
+
+@_native.accelerated(adam.adam_step)
+def _update(
+    p: Array, g: Array, m: Array, v: Array, v_max: Array | None, scalars: AdamScalars
+) -> None:
+    """(ADAM2)-(ADAM7) on one parameter, writing p, m, v (and v_max) in place; compiled, one
+    pass with the same operations in the same order and precision (the same bits), where
+    the kernels serve the arrays."""
+    decay, l2, weight, beta2, one_minus_beta2, bc2_sqrt, eps, step_size = scalars[:8]
+    maximize, amsgrad, decoupled = scalars[8:]
+    xp = get_xp(p)
+    grad = -g if maximize else g  # (ADAM2)
+    if l2 != 0 and decoupled:
+        p *= decay  # (ADAMW3)
+    elif l2 != 0:
+        grad = grad + l2 * p  # (ADAM3)
+    _lerp_(m, grad, weight)  # (ADAM4)
+    v *= beta2  # (ADAM5)
+    v += one_minus_beta2 * grad * grad  # (ADAM5)
+    second_moment = v
+    if amsgrad:  # v_max: the buffer max_exp_avg_sq, present exactly with amsgrad
+        second_moment = v_max
+        xp.maximum(second_moment, v, out=second_moment)  # (ADAM5A)
+    denom = xp.sqrt(second_moment) / bc2_sqrt + eps  # (ADAM6)
+    p -= step_size * m / denom  # (ADAM7)
 
 
 def _lerp_(start: Array, end: Array, weight: float) -> None:

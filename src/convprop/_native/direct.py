@@ -1,0 +1,66 @@
+"""The direct sums (F1) and (B2), compiled: every tap of an output in registers.
+
+Notation  x (N,C,H,W)  w (K,C/G,R,S)  b (K,)  y (N,K,P,Q)  (conv2d_direct's derivation block)
+  y[n,k,p,q] = b[k] + sum_{c,r,s} w[k,c,r,s] * x_pad[n, g(k)C/G + c, ...]         (F1) as (DS2)
+  dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] * x_pad[n, g(k)C/G + c, ...]              (B2) as (DS3)
+(DS2), (DS3): docs/derivations.md. The sums run in another order than NumPy's products:
+the same values to rounding, and the same bits on any number of threads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from convprop._native import conv_geometry_tuple, parallel, twin
+from convprop._native._compiled import kernels
+
+
+def direct_blocking(geom: Any, itemsize: int) -> str:
+    """The register blocking of :func:`direct_forward` for a layer: ``"filters"`` (4 filters
+    by 16 columns, stride-1 columns only) or ``"columns"`` (6 columns by 16 filters; 8 for
+    float64 in place of 16)."""
+    return str(kernels.direct_blocking(conv_geometry_tuple(geom), geom.groups, itemsize))
+
+
+@twin(arrays="x, w", optional="b")
+def direct_forward(x: Any, w: Any, geom: Any, b: Any = None) -> Any:
+    """(F1) as its sum: x (N, C, H, W), w (K, C/G, R, S), b (K,) or None -> y (N, K, P, Q),
+    vectorised over filters or output columns in registers, one output row per task."""
+    x, w = numpy.ascontiguousarray(x), numpy.ascontiguousarray(w)
+    bias = None if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
+    y = numpy.empty((geom.N, geom.K, geom.P, geom.Q), dtype=x.dtype)
+    rows = geom.N * geom.groups * geom.P
+    work = geom.N * geom.K * (geom.C // geom.groups) * geom.R * geom.S * geom.P * geom.Q
+    g = conv_geometry_tuple(geom)
+    parallel(kernels.direct_forward, rows, work, x, w, bias, y, g, geom.groups)
+    return y
+
+
+DIRECT_PARTIALS_BYTES = 2**25
+"""At most this much memory for the slices' partial sums of :func:`direct_weight` (32 MB)."""
+
+
+def direct_weight_slices(geom: Any, itemsize: int) -> int:
+    """Slices of output rows whose partial sums :func:`direct_weight` keeps apart: 16 (a few
+    per thread, so that a slow core takes fewer), fewer where the partials would pass
+    :data:`DIRECT_PARTIALS_BYTES`; a function of the geometry only, so the result is."""
+    rows: int = geom.N * geom.groups * geom.P
+    taps: int = (geom.C // geom.groups) * geom.R * geom.S
+    per_slice = geom.groups * (taps + 5) * (geom.K // geom.groups + 16) * itemsize
+    return max(1, min(rows, 16, int(DIRECT_PARTIALS_BYTES // per_slice)))
+
+
+@twin(arrays="dy, x")
+def direct_weight(dy: Any, x: Any, geom: Any) -> Any:
+    """(B2) as (DS3): dy (N, K, P, Q), x (N, C, H, W) -> dw (K, C/G, R, S), summed over the
+    output rows in slices whose partials are added in a fixed order (the same bits on any
+    number of threads)."""
+    dy, x = numpy.ascontiguousarray(dy), numpy.ascontiguousarray(x)
+    dw = numpy.empty((geom.K, geom.C // geom.groups, geom.R, geom.S), dtype=dy.dtype)
+    slices = direct_weight_slices(geom, dy.dtype.itemsize)
+    work = geom.N * geom.K * (geom.C // geom.groups) * geom.R * geom.S * geom.P * geom.Q
+    g = conv_geometry_tuple(geom)
+    parallel(kernels.direct_weight, slices, work, dy, x, dw, g, geom.groups, slices)
+    return dw

@@ -1,0 +1,35 @@
+"""ReLU (A1)-(A3), compiled: one pass over the elements.
+
+Notation  x, y, dy, dx (any shape, all of one)  (activation's derivation block)
+  y = max(x, 0)                                                                      (A2)
+  dx = dy ⊙ f′(x),  f′(x) = 1 if x > 0 else 0                                        (A1), (A3)
+The kernels multiply by f′ rather than select, as NumPy's product with the booleans does:
+the same bits, NaN and signed zeros included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from convprop._native import parallel, twin
+from convprop._native._compiled import kernels
+
+
+@twin(arrays="x")
+def relu_forward(x: Any) -> Any:
+    """(A2): y = max(x, 0) element by element, as NumPy's maximum (NaN kept, -0 -> +0)."""
+    x = numpy.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray makes a 0-d array 1-d
+    y = numpy.empty_like(x)
+    parallel(kernels.relu_forward, x.size, x.size, x, y)
+    return y
+
+
+@twin(arrays="dy, x")
+def relu_backward(dy: Any, x: Any) -> Any:
+    """(A1), (A3): dx = dy * (x > 0), the same bits as NumPy's product with the booleans."""
+    dy, x = numpy.ascontiguousarray(dy).reshape(dy.shape), numpy.ascontiguousarray(x)
+    dx = numpy.empty_like(dy)
+    parallel(kernels.relu_backward, dy.size, dy.size, dy, x, dx)
+    return dx
