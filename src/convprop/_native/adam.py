@@ -18,9 +18,7 @@ def _buffers_like_p(p: Any, g: Any, m: Any, v: Any, v_max: Any, scalars: Any) ->
     """The kernel writes p, m, v (and v_max) in place and reads g alongside: every one a
     C-contiguous array of p's shape and dtype."""
     arrays = (p, g, m, v) if v_max is None else (p, g, m, v, v_max)
-    return all(
-        a.flags.c_contiguous and a.dtype == p.dtype and a.shape == p.shape for a in arrays
-    )
+    return all(a.flags.c_contiguous and a.dtype == p.dtype and a.shape == p.shape for a in arrays)
 
 
 @twin(arrays="p, g, m, v", optional="v_max", requires=_buffers_like_p)
