@@ -217,3 +217,11 @@ def test_quick_run_end_to_end() -> None:
     table = format_report(report)
     assert "lenet5       train step      64" in table
     assert "lenet5       PyTorch" in table
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--threads", "--repeats"])
+def test_counts_below_one_are_refused(option: str) -> None:
+    from convprop.bench_nets import main
+
+    with pytest.raises(SystemExit, match=f"{option} must be >= 1"):
+        main([option, "0"])

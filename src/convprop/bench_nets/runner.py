@@ -82,6 +82,7 @@ def run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Every case, ``rounds`` times, each library in its own process; medians and ratios."""
+    load_before = os.getloadavg()[0]  # other processes' load makes every figure noisier
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         case: {library: [] for library in LIBRARIES} for case in cases
     }
@@ -95,7 +96,11 @@ def run(
                     times = ", ".join(f"{p} {result['ms'][p]:.1f}" for p in PASSES)
                     print(f"round {round_index + 1}/{rounds} {case} {library}: {times} ms",
                           file=sys.stderr, flush=True)  # fmt: skip
-    report: dict[str, Any] = {"settings": {**asdict(settings), "rounds": rounds}, "cases": {}}
+    report: dict[str, Any] = {
+        "settings": {**asdict(settings), "rounds": rounds},
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "cases": {},
+    }
     for case in cases:
         per_process = {
             library: {p: [r["ms"][p] for r in runs[case][library]] for p in PASSES}
@@ -105,12 +110,18 @@ def run(
             library: {p: statistics.median(values) for p, values in passes.items()}
             for library, passes in per_process.items()
         }
+        fastest = {  # the fastest single call: the machine's noise only ever adds time
+            library: {p: min(min(r["samples"][p]) for r in runs[case][library]) for p in PASSES}
+            for library in LIBRARIES
+        }
         report["cases"][case] = {
             "batch": batches[case],
             "sample_shape": list(CASES[case].sample_shape),
             "ms": ms,
             "process_ms": per_process,
             "ratio": {p: ms["convprop"][p] / ms["torch"][p] for p in PASSES},
+            "fastest_ms": fastest,
+            "fastest_ratio": {p: fastest["convprop"][p] / fastest["torch"][p] for p in PASSES},
             "breakdown": {
                 library: _median_dicts([r["breakdown"] for r in runs[case][library]])
                 for library in LIBRARIES
@@ -124,7 +135,11 @@ LIBRARY_LABELS = {"convprop": "convprop", "torch": "PyTorch"}
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The table (model, pass, batch, ms, ratio), then the training step by layer type."""
+    """The table, then the training step by layer type.
+
+    A row: model, pass, batch, convprop's and PyTorch's ms (medians of the per-process
+    medians), their ratio, and the ratio of the two libraries' fastest single calls.
+    """
     settings = report["settings"]
     machine = report.get("machine", {})
     lines = [
@@ -132,8 +147,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"{machine.get('numpy', '?')} ({machine.get('blas', '?')}); torch "
         f"{machine.get('torch', '?')}; threads {settings['threads']}; float32; each library "
         f"in its own process, {settings['rounds']} rounds alternating, medians of per-process "
-        f"medians ({settings['warm_seconds']:g} s warm-up, up to {settings['repeats']} calls)",
-        f"{'model':<13}{'pass':<12}{'batch':>6}{'convprop ms':>13}{'PyTorch ms':>12}{'ratio':>7}",
+        f"medians ({settings['warm_seconds']:g} s warm-up, up to {settings['repeats']} calls); "
+        f"1-minute load average before and after {report.get('load_average', '?')}",
+        f"{'model':<13}{'pass':<12}{'batch':>6}{'convprop ms':>13}{'PyTorch ms':>12}{'ratio':>7}"
+        f"{'fastest':>9}",
     ]
     for case, result in report["cases"].items():
         for name in PASSES:
@@ -141,7 +158,7 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(
                 f"{case:<13}{PASS_LABELS[name]:<12}{batch:>6}"
                 f"{result['ms']['convprop'][name]:>13.2f}{result['ms']['torch'][name]:>12.2f}"
-                f"{result['ratio'][name]:>7.2f}"
+                f"{result['ratio'][name]:>7.2f}{result['fastest_ratio'][name]:>9.2f}"
             )
     lines += ["", "training step by layer type, ms (share of the profiled step); PyTorch's "
               "from torch.profiler, its cost in PyTorch's overhead"]  # fmt: skip
@@ -204,6 +221,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """``python -m convprop.bench_nets`` and ``benchmarks/bench_nets.py``."""
     args = parser().parse_args(argv)
+    for option in ("rounds", "threads", "repeats"):
+        if getattr(args, option) < 1:
+            raise SystemExit(
+                f"bench_nets: --{option} must be >= 1; expected a positive count, got "
+                f"{getattr(args, option)}"
+            )
     settings = Settings(
         warm_seconds=args.warm, repeats=args.repeats, max_seconds=args.max_seconds,
         profile_steps=args.profile_steps, threads=args.threads,
