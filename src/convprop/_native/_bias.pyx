@@ -88,7 +88,7 @@ def add_bias(y, b, Py_ssize_t K, Py_ssize_t PQ, Py_ssize_t lo, Py_ssize_t hi, in
     cdef Flat fy = take(y, op, "y", 0, -1, True, None, None, None)
     c.kind = fy.kind
     check_range(lo, hi, planes_of(fy, "y", K, PQ, op), op, "N*K planes")
-    cdef Flat fb = take(b, op, "b", c.kind, K, False, "K", ("K",), (K,))
+    cdef Flat fb = take(b, op, "b", c.kind, K, False, "K", None, None)
     c.y, c.b, c.dy, c.parts, c.K, c.PQ = fy.data, fb.data, NULL, NULL, K, PQ
     with nogil:
         run_parallel(add_range, &c, lo, hi, threads, 1)
@@ -108,7 +108,7 @@ def bias_grad(dy, db, Py_ssize_t K, Py_ssize_t PQ, Py_ssize_t lo, Py_ssize_t hi,
     c.kind = fdy.kind
     cdef Py_ssize_t N = planes_of(fdy, "dy", K, PQ, op) // K
     check_range(lo, hi, K, op, "K filters")
-    cdef Flat fdb = take(db, op, "db", c.kind, K, True, "K", ("K",), (K,))
+    cdef Flat fdb = take(db, op, "db", c.kind, K, True, "K", None, None)
     # plane by plane in memory order, each plane's sum apart (see bias_grad in bias.h)
     c.k0, c.kc, c.K, c.PQ, c.dy, c.y, c.b = lo, hi - lo, K, PQ, fdy.data, NULL, NULL
     cdef Py_ssize_t planes = N * c.kc

@@ -17,6 +17,7 @@ from convprop._native._runtime cimport (
     ConvGeom,
     Flat,
     allocate,
+    check_count,
     check_range,
     check_threads,
     conv_geometry,
@@ -24,6 +25,7 @@ from convprop._native._runtime cimport (
     run_parallel,
     scratch,
     take,
+    take_float,
     team_size,
 )
 
@@ -153,12 +155,12 @@ def direct_forward(x, w, b, y, tuple geom, Py_ssize_t groups, Py_ssize_t lo, Py_
     cdef ConvGeom *g = &c.g
     check_groups(g, groups, op)
     check_range(lo, hi, g.N * groups * g.P, op, "N*G*P output rows")
-    cdef Flat fx = take(x, op, "x", 0, g.N * g.C * g.H * g.W, False, "N*C*H*W", CONV_FIELDS,
-                        geom)
+    cdef Flat fx = take_float(x, op, "x", False)
     c.kind = fx.kind
     cdef Py_ssize_t Cg = g.C // groups, Kg = g.K // groups, taps = Cg * g.R * g.S
     cdef Py_ssize_t DK = 64 // c.kind, Kpad = (Kg + DK - 1) // DK * DK
     check_sizes(g, groups, Kpad, 1, op, geom)
+    check_count(fx, op, "x", g.N * g.C * g.H * g.W, "N*C*H*W", CONV_FIELDS, geom)
     cdef Flat fw = take(w, op, "w", c.kind, g.K * taps, False, "K*(C/G)*R*S",
                         CONV_FIELDS + ("G",), geom + (groups,))
     cdef Flat fy = take(y, op, "y", c.kind, g.N * g.K * g.P * g.Q, True, "N*K*P*Q", CONV_FIELDS,
@@ -214,13 +216,13 @@ def direct_weight(dy, x, dw, tuple geom, Py_ssize_t groups, Py_ssize_t slices, P
             f"{op}: slices must be in [1, {g.N * groups * g.P}] (output rows), got {slices}"
         )
     check_range(lo, hi, slices, op, "slices")
-    cdef Flat fdy = take(dy, op, "dy", 0, g.N * g.K * g.P * g.Q, False, "N*K*P*Q", CONV_FIELDS,
-                         geom)
+    cdef Flat fdy = take_float(dy, op, "dy", False)
     c.kind = fdy.kind
     cdef Py_ssize_t Cg = g.C // groups, Kg = g.K // groups, taps = Cg * g.R * g.S
     cdef Py_ssize_t DK = 64 // c.kind, Kpad = (Kg + DK - 1) // DK * DK
     cdef Py_ssize_t Tpad = (taps + 5) // 6 * 6
     check_sizes(g, groups, Kpad, slices, op, geom)
+    check_count(fdy, op, "dy", g.N * g.K * g.P * g.Q, "N*K*P*Q", CONV_FIELDS, geom)
     cdef Flat fx = take(x, op, "x", c.kind, g.N * g.C * g.H * g.W, False, "N*C*H*W", CONV_FIELDS,
                         geom)
     cdef Flat fdw = take(dw, op, "dw", c.kind, g.K * taps, True, "K*(C/G)*R*S",

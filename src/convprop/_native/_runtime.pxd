@@ -50,6 +50,8 @@ cdef class Block:
 cdef Flat take(object obj, str op, str name, int kind, Py_ssize_t count, bint writable,
                str rule, tuple fields, tuple values)
 cdef Flat take_float(object obj, str op, str name, bint writable)
+cdef int check_count(Flat a, str op, str name, Py_ssize_t count, str rule, tuple fields,
+                     tuple values) except -1
 cdef Block allocate(Py_ssize_t count, size_t itemsize)
 cdef Block scratch(Py_ssize_t count, size_t itemsize, int workers)
 cdef bint fits(const Py_ssize_t *values, int n) noexcept nogil

@@ -147,9 +147,17 @@ cdef Flat take(object obj, str op, str name, int kind, Py_ssize_t count, bint wr
             f"{op}: {name} has the wrong element type; expected {_KIND_NAMES[kind]}, got "
             f"{describe(&a.view)}"
         )
-    if count >= 0 and a.count != count:
-        raise ValueError(size_message(op, name, a.count, rule, count, fields, values))
+    if count >= 0:
+        check_count(a, op, name, count, rule, fields, values)
     return a
+
+
+cdef int check_count(Flat a, str op, str name, Py_ssize_t count, str rule, tuple fields,
+                     tuple values) except -1:
+    """A ValueError unless `a` holds `count` elements (see take)."""
+    if a.count != count:
+        raise ValueError(size_message(op, name, a.count, rule, count, fields, values))
+    return 0
 
 
 cdef Flat take_float(object obj, str op, str name, bint writable):

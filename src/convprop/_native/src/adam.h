@@ -33,7 +33,7 @@ static void FN(adam_plain)(T *p, const T *grad, T *m, T *v, const AdamScalars *a
 /* (ADAM2)-(ADAM7) element by element, each operation in the order and precision of the
  * NumPy code of Adam.step (no fused multiply-add: the build keeps ISO C contraction off),
  * so that both give the same bits. vmax is NULL without amsgrad. */
-static void FN(adam_step)(T *p, const T *grad, T *m, T *v, T *vmax, const AdamScalars *a,
+KERNEL void FN(adam_step)(T *p, const T *grad, T *m, T *v, T *vmax, const AdamScalars *a,
                           Py_ssize_t lo, Py_ssize_t hi)
 {
     const int small_weight = fabs(a->weight) < 0.5;

@@ -8,7 +8,7 @@
  */
 
 /* (F1), its bias term: y[n, k, :, :] += b[k] for planes (n, k) of y (N, K, PQ). */
-static void FN(add_bias)(T *y, const T *b, Py_ssize_t K, Py_ssize_t PQ, Py_ssize_t lo,
+KERNEL void FN(add_bias)(T *y, const T *b, Py_ssize_t K, Py_ssize_t PQ, Py_ssize_t lo,
                          Py_ssize_t hi)
 {
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
@@ -24,7 +24,7 @@ static void FN(add_bias)(T *y, const T *b, Py_ssize_t K, Py_ssize_t PQ, Py_ssize
  * [lo, hi). The planes are read in the order they lie in memory (a filter's planes are
  * K*P*Q apart); bias_grad_sum adds each filter's N shares in the order of n, so the result
  * does not depend on which thread took a plane. */
-static void FN(bias_grad)(const T *dy, double *parts, Py_ssize_t K, Py_ssize_t PQ, Py_ssize_t k0,
+KERNEL void FN(bias_grad)(const T *dy, double *parts, Py_ssize_t K, Py_ssize_t PQ, Py_ssize_t k0,
                           Py_ssize_t kc, Py_ssize_t lo, Py_ssize_t hi)
 {
     for (Py_ssize_t i = lo; i < hi; ++i) {
@@ -37,7 +37,7 @@ static void FN(bias_grad)(const T *dy, double *parts, Py_ssize_t K, Py_ssize_t P
 }
 
 /* db[k0 + k] = the sum over n, in order, of parts[n*kc + k], for k in [0, kc). */
-static void FN(bias_grad_sum)(const double *parts, T *db, Py_ssize_t N, Py_ssize_t k0,
+KERNEL void FN(bias_grad_sum)(const double *parts, T *db, Py_ssize_t N, Py_ssize_t k0,
                               Py_ssize_t kc)
 {
     for (Py_ssize_t k = 0; k < kc; ++k) {

@@ -27,7 +27,7 @@
  * scratch: (L * Ncp + M * L) complex elements, Ncp = Nc rounded up to CB columns: B's rows
  * where they are not already Ncp apart (transposed, or Nc not a multiple of CB), then A's
  * rows where A is stored transposed. */
-static void FN(bin_products)(const T *a, const T *bm, T *y, T *scratch, Py_ssize_t M,
+KERNEL void FN(bin_products)(const T *a, const T *bm, T *y, T *scratch, Py_ssize_t M,
                              Py_ssize_t L, Py_ssize_t Nc, int at, int bt, Py_ssize_t lo,
                              Py_ssize_t hi)
 {

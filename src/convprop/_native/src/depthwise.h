@@ -84,7 +84,7 @@ static void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize
 
 /* (F1) y[n, k, p, q] = b[k] + sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*stride_h + r*dil_h, q*stride_w + s*dil_w];
  * planes (n, k); b may be NULL (no bias). scratch: Hr*Wr + P*Wr elements (stride 1 only). */
-static void FN(depthwise_forward)(const T *x, const T *w, const T *b, T *y, T *scratch,
+KERNEL void FN(depthwise_forward)(const T *x, const T *w, const T *b, T *y, T *scratch,
                            const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
                            Py_ssize_t hi)
 {
@@ -135,7 +135,7 @@ static void FN(depthwise_forward)(const T *x, const T *w, const T *b, T *y, T *s
  * otherwise in scatter form: every dy[n, k, p, q] sends w[k, r, s] * dy to the input cell
  * its tap (r, s) read. Cells never read (remainder, padding) stay zero. Planes (n, c).
  * scratch: 3*Hr*Wr + P*Wr elements (stride 1 only). */
-static void FN(depthwise_backward_data)(const T *dy, const T *w, T *dx, T *scratch,
+KERNEL void FN(depthwise_backward_data)(const T *dy, const T *w, T *dx, T *scratch,
                                  const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
                                  Py_ssize_t hi)
 {
@@ -271,7 +271,7 @@ static void FN(depthwise_run)(const T *xr, const ConvGeom *g, Py_ssize_t *run, P
  * they lie in memory (a filter's planes are C*H*W apart); the caller adds each filter's N
  * shares in the order of n, so the result does not depend on which thread took a plane.
  * scratch: Hr*Wr + P*Wr elements. */
-static void FN(depthwise_backward_weight)(const T *dy, const T *x, T *plane_sums, T *scratch,
+KERNEL void FN(depthwise_backward_weight)(const T *dy, const T *x, T *plane_sums, T *scratch,
                                    const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t k0,
                                    Py_ssize_t kc, Py_ssize_t lo, Py_ssize_t hi)
 {
@@ -321,7 +321,7 @@ static void FN(depthwise_backward_weight)(const T *dy, const T *x, T *plane_sums
  * x's plane (n, c). dx and the sums are those of depthwise_backward_data and depthwise_backward_weight, to
  * the bit; dy is read once instead of twice. scratch: 4*Hr*Wr + P*Wr elements (dxr, xr,
  * and dyp = dy's wide plane between two margins of offs[RS - 1] < Hr*Wr each). */
-static void FN(depthwise_backward_both)(const T *dy, const T *x, const T *w, T *dx, T *plane_sums,
+KERNEL void FN(depthwise_backward_both)(const T *dy, const T *x, const T *w, T *dx, T *plane_sums,
                                  T *scratch, const Py_ssize_t *offs, const ConvGeom *g,
                                  Py_ssize_t lo, Py_ssize_t hi)
 {
@@ -357,7 +357,7 @@ static void FN(depthwise_backward_both)(const T *dy, const T *x, const T *w, T *
 }
 
 /* dw[k, t] = the sum over n, in order, of plane_sums[n*kc + (k - k0), t], k in [k0, k0 + kc). */
-static void FN(depthwise_weight_sum)(const T *plane_sums, T *dw, Py_ssize_t N, Py_ssize_t k0,
+KERNEL void FN(depthwise_weight_sum)(const T *plane_sums, T *dw, Py_ssize_t N, Py_ssize_t k0,
                               Py_ssize_t kc, Py_ssize_t RS)
 {
     for (Py_ssize_t k = 0; k < kc; ++k)

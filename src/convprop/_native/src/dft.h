@@ -24,7 +24,7 @@
  * as (re, im) pairs, for the planes m in [lo, hi) of a (M, h, w); with conj, the complex
  * conjugate. coef holds Cw, Sw (Wb x w each), then Ch, Sh (Lh x h each).
  * scratch: (h*w + 2*h*Wb) * DFT_LANES elements. */
-static void FN(dft_small_forward)(const T *a, const T *coef, T *spec, T *scratch, Py_ssize_t M,
+KERNEL void FN(dft_small_forward)(const T *a, const T *coef, T *spec, T *scratch, Py_ssize_t M,
                                   Py_ssize_t h, Py_ssize_t w, Py_ssize_t Lh, Py_ssize_t Wb,
                                   int conj, Py_ssize_t lo, Py_ssize_t hi)
 {
@@ -90,7 +90,7 @@ static void FN(dft_small_forward)(const T *a, const T *coef, T *spec, T *scratch
  * Y[u, v] = spec[(u*Wb + v)*M + m] read as (re, im) pairs (with conj, their conjugate), for
  * the planes m in [lo, hi) of planes (M, h, w). coef holds Ch, Sh (Lh x h each), then
  * E (w x 2*Wb). scratch: (2*Lh*Wb + 2*h*Wb + h*w) * DFT_LANES elements. */
-static void FN(dft_small_inverse)(const T *spec, const T *coef, T *planes, T *scratch,
+KERNEL void FN(dft_small_inverse)(const T *spec, const T *coef, T *planes, T *scratch,
                                   Py_ssize_t M, Py_ssize_t h, Py_ssize_t w, Py_ssize_t Lh,
                                   Py_ssize_t Wb, int conj, Py_ssize_t lo, Py_ssize_t hi)
 {

@@ -78,7 +78,7 @@ static inline int direct_unit_blocks(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_
 
 /* wt[g, k / KB, t, k % KB] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in
  * [Kg, Kpad): the weights of a block of KB filters tap after tap, contiguous. */
-static void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t taps,
+KERNEL void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t taps,
                                Py_ssize_t Kpad, Py_ssize_t KB)
 {
     for (Py_ssize_t g = 0; g < G; ++g)
@@ -183,7 +183,7 @@ static void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
  * per group, a multiple of DK, in blocks of VK where `unit` (see direct_unit_blocks), else DK),
  * offs[t] = (c*R + r)*cols + s*dil_w (DS1), b may be NULL; scratch: Cg*rows*cols
  * elements. */
-static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
+KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                                Py_ssize_t Kpad, int unit, Py_ssize_t lo, Py_ssize_t hi)
 {
@@ -208,7 +208,7 @@ static void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
  * A block is DQ taps by DK filters of accumulators; per output column, two vector loads of
  * dyT (dy's row turned to (Q, Kpad)) and DQ broadcast inputs. Taps past T read offset 0
  * into rows of the partial that are dropped. scratch: DR * (Cg*rows*cols + Q*Kpad) elements. */
-static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
+KERNEL void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
                               const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                               Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
                               Py_ssize_t lo, Py_ssize_t hi)
@@ -278,7 +278,7 @@ static void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
  * elements of scratch. The slices are added a whole row of filters at a time (one vector
  * add per filter block, each partial read once, in the order it lies in memory), every
  * element in the order of the slices: the same additions as one element at a time. */
-static void FN(direct_weight_sum)(const T *partials, T *dw, T *row, Py_ssize_t G, Py_ssize_t Kg,
+KERNEL void FN(direct_weight_sum)(const T *partials, T *dw, T *row, Py_ssize_t G, Py_ssize_t Kg,
                                   Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t Tpad,
                                   Py_ssize_t slices)
 {

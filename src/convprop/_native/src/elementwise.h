@@ -8,7 +8,7 @@
  */
 
 /* (A2) y = max(x, 0), as NumPy's maximum: a NaN stays NaN and -0 becomes +0. */
-static void FN(relu_forward)(const T *x, T *y, Py_ssize_t lo, Py_ssize_t hi)
+KERNEL void FN(relu_forward)(const T *x, T *y, Py_ssize_t lo, Py_ssize_t hi)
 {
 #pragma omp simd
     for (Py_ssize_t i = lo; i < hi; ++i) {
@@ -19,7 +19,7 @@ static void FN(relu_forward)(const T *x, T *y, Py_ssize_t lo, Py_ssize_t hi)
 
 /* (A1), (A3) dx = dy * f'(x) with f'(x) = 1 where x > 0, else 0: the product is taken
  * (not a select), so that dx is bit for bit NumPy's dy * (x > 0), -0 and NaN included. */
-static void FN(relu_backward)(const T *dy, const T *x, T *dx, Py_ssize_t lo, Py_ssize_t hi)
+KERNEL void FN(relu_backward)(const T *dy, const T *x, T *dx, Py_ssize_t lo, Py_ssize_t hi)
 {
 #pragma omp simd
     for (Py_ssize_t i = lo; i < hi; ++i) {

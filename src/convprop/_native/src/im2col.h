@@ -30,7 +30,7 @@ static inline Py_ssize_t wide_plane(const ConvGeom *g, int wide, Py_ssize_t i)
 
 /* (I1) cols[n, c, r, s, p, q] = x_pad[n, c, p*stride_h + r*dil_h, q*stride_w + s*dil_w], planes (n, c); the
  * same values in (I7)'s order where `wide`. */
-static void FN(im2col)(const T *x, T *cols, const ConvGeom *g, int wide, Py_ssize_t lo,
+KERNEL void FN(im2col)(const T *x, T *cols, const ConvGeom *g, int wide, Py_ssize_t lo,
                        Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W;
@@ -68,7 +68,7 @@ static void FN(im2col)(const T *x, T *cols, const ConvGeom *g, int wide, Py_ssiz
 
 /* (I5) dx[n, c, h, w] = sum of dcols over every (r, s, p, q) that reads (h, w); planes
  * (n, c). The scatter-add is the adjoint of (I1): padding cells receive nothing. */
-static void FN(col2im)(const T *dcols, T *dx, const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
+KERNEL void FN(col2im)(const T *dcols, T *dx, const ConvGeom *g, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {

@@ -12,7 +12,7 @@
  * [lo, hi) in blocks of PERM_BLOCK, so that each position moves one contiguous run. */
 
 /* dst[m, i, j] = src[row0 + i*step_h, col0 + j*step_w, m] for i < rows, j < cols. */
-static void FN(spatial_to_planes)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_t M,
+KERNEL void FN(spatial_to_planes)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_t M,
                                   Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row0,
                                   Py_ssize_t col0, Py_ssize_t step_h, Py_ssize_t step_w, Py_ssize_t lo,
                                   Py_ssize_t hi)
@@ -29,7 +29,7 @@ static void FN(spatial_to_planes)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_
 }
 
 /* dst[row0 + i*step_h, col0 + j*step_w, m] = src[m, i, j]; the other cells of dst are untouched. */
-static void FN(planes_to_spatial)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_t M,
+KERNEL void FN(planes_to_spatial)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_t M,
                                   Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row0,
                                   Py_ssize_t col0, Py_ssize_t step_h, Py_ssize_t step_w, Py_ssize_t lo,
                                   Py_ssize_t hi)

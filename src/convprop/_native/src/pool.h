@@ -59,7 +59,7 @@ static inline void FN(max_2x2)(const T *top, Py_ssize_t W, T *best, int32_t *tap
  * the ceil_mode overhang hold -inf and never win), argmax = the tap t = r*S + s of the
  * FIRST maximum in row-major order; a NaN always wins, so the last NaN of a window is
  * kept; a window whose real cells are all -inf points at its first real cell. */
-static void FN(maxpool_forward)(const T *x, T *y, int32_t *argmax, const PoolGeom *g,
+KERNEL void FN(maxpool_forward)(const T *x, T *y, int32_t *argmax, const PoolGeom *g,
                                 Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
@@ -105,7 +105,7 @@ static void FN(maxpool_forward)(const T *x, T *y, int32_t *argmax, const PoolGeo
 
 /* (MP3) over planes (n, c): dx[n, c, h, w] = sum of dy over the windows whose arg-max tap
  * lands on (h, w); overlapping windows (stride < kernel) add up. */
-static Py_ssize_t FN(maxpool_backward)(const T *dy, const int32_t *argmax, T *dx,
+KERNEL Py_ssize_t FN(maxpool_backward)(const T *dy, const int32_t *argmax, T *dx,
                                        const PoolGeom *g, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;

@@ -60,7 +60,7 @@ static inline void FN(wino_phases)(const T *buf, T *ph, Py_ssize_t n)
 
 /* (WG2) V = B^T d B for every 4x4 input tile d of planes (n, c): per block of tile rows,
  * c = d B along each tile row's 4 input rows (from their phases), then V = B^T c. */
-static void FN(wino_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_ssize_t Th,
+KERNEL void FN(wino_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                            Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
@@ -104,7 +104,7 @@ static void FN(wino_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_s
 
 /* (WG4) y_tile = A^T M A for planes (n, k): M[xi][k][n*T + t] -> y (N, K, P, Q); per block,
  * s = A^T M, then Y = s A as 4 arrays Y[i][j] of the block's tiles, written to y's rows. */
-static void FN(wino_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py_ssize_t Th,
+KERNEL void FN(wino_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                             Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
@@ -152,7 +152,7 @@ static void FN(wino_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py_
 
 /* (WG5) Z = A e A^T for every 2x2 tile e of dy (zero past P x Q), planes (n, k): per block,
  * z = e A^T along each tile row's 2 dy rows (from their phases), then Z = A z. */
-static void FN(wino_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssize_t Th,
+KERNEL void FN(wino_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                         Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
@@ -200,7 +200,7 @@ static void FN(wino_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssi
  * buffer (column 2*tj + b takes dd[b] of tile tj, and for b < 2 also dd[b + 2] of tile
  * tj - 1) and its cells that are x are added to dx: the rows of consecutive tile rows
  * overlap by two. */
-static void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_ssize_t Th,
+KERNEL void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                         Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;

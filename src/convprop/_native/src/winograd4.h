@@ -92,7 +92,7 @@ static inline void FN(wino4_phases)(const T *buf, T *ph, Py_ssize_t n)
 
 /* (WG2) V = B^T d B for every 6x6 input tile d of planes (n, c): per block of tile rows,
  * c = d B along each tile row's 6 input rows (from their phases), then V = B^T c. */
-static void FN(wino4_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_ssize_t Th,
+KERNEL void FN(wino4_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                             Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
@@ -135,7 +135,7 @@ static void FN(wino4_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_
 
 /* (WG4) y_tile = A^T M A for planes (n, k): M[xi][k][n*T + t] -> y (N, K, P, Q); per block,
  * s = A^T M, then Y = s A as 16 arrays Y[i][j] of the block's tiles, written to y's rows. */
-static void FN(wino4_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py_ssize_t Th,
+KERNEL void FN(wino4_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                              Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
@@ -188,7 +188,7 @@ static void FN(wino4_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py
 
 /* (WG5) Z = A e A^T for every 4x4 tile e of dy (zero past P x Q), planes (n, k): per block,
  * z = e A^T along each tile row's 4 dy rows (from their phases), then Z = A z. */
-static void FN(wino4_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssize_t Th,
+KERNEL void FN(wino4_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                          Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t PQ = g->P * g->Q, NT = g->N * Th * Tw, stride = g->K * NT;
@@ -234,7 +234,7 @@ static void FN(wino4_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ss
  * buffer (column 4*tj + b takes dd[b] of tile tj, and for b < 2 also dd[b + 4] of tile
  * tj - 1) and its cells that are x are added to dx: the rows of consecutive tile rows
  * overlap by two. */
-static void FN(wino4_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_ssize_t Th,
+KERNEL void FN(wino4_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_ssize_t Th,
                          Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
