@@ -6,9 +6,11 @@ binding ``src/convprop/_native/_<family>.pyx`` and its loops in ``src/convprop/_
 threads of a call are an OpenMP team (``-fopenmp``).
 
 Flags. Portable by default: the modules run on any CPU of the architecture, so a wheel
-built here installs anywhere. ``CONVPROP_NATIVE_ARCH=1`` adds ``-march=native``: vector
-loops for the machine it builds on (AVX2 and FMA where it has them), for a source install
-that stays on that machine. Neither uses -ffast-math, and floating-point contraction stays
+built here installs anywhere; on x86-64 (GCC 12+, glibc) each loop is also compiled for
+x86-64-v3 (AVX2, FMA) and the loader picks that version where the CPU has it
+(src/common.h: KERNEL). ``CONVPROP_NATIVE_ARCH=1`` builds one version for the machine it
+builds on instead (``-march=native``: AVX-512 where it has it), for a source install that
+stays on that machine. Neither uses -ffast-math, and floating-point contraction stays
 off (``-ffp-contract=off``): a * b + c is rounded twice, as NumPy rounds it, so that the
 kernels give the NumPy code's bits where the README promises them.
 
@@ -35,7 +37,8 @@ COMPILE_ARGS = [
 ]  # fmt: skip
 LINK_ARGS = ["-fopenmp"]
 if os.environ.get("CONVPROP_NATIVE_ARCH", "") not in ("", "0"):
-    COMPILE_ARGS.append("-march=native")
+    # one version of each loop, for this machine (src/common.h: KERNEL)
+    COMPILE_ARGS += ["-march=native", "-DCONVPROP_NATIVE_ARCH=1"]
 
 DIRECTIVES = {
     "language_level": 3,

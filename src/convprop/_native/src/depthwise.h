@@ -17,7 +17,7 @@
  * the row-by-row loops. */
 
 /* xr[i, j] = x_pad[pad_top + ..., pad_left + ...]: the read region of one input plane, zeros outside x. */
-static void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
+KERNEL_PART void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
 {
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g);
     for (Py_ssize_t i = 0; i < Hr; ++i) {
@@ -33,7 +33,7 @@ static void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
 /* out[i] = sum_t w[t] * src[sign * offs[t] + i] for i in [0, L): the taps of one plane,
  * summed four at a time, so that out is read and written once per four taps. With
  * accumulate != 0 the sums add to out instead of replacing it. */
-static void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize_t *offs,
+KERNEL_PART void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize_t *offs,
                               Py_ssize_t sign, const T *w, Py_ssize_t RS, int accumulate)
 {
     Py_ssize_t t = 0;
@@ -195,7 +195,7 @@ KERNEL void FN(depthwise_backward_data)(const T *dy, const T *w, T *dx, T *scrat
 
 /* (DW3) for one plane: sums[t] += sum_i dyw[i] * xr[offs[t] + i] over i in [0, L), in runs
  * of `run` every `step` (see depthwise_run). */
-static void FN(depthwise_tap_sums)(T *sums, const T *xr, const T *dyw, const Py_ssize_t *offs,
+KERNEL_PART void FN(depthwise_tap_sums)(T *sums, const T *xr, const T *dyw, const Py_ssize_t *offs,
                             Py_ssize_t RS, Py_ssize_t L, Py_ssize_t run, Py_ssize_t step)
 {
     Py_ssize_t t = 0;
@@ -255,7 +255,7 @@ static void FN(depthwise_tap_sums)(T *sums, const T *xr, const T *dyw, const Py_
  * long loop over the wide plane is exact when x is finite; if the region xr holds an inf or
  * NaN, a scratch column could turn it into 0 * inf = NaN although no tap reads it, so the sums
  * then run row by row over the Q real columns only: *run = Q every *step = Wr. */
-static void FN(depthwise_run)(const T *xr, const ConvGeom *g, Py_ssize_t *run, Py_ssize_t *step)
+KERNEL_PART void FN(depthwise_run)(const T *xr, const ConvGeom *g, Py_ssize_t *run, Py_ssize_t *step)
 {
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
     T probe = 0; /* x - x: 0 for finite x, NaN for inf and NaN */
