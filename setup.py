@@ -6,9 +6,9 @@ binding ``src/convprop/_native/_<family>.pyx`` and its loops in ``src/convprop/_
 threads of a call are an OpenMP team (``-fopenmp``).
 
 Flags. Portable by default: the modules run on any CPU of the architecture, so a wheel
-built here installs anywhere; on x86-64 (GCC 12+, glibc) each loop is also compiled for
-x86-64-v3 (AVX2, FMA) and the loader picks that version where the CPU has it
-(src/common.h: KERNEL). ``CONVPROP_NATIVE_ARCH=1`` builds one version for the machine it
+built here installs anywhere; on x86-64 (GCC 12+, glibc) each loop is compiled for
+x86-64-v4 (AVX-512), x86-64-v3 (AVX2, FMA) and any x86-64, and the loader picks the best
+the CPU has (src/common.h: KERNEL). ``CONVPROP_NATIVE_ARCH=1`` builds one version for the machine it
 builds on instead (``-march=native``: AVX-512 where it has it), for a source install that
 stays on that machine. Neither uses -ffast-math, and floating-point contraction stays
 off (``-ffp-contract=off``): a * b + c is rounded twice, as NumPy rounds it, so that the

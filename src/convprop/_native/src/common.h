@@ -75,20 +75,22 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
  * task that reads its arguments from a struct, the 2x2 max-pool loop got a worse register
  * allocation from GCC (-march=native, AVX-512) and ran 13 % slower on one thread.
  *
- * A portable build (the default) on x86-64 compiles each kernel twice, with GCC 12 or later
- * and glibc: for any x86-64 CPU and for x86-64-v3 (AVX2 and FMA, CPUs from 2013 on), and the
- * loader runs the second where the CPU has it (target_clones, an ifunc). Without it FMA is a
- * call to libm's fma per multiply-add and the loops use 128-bit vectors: measured on one
- * thread, direct_forward took 144 times and bin_products 179 times as long. The results of
- * the two versions differ only where a sum is vectorised (its order follows the vector
- * width), as between any two machines of a -march=native build. A -march=native build
- * (setup.py: CONVPROP_NATIVE_ARCH=1, which defines CONVPROP_NATIVE_ARCH) has one version.
+ * A portable build (the default) on x86-64 with GCC 12 or later and glibc compiles each
+ * kernel three times: for x86-64-v4 (AVX-512), x86-64-v3 (AVX2 and FMA, CPUs from 2013 on)
+ * and any x86-64, and the loader runs the best one the CPU has (target_clones, an ifunc).
+ * Without it FMA is a call to libm's fma per multiply-add and the loops use 128-bit vectors:
+ * measured on one thread, direct_forward took 144 times and bin_products 179 times as long;
+ * with it, the same times as -march=native. The versions' results differ only where a sum
+ * is vectorised (its order follows the vector width), as between two machines of a
+ * -march=native build. A -march=native build (setup.py: CONVPROP_NATIVE_ARCH=1, which
+ * defines CONVPROP_NATIVE_ARCH) has one version.
  *
  * KERNEL_PART: a piece of a kernel's loop, always inlined, so that it is compiled for each
  * version of each kernel that uses it. */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
     defined(__GLIBC__) && !defined(CONVPROP_NATIVE_ARCH)
-#define KERNEL static __attribute__((noinline, target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define KERNEL_TARGETS "arch=x86-64-v4", "arch=x86-64-v3", "default"
+#define KERNEL static __attribute__((noinline, target_clones(KERNEL_TARGETS)))
 #elif defined(__GNUC__)
 #define KERNEL static __attribute__((noinline))
 #else
