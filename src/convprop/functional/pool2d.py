@@ -12,6 +12,8 @@ Output size, shown for rows (columns alike with W, S, stride_w, pad_w), PyTorch'
 Windows  (tap t = r*S + s, row-major; x_pad has pad_h rows on top and pad_h + extra_h below,
           extra_h = max((P-1)*stride_h + R - H - 2*pad_h, 0) being the ceil_mode overhang)
   window (p, q) reads x_pad[n, c, p*stride_h + r, q*stride_w + s] for every tap        (PS3)
+  (the loops visit only the taps that read a cell of x, each over the windows where it
+  does, and build x_pad only while it is small: convprop.functional.pool_windows, PN5)
 Max pooling  (x_pad filled with -inf, so padding never wins)
   y[n,c,p,q] = max over taps of x_pad[n, c, p*stride_h + r, q*stride_w + s]              (MP1)
   argmax[n,c,p,q] = the FIRST tap in row-major order attaining (MP1)                    (MP2)
@@ -47,8 +49,10 @@ from convprop.functional.pool_nd import (
     max_pool_nd_backward,
     max_pool_nd_forward,
     max_pool_nd_indices,
+    tap_dtype,
     window_indices,
 )
+from convprop.functional.pool_windows import pool_windows
 
 
 def pool2d_geometry(
@@ -72,23 +76,13 @@ def pool2d_geometry(
     return _shapes.pool2d_geometry(op, tuple(x.shape), kernel_size, stride, padding, ceil_mode)
 
 
-def _pad(xp: ModuleType, x: Array, geom: Pool2dGeometry, value: float) -> Array:
-    """x_pad of (PS3): ``value`` on the padding and the ceil_mode overhang."""
-    if geom.pad_h == geom.pad_w == geom.extra_h == geom.extra_w == 0:
-        return x
-    widths = (
-        (0, 0),
-        (0, 0),
-        (geom.pad_h, geom.pad_h + geom.extra_h),
-        (geom.pad_w, geom.pad_w + geom.extra_w),
-    )
-    return xp.pad(x, widths, constant_values=value)
-
-
-def _crop(xp: ModuleType, dx_pad: Array, geom: Pool2dGeometry) -> Array:
-    """Drop the border of a gradient with respect to x_pad -> (N, C, H, W), a fresh array."""
-    dx = dx_pad[:, :, geom.pad_h : geom.pad_h + geom.H, geom.pad_w : geom.pad_w + geom.W]
-    return xp.ascontiguousarray(dx)
+def _nd(geom: Pool2dGeometry) -> PoolNdGeometry:
+    """The same geometry in the N-d form (dilation 1) that pool_windows and (MPI1) read."""
+    return PoolNdGeometry(
+        N=geom.N, C=geom.C, size=(geom.H, geom.W), kernel=(geom.R, geom.S),
+        stride=(geom.stride_h, geom.stride_w), padding=(geom.pad_h, geom.pad_w),
+        dilation=(1, 1), out=(geom.P, geom.Q), extra=(geom.extra_h, geom.extra_w),
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -100,7 +94,7 @@ class MaxPool2dCache:
 
     Fields
     ------
-    argmax : Array (N, C, P, Q), int32
+    argmax : Array (N, C, P, Q), int32 (int64 for a window of more than 2**31 - 1 taps)
         Tap index ``t = r*S + s`` of each window's maximum (MP2): N·C·P·Q integers.
     geom : Pool2dGeometry
         The normalised shapes and hyperparameters.
@@ -187,22 +181,35 @@ def max_pool2d_forward(
     return y, MaxPool2dCache(argmax=argmax, geom=geom, x_dtype=x.dtype)
 
 
-@_native.accelerated(pool.maxpool_forward)
+def _int32_taps(x: Array, geom: Pool2dGeometry) -> bool:
+    """The compiled kernels hold tap indices in int32: windows of at most 2**31 - 1 taps."""
+    return geom.R * geom.S <= 2**31 - 1
+
+
+def _compiled_pays(x: Array, geom: Pool2dGeometry) -> bool:
+    """int32 taps, and a window at most a few times as wide as x: the compiled forward
+    steps through every column of the window, the NumPy loops only through the taps that
+    read x (PN5)."""
+    return _int32_taps(x, geom) and geom.S <= 4 * geom.W + 16
+
+
+@_native.accelerated(pool.maxpool_forward, when=_compiled_pays)
 def _max_pool(x: Array, geom: Pool2dGeometry) -> tuple[Array, Array]:
-    """(MP1), (MP2): y and argmax (N, C, P, Q), one NumPy comparison per tap; compiled (one
-    pass, the same tie and NaN rules) where the kernels serve x."""
+    """(MP1), (MP2): y and argmax (N, C, P, Q), one NumPy comparison per tap that reads x
+    (PN5); compiled (one pass, the same tie and NaN rules) where the kernels serve x."""
     xp = get_xp(x)
-    x_pad = _pad(xp, x, geom, float("-inf"))  # (PS3) padding never wins
+    windows = pool_windows(_nd(geom))
+    source = windows.source(xp, x, float("-inf"))  # x_pad (PS3): padding never wins; or x (PN5)
     y = xp.full(geom.y_shape, float("-inf"), dtype=x.dtype)
-    argmax = xp.empty(geom.y_shape, dtype=xp.int32)
+    argmax = xp.empty(geom.y_shape, dtype=tap_dtype(xp, (geom.R, geom.S)))
     argmax[...] = _first_real_tap(xp, geom)  # (MP2) where a window holds only -inf
-    for t, r, s in geom.taps():
-        rows, cols = geom.tap_window(r, s)
-        value = x_pad[:, :, rows, cols]  # (PS3) -> (N, C, P, Q)
+    for t, outputs, cells in windows.cuts:
+        value = source[cells]  # (PS3) or (PN5) -> the outputs' part of (N, C, P, Q)
+        best, best_tap = y[outputs], argmax[outputs]  # views: written in place
         # Strictly greater: a later tap equal to the maximum keeps the first one (MP2).
-        wins = (value > y) | xp.isnan(value)
-        xp.copyto(y, value, where=wins)  # (MP1)
-        xp.copyto(argmax, t, where=wins)  # (MP2)
+        wins = (value > best) | xp.isnan(value)
+        xp.copyto(best, value, where=wins)  # (MP1)
+        xp.copyto(best_tap, t, where=wins)  # (MP2)
     return y, argmax
 
 
@@ -229,18 +236,22 @@ def max_pool2d_backward(dy: Array, cache: MaxPool2dCache | MaxPoolNdCache) -> Ar
     return _max_unpool(dy, xp.asarray(cache.argmax), geom)  # (MP3)
 
 
-@_native.accelerated(pool.maxpool_backward)
+def _int32_argmax(dy: Array, argmax: Array, geom: Pool2dGeometry) -> bool:
+    return _int32_taps(dy, geom)
+
+
+@_native.accelerated(pool.maxpool_backward, when=_int32_argmax)
 def _max_unpool(dy: Array, argmax: Array, geom: Pool2dGeometry) -> Array:
     """(MP3): dx (N, C, H, W), each dy added at its window's arg-max, one NumPy pass per tap;
     compiled where the kernels serve dy."""
     xp = get_xp(dy, argmax)
-    dx_pad = xp.zeros((geom.N, geom.C, *geom.padded_hw), dtype=dy.dtype)
-    for t, r, s in geom.taps():
-        rows, cols = geom.tap_window(r, s)
+    windows = pool_windows(_nd(geom))
+    d_source = xp.zeros(windows.source_shape(geom.x_shape), dtype=dy.dtype)  # dx_pad or dx
+    for t, outputs, cells in windows.cuts:
         # Scatter-add: windows overlap when stride < kernel, so one cell can be the
         # arg-max of several windows (MP3).
-        dx_pad[:, :, rows, cols] += xp.where(argmax == t, dy, 0)  # (MP3)
-    return _crop(xp, dx_pad, geom)
+        d_source[cells] += xp.where(argmax[outputs] == t, dy[outputs], 0)  # (MP3)
+    return windows.gradient(xp, d_source)  # (MP3) dx_pad without its border
 
 
 def max_pool2d(
@@ -272,13 +283,7 @@ def max_pool2d_indices(cache: MaxPool2dCache | MaxPoolNdCache) -> Array:
     """
     if isinstance(cache, MaxPoolNdCache):
         return max_pool_nd_indices(cache)  # (MPI1)
-    geom = cache.geom
-    nd = PoolNdGeometry(
-        N=geom.N, C=geom.C, size=(geom.H, geom.W), kernel=(geom.R, geom.S),
-        stride=(geom.stride_h, geom.stride_w), padding=(geom.pad_h, geom.pad_w),
-        dilation=(1, 1), out=(geom.P, geom.Q), extra=(geom.extra_h, geom.extra_w),
-    )  # fmt: skip
-    return window_indices(get_xp(cache.argmax), cache.argmax, nd)  # (MPI1)
+    return window_indices(get_xp(cache.argmax), cache.argmax, _nd(cache.geom))  # (MPI1)
 
 
 # ------------------------------------------------------------------------- average pooling
@@ -373,11 +378,11 @@ def avg_pool2d_forward(
     count_include_pad = flag(op, "count_include_pad", count_include_pad)
     override = divisor_override_value(op, divisor_override)
     xp = get_xp(x)
-    x_pad = _pad(xp, x, geom, 0.0)  # (PS3)
+    windows = pool_windows(_nd(geom))
+    source = windows.source(xp, x, 0.0)  # x_pad (PS3), or x itself (PN5)
     total = xp.zeros(geom.y_shape, dtype=x.dtype)
-    for _, r, s in geom.taps():
-        rows, cols = geom.tap_window(r, s)
-        total += x_pad[:, :, rows, cols]  # (AP2) window sums -> (N, C, P, Q)
+    for _, outputs, cells in windows.cuts:
+        total[outputs] += source[cells]  # (AP2) window sums -> (N, C, P, Q)
     divisor = _divisor(xp, geom, count_include_pad, override).astype(x.dtype)  # (AP1) (P, Q)
     y = total / divisor  # (AP2)
     return y, AvgPool2dCache(divisor=divisor, geom=geom)
@@ -402,11 +407,11 @@ def avg_pool2d_backward(dy: Array, cache: AvgPool2dCache) -> Array:
     check_upstream("avg_pool2d_backward", dy, geom.y_shape, cache.divisor.dtype)
     xp = get_xp(dy, cache.divisor)
     share = dy / cache.divisor  # (AP3) -> (N, C, P, Q)
-    dx_pad = xp.zeros((geom.N, geom.C, *geom.padded_hw), dtype=dy.dtype)
-    for _, r, s in geom.taps():
-        rows, cols = geom.tap_window(r, s)
-        dx_pad[:, :, rows, cols] += share  # (AP3) scatter-add: windows overlap if stride < R
-    return _crop(xp, dx_pad, geom)
+    windows = pool_windows(_nd(geom))
+    d_source = xp.zeros(windows.source_shape(geom.x_shape), dtype=dy.dtype)  # dx_pad or dx
+    for _, outputs, cells in windows.cuts:
+        d_source[cells] += share[outputs]  # (AP3) scatter-add: windows overlap if stride < R
+    return windows.gradient(xp, d_source)  # (AP3) dx_pad without its border
 
 
 def avg_pool2d(

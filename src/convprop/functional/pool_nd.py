@@ -14,6 +14,8 @@ Output size along each axis (PyTorch's rule; PS1, PS2 with dilation)
                                                                                         (PN2)
 Windows  (x_pad: pad_a cells before, pad_a + extra_a after, extra_a the ceil_mode overhang)
   window o reads x_pad[n, c, …, o_a·stride_a + r_a·dil_a, …] for every tap               (PN3)
+  the loops visit only the taps that read a cell of x, each over the windows where it
+  does, and build x_pad only while it is small (convprop.functional.pool_windows)        (PN5)
   every window reads a cell of x along every axis: some r_a with
   0 ≤ o_a·stride_a − pad_a + r_a·dil_a < size_a (dilation could skip them all)           (PN4)
 Max pooling  (x_pad filled with −∞)
@@ -31,7 +33,6 @@ Average pooling  (dilation 1, x_pad filled with 0)
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from types import ModuleType
@@ -41,6 +42,7 @@ from convprop._shapes import _is_int as is_int
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_extent, check_upstream, require_array
+from convprop.functional.pool_windows import pool_windows
 
 AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 LETTERS = {1: "L", 2: "H, W", 3: "D, H, W"}
@@ -102,49 +104,6 @@ class PoolNdGeometry:
     @property
     def y_shape(self) -> tuple[int, ...]:
         return (self.N, self.C, *self.out)
-
-    @property
-    def padded_shape(self) -> tuple[int, ...]:
-        """The shape of x_pad (PN3), the ceil_mode overhang included."""
-        sides = zip(self.size, self.padding, self.extra, strict=True)
-        return (self.N, self.C, *(s + 2 * p + e for s, p, e in sides))
-
-    def taps(self) -> list[tuple[int, tuple[int, ...]]]:
-        """Every tap ``(t, (r_1 … r_D))`` that reads a cell of x, in row-major order (PN3).
-
-        ``t`` counts all taps, read or not. A tap whose every window position lies in the
-        padding reads only the fill value, which never wins a maximum and adds 0 to a sum:
-        leaving it out changes no result, and a window far larger than x costs what x costs.
-        """
-        live = [
-            _live_offsets(k, o, s, p, n, d)
-            for k, o, s, p, n, d in zip(
-                self.kernel, self.out, self.stride, self.padding, self.size, self.dilation,
-                strict=True,
-            )
-        ]  # fmt: skip
-        strides = [math.prod(self.kernel[i + 1 :]) for i in range(len(self.kernel))]
-        return [
-            (sum(r * step for r, step in zip(offsets, strides, strict=True)), offsets)
-            for offsets in itertools.product(*live)
-        ]
-
-    def tap_window(self, offsets: tuple[int, ...]) -> tuple[slice, ...]:
-        """The index of x_pad that one tap reads for every window (PN3): all N, C, *out."""
-        cuts = zip(offsets, self.dilation, self.stride, self.out, strict=True)
-        axes = (slice(r * d, r * d + s * (o - 1) + 1, s) for r, d, s, o in cuts)
-        return (slice(None), slice(None), *axes)
-
-
-def _live_offsets(kernel: int, out: int, stride: int, pad: int, size: int, dil: int) -> list[int]:
-    """Offsets r in [0, kernel) at which some window p in [0, out) reads a real cell:
-    pad <= p*stride + r*dil < pad + size."""
-    live = []
-    for r in range(kernel):
-        first = max(0, -(-(pad - r * dil) // stride))  # the first window past the top padding
-        if first < out and first * stride + r * dil < pad + size:
-            live.append(r)
-    return live
 
 
 def _axis_out(op: str, axis: str, values: tuple[int, ...], ceil_mode: bool, shapes: str) -> int:
@@ -243,21 +202,6 @@ def _axis_shape(dims: int, axis: int, length: int, lead: int = 0) -> tuple[int, 
     return tuple(shape)
 
 
-def pad_nd(xp: ModuleType, x: Array, geom: PoolNdGeometry, value: float) -> Array:
-    """x_pad of (PN3): ``value`` on the padding and the ceil_mode overhang."""
-    if not any(geom.padding) and not any(geom.extra):
-        return x
-    widths = [(p, p + e) for p, e in zip(geom.padding, geom.extra, strict=True)]
-    return xp.pad(x, [(0, 0), (0, 0), *widths], constant_values=value)
-
-
-def crop_nd(xp: ModuleType, dx_pad: Array, geom: PoolNdGeometry) -> Array:
-    """Drop the border of a gradient with respect to x_pad -> (N, C, *size), a fresh array."""
-    cuts = zip(geom.padding, geom.size, strict=True)
-    inside = (slice(None), slice(None), *(slice(p, p + s) for p, s in cuts))
-    return xp.ascontiguousarray(dx_pad[inside])
-
-
 # ----------------------------------------------------------------------------- max pooling
 
 
@@ -267,7 +211,7 @@ class MaxPoolNdCache:
 
     Fields
     ------
-    argmax : Array (N, C, *out), int32
+    argmax : Array (N, C, *out), int32 (int64 for a window of more than 2**31 - 1 taps)
         Tap index of each window's maximum (MPN2): N·C·Π out integers.
     geom : PoolNdGeometry
         The normalised shapes and hyperparameters.
@@ -281,6 +225,12 @@ class MaxPoolNdCache:
     geom: PoolNdGeometry
     x_dtype: Any
     op: str
+
+
+def tap_dtype(xp: ModuleType, kernel: tuple[int, ...]) -> Any:
+    """The integer type of the arg-max taps (MPN2): int32, or int64 for a window of more
+    than 2**31 - 1 taps (whose indices int32 cannot hold)."""
+    return xp.int32 if math.prod(kernel) <= 2**31 - 1 else xp.int64
 
 
 def _first_real_tap(xp: ModuleType, geom: PoolNdGeometry) -> Array:
@@ -311,16 +261,18 @@ def max_pool_nd_forward(
     """
     geom = pool_nd_geometry(op, x, dims, kernel_size, stride, padding, dilation, ceil_mode)
     xp = get_xp(x)
-    x_pad = pad_nd(xp, x, geom, float("-inf"))  # (PN3) padding never wins
+    windows = pool_windows(geom)
+    source = windows.source(xp, x, float("-inf"))  # x_pad (PN3): padding never wins; or x (PN5)
     y = xp.full(geom.y_shape, float("-inf"), dtype=x.dtype)
-    argmax = xp.empty(geom.y_shape, dtype=xp.int32)
+    argmax = xp.empty(geom.y_shape, dtype=tap_dtype(xp, geom.kernel))
     argmax[...] = _first_real_tap(xp, geom)  # (MPN2) where a window holds only −∞
-    for t, offsets in geom.taps():
-        value = x_pad[geom.tap_window(offsets)]  # (PN3) -> (N, C, *out)
+    for t, outputs, cells in windows.cuts:
+        value = source[cells]  # (PN3) or (PN5) -> the outputs' part of (N, C, *out)
+        best, best_tap = y[outputs], argmax[outputs]  # views: written in place
         # Strictly greater: a later tap equal to the maximum keeps the first one (MPN2).
-        wins = (value > y) | xp.isnan(value)
-        xp.copyto(y, value, where=wins)  # (MPN1)
-        xp.copyto(argmax, t, where=wins)  # (MPN2)
+        wins = (value > best) | xp.isnan(value)
+        xp.copyto(best, value, where=wins)  # (MPN1)
+        xp.copyto(best_tap, t, where=wins)  # (MPN2)
     return y, MaxPoolNdCache(argmax=argmax, geom=geom, x_dtype=x.dtype, op=op)
 
 
@@ -329,12 +281,13 @@ def max_pool_nd_backward(dy: Array, cache: MaxPoolNdCache) -> Array:
     geom = cache.geom
     check_upstream(f"{cache.op}_backward", dy, geom.y_shape, cache.x_dtype)
     xp = get_xp(dy, cache.argmax)
-    dx_pad = xp.zeros(geom.padded_shape, dtype=dy.dtype)
-    for t, offsets in geom.taps():
+    windows = pool_windows(geom)
+    d_source = xp.zeros(windows.source_shape(geom.x_shape), dtype=dy.dtype)  # dx_pad or dx
+    for t, outputs, cells in windows.cuts:
         # Scatter-add: windows overlap when stride < kernel, so one cell can be the arg-max
         # of several windows (MPN3).
-        dx_pad[geom.tap_window(offsets)] += xp.where(cache.argmax == t, dy, 0)  # (MPN3)
-    return crop_nd(xp, dx_pad, geom)
+        d_source[cells] += xp.where(cache.argmax[outputs] == t, dy[outputs], 0)  # (MPN3)
+    return windows.gradient(xp, d_source)  # (MPN3) dx_pad without its border
 
 
 def window_indices(xp: ModuleType, argmax: Array, geom: PoolNdGeometry) -> Array:
@@ -432,10 +385,11 @@ def avg_pool_nd_forward(
     count_include_pad = flag(op, "count_include_pad", count_include_pad)
     override = divisor_override_value(op, divisor_override)
     xp = get_xp(x)
-    x_pad = pad_nd(xp, x, geom, 0.0)  # (PN3)
+    windows = pool_windows(geom)
+    source = windows.source(xp, x, 0.0)  # x_pad (PN3), or x itself (PN5)
     total = xp.zeros(geom.y_shape, dtype=x.dtype)
-    for _, offsets in geom.taps():
-        total += x_pad[geom.tap_window(offsets)]  # (APN2) window sums -> (N, C, *out)
+    for _, outputs, cells in windows.cuts:
+        total[outputs] += source[cells]  # (APN2) window sums -> (N, C, *out)
     divisor = _divisor(xp, geom, count_include_pad, override).astype(x.dtype)  # (APN1)
     return total / divisor, AvgPoolNdCache(divisor=divisor, geom=geom, op=op)  # (APN2)
 
@@ -446,7 +400,8 @@ def avg_pool_nd_backward(dy: Array, cache: AvgPoolNdCache) -> Array:
     check_upstream(f"{cache.op}_backward", dy, geom.y_shape, cache.divisor.dtype)
     xp = get_xp(dy, cache.divisor)
     share = dy / cache.divisor  # (APN3) -> (N, C, *out)
-    dx_pad = xp.zeros(geom.padded_shape, dtype=dy.dtype)
-    for _, offsets in geom.taps():
-        dx_pad[geom.tap_window(offsets)] += share  # (APN3) scatter-add: windows may overlap
-    return crop_nd(xp, dx_pad, geom)
+    windows = pool_windows(geom)
+    d_source = xp.zeros(windows.source_shape(geom.x_shape), dtype=dy.dtype)  # dx_pad or dx
+    for _, outputs, cells in windows.cuts:
+        d_source[cells] += share[outputs]  # (APN3) scatter-add: windows may overlap
+    return windows.gradient(xp, d_source)  # (APN3) dx_pad without its border
