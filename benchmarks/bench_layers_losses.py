@@ -19,8 +19,8 @@ import numpy
 import torch
 
 import convprop
-import convprop.backend
 import convprop.nn.functional as F
+import convprop.process
 
 
 def _median_ms(run: Callable[[], None], repeats: int) -> float:
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    convprop.backend.retain_freed_memory()  # as the command line: no page faults per step
+    convprop.process.configure_process(restart=True)  # as the command line
     rng = numpy.random.default_rng(0)
     print(f"{'op':46} {'shape':18} {'convprop ms':>12} {'torch ms':>10} {'ratio':>7}")
     for name, shape, ours, theirs in _cases(rng):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import sys
 
-from convprop import _blas_env  # noqa: F401  # isort: skip  (before NumPy loads OpenBLAS)
 from convprop.bench_nets import main
+from convprop.process import configure_process
 
 if __name__ == "__main__":
+    configure_process(restart=True)  # the workers inherit OpenBLAS's spin setting
     sys.exit(main())

@@ -18,16 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from convprop import _blas_env  # noqa: F401  # isort: skip  (before NumPy loads OpenBLAS)
 import numpy
 import torch
 
-from convprop.backend import retain_freed_memory
 from convprop.bench import machine_info
 from convprop.data import DataLoader, load_dataset
 from convprop.models import lenet
 from convprop.nn import CrossEntropyLoss
 from convprop.optim import Adam
+from convprop.process import configure_process
 from convprop.train import train_step
 
 
@@ -71,7 +70,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=None, help="stop each epoch early")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    retain_freed_memory()  # one allocator setting for both libraries (same process)
+    configure_process(restart=True)  # one allocator setting for both libraries (same process)
     torch.set_num_threads(args.threads)
     train_set, _ = load_dataset(args.dataset)
     C, H, _ = train_set.sample_shape

@@ -35,7 +35,7 @@ PACKAGE_DIR = Path(convprop.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
     # 0: the array module, the error types, shape arithmetic, the compiled kernels
-    "backend": 0, "errors": 0, "_shapes": 0, "_native": 0, "_blas_env": 0, "_blas": 0,
+    "backend": 0, "errors": 0, "_shapes": 0, "_native": 0, "_blas": 0, "process": 0,
     # 1: pure op pairs, and the numerical checks of their gradients
     "functional": 1, "finite_differences": 1,
     # 2: the recorded graph over the pairs (Tensor, Function)

@@ -1,6 +1,6 @@
-"""Products that add into their output through NumPy's own BLAS (convprop._blas), and the
-weight gradient (I3) that uses them: the same sums as NumPy's ``@`` followed by a sum,
-and the same gradient as with the calls turned off.
+"""Products that add into their output through NumPy's own BLAS (convprop._blas, found
+through threadpoolctl), and the weight gradient (I3) that uses them: the same sums as NumPy's
+``@`` followed by a sum, and the same gradient as with the calls turned off.
 
 Where NumPy was built without the OpenBLAS library its wheels bundle, the calls are not
 made (``available()`` is False) and the tests that need them are skipped; the fallback is
@@ -13,13 +13,19 @@ import ctypes
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 from convprop import _blas, _native
 from convprop._native import products
-from convprop.functional import conv2d_backward, conv2d_forward, conv2d_im2col, conv2d_select
+from convprop.functional import (
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_select,
+    conv2d_workspace,
+)
 
 needs_blas = pytest.mark.skipif(
-    not _blas.available(), reason="NumPy's bundled OpenBLAS was not found in this process"
+    not _blas.available(), reason="NumPy's own OpenBLAS was not found in this process"
 )
 
 
@@ -29,15 +35,20 @@ def _stack(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.n
 
 @needs_blas
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_add_products_adds_the_sum_of_products_into_c(dtype: str) -> None:
+@pytest.mark.parametrize("I, M, Nc, L", [(3, 5, 4, 7), (2, 1, 4, 7), (2, 5, 1, 7), (2, 5, 4, 1)])
+def test_add_products_adds_the_sum_of_products_into_c(
+    dtype: str, I: int, M: int, Nc: int, L: int
+) -> None:
+    """c += Σ_i a[i]·b[i]ᵀ against a float64 einsum, single rows and columns included."""
     rng = np.random.default_rng(0)
-    a, b = _stack(rng, (3, 5, 7), dtype), _stack(rng, (3, 4, 7), dtype)
-    c = _stack(rng, (5, 4), dtype)
+    a, b = _stack(rng, (I, M, L), dtype), _stack(rng, (I, Nc, L), dtype)
+    c = _stack(rng, (M, Nc), dtype)
     expected = c.astype(np.float64) + np.einsum("iml,inl->mn", a, b, dtype=np.float64)
+    address = c.ctypes.data
     assert _blas.add_products(c, a, b)
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
-    assert c.dtype == np.dtype(dtype)
+    assert c.dtype == np.dtype(dtype) and c.ctypes.data == address  # in place
 
 
 @needs_blas
@@ -64,6 +75,7 @@ def test_add_products_declines_what_it_cannot_call_and_leaves_c_untouched() -> N
         (c, a.astype(np.float64), b),  # mixed dtypes
         (c, a.transpose(0, 2, 1).copy().transpose(0, 2, 1), b),  # columns not contiguous
         (c.T.copy().T, a, b),  # c by columns
+        (c, list(a), b),  # not NumPy arrays
         (c.astype(np.float16), a.astype(np.float16), b.astype(np.float16)),  # no half gemm
         (c, a[:, :, :0], b[:, :, :0]),  # empty inner size
     ]
@@ -90,40 +102,56 @@ def test_add_products_declines_a_c_it_may_not_or_cannot_safely_write() -> None:
     np.testing.assert_array_equal(square, before)
 
 
-def test_only_numpys_own_bundled_library_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Among the OpenBLAS libraries mapped into the process, only one in NumPy's own
-    numpy.libs directory: another package's copy (SciPy's) is never picked."""
-    import io
-    import os
-
-    site = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
-    scipy_copy = os.path.join(site, "scipy.libs", "libscipy_openblas-0000.so")
-    numpy_copy = os.path.join(site, "numpy.libs", "libscipy_openblas64_-0000.so")
-    elsewhere = os.path.join("/home/u/numpy-work/lib", "libscipy_openblas64_-0000.so")
-
-    def maps(*lines: str) -> io.StringIO:
-        return io.StringIO("".join(f"7f00-7f01 r-xp 0 08:01 1 {line}\n" for line in lines))
-
-    real_open = open
-
-    def fake_open(lines: tuple[str, ...]):  # type: ignore[no-untyped-def]
-        def opener(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-            return maps(*lines) if path == "/proc/self/maps" else real_open(path, *args, **kwargs)
-
-        return opener
-
-    monkeypatch.setattr("builtins.open", fake_open((scipy_copy, elsewhere)))
-    assert _blas._numpy_blas_path() is None
-    monkeypatch.setattr("builtins.open", fake_open((scipy_copy, numpy_copy)))
-    assert _blas._numpy_blas_path() == numpy_copy
-
-
 @needs_blas
 def test_add_products_names_mismatched_shapes() -> None:
     c = np.zeros((5, 4), np.float32)
     a, b = np.zeros((2, 5, 7), np.float32), np.zeros((2, 4, 6), np.float32)
     with pytest.raises(ValueError, match=r"add_products.*\(5, 4\).*\(2, 5, 7\).*\(2, 4, 6\)"):
         _blas.add_products(c, a, b)
+
+
+@needs_blas
+def test_the_library_is_numpys_own_among_those_threadpoolctl_lists() -> None:
+    """The controller found is an OpenBLAS that threadpoolctl lists in this process and that
+    NumPy's distribution installed; its affixes name a CBLAS gemm in either precision."""
+    controller = _blas._numpy_openblas()
+    assert controller is not None and controller.internal_api == "openblas"
+    loaded = [info["filepath"] for info in threadpoolctl.threadpool_info()]
+    assert controller.filepath in loaded
+    assert _blas._numpy_files() and all("blas" in path.lower() for path in _blas._numpy_files())
+    affixes = _blas._affixes(controller.dynlib)
+    assert affixes is not None
+    prefix, suffix = affixes
+    for name in _blas._GEMMS:
+        assert _blas._function(controller.dynlib, f"{prefix}{name}{suffix}") is not None
+
+
+def test_another_packages_openblas_is_never_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With NumPy's distribution listing no BLAS library (a NumPy built on another BLAS), no
+    loaded OpenBLAS is taken, SciPy's included: the calls are not made."""
+    import scipy.linalg.blas  # noqa: F401  (loads SciPy's own OpenBLAS into the process)
+
+    monkeypatch.setattr(_blas, "_numpy_files", lambda: frozenset())
+    assert _blas._numpy_openblas() is None
+
+
+class _Library:
+    """A stand-in shared library exporting ``names`` (ctypes raises AttributeError for the
+    rest, as a CDLL does)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    def __getitem__(self, name: str) -> object:
+        if name not in self.names:
+            raise AttributeError(name)
+        return ctypes.CFUNCTYPE(None)()
+
+
+def test_affixes_are_found_on_openblas_get_config() -> None:
+    assert _blas._affixes(_Library("scipy_openblas_get_config64_")) == ("scipy_", "64_")
+    assert _blas._affixes(_Library("openblas_get_config")) == ("", "")
+    assert _blas._affixes(_Library("cblas_sgemm")) is None  # not an OpenBLAS
 
 
 def test_the_check_rejects_a_library_whose_products_are_wrong() -> None:
@@ -133,16 +161,6 @@ def test_the_check_rejects_a_library_whose_products_are_wrong() -> None:
         del args
 
     assert not _blas._passes_check({np.dtype(np.float32): writes_nothing})
-
-
-@needs_blas
-def test_the_library_found_is_the_one_numpy_loaded() -> None:
-    path = _blas._numpy_blas_path()
-    assert path is not None and "numpy" in path
-    with open("/proc/self/maps", encoding="utf-8") as handle:
-        assert path in handle.read()
-    library = ctypes.CDLL(path)
-    assert any(hasattr(library, single) for single, _ in _blas._SYMBOLS)
 
 
 @needs_blas
@@ -222,7 +240,7 @@ def test_weight_gradient_by_image_and_by_chunk_adds_every_chunk_once(
     dy = _stack(rng, (3, 32, 16, 16), "float64")
     if images_per_chunk is not None:
         per_image = 16 * 9 * 16 * 16 * 8
-        monkeypatch.setattr(conv2d_im2col, "WORKSPACE_BYTES", images_per_chunk * per_image)
+        monkeypatch.setattr(conv2d_workspace, "WORKSPACE_BYTES", images_per_chunk * per_image)
     calls = _count_blas_sums(monkeypatch)
     _, cache = conv2d_forward(x, w, None, algorithm="im2col", padding=1)
     dw = conv2d_backward(dy, cache)[1]

@@ -1,7 +1,6 @@
 """convprop: convolutional networks with every gradient written by hand from the derivations."""
 
-# _blas_env first: it sets OpenBLAS's thread timeout before anything imports NumPy
-from convprop import _blas_env, autograd, data, functional, models, nn, optim  # noqa: F401
+from convprop import autograd, data, functional, models, nn, optim
 from convprop.autograd import (
     Function,
     Tensor,

@@ -1,60 +1,96 @@
-"""Matrix products that add into their output: NumPy's own BLAS, called with beta = 1.
+"""Matrix products that add into their output: NumPy's own BLAS, called with β = 1.
 
 ``a @ b`` always writes a new array. A sum of products, such as a convolution's weight
 gradient taken image by image (I3: dW = Σ_n dY[n] · X_col[n]ᵀ), then costs a stack of N
 products and one more pass to add them up. BLAS's gemm does C ← A·B + β·C, so with β = 1
 each product adds itself into the sum as it is made: pw1x1's weight gradient (eight products
-of 1024 × 196 by 196 × 256) took 0.87 of the stack-and-sum's time, with the same result
-bit for bit.
+of 1024 × 196 by 196 × 256) took 0.87 of the stack-and-sum's time.
 
-NumPy exposes no such call. This module finds the OpenBLAS library that NumPy itself loaded
-(the one NumPy's wheels bundle, ``numpy.libs/libscipy_openblas*``), so that the products run
-on NumPy's own BLAS threads, and calls its ``cblas_sgemm``/``cblas_dgemm`` through ctypes.
-Where that library is not found (another build of NumPy, another system), or fails the
-check made when it is first used, :func:`available` is False and callers keep to ``@``.
+Which library. NumPy exposes no such call. threadpoolctl lists the BLAS libraries loaded in
+the process, each with a ctypes handle; the OpenBLAS among them that NumPy's own
+distribution installed (its file list, ``importlib.metadata.files("numpy")``: the wheels
+bundle ``numpy.libs/libscipy_openblas*``) is the one NumPy's ``@`` runs on. Its
+``cblas_sgemm``/``cblas_dgemm`` (CBLAS's documented signature) are called through that handle,
+under the names OpenBLAS builds export (threadpoolctl's affixes: ``scipy_`` before, ``64_``
+after in NumPy's wheels), with 64- or 32-bit integers as the library's
+``openblas_get_config()`` says (``USE64BITINT``). Where no such library is found (a NumPy
+built on another BLAS), or it fails the check made when it is first used, :func:`available`
+is False and callers keep to ``@``.
 
-Integer arguments are passed as 64-bit values: the library may take 32- or 64-bit
-integers (its symbol says which), and on x86-64 and AArch64 either kind is read correctly
-from a 64-bit register or stack slot.
+Why not SciPy's wrappers (``scipy.linalg.blas.sgemm`` with ``beta`` and ``overwrite_c``,
+measured; docs/performance.md, "Threads and BLAS"): they run on the OpenBLAS that SciPy's
+wheels bundle, a second library with a second team of threads beside NumPy's. A convolution's
+backward pass alternates the two (``@`` for dx, gemm for dW) and each team's idle threads
+spin on the CPUs the other needs: im2col's forward+backward took 1.0-2.5× as long as on
+NumPy's library alone (pw1x1 2.5×), and one thread's products 0.99-1.07×.
+
+Rounding. Each product is added into c by BLAS, in BLAS's order of additions: the result
+equals NumPy's stack-and-sum within float rounding, not bit for bit.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.metadata
+import itertools
 import os
 from typing import Any
 
 import numpy
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # the CBLAS enumerations
-_SYMBOLS = (  # (single, double) in NumPy's wheels (64-bit and 32-bit integers), then plain
-    ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
-    ("scipy_cblas_sgemm", "scipy_cblas_dgemm"),
-    ("cblas_sgemm64_", "cblas_dgemm64_"),
-)
+_PREFIXES, _SUFFIXES = ("", "scipy_"), ("", "64_", "_64")  # as threadpoolctl tries them
+_GEMMS = ("cblas_sgemm", "cblas_dgemm")  # CBLAS's names, single and double precision
 
 
-def _numpy_blas_path() -> str | None:
-    """The OpenBLAS shared library NumPy loaded into this process (Linux), if any."""
-    site = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
-    bundled = os.path.join(site, "numpy.libs")  # where NumPy's wheels put their libraries
+@functools.lru_cache(maxsize=1)
+def _numpy_files() -> frozenset[str]:
+    """The real paths of the BLAS libraries NumPy's distribution installed (may be none)."""
     try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as handle:
-            paths = {line.split(None, 5)[-1].strip() for line in handle if "openblas" in line}
-    except OSError:  # not Linux
-        return None
-    for path in sorted(paths):
-        directory, name = os.path.split(path)
-        if directory == bundled and name.startswith("libscipy_openblas"):
-            return path
+        files = importlib.metadata.files("numpy") or []
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - unusual installs
+        return frozenset()
+    return frozenset(os.path.realpath(str(f.locate())) for f in files if "blas" in f.name.lower())
+
+
+def _numpy_openblas() -> Any | None:
+    """threadpoolctl's controller of the OpenBLAS that NumPy's distribution installed and
+    this process loaded, or None."""
+    import threadpoolctl
+
+    ours = _numpy_files()
+    controllers = threadpoolctl.ThreadpoolController().select(internal_api="openblas")
+    for controller in controllers.lib_controllers:
+        if os.path.realpath(controller.filepath) in ours:
+            return controller
     return None
 
 
-def _bind(function: Any, real: type) -> Any:
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    enum = ctypes.c_int
-    function.argtypes = [enum, enum, enum, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64]
+def _function(library: Any, name: str) -> Any | None:
+    """A fresh ctypes function object for ``name`` (threadpoolctl's handle keeps the objects
+    that attribute access returns; their argument types are left as it set them), or None."""
+    try:
+        return library[name]
+    except AttributeError:
+        return None
+
+
+def _affixes(library: Any) -> tuple[str, str] | None:
+    """The (prefix, suffix) around the names this OpenBLAS build exports, found on
+    ``openblas_get_config`` (threadpoolctl finds them the same way), or None."""
+    for prefix, suffix in itertools.product(_PREFIXES, _SUFFIXES):
+        if _function(library, f"{prefix}openblas_get_config{suffix}") is not None:
+            return prefix, suffix
+    return None
+
+
+def _bind(function: Any, real: type, integer: type) -> Any:
+    enum, ptr = ctypes.c_int, ctypes.c_void_p
+    function.argtypes = [
+        enum, enum, enum, integer, integer, integer, real, ptr, integer, ptr, integer, real,
+        ptr, integer,
+    ]  # fmt: skip
     function.restype = None
     return function
 
@@ -62,23 +98,27 @@ def _bind(function: Any, real: type) -> Any:
 @functools.lru_cache(maxsize=1)
 def _library() -> dict[Any, Any] | None:
     """{dtype: gemm function} for float32 and float64, or None where none is usable."""
-    if ctypes.sizeof(ctypes.c_void_p) != 8:  # the 64-bit argument slots assumed below
+    controller = _numpy_openblas()
+    if controller is None:
         return None
-    path = _numpy_blas_path()
-    if path is None:
+    library = controller.dynlib
+    affixes = _affixes(library)
+    if affixes is None:
         return None
-    try:
-        library = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
-    except OSError:
+    prefix, suffix = affixes
+    config = _function(library, f"{prefix}openblas_get_config{suffix}")
+    if config is None:  # pragma: no cover - _affixes found it
         return None
-    for single, double in _SYMBOLS:
-        if hasattr(library, single) and hasattr(library, double):
-            functions = {
-                numpy.dtype(numpy.float32): _bind(getattr(library, single), ctypes.c_float),
-                numpy.dtype(numpy.float64): _bind(getattr(library, double), ctypes.c_double),
-            }
-            return functions if _passes_check(functions) else None
-    return None
+    config.restype = ctypes.c_char_p
+    integer = ctypes.c_int64 if b"USE64BITINT" in (config() or b"") else ctypes.c_int32
+    single, double = (_function(library, f"{prefix}{name}{suffix}") for name in _GEMMS)
+    if single is None or double is None:  # a build without CBLAS
+        return None
+    functions = {
+        numpy.dtype(numpy.float32): _bind(single, ctypes.c_float, integer),
+        numpy.dtype(numpy.float64): _bind(double, ctypes.c_double, integer),
+    }
+    return functions if _passes_check(functions) else None
 
 
 def _passes_check(functions: dict[Any, Any]) -> bool:
@@ -112,8 +152,8 @@ def _call(function: Any, a: Any, b: Any, c: Any, *, transpose_b: bool, beta: flo
 
 
 def available() -> bool:
-    """True when NumPy's BLAS was found and passed its check (``native.disabled()`` turns
-    these calls off with the compiled kernels: ``native.add_products``)."""
+    """True when NumPy's own OpenBLAS was found and passed its check (``native.disabled()``
+    turns these calls off with the compiled kernels: ``native.add_products``)."""
     return _library() is not None
 
 
@@ -143,14 +183,21 @@ def add_products(c: Any, a: Any, b: Any) -> bool:
     Returns
     -------
     bool
-        False, with ``c`` untouched, where the call cannot be made (no usable BLAS, other
-        array types or layouts, a read-only ``c``, or ``c`` sharing memory with ``a`` or
-        ``b``): the caller then adds the products itself.
+        True when the sum was added into ``c`` (equal to NumPy's stack-and-sum within float
+        rounding: the order of additions is BLAS's). False, with ``c`` untouched, where the
+        call cannot be made (no usable BLAS, other array types or layouts, a read-only
+        ``c``, or ``c`` sharing memory with ``a`` or ``b``): the caller then adds the
+        products itself.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not fit together, naming all three.
     """
     functions = _library()
-    if functions is None or a.ndim != 3 or b.ndim != 3:
+    if functions is None or getattr(a, "ndim", 0) != 3 or getattr(b, "ndim", 0) != 3:
         return False
-    function = functions.get(c.dtype)
+    function = functions.get(getattr(c, "dtype", None))
     if function is None or not _is_matrix(c, c.dtype) or not c.flags.writeable:
         return False
     if numpy.may_share_memory(c, a) or numpy.may_share_memory(c, b):

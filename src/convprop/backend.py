@@ -6,10 +6,8 @@ module its inputs live in and then calls only ``xp.*``, so one source serves bot
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
-import platform
 from types import ModuleType
 from typing import Any, TypeAlias
 
@@ -160,33 +158,6 @@ def erf(xp: ModuleType, a: Any) -> Any:
     import cupyx.scipy.special  # pragma: no cover - needs a GPU
 
     return cupyx.scipy.special.erf(a)  # pragma: no cover - cupy is untyped
-
-
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
-
-
-def retain_freed_memory() -> bool:
-    """Let glibc's malloc keep freed blocks for reuse instead of returning them to the OS.
-
-    Every layer allocates large temporaries (columns, spectra, gradients) on each step. By
-    default glibc gives blocks above a few MB straight back to the kernel, so the next step
-    pays a page fault for every 4 KiB it touches again; on virtual machines that can double
-    an op's time. This raises the mmap threshold to 32 MiB and the trim threshold to 1 GiB
-    (process-wide; the resident size then stays near its peak). The command line and the
-    benchmarks call it at start; a library user may call it once. Returns False (and does
-    nothing) where the C library is not glibc.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False  # pragma: no cover - other C libraries
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # pragma: no cover - unusual installs
-        return False
-    return bool(
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
-        and libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
-        and libc.mallopt(_M_TOP_PAD, 64 * 2**20)
-    )
 
 
 def num_threads() -> int:

@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy
 
-from convprop import _blas_env
 from convprop._shapes import conv_geometry
-from convprop.backend import retain_freed_memory
 from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
+from convprop.process import blas_libraries, retain_freed_memory
 
 PASSES = ("forward", "input_grad", "weight_grad", "forward_backward")
 SUITE_FILE = Path(__file__).with_name("conv_suite.json")
@@ -95,17 +94,18 @@ def machine_info(threads: int) -> dict[str, Any]:
         cpu = names[0] if names else cpu
     except OSError:  # pragma: no cover - not Linux
         pass
-    blas = numpy.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {})
     info = {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "threads": threads,
         "numpy": numpy.__version__,
-        "blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
-        # log2 of the cycles its idle threads spin (convprop._blas_env), if OpenBLAS read it
-        "blas_thread_timeout": os.environ["OPENBLAS_THREAD_TIMEOUT"]
-        if _blas_env.APPLIED
-        else "default (NumPy was loaded before convprop)",
+        "blas": "; ".join(
+            f"{library['internal_api']} {library['version']} "
+            f"({Path(library['filepath']).parent.name}, {library['num_threads']} threads)"
+            for library in blas_libraries()  # NumPy's (convprop._blas calls it too), any other
+        ),
+        # log2 of the cycles idle OpenBLAS threads spin (convprop.process.configure_process)
+        "blas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default"),
     }
     info["gemm_gflops"] = round(matmul_gflops(), 1)
     try:

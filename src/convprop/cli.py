@@ -256,9 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    from convprop.backend import retain_freed_memory
+    from convprop.process import configure_process
 
-    retain_freed_memory()
+    configure_process(restart=argv is None)  # a console run: OpenBLAS's spin as it loads
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy
 
-from convprop.backend import retain_freed_memory
 from convprop.bench_nets.nets import CASES, Case
 from convprop.bench_nets.profile import CATEGORIES, layer_timer
+from convprop.process import retain_freed_memory
 
 PASSES = ("train", "infer_1", "infer_batch")
 LEARNING_RATE, MOMENTUM = 0.01, 0.9
