@@ -17,7 +17,13 @@ import pytest
 from convprop import _native
 from convprop._shapes import ConvGeometry, conv_geometry
 from convprop.backend import to_host
-from convprop.functional import conv2d_backward, conv2d_forward, conv2d_im2col, conv2d_select
+from convprop.functional import (
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_im2col,
+    conv2d_select,
+    conv2d_workspace,
+)
 from convprop.functional._conv_common import rotated_filters, transposed_geometry
 from reference import (
     CASES,
@@ -167,7 +173,7 @@ def test_batch_as_columns_I7_matches_F1_B2_B3_reference(
     g = _geom(case)
     if images_per_chunk is not None:
         per_image = g.C * g.R * g.S * g.P * g.Q * 8
-        monkeypatch.setattr(conv2d_im2col, "WORKSPACE_BYTES", images_per_chunk * per_image)
+        monkeypatch.setattr(conv2d_workspace, "WORKSPACE_BYTES", images_per_chunk * per_image)
     for dtype in ("float64", "float32"):
         x, w, _, dy = random_inputs(case, dtype, seed=5)
         y, cache = conv2d_forward(x, w, None, algorithm="im2col", **case.hyper)
@@ -230,7 +236,7 @@ def test_columns_kept_by_the_forward_are_not_reused_past_a_smaller_budget(
     _, cache = conv2d_forward(x, w, None, algorithm="im2col", **case.hyper)
     assert cache.saved is not None
     g = _geom(case)
-    monkeypatch.setattr(conv2d_im2col, "WORKSPACE_BYTES", g.C * g.R * g.S * g.P * g.Q * 8)
+    monkeypatch.setattr(conv2d_workspace, "WORKSPACE_BYTES", g.C * g.R * g.S * g.P * g.Q * 8)
     dx, dw, _ = conv2d_backward(dy, cache)
     assert_close(dx, conv2d_dx_ref(dy, w, case.x_shape, **case.hyper), "float64", "dx (B3)")
     assert_close(dw, conv2d_dw_ref(x, dy, case.w_shape, **case.hyper), "float64", "dw (B2)")

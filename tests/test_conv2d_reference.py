@@ -215,11 +215,11 @@ def test_im2col_batch_chunks_match_F1_B2_B3_reference(
 ) -> None:
     """Past its workspace budget im2col works through the batch in chunks of images
     (3 images in chunks of 2 leave a last chunk of 1) and recomputes the columns."""
-    from convprop.functional import conv2d_im2col
+    from convprop.functional import conv2d_workspace
 
     g = case.geom
     per_image = g.C * g.R * g.S * g.P * g.Q * 8  # float64 columns of one image
-    monkeypatch.setattr(conv2d_im2col, "WORKSPACE_BYTES", images_per_chunk * per_image)
+    monkeypatch.setattr(conv2d_workspace, "WORKSPACE_BYTES", images_per_chunk * per_image)
     data = expected(case, "float64")
     y, cache = conv2d_forward(data["x"], data["w"], data["b"], algorithm="im2col", **case.hyper)
     # the columns are kept for the weight gradient only when one chunk holds the batch

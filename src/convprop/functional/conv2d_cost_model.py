@@ -14,8 +14,35 @@ Each algorithm's time for one pass is estimated as
 with constants measured on a 2-core x86-64 machine (NumPy + OpenBLAS, float32; see
 ``convprop bench``). ``gemm_rate`` falls with the smallest matrix dimension: a product with
 an inner size of 1 is a memory-bound loop, one with all sizes above ~128 runs near the
-BLAS peak. float64 halves the arithmetic rates. The cheapest algorithm that accepts the
-case wins; ``direct`` accepts every case, so ``auto`` never declines.
+BLAS peak. float64 halves the arithmetic rates.
+
+Memory. Each algorithm's workspace for a pass (beyond x, w, dy and the results) is estimated
+too, :func:`workspace_bytes`: im2col's columns N·C·R·S·P·Q, Winograd's transformed tiles
+(m+2)²·T·(C + K) (T tiles of all images; twice that for the einsum code), the FFT's spectra
+Lh·(Lw/2+1)·(N·C + K·C/G + N·K) complex values and one real plane per image and channel,
+and padded copies of x and y for the direct sums and depthwise. im2col, Winograd and the FFT
+never exceed ``conv2d_workspace.WORKSPACE_BYTES`` in one pass where they can help it: past it
+they run the layer as blocks (chunks of images, else per group, filters and channels; see
+``conv2d_workspace``), so their estimate for a pass is
+
+    seconds = the sum over the blocks of the formula above for each block's geometry
+            + 2 · (bytes of a block's result) / MEMORY_BYTES_PER_S where blocks add into one
+              result (channel blocks into y, filter blocks into dx, image chunks into dw)
+
+which charges the chunking its overhead (every block transforms its own inputs again: the
+FFT's kernel spectrum, Winograd's kernel transform, each block's fixed costs). The rule:
+
+- an algorithm's *peak* for a pass is the workspace of its largest block (the whole layer's
+  for the direct sums and depthwise, which run whole);
+- ``auto`` considers only the algorithms whose peak is within the memory limit,
+  :func:`memory_limit`: MEMORY_SLACK times the layer's budget or the bytes of its own x
+  and y, whichever is larger; the cheapest of them in time wins. What no cut removes is
+  left out that way: a block of one image, one filter and one channel that still passes
+  the limit (Winograd's tiles of one huge plane, im2col's columns of one plane under a
+  large kernel);
+- where none is within it, only the algorithms of the smallest peak are considered.
+
+``direct`` accepts every case, so ``auto`` never declines.
 """
 
 from __future__ import annotations
@@ -26,6 +53,7 @@ from collections.abc import Callable, Sequence
 
 from convprop import _native
 from convprop._shapes import ConvGeometry
+from convprop.functional import conv2d_workspace
 from convprop.functional._conv_common import transposed_geometry
 
 GEMM_FLOPS_PER_S = 120e9  # float32 BLAS peak of the two cores, large products
@@ -37,6 +65,7 @@ NATIVE_BYTES_PER_S = 16e9  # the compiled im2col copy / col2im adds, both cores
 DIRECT_FLOPS_PER_S = 95e9  # the compiled forward sum (F1) in registers, both cores
 FFT_COMPILED_SHARE = 0.5  # the FFT algorithm's measured time over its NumPy-only estimate
 REUSE_SHARE = 0.8  # dw by the forward's own algorithm (see prefer_forward_for_weight)
+MEMORY_SLACK = 2.0  # auto's memory limit: this many workspace budgets (see memory_limit)
 
 REMEMBERED_CHOICES = 512
 """Layer shapes whose cost-model choice a process keeps (:func:`cheapest`)."""
@@ -336,7 +365,173 @@ def estimate(
     itemsize = 8 if dtype == "float64" else 4
     if compiled is None:  # NumPy arrays on this install: the compiled kernels run if built
         compiled = _native.runs_compiled()
-    return ESTIMATORS[name](geom, pass_name, itemsize, compiled)
+    plan = _cut(name, geom, pass_name, itemsize, compiled)
+    if plan is None:
+        return ESTIMATORS[name](geom, pass_name, itemsize, compiled)
+    seconds = 0.0
+    for part, count, whole_channels, whole_filters in conv2d_workspace.block_shapes(geom, plan):
+        # blocks add into one result: y over channel blocks, dx over filter blocks, dw always
+        adds = {"forward": not whole_channels, "data": not whole_filters}.get(pass_name, True)
+        added = 2.0 * _result_bytes(part, pass_name, itemsize) / MEMORY_BYTES_PER_S if adds else 0
+        seconds += count * (ESTIMATORS[name](part, pass_name, itemsize, compiled) + added)
+    return seconds
+
+
+def _result_bytes(geom: ConvGeometry, pass_name: str, itemsize: int) -> int:
+    """Bytes of one pass's result: y (N, K, P, Q), dx (N, C, H, W) or dw (K, C/G, R, S)."""
+    shape = {"forward": geom.y_shape, "data": geom.x_shape, "weight": geom.w_shape}[pass_name]
+    return math.prod(shape) * itemsize
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+CHUNKED = frozenset({"im2col", "fft", "winograd", "winograd4"})
+"""The algorithms that run a layer past the workspace budget as blocks (conv2d_workspace)."""
+
+
+def fft_lengths(geom: ConvGeometry) -> tuple[int, int]:
+    """(T1): the FFT's transform sizes Lh >= Hp, Lw >= Wp with small prime factors."""
+    import scipy.fft
+
+    Hp, Wp = geom.padded_hw
+    return (scipy.fft.next_fast_len(Hp, real=True), scipy.fft.next_fast_len(Wp, real=True))
+
+
+def _im2col_workspace(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    """The columns (I1), or dcols (I4), N·C·R·S·P·Q; dy's columns (I6) where the input
+    gradient takes them; nothing for a pointwise layer (x is its own column matrix)."""
+    transposed = transposed_geometry(geom) if pass_name == "data" else None
+    if transposed is not None and im2col_data_by_convolution(geom, b, compiled):
+        geom = transposed
+    if is_pointwise(geom):
+        return 0.0
+    return float(geom.N * geom.C * geom.R * geom.S * geom.P * geom.Q * b)
+
+
+def _winograd_workspace(geom: ConvGeometry, pass_name: str, b: int, compiled: bool, m: int
+                        ) -> float:  # fmt: skip
+    """The transformed tiles of all images: V and M (forward), Z and M̄ (input gradient), Z
+    and V (weight gradient), Z, V and M̄ (both gradients, "backward"), (m+2)² values per tile
+    and channel; the phases' copies of x and y for a dilated kernel (WG8); twice the tiles
+    for the einsum code (its tile gathers and intermediates)."""
+    Hp, Wp = geom.padded_hw
+    phase_rows, phase_cols = -(-Hp // geom.dil_h) - 2, -(-Wp // geom.dil_w) - 2
+    tiles = geom.dil_h * geom.dil_w * geom.N * math.ceil(phase_rows / m) * math.ceil(
+        phase_cols / m)  # fmt: skip
+    channels = geom.C + geom.K + (geom.C if pass_name == "backward" else 0)
+    workspace = (m + 2) ** 2 * tiles * channels * b * (1 if compiled else 2)
+    if geom.dil_h > 1 or geom.dil_w > 1:
+        workspace += 2 * geom.N * (geom.C * Hp * Wp + geom.K * geom.P * geom.Q) * b
+    return float(workspace)
+
+
+def _fft_workspace(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    """The spectra, Lh·(Lw/2+1) complex values each: x^ (N·C), the kernel's (K·C/G) and y^
+    (N·K) for the forward; dy^, the kernel's and dx^ for the input gradient; dy^, x^ and dw^
+    for the weight gradient; all five for both ("backward"); and the real (Lh, Lw) planes of
+    the larger side that the library transforms read or write."""
+    Lh, Lw = fft_lengths(geom)
+    bins = Lh * (Lw // 2 + 1)
+    images, kernels = geom.N * (geom.C + geom.K), geom.K * (geom.C // geom.groups)
+    spectra = images + kernels + (geom.N * geom.C + kernels if pass_name == "backward" else 0)
+    planes = Lh * Lw * geom.N * max(geom.C, geom.K)
+    return float(2 * b * bins * spectra + b * planes)
+
+
+def _layer_copies(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
+    """The direct sums' and depthwise's padded copies of x and of y (or dy)."""
+    Hp, Wp = geom.padded_hw
+    return float(geom.N * (geom.C * Hp * Wp + geom.K * geom.P * geom.Q) * b)
+
+
+WORKSPACES: dict[str, Callable[[ConvGeometry, str, int, bool], float]] = {
+    "direct": _layer_copies,
+    "im2col": _im2col_workspace,
+    "fft": _fft_workspace,
+    "winograd": lambda g, pass_name, b, c: _winograd_workspace(g, pass_name, b, c, 2),
+    "winograd4": lambda g, pass_name, b, c: _winograd_workspace(g, pass_name, b, c, 4),
+    "depthwise": _layer_copies,
+}
+"""Workspace estimates (bytes) by algorithm: (geometry, pass, itemsize, compiled) -> bytes;
+the passes "forward", "data", "weight", and "backward" (both gradients in one call)."""
+
+
+def workspace_bytes(
+    name: str, geom: ConvGeometry, pass_name: str, itemsize: int, compiled: bool
+) -> float:
+    """The workspace (bytes) of one algorithm's pass over the whole layer, unchunked.
+
+    Examples
+    --------
+    >>> from convprop._shapes import conv_geometry
+    >>> g = conv_geometry("conv2d", (64, 256, 128, 128), (256, 256, 3, 3), None,
+    ...                   stride=1, padding=1, dilation=1, groups=1)
+    >>> workspace_bytes("winograd", g, "forward", 4, True) / 2**30  # V and M: 8 GiB
+    8.0
+    """
+    return WORKSPACES[name](geom, pass_name, itemsize, compiled)
+
+
+def _workspace_of(name: str, pass_name: str, itemsize: int, compiled: bool
+                  ) -> conv2d_workspace.Workspace:  # fmt: skip
+    return lambda part: WORKSPACES[name](part, pass_name, itemsize, compiled)
+
+
+def blocks(
+    name: str, geom: ConvGeometry, pass_name: str, itemsize: int, compiled: bool
+) -> tuple[conv2d_workspace.Block, ...] | None:
+    """The blocks an algorithm runs a pass in (None: whole; always for the direct sums and
+    depthwise, whose copies are the size of the layer's own arrays)."""
+    if name not in CHUNKED:
+        return None
+    workspace = _workspace_of(name, pass_name, itemsize, compiled)
+    return conv2d_workspace.blocks(geom, workspace, conv2d_workspace.budget(geom, itemsize))
+
+
+def _cut(
+    name: str, geom: ConvGeometry, pass_name: str, itemsize: int, compiled: bool
+) -> conv2d_workspace.Cut | None:
+    """How :func:`blocks` cuts the layer, without listing the blocks."""
+    if name not in CHUNKED:
+        return None
+    workspace = _workspace_of(name, pass_name, itemsize, compiled)
+    return conv2d_workspace.cut(geom, workspace, conv2d_workspace.budget(geom, itemsize))
+
+
+def peak_workspace(
+    name: str, geom: ConvGeometry, pass_name: str, itemsize: int, compiled: bool
+) -> float:
+    """The workspace (bytes) of an algorithm's largest block for a pass: what it needs after
+    chunking."""
+    if name not in CHUNKED:
+        return workspace_bytes(name, geom, pass_name, itemsize, compiled)
+    workspace = _workspace_of(name, pass_name, itemsize, compiled)
+    return conv2d_workspace.peak(geom, workspace, conv2d_workspace.budget(geom, itemsize))
+
+
+def memory_limit(geom: ConvGeometry, itemsize: int) -> float:
+    """The most workspace ``auto`` lets a pass take: MEMORY_SLACK times the layer's workspace
+    budget, or MEMORY_SLACK times the bytes of its own x and y where those are more (the
+    direct sums' padded copies stay within it)."""
+    layer = (geom.N * geom.C * geom.H * geom.W + geom.N * geom.K * geom.P * geom.Q) * itemsize
+    return MEMORY_SLACK * max(float(conv2d_workspace.budget(geom, itemsize)), float(layer))
+
+
+def within_memory(
+    geom: ConvGeometry, pass_name: str, dtype: str, candidates: Sequence[str], compiled: bool
+) -> list[str]:
+    """The ``candidates`` whose peak workspace for the pass is within :func:`memory_limit`;
+    where none is, those of the smallest peak."""
+    itemsize = 8 if dtype == "float64" else 4
+    peaks = {name: peak_workspace(name, geom, pass_name, itemsize, compiled)
+             for name in candidates}  # fmt: skip
+    limit = memory_limit(geom, itemsize)
+    fitting = [name for name in candidates if peaks[name] <= limit]
+    if fitting:
+        return fitting
+    least = min(peaks.values())
+    return [name for name in candidates if peaks[name] == least]
 
 
 def calibration() -> tuple[float, ...]:
@@ -350,7 +545,9 @@ def _calibration() -> tuple[float, ...]:
     return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
             NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S, DIRECT_FLOPS_PER_S,
             FFT_COMPILED_SHARE, REUSE_SHARE, BATCH_AS_COLUMNS_MAX_PQ,
-            float(_LOSSY_ALLOWED))  # fmt: skip
+            float(_LOSSY_ALLOWED), float(conv2d_workspace.WORKSPACE_BYTES),
+            conv2d_workspace.WORKSPACE_SHARE, float(conv2d_workspace.WORKSPACE_MIN_BYTES),
+            MEMORY_SLACK)  # fmt: skip
 
 
 def cheapest(
@@ -378,7 +575,8 @@ def _cheapest(
     """The cost model's choice, remembered per layer shape: a training step asks for the
     same layers every time, and the estimates cost more than a small layer's kernels."""
     del calibration  # part of the key only
-    return min(candidates, key=lambda name: estimate(name, geom, pass_name, dtype, compiled))
+    fitting = within_memory(geom, pass_name, dtype, candidates, compiled)
+    return min(fitting, key=lambda name: estimate(name, geom, pass_name, dtype, compiled))
 
 
 def prefer_forward_for_weight(
@@ -392,8 +590,16 @@ def prefer_forward_for_weight(
     tiles) and with one transform of dy for both gradients; and a compiled sum that follows
     the BLAS's products shares the cores with the BLAS threads still spinning after them
     (measured on res3x3: the direct sum took 36 ms after Winograd's products, 21 ms alone).
+    Only within the memory limit (:func:`within_memory`); past the workspace budget the
+    forward keeps nothing for the backward, so no share is taken off.
     """
     if forward == weight or forward not in candidates:
         return weight
-    own = REUSE_SHARE * estimate(forward, geom, "weight", dtype, compiled)
+    if compiled is None:
+        compiled = _native.runs_compiled()
+    if forward not in within_memory(geom, "weight", dtype, candidates, compiled):
+        return weight
+    itemsize = 8 if dtype == "float64" else 4
+    kept = _cut(forward, geom, "backward", itemsize, compiled) is None
+    own = (REUSE_SHARE if kept else 1.0) * estimate(forward, geom, "weight", dtype, compiled)
     return forward if own <= estimate(weight, geom, "weight", dtype, compiled) else weight

@@ -46,6 +46,14 @@ with the placement folded into the matrices:
 and so are the inverses of y and dx, evaluated only where they are read (T6's weights c_v):
   a[r0 + i·sh, c0 + j·sw] = 1/(Lh·Lw) sum_{u,v} c_v Re( a^[u,v] e^{+2πi(u·row/Lh + v·col/Lw)} ) (T8)
 
+Memory: the spectra take Lh·(Lw//2+1) complex values per plane, of x (N·C planes), of the
+kernel (K·C/G) and of y (N·K), and the forward keeps x^ and conj(w^) for the backward.
+Past ``conv2d_workspace.WORKSPACE_BYTES`` (the estimate of
+``conv2d_cost_model.workspace_bytes``) a pass runs in chunks of images, or, where one
+image's spectra and the kernel's pass it, in blocks of filters and channels; the forward
+then keeps nothing and the backward transforms x again, block by block
+(conv2d_workspace). A layer within the budget runs whole, as below.
+
 Non-finite values: a NaN or ±∞ in x, w or dy enters the spectrum of its whole plane, so
 every output of that plane (and, through the channel sums, of every filter) becomes NaN,
 where the sums (F1)-(B3) and PyTorch keep it local. ``auto`` checks for them and takes an
@@ -63,6 +71,7 @@ from convprop import _native
 from convprop._native import fft, layout, products
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp, irfft2, rfft2
+from convprop.functional import conv2d_cost_model, conv2d_workspace
 
 NAME = "fft"
 
@@ -75,7 +84,8 @@ def decline(geom: ConvGeometry) -> str | None:
 
 
 def _lengths(geom: ConvGeometry) -> Lengths:
-    """(T1): transform sizes Lh >= Hp, Lw >= Wp with small prime factors."""
+    """(T1): transform sizes Lh >= Hp, Lw >= Wp with small prime factors (the cost model's
+    ``fft_lengths`` follows the same rule)."""
     import scipy.fft
 
     Hp, Wp = geom.padded_hw
@@ -419,9 +429,27 @@ def _w_spectrum_conj(w: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     return w_conj.reshape(-1, geom.groups, geom.K // geom.groups, geom.C // geom.groups)
 
 
+def _blocks(geom: ConvGeometry, pass_name: str, a: Array) -> Any:
+    """The blocks of a pass past the workspace budget (conv2d_workspace), or None: whole."""
+    compiled = _native.runs_compiled(a)
+    return conv2d_cost_model.blocks(NAME, geom, pass_name, a.dtype.itemsize, compiled)
+
+
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
-    """(T1), (T2): y (N, K, P, Q) without bias; both spectra are kept for (T3), (T4)."""
+    """(T1), (T2): y (N, K, P, Q) without bias; both spectra are kept for (T3), (T4) where
+    the backward runs whole (within the workspace budget); past the budget, block by block."""
     get_xp(x, w)  # one array module for both (a mix is refused)
+    plan = _blocks(geom, "forward", x)
+    if plan is not None:
+        return conv2d_workspace.forward_by_blocks(_forward_whole, x, w, geom, plan), None
+    y, saved = _forward_whole(x, w, geom)
+    if _blocks(geom, "backward", x) is not None:
+        saved = None  # the backward goes block by block and transforms x again
+    return y, saved
+
+
+def _forward_whole(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """(T1), (T2) over the whole layer at once, and the spectra x^ and conj(w^)."""
     lengths = _lengths(geom)
     x_hat = _x_spectrum(x, geom, lengths)  # (F, G, N, C/G)
     w_conj = _w_spectrum_conj(w, geom, lengths)  # conj(w^) (F, G, K/G, C/G)
@@ -479,7 +507,18 @@ def _dw_from(dy_conj: Array, x_hat: Array, geom: ConvGeometry, lengths: Lengths)
 def backward(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
 ) -> tuple[Array | None, Array]:
-    """(T3), (T4) sharing one transform of dy; ``saved`` holds the forward's spectra."""
+    """(T3), (T4) sharing one transform of dy; ``saved`` holds the forward's spectra (unused
+    past the workspace budget, where the blocks transform x again)."""
+    plan = _blocks(geom, "backward" if need_dx else "weight", dy)
+    if plan is not None:
+        return conv2d_workspace.backward_by_blocks(_backward_whole, dy, x, w, geom, plan, need_dx)
+    return _backward_whole(dy, x, w, geom, saved, need_dx)
+
+
+def _backward_whole(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """(T3), (T4) over the whole layer at once."""
     lengths = _lengths(geom)
     dy_conj = _dy_spectrum_conj(dy, geom, lengths)
     x_hat, w_conj = saved if saved is not None else (_x_spectrum(x, geom, lengths), None)
@@ -493,6 +532,14 @@ def backward(
 
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     """(T3): dx (N, C, H, W) by the full convolution of dy_up with w_dil."""
+    plan = _blocks(geom, "data", dy)
+    if plan is not None:
+        return conv2d_workspace.backward_data_by_blocks(_backward_data_whole, dy, w, geom, plan)
+    return _backward_data_whole(dy, w, geom)
+
+
+def _backward_data_whole(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(T3) over the whole layer at once."""
     lengths = _lengths(geom)
     dy_conj = _dy_spectrum_conj(dy, geom, lengths)
     return _dx_from(dy_conj, _w_spectrum_conj(w, geom, lengths), geom, lengths)
@@ -500,6 +547,15 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
 
 def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) -> Array:
     """(T4): dw (K, C/G, R, S) by the correlation of x_pad with dy_up."""
+    plan = _blocks(geom, "weight", dy)
+    if plan is not None:
+        return conv2d_workspace.backward_weight_by_blocks(_backward_weight_whole, dy, x, geom,
+                                                          plan)  # fmt: skip
+    return _backward_weight_whole(dy, x, geom, saved)
+
+
+def _backward_weight_whole(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array:
+    """(T4) over the whole layer at once."""
     lengths = _lengths(geom)
     x_hat = saved[0] if saved is not None else _x_spectrum(x, geom, lengths)
     return _dw_from(_dy_spectrum_conj(dy, geom, lengths), x_hat, geom, lengths)

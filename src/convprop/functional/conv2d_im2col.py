@@ -24,9 +24,11 @@ One batched GEMM covers every group and image (matmul broadcasts over n and g), 
 ``convprop._native.products.add_products``) where the products are large, instead of a
 stack of N products and a sum over it.
 
-Memory: the columns take N·C·R·S·P·Q elements. Past ``WORKSPACE_BYTES`` the batch is
-processed in chunks of images (and the columns are recomputed in backward instead of
-kept), so a huge layer never needs more than the budget for its workspace. A 1×1 kernel
+Memory: the columns take N·C·R·S·P·Q elements. Past ``conv2d_workspace.WORKSPACE_BYTES``
+the batch is processed in chunks of images (and the columns are recomputed in backward
+instead of kept); where one image's columns pass it, in blocks of filters and channels
+(``conv2d_workspace``), so a huge layer never needs more than the budget for its
+workspace. A 1×1 kernel
 with stride 1 and no padding needs no columns at all: x itself, viewed as
 (N, G, C/G, H·W), is the column matrix.
 """
@@ -42,7 +44,7 @@ from convprop._native import im2col as compiled_im2col
 from convprop._native import products
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
-from convprop.functional import conv2d_ieee, conv2d_select
+from convprop.functional import conv2d_ieee, conv2d_select, conv2d_workspace
 from convprop.functional._conv_common import (
     crop_padding,
     group_view_w,
@@ -55,9 +57,6 @@ from convprop.functional._conv_common import (
 )
 
 NAME = "im2col"
-
-WORKSPACE_BYTES = 256 * 2**20
-"""Upper bound on the column buffer of one chunk of images (bytes)."""
 
 
 def decline(geom: ConvGeometry) -> str | None:
@@ -171,28 +170,44 @@ def _product(W: Array, cols: Array, geom: ConvGeometry, wide: bool) -> Array:
     return Y.reshape(geom.K, geom.N, geom.P, geom.Q).transpose(1, 0, 2, 3)  # (I7) by image
 
 
-def chunk_size(geom: ConvGeometry, itemsize: int) -> int:
-    """How many images fit in one column buffer of at most WORKSPACE_BYTES (at least 1)."""
+def chunk_size(geom: ConvGeometry, itemsize: int, budget: int | None = None) -> int:
+    """How many images fit in one column buffer of at most ``budget`` bytes, by default the
+    layer's (``conv2d_workspace.budget``); at least 1."""
     if _is_pointwise(geom):
         return geom.N
+    if budget is None:
+        budget = conv2d_workspace.budget(geom, itemsize)
     per_image = geom.C * geom.R * geom.S * geom.P * geom.Q * itemsize
-    return max(1, min(geom.N, WORKSPACE_BYTES // max(per_image, 1)))
+    return max(1, min(geom.N, budget // max(per_image, 1)))
+
+
+def _blocks(geom: ConvGeometry, pass_name: str, a: Array) -> Any:
+    """The blocks of filters and channels (conv2d_workspace) of a pass whose columns for one
+    image pass the budget; None where whole images fit (chunked by :func:`_chunks`)."""
+    itemsize, compiled = a.dtype.itemsize, _native.runs_compiled(a)
+    one = replace(geom, N=1)
+    limit = conv2d_workspace.budget(geom, itemsize)
+    if conv2d_select.workspace_bytes(NAME, one, pass_name, itemsize, compiled) <= limit:
+        return None
+    return conv2d_select.blocks(NAME, geom, pass_name, itemsize, compiled)
 
 
 def _chunks(
-    geom: ConvGeometry, itemsize: int, parts: int = 1, offset: int = 0
+    geom: ConvGeometry, itemsize: int, parts: int = 1, offset: int = 0, budget: int | None = None
 ) -> tuple[tuple[slice, ConvGeometry], ...]:
-    """Slices of the batch (shifted by ``offset``) and their geometries: at most
-    WORKSPACE_BYTES of columns each, and at least ``parts`` of them when N allows."""
-    return _chunks_within(geom, itemsize, parts, offset, WORKSPACE_BYTES)
+    """Slices of the batch (shifted by ``offset``) and their geometries: at most ``budget``
+    bytes of columns each (by default the layer's, ``conv2d_workspace.budget``), and at
+    least ``parts`` of them when N allows."""
+    if budget is None:
+        budget = conv2d_workspace.budget(geom, itemsize)
+    return _chunks_within(geom, itemsize, parts, offset, budget)
 
 
 @functools.lru_cache(maxsize=256)  # asked several times per step for the same layers
 def _chunks_within(
     geom: ConvGeometry, itemsize: int, parts: int, offset: int, budget: int
 ) -> tuple[tuple[slice, ConvGeometry], ...]:
-    del budget  # part of the key: chunk_size reads WORKSPACE_BYTES
-    step = min(chunk_size(geom, itemsize), max(1, -(-geom.N // parts)))
+    step = min(chunk_size(geom, itemsize, budget), max(1, -(-geom.N // parts)))
     return tuple(
         (
             slice(offset + start, offset + min(start + step, geom.N)),
@@ -205,6 +220,14 @@ def _chunks_within(
 def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     """(I1), (I2) or (I7): y (N, K, P, Q) without bias, and the columns when they fit the
     budget (in the order the products used: 3-D where the batch is columns)."""
+    plan = _blocks(geom, "forward", x)
+    if plan is not None:  # one image's columns pass the budget: blocks of filters, channels
+        return conv2d_workspace.forward_by_blocks(_forward_images, x, w, geom, plan), None
+    return _forward_images(x, w, geom)
+
+
+def _forward_images(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
+    """(I1), (I2) or (I7) over the batch, in chunks of images past the budget."""
     xp = get_xp(x, w)
     W = _weight_matrix(w, geom)  # (G, K/G, CRS)
     wide = batch_as_columns(geom, x)
@@ -243,7 +266,8 @@ def _gradients(
         dx_by_convolution = _data_by_convolution(dy, w, geom)  # (I6) where it is cheaper
         if dx_by_convolution is not None:
             return dx_by_convolution, _gradients(dy, x, None, geom, saved)[1]
-    chunks = _chunks(geom, dy.dtype.itemsize)
+    budget = conv2d_workspace.budget(geom, dy.dtype.itemsize)  # the layer's, for every chunk
+    chunks = _chunks(geom, dy.dtype.itemsize, budget=budget)
     if len(chunks) > 1:  # the budget shrank since the forward kept the whole batch's columns
         saved = None
     # the forward's columns say in which order they were laid out; fresh ones follow the rule.
@@ -265,7 +289,7 @@ def _gradients(
         _add_weight_gradient(dW, _images(dY, images, geom, wide), cols, wide)  # (I3)
         if dx is None:
             continue
-        for sub, sub_geom in _chunks(part, dy.dtype.itemsize, dx_parts, images.start):
+        for sub, sub_geom in _chunks(part, dy.dtype.itemsize, dx_parts, images.start, budget):
             dcols = W_T @ dY_images[sub]  # (I4) -> (n, G, CRS, PQ)
             _col2im_any(dcols, sub_geom, out=dx[sub])  # (I5), into dx's own images
     return dx, dW.reshape(geom.w_shape)
@@ -275,6 +299,17 @@ def backward(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
 ) -> tuple[Array | None, Array]:
     """(I3)-(I6): dx (N, C, H, W) or None, and dw (K, C/G, R, S)."""
+    plan = _blocks(geom, "backward" if need_dx else "weight", dy)
+    if plan is not None:
+        return conv2d_workspace.backward_by_blocks(_backward_images, dy, x, w, geom, plan,
+                                                   need_dx)  # fmt: skip
+    return _backward_images(dy, x, w, geom, saved, need_dx)
+
+
+def _backward_images(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """(I3)-(I6) over the batch, in chunks of images past the budget."""
     return _gradients(dy, x, w if need_dx else None, geom, saved)
 
 
@@ -292,6 +327,14 @@ def _col2im_any(dcols: Array, geom: ConvGeometry, out: Array | None = None) -> A
 
 def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array:
     """(I3): dw (K, C/G, R, S) = sum over n of dY · colsᵀ."""
+    plan = _blocks(geom, "weight", dy)
+    if plan is not None:
+        return conv2d_workspace.backward_weight_by_blocks(_weight_images, dy, x, geom, plan)
+    return _weight_images(dy, x, geom, saved)
+
+
+def _weight_images(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array:
+    """(I3) over the batch, in chunks of images past the budget."""
     return _gradients(dy, x, None, geom, saved)[1]
 
 
@@ -311,6 +354,14 @@ def _data_by_convolution(dy: Array, w: Array, geom: ConvGeometry) -> Array | Non
 
 def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     """(I4), (I5): dx (N, C, H, W) = col2im(Wᵀ · dY), chunk by chunk; or (I6) for stride 1."""
+    plan = _blocks(geom, "data", dy)
+    if plan is not None:
+        return conv2d_workspace.backward_data_by_blocks(_data_images, dy, w, geom, plan)
+    return _data_images(dy, w, geom)
+
+
+def _data_images(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(I4), (I5) or (I6) over the batch, in chunks of images past the budget."""
     dx = _data_by_convolution(dy, w, geom)
     if dx is not None:
         return dx

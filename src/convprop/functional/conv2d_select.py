@@ -4,8 +4,10 @@ cost model's.
 Passes: "forward" (y, F1), "data" (dx, B3), "weight" (dw, B2).
 
 - ``conv2d_cost_model``: pure functions of a layer's geometry, dtype and whether the compiled
-  kernels run, to estimated seconds per pass and the cheapest algorithm (its rates, the
-  lossy switch :func:`allow_lossy`, im2col's and the direct sums' own decisions).
+  kernels run, to estimated seconds and workspace bytes per pass and the cheapest algorithm
+  among those within the memory limit (its rates, the lossy switch :func:`allow_lossy`,
+  im2col's and the direct sums' own decisions, the blocks that keep a pass within the
+  workspace budget of ``conv2d_workspace``).
 - ``conv2d_timing_cache``: measured choices, off by default (:func:`enable_timing_cache`),
   bounded and persisted as JSON under the user's cache directory.
 
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from convprop import _native
 from convprop._shapes import ConvGeometry
 from convprop.functional import conv2d_cost_model, conv2d_timing_cache
 from convprop.functional.conv2d_cost_model import (
     BATCH_AS_COLUMNS_MAX_PQ,
     CALL_SECONDS,
+    CHUNKED,
     DIRECT_FLOPS_PER_S,
     ESTIMATORS,
     FFT_COMPILED_SHARE,
@@ -30,10 +34,12 @@ from convprop.functional.conv2d_cost_model import (
     GEMM_FLOPS_PER_S,
     LOSSY,
     MEMORY_BYTES_PER_S,
+    MEMORY_SLACK,
     NATIVE_BYTES_PER_S,
     NATIVE_FLOPS_PER_S,
     REUSE_SHARE,
     allow_lossy,
+    blocks,
     calibration,
     cheapest,
     direct_compiled_seconds,
@@ -46,6 +52,10 @@ from convprop.functional.conv2d_cost_model import (
     is_pointwise,
     lossy_allowed,
     may_choose,
+    memory_limit,
+    peak_workspace,
+    within_memory,
+    workspace_bytes,
 )
 from convprop.functional.conv2d_cost_model import (  # read by tests/test_conv2d_im2col.py
     _im2col_seconds as _im2col_seconds,
@@ -63,6 +73,7 @@ from convprop.functional.conv2d_timing_cache import (
 __all__ = [
     "BATCH_AS_COLUMNS_MAX_PQ",
     "CALL_SECONDS",
+    "CHUNKED",
     "DIRECT_FLOPS_PER_S",
     "ESTIMATORS",
     "FFT_COMPILED_SHARE",
@@ -71,11 +82,13 @@ __all__ = [
     "LOSSY",
     "MAX_ENTRIES",
     "MEMORY_BYTES_PER_S",
+    "MEMORY_SLACK",
     "NATIVE_BYTES_PER_S",
     "NATIVE_FLOPS_PER_S",
     "REUSE_SHARE",
     "TimingCache",
     "allow_lossy",
+    "blocks",
     "cache_state",
     "calibration",
     "cheapest",
@@ -93,8 +106,12 @@ __all__ = [
     "is_pointwise",
     "lossy_allowed",
     "may_choose",
+    "memory_limit",
+    "peak_workspace",
     "timing_cache_enabled",
     "weight_after_forward",
+    "within_memory",
+    "workspace_bytes",
 ]
 
 
@@ -114,6 +131,8 @@ def choose(
 
     With the timing cache enabled and a ``measure`` factory (name, pass -> a callable
     that runs that pass), unseen shapes are timed once; otherwise the cost model decides.
+    Either way only the candidates within the memory limit compete
+    (``conv2d_cost_model.within_memory``).
 
     Examples
     --------
@@ -125,6 +144,11 @@ def choose(
     """
     timings = conv2d_timing_cache.active_cache()
     if timings is not None and measure is not None and len(candidates) > 1:
+        if compiled is None:
+            compiled = _native.runs_compiled()
+        candidates = within_memory(geom, pass_name, dtype, candidates, compiled)
+        if len(candidates) == 1:
+            return candidates[0]
         # a choice measured without the lossy algorithms is not one measured with them
         lossy = "+lossy" if lossy_allowed() and LOSSY & set(candidates) else ""
         return timings.fastest(geom, pass_name, dtype, backend + lossy, candidates, measure)

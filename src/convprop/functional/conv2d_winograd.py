@@ -33,6 +33,13 @@ tile positions, a = m + 2, T tiles per image), so that (WG3), (WG6) and (WG7) ar
 over the whole batch at once: each dense pass below is the einsum code (the reference, the
 path of CuPy arrays and of an install without the kernels) with its batched twin.
 
+Memory: V and M (forward), Z, V and M̄ (backward) take (m+2)² values per tile and channel,
+(m+2)²/m² times the planes they transform. Past ``conv2d_workspace.WORKSPACE_BYTES`` (the
+estimate of ``conv2d_cost_model.workspace_bytes``) a pass runs in chunks of images, or one
+image at a time in blocks of filters and channels, and the forward keeps no V for the
+backward, which transforms x again block by block (conv2d_workspace). A layer within the
+budget runs whole, as below.
+
 Non-finite values: a NaN or ±∞ in x, w or dy enters the transforms of its whole tile (and
 ∞ - ∞ there is NaN), so the outputs of that tile become NaN where the sums (F1)-(B3) and
 PyTorch keep ±∞ or finite values. ``auto`` checks for them and takes an algorithm that
@@ -41,6 +48,7 @@ keeps IEEE semantics instead (see conv2d_ieee); named, "winograd" and "winograd4
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from types import ModuleType
@@ -50,6 +58,7 @@ from convprop import _native
 from convprop._native import winograd
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
+from convprop.functional import conv2d_cost_model, conv2d_workspace
 from convprop.functional._conv_common import crop_padding, pad_input
 
 NAME = "winograd"
@@ -386,9 +395,29 @@ def _merge(phases: Array, geom: ConvGeometry) -> Array:
     return a.reshape(geom.N, ch, rows * dh, cols * dw)
 
 
+def _blocks(geom: ConvGeometry, pass_name: str, a: Array, t: Tiling) -> Any:
+    """The blocks of a pass past the workspace budget (conv2d_workspace), or None: whole."""
+    name = "winograd" if t is F2 else "winograd4"
+    compiled = _native.runs_compiled(a)
+    return conv2d_cost_model.blocks(name, geom, pass_name, a.dtype.itemsize, compiled)
+
+
 def forward_tiled(x: Array, w: Array, geom: ConvGeometry, t: Tiling) -> tuple[Array, Any]:
     """(WG1)-(WG4) with tiling ``t``, and (WG8) for a dilated kernel: y (N, K, P, Q) without
-    bias, and the transformed input tiles for the weight gradient (WG7)."""
+    bias, and the transformed input tiles for the weight gradient (WG7) where the backward
+    runs whole (within the workspace budget); past the budget, block by block."""
+    plan = _blocks(geom, "forward", x, t)
+    if plan is not None:
+        forward_part = functools.partial(_forward_whole, t=t)
+        return conv2d_workspace.forward_by_blocks(forward_part, x, w, geom, plan), None
+    y, saved = _forward_whole(x, w, geom, t)
+    if _blocks(geom, "backward", x, t) is not None:
+        saved = None  # the backward goes block by block and transforms x again
+    return y, saved
+
+
+def _forward_whole(x: Array, w: Array, geom: ConvGeometry, t: Tiling) -> tuple[Array, Any]:
+    """(WG1)-(WG4), (WG8) over the whole layer at once."""
     if geom.dil_h == geom.dil_w == 1:
         return _dense_forward(x, w, geom, t)
     xp = get_xp(x, w)
@@ -413,7 +442,19 @@ def _dx_merged(dx_sub: Array, geom: ConvGeometry) -> Array:
 def backward_tiled(
     dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool, t: Tiling
 ) -> tuple[Array | None, Array]:
-    """(WG5)-(WG7) with one transform of dy, (WG8) for a dilated kernel."""
+    """(WG5)-(WG7) with one transform of dy, (WG8) for a dilated kernel; block by block past
+    the workspace budget (dw summed over the blocks, ``saved`` unused)."""
+    plan = _blocks(geom, "backward" if need_dx else "weight", dy, t)
+    if plan is not None:
+        backward_part = functools.partial(_backward_whole, t=t)
+        return conv2d_workspace.backward_by_blocks(backward_part, dy, x, w, geom, plan, need_dx)
+    return _backward_whole(dy, x, w, geom, saved, need_dx, t)
+
+
+def _backward_whole(
+    dy: Array, x: Array, w: Array, geom: ConvGeometry, saved: Any, need_dx: bool, t: Tiling
+) -> tuple[Array | None, Array]:
+    """(WG5)-(WG8) over the whole layer at once."""
     if geom.dil_h == geom.dil_w == 1:
         return _dense_backward(dy, x, w, geom, saved, need_dx, t)
     xp = get_xp(dy, x, w)
@@ -424,7 +465,17 @@ def backward_tiled(
 
 
 def backward_data_tiled(dy: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
-    """(WG5), (WG6), (WG8): dx (N, C, H, W), the adjoint of the forward in d."""
+    """(WG5), (WG6), (WG8): dx (N, C, H, W), the adjoint of the forward in d; block by block
+    past the workspace budget."""
+    plan = _blocks(geom, "data", dy, t)
+    if plan is not None:
+        data_part = functools.partial(_backward_data_whole, t=t)
+        return conv2d_workspace.backward_data_by_blocks(data_part, dy, w, geom, plan)
+    return _backward_data_whole(dy, w, geom, t)
+
+
+def _backward_data_whole(dy: Array, w: Array, geom: ConvGeometry, t: Tiling) -> Array:
+    """(WG5), (WG6), (WG8) over the whole layer at once."""
     if geom.dil_h == geom.dil_w == 1:
         return _dense_backward_data(dy, w, geom, t)
     sub = _phase_geometry(geom)
@@ -433,7 +484,18 @@ def backward_data_tiled(dy: Array, w: Array, geom: ConvGeometry, t: Tiling) -> A
 
 def backward_weight_tiled(dy: Array, x: Array, geom: ConvGeometry, saved: Any, t: Tiling) -> Array:
     """(WG5), (WG7), (WG8): dw (K, C/G, 3, 3), the adjoint of the forward in g; the phases
-    are one batch, so their contributions add up inside (WG7)'s sum over images."""
+    are one batch, so their contributions add up inside (WG7)'s sum over images. Block by
+    block past the workspace budget (``saved`` unused)."""
+    plan = _blocks(geom, "weight", dy, t)
+    if plan is not None:
+        weight_part = functools.partial(_backward_weight_whole, t=t)
+        return conv2d_workspace.backward_weight_by_blocks(weight_part, dy, x, geom, plan)
+    return _backward_weight_whole(dy, x, geom, saved, t)
+
+
+def _backward_weight_whole(dy: Array, x: Array, geom: ConvGeometry, saved: Any, t: Tiling
+                           ) -> Array:  # fmt: skip
+    """(WG5), (WG7), (WG8) over the whole layer at once."""
     if geom.dil_h == geom.dil_w == 1:
         return _dense_backward_weight(dy, x, geom, saved, t)
     xp = get_xp(dy, x)
