@@ -53,7 +53,7 @@ _FORMAT_NAMES = {
     ("f", 4): "float32", ("d", 8): "float64", ("e", 2): "float16", ("g", 16): "float128",
     ("i", 4): "int32", ("l", 4): "int32", ("l", 8): "int64", ("q", 8): "int64",
     ("h", 2): "int16", ("b", 1): "int8", ("B", 1): "uint8", ("?", 1): "bool",
-    ("Zf", 8): "complex64", ("Zd", 16): "complex128",
+    ("Zf", 8): "complex64", ("Zd", 16): "complex128", ("O", 8): "object",
 }
 
 
@@ -97,8 +97,8 @@ cdef Exception buffer_error(object obj, str op, str name, bint writable, Excepti
         return TypeError(f"{op}: {name} must be an array, got {type(obj).__name__}")
     try:
         view = memoryview(obj)
-    except Exception:  # a buffer that refuses even a plain view: keep its own words
-        return error
+    except Exception:  # e.g. an array of Python objects, which has no buffer of numbers
+        return TypeError(f"{op}: {name} has no buffer of numbers ({error}); expected an array")
     if writable and view.readonly:
         return ValueError(f"{op}: {name} is read-only; expected a writable array")
     if not view.c_contiguous:
