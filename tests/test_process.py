@@ -94,3 +94,36 @@ def test_configure_process_limits_blas_threads_to_convprops_count() -> None:
     """CONVPROP_NUM_THREADS set: every loaded BLAS runs on that many threads."""
     lines = _fresh(CONFIGURE.format(restart=False), CONVPROP_NUM_THREADS="1")
     assert lines[1] == "default 1 None [1]"
+
+
+class _ConfiguredError(Exception):
+    """Stops the command line right after it called configure_process."""
+
+
+@pytest.mark.parametrize(
+    "argv, from_console, restart",
+    [
+        (["eval", "model.safetensors"], True, True),
+        (["bench", "--shape", "lenet1"], True, True),
+        (["predict", "model.safetensors", "image.png"], True, False),
+        (["eval", "model.safetensors"], False, False),  # main(argv) from a program
+    ],
+)
+def test_the_command_line_restarts_only_long_console_runs(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], from_console: bool, restart: bool
+) -> None:
+    """``convprop train/eval/bench`` from the console may start again (OpenBLAS's spin);
+    short commands, and main(argv) called by a program, never do."""
+    from convprop.cli import main
+
+    asked: list[bool] = []
+
+    def configure(*, restart: bool = False) -> None:
+        asked.append(restart)
+        raise _ConfiguredError
+
+    monkeypatch.setattr(process, "configure_process", configure)
+    monkeypatch.setattr(sys, "argv", ["convprop", *argv])
+    with pytest.raises(_ConfiguredError):
+        main() if from_console else main(argv)
+    assert asked == [restart]

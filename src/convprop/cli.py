@@ -258,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from convprop.process import configure_process
 
-    configure_process(restart=argv is None)  # a console run: OpenBLAS's spin as it loads
+    # a console run of a long command starts again once, with OpenBLAS's short idle spin
+    configure_process(restart=argv is None and args.command in ("train", "eval", "bench"))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
