@@ -17,12 +17,11 @@ after in NumPy's wheels), with 64- or 32-bit integers as the library's
 built on another BLAS), or it fails the check made when it is first used, :func:`available`
 is False and callers keep to ``@``.
 
-Why not SciPy's wrappers (``scipy.linalg.blas.sgemm`` with ``beta`` and ``overwrite_c``,
-measured; docs/performance.md, "Threads and BLAS"): they run on the OpenBLAS that SciPy's
+Why not SciPy's wrappers (``scipy.linalg.blas.sgemm`` with ``beta`` and ``overwrite_c``;
+measured in docs/performance.md, "Threads and BLAS"): they run on the OpenBLAS that SciPy's
 wheels bundle, a second library with a second team of threads beside NumPy's. A convolution's
-backward pass alternates the two (``@`` for dx, gemm for dW) and each team's idle threads
-spin on the CPUs the other needs: im2col's forward+backward took 1.0-2.5× as long as on
-NumPy's library alone (pw1x1 2.5×), and one thread's products 0.99-1.07×.
+backward pass alternates the two (``@`` for dx, gemm for dW), and each team's idle threads
+spin on the CPUs the other needs.
 
 Rounding. Each product is added into c by BLAS, in BLAS's order of additions: the result
 equals NumPy's stack-and-sum within float rounding, not bit for bit.

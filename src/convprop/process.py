@@ -9,12 +9,12 @@ and a program that trains with convprop may call it too.
   temporaries of every step (columns, spectra, gradients) do not page-fault again each step.
 - ``OPENBLAS_THREAD_TIMEOUT`` (:data:`BLAS_THREAD_TIMEOUT`): how long OpenBLAS's idle threads
   spin after a product before they sleep. convprop alternates products with its own compiled
-  loops, whose threads then share CPUs with spinning BLAS threads; on 2 CPUs, im2col's
-  forward+backward took 0.93-0.97 of its time at OpenBLAS's default spin (docs/performance.md,
-  "Threads and BLAS"). OpenBLAS reads the variable once, when the library is loaded, and
+  loops, whose threads then share CPUs with spinning BLAS threads (measured in
+  docs/performance.md, "Threads and BLAS"). OpenBLAS reads the variable once, as it loads, and
   NumPy loads it as NumPy is imported, before any of convprop runs: it takes effect only in a
   process that starts with it, so :func:`configure_process` starts the process again with it
-  (``restart=True``), or a user exports it.
+  (``restart=True``: ``convprop train``, ``eval`` and ``bench`` and the benchmark scripts, for
+  which one more start of the interpreter is small beside the run), or a user exports it.
 - :func:`limit_blas_threads`: the BLAS libraries' threads set to the library's thread count
   (``backend.num_threads``), through threadpoolctl; :func:`blas_libraries` lists them.
 """
