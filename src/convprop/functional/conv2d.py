@@ -107,9 +107,9 @@ class Conv2dCache:
     auto : bool
         Whether ``auto`` chose the algorithms: the backward then checks dy for non-finite
         values where a pass would not keep IEEE semantics (conv2d_ieee).
-    crop : (conv2d_crop.Crop, Conv2dCache or None) or None
-        For geometry far beyond the input (CR1, CR2): the reduced problem and its own cache
-        (None when every window reads padding only).
+    crop : (conv2d_crop.Crop, tuple of Conv2dCache) or None
+        For geometry far beyond the input (CR1-CR3): the reduced problem and the caches of
+        its pieces (none when every window reads padding only).
     """
 
     x: Array
@@ -292,7 +292,7 @@ def conv2d_forward(
     if geom.N == 0:
         return _empty_batch_forward(op, algorithm, x, w, b, geom)
     reduced = conv2d_crop.crop(geom)
-    if reduced is not None:  # (CR1), (CR2): only the part of x_pad that windows read
+    if reduced is not None:  # (CR1)-(CR3): only the taps and the part of x_pad windows read
         return _cropped_forward(x, w, b, geom, reduced, algorithm)
     algorithms = resolve_algorithms(op, algorithm, geom, w, inputs=(x, w))
     forward_algo = ALGORITHMS[algorithms[0]]
@@ -327,43 +327,81 @@ def _cropped_forward(
     x: Array, w: Array, b: Array | None, geom: ConvGeometry, reduced: conv2d_crop.Crop,
     algorithm: str,
 ) -> tuple[Array, Conv2dCache]:  # fmt: skip
-    """(F1) as the reduced problem (CR2) inside a y of zeros: the outputs outside it read
-    padded zeros only."""
+    """(F1) as the pieces of the reduced problem (CR3) inside a y of zeros: the outputs and
+    taps outside them read padded zeros only.
+
+    A named algorithm must accept the full problem; a piece it cannot compute (Winograd's
+    3x3 cut to fewer taps) runs ``direct``, the sums themselves.
+    """
+    if algorithm != "auto":
+        resolve_algorithms("conv2d", algorithm, geom, w)  # refuses what it cannot do
     xp = get_xp(x, w)
-    rows, cols = reduced.rows, reduced.cols
     y = xp.zeros(geom.y_shape, dtype=x.dtype)
-    inner = None
-    if not reduced.empty:
-        y_sub, inner = conv2d_forward(
-            x[:, :, rows.x_lo : rows.x_hi, cols.x_lo : cols.x_hi], w,
-            stride=(rows.stride(geom.stride_h), cols.stride(geom.stride_w)),
-            padding=reduced.padding, dilation=(geom.dil_h, geom.dil_w), groups=geom.groups,
-            algorithm=algorithm,
-        )  # fmt: skip
-        y[:, :, rows.p_lo : rows.p_hi + 1, cols.p_lo : cols.p_hi + 1] = y_sub  # (CR2)
+    pieces = reduced.pieces
+    inner = []
+    for rows, cols in pieces:
+        y_sub, cache = _piece_forward(x, w, geom, rows, cols, algorithm)
+        outputs = (slice(None), slice(None), slice(rows.p_lo, rows.p_hi + 1),
+                   slice(cols.p_lo, cols.p_hi + 1))  # fmt: skip
+        if len(pieces) == 1:
+            y[outputs] = y_sub  # (CR2)
+        else:
+            y[outputs] += y_sub  # (CR3) the pieces' taps add up
+        inner.append(cache)
     if b is not None:
         y += b.reshape(1, geom.K, 1, 1)  # (F1) the bias term
-    algorithms = inner.algorithms if inner is not None else ("direct", "direct", "direct")
-    cache = Conv2dCache(x, w, b is not None, geom, algorithms, crop=(reduced, inner))
+    algorithms = inner[0].algorithms if inner else ("direct", "direct", "direct")
+    cache = Conv2dCache(x, w, b is not None, geom, algorithms, crop=(reduced, tuple(inner)))
     return y, cache
+
+
+def _piece_forward(
+    x: Array, w: Array, geom: ConvGeometry, rows: conv2d_crop.AxisCrop,
+    cols: conv2d_crop.AxisCrop, algorithm: str,
+) -> tuple[Array, Conv2dCache]:  # fmt: skip
+    """(CR2): one piece, its x rows and columns padded by what its windows read, with its
+    taps of w."""
+    xp = get_xp(x, w)
+    w_sub = xp.ascontiguousarray(w[:, :, rows.r_lo : rows.r_hi + 1, cols.r_lo : cols.r_hi + 1])
+    hyper: dict[str, Any] = dict(
+        stride=(rows.stride(geom.stride_h), cols.stride(geom.stride_w)),
+        padding=((rows.pad_lo, rows.pad_hi), (cols.pad_lo, cols.pad_hi)),
+        dilation=(rows.dilation(geom.dil_h), cols.dilation(geom.dil_w)), groups=geom.groups,
+    )  # fmt: skip
+    if algorithm != "auto":
+        x_shape = (geom.N, geom.C, rows.x_hi - rows.x_lo, cols.x_hi - cols.x_lo)
+        piece = conv_geometry("conv2d", x_shape, w_sub.shape, None, **hyper)
+        if ALGORITHMS[algorithm].decline(piece) is not None:
+            algorithm = "direct"
+    x_sub = x[:, :, rows.x_lo : rows.x_hi, cols.x_lo : cols.x_hi]
+    return conv2d_forward(x_sub, w_sub, algorithm=algorithm, **hyper)
 
 
 def _cropped_backward(
     dy: Array, cache: Conv2dCache, need_dx: bool
 ) -> tuple[Array | None, Array, Array | None]:
-    """(B1)-(B3) through the reduced problem: dy outside it meets only padded zeros."""
+    """(B1)-(B3) through the pieces of the reduced problem (CR3): dy outside them meets only
+    padded zeros."""
     reduced, inner = cache.crop
     xp = get_xp(dy, cache.x)
     dtype = cache.x.dtype
     db = xp.ascontiguousarray(dy.sum(axis=(0, 2, 3)), dtype=dtype) if cache.has_bias else None
     dx = xp.zeros(cache.x.shape, dtype=dtype) if need_dx else None
-    if inner is None:
-        return dx, xp.zeros(cache.w.shape, dtype=dtype), db
-    rows, cols = reduced.rows, reduced.cols
-    dy_sub = xp.ascontiguousarray(dy[:, :, rows.p_lo : rows.p_hi + 1, cols.p_lo : cols.p_hi + 1])
-    dx_sub, dw, _ = conv2d_backward(dy_sub, inner, need_dx=need_dx)  # (B2), (B3)
-    if dx is not None:
-        dx[:, :, rows.x_lo : rows.x_hi, cols.x_lo : cols.x_hi] = dx_sub  # (CR2)
+    dw = xp.zeros(cache.w.shape, dtype=dtype)  # (B2) a tap that reads only zeros: 0
+    pieces = reduced.pieces
+    for (rows, cols), piece in zip(pieces, inner, strict=True):
+        outputs = (slice(None), slice(None), slice(rows.p_lo, rows.p_hi + 1),
+                   slice(cols.p_lo, cols.p_hi + 1))  # fmt: skip
+        dy_sub = xp.ascontiguousarray(dy[outputs])
+        dx_sub, dw_sub, _ = conv2d_backward(dy_sub, piece, need_dx=need_dx)  # (B2), (B3)
+        dw[:, :, rows.r_lo : rows.r_hi + 1, cols.r_lo : cols.r_hi + 1] = dw_sub  # (CR3)
+        if dx is not None:
+            cells = (slice(None), slice(None), slice(rows.x_lo, rows.x_hi),
+                     slice(cols.x_lo, cols.x_hi))  # fmt: skip
+            if len(pieces) == 1:
+                dx[cells] = dx_sub  # (CR2)
+            else:
+                dx[cells] += dx_sub  # (CR3) the pieces' reads of x add up
     return dx, dw, db
 
 
