@@ -382,7 +382,8 @@ def avg_pool2d_forward(
     source = windows.source(xp, x, 0.0)  # x_pad (PS3), or x itself (PN5)
     total = xp.zeros(geom.y_shape, dtype=x.dtype)
     for _, outputs, cells in windows.cuts:
-        total[outputs] += source[cells]  # (AP2) window sums -> (N, C, P, Q)
+        sums = total[outputs]  # a view: the windows this tap reads x for
+        sums += source[cells]  # (AP2) window sums -> (N, C, P, Q)
     divisor = _divisor(xp, geom, count_include_pad, override).astype(x.dtype)  # (AP1) (P, Q)
     y = total / divisor  # (AP2)
     return y, AvgPool2dCache(divisor=divisor, geom=geom)

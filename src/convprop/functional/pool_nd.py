@@ -389,7 +389,8 @@ def avg_pool_nd_forward(
     source = windows.source(xp, x, 0.0)  # x_pad (PN3), or x itself (PN5)
     total = xp.zeros(geom.y_shape, dtype=x.dtype)
     for _, outputs, cells in windows.cuts:
-        total[outputs] += source[cells]  # (APN2) window sums -> (N, C, *out)
+        sums = total[outputs]  # a view: the windows this tap reads x for
+        sums += source[cells]  # (APN2) window sums -> (N, C, *out)
     divisor = _divisor(xp, geom, count_include_pad, override).astype(x.dtype)  # (APN1)
     return total / divisor, AvgPoolNdCache(divisor=divisor, geom=geom, op=op)  # (APN2)
 
