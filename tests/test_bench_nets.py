@@ -180,9 +180,13 @@ def test_worker_reports_every_field() -> None:
 
 def test_worker_environment_sets_threads_and_drops_omp(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     env = worker_environment(3)
     assert "OMP_NUM_THREADS" not in env
     assert env["CONVPROP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
+    assert env["OPENBLAS_THREAD_TIMEOUT"] == "22"  # convprop.process's short spin
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")
+    assert worker_environment(3)["OPENBLAS_THREAD_TIMEOUT"] == "28"  # the user's value kept
 
 
 def test_a_failing_worker_is_one_error_with_its_output() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from convprop.bench_nets.nets import CASES
 from convprop.bench_nets.profile import CATEGORIES
 from convprop.bench_nets.worker import PASSES, Settings, run_worker
+from convprop.process import BLAS_THREAD_TIMEOUT
 
 LIBRARIES = ("convprop", "torch")
 QUICK = Settings(warm_seconds=0.2, repeats=3, max_seconds=1.0, profile_steps=1)
@@ -46,6 +47,9 @@ def worker_environment(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)  # PyTorch 2.13 ran ~8x slower with it set (bench README)
     env["CONVPROP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
+    # OpenBLAS's short spin, as convprop's long commands run (convprop.process); read as
+    # NumPy loads OpenBLAS, so it is given to the worker's interpreter from its start
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
     source = str(Path(__file__).resolve().parents[2])  # the directory holding convprop
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
     return env
