@@ -73,23 +73,4 @@ def extensions() -> list[Extension]:
     return cythonize(modules, compiler_directives=DIRECTIVES, build_dir="build/cython")
 
 
-# the previous single extension, built as before beside the families until the Python side
-# moves over
-LEGACY_ARGS = [
-    "-O3", "-std=c11", "-pthread", "-fno-math-errno", "-fopenmp-simd",
-    "-fno-tree-loop-distribute-patterns",
-]  # fmt: skip
-if not os.environ.get("CONVPROP_PORTABLE"):
-    LEGACY_ARGS.append("-march=native")
-LEGACY = [
-    Extension(
-        "convprop._kernels",
-        sources=["src/convprop/_kernels.c"],
-        depends=sorted(str(path) for path in Path("src/convprop").glob("_kernels_*.h")),
-        extra_compile_args=LEGACY_ARGS,
-        extra_link_args=["-pthread"],
-        optional=True,
-    )
-] if Path("src/convprop/_kernels.c").exists() else []
-
-setup(ext_modules=[*LEGACY, *extensions()])
+setup(ext_modules=extensions())
