@@ -33,6 +33,7 @@ a max is never taken over padding alone and an average never divides by zero.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -52,7 +53,7 @@ from convprop.functional.pool_nd import (
     tap_dtype,
     window_indices,
 )
-from convprop.functional.pool_windows import pool_windows
+from convprop.functional.pool_windows import PoolWindows, pool_windows
 
 
 def pool2d_geometry(
@@ -74,6 +75,12 @@ def pool2d_geometry(
     require_array(op, "x", x)
     check_float_dtype(op, x=x)
     return _shapes.pool2d_geometry(op, tuple(x.shape), kernel_size, stride, padding, ceil_mode)
+
+
+@functools.lru_cache(maxsize=64)  # a pure function of a frozen geometry, asked every step
+def _windows(geom: Pool2dGeometry) -> PoolWindows:
+    """The taps and reads of the windows (PS3, PN5): convprop.functional.pool_windows."""
+    return pool_windows(_nd(geom))
 
 
 def _nd(geom: Pool2dGeometry) -> PoolNdGeometry:
@@ -198,12 +205,12 @@ def _max_pool(x: Array, geom: Pool2dGeometry) -> tuple[Array, Array]:
     """(MP1), (MP2): y and argmax (N, C, P, Q), one NumPy comparison per tap that reads x
     (PN5); compiled (one pass, the same tie and NaN rules) where the kernels serve x."""
     xp = get_xp(x)
-    windows = pool_windows(_nd(geom))
+    windows = _windows(geom)
     source = windows.source(xp, x, float("-inf"))  # x_pad (PS3): padding never wins; or x (PN5)
     y = xp.full(geom.y_shape, float("-inf"), dtype=x.dtype)
     argmax = xp.empty(geom.y_shape, dtype=tap_dtype(xp, (geom.R, geom.S)))
     argmax[...] = _first_real_tap(xp, geom)  # (MP2) where a window holds only -inf
-    for t, outputs, cells in windows.cuts:
+    for t, outputs, cells in windows.cuts():
         value = source[cells]  # (PS3) or (PN5) -> the outputs' part of (N, C, P, Q)
         best, best_tap = y[outputs], argmax[outputs]  # views: written in place
         # Strictly greater: a later tap equal to the maximum keeps the first one (MP2).
@@ -245,9 +252,9 @@ def _max_unpool(dy: Array, argmax: Array, geom: Pool2dGeometry) -> Array:
     """(MP3): dx (N, C, H, W), each dy added at its window's arg-max, one NumPy pass per tap;
     compiled where the kernels serve dy."""
     xp = get_xp(dy, argmax)
-    windows = pool_windows(_nd(geom))
+    windows = _windows(geom)
     d_source = xp.zeros(windows.source_shape(geom.x_shape), dtype=dy.dtype)  # dx_pad or dx
-    for t, outputs, cells in windows.cuts:
+    for t, outputs, cells in windows.cuts():
         # Scatter-add: windows overlap when stride < kernel, so one cell can be the
         # arg-max of several windows (MP3).
         d_source[cells] += xp.where(argmax[outputs] == t, dy[outputs], 0)  # (MP3)
@@ -378,10 +385,10 @@ def avg_pool2d_forward(
     count_include_pad = flag(op, "count_include_pad", count_include_pad)
     override = divisor_override_value(op, divisor_override)
     xp = get_xp(x)
-    windows = pool_windows(_nd(geom))
+    windows = _windows(geom)
     source = windows.source(xp, x, 0.0)  # x_pad (PS3), or x itself (PN5)
     total = xp.zeros(geom.y_shape, dtype=x.dtype)
-    for _, outputs, cells in windows.cuts:
+    for _, outputs, cells in windows.cuts():
         sums = total[outputs]  # a view: the windows this tap reads x for
         sums += source[cells]  # (AP2) window sums -> (N, C, P, Q)
     divisor = _divisor(xp, geom, count_include_pad, override).astype(x.dtype)  # (AP1) (P, Q)
@@ -408,9 +415,9 @@ def avg_pool2d_backward(dy: Array, cache: AvgPool2dCache) -> Array:
     check_upstream("avg_pool2d_backward", dy, geom.y_shape, cache.divisor.dtype)
     xp = get_xp(dy, cache.divisor)
     share = dy / cache.divisor  # (AP3) -> (N, C, P, Q)
-    windows = pool_windows(_nd(geom))
+    windows = _windows(geom)
     d_source = xp.zeros(windows.source_shape(geom.x_shape), dtype=dy.dtype)  # dx_pad or dx
-    for _, outputs, cells in windows.cuts:
+    for _, outputs, cells in windows.cuts():
         d_source[cells] += share[outputs]  # (AP3) scatter-add: windows overlap if stride < R
     return windows.gradient(xp, d_source)  # (AP3) dx_pad without its border
 

@@ -266,7 +266,7 @@ def max_pool_nd_forward(
     y = xp.full(geom.y_shape, float("-inf"), dtype=x.dtype)
     argmax = xp.empty(geom.y_shape, dtype=tap_dtype(xp, geom.kernel))
     argmax[...] = _first_real_tap(xp, geom)  # (MPN2) where a window holds only −∞
-    for t, outputs, cells in windows.cuts:
+    for t, outputs, cells in windows.cuts():
         value = source[cells]  # (PN3) or (PN5) -> the outputs' part of (N, C, *out)
         best, best_tap = y[outputs], argmax[outputs]  # views: written in place
         # Strictly greater: a later tap equal to the maximum keeps the first one (MPN2).
@@ -283,7 +283,7 @@ def max_pool_nd_backward(dy: Array, cache: MaxPoolNdCache) -> Array:
     xp = get_xp(dy, cache.argmax)
     windows = pool_windows(geom)
     d_source = xp.zeros(windows.source_shape(geom.x_shape), dtype=dy.dtype)  # dx_pad or dx
-    for t, outputs, cells in windows.cuts:
+    for t, outputs, cells in windows.cuts():
         # Scatter-add: windows overlap when stride < kernel, so one cell can be the arg-max
         # of several windows (MPN3).
         d_source[cells] += xp.where(cache.argmax[outputs] == t, dy[outputs], 0)  # (MPN3)
@@ -388,7 +388,7 @@ def avg_pool_nd_forward(
     windows = pool_windows(geom)
     source = windows.source(xp, x, 0.0)  # x_pad (PN3), or x itself (PN5)
     total = xp.zeros(geom.y_shape, dtype=x.dtype)
-    for _, outputs, cells in windows.cuts:
+    for _, outputs, cells in windows.cuts():
         sums = total[outputs]  # a view: the windows this tap reads x for
         sums += source[cells]  # (APN2) window sums -> (N, C, *out)
     divisor = _divisor(xp, geom, count_include_pad, override).astype(x.dtype)  # (APN1)
@@ -403,6 +403,6 @@ def avg_pool_nd_backward(dy: Array, cache: AvgPoolNdCache) -> Array:
     share = dy / cache.divisor  # (APN3) -> (N, C, *out)
     windows = pool_windows(geom)
     d_source = xp.zeros(windows.source_shape(geom.x_shape), dtype=dy.dtype)  # dx_pad or dx
-    for _, outputs, cells in windows.cuts:
+    for _, outputs, cells in windows.cuts():
         d_source[cells] += share[outputs]  # (APN3) scatter-add: windows may overlap
     return windows.gradient(xp, d_source)  # (APN3) dx_pad without its border

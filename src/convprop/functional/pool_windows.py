@@ -29,7 +29,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Protocol
 
@@ -38,11 +39,14 @@ from convprop.backend import Array
 READ_PADDED_UP_TO = 4
 """x_pad is built while it holds at most this many times the cells of x (PN5)."""
 
+KEPT_UP_TO = 1024
+"""Windows of at most this many live taps keep their cuts (a few hundred bytes each)."""
+
 Index = tuple[slice, ...]
 """An index of an (N, C, *spatial) array: all of N and C, one slice per spatial axis."""
 
 
-class PoolWindowsGeometry(Protocol):
+class PoolWindowsGeometry(Hashable, Protocol):
     """The geometry fields read here (convprop.functional.pool_nd.PoolNdGeometry)."""
 
     @property
@@ -114,15 +118,36 @@ class PoolWindows:
     widths : tuple of (int, int)
         x_pad's padding before and after x along each spatial axis (the ceil_mode
         overhang included); read only where ``padded``.
-    cuts : tuple of (int, Index, Index)
-        ``(t, outputs, cells)`` for each live tap in row-major order: t the tap's index
-        among all taps of the window (MPN2), ``outputs`` the index of y it serves,
-        ``cells`` the index of x_pad (``padded``) or of x it reads there.
+    axes : tuple of tuples of (int, slice, slice)
+        Along each spatial axis, ``(r, outputs, cells)`` for each live tap r: the windows it
+        serves and the cells of x_pad (``padded``) or of x it reads for them; as many
+        entries as live taps along the axis, never the window's product.
+    steps : tuple of int
+        The row-major weights of a tap's offsets in its index t (MPN2).
+    kept : tuple or None
+        :meth:`cuts` made once, for windows of at most KEPT_UP_TO live taps (every
+        ordinary layer); None for larger ones, whose cuts are made as they are read.
     """
 
     padded: bool
     widths: tuple[tuple[int, int], ...]
-    cuts: tuple[tuple[int, Index, Index], ...]
+    axes: tuple[tuple[tuple[int, slice, slice], ...], ...]
+    steps: tuple[int, ...]
+    kept: tuple[tuple[int, Index, Index], ...] | None = None
+
+    def cuts(self) -> Iterable[tuple[int, Index, Index]]:
+        """``(t, outputs, cells)`` for each live tap in row-major order: t the tap's index
+        among all taps of the window (MPN2), ``outputs`` the index of y it serves,
+        ``cells`` the index of :meth:`source` it reads there."""
+        return self.kept if self.kept is not None else self._cuts()
+
+    def _cuts(self) -> Iterator[tuple[int, Index, Index]]:
+        everything = (slice(None), slice(None))
+        for taps in itertools.product(*self.axes):
+            t = sum(r * step for (r, _, _), step in zip(taps, self.steps, strict=True))
+            outputs = (*everything, *(o for _, o, _ in taps))
+            cells = (*everything, *(c for _, _, c in taps))
+            yield t, outputs, cells
 
     def source(self, xp: ModuleType, x: Array, fill: float) -> Array:
         """What the cuts read: x_pad with ``fill`` on the padding (PN3), or x itself (PN5)."""
@@ -147,7 +172,7 @@ class PoolWindows:
         return (*x_shape[:2], *(s + a + b for s, (a, b) in sides))
 
 
-@functools.lru_cache(maxsize=256)  # a pure function of a frozen geometry, asked every step
+@functools.lru_cache(maxsize=64)  # a pure function of a frozen geometry, asked every step
 def pool_windows(geom: PoolWindowsGeometry) -> PoolWindows:
     """The reads of a pooling call's windows: x_pad (PN3) while it is cheap, else (PN5).
 
@@ -157,33 +182,22 @@ def pool_windows(geom: PoolWindowsGeometry) -> PoolWindows:
     >>> geom = PoolNdGeometry(N=1, C=1, size=(1, 1), kernel=(3001, 3001), stride=(1, 1),
     ...                       padding=(1500, 1500), dilation=(1, 1), out=(1, 1), extra=(0, 0))
     >>> windows = pool_windows(geom)
-    >>> windows.padded, [t for t, _, _ in windows.cuts]   # one tap, the window's centre
+    >>> windows.padded, [t for t, _, _ in windows.cuts()]   # one tap, the window's centre
     (False, [4503000])
     """
     widths = tuple((p, p + e) for p, e in zip(geom.padding, geom.extra, strict=True))
     padded_cells = math.prod(s + a + b for s, (a, b) in zip(geom.size, widths, strict=True))
     padded = padded_cells <= READ_PADDED_UP_TO * math.prod(geom.size)
-    per_axis = [
-        axis_cuts(k, o, s, p, n, d)
-        for k, o, s, p, n, d in zip(
-            geom.kernel, geom.out, geom.stride, geom.padding, geom.size, geom.dilation,
-            strict=True,
-        )
-    ]  # fmt: skip
-    steps = [math.prod(geom.kernel[a + 1 :]) for a in range(len(geom.kernel))]
-    cuts: list[tuple[int, Index, Index]] = []
-    everything: Index = (slice(None), slice(None))
-    for taps in itertools.product(*per_axis):
-        t = sum(r * step for (r, _, _), step in zip(taps, steps, strict=True))  # row-major
+    axes = []
+    for k, o, s, p, n, d in zip(
+        geom.kernel, geom.out, geom.stride, geom.padding, geom.size, geom.dilation, strict=True
+    ):
+        cuts = axis_cuts(k, o, s, p, n, d)  # (PN5)
         if padded:  # (PN3) tap r of every window: x_pad[o*stride + r*dil] for all o
-            cells = tuple(
-                slice(r * d, r * d + s * (o - 1) + 1, s)
-                for (r, _, _), d, s, o in zip(taps, geom.dilation, geom.stride, geom.out,
-                                              strict=True)
-            )  # fmt: skip
-            cuts.append((t, everything, (*everything, *cells)))
-        else:  # (PN5)
-            outputs = tuple(o for _, o, _ in taps)
-            cells = tuple(c for _, _, c in taps)
-            cuts.append((t, (*everything, *outputs), (*everything, *cells)))
-    return PoolWindows(padded=padded, widths=widths, cuts=tuple(cuts))
+            cuts = [(r, slice(None), slice(r * d, r * d + s * (o - 1) + 1, s)) for r, _, _ in cuts]
+        axes.append(tuple(cuts))
+    steps = tuple(math.prod(geom.kernel[a + 1 :]) for a in range(len(geom.kernel)))
+    windows = PoolWindows(padded=padded, widths=widths, axes=tuple(axes), steps=steps)
+    if math.prod(len(cuts) for cuts in axes) > KEPT_UP_TO:
+        return windows
+    return replace(windows, kept=tuple(windows.cuts()))
