@@ -32,9 +32,9 @@ CHUNKED = ("im2col", "fft", "winograd", "winograd4")
 # name: (x shape, w shape, hyperparameters)
 CASES: dict[str, tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = {
     "3x3": ((5, 6, 9, 9), (4, 6, 3, 3), {"padding": 1}),
-    "groups": ((3, 8, 10, 10), (6, 4, 3, 3), {"padding": 1, "groups": 2}),
-    "dilated": ((3, 4, 11, 11), (6, 4, 3, 3), {"padding": 2, "dilation": 2}),
-    "strided5x5": ((3, 4, 9, 9), (5, 4, 5, 5), {"padding": 2, "stride": 2}),
+    "groups": ((6, 8, 10, 10), (6, 4, 3, 3), {"padding": 1, "groups": 2}),
+    "dilated": ((6, 4, 11, 11), (6, 4, 3, 3), {"padding": 2, "dilation": 2}),
+    "strided5x5": ((6, 4, 9, 9), (5, 4, 5, 5), {"padding": 2, "stride": 2}),
 }
 
 

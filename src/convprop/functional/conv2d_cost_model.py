@@ -19,7 +19,8 @@ BLAS peak. float64 halves the arithmetic rates.
 Memory. Each algorithm's workspace for a pass (beyond x, w, dy and the results) is estimated
 too, :func:`workspace_bytes`: im2col's columns N·C·R·S·P·Q, Winograd's transformed tiles
 (m+2)²·T·(C + K) (T tiles of all images; twice that for the einsum code), the FFT's spectra
-Lh·(Lw/2+1)·(N·C + K·C/G + N·K) complex values and one real plane per image and channel,
+about Lh·(Lw/2+1)·(N·C + 2·K·C/G + N·K) complex values and one real plane per image and
+channel,
 and padded copies of x and y for the direct sums and depthwise. im2col, Winograd and the FFT
 never exceed ``conv2d_workspace.WORKSPACE_BYTES`` in one pass where they can help it: past it
 they run the layer as blocks (chunks of images, else per group, filters and channels; see
@@ -390,6 +391,7 @@ CHUNKED = frozenset({"im2col", "fft", "winograd", "winograd4"})
 """The algorithms that run a layer past the workspace budget as blocks (conv2d_workspace)."""
 
 
+@functools.lru_cache(maxsize=REMEMBERED_CHOICES)
 def fft_lengths(geom: ConvGeometry) -> tuple[int, int]:
     """(T1): the FFT's transform sizes Lh >= Hp, Lw >= Wp with small prime factors."""
     import scipy.fft
@@ -427,14 +429,20 @@ def _winograd_workspace(geom: ConvGeometry, pass_name: str, b: int, compiled: bo
 
 
 def _fft_workspace(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
-    """The spectra, Lh·(Lw/2+1) complex values each: x^ (N·C), the kernel's (K·C/G) and y^
-    (N·K) for the forward; dy^, the kernel's and dx^ for the input gradient; dy^, x^ and dw^
-    for the weight gradient; all five for both ("backward"); and the real (Lh, Lw) planes of
-    the larger side that the library transforms read or write."""
+    """The spectra, Lh·(Lw/2+1) complex values per plane: x^ (N·C planes), the kernel's
+    (K·C/G) twice (the products read it transposed, a copy) and y^ (N·K) for the forward;
+    dy^, the kernel's and dx^ for the input gradient; dy^ twice (transposed for the
+    products), x^ and dw^ for the weight gradient; all of these for both ("backward"); and
+    the real (Lh, Lw) planes of the larger side that the library transforms read or write."""
     Lh, Lw = fft_lengths(geom)
     bins = Lh * (Lw // 2 + 1)
-    images, kernels = geom.N * (geom.C + geom.K), geom.K * (geom.C // geom.groups)
-    spectra = images + kernels + (geom.N * geom.C + kernels if pass_name == "backward" else 0)
+    x_side, y_side, kernels = geom.N * geom.C, geom.N * geom.K, geom.K * (geom.C // geom.groups)
+    spectra = {
+        "forward": x_side + 2 * kernels + y_side,
+        "data": y_side + kernels + x_side,
+        "weight": 2 * y_side + x_side + kernels,
+        "backward": 2 * y_side + 2 * x_side + 2 * kernels,
+    }[pass_name]
     planes = Lh * Lw * geom.N * max(geom.C, geom.K)
     return float(2 * b * bins * spectra + b * planes)
 
