@@ -59,7 +59,8 @@ cdef Py_ssize_t adam_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) 
     return 0
 
 
-def adam_step(p, g, m, v, vmax, tuple scalars, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+def adam_step(p, g, m, v, vmax, tuple scalars not None, Py_ssize_t lo, Py_ssize_t hi,
+              int threads=1):
     """(ADAM2)-(ADAM7) in place for the elements [lo, hi), each operation in the order and
     precision of the NumPy code of Adam.step: the same bits.
 

@@ -63,7 +63,8 @@ cdef Py_ssize_t bins_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) 
     return 0
 
 
-def bin_products(a, b, y, tuple dims, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+def bin_products(a, b, y, tuple dims not None, Py_ssize_t lo, Py_ssize_t hi,
+                 int threads=1):
     """y[i] = A[i] @ B[i] (complex) for the bins i in [lo, hi) (T2)-(T4).
 
     a: 2*I*M*L reals; b: 2*I*L*Nc; y (written): 2*I*M*Nc; all of one dtype.
@@ -71,7 +72,9 @@ def bin_products(a, b, y, tuple dims, Py_ssize_t lo, Py_ssize_t hi, int threads=
     cdef str op = "bin_products"
     cdef Bins c
     if len(dims) != 6:
-        raise TypeError(f"{op}: dims holds {len(dims)} values; expected 6 ({', '.join(BIN_FIELDS)})")
+        raise TypeError(
+            f"{op}: dims holds {len(dims)} values; expected 6 ({', '.join(BIN_FIELDS)})"
+        )
     cdef Py_ssize_t I = dims[0], at = dims[4], bt = dims[5]
     c.M, c.L, c.Nc = dims[1], dims[2], dims[3]
     cdef Py_ssize_t[3] a_dims = [2 * I, c.M, c.L]

@@ -228,7 +228,7 @@ cdef object depthwise(Pass which, str op, a, b, bias, out, tuple geom, Py_ssize_
     return None
 
 
-def depthwise_forward(x, w, b, y, tuple geom, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+def depthwise_forward(x, w, b, y, tuple geom not None, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(F1) with C/G = 1 for the planes (n, k) in [lo, hi): y[n, k] = b[k] + the sum over
     (r, s) of w[k, r, s] times x_pad[n, k / M] at the tap's offset.
 
@@ -237,7 +237,7 @@ def depthwise_forward(x, w, b, y, tuple geom, Py_ssize_t lo, Py_ssize_t hi, int 
     return depthwise(FORWARD, "depthwise_forward", x, w, b, y, geom, lo, hi, threads)
 
 
-def depthwise_backward_data(dy, w, b, dx, tuple geom, Py_ssize_t lo, Py_ssize_t hi,
+def depthwise_backward_data(dy, w, b, dx, tuple geom not None, Py_ssize_t lo, Py_ssize_t hi,
                             int threads=1):
     """(B3) with C/G = 1 for the planes (n, c) in [lo, hi): dx, the full convolution of the
     stride-dilated dy with rot180(w); cells never read stay zero.
@@ -249,7 +249,7 @@ def depthwise_backward_data(dy, w, b, dx, tuple geom, Py_ssize_t lo, Py_ssize_t 
                      threads)
 
 
-def depthwise_backward_weight(dy, x, b, dw, tuple geom, Py_ssize_t lo, Py_ssize_t hi,
+def depthwise_backward_weight(dy, x, b, dw, tuple geom not None, Py_ssize_t lo, Py_ssize_t hi,
                               int threads=1):
     """(B2) with C/G = 1 for the filters k in [lo, hi): dw[k, r, s] = the sum over (n, p, q)
     of dy[n, k, p, q] times the x_pad cell its tap (r, s) reads; each filter's N plane sums
@@ -262,7 +262,7 @@ def depthwise_backward_weight(dy, x, b, dw, tuple geom, Py_ssize_t lo, Py_ssize_
                      threads)
 
 
-def depthwise_backward(dy, x, w, dx, dw, tuple geom, int threads=1):
+def depthwise_backward(dy, x, w, dx, dw, tuple geom not None, int threads=1):
     """(B3) and (B2) of a depthwise layer with stride 1 in one pass over dy, for all planes:
     the bits of depthwise_backward_data and depthwise_backward_weight.
 

@@ -87,7 +87,9 @@ cdef object dft_small(bint forward, str op, source, coef, target, tuple dims, Py
     cdef Dft c
     c.forward = forward
     if len(dims) != 6:
-        raise TypeError(f"{op}: dims holds {len(dims)} values; expected 6 ({', '.join(DFT_FIELDS)})")
+        raise TypeError(
+            f"{op}: dims holds {len(dims)} values; expected 6 ({', '.join(DFT_FIELDS)})"
+        )
     c.M, c.h, c.w, c.Lh, c.Wb = dims[0], dims[1], dims[2], dims[3], dims[4]
     cdef Py_ssize_t conj = dims[5]
     cdef Py_ssize_t[3] spec_dims = [c.M, 2 * c.Lh, c.Wb]
@@ -128,7 +130,7 @@ cdef object dft_small(bint forward, str op, source, coef, target, tuple dims, Py
     return None
 
 
-def dft_small_forward(planes, coef, spec, tuple dims, Py_ssize_t lo, Py_ssize_t hi,
+def dft_small_forward(planes, coef, spec, tuple dims not None, Py_ssize_t lo, Py_ssize_t hi,
                       int threads=1):
     """(T7) for the planes m in [lo, hi) of planes (M, h, w): spec[(u*Wb + v)*M + m] = the
     sum over i of (Ch[u, i] + i*Sh[u, i]) times the sum over j of (Cw[v, j] + i*Sw[v, j])
@@ -140,7 +142,7 @@ def dft_small_forward(planes, coef, spec, tuple dims, Py_ssize_t lo, Py_ssize_t 
     return dft_small(True, "dft_small_forward", planes, coef, spec, dims, lo, hi, threads)
 
 
-def dft_small_inverse(spec, coef, planes, tuple dims, Py_ssize_t lo, Py_ssize_t hi,
+def dft_small_inverse(spec, coef, planes, tuple dims not None, Py_ssize_t lo, Py_ssize_t hi,
                       int threads=1):
     """(T8) for the planes m in [lo, hi): planes[m] from the half spectra spec (conjugated
     first with conj), along the rows with Ch, Sh, then along the columns with E.

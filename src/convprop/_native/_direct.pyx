@@ -141,7 +141,7 @@ cdef int check_sizes(ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t slic
     return 0
 
 
-def direct_forward(x, w, b, y, tuple geom, Py_ssize_t groups, Py_ssize_t lo, Py_ssize_t hi,
+def direct_forward(x, w, b, y, tuple geom not None, Py_ssize_t groups, Py_ssize_t lo, Py_ssize_t hi,
                    int threads=1):
     """(F1) as its sum (DS2) for the output rows (n, g, p) in [lo, hi): each row's input
     rows copied once into a region, the sums in registers (direct.h).
@@ -197,8 +197,8 @@ def direct_forward(x, w, b, y, tuple geom, Py_ssize_t groups, Py_ssize_t lo, Py_
     return None
 
 
-def direct_weight(dy, x, dw, tuple geom, Py_ssize_t groups, Py_ssize_t slices, Py_ssize_t lo,
-                  Py_ssize_t hi, int threads=1):
+def direct_weight(dy, x, dw, tuple geom not None, Py_ssize_t groups, Py_ssize_t slices,
+                  Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(B2) as (DS3): the N*G*P output rows cut into `slices` slices; the slices in [lo, hi)
     are summed, each into a partial of its own, then every slice's partial is added into dw
     in slice order (the slices outside [lo, hi) count as zero).
@@ -257,7 +257,7 @@ def direct_weight(dy, x, dw, tuple geom, Py_ssize_t groups, Py_ssize_t slices, P
     return None
 
 
-def direct_blocking(tuple geom, Py_ssize_t groups, int itemsize):
+def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize):
     """The register blocking direct_forward uses for a layer: "filters" (VK = 4 filters by
     VQ = 64/itemsize columns, stride-1 columns only) or "columns" (DQ = 6 columns by
     DK = 64/itemsize filters)."""

@@ -60,7 +60,8 @@ cdef Py_ssize_t col2im_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi
     return 0
 
 
-def im2col(x, cols, tuple geom, Py_ssize_t lo, Py_ssize_t hi, int threads=1, bint wide=False):
+def im2col(x, cols, tuple geom not None, Py_ssize_t lo, Py_ssize_t hi, int threads=1,
+           bint wide=False):
     """(I1) for the planes (n, c) in [lo, hi): cols[n, c, r, s, p, q] =
     x_pad[n, c, p*stride_h + r*dil_h, q*stride_w + s*dil_w], zero where a tap reads
     padding; with `wide`, the same values in (I7)'s order (C, R, S, N, P, Q).
@@ -82,7 +83,7 @@ def im2col(x, cols, tuple geom, Py_ssize_t lo, Py_ssize_t hi, int threads=1, bin
         run_parallel(im2col_range, &c, lo, hi, threads, 1)
 
 
-def col2im(dcols, dx, tuple geom, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+def col2im(dcols, dx, tuple geom not None, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(I5) for the planes (n, c) in [lo, hi): dx[n, c, h, w] = the sum of dcols over every
     (r, s, p, q) whose tap reads (h, w), the adjoint of (I1); padding cells receive nothing.
 

@@ -106,7 +106,7 @@ cdef object permute(bint to_planes, str op, src, dst, tuple layout, Py_ssize_t l
     return None
 
 
-def spatial_to_planes(src, dst, tuple layout, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+def spatial_to_planes(src, dst, tuple layout not None, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """dst[m, i, j] = src[row0 + i*step_h, col0 + j*step_w, m] for the channels m in [lo, hi).
 
     src: Lh*Lw*M elements; dst (written): M*rows*cols, of src's dtype.
@@ -114,7 +114,7 @@ def spatial_to_planes(src, dst, tuple layout, Py_ssize_t lo, Py_ssize_t hi, int 
     return permute(True, "spatial_to_planes", src, dst, layout, lo, hi, threads)
 
 
-def planes_to_spatial(src, dst, tuple layout, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+def planes_to_spatial(src, dst, tuple layout not None, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """dst[row0 + i*step_h, col0 + j*step_w, m] = src[m, i, j] for the channels m in
     [lo, hi); the other cells of dst are untouched.
 

@@ -65,7 +65,7 @@ cdef Py_ssize_t backward_range(void *ctx, int worker, Py_ssize_t lo,
                                 lo, hi)
 
 
-def maxpool_forward(x, y, argmax, tuple geom, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+def maxpool_forward(x, y, argmax, tuple geom not None, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(MP1), (MP2) for the planes (n, c) in [lo, hi): y = each window's maximum over its
     real cells, argmax = the tap r*S + s of its first maximum in row-major order (a NaN
     always wins; padding never does).
@@ -88,7 +88,8 @@ def maxpool_forward(x, y, argmax, tuple geom, Py_ssize_t lo, Py_ssize_t hi, int 
         run_parallel(forward_range, &c, lo, hi, threads, 1)
 
 
-def maxpool_backward(dy, argmax, dx, tuple geom, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+def maxpool_backward(dy, argmax, dx, tuple geom not None, Py_ssize_t lo, Py_ssize_t hi,
+                     int threads=1):
     """(MP3) for the planes (n, c) in [lo, hi): dx[n, c, h, w] = the sum of dy over the
     windows whose arg-max tap lands on (h, w). Returns the number of arg-max entries that
     point outside their window's cells of x (refused, not added).

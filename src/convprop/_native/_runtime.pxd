@@ -27,7 +27,8 @@ cdef extern from "common.h":
 
 
 # task(ctx, worker, lo, hi): one family's loop over planes [lo, hi) as thread `worker`
-ctypedef Py_ssize_t (*range_task)(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+ctypedef Py_ssize_t (*range_task)(void *ctx, int worker, Py_ssize_t lo,
+                                   Py_ssize_t hi) noexcept nogil
 
 
 cdef class Flat:

@@ -168,8 +168,8 @@ cdef object transform(Role role, int m, str op, a, out, tuple geom, Py_ssize_t T
     return None
 
 
-def winograd_input(x, V, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi,
-                   int threads=1):
+def winograd_input(x, V, tuple geom not None, Py_ssize_t Th, Py_ssize_t Tw,
+                   Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(WG2) V = B^T d B for every 4x4 input tile d of the planes (n, c) in [lo, hi), F(2x2, 3x3).
 
     x: N*C*H*W elements; V (written): 16*C*N*Th*Tw, of x's dtype.
@@ -177,8 +177,8 @@ def winograd_input(x, V, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo
     return transform(INPUT, 2, "winograd_input", x, V, geom, Th, Tw, lo, hi, threads)
 
 
-def winograd_output(M, y, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo,
-                    Py_ssize_t hi, int threads=1):
+def winograd_output(M, y, tuple geom not None, Py_ssize_t Th, Py_ssize_t Tw,
+                    Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(WG4) y_tile = A^T M A for the planes (n, k) in [lo, hi), F(2x2, 3x3); outputs past
     P x Q are dropped.
 
@@ -187,8 +187,8 @@ def winograd_output(M, y, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t l
     return transform(OUTPUT, 2, "winograd_output", M, y, geom, Th, Tw, lo, hi, threads)
 
 
-def winograd_dy(dy, Z, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi,
-                int threads=1):
+def winograd_dy(dy, Z, tuple geom not None, Py_ssize_t Th, Py_ssize_t Tw,
+                Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(WG5) Z = A e A^T for every 2x2 tile e of dy (zero past P x Q), planes (n, k) in
     [lo, hi), F(2x2, 3x3).
 
@@ -197,8 +197,8 @@ def winograd_dy(dy, Z, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo, 
     return transform(DY, 2, "winograd_dy", dy, Z, geom, Th, Tw, lo, hi, threads)
 
 
-def winograd_dx(Mbar, dx, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo,
-                Py_ssize_t hi, int threads=1):
+def winograd_dx(Mbar, dx, tuple geom not None, Py_ssize_t Th, Py_ssize_t Tw,
+                Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(WG6) dd = B Mbar B^T per tile, added into the overlapping input tiles of the planes
     (n, c) in [lo, hi), F(2x2, 3x3); only cells of x receive gradient.
 
@@ -207,8 +207,8 @@ def winograd_dx(Mbar, dx, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t l
     return transform(DX, 2, "winograd_dx", Mbar, dx, geom, Th, Tw, lo, hi, threads)
 
 
-def winograd4_input(x, V, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo,
-                    Py_ssize_t hi, int threads=1):
+def winograd4_input(x, V, tuple geom not None, Py_ssize_t Th, Py_ssize_t Tw,
+                    Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(WG2) with (WG9)'s B: 6x6 input tiles every 4 cells, planes (n, c) in [lo, hi).
 
     x: N*C*H*W elements; V (written): 36*C*N*Th*Tw, of x's dtype.
@@ -216,8 +216,8 @@ def winograd4_input(x, V, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t l
     return transform(INPUT, 4, "winograd4_input", x, V, geom, Th, Tw, lo, hi, threads)
 
 
-def winograd4_output(M, y, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo,
-                     Py_ssize_t hi, int threads=1):
+def winograd4_output(M, y, tuple geom not None, Py_ssize_t Th, Py_ssize_t Tw,
+                     Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(WG4) with (WG9)'s A: 4x4 output tiles, planes (n, k) in [lo, hi).
 
     M: 36*K*N*Th*Tw elements; y (written): N*K*P*Q, of M's dtype.
@@ -225,8 +225,8 @@ def winograd4_output(M, y, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t 
     return transform(OUTPUT, 4, "winograd4_output", M, y, geom, Th, Tw, lo, hi, threads)
 
 
-def winograd4_dy(dy, Z, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo, Py_ssize_t hi,
-                 int threads=1):
+def winograd4_dy(dy, Z, tuple geom not None, Py_ssize_t Th, Py_ssize_t Tw,
+                 Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(WG5) with (WG9)'s A: dy's 4x4 tiles, planes (n, k) in [lo, hi).
 
     dy: N*K*P*Q elements; Z (written): 36*K*N*Th*Tw, of dy's dtype.
@@ -234,8 +234,8 @@ def winograd4_dy(dy, Z, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo,
     return transform(DY, 4, "winograd4_dy", dy, Z, geom, Th, Tw, lo, hi, threads)
 
 
-def winograd4_dx(Mbar, dx, tuple geom, Py_ssize_t Th, Py_ssize_t Tw, Py_ssize_t lo,
-                 Py_ssize_t hi, int threads=1):
+def winograd4_dx(Mbar, dx, tuple geom not None, Py_ssize_t Th, Py_ssize_t Tw,
+                 Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     """(WG6) with (WG9)'s B: the 6x6 tiles' gradients added into dx, planes (n, c) in
     [lo, hi).
 

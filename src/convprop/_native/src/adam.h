@@ -13,7 +13,7 @@ static inline T FN(nan_max)(T a, T b) { return a != a ? a : (b != b ? b : (a > b
  * amsgrad): the same operations as the general loop below, without its branches, so that
  * the compiler makes it a vector loop. */
 KERNEL_PART void FN(adam_plain)(T *p, const T *grad, T *m, T *v, const AdamScalars *a,
-                           Py_ssize_t lo, Py_ssize_t hi)
+                                Py_ssize_t lo, Py_ssize_t hi)
 {
     const T weight = (T)a->weight, beta2 = (T)a->beta2, c2 = (T)a->one_minus_beta2;
     const T bc2 = (T)a->bc2_sqrt, eps = (T)a->eps, step_size = (T)a->step_size;

@@ -16,7 +16,8 @@
  * the Q..Wr-1 columns of a wide output row are scratch and dropped. Other strides take
  * the row-by-row loops. */
 
-/* xr[i, j] = x_pad[pad_top + ..., pad_left + ...]: the read region of one input plane, zeros outside x. */
+/* xr[i, j] = x_pad[pad_top + ..., pad_left + ...]: the read region of one input plane, zeros
+ * outside x. */
 KERNEL_PART void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
 {
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g);
@@ -34,7 +35,7 @@ KERNEL_PART void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
  * summed four at a time, so that out is read and written once per four taps. With
  * accumulate != 0 the sums add to out instead of replacing it. */
 KERNEL_PART void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize_t *offs,
-                              Py_ssize_t sign, const T *w, Py_ssize_t RS, int accumulate)
+                                   Py_ssize_t sign, const T *w, Py_ssize_t RS, int accumulate)
 {
     Py_ssize_t t = 0;
     if (RS == 9) { /* a 3 x 3 kernel: all nine taps in one pass (level or faster, measured) */
@@ -63,10 +64,12 @@ KERNEL_PART void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_
         const T wa = w[t], wb = w[t + 1], wc = w[t + 2], wd = w[t + 3];
         if (t == 0 && !accumulate) {
 #pragma omp simd
-            for (Py_ssize_t i = 0; i < L; ++i) out[i] = wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i];
+            for (Py_ssize_t i = 0; i < L; ++i)
+                out[i] = wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i];
         } else {
 #pragma omp simd
-            for (Py_ssize_t i = 0; i < L; ++i) out[i] += wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i];
+            for (Py_ssize_t i = 0; i < L; ++i)
+                out[i] += wa * a[i] + wb * b[i] + wc * c[i] + wd * d[i];
         }
     }
     for (; t < RS; ++t) {
@@ -82,11 +85,12 @@ KERNEL_PART void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_
     }
 }
 
-/* (F1) y[n, k, p, q] = b[k] + sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*stride_h + r*dil_h, q*stride_w + s*dil_w];
+/* (F1) y[n, k, p, q] = b[k]
+ *   + sum_{r,s} w[k, r, s] * x_pad[n, k/M, p*stride_h + r*dil_h, q*stride_w + s*dil_w];
  * planes (n, k); b may be NULL (no bias). scratch: Hr*Wr + P*Wr elements (stride 1 only). */
 KERNEL void FN(depthwise_forward)(const T *x, const T *w, const T *b, T *y, T *scratch,
-                           const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
-                           Py_ssize_t hi)
+                                  const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
+                                  Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
@@ -123,7 +127,8 @@ KERNEL void FN(depthwise_forward)(const T *x, const T *w, const T *b, T *y, T *s
                     valid_range(left, g->stride_w, g->W, g->Q, &q0, &q1);
                     const T tap = wk[r * g->S + s];
                     const T *row = xc + h * g->W + left;
-                    for (Py_ssize_t q = q0; q < q1; ++q) out[q] += tap * row[q * g->stride_w]; /* (F1) */
+                    for (Py_ssize_t q = q0; q < q1; ++q)
+                        out[q] += tap * row[q * g->stride_w]; /* (F1) */
                 }
             }
         }
@@ -136,8 +141,8 @@ KERNEL void FN(depthwise_forward)(const T *x, const T *w, const T *b, T *y, T *s
  * its tap (r, s) read. Cells never read (remainder, padding) stay zero. Planes (n, c).
  * scratch: 3*Hr*Wr + P*Wr elements (stride 1 only). */
 KERNEL void FN(depthwise_backward_data)(const T *dy, const T *w, T *dx, T *scratch,
-                                 const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
-                                 Py_ssize_t hi)
+                                        const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t lo,
+                                        Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g);
@@ -185,7 +190,8 @@ KERNEL void FN(depthwise_backward_data)(const T *dy, const T *w, T *dx, T *scrat
                         valid_range(left, g->stride_w, g->W, g->Q, &q0, &q1);
                         const T tap = wk[r * g->S + s];
                         T *row = dxc + h * g->W + left;
-                        for (Py_ssize_t q = q0; q < q1; ++q) row[q * g->stride_w] += tap * in[q]; /* (B3) */
+                        for (Py_ssize_t q = q0; q < q1; ++q)
+                            row[q * g->stride_w] += tap * in[q]; /* (B3) */
                     }
                 }
             }
@@ -196,7 +202,8 @@ KERNEL void FN(depthwise_backward_data)(const T *dy, const T *w, T *dx, T *scrat
 /* (DW3) for one plane: sums[t] += sum_i dyw[i] * xr[offs[t] + i] over i in [0, L), in runs
  * of `run` every `step` (see depthwise_run). */
 KERNEL_PART void FN(depthwise_tap_sums)(T *sums, const T *xr, const T *dyw, const Py_ssize_t *offs,
-                            Py_ssize_t RS, Py_ssize_t L, Py_ssize_t run, Py_ssize_t step)
+                                        Py_ssize_t RS, Py_ssize_t L, Py_ssize_t run,
+                                        Py_ssize_t step)
 {
     Py_ssize_t t = 0;
     /* nine taps per pass over dyw (a 3 x 3 kernel in one): nine independent sums, each tap's
@@ -255,7 +262,8 @@ KERNEL_PART void FN(depthwise_tap_sums)(T *sums, const T *xr, const T *dyw, cons
  * long loop over the wide plane is exact when x is finite; if the region xr holds an inf or
  * NaN, a scratch column could turn it into 0 * inf = NaN although no tap reads it, so the sums
  * then run row by row over the Q real columns only: *run = Q every *step = Wr. */
-KERNEL_PART void FN(depthwise_run)(const T *xr, const ConvGeom *g, Py_ssize_t *run, Py_ssize_t *step)
+KERNEL_PART void FN(depthwise_run)(const T *xr, const ConvGeom *g, Py_ssize_t *run,
+                                   Py_ssize_t *step)
 {
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
     T probe = 0; /* x - x: 0 for finite x, NaN for inf and NaN */
@@ -265,15 +273,16 @@ KERNEL_PART void FN(depthwise_run)(const T *xr, const ConvGeom *g, Py_ssize_t *r
     *step = probe == 0 ? L : Wr;
 }
 
-/* (B2) dw[k, r, s] = sum_{n,p,q} dy[n, k, p, q] * x_pad[n, k/M, p*stride_h + r*dil_h, q*stride_w + s*dil_w],
+/* (B2) dw[k, r, s]
+ *   = sum_{n,p,q} dy[n, k, p, q] * x_pad[n, k/M, p*stride_h + r*dil_h, q*stride_w + s*dil_w],
  * one plane's share at a time: plane_sums[i, t] = the sum over (p, q) of plane i of the
  * filters [k0, k0 + kc), i = n*kc + (k - k0), for i in [lo, hi). The planes are read in the order
  * they lie in memory (a filter's planes are C*H*W apart); the caller adds each filter's N
  * shares in the order of n, so the result does not depend on which thread took a plane.
  * scratch: Hr*Wr + P*Wr elements. */
 KERNEL void FN(depthwise_backward_weight)(const T *dy, const T *x, T *plane_sums, T *scratch,
-                                   const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t k0,
-                                   Py_ssize_t kc, Py_ssize_t lo, Py_ssize_t hi)
+                                          const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t k0,
+                                          Py_ssize_t kc, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
@@ -307,7 +316,8 @@ KERNEL void FN(depthwise_backward_weight)(const T *dy, const T *x, T *plane_sums
                     if (h < 0 || h >= g->H) continue;
                     const T *row = xc + h * g->W + left;
                     const T *in = dyk + p * g->Q;
-                    for (Py_ssize_t q = q0; q < q1; ++q) total += in[q] * row[q * g->stride_w]; /* (B2) */
+                    for (Py_ssize_t q = q0; q < q1; ++q)
+                        total += in[q] * row[q * g->stride_w]; /* (B2) */
                 }
                 sums[r * g->S + s] += total;
             }
@@ -318,12 +328,13 @@ KERNEL void FN(depthwise_backward_weight)(const T *dy, const T *x, T *plane_sums
 /* (B3) and (B2) together, stride 1, planes (n, c) in [lo, hi): each of channel c's M dy planes
  * is put in the wide layout once and serves both (DW2), the input gradient's gather into the
  * region dxr, and (DW3), its plane's tap sums plane_sums[n*K + k, t] against the region xr of
- * x's plane (n, c). dx and the sums are those of depthwise_backward_data and depthwise_backward_weight, to
- * the bit; dy is read once instead of twice. scratch: 4*Hr*Wr + P*Wr elements (dxr, xr,
- * and dyp = dy's wide plane between two margins of offs[RS - 1] < Hr*Wr each). */
+ * x's plane (n, c). dx and the sums are those of depthwise_backward_data and
+ * depthwise_backward_weight, to the bit; dy is read once instead of twice. scratch:
+ * 4*Hr*Wr + P*Wr elements (dxr, xr, and dyp = dy's wide plane between two margins of
+ * offs[RS - 1] < Hr*Wr each). */
 KERNEL void FN(depthwise_backward_both)(const T *dy, const T *x, const T *w, T *dx, T *plane_sums,
-                                 T *scratch, const Py_ssize_t *offs, const ConvGeom *g,
-                                 Py_ssize_t lo, Py_ssize_t hi)
+                                        T *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                                        Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q, M = g->K / g->C, RS = g->R * g->S;
     const Py_ssize_t Hr = wide_rows(g), Wr = wide_cols(g), L = (g->P - 1) * Wr + g->Q;
@@ -358,7 +369,7 @@ KERNEL void FN(depthwise_backward_both)(const T *dy, const T *x, const T *w, T *
 
 /* dw[k, t] = the sum over n, in order, of plane_sums[n*kc + (k - k0), t], k in [k0, k0 + kc). */
 KERNEL void FN(depthwise_weight_sum)(const T *plane_sums, T *dw, Py_ssize_t N, Py_ssize_t k0,
-                              Py_ssize_t kc, Py_ssize_t RS)
+                                     Py_ssize_t kc, Py_ssize_t RS)
 {
     for (Py_ssize_t k = 0; k < kc; ++k)
         for (Py_ssize_t t = 0; t < RS; ++t) {

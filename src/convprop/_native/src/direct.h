@@ -89,10 +89,10 @@ KERNEL void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, P
         }
 }
 
-/* region[c, i, j] = x_pad[n, c0 + c, p*stride_h + i*dil_h, j] for the Cg channels of a group: the R rows
- * one output row reads, zero where they are padding (or past the padded width). */
+/* region[c, i, j] = x_pad[n, c0 + c, p*stride_h + i*dil_h, j] for the Cg channels of a group:
+ * the R rows one output row reads, zero where they are padding (or past the padded width). */
 KERNEL_PART void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize_t n,
-                              Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p)
+                                   Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p)
 {
     const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
     const Py_ssize_t j0 = g->pad_left, j1 = g->pad_left + g->W < cols ? g->pad_left + g->W : cols;
@@ -111,8 +111,8 @@ KERNEL_PART void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_
 /* One output row (n, g, p) of filters [k0, k0 + DK) in blocks of DQ columns, any stride.
  * xq: the region; wg: the group's filters (Kpad / DK, taps, DK); yrow: y[n, g*Kg, p, 0]. */
 KERNEL_PART void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yrow,
-                                   const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
-                                   Py_ssize_t taps)
+                                        const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
+                                        Py_ssize_t taps)
 {
     const Py_ssize_t PQ = g->P * g->Q;
     for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += DQ) {
@@ -144,8 +144,8 @@ KERNEL_PART void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T
 /* The same with unit column stride, in blocks of VK filters times VQ columns; wg is
  * (Kpad / VK, taps, VK). */
 KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
-                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
-                                Py_ssize_t taps)
+                                     const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
+                                     Py_ssize_t taps)
 {
     const Py_ssize_t PQ = g->P * g->Q;
     for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += VQ) {

@@ -28,8 +28,8 @@ static inline Py_ssize_t wide_plane(const ConvGeom *g, int wide, Py_ssize_t i)
 }
 #endif
 
-/* (I1) cols[n, c, r, s, p, q] = x_pad[n, c, p*stride_h + r*dil_h, q*stride_w + s*dil_w], planes (n, c); the
- * same values in (I7)'s order where `wide`. */
+/* (I1) cols[n, c, r, s, p, q] = x_pad[n, c, p*stride_h + r*dil_h, q*stride_w + s*dil_w], planes
+ * (n, c); the same values in (I7)'s order where `wide`. */
 KERNEL void FN(im2col)(const T *x, T *cols, const ConvGeom *g, int wide, Py_ssize_t lo,
                        Py_ssize_t hi)
 {
@@ -54,7 +54,8 @@ KERNEL void FN(im2col)(const T *x, T *cols, const ConvGeom *g, int wide, Py_ssiz
                     for (Py_ssize_t q = 0; q < q0; ++q) out[q] = 0;
                     if (g->stride_w == 1) {
                         for (Py_ssize_t q = q0; q < q1; ++q) out[q] = row[q]; /* (I1) */
-                    } else if (g->stride_w == 2) { /* a constant stride: vectorised (0.8x on res3x3s2) */
+                    } else if (g->stride_w == 2) {
+                        /* a constant stride: vectorised (0.8x on res3x3s2) */
                         for (Py_ssize_t q = q0; q < q1; ++q) out[q] = row[2 * q];
                     } else {
                         for (Py_ssize_t q = q0; q < q1; ++q) out[q] = row[q * g->stride_w];

@@ -14,8 +14,8 @@
 /* dst[m, i, j] = src[row0 + i*step_h, col0 + j*step_w, m] for i < rows, j < cols. */
 KERNEL void FN(spatial_to_planes)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_t M,
                                   Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row0,
-                                  Py_ssize_t col0, Py_ssize_t step_h, Py_ssize_t step_w, Py_ssize_t lo,
-                                  Py_ssize_t hi)
+                                  Py_ssize_t col0, Py_ssize_t step_h, Py_ssize_t step_w,
+                                  Py_ssize_t lo, Py_ssize_t hi)
 {
     for (Py_ssize_t m0 = lo; m0 < hi; m0 += PERM_BLOCK) {
         const Py_ssize_t m1 = m0 + PERM_BLOCK < hi ? m0 + PERM_BLOCK : hi;
@@ -31,8 +31,8 @@ KERNEL void FN(spatial_to_planes)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_
 /* dst[row0 + i*step_h, col0 + j*step_w, m] = src[m, i, j]; the other cells of dst are untouched. */
 KERNEL void FN(planes_to_spatial)(const T *src, T *dst, Py_ssize_t Lw, Py_ssize_t M,
                                   Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row0,
-                                  Py_ssize_t col0, Py_ssize_t step_h, Py_ssize_t step_w, Py_ssize_t lo,
-                                  Py_ssize_t hi)
+                                  Py_ssize_t col0, Py_ssize_t step_h, Py_ssize_t step_w,
+                                  Py_ssize_t lo, Py_ssize_t hi)
 {
     for (Py_ssize_t m0 = lo; m0 < hi; m0 += PERM_BLOCK) {
         const Py_ssize_t m1 = m0 + PERM_BLOCK < hi ? m0 + PERM_BLOCK : hi;

@@ -110,8 +110,8 @@ KERNEL Py_ssize_t FN(maxpool_backward)(const T *dy, const int32_t *argmax, T *dx
 {
     const Py_ssize_t HW = g->H * g->W, PQ = g->P * g->Q;
     Py_ssize_t invalid = 0; /* arg-max entries that point outside x: refused, counted */
-    const int pairs = g->R == 2 && g->S == 2 && g->stride_h == 2 && g->stride_w == 2 && g->pad_h == 0 &&
-                      g->pad_w == 0;
+    const int pairs = g->R == 2 && g->S == 2 && g->stride_h == 2 && g->stride_w == 2 &&
+                      g->pad_h == 0 && g->pad_w == 0;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         T *dxc = dx + plane * HW;
         const T *dyc = dy + plane * PQ;
@@ -126,7 +126,8 @@ KERNEL Py_ssize_t FN(maxpool_backward)(const T *dy, const int32_t *argmax, T *dx
                         ++invalid;
                         continue;
                     }
-                    dxc[(2 * p + (t >> 1)) * g->W + 2 * q + (t & 1)] += dyc[p * g->Q + q]; /* (MP3) */
+                    /* (MP3) */
+                    dxc[(2 * p + (t >> 1)) * g->W + 2 * q + (t & 1)] += dyc[p * g->Q + q];
                 }
             for (; q < g->Q; ++q) {
                 const int32_t t = ac[p * g->Q + q];

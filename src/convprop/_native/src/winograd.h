@@ -205,7 +205,8 @@ KERNEL void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
     const Py_ssize_t len = 2 * Tw + 2, rows = wino_block_rows(Tw, WINO_BLOCK), B = rows * Tw;
-    const Py_ssize_t n_x = g->W < len - g->pad_left ? g->W : len - g->pad_left; /* x columns in a row */
+    /* x columns in a row */
+    const Py_ssize_t n_x = g->W < len - g->pad_left ? g->W : len - g->pad_left;
     T *sb = scratch, *dd = sb + 16 * B, *row = sb + 32 * B;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->C, c = plane % g->C;

@@ -239,7 +239,8 @@ KERNEL void FN(wino4_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py
 {
     const Py_ssize_t HW = g->H * g->W, NT = g->N * Th * Tw, stride = g->C * NT;
     const Py_ssize_t len = 4 * Tw + 4, rows = wino_block_rows(Tw, WINO4_BLOCK), B = rows * Tw;
-    const Py_ssize_t n_x = g->W < len - 2 - g->pad_left ? g->W : len - 2 - g->pad_left; /* x columns */
+    /* x columns */
+    const Py_ssize_t n_x = g->W < len - 2 - g->pad_left ? g->W : len - 2 - g->pad_left;
     T *sb = scratch, *dd = sb + 36 * B, *row = sb + 72 * B;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
         const Py_ssize_t n = plane / g->C, c = plane % g->C;
