@@ -224,7 +224,8 @@ def test_kernel_refuses_bad_groups_sizes_and_ranges() -> None:
     rows = case.N * case.y_shape[2]
     with pytest.raises(ValueError, match="direct_forward: groups=2 does not divide C=3"):
         kernels.direct_forward(x, w, None, y, g, 2, 0, rows)
-    with pytest.raises(ValueError, match="direct_forward: w holds 5 elements; the geometry"):
+    message = r"direct_forward: w holds 5 elements; expected K\*\(C/G\)\*R\*S = 108"
+    with pytest.raises(ValueError, match=message):
         kernels.direct_forward(x, np.zeros(5), None, y, g, 1, 0, rows)
     with pytest.raises(ValueError, match="direct_forward: b holds 2 elements"):
         kernels.direct_forward(x, w, np.zeros(2), y, g, 1, 0, rows)

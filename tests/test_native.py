@@ -54,10 +54,11 @@ def _geom(case: ConvCase) -> object:
 
 
 def test_compiled_kernels_are_built() -> None:
-    """`pip install` builds convprop._kernels wherever a C compiler exists; a missing build
-    would silently run the slower NumPy code, so the suite says so."""
+    """`pip install` builds convprop._native's extensions wherever a C compiler exists; a
+    missing build would silently run the slower NumPy code, so the suite says so."""
     assert _native.AVAILABLE, (
-        "convprop._kernels did not build: install a C compiler and the Python headers, "
+        "convprop._native's compiled kernels did not build: install a C compiler and the "
+        "Python headers, "
         "then reinstall (pip install -e .); CONVPROP_ALLOW_NUMPY_ONLY=1 skips this check"
     )
     assert _native.enabled()
@@ -382,7 +383,8 @@ def test_relu_kernels_read_strided_views_and_refuse_mismatches() -> None:
     view = x[:, ::2]  # not contiguous: copied first
     np.testing.assert_array_equal(relu_forward(view)[0], np.maximum(view, 0))
     kernels = _compiled.kernels
-    with pytest.raises(ValueError, match="relu_forward: y holds 3 elements; the geometry needs 4"):
+    message = "relu_forward: y holds 3 elements; expected the size of x = 4"
+    with pytest.raises(ValueError, match=message):
         kernels.relu_forward(np.zeros(4), np.zeros(3), 0, 4)
     with pytest.raises(TypeError, match="relu_backward: x has the wrong element type"):
         kernels.relu_backward(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), 0, 4)
@@ -441,7 +443,8 @@ def test_adam_kernel_refuses_mismatched_buffers() -> None:
     kernels = _compiled.kernels
     scalars = (1.0, 0.0, 0.1, 0.999, 0.001, 1.0, 1e-8, 1e-3, False, False, False)
     z = np.zeros(4)
-    with pytest.raises(ValueError, match="adam_step: m holds 3 elements; the geometry needs 4"):
+    message = "adam_step: m holds 3 elements; expected the size of p = 4"
+    with pytest.raises(ValueError, match=message):
         kernels.adam_step(z, z, np.zeros(3), z, None, scalars, 0, 4)
     with pytest.raises(ValueError, match="adam_step: expected vmax exactly when amsgrad is set"):
         kernels.adam_step(z, z, z, z, z, scalars, 0, 4)
@@ -492,7 +495,8 @@ def test_kernels_refuse_wrong_sizes_types_and_ranges() -> None:
     geom = _native.conv_geometry_tuple(_geom(case))
     x = np.zeros(case.x_shape)
     cols_size = case.N * case.C * case.R * case.S * case.y_shape[2] * case.y_shape[3]
-    with pytest.raises(ValueError, match="im2col: cols holds 3 elements; the geometry needs"):
+    message = r"im2col: cols holds 3 elements; expected N\*C\*R\*S\*P\*Q = "
+    with pytest.raises(ValueError, match=message):
         kernels.im2col(x, np.zeros(3), geom, 0, 1)
     with pytest.raises(TypeError, match="im2col: cols has the wrong element type"):
         kernels.im2col(x, np.zeros(cols_size, np.float32), geom, 0, 1)
@@ -547,7 +551,7 @@ def test_bias_kernels_refuse_mismatched_shapes() -> None:
     kernels = _compiled.kernels
     with pytest.raises(ValueError, match=r"add_bias: y of 10 elements is not \(N, 3, 2\)"):
         kernels.add_bias(np.zeros(10), np.zeros(3), 3, 2, 0, 1)
-    with pytest.raises(ValueError, match="add_bias: b holds 2 elements; the geometry needs 3"):
+    with pytest.raises(ValueError, match="add_bias: b holds 2 elements; expected K = 3"):
         kernels.add_bias(np.zeros(12), np.zeros(2), 3, 2, 0, 1)
     with pytest.raises(ValueError, match=r"bias_grad: range \[0, 4\) outside \[0, 3\)"):
         kernels.bias_grad(np.zeros(12), np.zeros(3), 3, 2, 0, 4)

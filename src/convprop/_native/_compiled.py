@@ -3,10 +3,9 @@
 :data:`kernels` holds every compiled function by name, :data:`AVAILABLE` says whether the
 extension modules of :data:`MODULES` were built and imported. The family modules of
 convprop._native call ``kernels.<name>`` and no other compiled code, so that moving the
-kernels between extension modules (one per family: ``convprop._native._im2col``,
-``_depthwise``, ``_direct``, ``_pool``, ``_winograd``, ``_bias``, ``_layout``, ``_dft``,
-``_bins``, ``_elementwise``, ``_adam``, with the same function names and arguments) is an
-edit of :data:`MODULES` alone.
+kernels between extension modules (one Cython binding per family, built by setup.py from
+``_<family>.pyx``) is an edit of :data:`MODULES` alone. ``_runtime`` (what the bindings
+share: argument checks, the OpenMP runner) is not listed: it holds no kernel.
 """
 
 from __future__ import annotations
@@ -15,7 +14,19 @@ import importlib
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-MODULES: tuple[str, ...] = ("convprop._kernels",)
+MODULES: tuple[str, ...] = (
+    "convprop._native._im2col",
+    "convprop._native._depthwise",
+    "convprop._native._direct",
+    "convprop._native._pool",
+    "convprop._native._winograd",
+    "convprop._native._bias",
+    "convprop._native._layout",
+    "convprop._native._dft",
+    "convprop._native._bins",
+    "convprop._native._elementwise",
+    "convprop._native._adam",
+)
 """The extension modules that hold the kernels, all built or none (setup.py)."""
 
 
