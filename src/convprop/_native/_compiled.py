@@ -26,6 +26,7 @@ MODULES: tuple[str, ...] = (
     "convprop._native._bins",
     "convprop._native._elementwise",
     "convprop._native._adam",
+    "convprop._native._batchnorm",
 )
 """The extension modules that hold the kernels, all built or none (setup.py)."""
 

@@ -19,9 +19,16 @@ Backward
   training: μ and σ² depend on x, which adds two terms to the direct path dx̂·invstd:
   dx = (1/m)·invstd·(m·dx̂ − Σ dx̂ − x̂·Σ(dx̂·x̂))                                       (BN11)
   inference: the statistics are constants, so dx = dx̂·invstd                          (BN12)
+  (BN11) per channel, with Σ dx̂ = γ·Σ dy and Σ dx̂·x̂ = γ·Σ dy·x̂ (γ is constant over n, h, w):
+  dx = γ·invstd·(dy − (1/m)·Σ dy − x̂·(1/m)·Σ dy·x̂)                                   (BN13)
+  -- the compiled backward's form: one pass for the two sums (BN8, BN9), one for dx
 
 The op is pure: it never writes into running_mean or running_var. The updated statistics
 (BN5, BN6) come back in the cache as fresh arrays for the layer to store.
+
+Compiled (convprop._native.batchnorm): the statistics (BN1, BN2) and the sums (BN8, BN9) per
+channel in float64, one thread per channel; y (BN3, BN4) and dx (BN13 or BN12) plane by
+plane. The NumPy code below stays the reference; both agree to rounding.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from convprop import _native
+from convprop._native import batchnorm
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_upstream, require_array
@@ -169,14 +178,45 @@ def batch_norm2d_forward(
     per_channel = {"gamma": gamma, "beta": beta, "running_mean": running_mean}
     _check_inputs(op, x, {**per_channel, "running_var": running_var})
     _check_hyperparameters(op, training, momentum, eps)
-    xp = get_xp(x, gamma, beta, running_mean, running_var)
-    N, C, H, W = x.shape
+    get_xp(x, gamma, beta, running_mean, running_var)  # refuses arrays of two devices
+    N, _, H, W = x.shape
     m = N * H * W
     if training and m <= 1:
         raise ShapeError(
             f"{op}: training mode needs more than 1 value per channel to estimate a variance; "
             f"expected N·H·W > 1, got N·H·W={m} (x.shape={tuple(x.shape)})"
         )
+    y, mean, invstd, new_running_mean, new_running_var = _normalize(
+        x, gamma, beta, running_mean, running_var, training, momentum, eps
+    )
+    cache = BatchNorm2dCache(
+        x=x,
+        mean=mean,
+        invstd=invstd,
+        gamma=gamma,
+        training=training,
+        new_running_mean=new_running_mean,
+        new_running_var=new_running_var,
+    )
+    return y, cache
+
+
+@_native.accelerated(batchnorm.batch_norm2d_normalize)
+def _normalize(
+    x: Array,
+    gamma: Array,
+    beta: Array,
+    running_mean: Array,
+    running_var: Array,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> tuple[Array, Array, Array, Array, Array]:
+    """(BN1)–(BN7) in NumPy: y, μ (or running_mean), invstd and the running statistics after
+    the call; compiled where the kernels serve the arrays (the statistics in float64)."""
+    xp = get_xp(x)
+    N, C, H, W = x.shape
+    m = N * H * W
     if training:
         mean = x.mean(axis=AXES)  # (BN1) -> (C,)
         centred = x - mean.reshape(1, C, 1, 1)
@@ -190,16 +230,7 @@ def batch_norm2d_forward(
         new_running_mean, new_running_var = running_mean, running_var
     xhat = (x - mean.reshape(1, C, 1, 1)) * invstd.reshape(1, C, 1, 1)  # (BN3) or (BN7)
     y = gamma.reshape(1, C, 1, 1) * xhat + beta.reshape(1, C, 1, 1)  # (BN4)
-    cache = BatchNorm2dCache(
-        x=x,
-        mean=mean,
-        invstd=invstd,
-        gamma=gamma,
-        training=training,
-        new_running_mean=new_running_mean,
-        new_running_var=new_running_var,
-    )
-    return y, cache
+    return y, mean, invstd, new_running_mean, new_running_var
 
 
 def batch_norm2d_backward(dy: Array, cache: BatchNorm2dCache) -> tuple[Array, Array, Array]:
@@ -223,14 +254,23 @@ def batch_norm2d_backward(dy: Array, cache: BatchNorm2dCache) -> tuple[Array, Ar
     """
     x = cache.x
     check_upstream("batch_norm2d_backward", dy, x.shape, x.dtype)
+    return _gradients(dy, x, cache.mean, cache.invstd, cache.gamma, cache.training)
+
+
+@_native.accelerated(batchnorm.batch_norm2d_gradients)
+def _gradients(
+    dy: Array, x: Array, mean: Array, invstd: Array, gamma: Array, training: bool
+) -> tuple[Array, Array, Array]:
+    """(BN8)–(BN12) in NumPy: dx, dgamma, dbeta; compiled where the kernels serve the
+    arrays (BN13, the sums in float64)."""
     N, C, H, W = x.shape
     m = N * H * W
-    invstd = cache.invstd.reshape(1, C, 1, 1)
-    xhat = (x - cache.mean.reshape(1, C, 1, 1)) * invstd  # (BN3) or (BN7), recomputed
+    invstd = invstd.reshape(1, C, 1, 1)
+    xhat = (x - mean.reshape(1, C, 1, 1)) * invstd  # (BN3) or (BN7), recomputed
     dbeta = dy.sum(axis=AXES)  # (BN8) -> (C,)
     dgamma = (dy * xhat).sum(axis=AXES)  # (BN9) -> (C,)
-    dxhat = dy * cache.gamma.reshape(1, C, 1, 1)  # (BN10)
-    if cache.training:
+    dxhat = dy * gamma.reshape(1, C, 1, 1)  # (BN10)
+    if training:
         sum_dxhat = dxhat.sum(axis=AXES, keepdims=True)  # (1, C, 1, 1)
         sum_dxhat_xhat = (dxhat * xhat).sum(axis=AXES, keepdims=True)  # (1, C, 1, 1)
         dx = (invstd / m) * (m * dxhat - sum_dxhat - xhat * sum_dxhat_xhat)  # (BN11)
