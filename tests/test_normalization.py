@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from types import ModuleType
 from typing import Any
 
@@ -12,8 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference_activations as ref
+from convprop import _native
+from convprop._native import batchnorm
+from convprop._native._compiled import kernels
 from convprop.backend import get_xp, to_host
 from convprop.errors import DTypeError, ParameterError, ShapeError
+from convprop.functional import normalization
 from convprop.functional.normalization import (
     batch_norm2d,
     batch_norm2d_backward,
@@ -237,3 +242,133 @@ def test_backend_parity(xp: ModuleType, training: bool) -> None:
     assert get_xp(*computed) is xp
     for a, b in zip(computed, expected, strict=True):
         np.testing.assert_allclose(to_host(a), b, rtol=1e-12, atol=1e-13)
+
+
+# ------------------------------------------------------------ the compiled kernels (BN13)
+
+needs_kernels = pytest.mark.skipif(not _native.AVAILABLE, reason="kernels not built")
+TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def _both_paths(inputs: list[Any], dy: Any, training: bool) -> tuple[list[Any], list[Any]]:
+    """y, the running statistics and the three gradients with the kernels on, then off."""
+    results = []
+    for context in (nullcontext, _native.disabled):
+        with context():
+            y, cache = batch_norm2d_forward(*inputs, training=training, momentum=0.3)
+            grads = batch_norm2d_backward(dy, cache)
+        results.append([y, cache.new_running_mean, cache.new_running_var, *grads])
+    return results[0], results[1]
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 5, 7, 9), (3, 1, 1, 17), (9, 6, 1, 1), (2, 3, 33, 2)])
+def test_kernels_match_numpy_code_bn1_to_bn13(
+    shape: tuple[int, ...], training: bool, dtype: Any
+) -> None:
+    inputs = make_inputs(20, shape, dtype)
+    inputs[0] = inputs[0] + 3  # a mean far from 0: the two-pass variance (BN2)
+    dy = np.random.default_rng(21).normal(size=shape).astype(dtype)
+    compiled, numpy_code = _both_paths(inputs, dy, training)
+    rtol = TOLERANCE[dtype]
+    names = ("y", "mean", "var", "dx", "dgamma", "dbeta")
+    for name, a, b in zip(names, compiled, numpy_code, strict=True):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape, name
+        scale = float(np.abs(b).max())  # sums and differences: error relative to the largest
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale, err_msg=name)
+    if not training:  # (BN7), (BN4) and (BN10), (BN12) round as NumPy does: the same bits
+        np.testing.assert_array_equal(compiled[0], numpy_code[0])
+        np.testing.assert_array_equal(compiled[3], numpy_code[3])
+
+
+@needs_kernels
+@pytest.mark.parametrize("training", [True, False])
+def test_twins_run_the_kernels_and_match_the_references(training: bool) -> None:
+    """The twins called unconditionally (no dispatch) against the NumPy references."""
+    x, gamma, beta, running_mean, running_var = make_inputs(22, (3, 4, 5, 6))
+    dy = np.random.default_rng(23).normal(size=x.shape)
+    arguments = (x, gamma, beta, running_mean, running_var, training, 0.1, EPS)
+    compiled = batchnorm.batch_norm2d_normalize(*arguments)
+    with _native.disabled():
+        reference = normalization._normalize(*arguments)
+    for a, b in zip(compiled, reference, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    _, mean, invstd, _, _ = reference
+    compiled_grads = batchnorm.batch_norm2d_gradients(dy, x, mean, invstd, gamma, training)
+    with _native.disabled():
+        reference_grads = normalization._gradients(dy, x, mean, invstd, gamma, training)
+    for a, b in zip(compiled_grads, reference_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+@needs_kernels
+def test_statistics_are_taken_in_float64_bn1_bn2() -> None:
+    """float32 x with a mean of 10^4: the float64 two-pass variance of the kernels is that of
+    the float64 data, where a float32 sum of squares would lose most digits."""
+    rng = np.random.default_rng(24)
+    x = (1e4 + rng.normal(size=(16, 2, 8, 8))).astype(np.float32)
+    ones, zeros = np.ones(2, np.float32), np.zeros(2, np.float32)
+    _, cache = batch_norm2d_forward(x, ones, zeros, zeros, ones, training=True, momentum=1.0)
+    m = 16 * 8 * 8
+    exact = x.astype(np.float64).var(axis=(0, 2, 3)) * m / (m - 1)  # (BN6) with momentum 1
+    np.testing.assert_allclose(cache.new_running_var, exact, rtol=1e-6)
+
+
+@needs_kernels
+def test_sums_do_not_depend_on_the_thread_count() -> None:
+    """Each channel's sums belong to one thread and add its planes in the order of n."""
+    N, C, L = 6, 5, 37
+    rng = np.random.default_rng(25)
+    x, dy = rng.normal(size=(N, C, L)), rng.normal(size=(N, C, L))
+    mean, invstd = rng.normal(size=C), rng.uniform(0.5, 2, size=C)
+    results = []
+    for threads in (1, 2, 3):
+        stats = np.empty(C), np.empty(C)
+        sums = np.empty(C), np.empty(C)
+        kernels.batchnorm_stats(x, *stats, N, C, L, 0, C, threads)
+        kernels.batchnorm_grad_sums(dy, x, mean, invstd, *sums, N, C, L, 0, C, threads)
+        results.append(np.concatenate([*stats, *sums]))
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+@needs_kernels
+def test_kernel_bindings_refuse_wrong_sizes_and_dtypes() -> None:
+    x = np.zeros((2, 3, 4))
+    mean, var = np.empty(3), np.empty(3)
+    with pytest.raises(ValueError, match=r"batchnorm_stats: x holds 24 elements; expected "
+                       r"N\*C\*L = 30 \(N=2, C=3, L=5\)"):  # fmt: skip
+        kernels.batchnorm_stats(x, mean, var, 2, 3, 5, 0, 3, 1)
+    with pytest.raises(TypeError, match="batchnorm_stats: var has the wrong element type; "
+                       "expected float64, got float32"):  # fmt: skip
+        kernels.batchnorm_stats(x, mean, var.astype(np.float32), 2, 3, 4, 0, 3, 1)
+    with pytest.raises(ValueError, match=r"batchnorm_apply: range \[0, 7\) outside \[0, 6\)"):
+        kernels.batchnorm_apply(x, mean, mean, mean, mean, np.empty_like(x), 3, 4, 0, 7, 1)
+    with pytest.raises(ValueError, match=r"batchnorm_grad_frozen: gamma holds 2 elements; "
+                       r"expected C = 3"):  # fmt: skip
+        kernels.batchnorm_grad_frozen(x, mean[:2], mean, np.empty_like(x), 3, 4, 0, 6, 1)
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", [(5, 4), (3, 4, 7)])
+def test_nn_batch_norm_of_n_c_and_n_c_l_matches_numpy_code(shape: tuple[int, ...]) -> None:
+    """nn.functional.batch_norm reads (N, C) and (N, C, L) as (N, C, L, 1): the kernels see
+    L = 1 or L planes."""
+    from convprop.autograd import Tensor
+    from convprop.nn import functional as F
+
+    rng = np.random.default_rng(26)
+    x = rng.normal(size=shape)
+    weight, bias = rng.uniform(0.5, 2, size=4), rng.normal(size=4)
+    dy = rng.normal(size=shape)
+    results = []
+    for context in (nullcontext, _native.disabled):
+        with context():
+            xt, wt, bt = (Tensor(a, requires_grad=True) for a in (x, weight, bias))
+            y = F.batch_norm(xt, None, None, wt, bt, training=True)
+            (y * Tensor(dy)).sum().backward()
+        results.append([y.data, xt.grad, wt.grad, bt.grad])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
