@@ -441,7 +441,8 @@ def forward(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     get_xp(x, w)  # one array module for both (a mix is refused)
     plan = _blocks(geom, "forward", x)
     if plan is not None:
-        return conv2d_workspace.forward_by_blocks(_forward_whole, x, w, geom, plan), None
+        y = conv2d_workspace.forward_by_blocks(_forward_part, x, w, geom, plan, _kernel_t)
+        return y, None
     y, saved = _forward_whole(x, w, geom)
     if _blocks(geom, "backward", x) is not None:
         saved = None  # the backward goes block by block and transforms x again
@@ -453,17 +454,24 @@ def _forward_whole(x: Array, w: Array, geom: ConvGeometry) -> tuple[Array, Any]:
     lengths = _lengths(geom)
     x_hat = _x_spectrum(x, geom, lengths)  # (F, G, N, C/G)
     w_conj = _w_spectrum_conj(w, geom, lengths)  # conj(w^) (F, G, K/G, C/G)
+    y = _y_from(x_hat, w_conj.transpose(0, 1, 3, 2), x, geom, lengths)
+    return y, (x_hat, w_conj)
+
+
+def _y_from(x_hat: Array, w_conj_t: Array, x: Array, geom: ConvGeometry, lengths: Lengths
+            ) -> Array:  # fmt: skip
+    """(T2) from x^ (F, G, N, C/G) and conj(w^) as (F, G, C/G, K/G): y (N, K, P, Q) of x's
+    dtype."""
     # sum over c of x^[n,g,c] * conj(w^[g,k,c]): (F, G, N, C/G) @ (F, G, C/G, K/G)
-    y_hat = _bin_products(x_hat, w_conj.transpose(0, 1, 3, 2))  # (T2)
+    y_hat = _bin_products(x_hat, w_conj_t)  # (T2)
     if _small(geom, lengths, x):
         steps = (geom.stride_h, geom.stride_w)
         shape = (geom.P, geom.Q)
         y = _small_inverse(y_hat.reshape(y_hat.shape[0], -1), lengths, shape, (0, 0), steps)
-        return y.reshape(geom.y_shape), (x_hat, w_conj)  # (T2), (T8)
+        return y.reshape(geom.y_shape)  # (T2), (T8)
     y_dense = _inverse(y_hat, lengths)  # (Lh, Lw, G, N, K/G)
     steps = (geom.stride_h, geom.stride_w)
-    y = _from_spatial(y_dense, geom, geom.y_shape, (0, 0), steps, x.dtype)  # (T2) every stride-th
-    return y, (x_hat, w_conj)
+    return _from_spatial(y_dense, geom, geom.y_shape, (0, 0), steps, x.dtype)  # (T2) stride-th
 
 
 def _dx_from(dy_conj: Array, w_conj: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
@@ -493,15 +501,24 @@ def _dx_from(dy_conj: Array, w_conj: Array, geom: ConvGeometry, lengths: Lengths
 
 def _dw_from(dy_conj: Array, x_hat: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
     """(T4) from the spectra, dy's conjugated: dw (K, C/G, R, S)."""
-    xp = get_xp(dy_conj)
+    return _dw_taps(_dw_spectrum(dy_conj, x_hat), geom, lengths)
+
+
+def _dw_spectrum(dy_conj: Array, x_hat: Array) -> Array:
+    """(T4)'s sum over the images in each bin: dw^ (F, G, K/G, C/G)."""
     # sum over n of conj(dy^[n,g,k]) * x^[n,g,c]: (F, G, K/G, N) @ (F, G, N, C/G)
-    dw_hat = _bin_products(dy_conj.transpose(0, 1, 3, 2), x_hat)  # (T4) -> (F, G, K/G, C/G)
+    return _bin_products(dy_conj.transpose(0, 1, 3, 2), x_hat)  # (T4) -> (F, G, K/G, C/G)
+
+
+def _dw_taps(dw_hat: Array, geom: ConvGeometry, lengths: Lengths) -> Array:
+    """(T6): dw (K, C/G, R, S) from dw^ (F, G, K/G, C/G), of dw^'s real dtype."""
+    xp = get_xp(dw_hat)
     # (T6): only the R·S taps of the inverse, as one product over the F bins
     E = _tap_dft(xp, lengths, (geom.R, geom.S, geom.dil_h, geom.dil_w), 1)  # (F, R·S)
     E_t = E.T.astype(dw_hat.dtype)  # (R·S, F)
     dw = (E_t @ dw_hat.reshape(E.shape[0], -1)).real  # (T6) (R·S, G·K/G·C/G)
     dw = dw.T.reshape(geom.groups, geom.K // geom.groups, geom.C // geom.groups, geom.R, geom.S)
-    return xp.ascontiguousarray(dw, dtype=dy_conj.real.dtype).reshape(geom.w_shape)
+    return xp.ascontiguousarray(dw, dtype=dw_hat.real.dtype).reshape(geom.w_shape)
 
 
 def backward(
@@ -511,7 +528,10 @@ def backward(
     past the workspace budget, where the blocks transform x again)."""
     plan = _blocks(geom, "backward" if need_dx else "weight", dy)
     if plan is not None:
-        return conv2d_workspace.backward_by_blocks(_backward_whole, dy, x, w, geom, plan, need_dx)
+        prepare = _kernel if need_dx else _no_kernel
+        return conv2d_workspace.backward_by_blocks(
+            _backward_part, dy, x, w, geom, plan, need_dx, prepare, _dw_finish
+        )
     return _backward_whole(dy, x, w, geom, saved, need_dx)
 
 
@@ -534,7 +554,7 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
     """(T3): dx (N, C, H, W) by the full convolution of dy_up with w_dil."""
     plan = _blocks(geom, "data", dy)
     if plan is not None:
-        return conv2d_workspace.backward_data_by_blocks(_backward_data_whole, dy, w, geom, plan)
+        return conv2d_workspace.backward_data_by_blocks(_data_part, dy, w, geom, plan, _kernel)
     return _backward_data_whole(dy, w, geom)
 
 
@@ -549,8 +569,8 @@ def backward_weight(dy: Array, x: Array, geom: ConvGeometry, saved: Any = None) 
     """(T4): dw (K, C/G, R, S) by the correlation of x_pad with dy_up."""
     plan = _blocks(geom, "weight", dy)
     if plan is not None:
-        return conv2d_workspace.backward_weight_by_blocks(_backward_weight_whole, dy, x, geom,
-                                                          plan)  # fmt: skip
+        return conv2d_workspace.backward_weight_by_blocks(_weight_part, dy, x, geom, plan,
+                                                          _dw_finish)  # fmt: skip
     return _backward_weight_whole(dy, x, geom, saved)
 
 
@@ -559,3 +579,58 @@ def _backward_weight_whole(dy: Array, x: Array, geom: ConvGeometry, saved: Any) 
     lengths = _lengths(geom)
     x_hat = saved[0] if saved is not None else _x_spectrum(x, geom, lengths)
     return _dw_from(_dy_spectrum_conj(dy, geom, lengths), x_hat, geom, lengths)
+
+
+# --------------------------------------------- blocks past the workspace budget (conv2d_workspace)
+# The kernel's spectrum of a block of filters and channels is made once for all its image
+# chunks, and the weight gradient's spectra are summed over the chunks before (T6), once.
+
+
+def _kernel(w: Array, geom: ConvGeometry) -> Array:
+    """(T5) of a block's filters: conj(w^) (F, G, K/G, C/G)."""
+    return _w_spectrum_conj(w, geom, _lengths(geom))
+
+
+def _kernel_t(w: Array, geom: ConvGeometry) -> Array:
+    """(T5) of a block's filters in the forward products' order: (F, G, C/G, K/G)."""
+    return get_xp(w).ascontiguousarray(_kernel(w, geom).transpose(0, 1, 3, 2))
+
+
+def _no_kernel(w: Array, geom: ConvGeometry) -> None:
+    """The weight gradient alone reads no kernel spectrum."""
+    return None
+
+
+def _forward_part(x: Array, w_conj_t: Array, geom: ConvGeometry) -> tuple[Array, None]:
+    """(T1), (T2) of a block, given its kernel's spectrum (:func:`_kernel_t`)."""
+    lengths = _lengths(geom)
+    return _y_from(_x_spectrum(x, geom, lengths), w_conj_t, x, geom, lengths), None
+
+
+def _data_part(dy: Array, w_conj: Array, geom: ConvGeometry) -> Array:
+    """(T3) of a block, given its kernel's spectrum: dx (N_b, C_b, H, W)."""
+    lengths = _lengths(geom)
+    return _dx_from(_dy_spectrum_conj(dy, geom, lengths), w_conj, geom, lengths)
+
+
+def _weight_part(dy: Array, x: Array, geom: ConvGeometry, saved: Any) -> Array:
+    """(T4) of a block before (T6): dw^ (F, 1, K_b, C_b), summed over the image chunks."""
+    lengths = _lengths(geom)
+    return _dw_spectrum(_dy_spectrum_conj(dy, geom, lengths), _x_spectrum(x, geom, lengths))
+
+
+def _backward_part(
+    dy: Array, x: Array, w_conj: Array | None, geom: ConvGeometry, saved: Any, need_dx: bool
+) -> tuple[Array | None, Array]:
+    """(T3) and (T4) before (T6) of a block, sharing one transform of its dy."""
+    lengths = _lengths(geom)
+    dy_conj = _dy_spectrum_conj(dy, geom, lengths)
+    dw_hat = _dw_spectrum(dy_conj, _x_spectrum(x, geom, lengths))
+    if not need_dx or w_conj is None:
+        return None, dw_hat
+    return _dx_from(dy_conj, w_conj, geom, lengths), dw_hat
+
+
+def _dw_finish(dw_hat: Array, geom: ConvGeometry) -> Array:
+    """(T6) of a block's dw^ summed over its image chunks: dw (K_b, C_b, R, S)."""
+    return _dw_taps(dw_hat, geom, _lengths(geom))

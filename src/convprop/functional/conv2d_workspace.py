@@ -193,7 +193,7 @@ def blocks(geom: ConvGeometry, workspace: Workspace, limit: float) -> tuple[Bloc
     [(0, 4), (4, 4), (8, 2)]
     >>> tiles = lambda part: part.N * (part.C + part.K) * 1000.0
     >>> plan = blocks(g, tiles, limit=6000)  # one image needs 10000: halves of K and C
-    >>> len(plan), plan[1].images, plan[1].filters, plan[1].channels
+    >>> len(plan), plan[10].images, plan[10].filters, plan[10].channels  # images fastest
     (40, slice(0, 1, None), slice(0, 3, None), slice(2, 4, None))
     """
     plan = cut(geom, workspace, limit)
@@ -215,8 +215,8 @@ def blocks(geom: ConvGeometry, workspace: Workspace, limit: float) -> tuple[Bloc
               slice(g * K_g + k, g * K_g + min(k + K_b, K_g)), slice(c, min(c + C_b, C_g)),
               replace(one, N=min(n, N - i), K=min(K_b, K_g - k), C=min(C_b, C_g - c)),
               C_b == C_g, K_b == K_g)
-        for i in range(0, N, n) for g in range(G)
-        for k in range(0, K_g, K_b) for c in range(0, C_g, C_b)
+        for g in range(G) for k in range(0, K_g, K_b) for c in range(0, C_g, C_b)
+        for i in range(0, N, n)
     )  # fmt: skip
 
 
@@ -229,80 +229,132 @@ def peak(geom: ConvGeometry, workspace: Workspace, limit: float) -> float:
     return max(workspace(part) for part, _, _, _ in block_shapes(geom, plan))
 
 
-Forward = Callable[[Array, Array, ConvGeometry], tuple[Array, Any]]
-Backward = Callable[[Array, Array, Array, ConvGeometry, Any, bool], tuple[Array | None, Array]]
+Forward = Callable[[Array, Any, ConvGeometry], tuple[Array, Any]]
+Backward = Callable[[Array, Array, Any, ConvGeometry, Any, bool], tuple[Array | None, Any]]
+Prepare = Callable[[Array, ConvGeometry], Any]
+"""A block's filters w (K_b, C_b, R, S) -> what the algorithm reads of them (the FFT: their
+spectrum), made once for all the image chunks of the block's filters and channels."""
+Finish = Callable[[Any, ConvGeometry], Array]
+"""The sum over the image chunks of a block's weight-gradient parts -> dw (K_b, C_b, R, S)
+(the FFT: the inverse (T6) of the summed spectrum, once)."""
 
 
-def forward_by_blocks(forward: Forward, x: Array, w: Array, geom: ConvGeometry,
-                      plan: tuple[Block, ...]) -> Array:  # fmt: skip
-    """(F1) block by block: y (N, K, P, Q) without bias; ``forward`` is the algorithm's."""
+def _kernel_runs(plan: tuple[Block, ...]) -> list[list[Block]]:
+    """The plan's runs of blocks that share filters and channels (the images vary fastest)."""
+    runs: list[list[Block]] = []
+    for block in plan:
+        if runs and (runs[-1][0].filters, runs[-1][0].taps) == (block.filters, block.taps):
+            runs[-1].append(block)
+        else:
+            runs.append([block])
+    return runs
+
+
+def _kernel(w: Array, block: Block, prepare: Prepare | None) -> Any:
+    w_block = w[block.filters, block.taps]
+    return w_block if prepare is None else prepare(w_block, block.geom)
+
+
+def forward_by_blocks(
+    forward: Forward, x: Array, w: Array, geom: ConvGeometry, plan: tuple[Block, ...],
+    prepare: Prepare | None = None,
+) -> Array:  # fmt: skip
+    """(F1) block by block: y (N, K, P, Q) without bias; ``forward`` is the algorithm's,
+    given each block's filters, or what ``prepare`` made of them."""
     xp = get_xp(x, w)
     whole = all(block.whole_channels for block in plan)
     y = (xp.empty if whole else xp.zeros)(geom.y_shape, dtype=x.dtype)
-    for block in plan:
-        # [0]: the block's saved work is let go at once, not held while the next one is made
-        part = forward(x[block.images, block.channels], w[block.filters, block.taps],
-                       block.geom)[0]  # fmt: skip
-        if block.whole_channels:
-            y[block.images, block.filters] = part  # (F1) of these images and filters
-        else:
-            y[block.images, block.filters] += part  # (F1): its sum over c, in parts
-        del part
+    for run in _kernel_runs(plan):
+        kernel = _kernel(w, run[0], prepare)
+        for block in run:
+            # [0]: the block's saved work goes at once, not held while the next one is made
+            part = forward(x[block.images, block.channels], kernel, block.geom)[0]
+            if block.whole_channels:
+                y[block.images, block.filters] = part  # (F1) of these images and filters
+            else:
+                y[block.images, block.filters] += part  # (F1): its sum over c, in parts
+            del part
+        del kernel
     return y
 
 
 def backward_by_blocks(
     backward: Backward, dy: Array, x: Array, w: Array, geom: ConvGeometry,
-    plan: tuple[Block, ...], need_dx: bool,
+    plan: tuple[Block, ...], need_dx: bool, prepare: Prepare | None = None,
+    finish: Finish | None = None,
 ) -> tuple[Array | None, Array]:  # fmt: skip
     """(B3), (B2) block by block with ``backward``, the algorithm's (both gradients of a block
-    from one pass over its dy): dx (N, C, H, W) or None, and dw (K, C/G, R, S)."""
+    from one pass over its dy, given its filters or what ``prepare`` made of them; its
+    weight-gradient parts summed over the images, then made dw by ``finish``): dx (N, C, H, W)
+    or None, and dw (K, C/G, R, S)."""
     xp = get_xp(dy, x, w)
-    dw = xp.zeros(geom.w_shape, dtype=dy.dtype)
+    dw = xp.empty(geom.w_shape, dtype=dy.dtype)
     dx = None
     if need_dx:
         whole = all(block.whole_filters for block in plan)
         dx = (xp.empty if whole else xp.zeros)(geom.x_shape, dtype=dy.dtype)
-    for block in plan:
-        dx_part, dw_part = backward(
-            dy[block.images, block.filters], x[block.images, block.channels],
-            w[block.filters, block.taps], block.geom, None, need_dx,
-        )  # fmt: skip
-        dw[block.filters, block.taps] += dw_part  # (B2): its sum over n, in parts
-        if dx is not None:
-            _place(dx, (block.images, block.channels), dx_part, block.whole_filters)  # (B3)
-        del dx_part, dw_part  # not held while the next block's are made
+    for run in _kernel_runs(plan):
+        kernel = _kernel(w, run[0], prepare)
+        total = None
+        for block in run:
+            dx_part, dw_part = backward(
+                dy[block.images, block.filters], x[block.images, block.channels], kernel,
+                block.geom, None, need_dx,
+            )  # fmt: skip
+            total = _sum(total, dw_part)  # (B2): its sum over n, in parts
+            if dx is not None:
+                _place(dx, (block.images, block.channels), dx_part, block.whole_filters)  # (B3)
+            del dx_part, dw_part  # not held while the next block's are made
+        del kernel
+        dw[run[0].filters, run[0].taps] = total if finish is None else finish(total, run[0].geom)
     return dx, dw
 
 
 def backward_data_by_blocks(
-    backward_data: Callable[[Array, Array, ConvGeometry], Array], dy: Array, w: Array,
-    geom: ConvGeometry, plan: tuple[Block, ...],
+    backward_data: Callable[[Array, Any, ConvGeometry], Array], dy: Array, w: Array,
+    geom: ConvGeometry, plan: tuple[Block, ...], prepare: Prepare | None = None,
 ) -> Array:  # fmt: skip
-    """(B3) block by block with ``backward_data``, the algorithm's: dx (N, C, H, W)."""
+    """(B3) block by block with ``backward_data``, the algorithm's (given each block's filters
+    or what ``prepare`` made of them): dx (N, C, H, W)."""
     xp = get_xp(dy, w)
     whole = all(block.whole_filters for block in plan)
     dx = (xp.empty if whole else xp.zeros)(geom.x_shape, dtype=dy.dtype)
-    for block in plan:
-        part = backward_data(dy[block.images, block.filters], w[block.filters, block.taps],
-                             block.geom)  # fmt: skip
-        _place(dx, (block.images, block.channels), part, block.whole_filters)  # (B3)
-        del part
+    for run in _kernel_runs(plan):
+        kernel = _kernel(w, run[0], prepare)
+        for block in run:
+            part = backward_data(dy[block.images, block.filters], kernel, block.geom)
+            _place(dx, (block.images, block.channels), part, block.whole_filters)  # (B3)
+            del part
+        del kernel
     return dx
 
 
 def backward_weight_by_blocks(
-    backward_weight: Callable[[Array, Array, ConvGeometry, Any], Array], dy: Array, x: Array,
-    geom: ConvGeometry, plan: tuple[Block, ...],
+    backward_weight: Callable[[Array, Array, ConvGeometry, Any], Any], dy: Array, x: Array,
+    geom: ConvGeometry, plan: tuple[Block, ...], finish: Finish | None = None,
 ) -> Array:  # fmt: skip
-    """(B2) block by block with ``backward_weight``, the algorithm's: dw (K, C/G, R, S)."""
+    """(B2) block by block with ``backward_weight``, the algorithm's (its parts summed over
+    the images, then made dw by ``finish``): dw (K, C/G, R, S)."""
     xp = get_xp(dy, x)
-    dw = xp.zeros(geom.w_shape, dtype=dy.dtype)
-    for block in plan:
-        dw[block.filters, block.taps] += backward_weight(
-            dy[block.images, block.filters], x[block.images, block.channels], block.geom, None
-        )  # (B2): its sum over n, in parts
+    dw = xp.empty(geom.w_shape, dtype=dy.dtype)
+    for run in _kernel_runs(plan):
+        total = None
+        for block in run:
+            part = backward_weight(
+                dy[block.images, block.filters], x[block.images, block.channels], block.geom, None
+            )  # fmt: skip
+            total = _sum(total, part)  # (B2): its sum over n, in parts
+            del part
+        dw[run[0].filters, run[0].taps] = total if finish is None else finish(total, run[0].geom)
     return dw
+
+
+def _sum(total: Any, part: Any) -> Any:
+    """total + part, into total (a fresh array of the algorithm's) from the second part on."""
+    if total is None:
+        return part
+    total += part
+    return total
 
 
 def _place(dx: Array, where: tuple[slice, slice], part: Array, whole: bool) -> None:
