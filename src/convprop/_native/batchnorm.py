@@ -1,5 +1,5 @@
-"""Batch normalisation (BN1)-(BN13), compiled: the forward in two passes' time, the
-backward in two.
+"""Batch normalisation (BN1)-(BN13), compiled: two kernels each way, the statistics (or the
+gradient sums) per channel, then y (or dx) per plane.
 
 Notation  x, y, dy, dx (N,C,H,W) read as (N,C,L), L = H·W  γ gamma, β beta (C,)  m = N·L
 (normalization's derivation block)
