@@ -790,3 +790,24 @@ def test_kernel_entry_points_refuse_geometries_they_cannot_compute() -> None:
     unit = (1, 1, 5, 5, 1, 3, 3, 5, 5, 1, 1, 1, 1, 1, 1)  # 5x5 -> 5x5: 2x2 tiles of 4x4
     with pytest.raises(ValueError, match=r"winograd4_output: .* ceil\(P/4\) x ceil\(Q/4\) tiles"):
         kernels.winograd4_output(np.zeros(36 * 9), np.zeros(25), unit, 3, 3, 0, 1)
+
+
+def test_the_kernels_load_with_a_short_openmp_spin_and_leave_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libgomp reads GOMP_SPINCOUNT once, as it loads: _compiled sets it for that moment only,
+    and keeps a wait policy the environment chose."""
+    from convprop._native._compiled import SPIN_COUNT, _short_openmp_spin
+
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with _short_openmp_spin():
+        assert os.environ["GOMP_SPINCOUNT"] == SPIN_COUNT
+    assert "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    with _short_openmp_spin():
+        assert "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.setenv("GOMP_SPINCOUNT", "7")
+    with _short_openmp_spin():
+        assert os.environ["GOMP_SPINCOUNT"] == "7"
+    assert os.environ["GOMP_SPINCOUNT"] == "7"

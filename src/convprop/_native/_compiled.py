@@ -11,6 +11,9 @@ share: argument checks, the OpenMP runner) is not listed: it holds no kernel.
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -42,6 +45,34 @@ def _functions(module: ModuleType) -> dict[str, Any]:
     }
 
 
+SPIN_COUNT = "3000"
+"""How many times an idle OpenMP thread of GNU libgomp checks for new work before it sleeps
+(``GOMP_SPINCOUNT``; about 0.1 ms on the machines measured), asked for as the kernels load.
+
+libgomp's default (300,000 checks, milliseconds of a busy CPU after every parallel call)
+keeps both CPUs of a 2-core machine busy between kernels, where NumPy's OpenBLAS threads and
+the next kernel need them: on the conv suite it made forward+backward about 2x slower than
+the short spin (docs/performance.md, "The compiled kernels"). libgomp reads the variable
+once, when it is loaded, which is when the first extension module below is imported; the
+variable is set for that moment only and ``os.environ`` is left as it was. A value in the
+environment (``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``) is the user's and is kept; a libgomp
+loaded earlier by another library keeps its own setting."""
+
+
+@contextmanager
+def _short_openmp_spin() -> Iterator[None]:
+    """``GOMP_SPINCOUNT`` = :data:`SPIN_COUNT` while the block runs, unless the environment
+    chose a wait policy; the environment as it was afterwards."""
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        yield
+        return
+    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    try:
+        yield
+    finally:
+        del os.environ["GOMP_SPINCOUNT"]
+
+
 def load(names: tuple[str, ...]) -> tuple[SimpleNamespace, bool]:
     """Every function of the modules ``names`` as one namespace, and whether they imported.
 
@@ -51,7 +82,8 @@ def load(names: tuple[str, ...]) -> tuple[SimpleNamespace, bool]:
         When two modules define a function of the same name (a call would not know which).
     """
     try:
-        modules = [importlib.import_module(name) for name in names]
+        with _short_openmp_spin():
+            modules = [importlib.import_module(name) for name in names]
     except ImportError:  # the extensions were not built (no C compiler at install time)
         return SimpleNamespace(), False
     found: dict[str, Any] = {}

@@ -13,7 +13,8 @@
  * the results do not depend on the thread count.
  *
  * How idle threads wait between calls (spin, then sleep) is the OpenMP runtime's policy:
- * OMP_WAIT_POLICY and, for GNU libgomp, GOMP_SPINCOUNT are read by the runtime itself.
+ * OMP_WAIT_POLICY and, for GNU libgomp, GOMP_SPINCOUNT are read by the runtime itself, once,
+ * as it loads (_native/_compiled.py asks for a short spin at that moment unless the user chose).
  *
  * Fork. GNU libgomp keeps the team of a thread that ran a parallel region for the next one;
  * a child made by fork() inherits that bookkeeping but not the threads, and its first
