@@ -229,3 +229,14 @@ def test_counts_below_one_are_refused(option: str) -> None:
 
     with pytest.raises(SystemExit, match=f"{option} must be >= 1"):
         main([option, "0"])
+
+
+def test_convprop_bench_nets_runs_the_network_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``convprop bench --nets`` hands its threads and --json to the network benchmark."""
+    from convprop import cli
+    from convprop.bench_nets import runner
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(runner, "main", lambda argv: seen.append(list(argv)) or 0)
+    assert cli.main(["bench", "--nets", "--threads", "1", "--json"]) == 0
+    assert seen == [["--threads", "1", "--json"]]

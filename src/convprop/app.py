@@ -377,6 +377,10 @@ def bench_command(args: argparse.Namespace) -> int:
     """``convprop bench``: the options checked, the suite timed, the table (or JSON) printed."""
     from convprop.bench import format_table, run, to_json
 
+    if args.nets:
+        from convprop.bench_nets.runner import main as bench_nets
+
+        return bench_nets(["--threads", str(args.threads), *(["--json"] if args.json else [])])
     if args.repeats < 1:
         raise ValueError(
             f"bench: --repeats must be >= 1; expected a positive count, got {args.repeats}"

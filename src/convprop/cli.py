@@ -187,6 +187,13 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--no-torch", action="store_true", help="time convprop alone")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument(
+        "--nets",
+        action="store_true",
+        help="whole networks instead of conv layers: a training step and inference of every "
+        "shipped model and a ResNet-20, each library in its own process (see "
+        "benchmarks/bench_nets.py --help for its own options)",
+    )
     p.set_defaults(run=cmd_bench)
 
 
