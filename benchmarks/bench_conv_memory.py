@@ -9,6 +9,10 @@ convprop runs ``conv2d_forward`` / ``conv2d_backward`` with the named algorithm;
 
     python benchmarks/bench_conv_memory.py [--shape wino|fft|all] [--batch N]
                                            [--impls auto,winograd,fft,im2col,torch]
+                                           [--unbounded]
+
+``--unbounded`` lifts convprop's workspace budget (conv2d_workspace) out of reach: every
+layer then runs whole, as before the budget bounded Winograd and the FFT.
 
 Linux only (``/proc/self/status``). Each case takes seconds to minutes on 2 cores.
 """
@@ -49,9 +53,16 @@ def _peak() -> int:
     return _status_kib("VmHWM") * 1024
 
 
-def run_case(shape: str, batch: int, impl: str, backward: bool) -> dict[str, float]:
+def run_case(
+    shape: str, batch: int, impl: str, backward: bool, unbounded: bool
+) -> dict[str, float]:
     """One case in this process: the peak above the baseline (bytes) and the seconds."""
     import numpy
+
+    if unbounded:
+        from convprop.functional import conv2d_workspace
+
+        conv2d_workspace.WORKSPACE_BYTES = conv2d_workspace.WORKSPACE_MIN_BYTES = 2**62
 
     x_shape, w_shape, padding = SHAPES[shape]
     x_shape = (batch, *x_shape[1:])
@@ -96,11 +107,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="N (default: the shape's)")
     parser.add_argument("--impls", default="torch,auto,winograd,fft,im2col")
     parser.add_argument("--passes", default="fwd,fwd+bwd")
+    parser.add_argument("--unbounded", action="store_true", help="no workspace budget")
     parser.add_argument("--case", nargs=4, help=argparse.SUPPRESS)  # shape batch impl pass
     args = parser.parse_args()
     if args.case:
         shape, batch, impl, pass_name = args.case
-        print(json.dumps(run_case(shape, int(batch), impl, pass_name == "fwd+bwd")))
+        result = run_case(shape, int(batch), impl, pass_name == "fwd+bwd", args.unbounded)
+        print(json.dumps(result))
         return
     shapes = list(SHAPES) if args.shape == "all" else [args.shape]
     print("| shape | pass | algorithm | peak MiB | / PyTorch | s |")
@@ -113,6 +126,7 @@ def main() -> None:
             reference = None
             for impl in args.impls.split(","):
                 command = [sys.executable, __file__, "--case", shape, str(batch), impl, pass_name]
+                command += ["--unbounded"] if args.unbounded else []
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
                     tail = done.stderr.strip().splitlines()[-1:] or ["?"]

@@ -432,18 +432,19 @@ def _fft_workspace(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -
     """The spectra, Lh·(Lw/2+1) complex values per plane: x^ (N·C planes), the kernel's
     (K·C/G) twice (the products read it transposed, a copy) and y^ (N·K) for the forward;
     dy^, the kernel's and dx^ for the input gradient; dy^ twice (transposed for the
-    products), x^ and dw^ twice (one block's and the sum over the blocks' images) for the
-    weight gradient; all of these for both ("backward"); the real (Lh, Lw) planes of the
-    larger side that the library transforms read or write; and the DFT matrix of the R·S taps
-    (complex128, and its cast)."""
+    products), x^ and dw^ for the weight gradient; all of these for both ("backward"); the
+    real (Lh, Lw) planes of the larger side that the library transforms read or write; and
+    the DFT matrix of the R·S taps (complex128, and its cast). In blocks, the sum of a
+    block's dw^ over its image chunks is one more (uncounted: a block's kernel spectra are a
+    part of its workspace, so the budget is passed by less than that part)."""
     Lh, Lw = fft_lengths(geom)
     bins = Lh * (Lw // 2 + 1)
     x_side, y_side, kernels = geom.N * geom.C, geom.N * geom.K, geom.K * (geom.C // geom.groups)
     spectra = {
         "forward": x_side + 2 * kernels + y_side,
         "data": y_side + kernels + x_side,
-        "weight": 2 * y_side + x_side + 2 * kernels,
-        "backward": 2 * y_side + 2 * x_side + 3 * kernels,
+        "weight": 2 * y_side + x_side + kernels,
+        "backward": 2 * y_side + 2 * x_side + 2 * kernels,
     }[pass_name]
     planes = Lh * Lw * geom.N * max(geom.C, geom.K)
     taps = bins * geom.R * geom.S * (16 + 2 * b)  # (T5), (T6)'s DFT matrix and its cast
