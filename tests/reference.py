@@ -607,3 +607,15 @@ def random_transpose_inputs(
     dy = rng.standard_normal(case.y_shape)
     cast = [None if a is None else a.astype(dtype) for a in (x, w, b, dy)]
     return cast[0], cast[1], cast[2], cast[3]
+
+
+def expected(case: ConvCase, dtype: str) -> dict[str, Any]:
+    """Inputs in ``dtype`` and the float64 reference on exactly those (cast) values."""
+    x, w, b, dy = random_inputs(case, dtype, seed=7)
+    return {
+        "x": x, "w": w, "b": b, "dy": dy,
+        "y": conv2d_ref(x, w, b, **case.hyper),
+        "dx": conv2d_dx_ref(dy, w, case.x_shape, **case.hyper),
+        "dw": conv2d_dw_ref(x, dy, case.w_shape, **case.hyper),
+        "db": conv2d_db_ref(dy),
+    }  # fmt: skip

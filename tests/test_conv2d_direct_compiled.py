@@ -23,8 +23,7 @@ from convprop._shapes import conv_geometry
 from convprop.functional import conv2d_direct, conv2d_forward
 from convprop.functional import conv2d_select as select
 from convprop.functional._conv_common import rotated_filters, transposed_geometry
-from reference import CASES, ConvCase, assert_close, conv2d_dw_ref, conv2d_ref
-from test_conv2d_reference import expected
+from reference import CASES, ConvCase, assert_close, conv2d_dw_ref, conv2d_ref, expected
 
 pytestmark = pytest.mark.skipif(not _native.AVAILABLE, reason="the compiled kernels are not built")
 

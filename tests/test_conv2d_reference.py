@@ -25,10 +25,7 @@ from reference import (
     ConvCase,
     as_pair,
     assert_close,
-    conv2d_db_ref,
-    conv2d_dw_ref,
-    conv2d_dx_ref,
-    conv2d_ref,
+    expected,
     random_inputs,
 )
 
@@ -36,18 +33,6 @@ DTYPES = ("float64", "float32")
 
 
 @functools.cache
-def expected(case: ConvCase, dtype: str) -> dict[str, Any]:
-    """Inputs in ``dtype`` and the float64 reference on exactly those (cast) values."""
-    x, w, b, dy = random_inputs(case, dtype, seed=7)
-    return {
-        "x": x, "w": w, "b": b, "dy": dy,
-        "y": conv2d_ref(x, w, b, **case.hyper),
-        "dx": conv2d_dx_ref(dy, w, case.x_shape, **case.hyper),
-        "dw": conv2d_dw_ref(x, dy, case.w_shape, **case.hyper),
-        "db": conv2d_db_ref(dy),
-    }  # fmt: skip
-
-
 def _applicable() -> list[Any]:
     """(case, algorithm) pairs the algorithm is expected to compute."""
     params = []

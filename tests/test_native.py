@@ -36,10 +36,8 @@ from convprop.functional import (
 )
 from convprop.nn import Parameter
 from convprop.optim import Adam, AdamW
-from reference import CASES, ConvCase, assert_close, random_inputs
-from test_conv2d_reference import expected
-from test_pool2d import CASES as POOL_CASES
-from test_pool2d import PoolCase
+from reference import CASES, ConvCase, assert_close, expected, random_inputs
+from reference_layers import POOL_CASES, PoolCase
 
 pytestmark = pytest.mark.skipif(
     not _native.AVAILABLE and os.environ.get("CONVPROP_ALLOW_NUMPY_ONLY") == "1",

@@ -8,7 +8,7 @@ rule, and PyTorch as an extra witness.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +32,8 @@ from convprop.functional.pool2d import (
     max_pool2d_forward,
 )
 from reference_layers import (
+    POOL_CASES,
+    PoolCase,
     adaptive_avg_pool2d_backward_ref,
     adaptive_avg_pool2d_ref,
     avg_pool2d_backward_ref,
@@ -45,40 +47,7 @@ from reference_layers import (
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
 
-class PoolCase(NamedTuple):
-    name: str
-    x_shape: tuple[int, int, int, int]
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    ceil_mode: bool
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return {"stride": self.stride, "padding": self.padding, "ceil_mode": self.ceil_mode}
-
-    @property
-    def ref_args(self) -> tuple[Any, ...]:
-        return (self.kernel, self.stride, self.padding, self.ceil_mode)
-
-
-CASES = [
-    PoolCase("2x2-stride2", (2, 3, 4, 4), (2, 2), (2, 2), (0, 0), False),
-    PoolCase("3x3-stride1-overlap", (2, 2, 5, 5), (3, 3), (1, 1), (0, 0), False),
-    PoolCase("3x3-stride2-pad1", (1, 2, 5, 6), (3, 3), (2, 2), (1, 1), False),
-    PoolCase("2x3-nonsquare-pad", (2, 2, 5, 7), (2, 3), (1, 2), (1, 1), False),
-    PoolCase("ceil-overhang", (1, 2, 5, 5), (2, 2), (2, 2), (0, 0), True),
-    PoolCase("ceil-pad-overlap", (1, 2, 6, 6), (3, 3), (2, 2), (1, 1), True),
-    PoolCase("ceil-last-window-dropped", (1, 2, 4, 4), (2, 2), (3, 3), (1, 1), True),
-    PoolCase("ceil-nonsquare", (2, 1, 6, 5), (3, 2), (2, 3), (1, 0), True),
-    PoolCase("window-equals-input", (2, 3, 3, 4), (3, 4), (1, 1), (0, 0), False),
-    PoolCase("stride-above-kernel", (1, 2, 7, 7), (2, 2), (3, 3), (0, 0), False),
-    PoolCase("1x1-stride2", (1, 2, 3, 3), (1, 1), (2, 2), (0, 0), False),
-    PoolCase("remainder-rows", (1, 1, 7, 5), (3, 3), (2, 2), (0, 0), False),
-    # the compiled 2x2 / stride 2 path over rows long enough for vector loops, odd sizes
-    PoolCase("2x2-stride2-wide-odd", (2, 3, 9, 21), (2, 2), (2, 2), (0, 0), False),
-    PoolCase("2x2-stride2-wide-ceil", (1, 2, 7, 19), (2, 2), (2, 2), (0, 0), True),
-]
+CASES = POOL_CASES
 CASE_IDS = [case.name for case in CASES]
 
 ADAPTIVE_CASES = [
