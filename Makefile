@@ -35,7 +35,7 @@ install: $(STAMP)
 train: $(CORE_STAMP)
 	$(VENV_BIN)convprop train --dataset digits --out runs/digits --overwrite
 
-# Debian's chromium and chromedriver for the page tests (tests/test_*_browser.py), installed
+# Debian's chromium and chromedriver for the page tests (tests/*/test_*_browser.py), installed
 # where chromedriver is missing and apt-get exists (as root, else with sudo where there is one)
 browser:
 	@if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
@@ -59,11 +59,11 @@ gradcheck: $(CORE_STAMP)
 
 # docstring examples and the equation labels the code cites (docs/derivations.md)
 docs: $(STAMP)
-	$(PYTHON) -m pytest -q --doctest-modules src/convprop tests/test_docs_labels.py
+	$(PYTHON) -m pytest -q --doctest-modules src/convprop tests/docs/test_docs_labels.py
 
 lint: $(STAMP)
-	$(PYTHON) -m ruff check src tests benchmarks
-	$(PYTHON) -m ruff format --check src tests benchmarks
+	$(PYTHON) -m ruff check src tests benchmarks tools
+	$(PYTHON) -m ruff format --check src tests benchmarks tools
 	$(PYTHON) -m mypy
 
 bench: $(STAMP)

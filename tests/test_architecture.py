@@ -491,3 +491,18 @@ def test_ops_reach_the_kernels_only_through_the_dispatch(path: Path) -> None:
         f"{_module_name(path)} calls {calls} outside a compiled twin; mark the compiled path "
         "@_native.twin(...) and dispatch to it with @_native.accelerated"
     )
+
+
+def test_tests_mirror_the_package() -> None:
+    """Each folder of tests/ holds the tests of one part of src/convprop (a package or a
+    module of that name; docs/ the documentation's own tests)."""
+    tests = Path(__file__).resolve().parent
+    folders = sorted(
+        path.name for path in tests.iterdir() if path.is_dir() and not path.name.startswith(".")
+    )
+    folders = [name for name in folders if name != "__pycache__"]
+    assert folders, "tests/ has no sub-folders"
+    parts = {path.stem for path in PACKAGE_DIR.iterdir() if path.suffix == ".py" or path.is_dir()}
+    unknown = [name for name in folders if name not in parts | {"docs"}]
+    assert not unknown, f"tests/{unknown} mirror nothing in src/convprop"
+    assert not list(tests.rglob("__init__.py")), "tests/ stays without __init__.py files"

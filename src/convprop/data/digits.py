@@ -10,7 +10,7 @@ and read with ``allow_pickle=False``. It was produced once from scikit-learn wit
 
     python -c "from convprop.data.digits import write_digits_file; write_digits_file()"
 
-and ``tests/test_data_digits.py`` checks it against ``load_digits`` whenever scikit-learn is
+and ``tests/data/test_data_digits.py`` checks it against ``load_digits`` whenever scikit-learn is
 installed. Only producing or checking the file needs scikit-learn; loading it needs NumPy.
 """
 

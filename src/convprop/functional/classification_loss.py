@@ -267,7 +267,13 @@ def cross_entropy_forward(
     log_probs, _ = log_softmax_forward(x, axis)  # (CE5)
     a = coefficients(x, target, probabilities=probabilities, weight=weight,
                      ignore_index=ignore_index, smoothing=smoothing)  # fmt: skip
-    losses = -(a * log_probs).sum(axis=axis)  # (CE7)
+    if not probabilities and smoothing == 0:
+        # a class index picks one term: the others are absent, not 0·logp (which is NaN where
+        # logp = −∞), as PyTorch's −logp[i, t_i]
+        log_probs_read = get_xp(x).where(a != 0, log_probs, 0)
+    else:
+        log_probs_read = log_probs
+    losses = -(a * log_probs_read).sum(axis=axis)  # (CE7)
     if probabilities:
         denominator: Any = x.size // x.shape[axis] if x.shape[axis] else 0  # (CE8)
     else:

@@ -57,7 +57,7 @@ from convprop.functional.conv2d_cost_model import (
     within_memory,
     workspace_bytes,
 )
-from convprop.functional.conv2d_cost_model import (  # read by tests/test_conv2d_im2col.py
+from convprop.functional.conv2d_cost_model import (  # read by test_conv2d_im2col.py
     _im2col_seconds as _im2col_seconds,
 )
 from convprop.functional.conv2d_timing_cache import (

@@ -268,3 +268,23 @@ def test_loss_modules_match_torch_and_keep_weight_as_a_buffer() -> None:
 def test_errors(call: Callable[[], Any], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         call()
+
+
+def test_cross_entropy_with_minus_infinity_at_another_class_is_finite_as_pytorch() -> None:
+    """(CE7) with a class index picks −logp[i, t_i]: a −∞ logit of another class adds no
+    0·(−∞) = NaN term (PyTorch: 0); at the target class the loss is +∞, as PyTorch's."""
+    import convprop
+    import convprop.nn.functional as F
+
+    x = np.array([[0.5, -np.inf, 1.0], [-np.inf, 0.25, 2.0]])
+    target = np.array([0, 1])
+    ours = convprop.tensor(x, requires_grad=True)
+    loss = F.cross_entropy(ours, target)
+    loss.backward()
+    theirs = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(theirs, torch.tensor(target))
+    expected.backward()
+    np.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-12, atol=1e-15)
+    at_target = F.cross_entropy(convprop.tensor(x), np.array([1, 0]))
+    assert at_target.item() == np.inf

@@ -23,7 +23,7 @@ from reference_layers import (
     max_pool2d_ref,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DERIVATIONS = (ROOT / "docs" / "derivations.md").read_text(encoding="utf-8")
 ALL_EXAMPLES = {
     "conv": conv.examples,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LABEL = re.compile(r"\(([A-Z]{1,5}\d{1,2}[A-Z]?)\)")
 
 

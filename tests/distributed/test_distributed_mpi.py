@@ -1,6 +1,6 @@
 """Data-parallel training under ``mpiexec -n 2`` and ``-n 3`` (Open MPI from convprop[mpi]).
 
-Each test launches tests/mpi_worker.py (or the command line) with subprocess and reads
+Each test launches tests/distributed/mpi_worker.py (or the command line) with subprocess and reads
 what every rank wrote. The processes run one thread each and may outnumber the cores
 (--oversubscribe); CI runs as root, which Open MPI refuses unless told (the environment
 below). Skipped only when no mpiexec or no mpi4py is installed.

@@ -31,7 +31,7 @@ torch = pytest.importorskip("torch")
 from convprop.bench_nets.torch_nets import torch_twin  # noqa: E402  (needs torch)
 from convprop.bench_nets.worker import torch_passes  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _state(model: Any) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """Run by test_distributed_mpi.py under ``mpiexec -n W``: one scenario per launch; every
 rank writes what it saw to OUT/<scenario>.rank<r>.json for the test to compare.
 
-    python tests/mpi_worker.py SCENARIO OUT
+    python tests/distributed/mpi_worker.py SCENARIO OUT
 """
 
 from __future__ import annotations

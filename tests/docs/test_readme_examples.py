@@ -1,5 +1,5 @@
 """Every Python example of the README runs as printed (the PyTorch file round trip excepted,
-which names files of the reader's; tests/test_io_registry.py runs its calls)."""
+which names files of the reader's; tests/io/test_io_registry.py runs its calls)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
 RUNNABLE = [block for block in BLOCKS if "torch_model" not in block]
 

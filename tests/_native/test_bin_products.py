@@ -5,7 +5,7 @@ columns not a multiple of the vector), both precisions; results that do not depe
 thread count; and clear refusals of what it cannot take.
 
 The FFT's own passes, which now run these products, stay witnessed by the reference grid
-(tests/test_conv2d_reference.py) and the finite-difference checks.
+(tests/functional/test_conv2d_reference.py) and the finite-difference checks.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def test_bench_json_records_the_warm_up(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_the_suite_ships_inside_the_package_and_benchmarks_links_to_it() -> None:
     """`convprop bench` must find its suite in an installed package, not only in a checkout."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     assert bench.SUITE_FILE.parent == Path(bench.__file__).parent
     config = (root / "pyproject.toml").read_text(encoding="utf-8")  # no tomllib on 3.10
     package_data = config.split("[tool.setuptools.package-data]", 1)[1].split("[", 2)

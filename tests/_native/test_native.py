@@ -7,7 +7,7 @@ own (which path each kind of call takes), and each kernel is checked
 against the NumPy path element by element (exactly where the arithmetic is the same
 copy or comparison, to rounding where sums run in another order), against the naive
 references, over the conv grid of tests/reference.py and the pooling grid of
-tests/test_pool2d.py, with any number of threads; and its argument checks are checked.
+tests/reference_layers.py, with any number of threads; and its argument checks are checked.
 """
 
 from __future__ import annotations
