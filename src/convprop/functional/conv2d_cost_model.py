@@ -20,9 +20,9 @@ Memory. Each algorithm's workspace for a pass (beyond x, w, dy and the results) 
 too, :func:`workspace_bytes`: im2col's columns N·C·R·S·P·Q, Winograd's transformed tiles
 (m+2)²·T·(C + K) (T tiles of all images; twice that for the einsum code), the FFT's spectra
 about Lh·(Lw/2+1)·(N·C + 2·K·C/G + N·K) complex values and one real plane per image and
-channel,
-and padded copies of x and y for the direct sums and depthwise. im2col, Winograd and the FFT
-never exceed ``conv2d_workspace.WORKSPACE_BYTES`` in one pass where they can help it: past it
+channel, and padded copies of x and y for the direct sums and depthwise. im2col, Winograd
+and the FFT keep a pass within the layer's budget (``conv2d_workspace.budget``:
+WORKSPACE_BYTES, or half the bytes of its x and y, at least WORKSPACE_MIN_BYTES): past it
 they run the layer as blocks (chunks of images, else per group, filters and channels; see
 ``conv2d_workspace``), so their estimate for a pass is
 
@@ -30,8 +30,10 @@ they run the layer as blocks (chunks of images, else per group, filters and chan
             + 2 · (bytes of a block's result) / MEMORY_BYTES_PER_S where blocks add into one
               result (channel blocks into y, filter blocks into dx, image chunks into dw)
 
-which charges the chunking its overhead (every block transforms its own inputs again: the
-FFT's kernel spectrum, Winograd's kernel transform, each block's fixed costs). The rule:
+which charges the chunking its overhead: every block transforms its own inputs again and
+pays its fixed costs (the FFT's kernel spectrum, which a block of filters and channels makes
+once for all its image chunks, is charged to every chunk: an overestimate, on the safe side).
+The rule:
 
 - an algorithm's *peak* for a pass is the workspace of its largest block (the whole layer's
   for the direct sums and depthwise, which run whole);

@@ -2,15 +2,19 @@
 within it.
 
 im2col's columns, Winograd's transformed tiles and the FFT's spectra grow with the layer
-(N·C·R·S·P·Q, (m+2)²·T·(C + K) and Hp·Wp/2·(N·C + K·C/G + N·K) values). Where the cost
-model's estimate of a pass's workspace (``conv2d_cost_model.workspace_bytes``) passes
-:data:`WORKSPACE_BYTES`, the algorithm runs the layer as blocks, each one an ordinary
-convolution within the budget, and keeps no workspace from the forward for the backward
-(which forms it again, block by block):
+(N·C·R·S·P·Q, (m+2)²·T·(C + K) and about Lh·Lw/2·(N·C + 2·K·C/G + N·K) values). Where the
+cost model's estimate of a pass's workspace (``conv2d_cost_model.workspace_bytes``) passes
+the layer's :func:`budget`, the algorithm runs the layer as blocks, each one an ordinary
+convolution within the budget, run by the algorithm's whole-layer code, and keeps no
+workspace from the forward for the backward (which forms it again, block by block):
 
 1. chunks of images, as many images per chunk as fit, wherever one image fits;
-2. else one image at a time (or as many as fit), one group at a time, in blocks of filters
-   and of channels: the larger of the two is halved until the block fits.
+2. else one group at a time, in blocks of filters and of channels (the one whose halving
+   saves more is halved until one image fits), as many images per block as fit.
+
+The images vary fastest, so that an algorithm can make what it reads of a block's filters
+once for all its image chunks (``prepare``: the FFT's kernel spectrum) and finish the sum of
+their weight-gradient parts once (``finish``: the FFT's inverse of the taps).
 
 Every block is exact, by the linearity of the sums:
   y[I, Kb] = the sum over channel blocks Cb of (F1) over x[I, Cb] and w[Kb, Cb]
