@@ -159,13 +159,15 @@ X, W, B = np.zeros((2, 3)), np.zeros((4, 3)), np.zeros(4)
         ((X, W.astype(np.float32), None), DTypeError,
          r"arrays must share one dtype; expected all float32 or all float64, got x: float64, "
          r"w: float32"),
+        ((np.zeros(()), W, None), ShapeError,
+         r"x must be \(\*, C\); expected at least 1 dimension, got 0 \(x.shape=\(\), "
+         r"w.shape=\(4, 3\)\)"),
         ((np.zeros((2, 3, 1)), W, None), ShapeError,
-         r"x must be 2-D \(N, C\); expected 2 dimensions, got 3 \(x.shape=\(2, 3, 1\), "
-         r"w.shape=\(4, 3\)\); flatten image features first"),
+         r"x has C=1 features but w expects C=3; expected x.shape\[-1\] == w.shape\[1\]"),
         ((X, np.zeros(3), None), ShapeError, r"w must be 2-D \(K, C\); .*got 1"),
         ((np.zeros((0, 3)), W, None), ShapeError, r"every dimension must be >= 1"),
         ((X, np.zeros((4, 5)), None), ShapeError,
-         r"x has C=3 features but w expects C=5; expected x.shape\[1\] == w.shape\[1\], got "
+         r"x has C=3 features but w expects C=5; expected x.shape\[-1\] == w.shape\[1\], got "
          r"3 != 5 \(x.shape=\(2, 3\), w.shape=\(4, 5\)\)"),
         ((X, W, np.zeros(3)), ShapeError,
          r"b must have shape \(K,\) = \(4,\); expected \(4,\), got \(3,\) \(.*b.shape=\(3,\)\)"),
@@ -192,3 +194,30 @@ def test_linear_backward_rejects_bad_dy(dy: Any, error: type[Exception], match: 
     _, cache = linear_forward(X, W, B)
     with pytest.raises(error, match=f"^linear_backward: {match}"):
         linear_backward(dy, cache)
+
+
+@pytest.mark.parametrize("x_shape", [(5,), (2, 3, 5), (2, 1, 3, 5)])
+def test_linear_on_leading_axes_is_L1_L4_over_every_position(x_shape: tuple[int, ...]) -> None:
+    """x (*, C): n of (L1)-(L4) runs over every position of the leading axes. Witnesses: the
+    naive loops on x viewed as (N, C), central finite differences, and PyTorch."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape)
+    w, b = rng.standard_normal((4, 5)), rng.standard_normal(4)
+    y, cache = linear_forward(x, w, b)
+    assert y.shape == (*x_shape[:-1], 4)
+    x2 = x.reshape(-1, 5)
+    np.testing.assert_allclose(y.reshape(-1, 4), linear_ref(x2, w, b), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = linear_backward(dy, cache)
+    dx_ref, dw_ref, db_ref = linear_backward_ref(dy.reshape(-1, 4), x2, w)
+    assert dx is not None and db is not None and dx.shape == x_shape
+    np.testing.assert_allclose(dx.reshape(-1, 5), dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12)
+    numeric = numeric_gradient(lambda v: float(np.sum(linear(v, w, b) * dy)), x.copy())
+    np.testing.assert_allclose(dx, numeric, rtol=1e-6, atol=1e-8)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.linear(tx, torch.tensor(w), torch.tensor(b))
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -1,6 +1,8 @@
 """Fully connected (linear) layer in PyTorch's layout: a 1×1 convolution on a 1×1 image.
 
 Notation  x (N,C)  w (K,C)  b (K,)  y (N,K)    (C in-features, K out-features)
+  x may be (*, C), as in PyTorch: n then runs over every position of the leading axes
+  (N = their product; x viewed as (N, C), y returned as (*, K)); a 1-D x (C,) gives y (K,).
 Forward
   y[n,k] = b[k] + sum_c x[n,c] * w[k,c],   i.e.  y = x @ w^T + b                   (L1)
 Backward  (dy has the shape of y; the matrix-product derivative of (L1))
@@ -27,7 +29,10 @@ class LinearCache:
     Fields
     ------
     x : Array (N, C)
-        The forward input (a reference, not a copy: N·C elements already alive).
+        The forward input viewed as (N, C) (a reference, not a copy: N·C elements already
+        alive).
+    lead : tuple of int
+        The leading axes of the input, ``x_input.shape[:-1]`` (``(N,)`` for a 2-D input).
     w : Array (K, C)
         The weights (a reference).
     has_bias : bool
@@ -37,16 +42,16 @@ class LinearCache:
     x: Array
     w: Array
     has_bias: bool
+    lead: tuple[int, ...]
 
 
 def _check_shapes(x: Array, w: Array, b: Array | None) -> None:
     shapes = f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}"
     if b is not None:
         shapes += f", b.shape={tuple(b.shape)}"
-    if x.ndim != 2:
+    if x.ndim < 1:
         raise ShapeError(
-            f"{OP}: x must be 2-D (N, C); expected 2 dimensions, got {x.ndim} ({shapes}); "
-            "flatten image features first"
+            f"{OP}: x must be (*, C); expected at least 1 dimension, got {x.ndim} ({shapes})"
         )
     if w.ndim != 2:
         raise ShapeError(
@@ -56,10 +61,10 @@ def _check_shapes(x: Array, w: Array, b: Array | None) -> None:
         raise ShapeError(
             f"{OP}: every dimension must be >= 1; expected non-empty arrays ({shapes})"
         )
-    if x.shape[1] != w.shape[1]:
+    if x.shape[-1] != w.shape[1]:
         raise ShapeError(
-            f"{OP}: x has C={x.shape[1]} features but w expects C={w.shape[1]}; expected "
-            f"x.shape[1] == w.shape[1], got {x.shape[1]} != {w.shape[1]} ({shapes})"
+            f"{OP}: x has C={x.shape[-1]} features but w expects C={w.shape[1]}; expected "
+            f"x.shape[-1] == w.shape[1], got {x.shape[-1]} != {w.shape[1]} ({shapes})"
         )
     if b is not None and tuple(b.shape) != (w.shape[0],):
         raise ShapeError(
@@ -113,11 +118,13 @@ def linear_forward(x: Array, w: Array, b: Array | None = None) -> tuple[Array, L
     xp = get_xp(x, w, b)
     check_float_dtype(OP, x=x, w=w, b=b)
     _check_shapes(x, w, b)
+    lead = tuple(x.shape[:-1])
+    x = x.reshape(-1, x.shape[-1])  # (*, C) -> (N, C), N the product of the leading axes
     y = x @ w.T  # (L1) (N, C) @ (C, K) -> (N, K)
     if b is not None:
         y = y + b  # (L1) the bias, broadcast over n
-    y = xp.ascontiguousarray(y, dtype=x.dtype)
-    return y, LinearCache(x=x, w=w, has_bias=b is not None)
+    y = xp.ascontiguousarray(y, dtype=x.dtype).reshape(*lead, w.shape[0])  # -> (*, K)
+    return y, LinearCache(x=x, w=w, has_bias=b is not None, lead=lead)
 
 
 def linear_backward(
@@ -127,8 +134,8 @@ def linear_backward(
 
     Parameters
     ----------
-    dy : Array (N, K)
-        Gradient of the loss with respect to y.
+    dy : Array (*, K)
+        Gradient of the loss with respect to y (the forward output's shape).
     cache : LinearCache
         From linear_forward.
     need_dx : bool
@@ -136,18 +143,19 @@ def linear_backward(
 
     Returns
     -------
-    dx : Array (N, C) or None
-        (L3); None when ``need_dx`` is False.
+    dx : Array (*, C) or None
+        (L3), in the forward input's shape; None when ``need_dx`` is False.
     dw : Array (K, C)
         (L2).
     db : Array (K,) or None
         (L4); None when the forward had no bias.
     """
-    N, K = cache.x.shape[0], cache.w.shape[0]
-    check_upstream("linear_backward", dy, (N, K), cache.x.dtype)
+    K, C = cache.w.shape
+    check_upstream("linear_backward", dy, (*cache.lead, K), cache.x.dtype)
     xp = get_xp(dy, cache.x, cache.w)
+    dy = dy.reshape(-1, K)  # (*, K) -> (N, K)
     dw = dy.T @ cache.x  # (L2) (K, N) @ (N, C) -> (K, C)
-    dx = dy @ cache.w if need_dx else None  # (L3) (N, K) @ (K, C) -> (N, C)
+    dx = (dy @ cache.w).reshape(*cache.lead, C) if need_dx else None  # (L3) -> (*, C)
     db = dy.sum(axis=0) if cache.has_bias else None  # (L4) -> (K,)
     return (
         None if dx is None else xp.ascontiguousarray(dx),
