@@ -220,3 +220,25 @@ def test_backend_parity(xp: ModuleType, op: Op) -> None:
     y_host, cache_host = op.forward(x, **op.kwargs)
     np.testing.assert_allclose(to_host(y), y_host, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(to_host(dx), op.backward(dy, cache_host), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_relu_gradient_at_nan_passes_dy_as_pytorch(compiled: bool) -> None:
+    """(A3) f′ = 0 where x ≤ 0, else 1: NaN fails the test, so its δ passes (PyTorch's mask)."""
+    import contextlib
+
+    import convprop
+    import convprop.nn.functional as F
+    from convprop import _native
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(1 << 16)
+    x[::7] = np.nan
+    x[1::11] = 0.0
+    dy = rng.standard_normal(x.shape)
+    with contextlib.nullcontext() if compiled else _native.disabled():
+        ours = convprop.tensor(x, requires_grad=True)
+        F.relu(ours).backward(dy)
+    theirs = torch.tensor(x, requires_grad=True)
+    torch.relu(theirs).backward(torch.tensor(dy))
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())

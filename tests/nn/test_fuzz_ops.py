@@ -321,8 +321,6 @@ OPS: dict[str, Callable[[Draw], Case]] = {
 # - lp_pool: with an Inf in a window, PyTorch differentiates its composition
 #   avg_pool(x^p)^(1/p) and gets 0·Inf = NaN for every cell of that window; convprop's
 #   closed form (LPP3), x^(p−1)/y^(p−1), keeps 0 for the finite cells.
-# - relu: at x = NaN PyTorch passes dy through (its mask is "not x <= 0"); convprop's (A3)
-#   mask x > 0 gives 0 there (the forward agrees: NaN).
 # conv2d under `auto` and adaptive_avg_pool2d pass the planted cases and are not listed.
 # - elu: at x = NaN PyTorch's gradient is NaN on its vectorised loop and dy on its scalar
 #   loop (small tensors, and the tail elements of large ones); convprop's (EL2) gives NaN.
@@ -334,7 +332,7 @@ OPS: dict[str, Callable[[Draw], Case]] = {
 #   rounding of the source position (UP4), which lands a few ulps off 0 at some positions
 #   where convprop's exact-to-rounding λ is 0 (and the other way round), so the NaN
 #   positions differ at those outputs; finite inputs agree to rounding.
-FINITE_ONLY = {"lp_pool1d", "lp_pool2d", "relu", "elu", "conv_transpose2d", "interpolate"}
+FINITE_ONLY = {"lp_pool1d", "lp_pool2d", "elu", "conv_transpose2d", "interpolate"}
 
 
 # -- running a case --------------------------------------------------------------------

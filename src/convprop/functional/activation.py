@@ -5,7 +5,7 @@ Backward, for every activation f (the δ rule of backpropagation)
   dx = dy ⊙ f′(x)                                                                     (A1)
 ReLU
   y = max(x, 0)                                                                       (A2)
-  f′(x) = 1 if x > 0 else 0      -- 0 at exactly x = 0, as PyTorch                     (A3)
+  f′(x) = 0 if x ≤ 0 else 1      -- 0 at exactly x = 0, 1 at x = NaN, as PyTorch        (A3)
 Leaky ReLU with slope α (``negative_slope``)
   y = x if x > 0 else α·x                                                             (A4)
   f′(x) = 1 if x > 0 else α      -- α at exactly x = 0, as PyTorch                     (A5)
@@ -115,7 +115,8 @@ def relu_backward(dy: Array, cache: ReluCache) -> Array:
 @_native.accelerated(elementwise.relu_backward)
 def _relu_gradient(dy: Array, x: Array) -> Array:
     """(A1), (A3) in NumPy; compiled where the kernels serve dy and x (the same product)."""
-    derivative = x > 0  # (A3) f′ = 1 where x > 0, else 0 (kept as booleans: no float copy)
+    # (A3) f′ = 0 where x <= 0, else 1: NaN compares false, so dy passes there as in PyTorch
+    derivative = ~(x <= 0)  # kept as booleans: no float copy
     return dy * derivative  # (A1) the product casts f′ to dy's dtype
 
 

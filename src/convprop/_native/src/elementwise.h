@@ -17,13 +17,14 @@ KERNEL void FN(relu_forward)(const T *x, T *y, Py_ssize_t lo, Py_ssize_t hi)
     }
 }
 
-/* (A1), (A3) dx = dy * f'(x) with f'(x) = 1 where x > 0, else 0: the product is taken
- * (not a select), so that dx is bit for bit NumPy's dy * (x > 0), -0 and NaN included. */
+/* (A1), (A3) dx = dy * f'(x) with f'(x) = 0 where x <= 0, else 1 (1 at x = NaN, as PyTorch):
+ * the product is taken (not a select), so that dx is bit for bit NumPy's dy * ~(x <= 0),
+ * -0 and NaN included. */
 KERNEL void FN(relu_backward)(const T *dy, const T *x, T *dx, Py_ssize_t lo, Py_ssize_t hi)
 {
 #pragma omp simd
     for (Py_ssize_t i = lo; i < hi; ++i) {
-        const T derivative = x[i] > 0 ? (T)1 : (T)0; /* (A3) */
+        const T derivative = x[i] <= 0 ? (T)0 : (T)1; /* (A3) */
         dx[i] = dy[i] * derivative;                  /* (A1) */
     }
 }
