@@ -19,6 +19,19 @@ Transposed convolution  x (N, C_in, *in)  w (C_in, C_out/G, *k)  y (N, C_out, *o
   dx = (CN3) applied to dy with w (no bias);  dw = (CN5) with x and dy exchanged;
   db = Σ dy                                                                             (CTN3)
 
+Geometry far beyond the input (the N-d form of CR1–CR3, ends only): along axis i, output
+o reads through tap t the x row o·s + t·d − before (outside [0, in) a padded zero), so tap t
+is live when some o in [0, out) reads inside x. With lo and hi the first and last live tap,
+the taps before lo and after hi read only zeros; they are dropped and x cropped to what the
+rest read:
+  start = lo·d − before,   stop = (out − 1)·s + hi·d − before + 1   (rows, exclusive)
+  x' = x[max(0, start) : min(in, stop)],   w' = w[lo : hi + 1]
+  before' = max(0, −start),   after' = max(0, stop − in),   same s, d and out      (CN7)
+so y is (CN3) of x', w'; dw is dw' at taps lo..hi and 0 elsewhere; dx is dx' at the rows
+x' holds and 0 elsewhere. An axis without a live tap gives y = b, dw = 0, dx = 0. Dead taps
+between live ones are kept. (Non-finite weights: a dropped tap gives 0 where 0·∞ in the
+full sums would be NaN, as in CR1–CR3.)
+
 cols is never kept: backward forms it again from x (as Caffe's im2col without saved
 columns), and the batch is cut into chunks whose columns fit ``WORKSPACE_ELEMENTS``.
 """
@@ -206,7 +219,115 @@ def _grouped_w(w: Array, geom: NdGeometry) -> Array:
     return w.reshape(G, geom.filters // G, -1)  # (G, K/G, C/G·T)
 
 
+@dataclass(frozen=True, slots=True)
+class NdTrim:
+    """The problem without the dead end taps, equation (CN7).
+
+    Fields: taps (D slices of w's kernel axes, the live taps lo..hi), rows (D slices of x's
+    spatial axes, the rows x' holds), geom (the geometry of x', w'; None when an axis has
+    no live tap and every output is 0).
+    """
+
+    taps: tuple[slice, ...]
+    rows: tuple[slice, ...]
+    geom: NdGeometry | None
+
+    @property
+    def x_index(self) -> tuple[slice, ...]:
+        """Index of x' in x (and of dx' in dx)."""
+        return (slice(None), slice(None), *self.rows)
+
+    @property
+    def w_index(self) -> tuple[slice, ...]:
+        """Index of w' in w (and of dw' in dw)."""
+        return (slice(None), slice(None), *self.taps)
+
+
+def _live_taps(size: int, before: int, k: int, s: int, d: int, out: int) -> list[int]:
+    """The taps t that some output o in [0, out) reads x through: 0 <= o·s + t·d − before <
+    size (CN7)."""
+    live = []
+    for t in range(k):
+        o_lo = max(0, -(-(before - t * d) // s))
+        o_hi = min(out - 1, (size - 1 + before - t * d) // s)
+        if o_lo <= o_hi:
+            live.append(t)
+    return live
+
+
+def trim(geom: NdGeometry) -> NdTrim | None:
+    """(CN7): the reduced problem where an axis has dead taps at an end; None otherwise."""
+    taps, rows, pads, kernel = [], [], [], []
+    empty, dropped = False, False
+    for size, k, s, d, (before, _), out in zip(
+        geom.in_size, geom.kernel, geom.stride, geom.dilation, geom.pad, geom.out_size,
+        strict=True,
+    ):  # fmt: skip
+        live = _live_taps(size, before, k, s, d, out)
+        if not live:
+            empty = True
+            taps.append(slice(0, 0))
+            rows.append(slice(0, 0))
+            continue
+        lo, hi = live[0], live[-1]
+        dropped = dropped or lo > 0 or hi < k - 1
+        start = lo * d - before  # (CN7)
+        stop = (out - 1) * s + hi * d - before + 1  # (CN7)
+        taps.append(slice(lo, hi + 1))
+        rows.append(slice(max(0, start), min(size, stop)))
+        pads.append((max(0, -start), max(0, stop - size)))  # (CN7)
+        kernel.append(hi - lo + 1)
+    if empty:
+        return NdTrim(tuple(taps), tuple(rows), None)
+    if not dropped:
+        return None
+    in_size = tuple(r.stop - r.start for r in rows)
+    reduced = NdGeometry(
+        in_size, tuple(kernel), geom.stride, geom.dilation, tuple(pads), geom.out_size,
+        geom.groups, geom.channels, geom.filters,
+    )  # fmt: skip
+    return NdTrim(tuple(taps), tuple(rows), reduced)
+
+
 def conv_nd_apply(x: Array, w: Array, geom: NdGeometry) -> Array:
+    """y = W·cols without bias, equations (CN2), (CN3), over the live taps (CN7);
+    x (N, C, *in) -> (N, K, *out)."""
+    reduced = trim(geom)
+    if reduced is None:
+        return _apply(x, w, geom)
+    if reduced.geom is None:
+        xp = get_xp(x, w)
+        return xp.zeros((x.shape[0], geom.filters, *geom.out_size), dtype=x.dtype)
+    return _apply(x[reduced.x_index], w[reduced.w_index], reduced.geom)  # (CN7)
+
+
+def conv_nd_input_grad(dy: Array, w: Array, geom: NdGeometry) -> Array:
+    """dx of (CN3) for dy (N, K, *out): dcols = Wᵀ·dy, then col2im (CN6), over the live
+    taps (CN7)."""
+    reduced = trim(geom)
+    if reduced is None:
+        return _input_grad(dy, w, geom)
+    xp = get_xp(dy, w)
+    dx = xp.zeros((dy.shape[0], geom.channels, *geom.in_size), dtype=dy.dtype)
+    if reduced.geom is not None:
+        dx[reduced.x_index] = _input_grad(dy, w[reduced.w_index], reduced.geom)
+    return dx
+
+
+def conv_nd_weight_grad(x: Array, dy: Array, geom: NdGeometry) -> Array:
+    """dW = Σ_n dy[n] · cols[n]ᵀ per group, equation (CN5), over the live taps (CN7);
+    -> (K, C/G, *kernel)."""
+    reduced = trim(geom)
+    if reduced is None:
+        return _weight_grad(x, dy, geom)
+    xp = get_xp(x, dy)
+    dw = xp.zeros((geom.filters, geom.channels // geom.groups, *geom.kernel), dtype=x.dtype)
+    if reduced.geom is not None:
+        dw[reduced.w_index] = _weight_grad(x[reduced.x_index], dy, reduced.geom)
+    return dw
+
+
+def _apply(x: Array, w: Array, geom: NdGeometry) -> Array:
     """y = W·cols without bias, equations (CN2), (CN3); x (N, C, *in) -> (N, K, *out)."""
     xp = get_xp(x, w)
     N, G = x.shape[0], geom.groups
@@ -218,7 +339,7 @@ def conv_nd_apply(x: Array, w: Array, geom: NdGeometry) -> Array:
     return y.reshape(N, geom.filters, *geom.out_size)
 
 
-def conv_nd_input_grad(dy: Array, w: Array, geom: NdGeometry) -> Array:
+def _input_grad(dy: Array, w: Array, geom: NdGeometry) -> Array:
     """dx of (CN3) for dy (N, K, *out): dcols = Wᵀ·dy, then col2im (CN6)."""
     xp = get_xp(dy, w)
     N, G = dy.shape[0], geom.groups
@@ -231,7 +352,7 @@ def conv_nd_input_grad(dy: Array, w: Array, geom: NdGeometry) -> Array:
     return dx
 
 
-def conv_nd_weight_grad(x: Array, dy: Array, geom: NdGeometry) -> Array:
+def _weight_grad(x: Array, dy: Array, geom: NdGeometry) -> Array:
     """dW = Σ_n dy[n] · cols[n]ᵀ per group, equation (CN5); -> (K, C/G, *kernel)."""
     xp = get_xp(x, dy)
     G = geom.groups
