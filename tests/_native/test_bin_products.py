@@ -129,3 +129,19 @@ def test_fft_products_take_the_kernel_for_numpy_and_matmul_without_it() -> None:
     with _native.disabled():
         plain = conv2d_fft._bin_products(a, b)
     np.testing.assert_allclose(compiled, plain, rtol=2e-6, atol=2e-6 * np.abs(plain).max())
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape, dtype",
+    [((2, 3, 4), (2, 5, 6), np.complex128), ((2, 3, 4), (2, 4, 6), np.float64)],
+)
+def test_bin_products_refuses_mismatched_stacks(
+    a_shape: tuple[int, ...], b_shape: tuple[int, ...], dtype: type
+) -> None:
+    a, b = np.zeros(a_shape, dtype), np.zeros(b_shape, dtype)
+    with pytest.raises(
+        ValueError,
+        match=r"bin_products: expected complex stacks \(I, M, L\) and \(I, L, Nc\) of one dtype; "
+        r"got \(2, 3, 4\) ",
+    ):
+        products.bin_products(a, b)

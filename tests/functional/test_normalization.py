@@ -349,6 +349,13 @@ def test_kernel_bindings_refuse_wrong_sizes_and_dtypes() -> None:
     with pytest.raises(ValueError, match=r"batchnorm_grad_frozen: gamma holds 2 elements; "
                        r"expected C = 3"):  # fmt: skip
         kernels.batchnorm_grad_frozen(x, mean[:2], mean, np.empty_like(x), 3, 4, 0, 6, 1)
+    with pytest.raises(ValueError, match=r"batchnorm_stats: invalid sizes; expected positive N, "
+                       r"C and L whose product fits, got N=0, C=3, L=4"):  # fmt: skip
+        kernels.batchnorm_stats(x, mean, var, 0, 3, 4, 0, 3, 1)
+    flat = np.zeros(25)
+    with pytest.raises(ValueError, match=r"batchnorm_apply: an array of 25 elements is not "
+                       r"\(N, 3, 4\); expected positive C and L"):  # fmt: skip
+        kernels.batchnorm_apply(flat, mean, mean, mean, mean, np.zeros(25), 3, 4, 0, 6, 1)
 
 
 @needs_kernels
