@@ -2,8 +2,9 @@
 
 One extension module per kernel family, ``convprop._native._<family>``, from the Cython
 binding ``src/convprop/_native/_<family>.pyx`` and its loops in ``src/convprop/_native/src/``
-(C headers); ``_runtime`` holds what they share (argument checks, the OpenMP runner). The
-threads of a call are an OpenMP team (``-fopenmp``).
+(C headers); ``_runtime`` holds what they share (argument checks, the worker team of
+src/team.h, POSIX threads). ``-fopenmp-simd`` reads the loops' ``omp simd`` hints only: no
+OpenMP runtime is linked.
 
 Flags. Portable by default: the modules run on any CPU of the architecture, so a wheel
 built here installs anywhere; on x86-64 (GCC 12+, glibc) each loop is compiled for
@@ -14,14 +15,13 @@ stays on that machine. Neither uses -ffast-math, and floating-point contraction 
 off (``-ffp-contract=off``): a * b + c is rounded twice, as NumPy rounds it, so that the
 kernels give the NumPy code's bits where the README promises them.
 
-Where no C compiler (or no OpenMP) is available the install still succeeds
+Where no C compiler is available the install still succeeds
 (``optional=True``) and convprop runs its NumPy code instead; ``convprop._native.AVAILABLE``
 tells which. The wheel carries the compiled modules only, not their sources
 (pyproject.toml: ``exclude-package-data``); the sdist carries the sources (MANIFEST.in).
 """
 
 import os
-import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -32,10 +32,10 @@ NATIVE = Path("src/convprop/_native")
 # or memset call each (im2col copies rows of a few elements, millions of times).
 # -fno-math-errno lets sqrt and fma be instructions (the errno they would set is never read).
 COMPILE_ARGS = [
-    "-O3", "-std=c11", "-fopenmp", "-fno-math-errno", "-ffp-contract=off",
+    "-O3", "-std=c11", "-fopenmp-simd", "-pthread", "-fno-math-errno", "-ffp-contract=off",
     "-fno-tree-loop-distribute-patterns",
 ]  # fmt: skip
-LINK_ARGS = ["-fopenmp"]
+LINK_ARGS = ["-pthread"]
 if os.environ.get("CONVPROP_NATIVE_ARCH", "") not in ("", "0"):
     # one version of each loop, for this machine (src/common.h: KERNEL)
     COMPILE_ARGS += ["-march=native", "-DCONVPROP_NATIVE_ARCH=1"]
@@ -65,7 +65,6 @@ def extensions() -> list[Extension]:
             depends=[*headers, str(NATIVE / "_runtime.pxd")],
             extra_compile_args=COMPILE_ARGS,
             extra_link_args=LINK_ARGS,
-            libraries=["dl"] if sys.platform.startswith("linux") else [],  # dladdr
             optional=True,
         )
         for path in sorted(NATIVE.glob("_*.pyx"))

@@ -171,6 +171,14 @@ def num_threads() -> int:
     return _usable_cpus()
 
 
+def threads_wait_passive() -> bool:
+    """Whether the compiled kernels' idle worker threads sleep as soon as a call ends:
+    ``OMP_WAIT_POLICY=passive`` (any case), OpenMP's name for it, read as the kernels load.
+    Otherwise (``active`` or unset) a worker watches for the next call for a few milliseconds
+    first, most of that time yielding its CPU (convprop._native, src/team.h)."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive"
+
+
 @functools.lru_cache(maxsize=1)  # a system call, asked by every kernel call
 def _usable_cpus() -> int:
     """The CPUs this process may run on, read once (and again in a forked child)."""

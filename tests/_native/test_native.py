@@ -790,22 +790,12 @@ def test_kernel_entry_points_refuse_geometries_they_cannot_compute() -> None:
         kernels.winograd4_output(np.zeros(36 * 9), np.zeros(25), unit, 3, 3, 0, 1)
 
 
-def test_the_kernels_load_with_a_short_openmp_spin_and_leave_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """libgomp reads GOMP_SPINCOUNT once, as it loads: _compiled sets it for that moment only,
-    and keeps a wait policy the environment chose."""
-    from convprop._native._compiled import SPIN_COUNT, _short_openmp_spin
+def test_the_thread_wait_policy_reads_omp_wait_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenMP's variable, read by the library's one thread policy (backend)."""
+    from convprop.backend import threads_wait_passive
 
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    with _short_openmp_spin():
-        assert os.environ["GOMP_SPINCOUNT"] == SPIN_COUNT
-    assert "GOMP_SPINCOUNT" not in os.environ
-    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
-    with _short_openmp_spin():
-        assert "GOMP_SPINCOUNT" not in os.environ
-    monkeypatch.setenv("GOMP_SPINCOUNT", "7")
-    with _short_openmp_spin():
-        assert os.environ["GOMP_SPINCOUNT"] == "7"
-    assert os.environ["GOMP_SPINCOUNT"] == "7"
+    assert threads_wait_passive() is False
+    for value, passive in (("passive", True), (" PASSIVE ", True), ("active", False), ("", False)):
+        monkeypatch.setenv("OMP_WAIT_POLICY", value)
+        assert threads_wait_passive() is passive

@@ -1,12 +1,13 @@
 """The runtime the compiled kernels share (convprop._native._runtime, src/parallel.h).
 
-A call over planes [lo, hi) on `threads` threads is cut into chunks that the threads of an
-OpenMP team claim in turn. Whatever the thread count, every plane must be computed exactly
-once, by one thread, so the results are the same bits as on one thread; sums of the
-chunks' results (invalid arg-max entries) are complete; callers in several Python threads
-get their own results; a child forked after a parallel region computes correctly (GNU
-libgomp's team does not survive fork(): such a child runs its calls on one thread). Every
-binding checks its arguments and names the op, the expected and the got values.
+A call over planes [lo, hi) on `threads` threads is cut into chunks that the calling thread
+and the workers of one team (src/team.h) claim in turn. Whatever the thread count, every
+plane must be computed exactly once, by one thread, so the results are the same bits as on
+one thread; sums of the chunks' results (invalid arg-max entries) are complete; callers in
+several Python threads get their own results; a child forked after calls on several threads
+computes correctly on workers of its own; idle workers wait as the thread policy says
+(OMP_WAIT_POLICY=passive: they sleep at once). Every binding checks its arguments and names
+the op, the expected and the got values.
 """
 
 from __future__ import annotations
@@ -124,14 +125,42 @@ def test_the_public_functions_are_the_previous_extension_s() -> None:
     }
 
 
-def test_runtime_reports_the_openmp_runtime() -> None:
+def test_runtime_reports_the_worker_team() -> None:
+    x = np.arange(-(2**16), 2**16, dtype=np.float64)
+    _elementwise.relu_forward(x, np.empty_like(x), 0, x.size, 2)  # a call on 2 threads
     info = _runtime.runtime_info()
-    assert info["openmp"] >= 200805  # OpenMP 3.0 or later: tasks of a dynamic schedule
-    assert info["max_threads"] >= 1
+    assert info["runner"] == "team"
+    assert info["workers"] >= 1  # started by the call above (or an earlier test's)
     assert info["max_threads_per_call"] == 64 and info["chunks_per_thread"] == 8
-    assert info["forked_child"] is False
-    if sys.platform.startswith("linux"):
-        assert "omp" in os.path.basename(info["library"])  # libgomp.so.1 or libomp.so
+
+
+def test_idle_workers_wait_as_the_policy_says() -> None:
+    """Active (the default): spin 0.1 ms, then yield 3 ms; passive: sleep at once. The
+    results do not depend on it."""
+    x = np.random.default_rng(3).standard_normal(2**18)
+    expected = np.empty_like(x)
+    _elementwise.relu_forward(x, expected, 0, x.size, 1)
+    try:
+        _runtime.set_wait_policy(True)
+        assert (_runtime.runtime_info()["spin_us"], _runtime.runtime_info()["yield_us"]) == (0, 0)
+        for _ in range(20):  # every call wakes sleeping workers
+            y = np.empty_like(x)
+            _elementwise.relu_forward(x, y, 0, x.size, 2)
+            np.testing.assert_array_equal(y, expected)
+    finally:
+        _runtime.set_wait_policy(False)
+    info = _runtime.runtime_info()
+    assert (info["spin_us"], info["yield_us"]) == (100, 3000)
+
+
+def test_omp_wait_policy_passive_reaches_the_team_as_the_kernels_load() -> None:
+    program = (
+        "from convprop._native import _compiled, _runtime\n"
+        "info = _runtime.runtime_info()\n"
+        "print('wait', info['spin_us'], info['yield_us'])\n"
+    )
+    assert "wait 0 0" in _run(program, OMP_WAIT_POLICY="Passive")
+    assert "wait 100 3000" in _run(program, OMP_WAIT_POLICY="active")
 
 
 @pytest.mark.parametrize(
@@ -310,29 +339,32 @@ def _convolve(x: Any, w: Any, g: tuple[int, ...], threads: int) -> tuple[Any, An
     return cols, y
 
 
-def _convolve_in_child(threads: int) -> tuple[Any, Any, bool]:
+def _convolve_in_child(threads: int) -> tuple[Any, Any, int, int]:
+    before = _runtime.runtime_info()["workers"]
     x, w, g = _fork_problem()
     cols, y = _convolve(x, w, g, threads)
-    return cols, y, _runtime.runtime_info()["forked_child"]
+    return cols, y, before, _runtime.runtime_info()["workers"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_child_forked_after_parallel_calls_computes_correctly() -> None:
-    """GNU libgomp's team does not survive fork(): a child whose parent ran a parallel region
-    would wait forever in its own first one. The child runs its calls on one thread: the
-    parent's results, in time (a hang fails by the timeout, not by blocking the suite)."""
+    """A child made by fork() has only the forking thread: it forgets the parent's workers
+    and starts its own, and computes the parent's bits, in time (a hang fails by the
+    timeout, not by blocking the suite)."""
     x, w, g = _fork_problem()
     cols, y = _convolve(x, w, g, 2)  # the parent's team has run
+    assert _runtime.runtime_info()["workers"] >= 1
     context = multiprocessing.get_context("fork")
     with context.Pool(1) as pool:
         try:
-            child_cols, child_y, forked = pool.apply_async(_convolve_in_child, (2,)).get(60)
+            outcome = pool.apply_async(_convolve_in_child, (2,)).get(60)
         except multiprocessing.TimeoutError:  # pragma: no cover - the failure this guards
             pool.terminate()
             pytest.fail("the forked child did not finish its kernel calls within 60 s")
+    child_cols, child_y, workers_at_fork, workers_after = outcome
     np.testing.assert_array_equal(child_cols, cols)
     np.testing.assert_array_equal(child_y, y)
-    assert forked  # its calls ran on one thread
+    assert workers_at_fork == 0 and workers_after >= 1  # its own team
 
 
 def _run(program: str, **env: str) -> str:
@@ -348,20 +380,26 @@ def _run(program: str, **env: str) -> str:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_child_forked_before_any_parallel_call_keeps_its_threads() -> None:
-    """Only a region that ran before the fork breaks the child's runtime: a child forked
-    before any keeps its threads (its chunks go to more than one worker)."""
+def test_a_child_forked_during_another_thread_s_call_is_not_blocked() -> None:
+    """fork() while a Python thread is inside a 2-thread call (the team's lock held): the
+    child's lock is new, so its own calls on 2 threads run and give the parent's bits."""
     program = (
-        "import os, numpy as np\n"
+        "import os, threading, numpy as np\n"
         "from convprop._native import _elementwise, _runtime\n"
-        "x = np.random.default_rng(0).standard_normal(2**20); y = np.empty_like(x)\n"
-        "_elementwise.relu_forward(x, y, 0, x.size, 1)  # one thread: no team yet\n"
+        "x = np.random.default_rng(0).standard_normal(2**22); y = np.empty_like(x)\n"
+        "_elementwise.relu_forward(x, y, 0, x.size, 1)\n"
+        "stop = threading.Event()\n"
+        "def busy():\n"
+        "    z = np.empty_like(x)\n"
+        "    while not stop.is_set(): _elementwise.relu_forward(x, z, 0, x.size, 2)\n"
+        "t = threading.Thread(target=busy); t.start()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    z = np.empty_like(x); _elementwise.relu_forward(x, z, 0, x.size, 2)\n"
-        "    ok = not _runtime.runtime_info()['forked_child'] and np.array_equal(z, y)\n"
+        "    ok = _runtime.runtime_info()['workers'] >= 1 and np.array_equal(z, y)\n"
         "    os._exit(0 if ok else 3)\n"
         "_, status = os.waitpid(pid, 0)\n"
+        "stop.set(); t.join()\n"
         "print('child', os.waitstatus_to_exitcode(status))\n"
     )
     assert "child 0" in _run(program)

@@ -5,17 +5,17 @@ extension modules of :data:`MODULES` were built and imported. The family modules
 convprop._native call ``kernels.<name>`` and no other compiled code, so that moving the
 kernels between extension modules (one Cython binding per family, built by setup.py from
 ``_<family>.pyx``) is an edit of :data:`MODULES` alone. ``_runtime`` (what the bindings
-share: argument checks, the OpenMP runner) is not listed: it holds no kernel.
+share: argument checks, the worker team) is not listed: it holds no kernel; its team's wait
+policy is set here, once, from :func:`convprop.backend.threads_wait_passive`.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import ModuleType, SimpleNamespace
 from typing import Any
+
+from convprop.backend import threads_wait_passive
 
 MODULES: tuple[str, ...] = (
     "convprop._native._im2col",
@@ -45,34 +45,6 @@ def _functions(module: ModuleType) -> dict[str, Any]:
     }
 
 
-SPIN_COUNT = "3000"
-"""How many times an idle OpenMP thread of GNU libgomp checks for new work before it sleeps
-(``GOMP_SPINCOUNT``; about 0.1 ms on the machines measured), asked for as the kernels load.
-
-libgomp's default (300,000 checks, milliseconds of a busy CPU after every parallel call)
-keeps both CPUs of a 2-core machine busy between kernels, where NumPy's OpenBLAS threads and
-the next kernel need them: on the conv suite it made forward+backward about 2x slower than
-the short spin (docs/performance.md, "The compiled kernels"). libgomp reads the variable
-once, when it is loaded, which is when the first extension module below is imported; the
-variable is set for that moment only and ``os.environ`` is left as it was. A value in the
-environment (``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``) is the user's and is kept; a libgomp
-loaded earlier by another library keeps its own setting."""
-
-
-@contextmanager
-def _short_openmp_spin() -> Iterator[None]:
-    """``GOMP_SPINCOUNT`` = :data:`SPIN_COUNT` while the block runs, unless the environment
-    chose a wait policy; the environment as it was afterwards."""
-    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
-        yield
-        return
-    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
-    try:
-        yield
-    finally:
-        del os.environ["GOMP_SPINCOUNT"]
-
-
 def load(names: tuple[str, ...]) -> tuple[SimpleNamespace, bool]:
     """Every function of the modules ``names`` as one namespace, and whether they imported.
 
@@ -82,8 +54,7 @@ def load(names: tuple[str, ...]) -> tuple[SimpleNamespace, bool]:
         When two modules define a function of the same name (a call would not know which).
     """
     try:
-        with _short_openmp_spin():
-            modules = [importlib.import_module(name) for name in names]
+        modules = [importlib.import_module(name) for name in names]
     except ImportError:  # the extensions were not built (no C compiler at install time)
         return SimpleNamespace(), False
     found: dict[str, Any] = {}
@@ -102,3 +73,6 @@ def load(names: tuple[str, ...]) -> tuple[SimpleNamespace, bool]:
 kernels: Any
 AVAILABLE: bool
 kernels, AVAILABLE = load(MODULES)
+if AVAILABLE:
+    # how the worker team waits between calls: the library's thread policy (backend)
+    importlib.import_module("convprop._native._runtime").set_wait_policy(threads_wait_passive())

@@ -7,8 +7,8 @@
 - Geometry: the 15 integers of a convolution and the 12 of a pooling, checked once
   (positive sizes, non-negative padding, element counts whose byte offsets fit).
 - Threads: :func:`run_parallel` (src/parallel.h) shares one call's planes between the
-  threads of an OpenMP team; a child forked after a parallel region runs its calls on one
-  thread (GNU libgomp's team does not survive fork()).
+  calling thread and the workers of one team (src/team.h); a child forked after calls on
+  several threads starts workers of its own.
 """
 
 import re
@@ -28,15 +28,17 @@ from libc.stdint cimport INT32_MAX
 cdef extern from "parallel.h":
     int MAX_THREADS
     int CHUNKS_PER_THREAD
-    int forked_child
-    int parallel_register_fork_handler()
+    long long TEAM_SPIN_NS
+    long long TEAM_YIELD_NS
+    long long spin_ns
+    long long yield_ns
+    int team_register_fork_handler()
+    void team_set_wait(long long spin, long long yield_) noexcept nogil
     int parallel_threads(Py_ssize_t lo, Py_ssize_t hi, int threads) noexcept nogil
+    int parallel_workers() noexcept nogil
     Py_ssize_t parallel_run "run_parallel" (
         range_task task, void *ctx, Py_ssize_t lo, Py_ssize_t hi, int threads, Py_ssize_t align
     ) noexcept nogil
-    const char *openmp_library()
-    int openmp_version()
-    int omp_get_max_threads() noexcept nogil
 
 
 CONV_FIELDS = (
@@ -326,8 +328,18 @@ cdef Py_ssize_t run_parallel(range_task task, void *ctx, Py_ssize_t lo, Py_ssize
     return parallel_run(task, ctx, lo, hi, threads, align)
 
 
-if parallel_register_fork_handler() != 0:  # pragma: no cover - out of memory at import
+if team_register_fork_handler() != 0:  # pragma: no cover - out of memory at import
     raise ImportError("convprop._native: could not register the fork handler (pthread_atfork)")
+
+
+def set_wait_policy(bint passive):
+    """How the team's idle workers wait for the next call: ``passive`` (OpenMP's
+    ``OMP_WAIT_POLICY=passive``, read by convprop.backend) sleeps at once; otherwise a worker
+    spins for 0.1 ms, then yields its CPU between looks for 3 ms, then sleeps (src/team.h)."""
+    if passive:
+        team_set_wait(0, 0)
+    else:
+        team_set_wait(TEAM_SPIN_NS, TEAM_YIELD_NS)
 
 
 cdef struct ChunkTrace:
@@ -370,20 +382,19 @@ def chunks(Py_ssize_t lo, Py_ssize_t hi, int threads=1, Py_ssize_t align=1):
 
 
 def runtime_info():
-    """The OpenMP runtime that runs the kernels' threads.
+    """The worker team that runs the kernels' threads (src/team.h).
 
-    Returns a dict: ``library`` (the runtime's file, e.g. ``.../libgomp.so.1``; "" where the
-    platform cannot tell), ``openmp`` (the OpenMP version the build implements, as the
-    specification's date, e.g. 201511), ``max_threads`` (the runtime's
-    ``omp_get_max_threads()``: its default team size; the kernels ask for their own count),
-    ``max_threads_per_call`` (64), ``chunks_per_thread`` (8) and ``forked_child`` (True in a
-    process forked after a parallel region ran: its calls run on one thread).
+    Returns a dict: ``runner`` ("team": POSIX threads of convprop's own), ``workers`` (the
+    workers started in this process so far, the calling thread not counted; 0 in a child
+    forked since, until its first call on several threads), ``spin_us`` and ``yield_us``
+    (how long an idle worker spins, then yields, before it sleeps; 0 and 0 when passive),
+    ``max_threads_per_call`` (64) and ``chunks_per_thread`` (8).
     """
     return {
-        "library": openmp_library().decode("utf-8", "replace"),
-        "openmp": openmp_version(),
-        "max_threads": omp_get_max_threads(),
+        "runner": "team",
+        "workers": parallel_workers(),
+        "spin_us": spin_ns // 1000,
+        "yield_us": yield_ns // 1000,
         "max_threads_per_call": MAX_THREADS,
         "chunks_per_thread": CHUNKS_PER_THREAD,
-        "forked_child": bool(forked_child),
     }
