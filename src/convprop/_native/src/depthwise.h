@@ -33,9 +33,12 @@ KERNEL_PART void FN(load_region)(const T *xc, T *xr, const ConvGeom *g)
 
 /* out[i] = sum_t w[t] * src[sign * offs[t] + i] for i in [0, L): the taps of one plane,
  * summed four at a time, so that out is read and written once per four taps. With
- * accumulate != 0 the sums add to out instead of replacing it. */
-KERNEL_PART void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize_t *offs,
-                                   Py_ssize_t sign, const T *w, Py_ssize_t RS, int accumulate)
+ * accumulate != 0 the sums add to out instead of replacing it. A function of its own (one
+ * call per plane), not inlined into the kernels that call it: inlined, the forward of dw3x3
+ * (8x256x28x28, 3x3) took 0.66 ms instead of 0.55 on one thread, its input gradient 0.74
+ * instead of 0.66 (medians, alternating in one process). */
+KERNEL void FN(tap_sums_into)(T *out, Py_ssize_t L, const T *src, const Py_ssize_t *offs,
+                              Py_ssize_t sign, const T *w, Py_ssize_t RS, int accumulate)
 {
     Py_ssize_t t = 0;
     if (RS == 9) { /* a 3 x 3 kernel: all nine taps in one pass (level or faster, measured) */
