@@ -52,7 +52,7 @@ LAYERS: dict[str, int] = {
     "grad_norms": 6, "report": 6,  # the gradient norms fit records; the run's report
     # 7: the command line and its commands
     "cli": 7, "app": 7, "app_checks": 7, "explain": 7, "explain_graph": 7, "bench": 7,
-    "bench_nets": 7,
+    "bench_nets": 7, "bench_worker": 7, "bench_processes": 7,
 }  # fmt: skip
 ROOT_LAYER = max(LAYERS.values()) + 1  # convprop/__init__.py re-exports the public API
 

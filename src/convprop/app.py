@@ -385,6 +385,10 @@ def bench_command(args: argparse.Namespace) -> int:
         raise ValueError(
             f"bench: --repeats must be >= 1; expected a positive count, got {args.repeats}"
         )
+    if args.rounds < 1:
+        raise ValueError(
+            f"bench: --rounds must be >= 1; expected a positive count, got {args.rounds}"
+        )
     if args.threads < 1:
         raise ValueError(
             f"bench: --threads must be >= 1; expected a positive count, got {args.threads}"
@@ -397,11 +401,13 @@ def bench_command(args: argparse.Namespace) -> int:
         args.shape,
         algorithm=args.algorithm,
         repeats=args.repeats,
+        rounds=args.rounds,
         threads=args.threads,
         with_torch=not args.no_torch,
         suite=args.suite,
         memory=not args.no_memory,
         warm=None if args.warm_ms is None else args.warm_ms / 1e3,
+        progress=True,
     )
     print(to_json(results, info) if args.json else format_table(results, info))
     return 0

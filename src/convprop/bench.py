@@ -1,11 +1,17 @@
 """Side-by-side conv2d benchmark: convprop and PyTorch (CPU) in one run.
 
-For each layer shape of the suite (``conv_suite.json``, NCHW float32), both
-libraries run on the same number of threads, interleaved (convprop, PyTorch, convprop, ...)
-after a warm-up, and the median of the repeats is reported for four passes: forward, input
-gradient, weight gradient and forward+backward (all three gradients), with GFLOP/s, the
-ratio convprop / PyTorch, the peak memory of a forward+backward step and the algorithm that
-``auto`` chose for each pass. Used by ``convprop bench`` and ``benchmarks/bench_conv.py``.
+For each layer shape of the suite (``conv_suite.json``, NCHW float32), each library is timed
+alone in processes of its own (:mod:`convprop.bench_worker`), on the same number of threads:
+``rounds`` processes per library, alternating (convprop, PyTorch, then PyTorch, convprop, ...),
+each taking ``repeats`` samples of every pass after a warm-up. Reported for four passes
+(forward, input gradient, weight gradient and forward+backward, all three gradients): the
+median over the processes of each process's median, GFLOP/s, the ratio convprop / PyTorch,
+the peak memory of a forward+backward step and the algorithm that ``auto`` chose for each
+pass. Used by ``convprop bench`` and ``benchmarks/bench_conv.py``.
+
+Why processes: in one process, the idle threads of the library that ran last (OpenBLAS's,
+PyTorch's OpenMP team, convprop's workers) still watch for work while the other library runs,
+and a user runs one library, not both.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy
 
 from convprop._shapes import conv_geometry
 from convprop.functional.conv2d import ALGORITHMS, conv2d_backward, conv2d_forward
-from convprop.process import blas_libraries, retain_freed_memory
+from convprop.process import blas_libraries
 
 PASSES = ("forward", "input_grad", "weight_grad", "forward_backward")
 SUITE_FILE = Path(__file__).with_name("conv_suite.json")
@@ -36,7 +42,8 @@ SUITE_FILE = Path(__file__).with_name("conv_suite.json")
 
 @dataclass
 class Result:
-    """One shape's timings: milliseconds per pass for each library, medians of the repeats."""
+    """One shape's timings: milliseconds per pass for each library, the median over the
+    processes of each process's median."""
 
     name: str
     shape: list[int]
@@ -248,8 +255,9 @@ def _torch_passes(x: Any, w: Any, b: Any, dy: Any, spec: list[int]
 
 
 SETTLE_SECONDS = 0.25
-"""Pause before each sample: OpenBLAS's and OpenMP's worker threads spin for a while after a
-call, and in one process they would slow whichever library runs next."""
+"""Pause before each sample: the worker threads of the pass before (OpenBLAS's, PyTorch's
+OpenMP team, convprop's) watch for work for a while after a call; each sample starts after
+they have gone to sleep, as a layer does after an idle moment."""
 
 WARM_SECONDS = 0.02
 """After the pause, each library runs its own untimed calls for this long before the timed
@@ -281,37 +289,77 @@ def _timed(fn: Callable[[], object], warm: float | None = None) -> float:
     return statistics.median(samples)
 
 
-def bench_shape(name: str, spec: list[int], *, algorithm: str = "auto", repeats: int = 7,
-                warmup: int = 2, with_torch: bool = True, seed: int = 0,
-                memory: bool = True, warm: float | None = None) -> Result:  # fmt: skip
-    """Time one shape; convprop and PyTorch alternate within every repeat. ``warm``: seconds
-    of untimed calls before each sample (default WARM_SECONDS; 0: one call, one timed)."""
-    N, C, K, R, S = spec[0], spec[1], spec[4], spec[5], spec[6]
-    x, w, b, dy = _inputs(spec, seed)
-    P, Q = dy.shape[2:]
-    ours, chosen = _convprop_passes(x, w, b, dy, spec, algorithm)
-    theirs = _torch_passes(x, w, b, dy, spec) if with_torch else {}
-    times: dict[str, dict[str, list[float]]] = {"ours": {}, "theirs": {}}
-    for pass_name in PASSES:
-        for _ in range(warmup):
-            ours[pass_name]()
-            if theirs:
-                theirs[pass_name]()
-        for _ in range(repeats):
-            times["ours"].setdefault(pass_name, []).append(_timed(ours[pass_name], warm))
-            if theirs:
-                times["theirs"].setdefault(pass_name, []).append(_timed(theirs[pass_name], warm))
-    result = Result(
-        name=name, shape=spec, algorithms=chosen,
-        convprop_ms={p: statistics.median(v) for p, v in times["ours"].items()},
-        torch_ms={p: statistics.median(v) for p, v in times["theirs"].items()},
-        gflop=2.0 * N * K * (C // spec[10]) * R * S * P * Q / 1e9,
-    )  # fmt: skip
-    if memory:
-        result.convprop_peak_mb = peak_memory_mb("convprop", spec, algorithm)
-        if with_torch:
-            result.torch_peak_mb = peak_memory_mb("torch", spec)
-    return result
+def _median_of_medians(reports: list[dict[str, Any]], name: str) -> dict[str, float]:
+    """Per pass: the median over the processes of each process's median sample."""
+    return {
+        p: statistics.median(
+            statistics.median(report["results"][name]["samples"][p]) for report in reports
+        )
+        for p in PASSES
+    }
+
+
+def _worker(library: str, names: list[str], *, algorithm: str, repeats: int, threads: int,
+            suite: str | None, warm: float | None) -> dict[str, Any]:  # fmt: skip
+    """One process of :mod:`convprop.bench_worker`: ``library``'s samples of ``names``."""
+    from convprop.bench_processes import run_json_process
+
+    command = [sys.executable, "-m", "convprop.bench_worker", "--library", library,
+               "--algorithm", algorithm, "--repeats", str(repeats), "--threads", str(threads),
+               "--settle", repr(SETTLE_SECONDS)]  # fmt: skip
+    command += [f"--shape={name}" for name in names]
+    command += ["--suite", str(suite)] if suite else []
+    command += ["--warm", repr(warm)] if warm is not None else []
+    return run_json_process(command, threads, f"bench: the {library} worker")
+
+
+def bench_shapes(names: list[str], shapes: dict[str, list[int]], *, algorithm: str = "auto",
+                 repeats: int = 3, rounds: int = 3, threads: int = 2, with_torch: bool = True,
+                 suite: str | None = None, memory: bool = True, warm: float | None = None,
+                 progress: bool = False) -> tuple[list[Result], dict[str, str]]:  # fmt: skip
+    """Time the shapes ``names``: ``rounds`` processes per library, alternating, each taking
+    ``repeats`` samples per pass (``warm``: seconds of untimed calls before each sample, default
+    WARM_SECONDS; 0: one call, one timed). Returns the results and the shapes a named
+    algorithm declined, with the reasons."""
+    libraries = ("convprop", "torch") if with_torch else ("convprop",)
+    reports: dict[str, list[dict[str, Any]]] = {library: [] for library in libraries}
+    options = {"algorithm": algorithm, "repeats": repeats, "threads": threads, "suite": suite,
+               "warm": warm}  # fmt: skip
+    skipped: dict[str, str] = {}
+    for round_index in range(rounds):
+        for library in libraries if round_index % 2 == 0 else libraries[::-1]:
+            todo = [name for name in names if name not in skipped]
+            if not todo:
+                break
+            report = _worker(library, todo, **options)  # type: ignore[arg-type]
+            skipped.update(report["skipped"])
+            reports[library].append(report)
+            if progress and report["results"]:
+                print(f"bench: round {round_index + 1}/{rounds} {library} done",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    results = []
+    for name in names:
+        if name in skipped:
+            continue
+        spec = shapes[name]
+        N, C, K, R, S = spec[0], spec[1], spec[4], spec[5], spec[6]
+        P, Q = conv_geometry("bench", (N, C, spec[2], spec[3]), (K, C // spec[10], R, S), (K,),
+                             stride=spec[7], padding=spec[8], dilation=spec[9],
+                             groups=spec[10]).y_shape[2:]  # fmt: skip
+        ours = [report for report in reports["convprop"] if name in report["results"]]
+        theirs = [report for report in reports.get("torch", []) if name in report["results"]]
+        result = Result(
+            name=name, shape=spec, algorithms=ours[0]["results"][name]["algorithms"],
+            convprop_ms=_median_of_medians(ours, name),
+            torch_ms=_median_of_medians(theirs, name) if theirs else {},
+            gflop=2.0 * N * K * (C // spec[10]) * R * S * P * Q / 1e9,
+        )  # fmt: skip
+        if memory:
+            result.convprop_peak_mb = peak_memory_mb("convprop", spec, algorithm)
+            if with_torch:
+                result.torch_peak_mb = peak_memory_mb("torch", spec)
+        results.append(result)
+    return results, skipped
 
 
 def format_table(results: list[Result], info: dict[str, Any]) -> str:
@@ -320,8 +368,9 @@ def format_table(results: list[Result], info: dict[str, Any]) -> str:
         f"machine: {info['cpu']}, {info['cores']} cores; threads {info['threads']}; "
         f"numpy {info['numpy']} ({info['blas']}, OPENBLAS_THREAD_TIMEOUT="
         f"{info['blas_thread_timeout']}, 2048² float32 matmul "
-        f"{info['gemm_gflops']} GFLOP/s); torch {info['torch']}; float32, "
-        f"median of the repeats after warm-up, convprop and PyTorch interleaved; each sample "
+        f"{info['gemm_gflops']} GFLOP/s); torch {info['torch']}; float32; each library in "
+        f"{info.get('rounds', 1)} processes of its own, alternating, the median of the "
+        f"processes' medians of {info.get('repeats', 1)} samples; each sample "
         f"{SETTLE_SECONDS} s after a pause and {info.get('warm_ms', WARM_SECONDS * 1e3):g} ms "
         f"of untimed calls",
         f"{'shape':<10}{'pass':<18}{'convprop ms':>12}{'torch ms':>10}{'ratio':>7}"
@@ -353,12 +402,12 @@ def format_table(results: list[Result], info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int = 7,
-        threads: int = 2, with_torch: bool = True, suite: str | None = None,
-        memory: bool = True, warm: float | None = None
+def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int = 3,
+        rounds: int = 3, threads: int = 2, with_torch: bool = True, suite: str | None = None,
+        memory: bool = True, warm: float | None = None, progress: bool = False
         ) -> tuple[list[Result], dict[str, Any]]:  # fmt: skip
     """Benchmark the named shapes (default: all) and return the results and machine info;
-    ``warm`` as in :func:`bench_shape`."""
+    the options as in :func:`bench_shapes`."""
     shapes = load_suite(suite)  # a bad suite file is reported before anything runs
     if with_torch:
         try:
@@ -368,29 +417,17 @@ def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int
                 "bench: PyTorch is not installed; expected torch==2.13.0 (pip install "
                 "'convprop[test]') to compare against, or --no-torch to time convprop alone"
             ) from None
-        torch.set_num_threads(threads)
-    retain_freed_memory()  # the same allocator setting for both libraries
+        torch.set_num_threads(threads)  # for machine_info's report
     unknown = sorted(set(names or []) - set(shapes))
     if unknown:
         raise ValueError(
             f"bench: unknown shape; expected names from {sorted(shapes)}, got {unknown}"
         )
-    results, skipped = [], {}
-    for name in names or list(shapes):
-        try:
-            results.append(
-                bench_shape(
-                    name,
-                    shapes[name],
-                    algorithm=algorithm,
-                    repeats=repeats,
-                    with_torch=with_torch,
-                    memory=memory,
-                    warm=warm,
-                )
-            )
-        except NotImplementedError as declined:  # a named algorithm that cannot do the shape
-            skipped[name] = str(declined)
+    chosen = names or list(shapes)
+    results, skipped = bench_shapes(
+        chosen, shapes, algorithm=algorithm, repeats=repeats, rounds=rounds, threads=threads,
+        with_torch=with_torch, suite=suite, memory=memory, warm=warm, progress=progress,
+    )  # fmt: skip
     if not results:
         raise ValueError(
             f"bench: algorithm {algorithm!r} computes none of the shapes; expected at least one "
@@ -398,6 +435,7 @@ def run(names: list[str] | None = None, *, algorithm: str = "auto", repeats: int
         )  # fmt: skip
     info = machine_info(threads)
     info["warm_ms"] = round(1e3 * (WARM_SECONDS if warm is None else warm), 3)
+    info["rounds"], info["repeats"] = rounds, repeats
     info["skipped"] = skipped
     return results, info
 

@@ -166,7 +166,8 @@ def _add_bench(sub: Any) -> None:
         "bench",
         help="time conv2d against PyTorch on the benchmark suite",
         description="Time conv2d forward, input gradient, weight gradient and "
-        "forward+backward, convprop vs PyTorch (CPU), interleaved.",
+        "forward+backward, convprop vs PyTorch (CPU), each library alone in processes of its "
+        "own, alternating.",
     )
     p.add_argument("--shape", action="append", help="one suite shape (repeatable); default all")
     p.add_argument(
@@ -174,8 +175,15 @@ def _add_bench(sub: Any) -> None:
         default="auto",
         help="auto (default), direct, im2col, fft, winograd, winograd4, depthwise",
     )
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats per pass (median)")
-    p.add_argument("--threads", type=int, default=2, help="PyTorch threads (match the BLAS)")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed samples per pass in each process (median)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="processes per library, alternating (median)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=2, help="threads of each library (kernels, BLAS, PyTorch)"
+    )
     p.add_argument(
         "--warm-ms",
         type=float,

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,6 +164,7 @@ def test_peak_memory_is_measured_in_a_child_process() -> None:
     [
         (["--shape", "nope"], "bench: unknown shape; expected names from"),
         (["--repeats", "0"], "bench: --repeats must be >= 1"),
+        (["--rounds", "0"], "bench: --rounds must be >= 1"),
         (["--threads", "0"], "bench: --threads must be >= 1"),
         (["--warm-ms", "-1"], "bench: --warm-ms must be within [0, 10000]"),
         (["--warm-ms", "nan"], "bench: --warm-ms must be within [0, 10000]"),
@@ -189,3 +191,48 @@ def test_machine_info_names_each_loaded_blas_and_its_threads(
     info = bench.machine_info(2)
     assert "openblas" in info["blas"] and "numpy" in info["blas"] and "threads)" in info["blas"]
     assert info["blas_thread_timeout"] == os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default")
+
+
+def _fake_worker(calls: list[str]) -> Any:
+    """Stands in for a worker process: samples that say which library and round made them."""
+
+    def worker(library: str, names: list[str], **options: Any) -> dict[str, Any]:
+        calls.append(library)
+        base = 10.0 if library == "convprop" else 20.0
+        count = calls.count(library)  # 1, 2, 3: this library's round
+        samples = {p: [base + count, base + count + 0.5, 100.0] for p in bench.PASSES}
+        chosen = {"forward": "direct"} if library == "convprop" else {}
+        results = {name: {"algorithms": chosen, "samples": samples} for name in names}
+        return {"library": library, "results": results, "skipped": {}}
+
+    return worker
+
+
+def test_each_library_runs_in_processes_of_its_own_alternating_and_medians_are_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Round 1 convprop then PyTorch, round 2 the other way round, ...; per pass the median
+    over the processes of each process's median sample (one slow sample in every process
+    moves nothing)."""
+    calls: list[str] = []
+    monkeypatch.setattr(bench, "_worker", _fake_worker(calls))
+    shapes = bench.load_suite()
+    results, skipped = bench.bench_shapes(["lenet1"], shapes, rounds=3, memory=False)
+    assert calls == ["convprop", "torch", "torch", "convprop", "convprop", "torch"]
+    (result,) = results
+    assert skipped == {} and result.algorithms == {"forward": "direct"}
+    assert result.convprop_ms == {p: 12.5 for p in bench.PASSES}  # medians 11.5, 12.5, 13.5
+    assert result.torch_ms == {p: 22.5 for p in bench.PASSES}
+    assert result.ratio("forward") == pytest.approx(12.5 / 22.5)
+
+
+def test_the_worker_times_one_library_and_reports_declined_shapes() -> None:
+    from convprop.bench_worker import time_library
+
+    tiny = {"tiny": [2, 3, 9, 9, 4, 3, 3, 2, 1, 1, 1], "dw": [1, 4, 6, 6, 4, 3, 3, 1, 1, 1, 4]}
+    report = time_library("convprop", tiny, algorithm="depthwise", repeats=2, warm=0.0)
+    assert report["library"] == "convprop" and list(report["results"]) == ["dw"]
+    assert "cannot compute this case" in report["skipped"]["tiny"]
+    samples = report["results"]["dw"]["samples"]
+    assert set(samples) == set(bench.PASSES) and all(len(v) == 2 for v in samples.values())
+    assert report["results"]["dw"]["algorithms"]["forward"] == "depthwise"

@@ -16,7 +16,7 @@ import pytest
 import convprop
 from convprop.bench_nets import CASES, ResNet20, format_report
 from convprop.bench_nets.profile import CATEGORIES, category, layer_timer
-from convprop.bench_nets.runner import _batch_sizes, run_process, worker_environment
+from convprop.bench_nets.runner import _batch_sizes, run_process
 from convprop.bench_nets.worker import (
     PASSES,
     Settings,
@@ -25,6 +25,7 @@ from convprop.bench_nets.worker import (
     make_batch,
     run_worker,
 )
+from convprop.bench_processes import worker_environment
 from convprop.nn import BatchNorm2d, Conv2d, Module
 
 torch = pytest.importorskip("torch")

@@ -2,11 +2,8 @@
 
 For every network and round, one process runs convprop's passes and another PyTorch's (the
 order alternates between rounds); each reports the median of its calls, and the table gives
-the median of those per-process medians and the ratio convprop / PyTorch. Threads: PyTorch
-through ``torch.set_num_threads`` in its process (``OMP_NUM_THREADS`` is removed from both
-processes' environment: it made PyTorch 2.13's convolutions about 8× slower on the machine
-measured), convprop through ``CONVPROP_NUM_THREADS`` and NumPy's OpenBLAS through
-``OPENBLAS_NUM_THREADS``.
+the median of those per-process medians and the ratio convprop / PyTorch. The workers'
+environment and threads: :mod:`convprop.bench_processes`.
 """
 
 from __future__ import annotations
@@ -15,16 +12,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
 from convprop.bench_nets.nets import CASES
 from convprop.bench_nets.profile import CATEGORIES
 from convprop.bench_nets.worker import PASSES, Settings, run_worker
-from convprop.process import BLAS_THREAD_TIMEOUT
+from convprop.bench_processes import run_json_process
 
 LIBRARIES = ("convprop", "torch")
 QUICK = Settings(warm_seconds=0.2, repeats=3, max_seconds=1.0, profile_steps=1)
@@ -42,36 +37,10 @@ def worker_command(library: str, case: str, batch: int, settings: Settings) -> l
     ]  # fmt: skip
 
 
-def worker_environment(threads: int) -> dict[str, str]:
-    """The environment of a worker: the thread counts, and convprop importable."""
-    env = dict(os.environ)
-    env.pop("OMP_NUM_THREADS", None)  # PyTorch 2.13 ran ~8x slower with it set (bench README)
-    env["CONVPROP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
-    # OpenBLAS's short spin, as convprop's long commands run (convprop.process); read as
-    # NumPy loads OpenBLAS, so it is given to the worker's interpreter from its start
-    env.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
-    source = str(Path(__file__).resolve().parents[2])  # the directory holding convprop
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
-    return env
-
-
 def run_process(library: str, case: str, batch: int, settings: Settings) -> dict[str, Any]:
     """Run one worker in a fresh interpreter and read its JSON (the last line of stdout)."""
-    done = subprocess.run(
-        worker_command(library, case, batch, settings),
-        env=worker_environment(settings.threads),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"bench_nets: the {library} worker for {case} failed; expected JSON on stdout, got "
-            f"exit status {done.returncode}: {done.stderr.strip()[-2000:]}"
-        )
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    what = f"bench_nets: the {library} worker for {case}"
+    return run_json_process(worker_command(library, case, batch, settings), settings.threads, what)
 
 
 def _median_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
