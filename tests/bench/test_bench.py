@@ -108,6 +108,7 @@ def test_the_suite_ships_inside_the_package_and_benchmarks_links_to_it() -> None
     assert linked.read_bytes() == bench.SUITE_FILE.read_bytes()
     assert list(bench.load_suite()) == [
         "lenet1", "lenet2", "res3x3", "res3x3s2", "pw1x1", "alex11", "big9x9", "dw3x3", "dil3x3",
+        "r20s2", "r20s3",
     ]  # fmt: skip
 
 
