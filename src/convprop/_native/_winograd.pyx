@@ -8,7 +8,8 @@ channels, then the T = Th*Tw tiles of each image (Th = ceil(P/m), Tw = ceil(Q/m)
 output tiles). The arrays are C-contiguous float32 or float64 arrays of any shape, read
 flat; `geom` is the 15 integers of the convolution (_runtime.CONV_FIELDS), which must be a
 3x3 kernel with stride 1 and dilation 1. Each call runs the planes of [lo, hi) ((n, c) for
-the input and dx, (n, k) for the output and dy) without the GIL on up to `threads` threads.
+the input and dx, (n, k) for the output and dy), numbered channel-major (index c*N + n:
+src/winograd.h says why), without the GIL on up to `threads` threads.
 """
 
 from convprop._native._runtime cimport (

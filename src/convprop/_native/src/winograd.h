@@ -19,7 +19,14 @@
  * one sweep per block rather than in short runs per row of tiles. Rows of x or dy are first
  * copied into zero-extended row buffers, so that no tile needs a bounds check, and split into
  * their two phases (column 2*tj + k of a row is phase k's cell tj), so that no loop reads with
- * a stride. scratch: wino_scratch(Tw) elements. */
+ * a stride. scratch: wino_scratch(Tw) elements.
+ *
+ * The planes of a call are numbered channel-major: index c*N + n is plane (n, c) of x (or
+ * (n, k) of y and dy), so that the planes one thread takes in turn write (or read) the
+ * transformed rows X[xi][c][n*T + t] one after another, a sweep along each row, instead of
+ * jumping N*T elements apart at every plane. On small planes (ResNet-20's 16x16 and 8x8 at batch
+ * 128) the transforms' passes took 5-16 % less time (convprop bench --algorithm winograd and
+ * winograd4, forward+backward 0.87-0.90 of the plane-major order); res3x3 level. */
 
 /* Copy row h of a plane (H x W, zero outside) into buf[0 .. len) starting at column -left. */
 static inline void FN(load_row)(const T *plane, Py_ssize_t H, Py_ssize_t W, Py_ssize_t h,
@@ -68,8 +75,8 @@ KERNEL void FN(wino_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_s
     const Py_ssize_t B = rows * Tw;
     T *cb = scratch, *buf = cb + 16 * B, *ph = buf + len; /* cb[(4a + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
-        const Py_ssize_t n = plane / g->C, c = plane % g->C;
-        const T *xc = x + plane * HW;
+        const Py_ssize_t c = plane / g->N, n = plane % g->N; /* channel-major */
+        const T *xc = x + (n * g->C + c) * HW;
         for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
             const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
             for (Py_ssize_t ti = t0; ti < t1; ++ti)
@@ -111,8 +118,8 @@ KERNEL void FN(wino_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py_
     const Py_ssize_t rows = wino_block_rows(Tw, WINO_BLOCK), B = rows * Tw;
     T *sb = scratch, *Y = sb + 8 * B, *row = sb + 32 * B; /* sb[(4i + b) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
-        const Py_ssize_t n = plane / g->K, k = plane % g->K;
-        T *yk = y + plane * PQ;
+        const Py_ssize_t k = plane / g->N, n = plane % g->N; /* channel-major */
+        T *yk = y + (n * g->K + k) * PQ;
         for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
             const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
             const T *m = M + k * NT + n * Th * Tw + t0 * Tw;
@@ -160,8 +167,8 @@ KERNEL void FN(wino_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ssi
     const Py_ssize_t B = rows * Tw;
     T *zb = scratch, *buf = zb + 8 * B, *ph = buf + len; /* zb[(4i + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
-        const Py_ssize_t n = plane / g->K, k = plane % g->K;
-        const T *dyk = dy + plane * PQ;
+        const Py_ssize_t k = plane / g->N, n = plane % g->N; /* channel-major */
+        const T *dyk = dy + (n * g->K + k) * PQ;
         for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
             const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
             for (Py_ssize_t ti = t0; ti < t1; ++ti)
@@ -209,8 +216,8 @@ KERNEL void FN(wino_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py_
     const Py_ssize_t n_x = g->W < len - g->pad_left ? g->W : len - g->pad_left;
     T *sb = scratch, *dd = sb + 16 * B, *row = sb + 32 * B;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
-        const Py_ssize_t n = plane / g->C, c = plane % g->C;
-        T *dxc = dx + plane * HW;
+        const Py_ssize_t c = plane / g->N, n = plane % g->N; /* channel-major */
+        T *dxc = dx + (n * g->C + c) * HW;
         memset(dxc, 0, (size_t)HW * sizeof(T));
         for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
             const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;

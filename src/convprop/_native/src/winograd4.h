@@ -15,7 +15,7 @@
  * or written in one sweep per block, not 36 short runs per row of tiles. Rows of x or dy are
  * zero-extended into buffers of 4*Tw + 4 cells and split into their four phases (column
  * 4*tj + k of a row is phase k's cell tj), so that no loop reads with a stride.
- * scratch: wino4_scratch(Tw) elements.
+ * scratch: wino4_scratch(Tw) elements. Planes are numbered channel-major, as in winograd.h.
  *
  * (WG9), interpolation points 0, 1, -1, 1/2, -2 and infinity (rows of B^T and G scaled so
  * that B^T is integer):
@@ -100,8 +100,8 @@ KERNEL void FN(wino4_input)(const T *x, T *V, T *scratch, const ConvGeom *g, Py_
     const Py_ssize_t B = rows * Tw; /* row length of the block arrays */
     T *cb = scratch, *buf = cb + 36 * B, *ph = buf + len; /* cb[(6a + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
-        const Py_ssize_t n = plane / g->C, c = plane % g->C;
-        const T *xc = x + plane * HW;
+        const Py_ssize_t c = plane / g->N, n = plane % g->N; /* channel-major */
+        const T *xc = x + (n * g->C + c) * HW;
         for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
             const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
             for (Py_ssize_t ti = t0; ti < t1; ++ti)
@@ -142,8 +142,8 @@ KERNEL void FN(wino4_output)(const T *M, T *y, T *scratch, const ConvGeom *g, Py
     const Py_ssize_t rows = wino_block_rows(Tw, WINO4_BLOCK), B = rows * Tw;
     T *sb = scratch, *Y = sb + 24 * B, *row = sb + 72 * B; /* sb[(6i + b) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
-        const Py_ssize_t n = plane / g->K, k = plane % g->K;
-        T *yk = y + plane * PQ;
+        const Py_ssize_t k = plane / g->N, n = plane % g->N; /* channel-major */
+        T *yk = y + (n * g->K + k) * PQ;
         for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
             const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
             const T *m = M + k * NT + n * Th * Tw + t0 * Tw;
@@ -196,8 +196,8 @@ KERNEL void FN(wino4_dy)(const T *dy, T *Z, T *scratch, const ConvGeom *g, Py_ss
     const Py_ssize_t B = rows * Tw;
     T *zb = scratch, *buf = zb + 24 * B, *ph = buf + len; /* zb[(6i + j) * B + t] */
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
-        const Py_ssize_t n = plane / g->K, k = plane % g->K;
-        const T *dyk = dy + plane * PQ;
+        const Py_ssize_t k = plane / g->N, n = plane % g->N; /* channel-major */
+        const T *dyk = dy + (n * g->K + k) * PQ;
         for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
             const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
             for (Py_ssize_t ti = t0; ti < t1; ++ti)
@@ -243,8 +243,8 @@ KERNEL void FN(wino4_dx)(const T *Mbar, T *dx, T *scratch, const ConvGeom *g, Py
     const Py_ssize_t n_x = g->W < len - 2 - g->pad_left ? g->W : len - 2 - g->pad_left;
     T *sb = scratch, *dd = sb + 36 * B, *row = sb + 72 * B;
     for (Py_ssize_t plane = lo; plane < hi; ++plane) {
-        const Py_ssize_t n = plane / g->C, c = plane % g->C;
-        T *dxc = dx + plane * HW;
+        const Py_ssize_t c = plane / g->N, n = plane % g->N; /* channel-major */
+        T *dxc = dx + (n * g->C + c) * HW;
         memset(dxc, 0, (size_t)HW * sizeof(T));
         for (Py_ssize_t t0 = 0; t0 < Th; t0 += rows) {
             const Py_ssize_t t1 = t0 + rows < Th ? t0 + rows : Th, nt = (t1 - t0) * Tw;
