@@ -108,7 +108,8 @@ def machine_info(threads: int) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "blas": "; ".join(
             f"{library['internal_api']} {library['version']} "
-            f"({Path(library['filepath']).parent.name}, {library['num_threads']} threads)"
+            f"({Path(library['filepath']).parent.name}, {library['num_threads']} threads"
+            f"{_kernels(library)})"
             for library in blas_libraries()  # NumPy's (convprop._blas calls it too), any other
         ),
         # log2 of the cycles idle OpenBLAS threads spin (convprop.process.configure_process)
@@ -122,6 +123,13 @@ def machine_info(threads: int) -> dict[str, Any]:
     except ImportError:
         info["torch"] = "not installed"
     return info
+
+
+def _kernels(library: dict[str, Any]) -> str:
+    """ ", Haswell kernels": the kernels a BLAS runs, where it says (OpenBLAS picks them by
+    CPU unless OPENBLAS_CORETYPE names them; its AVX2 ones halve float32 products on an
+    AVX-512 CPU: docs/performance.md, "Threads and BLAS")."""
+    return f", {library['architecture']} kernels" if library.get("architecture") else ""
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:

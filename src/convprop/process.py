@@ -62,13 +62,14 @@ def retain_freed_memory() -> bool:
 
 def blas_libraries() -> list[dict[str, Any]]:
     """The BLAS libraries loaded in this process, as threadpoolctl finds them: for each, its
-    ``internal_api`` (e.g. "openblas"), ``version``, ``num_threads`` and ``filepath``. NumPy's
-    is loaded with NumPy (``convprop._blas`` calls it too); SciPy's, once a program imports
-    ``scipy.linalg``.
+    ``internal_api`` (e.g. "openblas"), ``version``, ``num_threads``, ``filepath`` and
+    ``architecture`` (the kernels it runs, e.g. "SkylakeX" or "Haswell"; None where the
+    library does not say). NumPy's is loaded with NumPy (``convprop._blas`` calls it too);
+    SciPy's, once a program imports ``scipy.linalg``.
     """
     import threadpoolctl
 
-    keys = ("internal_api", "version", "num_threads", "filepath")
+    keys = ("internal_api", "version", "num_threads", "filepath", "architecture")
     return [
         {key: library.get(key) for key in keys}
         for library in threadpoolctl.threadpool_info()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from convprop import bench
+from convprop import bench, process
 from convprop.cli import main
 
 
@@ -190,7 +190,9 @@ def test_machine_info_names_each_loaded_blas_and_its_threads(
     its version and thread count; the OpenBLAS spin setting as the environment holds it."""
     monkeypatch.setattr(bench, "matmul_gflops", lambda: 0.0)
     info = bench.machine_info(2)
-    assert "openblas" in info["blas"] and "numpy" in info["blas"] and "threads)" in info["blas"]
+    assert "openblas" in info["blas"] and "numpy" in info["blas"] and " threads" in info["blas"]
+    architectures = [lib["architecture"] for lib in process.blas_libraries() if lib["architecture"]]
+    assert all(f", {name} kernels)" in info["blas"] for name in architectures)
     assert info["blas_thread_timeout"] == os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default")
 
 

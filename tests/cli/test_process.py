@@ -44,7 +44,9 @@ def test_retain_freed_memory_applies_on_glibc() -> None:
 def test_blas_libraries_lists_numpys_openblas_with_its_threads() -> None:
     libraries = process.blas_libraries()
     assert libraries, "threadpoolctl found no BLAS library"
-    assert {"internal_api", "version", "num_threads", "filepath"} <= set(libraries[0])
+    assert {"internal_api", "version", "num_threads", "filepath", "architecture"} <= set(
+        libraries[0]
+    )
     assert any(
         lib["internal_api"] == "openblas" and "numpy" in str(lib["filepath"]) for lib in libraries
     )
