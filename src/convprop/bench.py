@@ -331,15 +331,14 @@ def bench_shapes(names: list[str], shapes: dict[str, list[int]], *, algorithm: s
     algorithm declined, with the reasons."""
     libraries = ("convprop", "torch") if with_torch else ("convprop",)
     reports: dict[str, list[dict[str, Any]]] = {library: [] for library in libraries}
-    options = {"algorithm": algorithm, "repeats": repeats, "threads": threads, "suite": suite,
-               "warm": warm}  # fmt: skip
     skipped: dict[str, str] = {}
     for round_index in range(rounds):
         for library in libraries if round_index % 2 == 0 else libraries[::-1]:
             todo = [name for name in names if name not in skipped]
             if not todo:
                 break
-            report = _worker(library, todo, **options)  # type: ignore[arg-type]
+            report = _worker(library, todo, algorithm=algorithm, repeats=repeats,
+                             threads=threads, suite=suite, warm=warm)  # fmt: skip
             skipped.update(report["skipped"])
             reports[library].append(report)
             if progress and report["results"]:
