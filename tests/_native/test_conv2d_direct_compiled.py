@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from convprop import _native
 from convprop._native import _compiled, direct
 from convprop._shapes import conv_geometry
+from convprop.functional import conv2d_cost_model as cost
 from convprop.functional import conv2d_direct, conv2d_forward
 from convprop.functional import conv2d_select as select
 from convprop.functional._conv_common import rotated_filters, transposed_geometry
@@ -81,28 +82,70 @@ def test_direct_algorithm_by_either_path_matches_F1_B3(
 
 
 BLOCKS = [
-    # (K, groups, W, stride_w, C/G): filters per group against 4 and 16 (8 for float64),
-    # output columns against 16 (8) and 6, with unit and larger column strides; with few
-    # taps (C/G = 2) and with many (C/G = 12), where stride 1 takes either blocking
+    # (K, groups, W, stride_w, C/G): filters per group against 4, 16 and 32 (8 and 16 for
+    # float64), output columns against 16 (8), 6 and 8, with unit and larger column strides;
+    # with few taps (C/G = 2) and with many (C/G = 12), where stride 1 takes any blocking
     (1, 1, 5, 1, 2), (3, 1, 16, 1, 2), (5, 1, 17, 1, 2), (17, 1, 33, 1, 2), (6, 2, 20, 1, 2),
     (1, 1, 5, 2, 2), (17, 1, 13, 2, 2), (33, 1, 40, 3, 2), (12, 3, 19, 3, 2), (16, 1, 6, 1, 2),
     (16, 1, 30, 1, 12), (17, 1, 11, 1, 12), (40, 2, 26, 1, 12), (7, 1, 30, 1, 12),
+    (32, 1, 16, 1, 12), (33, 1, 19, 1, 12), (64, 2, 21, 2, 12), (47, 1, 9, 1, 3),
 ]  # fmt: skip
 
 
-def test_stride_one_takes_both_blockings_in_the_remainder_grid() -> None:
-    """The cases above reach both register blockings with unit column stride (and the
-    columns blocking only, otherwise), in both precisions."""
+def _block_geometry(K: int, groups: int, W: int, stride_w: int, Cg: int) -> Any:
+    return conv_geometry("test", (2, Cg * groups, 4, W), (K * groups, Cg, 2, 3), (K * groups,),
+                         stride=(1, stride_w), padding=(1, 2), dilation=(1, 2),
+                         groups=groups)  # fmt: skip
+
+
+def _blockings(stride_w: int, weight: bool = False) -> list[str]:
+    """The blockings a pass can run here: "columns" always, "filters" for the forward with
+    unit column stride, "wide" where the CPU has AVX-512."""
+    names = ["columns"]
+    if not weight and stride_w == 1:
+        names.append("filters")
+    if direct.wide_blocking_runs():
+        names.append("wide")
+    return names
+
+
+def test_the_grid_reaches_every_blocking_that_runs_here() -> None:
+    """The cases above make direct.h choose each blocking that runs on this CPU, for both
+    passes and precisions ("filters" only with unit column stride)."""
     for itemsize in (4, 8):
-        seen = set()
+        seen, seen_weight = set(), set()
         for K, groups, W, stride_w, Cg in BLOCKS:
-            geom = conv_geometry("test", (2, Cg * groups, 4, W), (K * groups, Cg, 2, 3), None,
-                                 stride=(1, stride_w), padding=(1, 2), dilation=(1, 2),
-                                 groups=groups)  # fmt: skip
+            geom = _block_geometry(K, groups, W, stride_w, Cg)
             blocking = direct.direct_blocking(geom, itemsize)
-            assert stride_w == 1 or blocking == "columns"
+            assert blocking in _blockings(stride_w), (blocking, stride_w)
             seen.add((stride_w == 1, blocking))
-        assert seen == {(True, "filters"), (True, "columns"), (False, "columns")}, itemsize
+            seen_weight.add(direct.direct_blocking(geom, itemsize, weight=True))
+        expected_forward = {(True, "filters"), (True, "columns"), (False, "columns")}
+        if direct.wide_blocking_runs():
+            expected_forward |= {(True, "wide"), (False, "wide")}
+        assert seen == expected_forward, itemsize
+        assert seen_weight == set(_blockings(2, weight=True)), itemsize
+
+
+def test_the_cost_model_knows_which_blocking_the_kernels_choose() -> None:
+    """conv2d_cost_model.direct_blocking restates direct.h's choice for its estimates: the
+    same answer on the grid above and on wider layers, both passes and precisions."""
+    wider = [
+        (16, 32, 16, 3, 1), (32, 16, 32, 3, 1), (64, 8, 64, 3, 1), (256, 14, 1024, 1, 1),
+        (128, 28, 256, 3, 2), (3, 32, 64, 7, 2), (64, 32, 64, 9, 1), (32, 14, 64, 5, 1),
+        (1, 28, 32, 5, 1),
+    ]  # fmt: skip
+    layers = [_block_geometry(*case) for case in BLOCKS]
+    for C, H, K, R, stride in wider:
+        layers.append(conv_geometry("test", (8, C, H, H), (K, C, R, R), None, stride=stride,
+                                    padding=1, dilation=1, groups=1))  # fmt: skip
+    assert direct.wide_blocking_runs() == _native.wide_blockings_run()
+    for geom in layers:
+        for itemsize in (4, 8):
+            for weight in (False, True):
+                kernels_choice = direct.direct_blocking(geom, itemsize, weight=weight)
+                assert cost.direct_blocking(geom, itemsize, weight) == kernels_choice, (
+                    geom, itemsize, weight)  # fmt: skip
 
 
 def test_blocking_query_refuses_bad_arguments() -> None:
@@ -114,26 +157,56 @@ def test_blocking_query_refuses_bad_arguments() -> None:
         _compiled.kernels.direct_blocking(_native.conv_geometry_tuple(geom), 2, 2)
 
 
+def test_a_blocking_that_cannot_run_is_refused_by_name() -> None:
+    geom = _block_geometry(5, 1, 9, 2, 2)
+    g, rows = _native.conv_geometry_tuple(geom), geom.N * geom.P
+    x = np.zeros(geom.x_shape, np.float32)
+    w = np.zeros(geom.w_shape, np.float32)
+    y = np.zeros(geom.y_shape, np.float32)
+    with pytest.raises(ValueError, match=r"direct_forward: blocking 'filters' cannot run here"):
+        _compiled.kernels.direct_forward(x, w, None, y, g, 1, 0, rows, 1, blocking="filters")
+    with pytest.raises(ValueError, match=r"direct_weight: blocking 'rows' cannot run here"):
+        _compiled.kernels.direct_weight(y, x, w, g, 1, 1, 0, 1, 1, blocking="rows")
+    if not direct.wide_blocking_runs():
+        with pytest.raises(ValueError, match=r"blocking 'wide' cannot run here"):
+            _compiled.kernels.direct_forward(x, w, None, y, g, 1, 0, rows, 1, blocking="wide")
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(("K", "groups", "W", "stride_w", "Cg"), BLOCKS)
 def test_register_block_remainders(
     K: int, groups: int, W: int, stride_w: int, Cg: int, dtype: str
 ) -> None:
+    """Every blocking that runs here, forced on each case, against the (F1) and (B2)
+    references; and all of them the same bits (each sum is the same chain of multiply-adds,
+    direct_columns.h), the choice of direct.h included."""
     rng = np.random.default_rng(K * 100 + W)
     C = Cg * groups
     x = rng.standard_normal((2, C, 4, W)).astype(dtype)
     w = rng.standard_normal((K * groups, C // groups, 2, 3)).astype(dtype)
     b = rng.standard_normal(K * groups).astype(dtype)
     hyper = {"stride": (1, stride_w), "padding": (1, 2), "dilation": (1, 2), "groups": groups}
-    geom = conv_geometry("test", x.shape, w.shape, b.shape, **hyper)
-    y = direct.direct_forward(x, w, geom, b)
+    geom = _block_geometry(K, groups, W, stride_w, Cg)
+    g, rows = _native.conv_geometry_tuple(geom), geom.N * groups * geom.P
     reference = conv2d_ref(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                            **hyper)  # fmt: skip
-    assert_close(y, reference, dtype, "y (F1), block remainders")
-    assert_close(direct.direct_forward(x, w, geom), reference - b.reshape(1, -1, 1, 1), dtype)
     dy = rng.standard_normal(reference.shape).astype(dtype)
     dw_reference = conv2d_dw_ref(x.astype(np.float64), dy.astype(np.float64), w.shape, **hyper)
-    assert_close(direct.direct_weight(dy, x, geom), dw_reference, dtype, "dw (DS3), blocks")
+    chosen = direct.direct_forward(x, w, geom, b)
+    assert_close(chosen, reference, dtype, "y (F1), block remainders")
+    assert_close(direct.direct_forward(x, w, geom), reference - b.reshape(1, -1, 1, 1), dtype)
+    for blocking in _blockings(stride_w):
+        y = np.full(geom.y_shape, np.nan, dtype)
+        _compiled.kernels.direct_forward(x, w, b, y, g, groups, 0, rows, 2, blocking=blocking)
+        np.testing.assert_array_equal(y, chosen, err_msg=blocking)
+    slices = direct.direct_weight_slices(geom, x.itemsize)
+    dw_chosen = direct.direct_weight(dy, x, geom)
+    assert_close(dw_chosen, dw_reference, dtype, "dw (DS3), blocks")
+    for blocking in _blockings(stride_w, weight=True):
+        dw = np.full(w.shape, np.nan, dtype)
+        _compiled.kernels.direct_weight(dy, x, dw, g, groups, slices, 0, slices, 2,
+                                        blocking=blocking)  # fmt: skip
+        np.testing.assert_array_equal(dw, dw_chosen, err_msg=blocking)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -263,12 +336,12 @@ def test_cost_model_takes_the_compiled_sum_for_few_taps_and_gemm_for_many() -> N
             "direct"
         )
         assert not select.direct_runs_compiled(geom, "forward", 4, False)  # no kernels: NumPy taps
-    assert not select.direct_runs_compiled(
-        pointwise, "forward", 4, True
-    )  # one GEMM at the BLAS rate
-    assert select.choose(pointwise, "forward", "float32", ["direct", "im2col"], compiled=True) == (
-        "im2col"
-    )
+    # one GEMM at the BLAS rate, unless the sums run in the AVX-512 blocking (2.5 against
+    # 3.5 ms with OpenBLAS's AVX2 kernels)
+    wide = direct.wide_blocking_runs()
+    assert select.direct_runs_compiled(pointwise, "forward", 4, True) == wide
+    chosen = select.choose(pointwise, "forward", "float32", ["direct", "im2col"], compiled=True)
+    assert chosen == ("direct" if wide else "im2col")
 
 
 @st.composite

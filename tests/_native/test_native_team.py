@@ -84,14 +84,15 @@ def _depthwise_problem(seed: int, N: int = 6) -> tuple[Any, ...]:
 
 
 def test_the_public_functions_are_the_previous_extension_s() -> None:
-    """The 29 kernels under their previous names, each defined by one family module."""
+    """The 29 kernels under their previous names, and the query of the direct sums' AVX-512
+    blocking, each defined by one family module."""
     names = [
         name
         for module in FAMILIES
         for name, value in vars(module).items()
         if callable(value) and getattr(value, "__module__", None) == module.__name__
     ]
-    assert len(names) == len(set(names)) == 29
+    assert len(names) == len(set(names)) == 30
     assert set(names) == {
         "im2col",
         "col2im",
@@ -102,6 +103,7 @@ def test_the_public_functions_are_the_previous_extension_s() -> None:
         "direct_forward",
         "direct_weight",
         "direct_blocking",
+        "wide_blocking_runs",
         "maxpool_forward",
         "maxpool_backward",
         "winograd_input",
@@ -577,7 +579,7 @@ def test_direct_bindings_check_groups_slices_and_sizes() -> None:
     )
     with pytest.raises(ValueError, match=pattern):
         _direct.direct_blocking(g, 1, 2)
-    assert _direct.direct_blocking(g, 1, 4) in ("filters", "columns")
+    assert _direct.direct_blocking(g, 1, 4) in ("filters", "columns", "wide")
 
 
 def test_tile_and_element_wise_bindings_check_their_arguments() -> None:

@@ -58,9 +58,10 @@ Where a compiled path is more than one kernel (Winograd's batched tiles, the FFT
 copies), the functional module writes it as a function of its own and marks it with
 :func:`twin`; functional code calls the family modules' kernels only inside such twins.
 :func:`runs_compiled` answers the one other question ops ask (which algorithm or layout a
-cost model should count on), never which code to run. One kernel can tell whether it
-serves a call only by trying: ``products.add_products`` (NumPy's BLAS, where one is found)
-returns whether it did the work.
+cost model should count on), never which code to run; :func:`wide_blockings_run` the one
+about the CPU (whether the direct sums' AVX-512 blocking runs, which changes their rate).
+One kernel can tell whether it serves a call only by trying: ``products.add_products``
+(NumPy's BLAS, where one is found) returns whether it did the work.
 
 Threads: ``convprop.backend.num_threads`` (one policy for the library).
 """
@@ -75,7 +76,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import numpy
 
-from convprop._native._compiled import AVAILABLE
+from convprop._native._compiled import AVAILABLE, kernels
 from convprop.backend import num_threads
 
 __all__ = [
@@ -94,6 +95,7 @@ __all__ = [
     "threads_for",
     "turned_off",
     "twin",
+    "wide_blockings_run",
 ]
 
 P = ParamSpec("P")
@@ -170,6 +172,14 @@ def runs_compiled(*arrays: Any) -> bool:
     its dispatch point (:func:`accelerated`), never by this.
     """
     return serves(*arrays)
+
+
+def wide_blockings_run() -> bool:
+    """Whether the compiled kernels run their AVX-512 register blockings on this CPU (the
+    direct sums' "wide" blocking, src/direct.h): False where the kernels are not built or the
+    CPU lacks x86-64-v4. For the cost models, as :func:`runs_compiled`: the kernels choose
+    their blocking themselves."""
+    return AVAILABLE and bool(kernels.wide_blocking_runs())
 
 
 # ------------------------------------------------------------------------------ threads

@@ -36,25 +36,47 @@ cdef extern from *:
     """
     #define KERNELS "direct.h"
     #include "typed.h"
+    #if !defined(WIDE_KERNELS) /* never called there: wide_kernels_run() is 0 */
+    #define direct_forward_wide_f32(x, wt, b, y, s, o, g, G, Kpad, lo, hi) ((void)0)
+    #define direct_forward_wide_f64(x, wt, b, y, s, o, g, G, Kpad, lo, hi) ((void)0)
+    #define direct_weight_wide_f32(x, dy, p, s, o, g, G, Kpad, Tpad, n, lo, hi) ((void)0)
+    #define direct_weight_wide_f64(x, dy, p, s, o, g, G, Kpad, Tpad, n, lo, hi) ((void)0)
+    #endif
     """
     enum:
         DR  # output rows per pass over the weight gradient's partial sums (DS3)
+        DIRECT_COLUMNS
+        DIRECT_FILTERS
+        DIRECT_WIDE
+    int wide_kernels_run() noexcept nogil
     Py_ssize_t direct_rows(const ConvGeom *g) noexcept nogil
     Py_ssize_t direct_cols(const ConvGeom *g) noexcept nogil
-    int direct_unit_blocks(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
-                           int itemsize) noexcept nogil
+    int direct_forward_blocking(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
+                                int itemsize, int wide) noexcept nogil
+    int direct_weight_blocking(Py_ssize_t Kg, Py_ssize_t taps, int itemsize,
+                               int wide) noexcept nogil
+    Py_ssize_t direct_filter_block(int blocking, int itemsize) noexcept nogil
+    Py_ssize_t direct_tap_block(int blocking) noexcept nogil
     void direct_filters_f32(const float *w, float *wt, Py_ssize_t G, Py_ssize_t Kg,
                             Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t KB) noexcept nogil
     void direct_filters_f64(const double *w, double *wt, Py_ssize_t G, Py_ssize_t Kg,
                             Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t KB) noexcept nogil
     void direct_forward_f32(const float *x, const float *wt, const float *b, float *y,
                             float *scratch, const Py_ssize_t *offs, const ConvGeom *g,
-                            Py_ssize_t G, Py_ssize_t Kpad, int unit, Py_ssize_t lo,
+                            Py_ssize_t G, Py_ssize_t Kpad, int blocking, Py_ssize_t lo,
                             Py_ssize_t hi) noexcept nogil
     void direct_forward_f64(const double *x, const double *wt, const double *b, double *y,
                             double *scratch, const Py_ssize_t *offs, const ConvGeom *g,
-                            Py_ssize_t G, Py_ssize_t Kpad, int unit, Py_ssize_t lo,
+                            Py_ssize_t G, Py_ssize_t Kpad, int blocking, Py_ssize_t lo,
                             Py_ssize_t hi) noexcept nogil
+    void direct_forward_wide_f32(const float *x, const float *wt, const float *b, float *y,
+                                 float *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                                 Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t lo,
+                                 Py_ssize_t hi) noexcept nogil
+    void direct_forward_wide_f64(const double *x, const double *wt, const double *b,
+                                 double *y, double *scratch, const Py_ssize_t *offs,
+                                 const ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t lo,
+                                 Py_ssize_t hi) noexcept nogil
     void direct_weight_f32(const float *x, const float *dy, float *partials, float *scratch,
                            const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                            Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices, Py_ssize_t lo,
@@ -63,6 +85,14 @@ cdef extern from *:
                            double *scratch, const Py_ssize_t *offs, const ConvGeom *g,
                            Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
                            Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+    void direct_weight_wide_f32(const float *x, const float *dy, float *partials,
+                                float *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                                Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
+                                Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+    void direct_weight_wide_f64(const double *x, const double *dy, double *partials,
+                                double *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                                Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
+                                Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
     void direct_weight_sum_f32(const float *partials, float *dw, float *row, Py_ssize_t G,
                                Py_ssize_t Kg, Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t Tpad,
                                Py_ssize_t slices) noexcept nogil
@@ -84,18 +114,25 @@ cdef struct Direct:
     const Py_ssize_t *offs
     ConvGeom g
     Py_ssize_t G, Kpad, Tpad, slices
-    int unit               # forward: the VK x VQ blocking (direct_unit_blocks)
+    int blocking           # DIRECT_COLUMNS, DIRECT_FILTERS or DIRECT_WIDE (direct.h)
 
 
 cdef Py_ssize_t forward_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     cdef Direct *c = <Direct *>ctx
     cdef char *s = c.scratch + <size_t>worker * c.scratch_bytes
-    if c.kind == 4:
+    if c.blocking == DIRECT_WIDE and c.kind == 4:
+        direct_forward_wide_f32(<const float *>c.x, <const float *>c.wt, <const float *>c.b,
+                                <float *>c.y, <float *>s, c.offs, &c.g, c.G, c.Kpad, lo, hi)
+    elif c.blocking == DIRECT_WIDE:
+        direct_forward_wide_f64(<const double *>c.x, <const double *>c.wt, <const double *>c.b,
+                                <double *>c.y, <double *>s, c.offs, &c.g, c.G, c.Kpad, lo, hi)
+    elif c.kind == 4:
         direct_forward_f32(<const float *>c.x, <const float *>c.wt, <const float *>c.b,
-                           <float *>c.y, <float *>s, c.offs, &c.g, c.G, c.Kpad, c.unit, lo, hi)
+                           <float *>c.y, <float *>s, c.offs, &c.g, c.G, c.Kpad, c.blocking, lo,
+                           hi)
     else:
         direct_forward_f64(<const double *>c.x, <const double *>c.wt, <const double *>c.b,
-                           <double *>c.y, <double *>s, c.offs, &c.g, c.G, c.Kpad, c.unit, lo,
+                           <double *>c.y, <double *>s, c.offs, &c.g, c.G, c.Kpad, c.blocking, lo,
                            hi)
     return 0
 
@@ -103,7 +140,13 @@ cdef Py_ssize_t forward_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t h
 cdef Py_ssize_t weight_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     cdef Direct *c = <Direct *>ctx
     cdef char *s = c.scratch + <size_t>worker * c.scratch_bytes
-    if c.kind == 4:
+    if c.blocking == DIRECT_WIDE and c.kind == 4:
+        direct_weight_wide_f32(<const float *>c.x, <const float *>c.dy, <float *>c.partials,
+                               <float *>s, c.offs, &c.g, c.G, c.Kpad, c.Tpad, c.slices, lo, hi)
+    elif c.blocking == DIRECT_WIDE:
+        direct_weight_wide_f64(<const double *>c.x, <const double *>c.dy, <double *>c.partials,
+                               <double *>s, c.offs, &c.g, c.G, c.Kpad, c.Tpad, c.slices, lo, hi)
+    elif c.kind == 4:
         direct_weight_f32(<const float *>c.x, <const float *>c.dy, <float *>c.partials,
                           <float *>s, c.offs, &c.g, c.G, c.Kpad, c.Tpad, c.slices, lo, hi)
     else:
@@ -121,14 +164,14 @@ cdef int check_groups(ConvGeom *g, Py_ssize_t G, str op) except -1:
     return 0
 
 
-cdef int check_sizes(ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t slices, str op,
-                     tuple geom) except -1:
+cdef int check_sizes(ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad,
+                     Py_ssize_t slices, str op, tuple geom) except -1:
     """The sums' own sizes (direct.h): w (K, C/G*R*S), the filters padded to Kpad and the
-    taps to a multiple of 6 per group, `slices` partial sums of that size, and DR row
-    regions and turned rows of dy per thread must all fit; checked before any array is read."""
+    taps to Tpad per group, `slices` partial sums of that size, and DR row regions and
+    turned rows of dy per thread must all fit; checked before any array is read."""
     cdef Py_ssize_t Cg = g.C // G, taps = Cg * g.R * g.S
     cdef Py_ssize_t[2] w_dims = [g.K, taps]
-    cdef Py_ssize_t[4] partial_dims = [slices, G, taps + 5, Kpad]
+    cdef Py_ssize_t[4] partial_dims = [slices, G, Tpad, Kpad]
     cdef Py_ssize_t[4] region_dims = [DR, Cg, direct_rows(g), direct_cols(g)]
     cdef Py_ssize_t[3] dyT_dims = [DR, g.Q, Kpad]
     if not (fits(w_dims, 2) and fits(partial_dims, 4) and fits(region_dims, 4)
@@ -141,10 +184,40 @@ cdef int check_sizes(ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t slic
     return 0
 
 
+cdef Py_ssize_t round_up(Py_ssize_t n, Py_ssize_t block) noexcept:
+    return (n + block - 1) // block * block
+
+
+_BLOCKINGS = {"columns": DIRECT_COLUMNS, "filters": DIRECT_FILTERS, "wide": DIRECT_WIDE}
+_NAMES = {number: name for name, number in _BLOCKINGS.items()}
+
+
+cdef int choose_blocking(ConvGeom *g, Py_ssize_t G, int itemsize, object blocking, bint weight,
+                         str op) except -1:
+    """The blocking a call runs: direct.h's choice where `blocking` is None, else the one
+    named, where it can run ("filters": the forward with unit column stride; "wide": a CPU
+    with AVX-512)."""
+    cdef Py_ssize_t Kg = g.K // G, taps = g.C // G * g.R * g.S
+    if blocking is None:
+        if weight:
+            return direct_weight_blocking(Kg, taps, itemsize, wide_kernels_run())
+        return direct_forward_blocking(g, Kg, taps, itemsize, wide_kernels_run())
+    can = {"columns": True, "filters": not weight and g.stride_w == 1,
+           "wide": bool(wide_kernels_run())}
+    if not can.get(blocking, False):
+        raise ValueError(
+            f"{op}: blocking {blocking!r} cannot run here; expected None or one of "
+            f"{[name for name, ok in can.items() if ok]}, got {blocking!r} "
+            f"(stride_w={g.stride_w}, wide blocking runs: {bool(wide_kernels_run())})"
+        )
+    return _BLOCKINGS[blocking]
+
+
 def direct_forward(x, w, b, y, tuple geom not None, Py_ssize_t groups, Py_ssize_t lo, Py_ssize_t hi,
-                   int threads=1):
+                   int threads=1, blocking=None):
     """(F1) as its sum (DS2) for the output rows (n, g, p) in [lo, hi): each row's input
-    rows copied once into a region, the sums in registers (direct.h).
+    rows copied once into a region, the sums in registers (direct.h), in the blocking
+    :func:`direct_blocking` names, or the one `blocking` names (the same bits in any).
 
     x: N*C*H*W elements; w: K*(C/G)*R*S; b: K or None; y (written): N*K*P*Q, of x's dtype.
     """
@@ -158,8 +231,10 @@ def direct_forward(x, w, b, y, tuple geom not None, Py_ssize_t groups, Py_ssize_
     cdef Flat fx = take_float(x, op, "x", False)
     c.kind = fx.kind
     cdef Py_ssize_t Cg = g.C // groups, Kg = g.K // groups, taps = Cg * g.R * g.S
-    cdef Py_ssize_t DK = 64 // c.kind, Kpad = (Kg + DK - 1) // DK * DK
-    check_sizes(g, groups, Kpad, 1, op, geom)
+    c.blocking = choose_blocking(g, groups, c.kind, blocking, False, op)
+    cdef Py_ssize_t KB = direct_filter_block(c.blocking, c.kind)
+    cdef Py_ssize_t Kpad = round_up(Kg, KB if KB > 64 // c.kind else 64 // c.kind)
+    check_sizes(g, groups, Kpad, taps, 1, op, geom)
     check_count(fx, op, "x", g.N * g.C * g.H * g.W, "N*C*H*W", CONV_FIELDS, geom)
     cdef Flat fw = take(w, op, "w", c.kind, g.K * taps, False, "K*(C/G)*R*S",
                         CONV_FIELDS + ("G",), geom + (groups,))
@@ -175,8 +250,6 @@ def direct_forward(x, w, b, y, tuple geom not None, Py_ssize_t groups, Py_ssize_
     cdef Block wt = allocate(groups * taps * Kpad, c.kind)
     cdef Block offs = allocate(taps, sizeof(Py_ssize_t))
     cdef Block work = scratch(Cg * rows * cols, c.kind, workers)
-    c.unit = direct_unit_blocks(g, Kg, taps, c.kind)
-    cdef Py_ssize_t KB = 4 if c.unit else DK  # VK or DK of direct.h
     cdef Py_ssize_t *o = <Py_ssize_t *>offs.data
     cdef Py_ssize_t ch, r, s
     for ch in range(Cg):
@@ -198,10 +271,11 @@ def direct_forward(x, w, b, y, tuple geom not None, Py_ssize_t groups, Py_ssize_
 
 
 def direct_weight(dy, x, dw, tuple geom not None, Py_ssize_t groups, Py_ssize_t slices,
-                  Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+                  Py_ssize_t lo, Py_ssize_t hi, int threads=1, blocking=None):
     """(B2) as (DS3): the N*G*P output rows cut into `slices` slices; the slices in [lo, hi)
     are summed, each into a partial of its own, then every slice's partial is added into dw
-    in slice order (the slices outside [lo, hi) count as zero).
+    in slice order (the slices outside [lo, hi) count as zero). `blocking`: as in
+    direct_forward, "columns" or "wide".
 
     dy: N*K*P*Q elements; x: N*C*H*W; dw (written): K*(C/G)*R*S, of dy's dtype.
     """
@@ -219,9 +293,10 @@ def direct_weight(dy, x, dw, tuple geom not None, Py_ssize_t groups, Py_ssize_t 
     cdef Flat fdy = take_float(dy, op, "dy", False)
     c.kind = fdy.kind
     cdef Py_ssize_t Cg = g.C // groups, Kg = g.K // groups, taps = Cg * g.R * g.S
-    cdef Py_ssize_t DK = 64 // c.kind, Kpad = (Kg + DK - 1) // DK * DK
-    cdef Py_ssize_t Tpad = (taps + 5) // 6 * 6
-    check_sizes(g, groups, Kpad, slices, op, geom)
+    c.blocking = choose_blocking(g, groups, c.kind, blocking, True, op)
+    cdef Py_ssize_t Kpad = round_up(Kg, direct_filter_block(c.blocking, c.kind))
+    cdef Py_ssize_t Tpad = round_up(taps, direct_tap_block(c.blocking))
+    check_sizes(g, groups, Kpad, Tpad, slices, op, geom)
     check_count(fdy, op, "dy", g.N * g.K * g.P * g.Q, "N*K*P*Q", CONV_FIELDS, geom)
     cdef Flat fx = take(x, op, "x", c.kind, g.N * g.C * g.H * g.W, False, "N*C*H*W", CONV_FIELDS,
                         geom)
@@ -257,10 +332,11 @@ def direct_weight(dy, x, dw, tuple geom not None, Py_ssize_t groups, Py_ssize_t 
     return None
 
 
-def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize):
-    """The register blocking direct_forward uses for a layer: "filters" (VK = 4 filters by
-    VQ = 64/itemsize columns, stride-1 columns only) or "columns" (DQ = 6 columns by
-    DK = 64/itemsize filters)."""
+def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize, bint weight=False):
+    """The register blocking direct_forward (or with `weight`, direct_weight) chooses for a
+    layer: "filters" (VK = 4 filters by VQ = 64/itemsize columns, stride-1 columns only),
+    "columns" (DQ = 6 columns, or taps, by DK = 64/itemsize filters) or "wide" (WQ = 8
+    columns, or taps, by 128/itemsize filters; only where the CPU has AVX-512)."""
     cdef str op = "direct_blocking"
     cdef ConvGeom g
     conv_geometry(geom, &g, op)
@@ -269,5 +345,9 @@ def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize):
             f"{op}: expected groups dividing C={g.C} and K={g.K} and an itemsize of 4 or 8, "
             f"got groups={groups}, itemsize={itemsize}"
         )
-    unit = direct_unit_blocks(&g, g.K // groups, g.C // groups * g.R * g.S, itemsize)
-    return "filters" if unit else "columns"
+    return _NAMES[choose_blocking(&g, groups, itemsize, None, weight, op)]
+
+
+def wide_blocking_runs():
+    """Whether this CPU runs the "wide" blocking (AVX-512, x86-64-v4) and this build has it."""
+    return bool(wide_kernels_run())

@@ -17,11 +17,19 @@ from convprop._native import conv_geometry_tuple, parallel, twin
 from convprop._native._compiled import kernels
 
 
-def direct_blocking(geom: Any, itemsize: int) -> str:
-    """The register blocking of :func:`direct_forward` for a layer: ``"filters"`` (4 filters
-    by 16 columns, stride-1 columns only) or ``"columns"`` (6 columns by 16 filters; 8 for
-    float64 in place of 16)."""
-    return str(kernels.direct_blocking(conv_geometry_tuple(geom), geom.groups, itemsize))
+def direct_blocking(geom: Any, itemsize: int, *, weight: bool = False) -> str:
+    """The register blocking of :func:`direct_forward` (or with ``weight``,
+    :func:`direct_weight`) for a layer: ``"filters"`` (4 filters by 16 columns, stride-1
+    columns only), ``"columns"`` (6 columns, or taps, by 16 filters) or, where the CPU has
+    AVX-512 (:func:`wide_blocking_runs`), ``"wide"`` (8 columns, or taps, by 32 filters);
+    for float64 half as many filters or columns of 16. Every blocking gives the same bits."""
+    g = conv_geometry_tuple(geom)
+    return str(kernels.direct_blocking(g, geom.groups, itemsize, weight=weight))
+
+
+def wide_blocking_runs() -> bool:
+    """Whether this CPU and build run the direct sums' AVX-512 ("wide") blocking."""
+    return bool(kernels.wide_blocking_runs())
 
 
 @twin(arrays="x, w", optional="b")

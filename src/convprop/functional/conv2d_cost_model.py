@@ -1,7 +1,8 @@
 """The ``auto`` algorithm choice's cost model: pure functions of a layer's geometry, its
-dtype and whether the compiled kernels run, to estimated seconds per pass and the cheapest
-algorithm. Nothing here measures, reads a clock or touches a file (the timing cache,
-``conv2d_timing_cache``, does; ``conv2d_select`` combines the two).
+dtype and whether the compiled kernels run (and, for the direct sums, which register blocking
+they take on this CPU), to estimated seconds per pass and the cheapest algorithm. Nothing
+here measures, reads a clock or touches a file (the timing cache, ``conv2d_timing_cache``,
+does; ``conv2d_select`` combines the two).
 
 Passes: "forward" (y, F1), "data" (dx, B3), "weight" (dw, B2).
 
@@ -66,6 +67,8 @@ CALL_SECONDS = 15e-6  # Python and NumPy overhead of one array operation
 NATIVE_FLOPS_PER_S = 16e9  # the compiled depthwise multiply-adds, both cores
 NATIVE_BYTES_PER_S = 16e9  # the compiled im2col copy / col2im adds, both cores
 DIRECT_FLOPS_PER_S = 95e9  # the compiled forward sum (F1) in registers, both cores
+DIRECT_WIDE_SPEEDUP = 1.9  # (F1) in the AVX-512 blocking ("wide", direct.h), over the above
+DIRECT_WIDE_WEIGHT_SPEEDUP = 1.7  # (DS3) in that blocking, over DIRECT_FLOPS_PER_S
 FFT_COMPILED_SHARE = 0.5  # the FFT algorithm's measured time over its NumPy-only estimate
 REUSE_SHARE = 0.8  # dw by the forward's own algorithm (see prefer_forward_for_weight)
 MEMORY_SLACK = 2.0  # auto's memory limit: this many workspace budgets (see memory_limit)
@@ -193,17 +196,60 @@ def _blocks_used(size: int, block: int) -> float:
     return size / (-(-size // block) * block)
 
 
+def direct_blocking(geom: ConvGeometry, itemsize: int, weight: bool = False,
+                    wide: bool | None = None) -> str:  # fmt: skip
+    """The register blocking the compiled sums take for a layer's forward (or with
+    ``weight``, its weight gradient), as direct.h chooses it (direct_forward_blocking,
+    direct_weight_blocking): each blocking charged the multiply-adds of its padded blocks,
+    "filters" (4 filters by 64 bytes of columns, unit column stride) at 0.9 of "columns"
+    (6 columns, or taps, by 64 bytes of filters) and "wide" (8 by 128 bytes, where ``wide``:
+    by default, where :func:`convprop._native.wide_blockings_run`) at 1.5 (1.2 for the weight
+    gradient) times it; the transposed writes of a block of columns as 8 taps' worth."""
+    if wide is None:
+        wide = _native.wide_blockings_run()
+    K_g, taps = geom.K // geom.groups, (geom.C // geom.groups) * geom.R * geom.S
+    lanes = 64 // itemsize
+    if weight:
+        columns = _round_up(taps, 6) * _round_up(K_g, lanes)
+        wide_cost = _round_up(taps, 8) * _round_up(K_g, 2 * lanes) / 1.2
+        return "wide" if wide and wide_cost < columns else "columns"
+    writes = 1.0 + 8.0 / taps
+    best, name = _round_up(geom.Q, 6) * _round_up(K_g, lanes) * writes, "columns"
+    if geom.stride_w == 1:
+        unit = _round_up(geom.Q, lanes) * _round_up(K_g, 4) / 0.9
+        if unit <= best:
+            best, name = unit, "filters"
+    if wide and _round_up(geom.Q, 8) * _round_up(K_g, 2 * lanes) * writes / 1.5 < best:
+        name = "wide"
+    return name
+
+
+def _round_up(size: int, block: int) -> int:
+    return -(-size // block) * block
+
+
+def _direct_wide(geom: ConvGeometry, itemsize: int, weight: bool) -> bool:
+    """Whether the compiled sums run a pass in their AVX-512 blocking."""
+    return direct_blocking(geom, itemsize, weight) == "wide"
+
+
 def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
-    """The compiled forward sum's time (_kernels_direct.h): register blocks of 4 filters by
-    64 bytes of output columns with unit column stride, else 6 columns by 64 bytes of
-    filters; each block pays for its setup over the C/G·R·S taps it sums."""
+    """The compiled forward sum's time (direct.h): register blocks of 4 filters by 64 bytes
+    of output columns with unit column stride, else 6 columns by 64 bytes of filters, or
+    where the CPU has AVX-512 and the filters fill them, 8 columns by 128 bytes of filters
+    at :data:`DIRECT_WIDE_SPEEDUP` times the rate; each block pays for its setup over the
+    C/G·R·S taps it sums."""
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
-    if geom.stride_w == 1:
+    speedup = 1.0
+    if _direct_wide(geom, itemsize, weight=False):
+        filled = _blocks_used(geom.Q, 8) * _blocks_used(K_g, 2 * lanes)
+        speedup = DIRECT_WIDE_SPEEDUP
+    elif geom.stride_w == 1:
         filled = _blocks_used(geom.Q, lanes) * _blocks_used(K_g, 4)
     else:
         filled = _blocks_used(geom.Q, 6) * _blocks_used(K_g, lanes)
-    rate = DIRECT_FLOPS_PER_S * (4.0 / itemsize) * filled * taps / (taps + 12.0)
+    rate = DIRECT_FLOPS_PER_S * speedup * (4.0 / itemsize) * filled * taps / (taps + 12.0)
     flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
     y_bytes = geom.N * geom.K * geom.P * geom.Q * itemsize
     return flops / rate + y_bytes / NATIVE_BYTES_PER_S + CALL_SECONDS
@@ -212,9 +258,13 @@ def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
 def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     """The compiled weight-gradient sum's time (DS3): register blocks of 6 taps by 64 bytes
     of filters, summed over each output row's Q columns, then added to the row slice's
-    partial sums; partials larger than a core's cache travel through memory every row."""
+    partial sums; partials larger than a core's cache travel through memory every row. In
+    the AVX-512 blocking (8 taps by 128 bytes, :func:`_direct_wide_weight_seconds`) its
+    own rate."""
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
+    if _direct_wide(geom, itemsize, weight=True):
+        return _direct_wide_weight_seconds(geom, itemsize)
     filled = _blocks_used(taps, 6) * _blocks_used(K_g, lanes)
     rate = 1.4 * DIRECT_FLOPS_PER_S * (4.0 / itemsize) * filled * geom.Q / (geom.Q + 24.0)
     flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
@@ -226,12 +276,33 @@ def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     return flops / rate + moved / NATIVE_BYTES_PER_S + CALL_SECONDS
 
 
+def _direct_wide_weight_seconds(geom: ConvGeometry, itemsize: int) -> float:
+    """(DS3) in the AVX-512 blocking, fitted to its times on the conv suite's layers:
+    :data:`DIRECT_WIDE_WEIGHT_SPEEDUP` times the forward's rate, less a setup of 3 columns
+    per row (the short rows of ResNet-20's 8x8 and 16x16 planes ran at 0.7-0.8 of the rate of
+    long ones), plus each row's region and turned dy. Unlike the blocking above, partials of
+    up to 2 MB (big9x9's) showed no cost of their own."""
+    C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
+    taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
+    filled = _blocks_used(taps, 8) * _blocks_used(K_g, 2 * lanes)
+    rate = DIRECT_FLOPS_PER_S * DIRECT_WIDE_WEIGHT_SPEEDUP * (4.0 / itemsize) * filled
+    rate *= geom.Q / (geom.Q + 3.0)
+    flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
+    rows = geom.N * geom.groups * geom.P
+    row_bytes = (C_g * geom.R * (geom.Q * geom.stride_w + 16)
+                 + geom.Q * (K_g + 2 * lanes)) * itemsize  # fmt: skip
+    return flops / rate + rows * row_bytes / NATIVE_BYTES_PER_S + CALL_SECONDS
+
+
 def _direct_compiled_pass(geom: ConvGeometry, pass_name: str, itemsize: int) -> float | None:
     """The compiled sum's time for a pass it computes: the forward (F1), the weight gradient
     (B2) as (DS3), or with stride 1 the input gradient (B3) as the forward sum over dy in the
     transposed geometry (as I6). None for a pointwise layer, which im2col computes as one
-    product with no copy (measured on 8x8x16² -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6)."""
-    if is_pointwise(geom):
+    product with no copy (measured on 8x8x16² -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6),
+    except for the forward and the input gradient where the sums run in the AVX-512 blocking
+    (pw1x1's forward: 2.5 ms against im2col's 3.5 with OpenBLAS's AVX2 kernels; its weight
+    gradient 5.5 against 3.4: 1 MB of partial sums per slice for 112 output rows)."""
+    if is_pointwise(geom) and (pass_name == "weight" or not _direct_wide(geom, itemsize, False)):
         return None
     if pass_name == "forward":
         return direct_compiled_seconds(geom, itemsize)
@@ -558,6 +629,7 @@ def _calibration() -> tuple[float, ...]:
     reused."""
     return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
             NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S, DIRECT_FLOPS_PER_S,
+            DIRECT_WIDE_SPEEDUP, DIRECT_WIDE_WEIGHT_SPEEDUP, float(_native.wide_blockings_run()),
             FFT_COMPILED_SHARE, REUSE_SHARE, BATCH_AS_COLUMNS_MAX_PQ,
             float(_LOSSY_ALLOWED), float(conv2d_workspace.WORKSPACE_BYTES),
             conv2d_workspace.WORKSPACE_SHARE, float(conv2d_workspace.WORKSPACE_MIN_BYTES),

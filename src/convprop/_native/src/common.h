@@ -96,6 +96,25 @@ static inline Py_ssize_t wide_cols(const ConvGeom *g) { return g->Q + (g->S - 1)
 #else
 #define KERNEL static
 #endif
+/* WIDE_KERNEL: a loop whose register blocking needs AVX-512's 32 vector registers (16
+ * accumulators of 64 bytes; with AVX2's 16 registers of 32 bytes the same blocking would not
+ * fit). It is compiled once, for x86-64-v4, beside the KERNEL clones of the same loop with a
+ * smaller blocking, and the binding calls it only where wide_kernels_run() says the CPU has
+ * x86-64-v4 (a -march=native build for an AVX-512 machine compiles it as any kernel).
+ * WIDE_KERNELS is defined where such loops are compiled at all. */
+#if defined(KERNEL_TARGETS)
+#define WIDE_KERNELS 1
+#define WIDE_KERNEL static __attribute__((noinline, target("arch=x86-64-v4")))
+static inline int wide_kernels_run(void) { return __builtin_cpu_supports("x86-64-v4"); }
+#elif defined(CONVPROP_NATIVE_ARCH) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+    defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define WIDE_KERNELS 1
+#define WIDE_KERNEL static __attribute__((noinline))
+static inline int wide_kernels_run(void) { return 1; }
+#else
+static inline int wide_kernels_run(void) { return 0; }
+#endif
+
 #if defined(__GNUC__)
 #define KERNEL_PART static inline __attribute__((always_inline))
 #else

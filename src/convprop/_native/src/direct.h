@@ -15,25 +15,35 @@
  * the sum runs in registers (the two blockings below).
  */
 
-/* Two register blockings of the sum, both 8-12 vector accumulators (AVX2: 16 registers):
- * - any stride: DQ = 6 output columns times DK filters (two vectors of 8 floats or 4
- *   doubles); per tap, one vector of filter weights and DQ broadcast inputs;
- * - unit column stride: VK = 4 filters times VQ output columns (two vectors), the inputs
- *   of a tap being VQ consecutive cells; per tap, two vector loads and VK broadcast weights,
- *   and the sums stored as whole vectors. */
+/* Three register blockings of the sum:
+ * - any stride, "columns": DQ = 6 output columns times DK filters (64 bytes: two AVX2
+ *   vectors), 12 AVX2 accumulators; per tap, the filter weights and DQ broadcast inputs
+ *   (direct_columns.h);
+ * - unit column stride, "filters": VK = 4 filters times VQ output columns (64 bytes), the
+ *   inputs of a tap being VQ consecutive cells; per tap, the inputs and VK broadcast weights,
+ *   and the sums stored as whole vectors;
+ * - any stride, "wide" (AVX-512 only: WIDE_KERNEL): WQ = 8 columns times WK filters (two
+ *   64-byte vectors), 16 of AVX-512's 32 registers. On AVX-512 the first two keep only 6 and
+ *   4 accumulators of 64 bytes, too few to hide the multiply-add's latency: with this one
+ *   ResNet-20's stage-2 and stage-3 layers (3x3, 32 and 64 filters, 16x16 and 8x8 planes)
+ *   and res3x3 took 0.55-0.60 of the time of the best of the other two forward, 0.63-0.86
+ *   for the weight gradient (DS3, CQ taps by CK filters). */
 #define DQ 6
 #define DK (64 / (int)sizeof(T))
 #define VK 4
 #define DR 4 /* output rows per pass over the weight gradient's partial sums (DS3) */
 #define VQ (64 / (int)sizeof(T))
+#define WQ 8
+#define WK (128 / (int)sizeof(T))
 
 #if !defined(DIRECT_LAYOUT_ONCE)
 #define DIRECT_LAYOUT_ONCE
 /* The padded width of a region row: Q columns plus the few that a last block may read past
- * them (their sums are dropped): (DQ - 1) * stride_w, or VQ - 1 <= 15 with unit stride. */
+ * them (their sums are dropped): (WQ - 1) * stride_w for a block of columns (DQ <= WQ), at
+ * least VQ - 1 <= 15 with unit stride. */
 static inline Py_ssize_t direct_cols(const ConvGeom *g)
 {
-    const Py_ssize_t slack = g->stride_w == 1 ? 15 : (DQ - 1) * g->stride_w;
+    const Py_ssize_t slack = g->stride_w == 1 ? 15 : (WQ - 1) * g->stride_w;
     return (g->Q - 1) * g->stride_w + (g->S - 1) * g->dil_w + 1 + slack;
 }
 
@@ -57,23 +67,57 @@ static inline void direct_prefetch_next_row(const void *block, Py_ssize_t row_by
     __builtin_prefetch(next + bytes - 1, 1, 3);
 }
 
-/* Which blocking sums a unit-stride layer (DS2): 1 for VK filters x VQ columns, 0 for DQ
- * columns x DK filters. The second keeps 12 accumulators busy instead of 8 (measured 11-12 %
+/* The blockings, as the bindings name them. */
+enum { DIRECT_COLUMNS = 0, DIRECT_FILTERS = 1, DIRECT_WIDE = 2 };
+
+/* Which blocking sums a layer (DS2). With unit column stride, "filters" (VK x VQ) or
+ * "columns" (DQ x DK): the second keeps 12 accumulators busy instead of 8 (measured 11-12 %
  * faster on 3x3 layers with 64 channels) but computes Q in blocks of DQ rather than VQ and
  * writes each block's sums one by one, a cost beside the taps' multiply-adds where there are
  * few taps (lenet1: 25). Each is charged the multiply-adds of its padded blocks: the 8
  * accumulators at 0.9 of the 12 (the rate that fits lenet1, lenet2, res3x3 and dil3x3's
- * timings), the transposed writes as 8 taps' worth per block. */
-static inline int direct_unit_blocks(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
-                                     int itemsize)
+ * timings), the transposed writes as 8 taps' worth per block. Where `wide` (the CPU runs
+ * WIDE_KERNELs and the caller allows them), "wide" (WQ x WK) at 1.6 times the rate of the
+ * others, its padded blocks charged the same way: few filters (ResNet-20's 16) pad a block
+ * of 32 to waste. */
+static inline int direct_forward_blocking(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
+                                          int itemsize, int wide)
 {
-    if (g->stride_w != 1) return 0;
-    const Py_ssize_t vq = 64 / itemsize, dk = 64 / itemsize; /* VQ and DK */
-    const double unit = (double)round_up(g->Q, vq) * (double)round_up(Kg, 4) / 0.9;
-    const double cols =
-        (double)round_up(g->Q, DQ) * (double)round_up(Kg, dk) * (1.0 + 8.0 / (double)taps);
-    return unit <= cols;
+    const Py_ssize_t vq = 64 / itemsize, dk = 64 / itemsize, wk = 128 / itemsize;
+    const double writes = 1.0 + 8.0 / (double)taps;
+    const double cols = (double)round_up(g->Q, DQ) * (double)round_up(Kg, dk) * writes;
+    double best = cols;
+    int blocking = DIRECT_COLUMNS;
+    if (g->stride_w == 1) {
+        const double unit = (double)round_up(g->Q, vq) * (double)round_up(Kg, 4) / 0.9;
+        if (unit <= best) best = unit, blocking = DIRECT_FILTERS;
+    }
+    if (wide) {
+        const double w = (double)round_up(g->Q, WQ) * (double)round_up(Kg, wk) * writes / 1.5;
+        if (w < best) blocking = DIRECT_WIDE;
+    }
+    return blocking;
 }
+
+/* Which blocking sums the weight gradient (DS3): "columns" (DQ taps by DK filters) or,
+ * where `wide`, "wide" (WQ taps by WK filters) at 1.25 times its rate, each charged its
+ * padded blocks. */
+static inline int direct_weight_blocking(Py_ssize_t Kg, Py_ssize_t taps, int itemsize, int wide)
+{
+    const Py_ssize_t dk = 64 / itemsize, wk = 128 / itemsize;
+    const double cols = (double)round_up(taps, DQ) * (double)round_up(Kg, dk);
+    const double w = (double)round_up(taps, WQ) * (double)round_up(Kg, wk) / 1.2;
+    return wide && w < cols ? DIRECT_WIDE : DIRECT_COLUMNS;
+}
+
+/* Filters per block of the weights' layout (direct_filters) and taps per block of the
+ * weight gradient's partials, for a blocking. */
+static inline Py_ssize_t direct_filter_block(int blocking, int itemsize)
+{
+    return blocking == DIRECT_FILTERS ? VK : blocking == DIRECT_WIDE ? 128 / itemsize
+                                                                     : 64 / itemsize;
+}
+static inline Py_ssize_t direct_tap_block(int blocking) { return blocking == DIRECT_WIDE ? WQ : DQ; }
 #endif
 
 /* wt[g, k / KB, t, k % KB] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in
@@ -108,38 +152,18 @@ KERNEL_PART void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_
     }
 }
 
-/* One output row (n, g, p) of filters [k0, k0 + DK) in blocks of DQ columns, any stride.
- * xq: the region; wg: the group's filters (Kpad / DK, taps, DK); yrow: y[n, g*Kg, p, 0]. */
-KERNEL_PART void FN(direct_row_strided)(const T *xq, const T *wg, const T *bg, T *yrow,
-                                        const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
-                                        Py_ssize_t taps)
-{
-    const Py_ssize_t PQ = g->P * g->Q;
-    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += DQ) {
-        const Py_ssize_t nq = g->Q - q0 < DQ ? g->Q - q0 : DQ;
-        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += DK) {
-            T acc[DQ][DK];
-            for (int qq = 0; qq < DQ; ++qq)
-                for (int kk = 0; kk < DK; ++kk) acc[qq][kk] = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
-            for (Py_ssize_t t = 0; t < taps; ++t) {
-                const T *xs = xq + q0 * g->stride_w + offs[t];
-                const T *wv = wg + k0 * taps + t * DK;
-#pragma GCC unroll 6
-                for (int qq = 0; qq < DQ; ++qq) {
-                    const T xv = xs[qq * g->stride_w];
-#pragma omp simd
-                    for (int kk = 0; kk < DK; ++kk) acc[qq][kk] = FMA(xv, wv[kk], acc[qq][kk]);
-                }
-            }
-            const Py_ssize_t nk = Kg - k0 < DK ? Kg - k0 : DK;
-            for (Py_ssize_t kk = 0; kk < nk; ++kk) {
-                T *yk = yrow + (k0 + kk) * PQ + q0;
-                direct_prefetch_next_row(yk, g->Q * (Py_ssize_t)sizeof(T), DQ * sizeof(T));
-                for (Py_ssize_t qq = 0; qq < nq; ++qq) yk[qq] = acc[qq][kk];
-            }
-        }
-    }
-}
+#define CQ DQ
+#define CK DK
+#define CNAME(name) name
+#define CKERNEL KERNEL
+#include "direct_columns.h"
+#if defined(WIDE_KERNELS)
+#define CQ WQ
+#define CK WK
+#define CNAME(name) name##_wide
+#define CKERNEL WIDE_KERNEL
+#include "direct_columns.h"
+#endif
 
 /* The same with unit column stride, in blocks of VK filters times VQ columns; wg is
  * (Kpad / VK, taps, VK). */
@@ -180,12 +204,12 @@ KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *y
 }
 
 /* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters
- * per group, a multiple of DK, in blocks of VK where `unit` (see direct_unit_blocks), else DK),
- * offs[t] = (c*R + r)*cols + s*dil_w (DS1), b may be NULL; scratch: Cg*rows*cols
- * elements. */
+ * per group, in blocks of direct_filter_block(blocking)), offs[t] = (c*R + r)*cols +
+ * s*dil_w (DS1), b may be NULL; scratch: Cg*rows*cols elements. `blocking` is DIRECT_COLUMNS
+ * or DIRECT_FILTERS; DIRECT_WIDE runs direct_forward_wide. */
 KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
-                               Py_ssize_t Kpad, int unit, Py_ssize_t lo, Py_ssize_t hi)
+                               Py_ssize_t Kpad, int blocking, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
     for (Py_ssize_t row = lo; row < hi; ++row) {
@@ -193,86 +217,27 @@ KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
         FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
         const T *wg = wt + gi * taps * Kpad, *bg = b ? b + gi * Kg : NULL;
         T *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
-        if (unit) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps);
-        else FN(direct_row_strided)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+        if (blocking == DIRECT_FILTERS) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+        else FN(direct_row_columns)(scratch, wg, bg, yrow, offs, g, Kg, taps);
     }
 }
 
-/* (B2) as the sum over output rows, the blocking of (DS2) read the other way:
- *
- *   dw[g*Kg + k, c, r, s] += sum_q xr[off_t + q*stride_w] * dy[n, g*Kg + k, p, q]           (DS3)
- *
- * for each output row (n, g, p), t = (c*R + r)*S + s. The sums of one slice of rows go to
- * its own partial (G, Tpad, Kpad), which it zeroes first, in row order; the caller adds the
- * slices' partials in slice order, so the result does not depend on which thread took a slice.
- * A block is DQ taps by DK filters of accumulators; per output column, two vector loads of
- * dyT (dy's row turned to (Q, Kpad)) and DQ broadcast inputs. Taps past T read offset 0
- * into rows of the partial that are dropped. scratch: DR * (Cg*rows*cols + Q*Kpad) elements. */
-KERNEL void FN(direct_weight)(const T *x, const T *dy, T *partials, T *scratch,
-                              const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
-                              Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
-                              Py_ssize_t lo, Py_ssize_t hi)
+#if defined(WIDE_KERNELS)
+/* direct_forward in the wide blocking (WQ columns by WK filters). */
+WIDE_KERNEL void FN(direct_forward_wide)(const T *x, const T *wt, const T *b, T *y, T *scratch,
+                                         const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
+                                         Py_ssize_t Kpad, Py_ssize_t lo, Py_ssize_t hi)
 {
-    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, rows = g->N * G * g->P;
-    const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g), dyT_size = g->Q * Kpad;
-    for (Py_ssize_t slice = lo; slice < hi; ++slice) {
-        T *partial = partials + slice * G * Tpad * Kpad;
-        /* zeroed here rather than by the caller: by the thread that sums into it, while its
-         * lines are about to be used, and on all threads at once */
-        memset(partial, 0, (size_t)(G * Tpad * Kpad) * sizeof(T));
-        const Py_ssize_t first = rows * slice / slices, last = rows * (slice + 1) / slices;
-        Py_ssize_t nr;
-        for (Py_ssize_t row = first; row < last; row += nr) {
-            const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
-            /* DR rows of one (n, g) at a time where rows are short (Q <= 64): the partial's
-             * blocks are loaded and stored once per DR rows rather than once per row */
-            const Py_ssize_t group = g->Q <= 64 ? DR : 1;
-            nr = last - row < group ? last - row : group;
-            if (nr > g->P - p) nr = g->P - p;
-            for (Py_ssize_t j = 0; j < nr; ++j) {
-                T *region = scratch + j * (region_size + dyT_size), *dyT = region + region_size;
-                FN(direct_region)(x, region, g, n, gi * Cg, Cg, p + j);
-                /* dyT[q, k] = dy[n, g*Kg + k, p, q], zero for k >= Kg: DK rows of dy at a
-                 * time, so that the DK reads and the DK writes per column stay in few lines */
-                const T *dyrow = dy + ((n * g->K + gi * Kg) * g->P + p + j) * g->Q;
-                for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += DK) {
-                    const Py_ssize_t nk = Kg - k0 < DK ? Kg - k0 : DK; /* >= 1: Kpad < Kg + DK */
-                    const T *src = dyrow + k0 * g->P * g->Q;
-                    for (Py_ssize_t q = 0; q < g->Q; ++q) {
-                        T *dst = dyT + q * Kpad + k0;
-                        for (Py_ssize_t kk = 0; kk < nk; ++kk) dst[kk] = src[kk * g->P * g->Q + q];
-                        for (Py_ssize_t kk = nk; kk < DK; ++kk) dst[kk] = 0;
-                    }
-                }
-            }
-            T *pg = partial + gi * Tpad * Kpad;
-            for (Py_ssize_t t0 = 0; t0 < Tpad; t0 += DQ) {
-                for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += DK) {
-                    T acc[DQ][DK];
-                    for (int i = 0; i < DQ; ++i)
-                        for (int kk = 0; kk < DK; ++kk) acc[i][kk] = pg[(t0 + i) * Kpad + k0 + kk];
-                    for (Py_ssize_t j = 0; j < nr; ++j) {
-                        const T *region = scratch + j * (region_size + dyT_size);
-                        const T *dyT = region + region_size;
-                        for (Py_ssize_t q = 0; q < g->Q; ++q) {
-                            const T *dv = dyT + q * Kpad + k0;
-                            const T *xs = region + q * g->stride_w;
-#pragma GCC unroll 6
-                            for (int i = 0; i < DQ; ++i) {
-                                const T xv = xs[offs[t0 + i]];
-#pragma omp simd
-                                for (int kk = 0; kk < DK; ++kk)
-                                    acc[i][kk] = FMA(xv, dv[kk], acc[i][kk]); /* (DS3) */
-                            }
-                        }
-                    }
-                    for (int i = 0; i < DQ; ++i)
-                        for (int kk = 0; kk < DK; ++kk) pg[(t0 + i) * Kpad + k0 + kk] = acc[i][kk];
-                }
-            }
-        }
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
+    for (Py_ssize_t row = lo; row < hi; ++row) {
+        const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
+        FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
+        const T *wg = wt + gi * taps * Kpad, *bg = b ? b + gi * Kg : NULL;
+        T *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
+        FN(direct_row_columns_wide)(scratch, wg, bg, yrow, offs, g, Kg, taps);
     }
 }
+#endif
 
 /* dw[g*Kg + k, t] = sum over the slices, in order, of partials[slice, g, t, k]; row: Kpad
  * elements of scratch. The slices are added a whole row of filters at a time (one vector
@@ -294,6 +259,7 @@ KERNEL void FN(direct_weight_sum)(const T *partials, T *dw, T *row, Py_ssize_t G
         }
 }
 
-/* DK and VQ depend on T: defined again for the next element type. */
+/* DK, VQ and WK depend on T: defined again for the next element type. */
 #undef DK
 #undef VQ
+#undef WK

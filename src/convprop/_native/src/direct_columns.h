@@ -1,0 +1,126 @@
+/* convprop._native: the "columns" register blocking of the direct sums, (DS2) and (DS3).
+ *
+ * Included by direct.h, once per blocking, for each element type: the includer defines
+ *   CQ          output columns (DS2) or taps (DS3) per block,
+ *   CK          filters per block (a multiple of the vector width),
+ *   CNAME(name) the names of this blocking's loops,
+ *   CKERNEL     the attribute of its weight kernel (KERNEL, or WIDE_KERNEL),
+ * and this file undefines them. A block holds CQ x CK sums in registers and adds one tap to
+ * each in turn, so every sum is the same chain of multiply-adds, in the same order, whatever
+ * the blocking: the blockings give the same bits.
+ */
+
+/* One output row (n, g, p) in blocks of CQ columns by CK filters, any stride. xq: the
+ * region; wg: the group's filters (Kpad / CK, taps, CK); yrow: y[n, g*Kg, p, 0]. */
+KERNEL_PART void FN(CNAME(direct_row_columns))(const T *xq, const T *wg, const T *bg, T *yrow,
+                                        const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
+                                        Py_ssize_t taps)
+{
+    const Py_ssize_t PQ = g->P * g->Q;
+    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += CQ) {
+        const Py_ssize_t nq = g->Q - q0 < CQ ? g->Q - q0 : CQ;
+        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += CK) {
+            T acc[CQ][CK];
+            for (int qq = 0; qq < CQ; ++qq)
+                for (int kk = 0; kk < CK; ++kk) acc[qq][kk] = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
+            for (Py_ssize_t t = 0; t < taps; ++t) {
+                const T *xs = xq + q0 * g->stride_w + offs[t];
+                const T *wv = wg + k0 * taps + t * CK;
+#pragma GCC unroll 8
+                for (int qq = 0; qq < CQ; ++qq) {
+                    const T xv = xs[qq * g->stride_w];
+#pragma omp simd
+                    for (int kk = 0; kk < CK; ++kk) acc[qq][kk] = FMA(xv, wv[kk], acc[qq][kk]);
+                }
+            }
+            const Py_ssize_t nk = Kg - k0 < CK ? Kg - k0 : CK;
+            for (Py_ssize_t kk = 0; kk < nk; ++kk) {
+                T *yk = yrow + (k0 + kk) * PQ + q0;
+                direct_prefetch_next_row(yk, g->Q * (Py_ssize_t)sizeof(T), CQ * sizeof(T));
+                for (Py_ssize_t qq = 0; qq < nq; ++qq) yk[qq] = acc[qq][kk];
+            }
+        }
+    }
+}
+
+/* (B2) as the sum over output rows, the blocking of (DS2) read the other way:
+ *
+ *   dw[g*Kg + k, c, r, s] += sum_q xr[off_t + q*stride_w] * dy[n, g*Kg + k, p, q]           (DS3)
+ *
+ * for each output row (n, g, p), t = (c*R + r)*S + s. The sums of one slice of rows go to
+ * its own partial (G, Tpad, Kpad), which it zeroes first, in row order; the caller adds the
+ * slices' partials in slice order, so the result does not depend on which thread took a slice.
+ * A block is CQ taps by CK filters of accumulators; per output column, the CK filters' vector
+ * loads of dyT (dy's row turned to (Q, Kpad)) and CQ broadcast inputs. Taps past T read offset 0
+ * into rows of the partial that are dropped. scratch: DR * (Cg*rows*cols + Q*Kpad) elements. */
+CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *scratch,
+                              const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
+                              Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
+                              Py_ssize_t lo, Py_ssize_t hi)
+{
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, rows = g->N * G * g->P;
+    const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g), dyT_size = g->Q * Kpad;
+    for (Py_ssize_t slice = lo; slice < hi; ++slice) {
+        T *partial = partials + slice * G * Tpad * Kpad;
+        /* zeroed here rather than by the caller: by the thread that sums into it, while its
+         * lines are about to be used, and on all threads at once */
+        memset(partial, 0, (size_t)(G * Tpad * Kpad) * sizeof(T));
+        const Py_ssize_t first = rows * slice / slices, last = rows * (slice + 1) / slices;
+        Py_ssize_t nr;
+        for (Py_ssize_t row = first; row < last; row += nr) {
+            const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
+            /* DR rows of one (n, g) at a time where rows are short (Q <= 64): the partial's
+             * blocks are loaded and stored once per DR rows rather than once per row */
+            const Py_ssize_t group = g->Q <= 64 ? DR : 1;
+            nr = last - row < group ? last - row : group;
+            if (nr > g->P - p) nr = g->P - p;
+            for (Py_ssize_t j = 0; j < nr; ++j) {
+                T *region = scratch + j * (region_size + dyT_size), *dyT = region + region_size;
+                FN(direct_region)(x, region, g, n, gi * Cg, Cg, p + j);
+                /* dyT[q, k] = dy[n, g*Kg + k, p, q], zero for k >= Kg: CK rows of dy at a
+                 * time, so that the CK reads and the CK writes per column stay in few lines */
+                const T *dyrow = dy + ((n * g->K + gi * Kg) * g->P + p + j) * g->Q;
+                for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += CK) {
+                    const Py_ssize_t nk = Kg - k0 < CK ? Kg - k0 : CK; /* >= 1: Kpad < Kg + CK */
+                    const T *src = dyrow + k0 * g->P * g->Q;
+                    for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                        T *dst = dyT + q * Kpad + k0;
+                        for (Py_ssize_t kk = 0; kk < nk; ++kk) dst[kk] = src[kk * g->P * g->Q + q];
+                        for (Py_ssize_t kk = nk; kk < CK; ++kk) dst[kk] = 0;
+                    }
+                }
+            }
+            T *pg = partial + gi * Tpad * Kpad;
+            for (Py_ssize_t t0 = 0; t0 < Tpad; t0 += CQ) {
+                for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += CK) {
+                    T acc[CQ][CK];
+                    for (int i = 0; i < CQ; ++i)
+                        for (int kk = 0; kk < CK; ++kk) acc[i][kk] = pg[(t0 + i) * Kpad + k0 + kk];
+                    for (Py_ssize_t j = 0; j < nr; ++j) {
+                        const T *region = scratch + j * (region_size + dyT_size);
+                        const T *dyT = region + region_size;
+                        for (Py_ssize_t q = 0; q < g->Q; ++q) {
+                            const T *dv = dyT + q * Kpad + k0;
+                            const T *xs = region + q * g->stride_w;
+#pragma GCC unroll 8
+                            for (int i = 0; i < CQ; ++i) {
+                                const T xv = xs[offs[t0 + i]];
+#pragma omp simd
+                                for (int kk = 0; kk < CK; ++kk)
+                                    acc[i][kk] = FMA(xv, dv[kk], acc[i][kk]); /* (DS3) */
+                            }
+                        }
+                    }
+                    for (int i = 0; i < CQ; ++i)
+                        for (int kk = 0; kk < CK; ++kk) pg[(t0 + i) * Kpad + k0 + kk] = acc[i][kk];
+                }
+            }
+        }
+    }
+}
+
+
+#undef CQ
+#undef CK
+#undef CNAME
+#undef CKERNEL
