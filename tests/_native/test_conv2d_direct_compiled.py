@@ -24,6 +24,7 @@ from convprop.functional import conv2d_cost_model as cost
 from convprop.functional import conv2d_direct, conv2d_forward
 from convprop.functional import conv2d_select as select
 from convprop.functional._conv_common import rotated_filters, transposed_geometry
+from convprop.functional.conv2d_phases import phases
 from reference import CASES, ConvCase, assert_close, conv2d_dw_ref, conv2d_ref, expected
 
 pytestmark = pytest.mark.skipif(not _native.AVAILABLE, reason="the compiled kernels are not built")
@@ -46,7 +47,9 @@ def _force(monkeypatch: pytest.MonkeyPatch, compiled: bool) -> None:
     """Make the direct algorithm take the compiled sum wherever it has one, or never."""
 
     def runs_compiled(geom: object, pass_name: str, *args: object) -> bool:
-        has_form = pass_name != "data" or transposed_geometry(geom) is not None
+        has_form = (
+            pass_name != "data" or transposed_geometry(geom) is not None or bool(phases(geom))
+        )  # (I6) with stride 1, (PH1) with a larger one
         return compiled and has_form
 
     monkeypatch.setattr(select, "direct_runs_compiled", runs_compiled)

@@ -57,7 +57,7 @@ from collections.abc import Callable, Sequence
 
 from convprop import _native
 from convprop._shapes import ConvGeometry
-from convprop.functional import conv2d_workspace
+from convprop.functional import conv2d_phases, conv2d_workspace
 from convprop.functional._conv_common import transposed_geometry
 
 GEMM_FLOPS_PER_S = 120e9  # float32 BLAS peak of the two cores, large products
@@ -299,20 +299,29 @@ def _direct_wide_weight_seconds(geom: ConvGeometry, itemsize: int) -> float:
 
 def _direct_compiled_pass(geom: ConvGeometry, pass_name: str, itemsize: int) -> float | None:
     """The compiled sum's time for a pass it computes: the forward (F1), the weight gradient
-    (B2) as (DS3), or with stride 1 the input gradient (B3) as the forward sum over dy in the
-    transposed geometry (as I6). None for a pointwise layer, which im2col computes as one
-    product with no copy (measured on 8x8x16² -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6),
-    except for the forward and the input gradient where the sums run in the AVX-512 blocking
-    (pw1x1's forward: 2.5 ms against im2col's 3.5 with OpenBLAS's AVX2 kernels; its weight
-    gradient 5.5 against 3.4: 1 MB of partial sums per slice for 112 output rows)."""
+    (B2) as (DS3), or the input gradient (B3) as the forward sum over dy in the transposed
+    geometry (as I6) with stride 1, else one such sum per phase (PH1; dilation 1). None for a
+    pointwise layer, which im2col computes as one product with no copy (measured on 8x8x16²
+    -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6), except for the forward and the input
+    gradient where the sums run in the AVX-512 blocking (pw1x1's forward: 2.5 ms against
+    im2col's 3.5 with OpenBLAS's AVX2 kernels; its weight gradient 5.5 against 3.4: 1 MB of
+    partial sums per slice for 112 output rows)."""
     if is_pointwise(geom) and (pass_name == "weight" or not _direct_wide(geom, itemsize, False)):
         return None
     if pass_name == "forward":
         return direct_compiled_seconds(geom, itemsize)
     if pass_name == "weight":
         return direct_weight_compiled_seconds(geom, itemsize)
-    transposed = transposed_geometry(geom) if pass_name == "data" else None
-    return None if transposed is None else direct_compiled_seconds(transposed, itemsize)
+    transposed = transposed_geometry(geom)
+    if transposed is not None:
+        return direct_compiled_seconds(transposed, itemsize)
+    plan = conv2d_phases.phases(geom)  # (PH1): a sum per phase, each phase's cells of dx
+    if not plan or geom.C // geom.groups < 8:  # written through a strided view; with fewer
+        return None  # channels the sums' blocks of filters run mostly empty (AlexNet's stem,
+    # 3 channels, 16 phases: 12.6 ms against im2col's 10.0)
+    dx_bytes = geom.N * geom.C * geom.H * geom.W * itemsize
+    sums = sum(direct_compiled_seconds(phase.geom, itemsize) for phase in plan)
+    return sums + 2 * dx_bytes / MEMORY_BYTES_PER_S + len(plan) * CALL_SECONDS
 
 
 def direct_runs_compiled(geom: ConvGeometry, pass_name: str, itemsize: int,

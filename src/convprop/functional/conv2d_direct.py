@@ -28,7 +28,7 @@ from convprop import _native
 from convprop._native import direct
 from convprop._shapes import ConvGeometry
 from convprop.backend import Array, get_xp
-from convprop.functional import conv2d_select
+from convprop.functional import conv2d_phases, conv2d_select
 from convprop.functional._conv_common import (
     crop_padding,
     group_view_w,
@@ -143,23 +143,45 @@ def backward_data(dy: Array, w: Array, geom: ConvGeometry) -> Array:
        case) receive zero, then the padding border is cropped.
 
     With stride 1, where the cost model finds it cheaper, the compiled sum (F1) over dy in
-    the transposed geometry computes the same correlation, as (I6).
+    the transposed geometry computes the same correlation, as (I6); with a larger stride
+    (dilation 1), one such sum per phase of x_pad (PH1, conv2d_phases).
     """
     return _data_gradient(dy, w, geom)
 
 
 def _data_pays(dy: Array, w: Array, geom: ConvGeometry) -> bool:
-    """Stride 1 (a transposed geometry exists) and the compiled sum is the cheaper."""
+    """The compiled sum has a form here ((I6) with stride 1, (PH1) with a larger stride and
+    dilation 1) and is the cheaper."""
     return conv2d_select.direct_runs_compiled(geom, "data", dy.dtype.itemsize, True)
 
 
 @_native.twin(arrays="dy, w")
 def _data_gradient_compiled(dy: Array, w: Array, geom: ConvGeometry) -> Array:
-    """(B3) as (I6): the compiled sum (F1) over dy in the transposed geometry (stride 1)."""
+    """(B3) as (I6): the compiled sum (F1) over dy in the transposed geometry (stride 1); with
+    a larger stride, as (PH1): one such sum per phase of x_pad, each with its sub-kernel."""
     transposed = transposed_geometry(geom)
-    assert transposed is not None  # direct_runs_compiled checked it (_data_pays)
+    if transposed is None:
+        return _data_gradient_by_phases(dy, w, geom)
     w_rot = rotated_filters(w, geom)  # (B3) (C, K/G, R, S)
     return direct.direct_forward(dy, w_rot, transposed)  # (B3) = (F1) on dy, as (I6)
+
+
+def _data_gradient_by_phases(dy: Array, w: Array, geom: ConvGeometry) -> Array:
+    """(PH1): dx (N, C, H, W) phase by phase, each phase's cells of x the stride-1 sum over
+    the rows and columns of dy it reads, with its sub-kernel turned 180°; cells of no phase
+    stay zero (PH2)."""
+    plan = conv2d_phases.phases(geom)
+    assert plan is not None  # direct_runs_compiled checked it (_data_pays)
+    xp = get_xp(dy, w)
+    whole = conv2d_phases.covers_x(geom, plan)
+    dx = (xp.empty if whole else xp.zeros)(geom.x_shape, dtype=dy.dtype)
+    for phase in plan:
+        sub_kernel = w[:, :, phase.a :: geom.stride_h, phase.b :: geom.stride_w]
+        w_rot = rotated_filters(sub_kernel, phase.sub_geometry)  # (PH1) (C, K/G, M_a, M_b)
+        part = dy[:, :, phase.rows.dy_rows, phase.cols.dy_rows]  # the rows (PH1) reads
+        cells = (slice(None), slice(None), phase.rows.x_rows, phase.cols.x_rows)
+        dx[cells] = direct.direct_forward(part, w_rot, phase.geom)  # (PH1)
+    return dx
 
 
 @_native.accelerated(_data_gradient_compiled, when=_data_pays)
