@@ -37,10 +37,12 @@ cdef extern from *:
     #define KERNELS "direct.h"
     #include "typed.h"
     #if !defined(WIDE_KERNELS) /* never called there: wide_kernels_run() is 0 */
-    #define direct_forward_wide_f32(x, wt, b, y, s, o, g, G, Kpad, lo, hi) ((void)0)
-    #define direct_forward_wide_f64(x, wt, b, y, s, o, g, G, Kpad, lo, hi) ((void)0)
+    #define direct_forward_wide_f32(x, wt, b, y, s, o, g, G, Kpad, bl, lo, hi) ((void)0)
+    #define direct_forward_wide_f64(x, wt, b, y, s, o, g, G, Kpad, bl, lo, hi) ((void)0)
     #define direct_weight_wide_f32(x, dy, p, s, o, g, G, Kpad, Tpad, n, lo, hi) ((void)0)
     #define direct_weight_wide_f64(x, dy, p, s, o, g, G, Kpad, Tpad, n, lo, hi) ((void)0)
+    #define direct_weight_wide16_f32(x, dy, p, s, o, g, G, Kpad, Tpad, n, lo, hi) ((void)0)
+    #define direct_weight_wide16_f64(x, dy, p, s, o, g, G, Kpad, Tpad, n, lo, hi) ((void)0)
     #endif
     """
     enum:
@@ -48,6 +50,7 @@ cdef extern from *:
         DIRECT_COLUMNS
         DIRECT_FILTERS
         DIRECT_WIDE
+        DIRECT_WIDE16
     int wide_kernels_run() noexcept nogil
     Py_ssize_t direct_rows(const ConvGeom *g) noexcept nogil
     Py_ssize_t direct_cols(const ConvGeom *g) noexcept nogil
@@ -71,12 +74,12 @@ cdef extern from *:
                             Py_ssize_t hi) noexcept nogil
     void direct_forward_wide_f32(const float *x, const float *wt, const float *b, float *y,
                                  float *scratch, const Py_ssize_t *offs, const ConvGeom *g,
-                                 Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t lo,
+                                 Py_ssize_t G, Py_ssize_t Kpad, int blocking, Py_ssize_t lo,
                                  Py_ssize_t hi) noexcept nogil
     void direct_forward_wide_f64(const double *x, const double *wt, const double *b,
                                  double *y, double *scratch, const Py_ssize_t *offs,
-                                 const ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t lo,
-                                 Py_ssize_t hi) noexcept nogil
+                                 const ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, int blocking,
+                                 Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
     void direct_weight_f32(const float *x, const float *dy, float *partials, float *scratch,
                            const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                            Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices, Py_ssize_t lo,
@@ -93,6 +96,14 @@ cdef extern from *:
                                 double *scratch, const Py_ssize_t *offs, const ConvGeom *g,
                                 Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
                                 Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+    void direct_weight_wide16_f32(const float *x, const float *dy, float *partials,
+                                  float *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                                  Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad,
+                                  Py_ssize_t slices, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+    void direct_weight_wide16_f64(const double *x, const double *dy, double *partials,
+                                  double *scratch, const Py_ssize_t *offs, const ConvGeom *g,
+                                  Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad,
+                                  Py_ssize_t slices, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
     void direct_weight_sum_f32(const float *partials, float *dw, float *row, Py_ssize_t G,
                                Py_ssize_t Kg, Py_ssize_t taps, Py_ssize_t Kpad, Py_ssize_t Tpad,
                                Py_ssize_t slices) noexcept nogil
@@ -114,18 +125,21 @@ cdef struct Direct:
     const Py_ssize_t *offs
     ConvGeom g
     Py_ssize_t G, Kpad, Tpad, slices
-    int blocking           # DIRECT_COLUMNS, DIRECT_FILTERS or DIRECT_WIDE (direct.h)
+    int blocking           # DIRECT_COLUMNS, DIRECT_FILTERS, DIRECT_WIDE or DIRECT_WIDE16
 
 
 cdef Py_ssize_t forward_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     cdef Direct *c = <Direct *>ctx
     cdef char *s = c.scratch + <size_t>worker * c.scratch_bytes
-    if c.blocking == DIRECT_WIDE and c.kind == 4:
+    cdef bint wide = c.blocking == DIRECT_WIDE or c.blocking == DIRECT_WIDE16
+    if wide and c.kind == 4:
         direct_forward_wide_f32(<const float *>c.x, <const float *>c.wt, <const float *>c.b,
-                                <float *>c.y, <float *>s, c.offs, &c.g, c.G, c.Kpad, lo, hi)
-    elif c.blocking == DIRECT_WIDE:
+                                <float *>c.y, <float *>s, c.offs, &c.g, c.G, c.Kpad, c.blocking,
+                                lo, hi)
+    elif wide:
         direct_forward_wide_f64(<const double *>c.x, <const double *>c.wt, <const double *>c.b,
-                                <double *>c.y, <double *>s, c.offs, &c.g, c.G, c.Kpad, lo, hi)
+                                <double *>c.y, <double *>s, c.offs, &c.g, c.G, c.Kpad, c.blocking,
+                                lo, hi)
     elif c.kind == 4:
         direct_forward_f32(<const float *>c.x, <const float *>c.wt, <const float *>c.b,
                            <float *>c.y, <float *>s, c.offs, &c.g, c.G, c.Kpad, c.blocking, lo,
@@ -146,6 +160,13 @@ cdef Py_ssize_t weight_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi
     elif c.blocking == DIRECT_WIDE:
         direct_weight_wide_f64(<const double *>c.x, <const double *>c.dy, <double *>c.partials,
                                <double *>s, c.offs, &c.g, c.G, c.Kpad, c.Tpad, c.slices, lo, hi)
+    elif c.blocking == DIRECT_WIDE16 and c.kind == 4:
+        direct_weight_wide16_f32(<const float *>c.x, <const float *>c.dy, <float *>c.partials,
+                                 <float *>s, c.offs, &c.g, c.G, c.Kpad, c.Tpad, c.slices, lo, hi)
+    elif c.blocking == DIRECT_WIDE16:
+        direct_weight_wide16_f64(<const double *>c.x, <const double *>c.dy,
+                                 <double *>c.partials, <double *>s, c.offs, &c.g, c.G, c.Kpad,
+                                 c.Tpad, c.slices, lo, hi)
     elif c.kind == 4:
         direct_weight_f32(<const float *>c.x, <const float *>c.dy, <float *>c.partials,
                           <float *>s, c.offs, &c.g, c.G, c.Kpad, c.Tpad, c.slices, lo, hi)
@@ -188,22 +209,25 @@ cdef Py_ssize_t round_up(Py_ssize_t n, Py_ssize_t block) noexcept:
     return (n + block - 1) // block * block
 
 
-_BLOCKINGS = {"columns": DIRECT_COLUMNS, "filters": DIRECT_FILTERS, "wide": DIRECT_WIDE}
+_BLOCKINGS = {
+    "columns": DIRECT_COLUMNS, "filters": DIRECT_FILTERS, "wide": DIRECT_WIDE,
+    "wide16": DIRECT_WIDE16,
+}
 _NAMES = {number: name for name, number in _BLOCKINGS.items()}
 
 
 cdef int choose_blocking(ConvGeom *g, Py_ssize_t G, int itemsize, object blocking, bint weight,
                          str op) except -1:
     """The blocking a call runs: direct.h's choice where `blocking` is None, else the one
-    named, where it can run ("filters": the forward with unit column stride; "wide": a CPU
-    with AVX-512)."""
+    named, where it can run ("filters": the forward with unit column stride; "wide" and
+    "wide16": a CPU with AVX-512)."""
     cdef Py_ssize_t Kg = g.K // G, taps = g.C // G * g.R * g.S
     if blocking is None:
         if weight:
             return direct_weight_blocking(Kg, taps, itemsize, wide_kernels_run())
         return direct_forward_blocking(g, Kg, taps, itemsize, wide_kernels_run())
     can = {"columns": True, "filters": not weight and g.stride_w == 1,
-           "wide": bool(wide_kernels_run())}
+           "wide": bool(wide_kernels_run()), "wide16": bool(wide_kernels_run())}
     if not can.get(blocking, False):
         raise ValueError(
             f"{op}: blocking {blocking!r} cannot run here; expected None or one of "
@@ -275,7 +299,7 @@ def direct_weight(dy, x, dw, tuple geom not None, Py_ssize_t groups, Py_ssize_t 
     """(B2) as (DS3): the N*G*P output rows cut into `slices` slices; the slices in [lo, hi)
     are summed, each into a partial of its own, then every slice's partial is added into dw
     in slice order (the slices outside [lo, hi) count as zero). `blocking`: as in
-    direct_forward, "columns" or "wide".
+    direct_forward, "columns", "wide" or "wide16".
 
     dy: N*K*P*Q elements; x: N*C*H*W; dw (written): K*(C/G)*R*S, of dy's dtype.
     """
@@ -335,8 +359,9 @@ def direct_weight(dy, x, dw, tuple geom not None, Py_ssize_t groups, Py_ssize_t 
 def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize, bint weight=False):
     """The register blocking direct_forward (or with `weight`, direct_weight) chooses for a
     layer: "filters" (VK = 4 filters by VQ = 64/itemsize columns, stride-1 columns only),
-    "columns" (DQ = 6 columns, or taps, by DK = 64/itemsize filters) or "wide" (WQ = 8
-    columns, or taps, by 128/itemsize filters; only where the CPU has AVX-512)."""
+    "columns" (DQ = 6 columns, or taps, by DK = 64/itemsize filters), "wide" (WQ = 8
+    columns, or taps, by 128/itemsize filters) or "wide16" (16 columns, or taps, by
+    64/itemsize filters); the last two only where the CPU has AVX-512."""
     cdef str op = "direct_blocking"
     cdef ConvGeom g
     conv_geometry(geom, &g, op)

@@ -21,8 +21,9 @@ def direct_blocking(geom: Any, itemsize: int, *, weight: bool = False) -> str:
     """The register blocking of :func:`direct_forward` (or with ``weight``,
     :func:`direct_weight`) for a layer: ``"filters"`` (4 filters by 16 columns, stride-1
     columns only), ``"columns"`` (6 columns, or taps, by 16 filters) or, where the CPU has
-    AVX-512 (:func:`wide_blocking_runs`), ``"wide"`` (8 columns, or taps, by 32 filters);
-    for float64 half as many filters or columns of 16. Every blocking gives the same bits."""
+    AVX-512 (:func:`wide_blocking_runs`), ``"wide"`` (8 columns, or taps, by 32 filters) or
+    ``"wide16"`` (16 by 16); for float64 half as many filters or columns of 16. Every
+    blocking gives the same bits."""
     g = conv_geometry_tuple(geom)
     return str(kernels.direct_blocking(g, geom.groups, itemsize, weight=weight))
 

@@ -199,31 +199,47 @@ def _blocks_used(size: int, block: int) -> float:
     return size / (-(-size // block) * block)
 
 
+WIDE_BLOCKS: dict[str, tuple[int, int, float, float]] = {
+    "wide": (8, 2, 1.5, 1.2),
+    "wide16": (16, 1, 1.2, 1.1),
+}
+"""The direct sums' AVX-512 blockings (direct.h): output columns (or, for the weight
+gradient, taps) per block, 64-byte vectors of filters per block, and the rate over the
+narrow blockings' that the kernel charges them at, forward and weight gradient."""
+
+
 def direct_blocking(geom: ConvGeometry, itemsize: int, weight: bool = False,
                     wide: bool | None = None) -> str:  # fmt: skip
     """The register blocking the compiled sums take for a layer's forward (or with
     ``weight``, its weight gradient), as direct.h chooses it (direct_forward_blocking,
     direct_weight_blocking): each blocking charged the multiply-adds of its padded blocks,
     "filters" (4 filters by 64 bytes of columns, unit column stride) at 0.9 of "columns"
-    (6 columns, or taps, by 64 bytes of filters) and "wide" (8 by 128 bytes, where ``wide``:
-    by default, where :func:`convprop._native.wide_blockings_run`) at 1.5 (1.2 for the weight
-    gradient) times it; the transposed writes of a block of columns as 8 taps' worth."""
+    (6 columns, or taps, by 64 bytes of filters), and where ``wide`` (by default, where
+    :func:`convprop._native.wide_blockings_run`) those of :data:`WIDE_BLOCKS` at their rates;
+    the transposed writes of a block of columns as 8 taps' worth (at the narrow rate in
+    every blocking)."""
     if wide is None:
         wide = _native.wide_blockings_run()
     K_g, taps = geom.K // geom.groups, (geom.C // geom.groups) * geom.R * geom.S
     lanes = 64 // itemsize
     if weight:
-        columns = _round_up(taps, 6) * _round_up(K_g, lanes)
-        wide_cost = _round_up(taps, 8) * _round_up(K_g, 2 * lanes) / 1.2
-        return "wide" if wide and wide_cost < columns else "columns"
+        best, name = float(_round_up(taps, 6) * _round_up(K_g, lanes)), "columns"
+        for block, (size, vectors, _, rate) in WIDE_BLOCKS.items() if wide else ():
+            cost = _round_up(taps, size) * _round_up(K_g, vectors * lanes) / rate
+            if cost < best:
+                best, name = cost, block
+        return name
     writes = 1.0 + 8.0 / taps
     best, name = _round_up(geom.Q, 6) * _round_up(K_g, lanes) * writes, "columns"
     if geom.stride_w == 1:
         unit = _round_up(geom.Q, lanes) * _round_up(K_g, 4) / 0.9
         if unit <= best:
             best, name = unit, "filters"
-    if wide and _round_up(geom.Q, 8) * _round_up(K_g, 2 * lanes) * writes / 1.5 < best:
-        name = "wide"
+    stores = writes - 1.0  # at the narrow blockings' cost in every blocking
+    for block, (size, vectors, rate, _) in WIDE_BLOCKS.items() if wide else ():
+        cost = _round_up(geom.Q, size) * _round_up(K_g, vectors * lanes) * (1 / rate + stores)
+        if cost < best:
+            best, name = cost, block
     return name
 
 
@@ -232,22 +248,24 @@ def _round_up(size: int, block: int) -> int:
 
 
 def _direct_wide(geom: ConvGeometry, itemsize: int, weight: bool) -> bool:
-    """Whether the compiled sums run a pass in their AVX-512 blocking."""
-    return direct_blocking(geom, itemsize, weight) == "wide"
+    """Whether the compiled sums run a pass in an AVX-512 blocking."""
+    return direct_blocking(geom, itemsize, weight) in WIDE_BLOCKS
 
 
 def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     """The compiled forward sum's time (direct.h): register blocks of 4 filters by 64 bytes
     of output columns with unit column stride, else 6 columns by 64 bytes of filters, or
-    where the CPU has AVX-512 and the filters fill them, 8 columns by 128 bytes of filters
-    at :data:`DIRECT_WIDE_SPEEDUP` times the rate; each block pays for its setup over the
-    C/G·R·S taps it sums."""
+    where the CPU has AVX-512 and the filters fill them, the blocks of :data:`WIDE_BLOCKS`
+    (8 columns by 128 bytes of filters at :data:`DIRECT_WIDE_SPEEDUP` times the rate, 16 by
+    64 at 1.2/1.5 of that); each block pays for its setup over the C/G·R·S taps it sums."""
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
     speedup = 1.0
-    if _direct_wide(geom, itemsize, weight=False):
-        filled = _blocks_used(geom.Q, 8) * _blocks_used(K_g, 2 * lanes)
-        speedup = DIRECT_WIDE_SPEEDUP
+    blocking = direct_blocking(geom, itemsize)
+    if blocking in WIDE_BLOCKS:
+        size, vectors, rate, _ = WIDE_BLOCKS[blocking]
+        filled = _blocks_used(geom.Q, size) * _blocks_used(K_g, vectors * lanes)
+        speedup = DIRECT_WIDE_SPEEDUP * rate / WIDE_BLOCKS["wide"][2]
     elif geom.stride_w == 1:
         filled = _blocks_used(geom.Q, lanes) * _blocks_used(K_g, 4)
     else:
@@ -262,8 +280,7 @@ def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     """The compiled weight-gradient sum's time (DS3): register blocks of 6 taps by 64 bytes
     of filters, summed over each output row's Q columns, then added to the row slice's
     partial sums; partials larger than a core's cache travel through memory every row. In
-    the AVX-512 blocking (8 taps by 128 bytes, :func:`_direct_wide_weight_seconds`) its
-    own rate."""
+    the AVX-512 blockings (:func:`_direct_wide_weight_seconds`) their own rates."""
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
     if _direct_wide(geom, itemsize, weight=True):
@@ -280,20 +297,22 @@ def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
 
 
 def _direct_wide_weight_seconds(geom: ConvGeometry, itemsize: int) -> float:
-    """(DS3) in the AVX-512 blocking, fitted to its times on the conv suite's layers:
+    """(DS3) in an AVX-512 blocking, fitted to its times on the conv suite's layers:
     :data:`DIRECT_WIDE_WEIGHT_SPEEDUP` times the forward's rate, less a setup of 3 columns
     per row (the short rows of ResNet-20's 8x8 and 16x16 planes ran at 0.7-0.8 of the rate of
     long ones), plus each row's region and turned dy. Unlike the blocking above, partials of
     up to 2 MB (big9x9's) showed no cost of their own."""
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
-    filled = _blocks_used(taps, 8) * _blocks_used(K_g, 2 * lanes)
-    rate = DIRECT_FLOPS_PER_S * DIRECT_WIDE_WEIGHT_SPEEDUP * (4.0 / itemsize) * filled
+    size, vectors, _, block_rate = WIDE_BLOCKS[direct_blocking(geom, itemsize, weight=True)]
+    filled = _blocks_used(taps, size) * _blocks_used(K_g, vectors * lanes)
+    speedup = DIRECT_WIDE_WEIGHT_SPEEDUP * block_rate / WIDE_BLOCKS["wide"][3]
+    rate = DIRECT_FLOPS_PER_S * speedup * (4.0 / itemsize) * filled
     rate *= geom.Q / (geom.Q + 3.0)
     flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
     rows = geom.N * geom.groups * geom.P
     row_bytes = (C_g * geom.R * (geom.Q * geom.stride_w + 16)
-                 + geom.Q * (K_g + 2 * lanes)) * itemsize  # fmt: skip
+                 + geom.Q * (K_g + vectors * lanes)) * itemsize  # fmt: skip
     return flops / rate + rows * row_bytes / NATIVE_BYTES_PER_S + CALL_SECONDS
 
 

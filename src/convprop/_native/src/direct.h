@@ -15,7 +15,7 @@
  * the sum runs in registers (the two blockings below).
  */
 
-/* Three register blockings of the sum:
+/* Four register blockings of the sum:
  * - any stride, "columns": DQ = 6 output columns times DK filters (64 bytes: two AVX2
  *   vectors), 12 AVX2 accumulators; per tap, the filter weights and DQ broadcast inputs
  *   (direct_columns.h);
@@ -27,7 +27,11 @@
  *   4 accumulators of 64 bytes, too few to hide the multiply-add's latency: with this one
  *   ResNet-20's stage-2 and stage-3 layers (3x3, 32 and 64 filters, 16x16 and 8x8 planes)
  *   and res3x3 took 0.55-0.60 of the time of the best of the other two forward, 0.63-0.86
- *   for the weight gradient (DS3, CQ taps by CK filters). */
+ *   for the weight gradient (DS3, CQ taps by CK filters);
+ * - any stride, "wide16" (AVX-512 only): W16 = 16 columns times DK filters (one vector), 16
+ *   accumulators too, for layers of 16 filters, which would leave half of each "wide" block
+ *   empty: ResNet-20's stage-1 layers (3x3, 16 filters, 32x32 planes) took 0.82 of the time
+ *   of the narrow blockings forward, 0.92 for the weight gradient (16 taps by 16 filters). */
 #define DQ 6
 #define DK (64 / (int)sizeof(T))
 #define VK 4
@@ -35,15 +39,16 @@
 #define VQ (64 / (int)sizeof(T))
 #define WQ 8
 #define WK (128 / (int)sizeof(T))
+#define W16 16
 
 #if !defined(DIRECT_LAYOUT_ONCE)
 #define DIRECT_LAYOUT_ONCE
 /* The padded width of a region row: Q columns plus the few that a last block may read past
- * them (their sums are dropped): (WQ - 1) * stride_w for a block of columns (DQ <= WQ), at
- * least VQ - 1 <= 15 with unit stride. */
+ * them (their sums are dropped): (W16 - 1) * stride_w for the largest block of columns, 15
+ * cells with unit stride. */
 static inline Py_ssize_t direct_cols(const ConvGeom *g)
 {
-    const Py_ssize_t slack = g->stride_w == 1 ? 15 : (WQ - 1) * g->stride_w;
+    const Py_ssize_t slack = (W16 - 1) * g->stride_w;
     return (g->Q - 1) * g->stride_w + (g->S - 1) * g->dil_w + 1 + slack;
 }
 
@@ -68,7 +73,7 @@ static inline void direct_prefetch_next_row(const void *block, Py_ssize_t row_by
 }
 
 /* The blockings, as the bindings name them. */
-enum { DIRECT_COLUMNS = 0, DIRECT_FILTERS = 1, DIRECT_WIDE = 2 };
+enum { DIRECT_COLUMNS = 0, DIRECT_FILTERS = 1, DIRECT_WIDE = 2, DIRECT_WIDE16 = 3 };
 
 /* Which blocking sums a layer (DS2). With unit column stride, "filters" (VK x VQ) or
  * "columns" (DQ x DK): the second keeps 12 accumulators busy instead of 8 (measured 11-12 %
@@ -77,9 +82,10 @@ enum { DIRECT_COLUMNS = 0, DIRECT_FILTERS = 1, DIRECT_WIDE = 2 };
  * few taps (lenet1: 25). Each is charged the multiply-adds of its padded blocks: the 8
  * accumulators at 0.9 of the 12 (the rate that fits lenet1, lenet2, res3x3 and dil3x3's
  * timings), the transposed writes as 8 taps' worth per block. Where `wide` (the CPU runs
- * WIDE_KERNELs and the caller allows them), "wide" (WQ x WK) at 1.6 times the rate of the
- * others, its padded blocks charged the same way: few filters (ResNet-20's 16) pad a block
- * of 32 to waste. */
+ * WIDE_KERNELs and the caller allows them), "wide" (WQ x WK) at 1.5 times the rate of the
+ * others and "wide16" (W16 x DK) at 1.2 times, their padded blocks charged the same way
+ * (their stores at the same cost): 16 filters (ResNet-20's first stage) fill a "wide16" block
+ * and half of a "wide" one; with 27 taps (its first layer) "filters" stays ahead. */
 static inline int direct_forward_blocking(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
                                           int itemsize, int wide)
 {
@@ -92,22 +98,29 @@ static inline int direct_forward_blocking(const ConvGeom *g, Py_ssize_t Kg, Py_s
         const double unit = (double)round_up(g->Q, vq) * (double)round_up(Kg, 4) / 0.9;
         if (unit <= best) best = unit, blocking = DIRECT_FILTERS;
     }
-    if (wide) {
-        const double w = (double)round_up(g->Q, WQ) * (double)round_up(Kg, wk) * writes / 1.5;
-        if (w < best) blocking = DIRECT_WIDE;
+    if (wide) { /* the stores do not get faster: charged at the narrow blockings' cost */
+        const double stores = writes - 1.0;
+        const double w =
+            (double)round_up(g->Q, WQ) * (double)round_up(Kg, wk) * (1 / 1.5 + stores);
+        const double w16 =
+            (double)round_up(g->Q, W16) * (double)round_up(Kg, dk) * (1 / 1.2 + stores);
+        if (w < best) best = w, blocking = DIRECT_WIDE;
+        if (w16 < best) blocking = DIRECT_WIDE16;
     }
     return blocking;
 }
 
 /* Which blocking sums the weight gradient (DS3): "columns" (DQ taps by DK filters) or,
- * where `wide`, "wide" (WQ taps by WK filters) at 1.25 times its rate, each charged its
- * padded blocks. */
+ * where `wide`, "wide" (WQ taps by WK filters) at 1.2 times its rate or "wide16" (W16 taps
+ * by DK filters) at 1.1 times, each charged its padded blocks. */
 static inline int direct_weight_blocking(Py_ssize_t Kg, Py_ssize_t taps, int itemsize, int wide)
 {
     const Py_ssize_t dk = 64 / itemsize, wk = 128 / itemsize;
     const double cols = (double)round_up(taps, DQ) * (double)round_up(Kg, dk);
     const double w = (double)round_up(taps, WQ) * (double)round_up(Kg, wk) / 1.2;
-    return wide && w < cols ? DIRECT_WIDE : DIRECT_COLUMNS;
+    const double w16 = (double)round_up(taps, W16) * (double)round_up(Kg, dk) / 1.1;
+    if (!wide || (cols <= w && cols <= w16)) return DIRECT_COLUMNS;
+    return w <= w16 ? DIRECT_WIDE : DIRECT_WIDE16;
 }
 
 /* Filters per block of the weights' layout (direct_filters) and taps per block of the
@@ -117,7 +130,10 @@ static inline Py_ssize_t direct_filter_block(int blocking, int itemsize)
     return blocking == DIRECT_FILTERS ? VK : blocking == DIRECT_WIDE ? 128 / itemsize
                                                                      : 64 / itemsize;
 }
-static inline Py_ssize_t direct_tap_block(int blocking) { return blocking == DIRECT_WIDE ? WQ : DQ; }
+static inline Py_ssize_t direct_tap_block(int blocking)
+{
+    return blocking == DIRECT_WIDE ? WQ : blocking == DIRECT_WIDE16 ? W16 : DQ;
+}
 #endif
 
 /* wt[g, k / KB, t, k % KB] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in
@@ -163,6 +179,11 @@ KERNEL_PART void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_
 #define CNAME(name) name##_wide
 #define CKERNEL WIDE_KERNEL
 #include "direct_columns.h"
+#define CQ W16
+#define CK DK
+#define CNAME(name) name##_wide16
+#define CKERNEL WIDE_KERNEL
+#include "direct_columns.h"
 #endif
 
 /* The same with unit column stride, in blocks of VK filters times VQ columns; wg is
@@ -206,7 +227,7 @@ KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *y
 /* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters
  * per group, in blocks of direct_filter_block(blocking)), offs[t] = (c*R + r)*cols +
  * s*dil_w (DS1), b may be NULL; scratch: Cg*rows*cols elements. `blocking` is DIRECT_COLUMNS
- * or DIRECT_FILTERS; DIRECT_WIDE runs direct_forward_wide. */
+ * or DIRECT_FILTERS; DIRECT_WIDE and DIRECT_WIDE16 run direct_forward_wide. */
 KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                                Py_ssize_t Kpad, int blocking, Py_ssize_t lo, Py_ssize_t hi)
@@ -223,10 +244,12 @@ KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
 }
 
 #if defined(WIDE_KERNELS)
-/* direct_forward in the wide blocking (WQ columns by WK filters). */
+/* direct_forward in an AVX-512 blocking: DIRECT_WIDE (WQ columns by WK filters) or
+ * DIRECT_WIDE16 (W16 columns by DK filters). */
 WIDE_KERNEL void FN(direct_forward_wide)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                          const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
-                                         Py_ssize_t Kpad, Py_ssize_t lo, Py_ssize_t hi)
+                                         Py_ssize_t Kpad, int blocking, Py_ssize_t lo,
+                                         Py_ssize_t hi)
 {
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
     for (Py_ssize_t row = lo; row < hi; ++row) {
@@ -234,7 +257,9 @@ WIDE_KERNEL void FN(direct_forward_wide)(const T *x, const T *wt, const T *b, T 
         FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
         const T *wg = wt + gi * taps * Kpad, *bg = b ? b + gi * Kg : NULL;
         T *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
-        FN(direct_row_columns_wide)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+        if (blocking == DIRECT_WIDE16)
+            FN(direct_row_columns_wide16)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+        else FN(direct_row_columns_wide)(scratch, wg, bg, yrow, offs, g, Kg, taps);
     }
 }
 #endif

@@ -26,7 +26,7 @@ KERNEL_PART void FN(CNAME(direct_row_columns))(const T *xq, const T *wg, const T
             for (Py_ssize_t t = 0; t < taps; ++t) {
                 const T *xs = xq + q0 * g->stride_w + offs[t];
                 const T *wv = wg + k0 * taps + t * CK;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                 for (int qq = 0; qq < CQ; ++qq) {
                     const T xv = xs[qq * g->stride_w];
 #pragma omp simd
@@ -102,7 +102,7 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
                         for (Py_ssize_t q = 0; q < g->Q; ++q) {
                             const T *dv = dyT + q * Kpad + k0;
                             const T *xs = region + q * g->stride_w;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                             for (int i = 0; i < CQ; ++i) {
                                 const T xv = xs[offs[t0 + i]];
 #pragma omp simd
