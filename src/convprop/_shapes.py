@@ -493,7 +493,8 @@ def pool2d_geometry(
     op: str, x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any
 ) -> Pool2dGeometry:
     """Validate the shapes and hyperparameters of a max or average pooling call and return
-    its geometry (x itself is checked by the op: an array of a float dtype).
+    its geometry (x itself is checked by the op: an array of a float dtype). Remembered as
+    :func:`conv_geometry` is (7 µs of a 15 µs pooling of one image).
 
     Every window of (PS2) holds at least one real cell, because padding is at most half the
     window (PyTorch's rule, enforced here).
@@ -513,6 +514,26 @@ def pool2d_geometry(
     >>> geom.y_shape, geom.extra_h  # the last window reads one row below x
     ((2, 3, 3, 3), 1)
     """
+    arguments = (x_shape, kernel_size, stride, padding, ceil_mode)
+    key = (op, *(_typed(v) for v in arguments))
+    try:
+        geom = _POOL_GEOMETRIES.get(key)
+    except TypeError:  # an unhashable argument: validated afresh each time
+        return _pool2d_geometry(op, *arguments)
+    if geom is None:
+        geom = _pool2d_geometry(op, *arguments)
+        if len(_POOL_GEOMETRIES) >= _GEOMETRIES_KEPT:
+            _POOL_GEOMETRIES.clear()
+        _POOL_GEOMETRIES[key] = geom
+    return geom
+
+
+_POOL_GEOMETRIES: dict[tuple[Any, ...], Pool2dGeometry] = {}
+
+
+def _pool2d_geometry(
+    op: str, x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any
+) -> Pool2dGeometry:
     shapes = f"x.shape={tuple(x_shape)}"
     if len(x_shape) != 4:
         raise ShapeError(

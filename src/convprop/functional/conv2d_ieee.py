@@ -18,8 +18,9 @@ A NaN or an infinity in x, w or dy must reach exactly the outputs whose sums (F1
 
 ``auto`` chooses among all of them by cost; when a transform algorithm was chosen it checks
 the inputs with one ``isfinite`` pass each (the forward x and w, the backward dy), and when
-only the data pass is direct's or depthwise's it checks w alone; with a non-finite value it
-takes the cheapest of the IEEE algorithms instead.
+only the data pass is direct's or depthwise's it checks w alone, in conv2d's backward (a
+forward alone needs no check; conv_transpose2d's forward is that pass); with a non-finite
+value it takes the cheapest of the IEEE algorithms instead.
 """
 
 from __future__ import annotations
