@@ -73,6 +73,10 @@ DIRECT_FLOPS_PER_S = 95e9  # the compiled forward sum (F1) in registers, both co
 DIRECT_WIDE_SPEEDUP = 1.6
 DIRECT_WIDE_WEIGHT_SPEEDUP = 1.7  # (DS3) in that blocking, over DIRECT_FLOPS_PER_S
 FFT_COMPILED_SHARE = 0.5  # the FFT algorithm's measured time over its NumPy-only estimate
+# the FFT's fixed cost per pass, its dozen array operations and kernel calls: one 8-channel
+# 3x3 layer on a 4x4 image took 52 µs by the FFT against 11 by the direct sums, which a cost
+# model without it chose (14 µs estimated)
+FFT_FIXED_SECONDS = 40e-6
 REUSE_SHARE = 0.8  # dw by the forward's own algorithm (see prefer_forward_for_weight)
 MEMORY_SLACK = 2.0  # auto's memory limit: this many workspace budgets (see memory_limit)
 
@@ -406,7 +410,7 @@ def _fft(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float:
     # With the compiled per-bin products, 0.43-0.47; the share stays 0.5, whose margin keeps
     # tiny layers off the FFT, where this sum misses its fixed costs (2x4x24² with 4 9x9
     # filters: 0.45 would pick the FFT's weight pass, 1.7 ms against 0.2 for the direct sums)
-    return seconds * (FFT_COMPILED_SHARE if compiled else 1.0)
+    return seconds * (FFT_COMPILED_SHARE if compiled else 1.0) + FFT_FIXED_SECONDS
 
 
 def _winograd_tiled(geom: ConvGeometry, b: int, compiled: bool, m: int) -> float:
@@ -661,7 +665,7 @@ def _calibration() -> tuple[float, ...]:
     return (GEMM_FLOPS_PER_S, MEMORY_BYTES_PER_S, FFT_FLOPS_PER_S, CALL_SECONDS,
             NATIVE_FLOPS_PER_S, NATIVE_BYTES_PER_S, DIRECT_FLOPS_PER_S,
             DIRECT_WIDE_SPEEDUP, DIRECT_WIDE_WEIGHT_SPEEDUP, float(_native.wide_blockings_run()),
-            FFT_COMPILED_SHARE, REUSE_SHARE, BATCH_AS_COLUMNS_MAX_PQ,
+            FFT_COMPILED_SHARE, FFT_FIXED_SECONDS, REUSE_SHARE, BATCH_AS_COLUMNS_MAX_PQ,
             float(_LOSSY_ALLOWED), float(conv2d_workspace.WORKSPACE_BYTES),
             conv2d_workspace.WORKSPACE_SHARE, float(conv2d_workspace.WORKSPACE_MIN_BYTES),
             MEMORY_SLACK)  # fmt: skip
