@@ -351,9 +351,17 @@ def direct_runs_compiled(geom: ConvGeometry, pass_name: str, itemsize: int,
                          compiled: bool | None = None) -> bool:  # fmt: skip
     """Whether the direct algorithm runs a pass ("forward", "data", "weight") by the compiled sum
     rather than by its NumPy taps (one product per tap, at the BLAS rate when C/G is
-    large); never where the kernels do not run or the pass has no compiled form."""
+    large); never where the kernels do not run or the pass has no compiled form. Asked by
+    every call of the direct algorithm: remembered per geometry and rates."""
     if compiled is None:
         compiled = _native.runs_compiled()
+    return _direct_runs_compiled(geom, pass_name, itemsize, compiled, _calibration())
+
+
+@functools.lru_cache(maxsize=REMEMBERED_CHOICES)
+def _direct_runs_compiled(
+    geom: ConvGeometry, pass_name: str, itemsize: int, compiled: bool, rates: tuple[float, ...]
+) -> bool:
     seconds = _direct_compiled_pass(geom, pass_name, itemsize) if compiled else None
     return seconds is not None and seconds < _direct_numpy(geom, pass_name, itemsize)
 
