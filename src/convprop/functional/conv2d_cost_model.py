@@ -325,11 +325,12 @@ def _direct_compiled_pass(geom: ConvGeometry, pass_name: str, itemsize: int) -> 
     (B2) as (DS3), or the input gradient (B3) as the forward sum over dy in the transposed
     geometry (as I6) with stride 1, else one such sum per phase (PH1; dilation 1). None for a
     pointwise layer, which im2col computes as one product with no copy (measured on 8x8x16²
-    -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6), except for the forward and the input
-    gradient where the sums run in the AVX-512 blocking (pw1x1's forward: 2.5 ms against
-    im2col's 3.5 with OpenBLAS's AVX2 kernels; its weight gradient 5.5 against 3.4: 1 MB of
-    partial sums per slice for 112 output rows)."""
-    if is_pointwise(geom) and (pass_name == "weight" or not _direct_wide(geom, itemsize, False)):
+    -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6), except for the forward where the sums
+    run in an AVX-512 blocking (pw1x1's forward: 2.5 ms against im2col's 3.5 with OpenBLAS's
+    AVX2 kernels; its input gradient level with im2col's, 4.2-4.6 against 4.1-4.3, each
+    output row reading 1024 channels; its weight gradient 5.5 against 3.4: 1 MB of partial
+    sums per slice for 112 output rows)."""
+    if is_pointwise(geom) and (pass_name != "forward" or not _direct_wide(geom, itemsize, False)):
         return None
     if pass_name == "forward":
         return direct_compiled_seconds(geom, itemsize)
