@@ -14,6 +14,7 @@ blocking computes the same bits (tests/_native/test_conv2d_direct_compiled.py).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -51,17 +52,16 @@ def time_blockings(spec: list[int], calls: int) -> dict[str, dict[str, float]]:
     wide = ["wide", "wide16"] if direct.wide_blocking_runs() else []
     forward = ["columns", *(["filters"] if geom.stride_w == 1 else []), *wide]
     kernels = _compiled.kernels
+
+    def run_forward(blocking: str) -> None:
+        kernels.direct_forward(x, w, None, y, g, groups, 0, rows, 2, blocking=blocking)
+
+    def run_weight(blocking: str) -> None:
+        kernels.direct_weight(dy, x, dw, g, groups, slices, 0, slices, 2, blocking=blocking)
+
     runs = {
-        "forward": {
-            name: lambda b=name: kernels.direct_forward(x, w, None, y, g, groups, 0, rows, 2,
-                                                        blocking=b)  # fmt: skip
-            for name in forward
-        },
-        "weight": {
-            name: lambda b=name: kernels.direct_weight(dy, x, dw, g, groups, slices, 0, slices, 2,
-                                                       blocking=b)  # fmt: skip
-            for name in ["columns", *wide]
-        },
+        "forward": {name: functools.partial(run_forward, name) for name in forward},
+        "weight": {name: functools.partial(run_weight, name) for name in ["columns", *wide]},
     }
     times: dict[str, dict[str, list[float]]] = {p: {n: [] for n in r} for p, r in runs.items()}
     for run in (f for r in runs.values() for f in r.values()):
@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(names) - set(layers))
     if unknown:
         parser.error(f"unknown shape {unknown}; expected one of {sorted(layers)}")
-    print(machine_info())
-    print("median ms, 2 threads, float32; * the kernel's own choice")
+    info = machine_info(2)
+    print(f"machine: {info['cpu']}, {info['cores']} cores; numpy {info['numpy']}; "
+          "median ms, 2 threads, float32; * the kernel's own choice")  # fmt: skip
     for name in names:
         spec = layers[name]
         N, C, H, W, K, R, S, stride, pad, dil, groups = spec
