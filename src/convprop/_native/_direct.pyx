@@ -46,7 +46,7 @@ cdef extern from *:
     #endif
     """
     enum:
-        DR  # output rows per pass over the weight gradient's partial sums (DS3)
+        DR  # the most output rows per pass over the weight gradient's partials (DS3)
         DIRECT_COLUMNS
         DIRECT_FILTERS
         DIRECT_WIDE

@@ -69,9 +69,8 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
         Py_ssize_t nr;
         for (Py_ssize_t row = first; row < last; row += nr) {
             const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
-            /* DR rows of one (n, g) at a time where rows are short (Q <= 64): the partial's
-             * blocks are loaded and stored once per DR rows rather than once per row */
-            const Py_ssize_t group = g->Q <= 64 ? DR : 1;
+            /* a few rows of one (n, g) at a time where rows are short (direct_row_group) */
+            const Py_ssize_t group = direct_row_group(g);
             nr = last - row < group ? last - row : group;
             if (nr > g->P - p) nr = g->P - p;
             for (Py_ssize_t j = 0; j < nr; ++j) {
