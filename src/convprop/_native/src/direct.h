@@ -130,10 +130,11 @@ static inline Py_ssize_t direct_filter_block(int blocking, int itemsize)
     return blocking == DIRECT_FILTERS ? VK : blocking == DIRECT_WIDE ? 128 / itemsize
                                                                      : 64 / itemsize;
 }
+
 /* Output rows per pass over a slice's partial sums (DS3): where rows are short, the
- * partial's blocks are loaded and stored once per few rows rather than once per row; 8 rows of
- * 8 columns (ResNet-20's stage 3: the weight gradient took 0.83-0.90 of its time with 4), 4 of up to 64
- * columns, else one. */
+ * partial's blocks are loaded and stored once per few rows rather than once per row: 8 rows of
+ * 8 columns (ResNet-20's stage 3: its weight gradient took 0.83-0.90 of the time with 4), 4
+ * of up to 64 columns, else one. */
 static inline Py_ssize_t direct_row_group(const ConvGeom *g)
 {
     return g->Q <= 8 ? DR : g->Q <= 64 ? DR / 2 : 1;
