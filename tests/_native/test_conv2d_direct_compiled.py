@@ -372,8 +372,9 @@ def _wide_cases(draw: Any) -> tuple[Any, ...]:
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(case=_wide_cases())
 def test_compiled_sums_equal_the_numpy_taps_on_drawn_layers(case: tuple[Any, ...]) -> None:
-    """(DS2), (DS3) and, with stride 1, (B3) as the sum over dy, against the direct
-    algorithm's NumPy taps (F1, B2, B3) in float64."""
+    """(DS2), (DS3) and (B3) as the sum over dy (stride 1) or one sum per phase (PH1, a
+    larger stride and dilation 1), against the direct algorithm's NumPy taps (F1, B2, B3)
+    in float64."""
     x, w, dy, geom = case
     with _native.disabled():
         y_numpy, _ = conv2d_direct.forward(x, w, geom)
@@ -387,3 +388,9 @@ def test_compiled_sums_equal_the_numpy_taps_on_drawn_layers(case: tuple[Any, ...
         with _native.disabled():
             dx_numpy = conv2d_direct.backward_data(dy, w, geom)
         np.testing.assert_allclose(dx, dx_numpy, rtol=1e-12, atol=1e-12 * np.abs(dx_numpy).max())
+    elif phases(geom) is not None:  # (PH1), as the algorithm runs it where it pays
+        dx = conv2d_direct._data_gradient_by_phases(dy, w, geom)
+        with _native.disabled():
+            dx_numpy = conv2d_direct.backward_data(dy, w, geom)
+        scale = max(float(np.abs(dx_numpy).max()), 1.0)
+        np.testing.assert_allclose(dx, dx_numpy, rtol=1e-12, atol=1e-12 * scale)
