@@ -20,10 +20,13 @@ Conventions, stated once for the whole library
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from convprop.errors import ParameterError, ShapeError
+
+GeometryT = TypeVar("GeometryT")
 
 Pair = tuple[int, int]
 Padding4 = tuple[int, int, int, int]
@@ -224,21 +227,33 @@ def conv_geometry(
         Non-positive stride/dilation/groups, negative padding, groups not dividing C or K.
     """
     arguments = (x_shape, w_shape, b_shape, stride, padding, dilation, groups)
+    return _remembered(_GEOMETRIES, _conv_geometry, op, arguments)
+
+
+_GEOMETRIES: dict[tuple[Any, ...], Any] = {}
+_GEOMETRIES_KEPT = 512
+
+
+def _remembered(
+    table: dict[tuple[Any, ...], Any],
+    validate: Callable[..., GeometryT],
+    op: str,
+    arguments: tuple[Any, ...],
+) -> GeometryT:
+    """``validate(op, *arguments)``, kept in ``table`` (at most ``_GEOMETRIES_KEPT`` calls)
+    where every argument is hashable; a call that raises is not kept."""
     key = (op, *(_typed(v) for v in arguments))
     try:
-        geom = _GEOMETRIES.get(key)
+        geom: GeometryT | None = table.get(key)
     except TypeError:  # an unhashable argument (an array...): validated afresh each time
-        return _conv_geometry(op, *arguments)
+        return validate(op, *arguments)
     if geom is None:
-        geom = _conv_geometry(op, *arguments)
-        if len(_GEOMETRIES) >= _GEOMETRIES_KEPT:
-            _GEOMETRIES.clear()
-        _GEOMETRIES[key] = geom
+        geom = validate(op, *arguments)
+        if len(table) >= _GEOMETRIES_KEPT:
+            table.clear()
+        table[key] = geom
     return geom
 
-
-_GEOMETRIES: dict[tuple[Any, ...], ConvGeometry] = {}
-_GEOMETRIES_KEPT = 512
 
 MAX_EXTENT = 2**53
 """The largest padded input, dilated kernel or strided span (elements along one axis) a
@@ -515,20 +530,10 @@ def pool2d_geometry(
     ((2, 3, 3, 3), 1)
     """
     arguments = (x_shape, kernel_size, stride, padding, ceil_mode)
-    key = (op, *(_typed(v) for v in arguments))
-    try:
-        geom = _POOL_GEOMETRIES.get(key)
-    except TypeError:  # an unhashable argument: validated afresh each time
-        return _pool2d_geometry(op, *arguments)
-    if geom is None:
-        geom = _pool2d_geometry(op, *arguments)
-        if len(_POOL_GEOMETRIES) >= _GEOMETRIES_KEPT:
-            _POOL_GEOMETRIES.clear()
-        _POOL_GEOMETRIES[key] = geom
-    return geom
+    return _remembered(_POOL_GEOMETRIES, _pool2d_geometry, op, arguments)
 
 
-_POOL_GEOMETRIES: dict[tuple[Any, ...], Pool2dGeometry] = {}
+_POOL_GEOMETRIES: dict[tuple[Any, ...], Any] = {}
 
 
 def _pool2d_geometry(

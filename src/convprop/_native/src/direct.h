@@ -234,6 +234,20 @@ KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *y
     }
 }
 
+/* Output row `row` = (n, g, p): the rows of x it reads copied into the region (scratch), and
+ * its group's filters, bias (or NULL) and the start of its row of y. */
+KERNEL_PART void FN(direct_row_start)(const T *x, const T *wt, const T *b, T *y, T *scratch,
+                                      const ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad,
+                                      Py_ssize_t row, const T **wg, const T **bg, T **yrow)
+{
+    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
+    const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
+    FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
+    *wg = wt + gi * taps * Kpad;
+    *bg = b ? b + gi * Kg : NULL;
+    *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
+}
+
 /* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters
  * per group, in blocks of direct_filter_block(blocking)), offs[t] = (c*R + r)*cols +
  * s*dil_w (DS1), b may be NULL; scratch: Cg*rows*cols elements. `blocking` is DIRECT_COLUMNS
@@ -242,12 +256,11 @@ KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                                Py_ssize_t Kpad, int blocking, Py_ssize_t lo, Py_ssize_t hi)
 {
-    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
+    const Py_ssize_t Kg = g->K / G, taps = g->C / G * g->R * g->S;
+    const T *wg, *bg;
+    T *yrow;
     for (Py_ssize_t row = lo; row < hi; ++row) {
-        const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
-        FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
-        const T *wg = wt + gi * taps * Kpad, *bg = b ? b + gi * Kg : NULL;
-        T *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
+        FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &wg, &bg, &yrow);
         if (blocking == DIRECT_FILTERS) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps);
         else FN(direct_row_columns)(scratch, wg, bg, yrow, offs, g, Kg, taps);
     }
@@ -261,12 +274,11 @@ WIDE_KERNEL void FN(direct_forward_wide)(const T *x, const T *wt, const T *b, T 
                                          Py_ssize_t Kpad, int blocking, Py_ssize_t lo,
                                          Py_ssize_t hi)
 {
-    const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
+    const Py_ssize_t Kg = g->K / G, taps = g->C / G * g->R * g->S;
+    const T *wg, *bg;
+    T *yrow;
     for (Py_ssize_t row = lo; row < hi; ++row) {
-        const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
-        FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
-        const T *wg = wt + gi * taps * Kpad, *bg = b ? b + gi * Kg : NULL;
-        T *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
+        FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &wg, &bg, &yrow);
         if (blocking == DIRECT_WIDE16)
             FN(direct_row_columns_wide16)(scratch, wg, bg, yrow, offs, g, Kg, taps);
         else FN(direct_row_columns_wide)(scratch, wg, bg, yrow, offs, g, Kg, taps);
