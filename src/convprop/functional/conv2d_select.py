@@ -143,7 +143,7 @@ def choose(
     >>> from convprop._shapes import conv_geometry
     >>> g = conv_geometry("conv2d", (8, 256, 14, 14), (1024, 256, 1, 1), None,
     ...                   stride=1, padding=0, dilation=1, groups=1)
-    >>> choose(g, "forward", "float32", ["direct", "im2col", "fft"])
+    >>> choose(g, "weight", "float32", ["direct", "im2col", "fft"])
     'im2col'
     """
     timings = conv2d_timing_cache.active_cache()
