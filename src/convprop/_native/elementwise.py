@@ -4,7 +4,10 @@ Notation  x, y, dy, dx (any shape, all of one)  (activation's derivation block)
   y = max(x, 0)                                                                      (A2)
   dx = dy ⊙ f′(x),  f′(x) = 1 if x > 0 else 0                                        (A1), (A3)
 The kernels multiply by f′ rather than select, as NumPy's product with the booleans does:
-the same bits, NaN and signed zeros included.
+the same bits, NaN and signed zeros included. Their work (``parallel``) counts every array
+they stream: two threads took 0.53-0.70 of one thread's time from 0.8 M elements on
+(forward and backward, (32, 32, 28, 28) to (128, 16, 32, 32), float32), where counting x
+alone kept layers of up to 2 M elements on one thread.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def relu_forward(x: Any) -> Any:
     """(A2): y = max(x, 0) element by element, as NumPy's maximum (NaN kept, -0 -> +0)."""
     x = numpy.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray makes a 0-d array 1-d
     y = numpy.empty_like(x)
-    parallel(kernels.relu_forward, x.size, x.size, x, y)
+    parallel(kernels.relu_forward, x.size, 2 * x.size, x, y)  # work: x and y streamed
     return y
 
 
@@ -31,5 +34,5 @@ def relu_backward(dy: Any, x: Any) -> Any:
     """(A1), (A3): dx = dy * (x > 0), the same bits as NumPy's product with the booleans."""
     dy, x = numpy.ascontiguousarray(dy).reshape(dy.shape), numpy.ascontiguousarray(x)
     dx = numpy.empty_like(dy)
-    parallel(kernels.relu_backward, dy.size, dy.size, dy, x, dx)
+    parallel(kernels.relu_backward, dy.size, 3 * dy.size, dy, x, dx)  # dy, x and dx streamed
     return dx
