@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy
 
+from convprop import _native
 from convprop._native import _compiled, conv_geometry_tuple, direct
 from convprop._shapes import conv_geometry
 from convprop.bench import machine_info
@@ -49,7 +50,7 @@ def time_blockings(spec: list[int], calls: int) -> dict[str, dict[str, float]]:
     y, dw = numpy.empty(geom.y_shape, numpy.float32), numpy.empty(geom.w_shape, numpy.float32)
     g, rows = conv_geometry_tuple(geom), geom.N * geom.groups * geom.P
     slices = direct.direct_weight_slices(geom, 4)
-    wide = ["wide", "wide16"] if direct.wide_blocking_runs() else []
+    wide = ["wide", "wide16"] if _native.wide_blockings_run() else []
     forward = ["columns", *(["filters"] if geom.stride_w == 1 else []), *wide]
     kernels = _compiled.kernels
 

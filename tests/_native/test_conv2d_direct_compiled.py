@@ -108,7 +108,7 @@ def _blockings(stride_w: int, weight: bool = False) -> list[str]:
     names = ["columns"]
     if not weight and stride_w == 1:
         names.append("filters")
-    if direct.wide_blocking_runs():
+    if _native.wide_blockings_run():
         names += ["wide", "wide16"]
     return names
 
@@ -144,7 +144,6 @@ def test_the_cost_model_knows_which_blocking_the_kernels_choose() -> None:
     for C, H, K, R, stride in wider:
         layers.append(conv_geometry("test", (8, C, H, H), (K, C, R, R), None, stride=stride,
                                     padding=1, dilation=1, groups=1))  # fmt: skip
-    assert direct.wide_blocking_runs() == _native.wide_blockings_run()
     for geom in layers:
         for itemsize in (4, 8):
             for weight in (False, True):
@@ -172,7 +171,7 @@ def test_a_blocking_that_cannot_run_is_refused_by_name() -> None:
         _compiled.kernels.direct_forward(x, w, None, y, g, 1, 0, rows, 1, blocking="filters")
     with pytest.raises(ValueError, match=r"direct_weight: blocking 'rows' cannot run here"):
         _compiled.kernels.direct_weight(y, x, w, g, 1, 1, 0, 1, 1, blocking="rows")
-    if not direct.wide_blocking_runs():
+    if not _native.wide_blockings_run():
         with pytest.raises(ValueError, match=r"blocking 'wide' cannot run here"):
             _compiled.kernels.direct_forward(x, w, None, y, g, 1, 0, rows, 1, blocking="wide")
 
@@ -343,7 +342,7 @@ def test_cost_model_takes_the_compiled_sum_for_few_taps_and_gemm_for_many() -> N
         assert not select.direct_runs_compiled(geom, "forward", 4, False)  # no kernels: NumPy taps
     # one GEMM at the BLAS rate, unless the sums run in the AVX-512 blocking (2.5 against
     # 3.5 ms with OpenBLAS's AVX2 kernels)
-    wide = direct.wide_blocking_runs()
+    wide = _native.wide_blockings_run()
     assert select.direct_runs_compiled(pointwise, "forward", 4, True) == wide
     chosen = select.choose(pointwise, "forward", "float32", ["direct", "im2col"], compiled=True)
     assert chosen == ("direct" if wide else "im2col")

@@ -103,7 +103,7 @@ def test_the_public_functions_are_the_previous_extension_s() -> None:
         "direct_forward",
         "direct_weight",
         "direct_blocking",
-        "wide_blocking_runs",
+        "wide_blockings_run",
         "maxpool_forward",
         "maxpool_backward",
         "winograd_input",

@@ -179,7 +179,7 @@ def wide_blockings_run() -> bool:
     direct sums' "wide" blocking, src/direct.h): False where the kernels are not built or the
     CPU lacks x86-64-v4. For the cost models, as :func:`runs_compiled`: the kernels choose
     their blocking themselves."""
-    return AVAILABLE and bool(kernels.wide_blocking_runs())
+    return AVAILABLE and bool(kernels.wide_blockings_run())
 
 
 # ------------------------------------------------------------------------------ threads

@@ -52,6 +52,7 @@ cdef extern from *:
         DIRECT_WIDE
         DIRECT_WIDE16
     int wide_kernels_run() noexcept nogil
+    Py_ssize_t round_up(Py_ssize_t a, Py_ssize_t b) noexcept nogil
     Py_ssize_t direct_rows(const ConvGeom *g) noexcept nogil
     Py_ssize_t direct_cols(const ConvGeom *g) noexcept nogil
     int direct_forward_blocking(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
@@ -203,10 +204,6 @@ cdef int check_sizes(ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad
             f"groups={G}, {', '.join(f'{f}={v}' for f, v in zip(CONV_FIELDS, geom))}"
         )
     return 0
-
-
-cdef Py_ssize_t round_up(Py_ssize_t n, Py_ssize_t block) noexcept:
-    return (n + block - 1) // block * block
 
 
 _BLOCKINGS = {
@@ -373,6 +370,7 @@ def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize, bint w
     return _NAMES[choose_blocking(&g, groups, itemsize, None, weight, op)]
 
 
-def wide_blocking_runs():
-    """Whether this CPU runs the "wide" blocking (AVX-512, x86-64-v4) and this build has it."""
+def wide_blockings_run():
+    """Whether this build has the AVX-512 blockings ("wide", "wide16") and this CPU runs them
+    (x86-64-v4)."""
     return bool(wide_kernels_run())

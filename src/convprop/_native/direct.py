@@ -21,16 +21,11 @@ def direct_blocking(geom: Any, itemsize: int, *, weight: bool = False) -> str:
     """The register blocking of :func:`direct_forward` (or with ``weight``,
     :func:`direct_weight`) for a layer: ``"filters"`` (4 filters by 16 columns, stride-1
     columns only), ``"columns"`` (6 columns, or taps, by 16 filters) or, where the CPU has
-    AVX-512 (:func:`wide_blocking_runs`), ``"wide"`` (8 columns, or taps, by 32 filters) or
-    ``"wide16"`` (16 by 16); for float64 half as many filters or columns of 16. Every
-    blocking gives the same bits."""
+    AVX-512 (:func:`convprop._native.wide_blockings_run`), ``"wide"`` (8 columns, or taps,
+    by 32 filters) or ``"wide16"`` (16 by 16); for float64 half as many filters or columns of
+    16. Every blocking gives the same bits."""
     g = conv_geometry_tuple(geom)
     return str(kernels.direct_blocking(g, geom.groups, itemsize, weight=weight))
-
-
-def wide_blocking_runs() -> bool:
-    """Whether this CPU and build run the direct sums' AVX-512 ("wide") blocking."""
-    return bool(kernels.wide_blocking_runs())
 
 
 @twin(arrays="x, w", optional="b")
@@ -54,10 +49,12 @@ DIRECT_PARTIALS_BYTES = 2**25
 def direct_weight_slices(geom: Any, itemsize: int) -> int:
     """Slices of output rows whose partial sums :func:`direct_weight` keeps apart: 16 (a few
     per thread, so that a slow core takes fewer), fewer where the partials would pass
-    :data:`DIRECT_PARTIALS_BYTES`; a function of the geometry only, so the result is."""
+    :data:`DIRECT_PARTIALS_BYTES`; a function of the geometry only, so the result is. A
+    partial's taps and filters are padded to whole blocks, at most 15 taps and 128 bytes of
+    filters past them in any blocking (direct.h)."""
     rows: int = geom.N * geom.groups * geom.P
     taps: int = (geom.C // geom.groups) * geom.R * geom.S
-    per_slice = geom.groups * (taps + 5) * (geom.K // geom.groups + 16) * itemsize
+    per_slice = geom.groups * (taps + 15) * (geom.K // geom.groups + 128 // itemsize) * itemsize
     return max(1, min(rows, 16, int(DIRECT_PARTIALS_BYTES // per_slice)))
 
 

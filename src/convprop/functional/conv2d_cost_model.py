@@ -200,7 +200,7 @@ def _im2col(geom: ConvGeometry, pass_name: str, b: int, compiled: bool) -> float
 
 def _blocks_used(size: int, block: int) -> float:
     """The share of ``ceil(size / block)`` blocks of ``block`` that ``size`` fills."""
-    return size / (-(-size // block) * block)
+    return size / _round_up(size, block)
 
 
 WIDE_BLOCKS: dict[str, tuple[int, int, float, float]] = {
