@@ -10,6 +10,7 @@ on non-finite inputs, and for the same bits on any number of threads.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -133,8 +134,9 @@ def test_the_grid_reaches_every_blocking_that_runs_here() -> None:
 
 
 def test_the_cost_model_knows_which_blocking_the_kernels_choose() -> None:
-    """conv2d_cost_model.direct_blocking restates direct.h's choice for its estimates: the
-    same answer on the grid above and on wider layers, both passes and precisions."""
+    """conv2d_cost_model.direct_blocking and direct_region_rows restate direct.h's choices for
+    its estimates: the same answers on the grid above and on wider layers, both passes and
+    precisions."""
     wider = [
         (16, 32, 16, 3, 1), (32, 16, 32, 3, 1), (64, 8, 64, 3, 1), (256, 14, 1024, 1, 1),
         (128, 28, 256, 3, 2), (3, 32, 64, 7, 2), (64, 32, 64, 9, 1), (32, 14, 64, 5, 1),
@@ -150,6 +152,9 @@ def test_the_cost_model_knows_which_blocking_the_kernels_choose() -> None:
                 kernels_choice = direct.direct_blocking(geom, itemsize, weight=weight)
                 assert cost.direct_blocking(geom, itemsize, weight) == kernels_choice, (
                     geom, itemsize, weight)  # fmt: skip
+            g = _native.conv_geometry_tuple(geom)
+            region_rows = _compiled.kernels.direct_region_rows(g, geom.groups, itemsize)
+            assert cost.direct_region_rows(geom, itemsize) == region_rows, (geom, itemsize)
 
 
 def test_blocking_query_refuses_bad_arguments() -> None:
@@ -263,6 +268,51 @@ def test_same_bits_on_any_number_of_threads(threads: int) -> None:
     dw_many = np.empty(case.w_shape, np.float32)
     _compiled.kernels.direct_weight(dy, x, dw_many, g, geom.groups, slices, 0, slices, threads)
     np.testing.assert_array_equal(dw_many, dw_one)  # slices summed in a fixed order
+
+
+REGION_LAYERS = [
+    # (x shape, w shape, stride, padding, dilation, groups, output rows per region in float32)
+    ((2, 4, 13, 9), (5, 4, 3, 3), 1, 1, 1, 1, 8),  # stride 1: 10 rows serve 8 outputs
+    ((2, 6, 17, 10), (4, 3, 3, 2), 2, (2, 1), (2, 1), 2, 8),  # strided, dilated rows
+    ((1, 3, 20, 7), (4, 3, 1, 1), 1, 0, 1, 1, 8),  # 1x1, stride 1: the rows adjoin
+    ((2, 3, 17, 7), (4, 3, 1, 3), 3, (0, 1), 1, 1, 1),  # rows skipped: a region per row
+    ((1, 256, 11, 28), (3, 256, 3, 3), 1, 1, 1, 1, 2),  # 256 KB: regions of 2 rows
+    ((1, 512, 7, 60), (2, 512, 3, 3), 1, 1, 1, 1, 1),  # too large even for 2
+]
+
+
+@pytest.mark.parametrize("layer", REGION_LAYERS, ids=lambda layer: str(layer[-1]))
+def test_regions_of_several_rows_serve_any_range_of_output_rows(layer: tuple[Any, ...]) -> None:
+    """(DS1) with regions of several output rows: a range of rows that starts or ends inside a
+    region's rows computes the same bits as the whole call, which matches (F1) and (B2)."""
+    x_shape, w_shape, stride, padding, dilation, groups, outputs = layer
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    hyper = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    geom = conv_geometry("test", x.shape, w.shape, None, **hyper)
+    g = _native.conv_geometry_tuple(geom)
+    for itemsize in (4, 8):  # the cost model restates the kernels' choice
+        chosen = _compiled.kernels.direct_region_rows(g, groups, itemsize)
+        assert cost.direct_region_rows(geom, itemsize) == chosen
+    assert _compiled.kernels.direct_region_rows(g, groups, 4) == outputs
+    rows = geom.N * groups * geom.P
+    whole = np.full(geom.y_shape, np.nan, np.float32)
+    _compiled.kernels.direct_forward(x, w, None, whole, g, groups, 0, rows, 1)
+    pieces = np.full(geom.y_shape, np.nan, np.float32)
+    # ranges that start inside a region's rows, and one that lies within one region
+    cuts = sorted({min(cut, rows) for cut in (0, 3, 5, rows // 2 + 1, rows)})
+    for lo, hi in itertools.pairwise(cuts):
+        _compiled.kernels.direct_forward(x, w, None, pieces, g, groups, lo, hi, 1)
+    np.testing.assert_array_equal(pieces, whole)
+    reference = conv2d_ref(x.astype(np.float64), w.astype(np.float64), None, **hyper)
+    assert_close(whole, reference, "float32", "y (F1) from regions of several rows")
+    dy = rng.standard_normal(geom.y_shape).astype(np.float32)
+    dw = np.empty(w_shape, np.float32)
+    slices = min(rows, 7)  # slices that start inside a region's rows
+    _compiled.kernels.direct_weight(dy, x, dw, g, groups, slices, 0, slices, 2)
+    dw_reference = conv2d_dw_ref(x.astype(np.float64), dy.astype(np.float64), w_shape, **hyper)
+    assert_close(dw, dw_reference, "float32", "dw (DS3) from regions of several rows")
 
 
 def test_a_range_of_weight_slices_sums_its_own_rows_only() -> None:

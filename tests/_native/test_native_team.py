@@ -84,15 +84,15 @@ def _depthwise_problem(seed: int, N: int = 6) -> tuple[Any, ...]:
 
 
 def test_the_public_functions_are_the_previous_extension_s() -> None:
-    """The 29 kernels under their previous names, and the query of the direct sums' AVX-512
-    blocking, each defined by one family module."""
+    """The 29 kernels under their previous names, and the queries of the direct sums' AVX-512
+    blocking and of their regions, each defined by one family module."""
     names = [
         name
         for module in FAMILIES
         for name, value in vars(module).items()
         if callable(value) and getattr(value, "__module__", None) == module.__name__
     ]
-    assert len(names) == len(set(names)) == 30
+    assert len(names) == len(set(names)) == 31
     assert set(names) == {
         "im2col",
         "col2im",
@@ -103,6 +103,7 @@ def test_the_public_functions_are_the_previous_extension_s() -> None:
         "direct_forward",
         "direct_weight",
         "direct_blocking",
+        "direct_region_rows",
         "wide_blockings_run",
         "maxpool_forward",
         "maxpool_backward",

@@ -53,8 +53,11 @@ cdef extern from *:
         DIRECT_WIDE16
     int wide_kernels_run() noexcept nogil
     Py_ssize_t round_up(Py_ssize_t a, Py_ssize_t b) noexcept nogil
-    Py_ssize_t direct_rows(const ConvGeom *g) noexcept nogil
     Py_ssize_t direct_cols(const ConvGeom *g) noexcept nogil
+    Py_ssize_t direct_span(const ConvGeom *g, Py_ssize_t outputs) noexcept nogil
+    Py_ssize_t direct_region_outputs(const ConvGeom *g, Py_ssize_t Cg, int itemsize) noexcept nogil
+    Py_ssize_t direct_region_row(const ConvGeom *g, Py_ssize_t outputs, Py_ssize_t r) noexcept nogil
+    Py_ssize_t direct_weight_regions(Py_ssize_t outputs) noexcept nogil
     int direct_forward_blocking(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
                                 int itemsize, int wide) noexcept nogil
     int direct_weight_blocking(Py_ssize_t Kg, Py_ssize_t taps, int itemsize,
@@ -187,14 +190,16 @@ cdef int check_groups(ConvGeom *g, Py_ssize_t G, str op) except -1:
 
 
 cdef int check_sizes(ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad,
-                     Py_ssize_t slices, str op, tuple geom) except -1:
+                     Py_ssize_t slices, int itemsize, str op, tuple geom) except -1:
     """The sums' own sizes (direct.h): w (K, C/G*R*S), the filters padded to Kpad and the
-    taps to Tpad per group, `slices` partial sums of that size, and DR row regions and
-    turned rows of dy per thread must all fit; checked before any array is read."""
+    taps to Tpad per group, `slices` partial sums of that size, and DR regions (of rows
+    of x_pad) and turned rows of dy per thread must all fit; checked before any array is
+    read."""
     cdef Py_ssize_t Cg = g.C // G, taps = Cg * g.R * g.S
+    cdef Py_ssize_t outputs = direct_region_outputs(g, Cg, itemsize)
     cdef Py_ssize_t[2] w_dims = [g.K, taps]
     cdef Py_ssize_t[4] partial_dims = [slices, G, Tpad, Kpad]
-    cdef Py_ssize_t[4] region_dims = [DR, Cg, direct_rows(g), direct_cols(g)]
+    cdef Py_ssize_t[4] region_dims = [DR, Cg, direct_span(g, outputs), direct_cols(g)]
     cdef Py_ssize_t[3] dyT_dims = [DR, g.Q, Kpad]
     if not (fits(w_dims, 2) and fits(partial_dims, 4) and fits(region_dims, 4)
             and fits(dyT_dims, 3)):
@@ -204,6 +209,14 @@ cdef int check_sizes(ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad, Py_ssize_t Tpad
             f"groups={G}, {', '.join(f'{f}={v}' for f, v in zip(CONV_FIELDS, geom))}"
         )
     return 0
+
+
+cdef inline Py_ssize_t tap_offset(ConvGeom *g, Py_ssize_t outputs, Py_ssize_t rows,
+                                  Py_ssize_t cols, Py_ssize_t t) noexcept nogil:
+    """(DS1): where tap t = (c, r, s) of an output row's first column lies in its region
+    of `rows` rows per channel (direct.h's direct_region, for `outputs` output rows)."""
+    cdef Py_ssize_t ch = t // (g.R * g.S), r = t // g.S % g.R, s = t % g.S
+    return (ch * rows + direct_region_row(g, outputs, r)) * cols + s * g.dil_w
 
 
 _BLOCKINGS = {
@@ -255,7 +268,7 @@ def direct_forward(x, w, b, y, tuple geom not None, Py_ssize_t groups, Py_ssize_
     c.blocking = choose_blocking(g, groups, c.kind, blocking, False, op)
     cdef Py_ssize_t KB = direct_filter_block(c.blocking, c.kind)
     cdef Py_ssize_t Kpad = round_up(Kg, KB if KB > 64 // c.kind else 64 // c.kind)
-    check_sizes(g, groups, Kpad, taps, 1, op, geom)
+    check_sizes(g, groups, Kpad, taps, 1, c.kind, op, geom)
     check_count(fx, op, "x", g.N * g.C * g.H * g.W, "N*C*H*W", CONV_FIELDS, geom)
     cdef Flat fw = take(w, op, "w", c.kind, g.K * taps, False, "K*(C/G)*R*S",
                         CONV_FIELDS + ("G",), geom + (groups,))
@@ -266,17 +279,16 @@ def direct_forward(x, w, b, y, tuple geom not None, Py_ssize_t groups, Py_ssize_
     if b is not None:
         fb = take(b, op, "b", c.kind, g.K, False, "K", CONV_FIELDS, geom)
         c.b = fb.data
-    cdef Py_ssize_t rows = direct_rows(g), cols = direct_cols(g)
+    cdef Py_ssize_t outputs = direct_region_outputs(g, Cg, c.kind)
+    cdef Py_ssize_t rows = direct_span(g, outputs), cols = direct_cols(g)
     cdef int workers = team_size(lo, hi, threads)
     cdef Block wt = allocate(groups * taps * Kpad, c.kind)
     cdef Block offs = allocate(taps, sizeof(Py_ssize_t))
     cdef Block work = scratch(Cg * rows * cols, c.kind, workers)
     cdef Py_ssize_t *o = <Py_ssize_t *>offs.data
-    cdef Py_ssize_t ch, r, s
-    for ch in range(Cg):
-        for r in range(g.R):
-            for s in range(g.S):
-                o[(ch * g.R + r) * g.S + s] = (ch * rows + r) * cols + s * g.dil_w  # (DS1)
+    cdef Py_ssize_t t
+    for t in range(taps):
+        o[t] = tap_offset(g, outputs, rows, cols, t)  # (DS1)
     c.x, c.wt, c.y, c.dy, c.partials = fx.data, wt.data, fy.data, NULL, NULL
     c.scratch, c.scratch_bytes, c.offs = work.data, work.stride, o
     c.G, c.Kpad = groups, Kpad
@@ -317,24 +329,25 @@ def direct_weight(dy, x, dw, tuple geom not None, Py_ssize_t groups, Py_ssize_t 
     c.blocking = choose_blocking(g, groups, c.kind, blocking, True, op)
     cdef Py_ssize_t Kpad = round_up(Kg, direct_filter_block(c.blocking, c.kind))
     cdef Py_ssize_t Tpad = round_up(taps, direct_tap_block(c.blocking))
-    check_sizes(g, groups, Kpad, Tpad, slices, op, geom)
+    check_sizes(g, groups, Kpad, Tpad, slices, c.kind, op, geom)
     check_count(fdy, op, "dy", g.N * g.K * g.P * g.Q, "N*K*P*Q", CONV_FIELDS, geom)
     cdef Flat fx = take(x, op, "x", c.kind, g.N * g.C * g.H * g.W, False, "N*C*H*W", CONV_FIELDS,
                         geom)
     cdef Flat fdw = take(dw, op, "dw", c.kind, g.K * taps, True, "K*(C/G)*R*S",
                          CONV_FIELDS + ("G",), geom + (groups,))
-    cdef Py_ssize_t rows = direct_rows(g), cols = direct_cols(g)
+    cdef Py_ssize_t outputs = direct_region_outputs(g, Cg, c.kind)
+    cdef Py_ssize_t rows = direct_span(g, outputs), cols = direct_cols(g)
     cdef int workers = team_size(lo, hi, threads)
     cdef Py_ssize_t per_slice = groups * Tpad * Kpad
     cdef Block partials = allocate(slices * per_slice, c.kind)
     cdef Block offs = allocate(Tpad, sizeof(Py_ssize_t))
     cdef Block row = allocate(Kpad, c.kind)  # direct_weight_sum's
-    cdef Block work = scratch(DR * (Cg * rows * cols + g.Q * Kpad), c.kind, workers)
+    cdef Block work = scratch(direct_weight_regions(outputs) * Cg * rows * cols
+                              + DR * g.Q * Kpad, c.kind, workers)
     cdef Py_ssize_t *o = <Py_ssize_t *>offs.data
-    cdef Py_ssize_t t, ch, r, s
+    cdef Py_ssize_t t
     for t in range(Tpad):
-        ch, r, s = t // (g.R * g.S), t // g.S % g.R, t % g.S
-        o[t] = (ch * rows + r) * cols + s * g.dil_w if t < taps else 0  # (DS1)
+        o[t] = tap_offset(g, outputs, rows, cols, t) if t < taps else 0  # (DS1)
     c.x, c.dy, c.partials, c.wt, c.b, c.y = fx.data, fdy.data, partials.data, NULL, NULL, NULL
     c.scratch, c.scratch_bytes, c.offs = work.data, work.stride, o
     c.G, c.Kpad, c.Tpad, c.slices = groups, Kpad, Tpad, slices
@@ -353,6 +366,17 @@ def direct_weight(dy, x, dw, tuple geom not None, Py_ssize_t groups, Py_ssize_t 
     return None
 
 
+cdef int check_query(ConvGeom *g, tuple geom, Py_ssize_t groups, int itemsize,
+                     str op) except -1:
+    conv_geometry(geom, g, op)
+    if groups < 1 or g.C % groups != 0 or g.K % groups != 0 or (itemsize != 4 and itemsize != 8):
+        raise ValueError(
+            f"{op}: expected groups dividing C={g.C} and K={g.K} and an itemsize of 4 or 8, "
+            f"got groups={groups}, itemsize={itemsize}"
+        )
+    return 0
+
+
 def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize, bint weight=False):
     """The register blocking direct_forward (or with `weight`, direct_weight) chooses for a
     layer: "filters" (VK = 4 filters by VQ = 64/itemsize columns, stride-1 columns only),
@@ -361,13 +385,19 @@ def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize, bint w
     64/itemsize filters); the last two only where the CPU has AVX-512."""
     cdef str op = "direct_blocking"
     cdef ConvGeom g
-    conv_geometry(geom, &g, op)
-    if groups < 1 or g.C % groups != 0 or g.K % groups != 0 or (itemsize != 4 and itemsize != 8):
-        raise ValueError(
-            f"{op}: expected groups dividing C={g.C} and K={g.K} and an itemsize of 4 or 8, "
-            f"got groups={groups}, itemsize={itemsize}"
-        )
+    check_query(&g, geom, groups, itemsize, op)
     return _NAMES[choose_blocking(&g, groups, itemsize, None, weight, op)]
+
+
+def direct_region_rows(tuple geom not None, Py_ssize_t groups, int itemsize):
+    """How many consecutive output rows of one image and group the direct sums read from one
+    region (DS1): up to DR = 8 rows sharing the rows of x_pad they read, where that copies no
+    more rows than a region per row and the region stays within 256 KB; else 1 (a region per
+    output row, of the R rows it reads)."""
+    cdef str op = "direct_region_rows"
+    cdef ConvGeom g
+    check_query(&g, geom, groups, itemsize, op)
+    return direct_region_outputs(&g, g.C // groups, itemsize)
 
 
 def wide_blockings_run():

@@ -251,6 +251,32 @@ def _round_up(size: int, block: int) -> int:
     return -(-size // block) * block
 
 
+def direct_region_rows(geom: ConvGeometry, itemsize: int) -> int:
+    """The output rows the compiled sums read from one region (DS1), as direct.h chooses
+    them (direct_region_outputs): up to 8 rows of one image and group sharing the rows of
+    x_pad they read, halved while the region passes 256 KB, where that copies no more rows
+    than a region per output row; else 1."""
+    C_g, outputs = geom.C // geom.groups, 8
+    cols = (geom.Q - 1) * geom.stride_w + (geom.S - 1) * geom.dil_w + 1 + 15 * geom.stride_w
+    while outputs > 1 and C_g * _region_span(geom, outputs) * cols * itemsize > 256 * 1024:
+        outputs //= 2
+    return outputs if _region_span(geom, outputs) <= outputs * geom.R else 1
+
+
+def _region_span(geom: ConvGeometry, outputs: int) -> int:
+    """The rows of x_pad per channel in a region of ``outputs`` output rows (direct_span)."""
+    if outputs == 1:
+        return geom.R
+    return (outputs - 1) * geom.stride_h + (geom.R - 1) * geom.dil_h + 1
+
+
+def _region_bytes_per_row(geom: ConvGeometry, itemsize: int) -> float:
+    """The region's copy per output row (DS1): its rows of x_pad shared by the rows it serves."""
+    outputs = direct_region_rows(geom, itemsize)
+    rows = _region_span(geom, outputs) / outputs
+    return geom.C // geom.groups * rows * (geom.Q * geom.stride_w + 16) * itemsize
+
+
 def _direct_wide(geom: ConvGeometry, itemsize: int, weight: bool) -> bool:
     """Whether the compiled sums run a pass in an AVX-512 blocking."""
     return direct_blocking(geom, itemsize, weight) in WIDE_BLOCKS
@@ -294,8 +320,7 @@ def direct_weight_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
     rows = geom.N * geom.groups * geom.P
     partial = geom.groups * (taps + 5) * (K_g + lanes) * itemsize
-    row_bytes = (C_g * geom.R * (geom.Q * geom.stride_w + 16)
-                 + geom.Q * (K_g + lanes)) * itemsize  # fmt: skip
+    row_bytes = _region_bytes_per_row(geom, itemsize) + geom.Q * (K_g + lanes) * itemsize
     moved = rows * (row_bytes + (2 * partial if partial > 2**18 else 0))
     return flops / rate + moved / NATIVE_BYTES_PER_S + CALL_SECONDS
 
@@ -315,8 +340,8 @@ def _direct_wide_weight_seconds(geom: ConvGeometry, itemsize: int) -> float:
     rate *= geom.Q / (geom.Q + 3.0)
     flops = 2.0 * geom.N * geom.K * taps * geom.P * geom.Q
     rows = geom.N * geom.groups * geom.P
-    row_bytes = (C_g * geom.R * (geom.Q * geom.stride_w + 16)
-                 + geom.Q * (K_g + vectors * lanes)) * itemsize  # fmt: skip
+    row_bytes = (_region_bytes_per_row(geom, itemsize)
+                 + geom.Q * (K_g + vectors * lanes) * itemsize)  # fmt: skip
     return flops / rate + rows * row_bytes / NATIVE_BYTES_PER_S + CALL_SECONDS
 
 

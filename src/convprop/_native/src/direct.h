@@ -8,11 +8,12 @@
  *   y[n, g*Kg + k, p, q] = b[g*Kg + k] + sum_t wt[g, t, k] * xr[off_t + q*stride_w]      (DS2)
  *
  * over the taps t = (c, r, s) of the group g, xr holding the rows of x_pad that output row
- * (n, g, p) reads and off_t = (c*R + r)*cols + s*dil_w (DS1): (F1) in another order.
+ * (n, g, p) reads and off_t = (c*rows + r)*cols + s*dil_w (DS1): (F1) in another order.
  * im2col would copy every tap of x_pad into a column matrix and multiply it by W; where
  * C/G*R*S is small (a first layer: 1 or 3 channels) that product is too thin for the BLAS
- * to run near its peak. Here the rows one output row reads are copied once (`region`) and
- * the sum runs in registers (the two blockings below).
+ * to run near its peak. Here the rows one output row reads are copied once (`region`), for
+ * up to DR output rows at a time where they share rows of x_pad (direct_region_outputs),
+ * and the sum runs in registers (the blockings below).
  */
 
 /* Four register blockings of the sum:
@@ -35,7 +36,8 @@
 #define DQ 6
 #define DK (64 / (int)sizeof(T))
 #define VK 4
-#define DR 8 /* at most this many output rows per pass over the weight gradient's partials */
+#define DR 8 /* at most this many output rows per region (DS1) and per pass over the weight
+                gradient's partials (DS3) */
 #define VQ (64 / (int)sizeof(T))
 #define WQ 8
 #define WK (128 / (int)sizeof(T))
@@ -52,9 +54,39 @@ static inline Py_ssize_t direct_cols(const ConvGeom *g)
     return (g->Q - 1) * g->stride_w + (g->S - 1) * g->dil_w + 1 + slack;
 }
 
-/* The rows of a region per channel: the R rows of x_pad the kernel's rows read (dil_h apart
- * in x_pad, adjacent in the region; a dilated kernel skips the rows between). */
-static inline Py_ssize_t direct_rows(const ConvGeom *g) { return g->R; }
+/* The x_pad rows of a region per channel for `outputs` consecutive output rows of one
+ * (n, g) (DS1): for one, the R rows the kernel's rows read (dil_h apart in x_pad, adjacent
+ * in the region: a dilated kernel skips the rows between); for several, every x_pad row
+ * from the first one's first to the last one's last, which the rows share. */
+static inline Py_ssize_t direct_span(const ConvGeom *g, Py_ssize_t outputs)
+{
+    return outputs == 1 ? g->R : (outputs - 1) * g->stride_h + (g->R - 1) * g->dil_h + 1;
+}
+
+#define DIRECT_REGION_BYTES (256 * 1024) /* a region of several rows stays within L2 */
+
+/* Output rows per region: DR where their shared span copies no more rows than DR regions
+ * of one row would (and makes fewer copies) and the region fits DIRECT_REGION_BYTES (else fewer), 1 otherwise. ResNet-20's
+ * 3x3 layers (stride 1: 10 rows per 8 outputs instead of 24) spent 12-19 % of their time
+ * copying regions row by row. */
+static inline Py_ssize_t direct_region_outputs(const ConvGeom *g, Py_ssize_t Cg, int itemsize)
+{
+    Py_ssize_t outputs = DR;
+    while (outputs > 1 && (double)Cg * (double)direct_span(g, outputs) *
+                                  (double)direct_cols(g) * itemsize > DIRECT_REGION_BYTES)
+        outputs /= 2;
+    return direct_span(g, outputs) <= outputs * g->R ? outputs : 1;
+}
+
+/* Regions the weight gradient (DS3) keeps: one of several rows, or where a region holds one
+ * row, one per row of a pass over the partials (DR at most). */
+static inline Py_ssize_t direct_weight_regions(Py_ssize_t outputs) { return outputs == 1 ? DR : 1; }
+
+/* Where kernel row r of an output row lies in a region of `outputs` rows: its row index. */
+static inline Py_ssize_t direct_region_row(const ConvGeom *g, Py_ssize_t outputs, Py_ssize_t r)
+{
+    return outputs == 1 ? r : r * g->dil_h;
+}
 
 static inline Py_ssize_t round_up(Py_ssize_t a, Py_ssize_t b) { return (a + b - 1) / b * b; }
 
@@ -159,21 +191,29 @@ KERNEL void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, P
         }
 }
 
-/* region[c, i, j] = x_pad[n, c0 + c, p*stride_h + i*dil_h, j] for the Cg channels of a group:
- * the R rows one output row reads, zero where they are padding (or past the padded width). */
+/* region[c, i, j] = x_pad[n, c0 + c, p*stride_h + i*step, j] for the Cg channels of a group
+ * and the direct_span(g, outputs) rows i of `outputs` output rows from p (step: dil_h for one
+ * output row, 1 for several), zero where they are padding (or past the padded width). Only
+ * the padding is zeroed: a row's copy and its zeros each write their cells once. */
 KERNEL_PART void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize_t n,
-                                   Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p)
+                                   Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p, Py_ssize_t outputs)
 {
-    const Py_ssize_t rows = direct_rows(g), cols = direct_cols(g);
-    const Py_ssize_t j0 = g->pad_left, j1 = g->pad_left + g->W < cols ? g->pad_left + g->W : cols;
+    const Py_ssize_t rows = direct_span(g, outputs), cols = direct_cols(g);
+    const Py_ssize_t step = outputs == 1 ? g->dil_h : 1;
+    const Py_ssize_t j0 = g->pad_left < cols ? g->pad_left : cols;
+    const Py_ssize_t j1 = g->pad_left + g->W < cols ? g->pad_left + g->W : cols;
     for (Py_ssize_t c = 0; c < Cg; ++c) {
         const T *plane = x + ((n * g->C) + c0 + c) * g->H * g->W;
         for (Py_ssize_t i = 0; i < rows; ++i) {
             T *dst = region + (c * rows + i) * cols;
-            const Py_ssize_t h = p * g->stride_h + i * g->dil_h - g->pad_top;
-            memset(dst, 0, (size_t)cols * sizeof(T));
-            if (h < 0 || h >= g->H || j1 <= j0) continue;
+            const Py_ssize_t h = p * g->stride_h + i * step - g->pad_top;
+            if (h < 0 || h >= g->H || j1 <= j0) {
+                memset(dst, 0, (size_t)cols * sizeof(T));
+                continue;
+            }
+            memset(dst, 0, (size_t)j0 * sizeof(T));
             memcpy(dst + j0, plane + h * g->W, (size_t)(j1 - j0) * sizeof(T));
+            memset(dst + j1, 0, (size_t)(cols - j1) * sizeof(T));
         }
     }
 }
@@ -234,24 +274,33 @@ KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *y
     }
 }
 
-/* Output row `row` = (n, g, p): the rows of x it reads copied into the region (scratch), and
- * its group's filters, bias (or NULL) and the start of its row of y. */
-KERNEL_PART void FN(direct_row_start)(const T *x, const T *wt, const T *b, T *y, T *scratch,
-                                      const ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad,
-                                      Py_ssize_t row, const T **wg, const T **bg, T **yrow)
+/* Output row `row` = (n, g, p): the region that holds the rows of x it reads (scratch; copied
+ * anew where the last one, made for the rows from (*ng0, *p0), does not hold them), where in
+ * it the row starts, and its group's filters, bias (or NULL) and the start of its row of y. */
+KERNEL_PART const T *FN(direct_row_start)(const T *x, const T *wt, const T *b, T *y, T *scratch,
+                                          const ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad,
+                                          Py_ssize_t row, Py_ssize_t *ng0, Py_ssize_t *p0,
+                                          const T **wg, const T **bg, T **yrow)
 {
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
     const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
-    FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p);
+    const Py_ssize_t outputs = direct_region_outputs(g, Cg, (int)sizeof(T));
+    if (ng != *ng0 || p >= *p0 + outputs) {
+        FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p, outputs);
+        *ng0 = ng, *p0 = p;
+    }
     *wg = wt + gi * taps * Kpad;
     *bg = b ? b + gi * Kg : NULL;
     *yrow = y + ((n * g->K + gi * Kg) * g->P + p) * g->Q;
+    return scratch + (p - *p0) * g->stride_h * direct_cols(g);
 }
 
 /* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters
- * per group, in blocks of direct_filter_block(blocking)), offs[t] = (c*R + r)*cols +
- * s*dil_w (DS1), b may be NULL; scratch: Cg*rows*cols elements. `blocking` is DIRECT_COLUMNS
- * or DIRECT_FILTERS; DIRECT_WIDE and DIRECT_WIDE16 run direct_forward_wide. */
+ * per group, in blocks of direct_filter_block(blocking)), offs[t] = (c*rows +
+ * direct_region_row(r))*cols + s*dil_w (DS1) with rows = direct_span(g, outputs) for
+ * outputs = direct_region_outputs(g, Cg, sizeof(T)), b may be NULL; scratch: Cg*rows*cols
+ * elements. `blocking` is DIRECT_COLUMNS or DIRECT_FILTERS; DIRECT_WIDE and DIRECT_WIDE16
+ * run direct_forward_wide. */
 KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                                Py_ssize_t Kpad, int blocking, Py_ssize_t lo, Py_ssize_t hi)
@@ -259,10 +308,12 @@ KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
     const Py_ssize_t Kg = g->K / G, taps = g->C / G * g->R * g->S;
     const T *wg, *bg;
     T *yrow;
+    Py_ssize_t ng0 = -1, p0 = 0;
     for (Py_ssize_t row = lo; row < hi; ++row) {
-        FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &wg, &bg, &yrow);
-        if (blocking == DIRECT_FILTERS) FN(direct_row_unit)(scratch, wg, bg, yrow, offs, g, Kg, taps);
-        else FN(direct_row_columns)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+        const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &ng0, &p0, &wg,
+                                           &bg, &yrow);
+        if (blocking == DIRECT_FILTERS) FN(direct_row_unit)(xq, wg, bg, yrow, offs, g, Kg, taps);
+        else FN(direct_row_columns)(xq, wg, bg, yrow, offs, g, Kg, taps);
     }
 }
 
@@ -277,11 +328,13 @@ WIDE_KERNEL void FN(direct_forward_wide)(const T *x, const T *wt, const T *b, T 
     const Py_ssize_t Kg = g->K / G, taps = g->C / G * g->R * g->S;
     const T *wg, *bg;
     T *yrow;
+    Py_ssize_t ng0 = -1, p0 = 0;
     for (Py_ssize_t row = lo; row < hi; ++row) {
-        FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &wg, &bg, &yrow);
+        const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &ng0, &p0, &wg,
+                                           &bg, &yrow);
         if (blocking == DIRECT_WIDE16)
-            FN(direct_row_columns_wide16)(scratch, wg, bg, yrow, offs, g, Kg, taps);
-        else FN(direct_row_columns_wide)(scratch, wg, bg, yrow, offs, g, Kg, taps);
+            FN(direct_row_columns_wide16)(xq, wg, bg, yrow, offs, g, Kg, taps);
+        else FN(direct_row_columns_wide)(xq, wg, bg, yrow, offs, g, Kg, taps);
     }
 }
 #endif

@@ -52,14 +52,21 @@ KERNEL_PART void FN(CNAME(direct_row_columns))(const T *xq, const T *wg, const T
  * slices' partials in slice order, so the result does not depend on which thread took a slice.
  * A block is CQ taps by CK filters of accumulators; per output column, the CK filters' vector
  * loads of dyT (dy's row turned to (Q, Kpad)) and CQ broadcast inputs. Taps past T read offset 0
- * into rows of the partial that are dropped. scratch: DR * (Cg*rows*cols + Q*Kpad) elements. */
+ * into rows of the partial that are dropped. The rows' inputs come from a region of
+ * direct_region_outputs rows, as in the forward (offs likewise), or where that is one row, from
+ * a region per row of the pass. scratch: direct_weight_regions * Cg*rows*cols (the regions) +
+ * DR*Q*Kpad (the turned rows of dy) elements, rows = direct_span(g, outputs). */
 CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *scratch,
                               const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                               Py_ssize_t Kpad, Py_ssize_t Tpad, Py_ssize_t slices,
                               Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, rows = g->N * G * g->P;
-    const Py_ssize_t region_size = Cg * direct_rows(g) * direct_cols(g), dyT_size = g->Q * Kpad;
+    const Py_ssize_t outputs = direct_region_outputs(g, Cg, (int)sizeof(T));
+    const Py_ssize_t cols = direct_cols(g), dyT_size = g->Q * Kpad;
+    const Py_ssize_t region_size = Cg * direct_span(g, outputs) * cols;
+    T *region = scratch, *dyTs = scratch + direct_weight_regions(outputs) * region_size;
+    Py_ssize_t ng0 = -1, p0 = 0; /* the rows the region holds: from (ng0, p0) */
     for (Py_ssize_t slice = lo; slice < hi; ++slice) {
         T *partial = partials + slice * G * Tpad * Kpad;
         /* zeroed here rather than by the caller: by the thread that sums into it, while its
@@ -69,13 +76,24 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
         Py_ssize_t nr;
         for (Py_ssize_t row = first; row < last; row += nr) {
             const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
-            /* a few rows of one (n, g) at a time where rows are short (direct_row_group) */
+            /* a few rows of one (n, g) at a time where rows are short (direct_row_group), all
+             * in one region or each in its own */
             const Py_ssize_t group = direct_row_group(g);
             nr = last - row < group ? last - row : group;
             if (nr > g->P - p) nr = g->P - p;
+            if (outputs == 1)
+                for (Py_ssize_t j = 0; j < nr; ++j)
+                    FN(direct_region)(x, region + j * region_size, g, n, gi * Cg, Cg, p + j, 1);
+            else if (ng != ng0 || p >= p0 + outputs) {
+                FN(direct_region)(x, region, g, n, gi * Cg, Cg, p, outputs);
+                ng0 = ng, p0 = p;
+            }
+            if (outputs > 1 && nr > p0 + outputs - p) nr = p0 + outputs - p;
+            /* row j of the pass: its region's row from x_pad's row (p + j)*stride_h */
+            const Py_ssize_t row_step = outputs == 1 ? region_size : g->stride_h * cols;
+            const T *xr = outputs == 1 ? region : region + (p - p0) * g->stride_h * cols;
             for (Py_ssize_t j = 0; j < nr; ++j) {
-                T *region = scratch + j * (region_size + dyT_size), *dyT = region + region_size;
-                FN(direct_region)(x, region, g, n, gi * Cg, Cg, p + j);
+                T *dyT = dyTs + j * dyT_size;
                 /* dyT[q, k] = dy[n, g*Kg + k, p, q], zero for k >= Kg: CK rows of dy at a
                  * time, so that the CK reads and the CK writes per column stay in few lines */
                 const T *dyrow = dy + ((n * g->K + gi * Kg) * g->P + p + j) * g->Q;
@@ -96,11 +114,10 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
                     for (int i = 0; i < CQ; ++i)
                         for (int kk = 0; kk < CK; ++kk) acc[i][kk] = pg[(t0 + i) * Kpad + k0 + kk];
                     for (Py_ssize_t j = 0; j < nr; ++j) {
-                        const T *region = scratch + j * (region_size + dyT_size);
-                        const T *dyT = region + region_size;
+                        const T *xj = xr + j * row_step, *dyT = dyTs + j * dyT_size;
                         for (Py_ssize_t q = 0; q < g->Q; ++q) {
                             const T *dv = dyT + q * Kpad + k0;
-                            const T *xs = region + q * g->stride_w;
+                            const T *xs = xj + q * g->stride_w;
 #pragma GCC unroll 16
                             for (int i = 0; i < CQ; ++i) {
                                 const T xv = xs[offs[t0 + i]];
