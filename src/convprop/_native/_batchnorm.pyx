@@ -24,34 +24,42 @@ cdef extern from *:
                              Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
                              Py_ssize_t hi) noexcept nogil
     void batchnorm_apply_f32(const float *x, const float *mean, const float *invstd,
-                             const float *gamma, const float *beta, float *y, Py_ssize_t C,
-                             Py_ssize_t L, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+                             const float *gamma, const float *beta, float *y, int relu,
+                             Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
+                             Py_ssize_t hi) noexcept nogil
     void batchnorm_apply_f64(const double *x, const double *mean, const double *invstd,
-                             const double *gamma, const double *beta, double *y, Py_ssize_t C,
-                             Py_ssize_t L, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+                             const double *gamma, const double *beta, double *y, int relu,
+                             Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
+                             Py_ssize_t hi) noexcept nogil
     void batchnorm_grad_sums_f32(const float *dy, const float *x, const float *mean,
-                                 const float *invstd, double *sum_dy, double *sum_dy_xhat,
-                                 Py_ssize_t N, Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
+                                 const float *invstd, const float *gamma, const float *beta,
+                                 double *sum_dy, double *sum_dy_xhat, Py_ssize_t N,
+                                 Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
                                  Py_ssize_t hi) noexcept nogil
     void batchnorm_grad_sums_f64(const double *dy, const double *x, const double *mean,
-                                 const double *invstd, double *sum_dy, double *sum_dy_xhat,
+                                 const double *invstd, const double *gamma,
+                                 const double *beta, double *sum_dy, double *sum_dy_xhat,
                                  Py_ssize_t N, Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
                                  Py_ssize_t hi) noexcept nogil
     void batchnorm_grad_input_f32(const float *dy, const float *x, const float *mean,
                                   const float *invstd, const float *scale, const float *mean_dy,
-                                  const float *mean_dy_xhat, float *dx, Py_ssize_t C,
-                                  Py_ssize_t L, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+                                  const float *mean_dy_xhat, const float *gamma,
+                                  const float *beta, float *dx, Py_ssize_t C, Py_ssize_t L,
+                                  Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
     void batchnorm_grad_input_f64(const double *dy, const double *x, const double *mean,
                                   const double *invstd, const double *scale,
-                                  const double *mean_dy, const double *mean_dy_xhat, double *dx,
+                                  const double *mean_dy, const double *mean_dy_xhat,
+                                  const double *gamma, const double *beta, double *dx,
                                   Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
                                   Py_ssize_t hi) noexcept nogil
-    void batchnorm_grad_frozen_f32(const float *dy, const float *gamma, const float *invstd,
+    void batchnorm_grad_frozen_f32(const float *dy, const float *x, const float *mean,
+                                   const float *gamma, const float *invstd, const float *beta,
                                    float *dx, Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
                                    Py_ssize_t hi) noexcept nogil
-    void batchnorm_grad_frozen_f64(const double *dy, const double *gamma, const double *invstd,
-                                   double *dx, Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
-                                   Py_ssize_t hi) noexcept nogil
+    void batchnorm_grad_frozen_f64(const double *dy, const double *x, const double *mean,
+                                   const double *gamma, const double *invstd,
+                                   const double *beta, double *dx, Py_ssize_t C, Py_ssize_t L,
+                                   Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
 
 
 cdef struct Norm:
@@ -64,6 +72,9 @@ cdef struct Norm:
     const char *c3                            # gamma, or scale
     const char *c4                            # beta, or mean_dy
     const char *c5                            # mean_dy_xhat
+    const char *gate_gamma                    # with a ReLU after (BR3): gamma, else NULL
+    const char *gate_beta                     # beta, else NULL
+    int relu                                  # apply: write z = max(y, 0) (BR2)
     double *s1                                # per channel, float64: mean, or sum_dy
     double *s2                                # var, or sum_dy_xhat
     Py_ssize_t N, C, L
@@ -82,12 +93,12 @@ cdef Py_ssize_t apply_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
     cdef Norm *c = <Norm *>ctx
     if c.kind == 4:
         batchnorm_apply_f32(<const float *>c.x, <const float *>c.c1, <const float *>c.c2,
-                            <const float *>c.c3, <const float *>c.c4, <float *>c.out, c.C, c.L,
-                            lo, hi)
+                            <const float *>c.c3, <const float *>c.c4, <float *>c.out, c.relu,
+                            c.C, c.L, lo, hi)
     else:
         batchnorm_apply_f64(<const double *>c.x, <const double *>c.c1, <const double *>c.c2,
-                            <const double *>c.c3, <const double *>c.c4, <double *>c.out, c.C,
-                            c.L, lo, hi)
+                            <const double *>c.c3, <const double *>c.c4, <double *>c.out,
+                            c.relu, c.C, c.L, lo, hi)
     return 0
 
 
@@ -95,11 +106,13 @@ cdef Py_ssize_t sums_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) 
     cdef Norm *c = <Norm *>ctx
     if c.kind == 4:
         batchnorm_grad_sums_f32(<const float *>c.dy, <const float *>c.x, <const float *>c.c1,
-                                <const float *>c.c2, c.s1, c.s2, c.N, c.C, c.L, lo, hi)
+                                <const float *>c.c2, <const float *>c.gate_gamma,
+                                <const float *>c.gate_beta, c.s1, c.s2, c.N, c.C, c.L, lo, hi)
     else:
         batchnorm_grad_sums_f64(<const double *>c.dy, <const double *>c.x,
-                                <const double *>c.c1, <const double *>c.c2, c.s1, c.s2, c.N,
-                                c.C, c.L, lo, hi)
+                                <const double *>c.c1, <const double *>c.c2,
+                                <const double *>c.gate_gamma, <const double *>c.gate_beta, c.s1,
+                                c.s2, c.N, c.C, c.L, lo, hi)
     return 0
 
 
@@ -108,23 +121,28 @@ cdef Py_ssize_t input_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi)
     if c.kind == 4:
         batchnorm_grad_input_f32(<const float *>c.dy, <const float *>c.x, <const float *>c.c1,
                                  <const float *>c.c2, <const float *>c.c3, <const float *>c.c4,
-                                 <const float *>c.c5, <float *>c.out, c.C, c.L, lo, hi)
+                                 <const float *>c.c5, <const float *>c.gate_gamma,
+                                 <const float *>c.gate_beta, <float *>c.out, c.C, c.L, lo, hi)
     else:
         batchnorm_grad_input_f64(<const double *>c.dy, <const double *>c.x,
                                  <const double *>c.c1, <const double *>c.c2,
                                  <const double *>c.c3, <const double *>c.c4,
-                                 <const double *>c.c5, <double *>c.out, c.C, c.L, lo, hi)
+                                 <const double *>c.c5, <const double *>c.gate_gamma,
+                                 <const double *>c.gate_beta, <double *>c.out, c.C, c.L, lo, hi)
     return 0
 
 
 cdef Py_ssize_t frozen_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     cdef Norm *c = <Norm *>ctx
     if c.kind == 4:
-        batchnorm_grad_frozen_f32(<const float *>c.dy, <const float *>c.c3, <const float *>c.c2,
-                                  <float *>c.out, c.C, c.L, lo, hi)
+        batchnorm_grad_frozen_f32(<const float *>c.dy, <const float *>c.x, <const float *>c.c1,
+                                  <const float *>c.c3, <const float *>c.c2,
+                                  <const float *>c.gate_beta, <float *>c.out, c.C, c.L, lo, hi)
     else:
-        batchnorm_grad_frozen_f64(<const double *>c.dy, <const double *>c.c3,
-                                  <const double *>c.c2, <double *>c.out, c.C, c.L, lo, hi)
+        batchnorm_grad_frozen_f64(<const double *>c.dy, <const double *>c.x,
+                                  <const double *>c.c1, <const double *>c.c3,
+                                  <const double *>c.c2, <const double *>c.gate_beta,
+                                  <double *>c.out, c.C, c.L, lo, hi)
     return 0
 
 
@@ -160,6 +178,14 @@ cdef Flat take_channel(object a, str op, str name, int kind, Py_ssize_t C, bint 
     return take(a, op, name, kind, C, writable, "C", ("C",), (C,))
 
 
+cdef bint relu_gate(object first, object second, str op) except -1:
+    """Whether a ReLU's gate was asked for: both of its per-channel arrays, or neither."""
+    if (first is None) != (second is None):
+        raise ValueError(f"{op}: the ReLU's gate needs both of its per-channel arrays; "
+                         f"expected both or neither, got only one")
+    return first is not None
+
+
 def batchnorm_stats(x, mean, var, Py_ssize_t N, Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
                     Py_ssize_t hi, int threads=1):
     """(BN1), (BN2) for the channels c in [lo, hi): mean[c] and var[c] (the biased variance)
@@ -181,9 +207,10 @@ def batchnorm_stats(x, mean, var, Py_ssize_t N, Py_ssize_t C, Py_ssize_t L, Py_s
 
 
 def batchnorm_apply(x, mean, invstd, gamma, beta, y, Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
-                    Py_ssize_t hi, int threads=1):
+                    Py_ssize_t hi, int threads=1, bint relu=False):
     """(BN3), (BN4) for the planes (n, c) in [lo, hi): y = ((x - mean[c]) * invstd[c]) *
-    gamma[c] + beta[c] in x's dtype, NumPy's order of rounding.
+    gamma[c] + beta[c] in x's dtype, NumPy's order of rounding; with `relu`, max(y, 0)
+    (BR2) in its place.
 
     x: N*C*L elements; mean, invstd, gamma, beta: C elements of x's dtype; y (written): the
     size of x.
@@ -199,19 +226,22 @@ def batchnorm_apply(x, mean, invstd, gamma, beta, y, Py_ssize_t C, Py_ssize_t L,
     cdef Flat f3 = take_channel(gamma, op, "gamma", fx.kind, C, False)
     cdef Flat f4 = take_channel(beta, op, "beta", fx.kind, C, False)
     cdef Flat fy = take_like(y, op, "y", fx.kind, N, C, L, True)
-    c.kind, c.x, c.out, c.C, c.L = fx.kind, fx.data, fy.data, C, L
+    c.kind, c.x, c.out, c.C, c.L, c.relu = fx.kind, fx.data, fy.data, C, L, relu
     c.c1, c.c2, c.c3, c.c4 = f1.data, f2.data, f3.data, f4.data
     with nogil:
         run_parallel(apply_range, &c, lo, hi, threads, 1)
 
 
 def batchnorm_grad_sums(dy, x, mean, invstd, sum_dy, sum_dy_xhat, Py_ssize_t N, Py_ssize_t C,
-                        Py_ssize_t L, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+                        Py_ssize_t L, Py_ssize_t lo, Py_ssize_t hi, int threads=1,
+                        relu_gamma=None, relu_beta=None):
     """(BN8), (BN9) for the channels c in [lo, hi): sum_dy[c] = sum dy and sum_dy_xhat[c] =
     sum dy * xhat over n and l, in double, xhat = (x - mean[c]) * invstd[c] in x's dtype.
+    With `relu_gamma` and `relu_beta` (the forward's gamma and beta), `dy` is the gradient
+    dz of a ReLU after the normalisation, taken as dz * f'(y) (BR3).
 
-    dy, x: N*C*L elements of one dtype; mean, invstd: C elements of it; sum_dy,
-    sum_dy_xhat (written): C float64 elements.
+    dy, x: N*C*L elements of one dtype; mean, invstd (and relu_gamma, relu_beta): C elements
+    of it; sum_dy, sum_dy_xhat (written): C float64 elements.
     """
     cdef str op = "batchnorm_grad_sums"
     cdef Norm c
@@ -225,17 +255,25 @@ def batchnorm_grad_sums(dy, x, mean, invstd, sum_dy, sum_dy_xhat, Py_ssize_t N, 
     cdef Flat fs2 = take_channel(sum_dy_xhat, op, "sum_dy_xhat", 8, C, True)
     c.kind, c.dy, c.x, c.c1, c.c2 = fdy.kind, fdy.data, fx.data, f1.data, f2.data
     c.s1, c.s2, c.N, c.C, c.L = <double *>fs1.data, <double *>fs2.data, N, C, L
+    cdef Flat fg, fb
+    c.gate_gamma, c.gate_beta = NULL, NULL
+    if relu_gate(relu_gamma, relu_beta, op):
+        fg = take_channel(relu_gamma, op, "relu_gamma", fdy.kind, C, False)
+        fb = take_channel(relu_beta, op, "relu_beta", fdy.kind, C, False)
+        c.gate_gamma, c.gate_beta = fg.data, fb.data
     with nogil:
         run_parallel(sums_range, &c, lo, hi, threads, 1)
 
 
 def batchnorm_grad_input(dy, x, mean, invstd, scale, mean_dy, mean_dy_xhat, dx, Py_ssize_t C,
-                         Py_ssize_t L, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+                         Py_ssize_t L, Py_ssize_t lo, Py_ssize_t hi, int threads=1,
+                         relu_gamma=None, relu_beta=None):
     """(BN13) for the planes (n, c) in [lo, hi): dx = scale[c] * (dy - mean_dy[c] -
-    xhat * mean_dy_xhat[c]), xhat = (x - mean[c]) * invstd[c], in dy's dtype.
+    xhat * mean_dy_xhat[c]), xhat = (x - mean[c]) * invstd[c], in dy's dtype. With
+    `relu_gamma` and `relu_beta`, `dy` is dz of a ReLU after, taken as dz * f'(y) (BR3).
 
-    dy, x: N*C*L elements of one dtype; mean, invstd, scale, mean_dy, mean_dy_xhat: C
-    elements of it; dx (written): the size of dy.
+    dy, x: N*C*L elements of one dtype; mean, invstd, scale, mean_dy, mean_dy_xhat (and
+    relu_gamma, relu_beta): C elements of it; dx (written): the size of dy.
     """
     cdef str op = "batchnorm_grad_input"
     cdef Norm c
@@ -252,16 +290,26 @@ def batchnorm_grad_input(dy, x, mean, invstd, scale, mean_dy, mean_dy_xhat, dx, 
     cdef Flat fdx = take_like(dx, op, "dx", fdy.kind, N, C, L, True)
     c.kind, c.dy, c.x, c.out, c.C, c.L = fdy.kind, fdy.data, fx.data, fdx.data, C, L
     c.c1, c.c2, c.c3, c.c4, c.c5 = f1.data, f2.data, f3.data, f4.data, f5.data
+    cdef Flat fg, fb
+    c.gate_gamma, c.gate_beta = NULL, NULL
+    if relu_gate(relu_gamma, relu_beta, op):
+        fg = take_channel(relu_gamma, op, "relu_gamma", fdy.kind, C, False)
+        fb = take_channel(relu_beta, op, "relu_beta", fdy.kind, C, False)
+        c.gate_gamma, c.gate_beta = fg.data, fb.data
     with nogil:
         run_parallel(input_range, &c, lo, hi, threads, 1)
 
 
 def batchnorm_grad_frozen(dy, gamma, invstd, dx, Py_ssize_t C, Py_ssize_t L, Py_ssize_t lo,
-                          Py_ssize_t hi, int threads=1):
+                          Py_ssize_t hi, int threads=1, relu_x=None, relu_mean=None,
+                          relu_beta=None):
     """(BN10), (BN12) for the planes (n, c) in [lo, hi): dx = (dy * gamma[c]) * invstd[c] in
-    dy's dtype, NumPy's order of rounding.
+    dy's dtype, NumPy's order of rounding. With `relu_x`, `relu_mean` and `relu_beta` (the
+    forward's x, running mean and beta), `dy` is dz of a ReLU after, taken as dz * f'(y)
+    (BR3).
 
-    dy: N*C*L elements; gamma, invstd: C elements of dy's dtype; dx (written): the size of dy.
+    dy (and relu_x): N*C*L elements; gamma, invstd (and relu_mean, relu_beta): C elements of
+    dy's dtype; dx (written): the size of dy.
     """
     cdef str op = "batchnorm_grad_frozen"
     cdef Norm c
@@ -274,6 +322,18 @@ def batchnorm_grad_frozen(dy, gamma, invstd, dx, Py_ssize_t C, Py_ssize_t L, Py_
     cdef Flat fdx = take_like(dx, op, "dx", fdy.kind, N, C, L, True)
     c.kind, c.dy, c.out, c.C, c.L, c.c2, c.c3 = fdy.kind, fdy.data, fdx.data, C, L, f2.data, \
         f3.data
+    cdef Flat fx, fm, fb
+    c.x, c.c1, c.gate_beta = NULL, NULL, NULL
+    if relu_x is not None or relu_mean is not None or relu_beta is not None:
+        if relu_x is None or relu_mean is None or relu_beta is None:
+            raise ValueError(f"{op}: relu_x, relu_mean and relu_beta come together; expected "
+                             f"all three or none, got relu_x={relu_x is not None}, "
+                             f"relu_mean={relu_mean is not None}, "
+                             f"relu_beta={relu_beta is not None}")
+        fx = take_like(relu_x, op, "relu_x", fdy.kind, N, C, L, False)
+        fm = take_channel(relu_mean, op, "relu_mean", fdy.kind, C, False)
+        fb = take_channel(relu_beta, op, "relu_beta", fdy.kind, C, False)
+        c.x, c.c1, c.gate_beta = fx.data, fm.data, fb.data
     with nogil:
         run_parallel(frozen_range, &c, lo, hi, threads, 1)
 

@@ -174,18 +174,8 @@ def batch_norm2d_forward(
     >>> cache.new_running_mean, cache.new_running_var
     (array([0.2]), array([1.1]))
     """
-    op = "batch_norm2d"
-    per_channel = {"gamma": gamma, "beta": beta, "running_mean": running_mean}
-    _check_inputs(op, x, {**per_channel, "running_var": running_var})
-    _check_hyperparameters(op, training, momentum, eps)
-    get_xp(x, gamma, beta, running_mean, running_var)  # refuses arrays of two devices
-    N, _, H, W = x.shape
-    m = N * H * W
-    if training and m <= 1:
-        raise ShapeError(
-            f"{op}: training mode needs more than 1 value per channel to estimate a variance; "
-            f"expected N·H·W > 1, got N·H·W={m} (x.shape={tuple(x.shape)})"
-        )
+    check_batch_norm2d("batch_norm2d", x, gamma, beta, running_mean, running_var, training,
+                       momentum, eps)  # fmt: skip
     y, mean, invstd, new_running_mean, new_running_var = _normalize(
         x, gamma, beta, running_mean, running_var, training, momentum, eps
     )
@@ -199,6 +189,33 @@ def batch_norm2d_forward(
         new_running_var=new_running_var,
     )
     return y, cache
+
+
+def check_batch_norm2d(
+    op: str,
+    x: Array,
+    gamma: Array,
+    beta: Array,
+    running_mean: Array,
+    running_var: Array,
+    training: Any,
+    momentum: Any,
+    eps: Any,
+) -> None:
+    """The checks of :func:`batch_norm2d_forward` (and of the ops built on it), under the name
+    ``op``: arrays, dtypes, shapes, one device, the hyperparameters, and more than one value
+    per channel in training."""
+    per_channel = {"gamma": gamma, "beta": beta, "running_mean": running_mean}
+    _check_inputs(op, x, {**per_channel, "running_var": running_var})
+    _check_hyperparameters(op, training, momentum, eps)
+    get_xp(x, gamma, beta, running_mean, running_var)  # refuses arrays of two devices
+    N, _, H, W = x.shape
+    m = N * H * W
+    if training and m <= 1:
+        raise ShapeError(
+            f"{op}: training mode needs more than 1 value per channel to estimate a variance; "
+            f"expected N·H·W > 1, got N·H·W={m} (x.shape={tuple(x.shape)})"
+        )
 
 
 @_native.accelerated(batchnorm.batch_norm2d_normalize)

@@ -7,7 +7,9 @@ from typing import Any
 
 from convprop.autograd.tensor import Tensor
 from convprop.errors import ShapeError
-from convprop.nn.module import Module
+from convprop.nn.activation import ReLU
+from convprop.nn.module import Module, observed
+from convprop.nn.regularization import _BatchNorm
 
 
 def _checked(owner: str, index: Any, module: Any) -> Module:
@@ -31,6 +33,10 @@ class Identity(Module):
 
 class Sequential(Module):
     """Modules applied in order, ``Sequential(a, b, c)(x) = c(b(a(x)))``.
+
+    A BatchNorm layer followed by a ReLU runs as one op (``BatchNorm.normalize(x,
+    relu=True)``, functional/batch_norm_relu.py): the same values and gradients in fewer
+    passes over memory, unless a summary is observing each module's output.
 
     Examples
     --------
@@ -68,9 +74,28 @@ class Sequential(Module):
         return self
 
     def forward(self, x: Any) -> Any:
-        for module in self._modules.values():
+        modules = tuple(self._modules.values())
+        index = 0
+        while index < len(modules):
+            module = modules[index]
+            if index + 1 < len(modules) and _normalizes_before_relu(module, modules[index + 1]):
+                x = module.normalize(x, relu=True)  # (BR1)-(BR4): the two layers as one op
+                index += 2
+                continue
             x = module(x)
+            index += 1
         return x
+
+
+def _normalizes_before_relu(module: Module, after: Module) -> bool:
+    """Whether a BatchNorm layer and the ReLU after it run as one op: both convprop's own (no
+    forward of a subclass to bypass) and no observer watching each module's output."""
+    return (
+        type(after) is ReLU
+        and isinstance(module, _BatchNorm)
+        and type(module).forward is _BatchNorm.forward
+        and not observed()
+    )
 
 
 class ModuleList(Module):

@@ -16,7 +16,7 @@ from convprop.autograd.ops import flatten as _flatten
 from convprop.autograd.tensor import Tensor, record
 from convprop.backend import Array, get_xp
 from convprop.errors import ParameterError, ShapeError
-from convprop.functional import activation, normalization
+from convprop.functional import activation, batch_norm_relu, normalization
 from convprop.functional._checks import require_array
 from convprop.functional.dropout import dropout_backward, dropout_forward
 from convprop.functional.linear import linear_backward, linear_forward
@@ -152,11 +152,13 @@ def batch_norm_with_statistics(
     training: bool,
     momentum: float,
     eps: float,
+    relu: bool = False,
 ) -> tuple[Tensor, Array, Array]:
     """Batch normalisation (BN1)–(BN7); returns y and the updated running statistics.
 
     Inputs (N, C), (N, C, L) and (N, C, H, W) are normalised per channel over every other
-    axis; backward (BN8)–(BN12).
+    axis; backward (BN8)–(BN12). With ``relu``, z = max(y, 0) in its place as one op, its
+    backward through both (functional/batch_norm_relu.py: BR1–BR4).
     """
     x = _array(input)
     require_array("batch_norm", "x", x)
@@ -172,7 +174,12 @@ def batch_norm_with_statistics(
     channels = x.shape[1]
     gamma = _array(weight) if weight is not None else xp.ones(channels, dtype=x.dtype)
     beta = _array(bias) if bias is not None else xp.zeros(channels, dtype=x.dtype)
-    y4, cache = normalization.batch_norm2d_forward(
+    forward, pair_backward = (
+        (batch_norm_relu.batch_norm2d_relu_forward, batch_norm_relu.batch_norm2d_relu_backward)
+        if relu
+        else (normalization.batch_norm2d_forward, normalization.batch_norm2d_backward)
+    )
+    y4, cache = forward(
         x4,
         gamma,
         beta,
@@ -183,12 +190,11 @@ def batch_norm_with_statistics(
     x_shape = tuple(x.shape)
 
     def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
-        dx, dgamma, dbeta = normalization.batch_norm2d_backward(dy.reshape(y4.shape), cache)
+        dx, dgamma, dbeta = pair_backward(dy.reshape(y4.shape), cache)
         return dx.reshape(x_shape), dgamma, dbeta
 
-    y = record(
-        "batch_norm", "BN8–BN12", y4.reshape(x_shape), cache, (input, weight, bias), backward
-    )
+    name, labels = ("batch_norm_relu", "BR3, BR4") if relu else ("batch_norm", "BN8–BN12")
+    y = record(name, labels, y4.reshape(x_shape), cache, (input, weight, bias), backward)
     return y, cache.new_running_mean, cache.new_running_var
 
 

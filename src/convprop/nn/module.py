@@ -23,6 +23,11 @@ _observers: list[CallObserver] = []
 """Called after every module call (``summary`` uses it); empty in normal use."""
 
 
+def observed() -> bool:
+    """Whether an observer (a summary) is watching every module's call."""
+    return bool(_observers)
+
+
 class IncompatibleKeys(NamedTuple):
     """What ``load_state_dict(strict=False)`` could not match."""
 

@@ -137,6 +137,12 @@ class _BatchNorm(Module):
         self._buffers["num_batches_tracked"] = numpy.zeros((), dtype=numpy.int64)
 
     def forward(self, x: Any) -> Tensor:
+        return self.normalize(x)
+
+    def normalize(self, x: Any, *, relu: bool = False) -> Tensor:
+        """The layer's forward; with ``relu``, followed by a ReLU in the same op (BR1–BR4:
+        max(y, 0) written in y's pass, the backward through both without storing y or its
+        gradient). :class:`convprop.nn.Sequential` asks for it where a ReLU follows."""
         array = x.data if isinstance(x, Tensor) else x
         ndim = getattr(array, "ndim", None)
         if ndim not in self._layouts:
@@ -155,6 +161,7 @@ class _BatchNorm(Module):
             training=self.training,
             momentum=self.momentum,
             eps=self.eps,
+            relu=relu,
         )
         if self.training:  # fresh arrays, so a state_dict taken earlier stays as it was
             self._buffers["running_mean"] = new_mean
