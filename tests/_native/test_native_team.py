@@ -84,15 +84,16 @@ def _depthwise_problem(seed: int, N: int = 6) -> tuple[Any, ...]:
 
 
 def test_the_public_functions_are_the_previous_extension_s() -> None:
-    """The 29 kernels under their previous names, and the queries of the direct sums' AVX-512
-    blocking and of their regions, each defined by one family module."""
+    """The 29 kernels under their previous names, the sum of two arrays (forward and backward),
+    and the queries of the direct sums' AVX-512 blocking and of their regions, each defined
+    by one family module."""
     names = [
         name
         for module in FAMILIES
         for name, value in vars(module).items()
         if callable(value) and getattr(value, "__module__", None) == module.__name__
     ]
-    assert len(names) == len(set(names)) == 31
+    assert len(names) == len(set(names)) == 33
     assert set(names) == {
         "im2col",
         "col2im",
@@ -121,6 +122,8 @@ def test_the_public_functions_are_the_previous_extension_s() -> None:
         "planes_to_spatial",
         "relu_forward",
         "relu_backward",
+        "add_forward",
+        "add_backward",
         "adam_step",
         "bin_products",
         "dft_small_forward",

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from convprop.backend import Array, get_xp
+from convprop.functional.arithmetic import add_arrays
 
 BackwardFn = Callable[[Array, Any, tuple[bool, ...]], tuple[Array | None, ...]]
 """``backward(dy, cache, needs) -> one gradient (or None) per input``; ``needs[i]`` says
@@ -141,6 +142,6 @@ def run_backward(root: Any, dy: Array, *, retain_graph: bool = False) -> None:
             if tensor._node is None:
                 _accumulate_leaf(tensor, grad)
             elif tensor._node in pending:
-                pending[tensor._node] = pending[tensor._node] + grad  # (GR2)
+                pending[tensor._node] = add_arrays(pending[tensor._node], grad)  # (GR2)
             else:
                 pending[tensor._node] = grad

@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from convprop import _native
+from convprop._native import elementwise
 from convprop.backend import Array, get_xp
 from convprop.errors import ShapeError
 from convprop.functional._checks import check_upstream, require_array
@@ -115,16 +117,34 @@ def add_forward(a: Array, b: Array) -> tuple[Array, AddCache]:
     array([2., 2., 2.])
     """
     _broadcast_shape("add", a, b)
-    y = a + b  # (AR1)
+    y = add_arrays(a, b)  # (AR1)
     return y, _add_cache(a, b, y)
+
+
+@_native.accelerated(elementwise.add)
+def add_arrays(a: Array, b: Array) -> Array:
+    """(AR1) y = a + b with broadcasting, no cache: also the graph's sum of two gradients of
+    one tensor (GR2). Compiled, on all cores, where a and b have one shape and dtype."""
+    return a + b  # (AR1)
 
 
 def add_backward(dy: Array, cache: AddCache) -> tuple[Array, Array]:
     """(da, db) of y = a + b, equation (AR2)."""
     check_upstream("add_backward", dy, cache.y_shape, cache.y_dtype)
+    if cache.a_shape == cache.b_shape == cache.y_shape and (
+        cache.a_dtype == cache.b_dtype == cache.y_dtype
+    ):  # a residual connection's sum: both gradients are dy, copied in one pass
+        return _same_gradients(dy)  # (AR2)
     da = unbroadcast(dy, cache.a_shape, cache.a_dtype)  # (AR2)
     db = unbroadcast(dy, cache.b_shape, cache.b_dtype)  # (AR2)
     return da, db
+
+
+@_native.accelerated(elementwise.add_gradients)
+def _same_gradients(dy: Array) -> tuple[Array, Array]:
+    """(AR2) where nothing was broadcast: da = dy and db = dy, two fresh arrays."""
+    xp = get_xp(dy)
+    return xp.array(dy, copy=True), xp.array(dy, copy=True)  # (AR2)
 
 
 def sub_forward(a: Array, b: Array) -> tuple[Array, AddCache]:

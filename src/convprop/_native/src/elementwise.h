@@ -1,4 +1,4 @@
-/* convprop._native: element-wise activations (A1-A3).
+/* convprop._native: element-wise activations (A1-A3) and the sum of two arrays (AR1, AR2).
  *
  * Included twice through typed.h, once with T = float, SFX = f32 and once with T = double,
  * SFX = f64; FN(name) names the function for that type. These kernels work on flat
@@ -26,5 +26,24 @@ KERNEL void FN(relu_backward)(const T *dy, const T *x, T *dx, Py_ssize_t lo, Py_
     for (Py_ssize_t i = lo; i < hi; ++i) {
         const T derivative = x[i] <= 0 ? (T)0 : (T)1; /* (A3) */
         dx[i] = dy[i] * derivative;                  /* (A1) */
+    }
+}
+
+/* (AR1) y = a + b, element by element (arrays of one shape: no broadcasting). */
+KERNEL void FN(add_forward)(const T *a, const T *b, T *y, Py_ssize_t lo, Py_ssize_t hi)
+{
+#pragma omp simd
+    for (Py_ssize_t i = lo; i < hi; ++i) y[i] = a[i] + b[i]; /* (AR1) */
+}
+
+/* (AR2) da = dy and db = dy (a and b of y's shape: nothing to sum), both written in one pass
+ * over dy. */
+KERNEL void FN(add_backward)(const T *dy, T *da, T *db, Py_ssize_t lo, Py_ssize_t hi)
+{
+#pragma omp simd
+    for (Py_ssize_t i = lo; i < hi; ++i) {
+        const T g = dy[i];
+        da[i] = g; /* (AR2) */
+        db[i] = g; /* (AR2) */
     }
 }
