@@ -29,8 +29,12 @@ from convprop.bench import machine_info
 from convprop.process import configure_process
 
 SUITE = Path(__file__).resolve().parent / "conv_suite.json"
-EXTRA = {"r20s1": [128, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1]}
-"""ResNet-20's first-stage layers: 16 filters, where the "wide16" blocking pays."""
+EXTRA = {
+    "r20s1": [128, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1],
+    "r20c0": [128, 3, 32, 32, 16, 3, 3, 1, 1, 1, 1],
+}
+"""ResNet-20's first-stage layers (16 filters, where the "wide16" blocking pays) and its
+first layer (27 taps)."""
 
 
 def _layers() -> dict[str, list[int]]:
@@ -51,7 +55,8 @@ def time_blockings(spec: list[int], calls: int) -> dict[str, dict[str, float]]:
     g, rows = conv_geometry_tuple(geom), geom.N * geom.groups * geom.P
     slices = direct.direct_weight_slices(geom, 4)
     wide = ["wide", "wide16"] if _native.wide_blockings_run() else []
-    forward = ["columns", *(["filters"] if geom.stride_w == 1 else []), *wide]
+    unit = ["filters", *(["wide_filters"] if wide else [])] if geom.stride_w == 1 else []
+    forward = ["columns", *unit, *wide]
     kernels = _compiled.kernels
 
     def run_forward(blocking: str) -> None:

@@ -93,7 +93,7 @@ BLOCKS = [
     (1, 1, 5, 2, 2), (17, 1, 13, 2, 2), (33, 1, 40, 3, 2), (12, 3, 19, 3, 2), (16, 1, 6, 1, 2),
     (16, 1, 30, 1, 12), (17, 1, 11, 1, 12), (40, 2, 26, 1, 12), (7, 1, 30, 1, 12),
     (32, 1, 16, 1, 12), (33, 1, 19, 1, 12), (64, 2, 21, 2, 12), (47, 1, 9, 1, 3),
-    (16, 1, 20, 1, 8), (13, 2, 17, 2, 8), (8, 1, 20, 1, 8),
+    (16, 1, 20, 1, 8), (13, 2, 17, 2, 8), (8, 1, 20, 1, 8), (8, 1, 40, 1, 2), (9, 2, 70, 1, 3),
 ]  # fmt: skip
 
 
@@ -105,12 +105,15 @@ def _block_geometry(K: int, groups: int, W: int, stride_w: int, Cg: int) -> Any:
 
 def _blockings(stride_w: int, weight: bool = False) -> list[str]:
     """The blockings a pass can run here: "columns" always, "filters" for the forward with
-    unit column stride, "wide" where the CPU has AVX-512."""
+    unit column stride, "wide" and "wide16" where the CPU has AVX-512, and there
+    "wide_filters" for the forward with unit column stride."""
     names = ["columns"]
     if not weight and stride_w == 1:
         names.append("filters")
     if _native.wide_blockings_run():
         names += ["wide", "wide16"]
+        if not weight and stride_w == 1:
+            names.append("wide_filters")
     return names
 
 

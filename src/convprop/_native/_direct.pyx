@@ -51,6 +51,7 @@ cdef extern from *:
         DIRECT_FILTERS
         DIRECT_WIDE
         DIRECT_WIDE16
+        DIRECT_WIDE_FILTERS
     int wide_kernels_run() noexcept nogil
     Py_ssize_t round_up(Py_ssize_t a, Py_ssize_t b) noexcept nogil
     Py_ssize_t direct_cols(const ConvGeom *g) noexcept nogil
@@ -129,13 +130,15 @@ cdef struct Direct:
     const Py_ssize_t *offs
     ConvGeom g
     Py_ssize_t G, Kpad, Tpad, slices
-    int blocking           # DIRECT_COLUMNS, DIRECT_FILTERS, DIRECT_WIDE or DIRECT_WIDE16
+    int blocking           # DIRECT_COLUMNS, DIRECT_FILTERS, DIRECT_WIDE, DIRECT_WIDE16 or
+                           # DIRECT_WIDE_FILTERS
 
 
 cdef Py_ssize_t forward_range(void *ctx, int worker, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     cdef Direct *c = <Direct *>ctx
     cdef char *s = c.scratch + <size_t>worker * c.scratch_bytes
-    cdef bint wide = c.blocking == DIRECT_WIDE or c.blocking == DIRECT_WIDE16
+    cdef bint wide = (c.blocking == DIRECT_WIDE or c.blocking == DIRECT_WIDE16
+                      or c.blocking == DIRECT_WIDE_FILTERS)
     if wide and c.kind == 4:
         direct_forward_wide_f32(<const float *>c.x, <const float *>c.wt, <const float *>c.b,
                                 <float *>c.y, <float *>s, c.offs, &c.g, c.G, c.Kpad, c.blocking,
@@ -221,7 +224,7 @@ cdef inline Py_ssize_t tap_offset(ConvGeom *g, Py_ssize_t outputs, Py_ssize_t ro
 
 _BLOCKINGS = {
     "columns": DIRECT_COLUMNS, "filters": DIRECT_FILTERS, "wide": DIRECT_WIDE,
-    "wide16": DIRECT_WIDE16,
+    "wide16": DIRECT_WIDE16, "wide_filters": DIRECT_WIDE_FILTERS,
 }
 _NAMES = {number: name for name, number in _BLOCKINGS.items()}
 
@@ -230,14 +233,15 @@ cdef int choose_blocking(ConvGeom *g, Py_ssize_t G, int itemsize, object blockin
                          str op) except -1:
     """The blocking a call runs: direct.h's choice where `blocking` is None, else the one
     named, where it can run ("filters": the forward with unit column stride; "wide" and
-    "wide16": a CPU with AVX-512)."""
+    "wide16": a CPU with AVX-512; "wide_filters": both)."""
     cdef Py_ssize_t Kg = g.K // G, taps = g.C // G * g.R * g.S
     if blocking is None:
         if weight:
             return direct_weight_blocking(Kg, taps, itemsize, wide_kernels_run())
         return direct_forward_blocking(g, Kg, taps, itemsize, wide_kernels_run())
     can = {"columns": True, "filters": not weight and g.stride_w == 1,
-           "wide": bool(wide_kernels_run()), "wide16": bool(wide_kernels_run())}
+           "wide": bool(wide_kernels_run()), "wide16": bool(wide_kernels_run()),
+           "wide_filters": not weight and g.stride_w == 1 and bool(wide_kernels_run())}
     if not can.get(blocking, False):
         raise ValueError(
             f"{op}: blocking {blocking!r} cannot run here; expected None or one of "
@@ -381,8 +385,9 @@ def direct_blocking(tuple geom not None, Py_ssize_t groups, int itemsize, bint w
     """The register blocking direct_forward (or with `weight`, direct_weight) chooses for a
     layer: "filters" (VK = 4 filters by VQ = 64/itemsize columns, stride-1 columns only),
     "columns" (DQ = 6 columns, or taps, by DK = 64/itemsize filters), "wide" (WQ = 8
-    columns, or taps, by 128/itemsize filters) or "wide16" (16 columns, or taps, by
-    64/itemsize filters); the last two only where the CPU has AVX-512."""
+    columns, or taps, by 128/itemsize filters), "wide16" (16 columns, or taps, by
+    64/itemsize filters) or "wide_filters" (8 filters by 128/itemsize columns, the forward
+    with stride-1 columns only); the last three only where the CPU has AVX-512."""
     cdef str op = "direct_blocking"
     cdef ConvGeom g
     check_query(&g, geom, groups, itemsize, op)

@@ -22,8 +22,9 @@ def direct_blocking(geom: Any, itemsize: int, *, weight: bool = False) -> str:
     :func:`direct_weight`) for a layer: ``"filters"`` (4 filters by 16 columns, stride-1
     columns only), ``"columns"`` (6 columns, or taps, by 16 filters) or, where the CPU has
     AVX-512 (:func:`convprop._native.wide_blockings_run`), ``"wide"`` (8 columns, or taps,
-    by 32 filters) or ``"wide16"`` (16 by 16); for float64 half as many filters or columns of
-    16. Every blocking gives the same bits."""
+    by 32 filters), ``"wide16"`` (16 by 16) or, for the forward with stride-1 columns,
+    ``"wide_filters"`` (8 filters by 32 columns); for float64 half as many filters or columns
+    of 16 (16 columns of "wide_filters"). Every blocking gives the same bits."""
     g = conv_geometry_tuple(geom)
     return str(kernels.direct_blocking(g, geom.groups, itemsize, weight=weight))
 

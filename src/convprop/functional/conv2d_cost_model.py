@@ -212,6 +212,12 @@ gradient, taps) per block, 64-byte vectors of filters per block, and the rate ov
 narrow blockings' that the kernel charges them at, forward and weight gradient."""
 
 
+WIDE_FILTERS_BLOCK = (128, 8)
+"""The "wide filters" blocking of the forward sum (AVX-512, unit column stride): bytes of
+consecutive output columns (two 64-byte vectors) by filters per block, charged at 1.5 times
+the narrow blockings' rate, its stores whole vectors."""
+
+
 def direct_blocking(geom: ConvGeometry, itemsize: int, weight: bool = False,
                     wide: bool | None = None) -> str:  # fmt: skip
     """The register blocking the compiled sums take for a layer's forward (or with
@@ -221,7 +227,8 @@ def direct_blocking(geom: ConvGeometry, itemsize: int, weight: bool = False,
     (6 columns, or taps, by 64 bytes of filters), and where ``wide`` (by default, where
     :func:`convprop._native.wide_blockings_run`) those of :data:`WIDE_BLOCKS` at their rates;
     the transposed writes of a block of columns as 8 taps' worth (at the narrow rate in
-    every blocking)."""
+    every blocking); with unit column stride and ``wide``, "wide_filters"
+    (:data:`WIDE_FILTERS_BLOCK`) too."""
     if wide is None:
         wide = _native.wide_blockings_run()
     K_g, taps = geom.K // geom.groups, (geom.C // geom.groups) * geom.R * geom.S
@@ -244,6 +251,11 @@ def direct_blocking(geom: ConvGeometry, itemsize: int, weight: bool = False,
         cost = _round_up(geom.Q, size) * _round_up(K_g, vectors * lanes) * (1 / rate + stores)
         if cost < best:
             best, name = cost, block
+    if wide and geom.stride_w == 1:  # vector stores: no charge for the writes
+        columns, filters = WIDE_FILTERS_BLOCK
+        cost = _round_up(geom.Q, columns // itemsize) * _round_up(K_g, filters) / 1.5
+        if cost < best:
+            name = "wide_filters"
     return name
 
 
@@ -257,7 +269,8 @@ def direct_region_rows(geom: ConvGeometry, itemsize: int) -> int:
     x_pad they read, halved while the region passes 256 KB, where that copies no more rows
     than a region per output row; else 1."""
     C_g, outputs = geom.C // geom.groups, 8
-    cols = (geom.Q - 1) * geom.stride_w + (geom.S - 1) * geom.dil_w + 1 + 15 * geom.stride_w
+    slack = 15 * geom.stride_w + (16 if geom.stride_w == 1 else 0)  # direct_cols's
+    cols = (geom.Q - 1) * geom.stride_w + (geom.S - 1) * geom.dil_w + 1 + slack
     while outputs > 1 and C_g * _region_span(geom, outputs) * cols * itemsize > 256 * 1024:
         outputs //= 2
     return outputs if _region_span(geom, outputs) <= outputs * geom.R else 1
@@ -279,7 +292,7 @@ def _region_bytes_per_row(geom: ConvGeometry, itemsize: int) -> float:
 
 def _direct_wide(geom: ConvGeometry, itemsize: int, weight: bool) -> bool:
     """Whether the compiled sums run a pass in an AVX-512 blocking."""
-    return direct_blocking(geom, itemsize, weight) in WIDE_BLOCKS
+    return direct_blocking(geom, itemsize, weight) in {*WIDE_BLOCKS, "wide_filters"}
 
 
 def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
@@ -287,12 +300,17 @@ def direct_compiled_seconds(geom: ConvGeometry, itemsize: int) -> float:
     of output columns with unit column stride, else 6 columns by 64 bytes of filters, or
     where the CPU has AVX-512 and the filters fill them, the blocks of :data:`WIDE_BLOCKS`
     (8 columns by 128 bytes of filters at :data:`DIRECT_WIDE_SPEEDUP` times the rate, 16 by
-    64 at 1.2/1.5 of that); each block pays for its setup over the C/G·R·S taps it sums."""
+    64 at 1.2/1.5 of that) or of :data:`WIDE_FILTERS_BLOCK` (at that rate); each block pays
+    for its setup over the C/G·R·S taps it sums."""
     C_g, K_g = geom.C // geom.groups, geom.K // geom.groups
     taps, lanes = C_g * geom.R * geom.S, 64 // itemsize
     speedup = 1.0
     blocking = direct_blocking(geom, itemsize)
-    if blocking in WIDE_BLOCKS:
+    if blocking == "wide_filters":
+        columns, filters = WIDE_FILTERS_BLOCK
+        filled = _blocks_used(geom.Q, columns // itemsize) * _blocks_used(K_g, filters)
+        speedup = DIRECT_WIDE_SPEEDUP
+    elif blocking in WIDE_BLOCKS:
         size, vectors, rate, _ = WIDE_BLOCKS[blocking]
         filled = _blocks_used(geom.Q, size) * _blocks_used(K_g, vectors * lanes)
         speedup = DIRECT_WIDE_SPEEDUP * rate / WIDE_BLOCKS["wide"][2]

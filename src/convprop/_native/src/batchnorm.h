@@ -53,7 +53,7 @@ static inline T FN(batchnorm_y)(T x, T mu, T s, T g, T b)
     return g * xhat + b;         /* (BN4) */
 }
 
-/* (BR3) f'(y) of the ReLU after the normalisation: 0 where y <= 0, else 1 (NaN: 1), as (A3). */
+/* (BR3) f'(y) of the ReLU after the normalisation: 0 where y <= 0, else 1 (NaN: 1), (A3). */
 static inline T FN(batchnorm_relu_derivative)(T x, T mu, T s, T g, T b)
 {
     return FN(batchnorm_y)(x, mu, s, g, b) <= 0 ? (T)0 : (T)1;
@@ -107,8 +107,9 @@ KERNEL void FN(batchnorm_grad_sums)(const T *dy, const T *x, const T *mean, cons
             if (beta) {
 #pragma omp simd reduction(+ : part, part_xhat)
                 for (Py_ssize_t l = 0; l < L; ++l) {
-                    const T xhat = (xc[l] - mu) * s;                                 /* (BN3) */
-                    const T d = dyc[l] * FN(batchnorm_relu_derivative)(xc[l], mu, s, g, b); /* (BR3) */
+                    const T xhat = (xc[l] - mu) * s; /* (BN3) */
+                    const T f = FN(batchnorm_relu_derivative)(xc[l], mu, s, g, b);
+                    const T d = dyc[l] * f;                /* (BR3) */
                     part += (double)d;                     /* (BN8) */
                     part_xhat += (double)d * (double)xhat; /* (BN9) */
                 }
@@ -148,7 +149,8 @@ KERNEL void FN(batchnorm_grad_input)(const T *dy, const T *x, const T *mean, con
 #pragma omp simd
             for (Py_ssize_t l = 0; l < L; ++l) {
                 const T xhat = (xp[l] - mu) * s; /* (BN3) */
-                const T d = dyp[l] * FN(batchnorm_relu_derivative)(xp[l], mu, s, g, shift); /* (BR3) */
+                const T f = FN(batchnorm_relu_derivative)(xp[l], mu, s, g, shift);
+                const T d = dyp[l] * f;          /* (BR3) */
                 dxp[l] = a * (d - b - xhat * k); /* (BN13) */
             }
         } else {
@@ -179,8 +181,8 @@ KERNEL void FN(batchnorm_grad_frozen)(const T *dy, const T *x, const T *mean, co
             const T *xp = x + plane * L;
 #pragma omp simd
             for (Py_ssize_t l = 0; l < L; ++l) {
-                const T d = dyp[l] * FN(batchnorm_relu_derivative)(xp[l], mu, s, g, shift); /* (BR3) */
-                dxp[l] = (d * g) * s; /* (BN10), (BN12) */
+                const T f = FN(batchnorm_relu_derivative)(xp[l], mu, s, g, shift);
+                dxp[l] = ((dyp[l] * f) * g) * s; /* (BR3), (BN10), (BN12) */
             }
         } else {
 #pragma omp simd

@@ -16,7 +16,7 @@
  * and the sum runs in registers (the blockings below).
  */
 
-/* Four register blockings of the sum:
+/* Five register blockings of the sum:
  * - any stride, "columns": DQ = 6 output columns times DK filters (64 bytes: two AVX2
  *   vectors), 12 AVX2 accumulators; per tap, the filter weights and DQ broadcast inputs
  *   (direct_columns.h);
@@ -32,7 +32,12 @@
  * - any stride, "wide16" (AVX-512 only): W16 = 16 columns times DK filters (one vector), 16
  *   accumulators too, for layers of 16 filters, which would leave half of each "wide" block
  *   empty: ResNet-20's stage-1 layers (3x3, 16 filters, 32x32 planes) took 0.82 of the time
- *   of the narrow blockings forward, 0.92 for the weight gradient (16 taps by 16 filters). */
+ *   of the narrow blockings forward, 0.92 for the weight gradient (16 taps by 16 filters);
+ * - unit column stride, forward only, "wide filters" (AVX-512 only): FK = 8 filters times
+ *   FQ = two vectors of consecutive columns, 16 accumulators, "filters" widened: per tap two
+ *   vector loads of inputs and 8 broadcast weights, the sums stored as whole vectors (the
+ *   transposed stores of the blocks of columns cost as much as a third of the multiply-adds
+ *   where taps are few). */
 #define DQ 6
 #define DK (64 / (int)sizeof(T))
 #define VK 4
@@ -42,15 +47,17 @@
 #define WQ 8
 #define WK (128 / (int)sizeof(T))
 #define W16 16
+#define FK 8                       /* filters per block of the "wide filters" blocking */
+#define FQ (128 / (int)sizeof(T)) /* its consecutive output columns: two 64-byte vectors */
 
 #if !defined(DIRECT_LAYOUT_ONCE)
 #define DIRECT_LAYOUT_ONCE
 /* The padded width of a region row: Q columns plus the few that a last block may read past
- * them (their sums are dropped): (W16 - 1) * stride_w for the largest block of columns, 15
- * cells with unit stride. */
+ * them (their sums are dropped): (W16 - 1) * stride_w for the largest block of columns, and
+ * with unit stride 31 cells (the 32 float32 columns of a "wide filters" block). */
 static inline Py_ssize_t direct_cols(const ConvGeom *g)
 {
-    const Py_ssize_t slack = (W16 - 1) * g->stride_w;
+    const Py_ssize_t slack = (W16 - 1) * g->stride_w + (g->stride_w == 1 ? 16 : 0);
     return (g->Q - 1) * g->stride_w + (g->S - 1) * g->dil_w + 1 + slack;
 }
 
@@ -66,9 +73,9 @@ static inline Py_ssize_t direct_span(const ConvGeom *g, Py_ssize_t outputs)
 #define DIRECT_REGION_BYTES (256 * 1024) /* a region of several rows stays within L2 */
 
 /* Output rows per region: DR where their shared span copies no more rows than DR regions
- * of one row would (and makes fewer copies) and the region fits DIRECT_REGION_BYTES (else fewer), 1 otherwise. ResNet-20's
- * 3x3 layers (stride 1: 10 rows per 8 outputs instead of 24) spent 12-19 % of their time
- * copying regions row by row. */
+ * of one row would (and makes fewer copies) and the region fits DIRECT_REGION_BYTES (else
+ * fewer), 1 otherwise. ResNet-20's 3x3 layers (stride 1: 10 rows per 8 outputs instead of
+ * 24) spent 12-19 % of their time copying regions row by row. */
 static inline Py_ssize_t direct_region_outputs(const ConvGeom *g, Py_ssize_t Cg, int itemsize)
 {
     Py_ssize_t outputs = DR;
@@ -105,7 +112,8 @@ static inline void direct_prefetch_next_row(const void *block, Py_ssize_t row_by
 }
 
 /* The blockings, as the bindings name them. */
-enum { DIRECT_COLUMNS = 0, DIRECT_FILTERS = 1, DIRECT_WIDE = 2, DIRECT_WIDE16 = 3 };
+enum { DIRECT_COLUMNS = 0, DIRECT_FILTERS = 1, DIRECT_WIDE = 2, DIRECT_WIDE16 = 3,
+       DIRECT_WIDE_FILTERS = 4 };
 
 /* Which blocking sums a layer (DS2). With unit column stride, "filters" (VK x VQ) or
  * "columns" (DQ x DK): the second keeps 12 accumulators busy instead of 8 (measured 11-12 %
@@ -117,7 +125,11 @@ enum { DIRECT_COLUMNS = 0, DIRECT_FILTERS = 1, DIRECT_WIDE = 2, DIRECT_WIDE16 = 
  * WIDE_KERNELs and the caller allows them), "wide" (WQ x WK) at 1.5 times the rate of the
  * others and "wide16" (W16 x DK) at 1.2 times, their padded blocks charged the same way
  * (their stores at the same cost): 16 filters (ResNet-20's first stage) fill a "wide16" block
- * and half of a "wide" one; with 27 taps (its first layer) "filters" stays ahead. */
+ * and half of a "wide" one. With unit column stride, "wide filters" (FK x FQ: 8 filters by two
+ * vectors of columns) at 1.5 times too, with no charge for its vector stores: the rate that
+ * fits ResNet-20's first layers (27 and 144 taps, 32 columns: 0.64 and 0.72 of the time of
+ * the best other), lenet1 (0.76), dil3x3 and big9x9 (0.95, 28 and 32 columns); res3x3's 56
+ * columns fill 56/64 of its blocks, where "wide" stays ahead. */
 static inline int direct_forward_blocking(const ConvGeom *g, Py_ssize_t Kg, Py_ssize_t taps,
                                           int itemsize, int wide)
 {
@@ -137,7 +149,12 @@ static inline int direct_forward_blocking(const ConvGeom *g, Py_ssize_t Kg, Py_s
         const double w16 =
             (double)round_up(g->Q, W16) * (double)round_up(Kg, dk) * (1 / 1.2 + stores);
         if (w < best) best = w, blocking = DIRECT_WIDE;
-        if (w16 < best) blocking = DIRECT_WIDE16;
+        if (w16 < best) best = w16, blocking = DIRECT_WIDE16;
+        if (g->stride_w == 1) { /* vector stores, as "filters": no charge for the writes */
+            const double wf =
+                (double)round_up(g->Q, 128 / itemsize) * (double)round_up(Kg, FK) / 1.5;
+            if (wf < best) blocking = DIRECT_WIDE_FILTERS;
+        }
     }
     return blocking;
 }
@@ -159,8 +176,9 @@ static inline int direct_weight_blocking(Py_ssize_t Kg, Py_ssize_t taps, int ite
  * weight gradient's partials, for a blocking. */
 static inline Py_ssize_t direct_filter_block(int blocking, int itemsize)
 {
-    return blocking == DIRECT_FILTERS ? VK : blocking == DIRECT_WIDE ? 128 / itemsize
-                                                                     : 64 / itemsize;
+    if (blocking == DIRECT_FILTERS) return VK;
+    if (blocking == DIRECT_WIDE_FILTERS) return FK;
+    return blocking == DIRECT_WIDE ? 128 / itemsize : 64 / itemsize;
 }
 
 /* Output rows per pass over a slice's partial sums (DS3): where rows are short, the
@@ -274,6 +292,46 @@ KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *y
     }
 }
 
+#if defined(WIDE_KERNELS)
+/* The same in AVX-512 blocks of FK = 8 filters times FQ consecutive columns (two 64-byte
+ * vectors): 16 accumulators; per tap, two vector loads of xr and FK broadcast weights; the
+ * sums stored as whole vectors, as "filters" stores them. wg is (Kpad / FK, taps, FK). */
+KERNEL_PART void FN(direct_row_unit_wide)(const T *xq, const T *wg, const T *bg, T *yrow,
+                                          const Py_ssize_t *offs, const ConvGeom *g,
+                                          Py_ssize_t Kg, Py_ssize_t taps)
+{
+    const Py_ssize_t PQ = g->P * g->Q;
+    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += FQ) {
+        const Py_ssize_t nq = g->Q - q0 < FQ ? g->Q - q0 : FQ;
+        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += FK) {
+            T acc[FK][FQ];
+            for (int kk = 0; kk < FK; ++kk) {
+                const T start = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
+                for (int j = 0; j < FQ; ++j) acc[kk][j] = start;
+            }
+            for (Py_ssize_t t = 0; t < taps; ++t) {
+                const T *xs = xq + q0 + offs[t];
+                const T *wv = wg + k0 * taps + t * FK;
+#pragma GCC unroll 8
+                for (int kk = 0; kk < FK; ++kk) {
+                    const T wk = wv[kk];
+#pragma omp simd
+                    for (int j = 0; j < FQ; ++j) /* (DS2) */
+                        acc[kk][j] = FMA(wk, xs[j], acc[kk][j]);
+                }
+            }
+            const Py_ssize_t nk = Kg - k0 < FK ? Kg - k0 : FK;
+            for (Py_ssize_t kk = 0; kk < nk; ++kk) {
+                T *yk = yrow + (k0 + kk) * PQ + q0;
+                if (nq == FQ) memcpy(yk, acc[kk], sizeof acc[kk]);
+                else
+                    for (Py_ssize_t j = 0; j < nq; ++j) yk[j] = acc[kk][j];
+            }
+        }
+    }
+}
+#endif
+
 /* Output row `row` = (n, g, p): the region that holds the rows of x it reads (scratch; copied
  * anew where the last one, made for the rows from (*ng0, *p0), does not hold them), where in
  * it the row starts, and its group's filters, bias (or NULL) and the start of its row of y. */
@@ -334,6 +392,8 @@ WIDE_KERNEL void FN(direct_forward_wide)(const T *x, const T *wt, const T *b, T 
                                            &bg, &yrow);
         if (blocking == DIRECT_WIDE16)
             FN(direct_row_columns_wide16)(xq, wg, bg, yrow, offs, g, Kg, taps);
+        else if (blocking == DIRECT_WIDE_FILTERS)
+            FN(direct_row_unit_wide)(xq, wg, bg, yrow, offs, g, Kg, taps);
         else FN(direct_row_columns_wide)(xq, wg, bg, yrow, offs, g, Kg, taps);
     }
 }
@@ -359,7 +419,8 @@ KERNEL void FN(direct_weight_sum)(const T *partials, T *dw, T *row, Py_ssize_t G
         }
 }
 
-/* DK, VQ and WK depend on T: defined again for the next element type. */
+/* DK, VQ, WK and FQ depend on T: defined again for the next element type. */
 #undef DK
 #undef VQ
 #undef WK
+#undef FQ
