@@ -37,6 +37,8 @@ def _broadcast_shape(op: str, a: Array, b: Array) -> tuple[int, ...]:
     require_array(op, "a", a)
     require_array(op, "b", b)
     xp = get_xp(a, b)
+    if a.shape == b.shape:  # nothing to broadcast (a residual sum): no shape arithmetic
+        return tuple(a.shape)
     try:
         return tuple(int(v) for v in xp.broadcast_shapes(a.shape, b.shape))
     except ValueError:
