@@ -1059,7 +1059,9 @@ def _block(generator: int, norm: type = nn.BatchNorm2d, act: type = nn.ReLU) -> 
     )
 
 
-def _run(net: nn.Sequential, x: Any, fuse: bool) -> tuple[Any, list[Any], str]:
+def _run(
+    net: nn.Sequential, x: Any, fuse: bool, back: int | None = None
+) -> tuple[Any, list[Any], str]:
     """The output, the gradients of x and every parameter, and the op that made the last
     module's input, through the Sequential (which fuses) or through its modules called one by
     one (which does not)."""
@@ -1071,7 +1073,9 @@ def _run(net: nn.Sequential, x: Any, fuse: bool) -> tuple[Any, list[Any], str]:
         out = tensor
         for module in net:
             out = module(out)
-    node = out._node if len(net) == 3 else out._node.inputs[0]._node
+    node = out._node
+    for _ in range((0 if len(net) == 3 else 1) if back is None else back):
+        node = node.inputs[0]._node
     (out * out).sum().backward()
     grads = [np.array(g) for g in (tensor.grad, *(p.grad for p in net.parameters()))]
     return out, grads, node.name
@@ -1121,3 +1125,38 @@ def test_sequential_fuses_batch_norm_1d_and_relu_on_n_c_inputs() -> None:
     np.testing.assert_allclose(out_fused.data, out_plain.data, rtol=1e-13, atol=1e-14)
     for a, b in zip(grads_fused, grads_plain, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+class _OwnConv(nn.Conv2d):
+    """A subclass with its own forward: Sequential must call it, not fuse past it."""
+
+    def forward(self, x: Any) -> Any:
+        return super().forward(x) + 1.0
+
+
+def _conv_block(generator: int, conv: type = nn.Conv2d, mode: str = "zeros") -> nn.Sequential:
+    return nn.Sequential(
+        conv(3, 4, 3, padding=1, padding_mode=mode, rng=generator, dtype="float64"),
+        nn.ReLU(),
+        nn.Conv2d(4, 2, 1, rng=generator + 1, dtype="float64"),
+    )
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_sequential_runs_conv2d_and_relu_as_one_op_cb1_to_cb4(mode: str) -> None:
+    """Sequential(Conv2d, ReLU, ...) records one conv2d_relu node, with the values and
+    gradients of the two layers called one by one, bit for bit."""
+    x = np.random.default_rng(4).normal(size=(2, 3, 6, 5))
+    fused_net, plain_net = _conv_block(5, mode=mode), _conv_block(5, mode=mode)
+    out_fused, grads_fused, op_fused = _run(fused_net, x, fuse=True, back=1)
+    out_plain, grads_plain, op_plain = _run(plain_net, x, fuse=False, back=1)
+    assert (op_fused, op_plain) == ("conv2d_relu", "relu")
+    np.testing.assert_array_equal(out_fused.data, out_plain.data)
+    for a, b in zip(grads_fused, grads_plain, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sequential_calls_a_conv2d_subclass_with_its_own_forward() -> None:
+    x = np.random.default_rng(5).normal(size=(2, 3, 4, 4))
+    _, _, op = _run(_conv_block(6, _OwnConv), x, fuse=True, back=1)
+    assert op == "relu"

@@ -32,6 +32,17 @@ def relu_forward(x: Any) -> Any:
     return y
 
 
+def _contiguous(y: Any) -> bool:
+    return bool(y.flags.c_contiguous)
+
+
+@twin(arrays="y", requires=_contiguous)
+def relu_in_place(y: Any) -> Any:
+    """(A2) written over y itself (a C-contiguous array the caller owns); returns y."""
+    parallel(kernels.relu_forward, y.size, 2 * y.size, y, y)  # y read and written
+    return y
+
+
 @twin(arrays="dy, x")
 def relu_backward(dy: Any, x: Any) -> Any:
     """(A1), (A3): dx = dy * (x > 0), the same bits as NumPy's product with the booleans."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from convprop.autograd.tensor import Tensor
 from convprop.errors import ShapeError
 from convprop.nn.activation import ReLU
+from convprop.nn.conv import Conv2d
 from convprop.nn.module import Module, observed
 from convprop.nn.regularization import _BatchNorm
 
@@ -34,9 +36,10 @@ class Identity(Module):
 class Sequential(Module):
     """Modules applied in order, ``Sequential(a, b, c)(x) = c(b(a(x)))``.
 
-    A BatchNorm layer followed by a ReLU runs as one op (``BatchNorm.normalize(x,
-    relu=True)``, functional/batch_norm_relu.py): the same values and gradients in fewer
-    passes over memory, unless a summary is observing each module's output.
+    A BatchNorm or Conv2d layer followed by a ReLU runs as one op (``normalize(x,
+    relu=True)``, functional/batch_norm_relu.py; ``convolve(x, relu=True)``,
+    functional/conv2d_relu.py): the same values and gradients with fewer passes over memory
+    and one node, unless a summary is observing each module's output.
 
     Examples
     --------
@@ -78,8 +81,9 @@ class Sequential(Module):
         index = 0
         while index < len(modules):
             module = modules[index]
-            if index + 1 < len(modules) and _normalizes_before_relu(module, modules[index + 1]):
-                x = module.normalize(x, relu=True)  # (BR1)-(BR4): the two layers as one op
+            fused = _with_relu(module, modules[index + 1]) if index + 1 < len(modules) else None
+            if fused is not None:
+                x = fused(x)  # (BR1)-(BR4) or (CB1)-(CB4): the two layers as one op
                 index += 2
                 continue
             x = module(x)
@@ -87,15 +91,17 @@ class Sequential(Module):
         return x
 
 
-def _normalizes_before_relu(module: Module, after: Module) -> bool:
-    """Whether a BatchNorm layer and the ReLU after it run as one op: both convprop's own (no
-    forward of a subclass to bypass) and no observer watching each module's output."""
-    return (
-        type(after) is ReLU
-        and isinstance(module, _BatchNorm)
-        and type(module).forward is _BatchNorm.forward
-        and not observed()
-    )
+def _with_relu(module: Module, after: Module) -> Callable[[Any], Any] | None:
+    """A BatchNorm or Conv2d layer and the ReLU after it as one op, where both are convprop's
+    own (no forward of a subclass to bypass) and no observer watches each module's output;
+    None where they run apart."""
+    if type(after) is not ReLU or observed():
+        return None
+    if isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward:
+        return functools.partial(module.normalize, relu=True)
+    if isinstance(module, Conv2d) and type(module).forward is Conv2d.forward:
+        return functools.partial(module.convolve, relu=True)
+    return None
 
 
 class ModuleList(Module):

@@ -116,6 +116,12 @@ class Conv2d(Module):
         self.register_parameter("bias", bias_parameter)  # None is registered too, as PyTorch
 
     def forward(self, x: Any) -> Tensor:
+        return self.convolve(x)
+
+    def convolve(self, x: Any, *, relu: bool = False) -> Tensor:
+        """The layer's forward; with ``relu``, followed by a ReLU in the same op (CB1–CB4:
+        max(y, 0) written over the convolution's own output, one node).
+        :class:`convprop.nn.Sequential` asks for it where a ReLU follows."""
         padding = self.padding
         if self.padding_mode != "zeros":  # pad by the mode first, then convolve unpadded
             x, padding = pad_for_mode(x, self.padding, self.padding_mode, 2, "Conv2d"), 0
@@ -128,6 +134,7 @@ class Conv2d(Module):
             self.dilation,
             self.groups,
             algorithm=self.algorithm,
+            relu=relu,
         )
 
     def config(self) -> dict[str, Any]:

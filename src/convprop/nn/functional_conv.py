@@ -17,6 +17,7 @@ from convprop.backend import Array, is_array
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_output_size, require_array
 from convprop.functional.conv2d import conv2d_backward, conv2d_forward
+from convprop.functional.conv2d_relu import conv2d_relu_backward, conv2d_relu_forward
 from convprop.functional.conv_transpose2d import (
     conv_transpose2d_backward,
     conv_transpose2d_forward,
@@ -166,12 +167,19 @@ def conv2d(
     groups: int = 1,
     *,
     algorithm: str = "auto",
+    relu: bool = False,
 ) -> Tensor:
-    """2-D cross-correlation (F1); backward (B1)–(B3), skipping dx when input needs none."""
+    """2-D cross-correlation (F1); backward (B1)–(B3), skipping dx when input needs none.
+    With ``relu``, max(y, 0) as one op with it (functional/conv2d_relu.py: CB1–CB4)."""
     added = _needs_batch(input, 2)
     x = _tensor(input).unsqueeze(0) if added else input
+    name, labels, pair = (
+        ("conv2d_relu", "CB3, CB4", (conv2d_relu_forward, conv2d_relu_backward))
+        if relu
+        else ("conv2d", "B1, B2, B3", (conv2d_forward, conv2d_backward))
+    )
     y = _record_conv(
-        "conv2d", "B1, B2, B3", (conv2d_forward, conv2d_backward), x, weight, bias,
+        name, labels, pair, x, weight, bias,
         stride=_per_axis(stride, 2), padding=_per_axis(padding, 2),
         dilation=_per_axis(dilation, 2), groups=groups, algorithm=algorithm,
     )  # fmt: skip
