@@ -258,12 +258,12 @@ KERNEL_PART void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_
  * (Kpad / VK, taps, VK). */
 KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
                                      const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
-                                     Py_ssize_t taps)
+                                     Py_ssize_t taps, Py_ssize_t k_lo, Py_ssize_t k_hi)
 {
     const Py_ssize_t PQ = g->P * g->Q;
     for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += VQ) {
         const Py_ssize_t nq = g->Q - q0 < VQ ? g->Q - q0 : VQ;
-        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += VK) {
+        for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += VK) {
             T acc[VK][VQ];
             for (int kk = 0; kk < VK; ++kk) {
                 const T start = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
@@ -298,12 +298,13 @@ KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *y
  * sums stored as whole vectors, as "filters" stores them. wg is (Kpad / FK, taps, FK). */
 KERNEL_PART void FN(direct_row_unit_wide)(const T *xq, const T *wg, const T *bg, T *yrow,
                                           const Py_ssize_t *offs, const ConvGeom *g,
-                                          Py_ssize_t Kg, Py_ssize_t taps)
+                                          Py_ssize_t Kg, Py_ssize_t taps, Py_ssize_t k_lo,
+                                          Py_ssize_t k_hi)
 {
     const Py_ssize_t PQ = g->P * g->Q;
     for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += FQ) {
         const Py_ssize_t nq = g->Q - q0 < FQ ? g->Q - q0 : FQ;
-        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += FK) {
+        for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += FK) {
             T acc[FK][FQ];
             for (int kk = 0; kk < FK; ++kk) {
                 const T start = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
@@ -353,48 +354,88 @@ KERNEL_PART const T *FN(direct_row_start)(const T *x, const T *wt, const T *b, T
     return scratch + (p - *p0) * g->stride_h * direct_cols(g);
 }
 
+/* Filters per pass over a run of output rows that share a region: as many whole blocks of
+ * `block` as keep their weights (taps of each) within 32 KB, at least one block, at most
+ * all Kg. A layer whose weights are larger (pw1x1: 1 MB; res3x3s2: 1.2 MB) then reads each
+ * chunk of them from L1 for every row of the run, instead of every filter's weights from
+ * L2 or L3 for every row. */
+static inline Py_ssize_t FN(direct_filter_chunk)(Py_ssize_t taps, Py_ssize_t Kg, Py_ssize_t block)
+{
+    Py_ssize_t chunk = 32768 / (taps * (Py_ssize_t)sizeof(T)) / block * block;
+    if (chunk < block) chunk = block;
+    return chunk < Kg ? chunk : Kg;
+}
+
+/* The output rows from `row` (< hi) that the region built for `row` also holds. */
+static inline Py_ssize_t FN(direct_run_end)(const ConvGeom *g, Py_ssize_t Cg, Py_ssize_t row,
+                                            Py_ssize_t hi)
+{
+    const Py_ssize_t p = row % g->P, outputs = direct_region_outputs(g, Cg, (int)sizeof(T));
+    const Py_ssize_t left = g->P - p < outputs ? g->P - p : outputs;
+    return row + left < hi ? row + left : hi;
+}
+
 /* (F1) as (DS2) for output rows [lo, hi) of (n, g, p): wt from direct_filters (Kpad filters
  * per group, in blocks of direct_filter_block(blocking)), offs[t] = (c*rows +
  * direct_region_row(r))*cols + s*dil_w (DS1) with rows = direct_span(g, outputs) for
  * outputs = direct_region_outputs(g, Cg, sizeof(T)), b may be NULL; scratch: Cg*rows*cols
- * elements. `blocking` is DIRECT_COLUMNS or DIRECT_FILTERS; DIRECT_WIDE and DIRECT_WIDE16
- * run direct_forward_wide. */
+ * elements. The rows that share a region run filter chunk by filter chunk
+ * (direct_filter_chunk): every output is still its taps' sum in order, the same bits.
+ * `blocking` is DIRECT_COLUMNS or DIRECT_FILTERS; the AVX-512 ones run direct_forward_wide. */
 KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                                Py_ssize_t Kpad, int blocking, Py_ssize_t lo, Py_ssize_t hi)
 {
     const Py_ssize_t Kg = g->K / G, taps = g->C / G * g->R * g->S;
+    const Py_ssize_t block = direct_filter_block(blocking, (int)sizeof(T));
+    const Py_ssize_t chunk = FN(direct_filter_chunk)(taps, Kg, block);
     const T *wg, *bg;
     T *yrow;
     Py_ssize_t ng0 = -1, p0 = 0;
-    for (Py_ssize_t row = lo; row < hi; ++row) {
-        const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &ng0, &p0, &wg,
-                                           &bg, &yrow);
-        if (blocking == DIRECT_FILTERS) FN(direct_row_unit)(xq, wg, bg, yrow, offs, g, Kg, taps);
-        else FN(direct_row_columns)(xq, wg, bg, yrow, offs, g, Kg, taps);
+    for (Py_ssize_t run = lo, end; run < hi; run = end) {
+        end = FN(direct_run_end)(g, g->C / G, run, hi);
+        for (Py_ssize_t k_lo = 0; k_lo < Kg; k_lo += chunk) {
+            const Py_ssize_t k_hi = k_lo + chunk < Kg ? k_lo + chunk : Kg;
+            for (Py_ssize_t row = run; row < end; ++row) {
+                const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &ng0,
+                                                   &p0, &wg, &bg, &yrow);
+                if (blocking == DIRECT_FILTERS)
+                    FN(direct_row_unit)(xq, wg, bg, yrow, offs, g, Kg, taps, k_lo, k_hi);
+                else FN(direct_row_columns)(xq, wg, bg, yrow, offs, g, Kg, taps, k_lo, k_hi);
+            }
+        }
     }
 }
 
 #if defined(WIDE_KERNELS)
-/* direct_forward in an AVX-512 blocking: DIRECT_WIDE (WQ columns by WK filters) or
- * DIRECT_WIDE16 (W16 columns by DK filters). */
+/* direct_forward in an AVX-512 blocking: DIRECT_WIDE (WQ columns by WK filters),
+ * DIRECT_WIDE16 (W16 columns by DK filters) or DIRECT_WIDE_FILTERS (FK filters by FQ
+ * columns). */
 WIDE_KERNEL void FN(direct_forward_wide)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                          const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t G,
                                          Py_ssize_t Kpad, int blocking, Py_ssize_t lo,
                                          Py_ssize_t hi)
 {
     const Py_ssize_t Kg = g->K / G, taps = g->C / G * g->R * g->S;
+    const Py_ssize_t block = direct_filter_block(blocking, (int)sizeof(T));
+    const Py_ssize_t chunk = FN(direct_filter_chunk)(taps, Kg, block);
     const T *wg, *bg;
     T *yrow;
     Py_ssize_t ng0 = -1, p0 = 0;
-    for (Py_ssize_t row = lo; row < hi; ++row) {
-        const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &ng0, &p0, &wg,
-                                           &bg, &yrow);
-        if (blocking == DIRECT_WIDE16)
-            FN(direct_row_columns_wide16)(xq, wg, bg, yrow, offs, g, Kg, taps);
-        else if (blocking == DIRECT_WIDE_FILTERS)
-            FN(direct_row_unit_wide)(xq, wg, bg, yrow, offs, g, Kg, taps);
-        else FN(direct_row_columns_wide)(xq, wg, bg, yrow, offs, g, Kg, taps);
+    for (Py_ssize_t run = lo, end; run < hi; run = end) {
+        end = FN(direct_run_end)(g, g->C / G, run, hi);
+        for (Py_ssize_t k_lo = 0; k_lo < Kg; k_lo += chunk) {
+            const Py_ssize_t k_hi = k_lo + chunk < Kg ? k_lo + chunk : Kg;
+            for (Py_ssize_t row = run; row < end; ++row) {
+                const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &ng0,
+                                                   &p0, &wg, &bg, &yrow);
+                if (blocking == DIRECT_WIDE16)
+                    FN(direct_row_columns_wide16)(xq, wg, bg, yrow, offs, g, Kg, taps, k_lo, k_hi);
+                else if (blocking == DIRECT_WIDE_FILTERS)
+                    FN(direct_row_unit_wide)(xq, wg, bg, yrow, offs, g, Kg, taps, k_lo, k_hi);
+                else FN(direct_row_columns_wide)(xq, wg, bg, yrow, offs, g, Kg, taps, k_lo, k_hi);
+            }
+        }
     }
 }
 #endif

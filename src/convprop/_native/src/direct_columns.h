@@ -10,16 +10,17 @@
  * the blocking: the blockings give the same bits.
  */
 
-/* One output row (n, g, p) in blocks of CQ columns by CK filters, any stride. xq: the
- * region; wg: the group's filters (Kpad / CK, taps, CK); yrow: y[n, g*Kg, p, 0]. */
+/* One output row (n, g, p) in blocks of CQ columns by CK filters, any stride, for the
+ * filters [k_lo, k_hi) (k_lo a multiple of CK). xq: the region; wg: the group's filters
+ * (Kpad / CK, taps, CK); yrow: y[n, g*Kg, p, 0]. */
 KERNEL_PART void FN(CNAME(direct_row_columns))(const T *xq, const T *wg, const T *bg, T *yrow,
                                         const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
-                                        Py_ssize_t taps)
+                                        Py_ssize_t taps, Py_ssize_t k_lo, Py_ssize_t k_hi)
 {
     const Py_ssize_t PQ = g->P * g->Q;
     for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += CQ) {
         const Py_ssize_t nq = g->Q - q0 < CQ ? g->Q - q0 : CQ;
-        for (Py_ssize_t k0 = 0; k0 < Kg; k0 += CK) {
+        for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += CK) {
             T acc[CQ][CK];
             for (int qq = 0; qq < CQ; ++qq)
                 for (int kk = 0; kk < CK; ++kk) acc[qq][kk] = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
