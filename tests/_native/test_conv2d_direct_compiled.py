@@ -318,6 +318,22 @@ def test_regions_of_several_rows_serve_any_range_of_output_rows(layer: tuple[Any
     assert_close(dw, dw_reference, "float32", "dw (DS3) from regions of several rows")
 
 
+def test_weight_slices_shrink_where_their_partials_are_large() -> None:
+    """16 slices of output rows where the partial sums are small, fewer (down to 4) where all
+    of them would pass DIRECT_SLICES_BYTES, at most one per output row."""
+
+    def slices(N: int, C: int, H: int, K: int, stride: int) -> int:
+        geom = conv_geometry("test", (N, C, H, H), (K, C, 3, 3), None, stride=stride,
+                             padding=1, dilation=1, groups=1)  # fmt: skip
+        return direct.direct_weight_slices(geom, 4)
+
+    assert slices(128, 64, 8, 64, 1) == 16  # ResNet-20's stage 3: 227 KB per partial
+    assert slices(8, 128, 28, 256, 2) == 4  # res3x3s2: 1.3 MB per partial
+    assert slices(8, 512, 14, 512, 1) == 3  # 10 MB each: 3 within DIRECT_PARTIALS_BYTES
+    assert slices(8, 1024, 14, 1024, 1) == 1  # 38 MB each: past DIRECT_PARTIALS_BYTES
+    assert slices(1, 4, 2, 4, 1) == 2  # two output rows
+
+
 def test_a_range_of_weight_slices_sums_its_own_rows_only() -> None:
     """direct_weight over slices [lo, hi) is (DS3) over their output rows; the other slices
     count as zero, so the three ranges of a split add up to the whole."""

@@ -46,17 +46,26 @@ def direct_forward(x: Any, w: Any, geom: Any, b: Any = None) -> Any:
 DIRECT_PARTIALS_BYTES = 2**25
 """At most this much memory for the slices' partial sums of :func:`direct_weight` (32 MB)."""
 
+DIRECT_SLICES_BYTES = 2**22
+"""Partial sums past this (all slices together, 4 MB) cost more to zero and add up than
+more slices gain in balance between threads, down to 4 slices: res3x3s2's weight gradient
+(1.3 MB per slice) took 0.68-0.82 of the time of 16 slices with 4 (three sets of medians:
+3.10 against 4.58 ms, 4.21 against 5.14; 2 and 8 slices close to 4), layers with partials
+of 100-230 KB the same with 8 or 16."""
+
 
 def direct_weight_slices(geom: Any, itemsize: int) -> int:
     """Slices of output rows whose partial sums :func:`direct_weight` keeps apart: 16 (a few
-    per thread, so that a slow core takes fewer), fewer where the partials would pass
+    per thread, so that a slow core takes fewer), fewer (not below 4) where the partials
+    together would pass :data:`DIRECT_SLICES_BYTES`, and never past
     :data:`DIRECT_PARTIALS_BYTES`; a function of the geometry only, so the result is. A
     partial's taps and filters are padded to whole blocks, at most 15 taps and 128 bytes of
     filters past them in any blocking (direct.h)."""
     rows: int = geom.N * geom.groups * geom.P
     taps: int = (geom.C // geom.groups) * geom.R * geom.S
     per_slice = geom.groups * (taps + 15) * (geom.K // geom.groups + 128 // itemsize) * itemsize
-    return max(1, min(rows, 16, int(DIRECT_PARTIALS_BYTES // per_slice)))
+    balanced = max(4, int(DIRECT_SLICES_BYTES // per_slice))
+    return max(1, min(rows, 16, balanced, int(DIRECT_PARTIALS_BYTES // per_slice)))
 
 
 @twin(arrays="dy, x")
