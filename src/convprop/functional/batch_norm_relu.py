@@ -81,19 +81,9 @@ def batch_norm2d_relu_forward(
 
     Parameters
     ----------
-    x : Array (N, C, H, W)
-        float32 or float64.
-    gamma, beta : Array (C,)
-        Scale γ and shift β; same dtype as x.
-    running_mean, running_var : Array (C,)
-        The running statistics; read, never written.
-    training : bool
-        True normalises with the batch statistics and updates the running ones; False
-        normalises with the running statistics.
-    momentum : float
-        Weight of the batch statistic in the running average (BN5, BN6), in [0, 1].
-    eps : float
-        Added to the variance for stability; > 0.
+    x, gamma, beta, running_mean, running_var, training, momentum, eps
+        As :func:`convprop.functional.normalization.batch_norm2d_forward`: x (N, C, H, W),
+        the others (C,), of x's dtype; the running statistics are read, never written.
 
     Returns
     -------
