@@ -328,7 +328,8 @@ def test_weight_slices_shrink_where_their_partials_are_large() -> None:
         return direct.direct_weight_slices(geom, 4)
 
     assert slices(128, 64, 8, 64, 1) == 16  # ResNet-20's stage 3: 227 KB per partial
-    assert slices(8, 128, 28, 256, 2) == 4  # res3x3s2: 1.3 MB per partial
+    assert slices(8, 128, 28, 256, 2) == 6  # res3x3s2: 1.3 MB per partial
+    assert slices(8, 256, 28, 512, 2) == 4  # 5 MB per partial: 4 at least
     assert slices(8, 512, 14, 512, 1) == 3  # 10 MB each: 3 within DIRECT_PARTIALS_BYTES
     assert slices(8, 1024, 14, 1024, 1) == 1  # 38 MB each: past DIRECT_PARTIALS_BYTES
     assert slices(1, 4, 2, 4, 1) == 2  # two output rows

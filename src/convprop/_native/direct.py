@@ -46,12 +46,13 @@ def direct_forward(x: Any, w: Any, geom: Any, b: Any = None) -> Any:
 DIRECT_PARTIALS_BYTES = 2**25
 """At most this much memory for the slices' partial sums of :func:`direct_weight` (32 MB)."""
 
-DIRECT_SLICES_BYTES = 2**22
-"""Partial sums past this (all slices together, 4 MB) cost more to zero and add up than
+DIRECT_SLICES_BYTES = 2**23
+"""Partial sums past this (all slices together, 8 MB) cost more to zero and add up than
 more slices gain in balance between threads, down to 4 slices: res3x3s2's weight gradient
-(1.3 MB per slice) took 0.68-0.82 of the time of 16 slices with 4 (three sets of medians:
-3.10 against 4.58 ms, 4.21 against 5.14; 2 and 8 slices close to 4), layers with partials
-of 100-230 KB the same with 8 or 16."""
+(1.3 MB per slice) took 0.8 of the time of 16 slices with 6 (4.27 against 5.05 ms; 4: 3.10
+against 4.58 and 4.06 against 5.05, alternating medians), layers with partials of 100-230 KB
+the same with 8 or 16 (and 16 they keep: the slices group the sums, so their count is part
+of the result's rounding)."""
 
 
 def direct_weight_slices(geom: Any, itemsize: int) -> int:
