@@ -189,7 +189,13 @@ class SyncBatchNorm(BatchNorm2d):
     the backward of a training step each make one collective call).
     """
 
-    def forward(self, x: Any) -> Tensor:
+    def forward(self, x: Any, *, relu: bool = False) -> Tensor:
+        """The synchronised normalisation; with ``relu``, a ReLU after it (as two ops: the
+        global statistics' backward has no fused form)."""
+        y = self._synchronized(x)
+        return F.relu(y) if relu else y
+
+    def _synchronized(self, x: Any) -> Tensor:
         comm = world()
         if not self.training or comm.size == 1:
             return _forward_as_batchnorm(self, x)

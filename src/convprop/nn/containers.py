@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from convprop.autograd.tensor import Tensor
@@ -36,10 +35,10 @@ class Identity(Module):
 class Sequential(Module):
     """Modules applied in order, ``Sequential(a, b, c)(x) = c(b(a(x)))``.
 
-    A BatchNorm or Conv2d layer followed by a ReLU runs as one op (``normalize(x,
-    relu=True)``, functional/batch_norm_relu.py; ``convolve(x, relu=True)``,
-    functional/conv2d_relu.py): the same values and gradients with fewer passes over memory
-    and one node, unless a summary is observing each module's output.
+    A BatchNorm or Conv2d layer followed by a ReLU runs as one op (``layer(x, relu=True)``:
+    functional/batch_norm_relu.py, functional/conv2d_relu.py): the same values and gradients
+    with fewer passes over memory and one node, unless a summary is observing each module's
+    output.
 
     Examples
     --------
@@ -81,9 +80,8 @@ class Sequential(Module):
         index = 0
         while index < len(modules):
             module = modules[index]
-            fused = _with_relu(module, modules[index + 1]) if index + 1 < len(modules) else None
-            if fused is not None:
-                x = fused(x)  # (BR1)-(BR4) or (CB1)-(CB4): the two layers as one op
+            if index + 1 < len(modules) and _fuses_relu(module, modules[index + 1]):
+                x = module(x, relu=True)  # (BR1)-(BR4) or (CB1)-(CB4): the two layers as one op
                 index += 2
                 continue
             x = module(x)
@@ -91,17 +89,15 @@ class Sequential(Module):
         return x
 
 
-def _with_relu(module: Module, after: Module) -> Callable[[Any], Any] | None:
-    """A BatchNorm or Conv2d layer and the ReLU after it as one op, where both are convprop's
-    own (no forward of a subclass to bypass) and no observer watches each module's output;
-    None where they run apart."""
+def _fuses_relu(module: Module, after: Module) -> bool:
+    """Whether a BatchNorm or Conv2d layer and the ReLU after it run as one op
+    (``module(x, relu=True)``): both convprop's own (no forward of a subclass to bypass) and
+    no observer watching each module's output."""
     if type(after) is not ReLU or observed():
-        return None
-    if isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward:
-        return functools.partial(module.normalize, relu=True)
-    if isinstance(module, Conv2d) and type(module).forward is Conv2d.forward:
-        return functools.partial(module.convolve, relu=True)
-    return None
+        return False
+    if isinstance(module, _BatchNorm):
+        return type(module).forward is _BatchNorm.forward
+    return isinstance(module, Conv2d) and type(module).forward is Conv2d.forward
 
 
 class ModuleList(Module):

@@ -115,10 +115,7 @@ class Conv2d(Module):
         )
         self.register_parameter("bias", bias_parameter)  # None is registered too, as PyTorch
 
-    def forward(self, x: Any) -> Tensor:
-        return self.convolve(x)
-
-    def convolve(self, x: Any, *, relu: bool = False) -> Tensor:
+    def forward(self, x: Any, *, relu: bool = False) -> Tensor:
         """The layer's forward; with ``relu``, followed by a ReLU in the same op (CB1–CB4:
         max(y, 0) written over the convolution's own output, one node).
         :class:`convprop.nn.Sequential` asks for it where a ReLU follows."""

@@ -136,10 +136,7 @@ class _BatchNorm(Module):
         self._buffers["running_var"] = numpy.ones(num_features, dtype=dtype)
         self._buffers["num_batches_tracked"] = numpy.zeros((), dtype=numpy.int64)
 
-    def forward(self, x: Any) -> Tensor:
-        return self.normalize(x)
-
-    def normalize(self, x: Any, *, relu: bool = False) -> Tensor:
+    def forward(self, x: Any, *, relu: bool = False) -> Tensor:
         """The layer's forward; with ``relu``, followed by a ReLU in the same op (BR1–BR4:
         max(y, 0) written in y's pass, the backward through both without storing y or its
         gradient). :class:`convprop.nn.Sequential` asks for it where a ReLU follows."""
