@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from convprop import _native
-from convprop._native import elementwise
+from convprop._native import _compiled, elementwise
 from convprop.functional.arithmetic import add_arrays, add_backward, add_forward
 
 pytestmark = pytest.mark.skipif(not _native.AVAILABLE, reason="the compiled kernels are not built")
@@ -54,3 +54,11 @@ def test_residual_sum_backward_gives_two_fresh_copies_of_dy_ar2(compiled: bool) 
     np.testing.assert_array_equal(db, dy)
     assert not np.shares_memory(da, dy) and not np.shares_memory(db, dy)
     assert not np.shares_memory(da, db)
+
+
+def test_sum_kernels_refuse_arrays_of_other_sizes() -> None:
+    a, b = np.zeros(6), np.zeros(5)
+    with pytest.raises(ValueError, match=r"add_forward: .*b"):
+        _compiled.kernels.add_forward(a, b, np.empty(6), 0, 6)
+    with pytest.raises(ValueError, match=r"add_backward: .*db"):
+        _compiled.kernels.add_backward(a, np.empty(6), np.empty(5), 0, 6)

@@ -167,6 +167,10 @@ def test_blocking_query_refuses_bad_arguments() -> None:
         _compiled.kernels.direct_blocking(_native.conv_geometry_tuple(geom), 3, 4)
     with pytest.raises(ValueError, match="got groups=2, itemsize=2"):
         _compiled.kernels.direct_blocking(_native.conv_geometry_tuple(geom), 2, 2)
+    with pytest.raises(ValueError, match=r"direct_region_rows: expected groups dividing C=4"):
+        _compiled.kernels.direct_region_rows(_native.conv_geometry_tuple(geom), 3, 4)
+    with pytest.raises(ValueError, match=r"direct_region_rows: .*got groups=2, itemsize=3"):
+        _compiled.kernels.direct_region_rows(_native.conv_geometry_tuple(geom), 2, 3)
 
 
 def test_a_blocking_that_cannot_run_is_refused_by_name() -> None:
@@ -179,6 +183,11 @@ def test_a_blocking_that_cannot_run_is_refused_by_name() -> None:
         _compiled.kernels.direct_forward(x, w, None, y, g, 1, 0, rows, 1, blocking="filters")
     with pytest.raises(ValueError, match=r"direct_weight: blocking 'rows' cannot run here"):
         _compiled.kernels.direct_weight(y, x, w, g, 1, 1, 0, 1, 1, blocking="rows")
+    # "wide_filters" is a forward blocking with unit column stride only
+    with pytest.raises(ValueError, match=r"direct_weight: blocking 'wide_filters' cannot run"):
+        _compiled.kernels.direct_weight(y, x, w, g, 1, 1, 0, 1, 1, blocking="wide_filters")
+    with pytest.raises(ValueError, match=r"direct_forward: blocking 'wide_filters' cannot run"):
+        _compiled.kernels.direct_forward(x, w, None, y, g, 1, 0, rows, 1, blocking="wide_filters")
     if not _native.wide_blockings_run():
         with pytest.raises(ValueError, match=r"blocking 'wide' cannot run here"):
             _compiled.kernels.direct_forward(x, w, None, y, g, 1, 0, rows, 1, blocking="wide")

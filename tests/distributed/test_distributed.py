@@ -432,6 +432,20 @@ def test_sync_batchnorm_on_one_process_is_batchnorm() -> None:
     assert type(back[0]) is BatchNorm2d and back[0].running_var is synced.running_var
 
 
+def test_sync_batchnorm_in_sequential_before_relu_is_batchnorm_then_relu() -> None:
+    """SyncBatchNorm has a forward of its own, so Sequential does not fuse it with the ReLU
+    after it; asked for the ReLU directly, it applies it after the normalisation."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 2, 3, 3))
+    synced = convert_sync_batchnorm(Sequential(BatchNorm2d(2, dtype="float64"), ReLU()))
+    expected = Sequential(BatchNorm2d(2, dtype="float64"), ReLU())
+    np.testing.assert_array_equal(synced(x).data, expected(x).data)
+    direct = SyncBatchNorm(2, dtype="float64")(x, relu=True)
+    np.testing.assert_array_equal(
+        direct.data, np.maximum(BatchNorm2d(2, dtype="float64")(x).data, 0)
+    )
+
+
 def test_convert_reaches_nested_layers_and_keeps_others() -> None:
     net = Sequential(Conv2d(1, 2, 3, rng=0), Sequential(BatchNorm2d(2), ReLU()))
     convert_sync_batchnorm(net)

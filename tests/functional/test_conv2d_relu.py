@@ -115,6 +115,10 @@ def test_inputs_are_never_written_and_need_dx_skips_dx() -> None:
         assert not any(np.shares_memory(z, a) for a in (x, w, b))
         dx, dw, db = conv2d_relu_backward(np.ones_like(z), cache, need_dx=False)
         assert dx is None and dw.shape == w.shape and db.shape == b.shape
+    far, far_copy = np.ones((2, 1, 3, 3)), np.ones((2, 1, 3, 3))
+    z, _ = conv2d_relu_forward(far, np.ones((2, 1, 3, 3)), b[:2], padding=10)  # padding only
+    np.testing.assert_array_equal(z[:, :, 0, 0], np.maximum(b[:2], 0)[None].repeat(2, 0))
+    assert not np.shares_memory(z, b) and np.array_equal(far, far_copy)
     for a, c in zip((x, w, b), copies, strict=True):
         np.testing.assert_array_equal(a, c)
 

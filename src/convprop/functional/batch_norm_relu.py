@@ -35,6 +35,7 @@ from convprop.functional.normalization import (
     BatchNorm2dCache,
     _gradients,
     _normalize,
+    batch_norm2d_cache,
     check_batch_norm2d,
 )
 
@@ -114,18 +115,10 @@ def batch_norm2d_relu_forward(
     """
     check_batch_norm2d("batch_norm2d_relu", x, gamma, beta, running_mean, running_var,
                        training, momentum, eps)  # fmt: skip
-    z, mean, invstd, new_running_mean, new_running_var = _normalize_relu(
+    z, *statistics = _normalize_relu(
         x, gamma, beta, running_mean, running_var, training, momentum, eps
     )
-    bn = BatchNorm2dCache(
-        x=x,
-        mean=mean,
-        invstd=invstd,
-        gamma=gamma,
-        training=training,
-        new_running_mean=new_running_mean,
-        new_running_var=new_running_var,
-    )
+    bn = batch_norm2d_cache(x, gamma, training, statistics)
     return z, BatchNorm2dReluCache(bn=bn, beta=beta)
 
 

@@ -176,10 +176,17 @@ def batch_norm2d_forward(
     """
     check_batch_norm2d("batch_norm2d", x, gamma, beta, running_mean, running_var, training,
                        momentum, eps)  # fmt: skip
-    y, mean, invstd, new_running_mean, new_running_var = _normalize(
-        x, gamma, beta, running_mean, running_var, training, momentum, eps
-    )
-    cache = BatchNorm2dCache(
+    y, *statistics = _normalize(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+    return y, batch_norm2d_cache(x, gamma, training, statistics)
+
+
+def batch_norm2d_cache(
+    x: Array, gamma: Array, training: bool, statistics: list[Array]
+) -> BatchNorm2dCache:
+    """The cache of a forward whose (BN1)–(BN7) gave ``statistics``: μ (or running_mean),
+    invstd and the running statistics after the call, in that order."""
+    mean, invstd, new_running_mean, new_running_var = statistics
+    return BatchNorm2dCache(
         x=x,
         mean=mean,
         invstd=invstd,
@@ -188,7 +195,6 @@ def batch_norm2d_forward(
         new_running_mean=new_running_mean,
         new_running_var=new_running_var,
     )
-    return y, cache
 
 
 def check_batch_norm2d(
