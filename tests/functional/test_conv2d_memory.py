@@ -22,6 +22,7 @@ from convprop.functional import (
     conv2d_backward,
     conv2d_cost_model,
     conv2d_forward,
+    conv2d_prepared,
     conv2d_workspace,
 )
 from convprop.functional.conv2d import ALGORITHMS
@@ -78,6 +79,7 @@ def _fresh_choices(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """auto's remembered choices are made afresh under each test's budget."""
     conv2d_module = importlib.import_module("convprop.functional.conv2d")
     monkeypatch.setattr(conv2d_module, "_AUTO_CHOICES", {})
+    conv2d_prepared.CALLS.forget()
     yield
     conv2d_cost_model._cheapest.cache_clear()
 

@@ -15,7 +15,7 @@ import pytest
 
 from convprop import _native
 from convprop._shapes import conv_geometry
-from convprop.functional import ALGORITHMS, conv2d_backward, conv2d_forward
+from convprop.functional import ALGORITHMS, conv2d_backward, conv2d_forward, conv2d_prepared
 from convprop.functional import conv2d_cost_model as cost
 from convprop.functional import conv2d_select as select
 from convprop.functional import conv2d_timing_cache as timing
@@ -208,6 +208,7 @@ def test_auto_choice_follows_the_batch_as_columns_threshold(
     monkeypatch.setattr(cost, "BATCH_AS_COLUMNS_MAX_PQ", 0)
     second = conv2d_forward(x, w, padding=1)[1].algorithms
     monkeypatch.setattr(conv2d_module, "_AUTO_CHOICES", {})
+    conv2d_prepared.CALLS.forget()
     cost._cheapest.cache_clear()
     assert conv2d_forward(x, w, padding=1)[1].algorithms == second
     assert second != first  # the case is one where the threshold decides

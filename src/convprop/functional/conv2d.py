@@ -33,6 +33,7 @@ from convprop.functional import (
     conv2d_fft,
     conv2d_ieee,
     conv2d_im2col,
+    conv2d_prepared,
     conv2d_select,
     conv2d_winograd,
     conv2d_winograd4,
@@ -150,60 +151,80 @@ def resolve_algorithms(
     NotImplementedError
         When the named algorithm cannot compute this case, with its reason.
     """
+    choice = _choice(op, algorithm, geom, w)
+    if algorithm != "auto":
+        return choice
+    return _ieee_if_non_finite(choice, geom, w, inputs, data_pass_later)
+
+
+def _choice(op: str, algorithm: str, geom: ConvGeometry, w: Array) -> tuple[str, str, str]:
+    """:func:`resolve_algorithms` before the IEEE check of the values: a function of the
+    geometry, w's kind and dtype and the cost model's rates alone."""
     if not isinstance(algorithm, str) or (algorithm != "auto" and algorithm not in ALGORITHMS):
         raise ParameterError(
             f"{op}: unknown algorithm; expected one of {['auto', *ALGORITHMS]}, got {algorithm!r}"
         )
     if algorithm == "auto":
-        xp = get_xp(w)
-        # the compiled kernels change the timings: measured choices are kept apart
-        compiled = _native.runs_compiled(w)
-        # the cost model's choice is a function of these alone: remembered (measured
-        # choices come from the timing cache's own table)
-        key = (geom, w.dtype, xp.__name__, compiled, conv2d_select.calibration())
-        known = _AUTO_CHOICES.get(key) if not conv2d_select.timing_cache_enabled() else None
-        if known is not None:
-            return _ieee_if_non_finite(known, geom, w, inputs, data_pass_later)
-        candidates = [
-            name
-            for name, algo in ALGORITHMS.items()
-            if algo.decline(geom) is None and conv2d_select.may_choose(name)
-        ]
+        return _auto_choice(geom, w)
+    return _named_choice(op, algorithm, geom)
 
-        def measure(name: str, pass_name: str) -> Callable[[], object]:
-            """One run of a pass on zeros (used only when the timing cache is enabled)."""
-            algo = ALGORITHMS[name]
-            x = xp.zeros(geom.x_shape, dtype=w.dtype)
-            dy = xp.zeros(geom.y_shape, dtype=w.dtype)
-            if pass_name == "forward":
-                return lambda: algo.forward(x, w, geom)
-            if pass_name == "data":
-                return lambda: algo.backward_data(dy, w, geom)
-            return lambda: algo.backward_weight(dy, x, geom, None)
 
-        backend = xp.__name__ + ("+kernels" if compiled else "")
-        dtype = w.dtype.name
-        forward, data, weight = (
-            conv2d_select.choose(
-                geom, pass_name, dtype, candidates, measure=measure, backend=backend,
-                compiled=compiled,
-            )
-            for pass_name in PASSES
-        )  # fmt: skip
-        weight = conv2d_select.weight_after_forward(
-            geom, dtype, forward, weight, candidates, compiled=compiled
-        )
-        if not conv2d_select.timing_cache_enabled():
-            if len(_AUTO_CHOICES) >= _AUTO_CHOICES_KEPT:
-                _AUTO_CHOICES.clear()
-            _AUTO_CHOICES[key] = (forward, data, weight)
-        return _ieee_if_non_finite((forward, data, weight), geom, w, inputs, data_pass_later)
+def _named_choice(op: str, algorithm: str, geom: ConvGeometry) -> tuple[str, str, str]:
+    """A named algorithm for every pass, where it can compute the case."""
     reason = ALGORITHMS[algorithm].decline(geom)
     if reason is not None:
         raise NotImplementedError(
             f"{op}: algorithm {algorithm!r} cannot compute this case: {reason} ({geom.describe()})"
         )
     return (algorithm, algorithm, algorithm)
+
+
+def _auto_choice(geom: ConvGeometry, w: Array) -> tuple[str, str, str]:
+    """``auto``'s choice of the three passes by the cost model (or the timing cache), before
+    the IEEE check of the values."""
+    xp = get_xp(w)
+    # the compiled kernels change the timings: measured choices are kept apart
+    compiled = _native.runs_compiled(w)
+    # the cost model's choice is a function of these alone: remembered (measured
+    # choices come from the timing cache's own table)
+    key = (geom, w.dtype, xp.__name__, compiled, conv2d_select.calibration())
+    known = _AUTO_CHOICES.get(key) if not conv2d_select.timing_cache_enabled() else None
+    if known is not None:
+        return known
+    candidates = [
+        name
+        for name, algo in ALGORITHMS.items()
+        if algo.decline(geom) is None and conv2d_select.may_choose(name)
+    ]
+
+    def measure(name: str, pass_name: str) -> Callable[[], object]:
+        """One run of a pass on zeros (used only when the timing cache is enabled)."""
+        algo = ALGORITHMS[name]
+        x = xp.zeros(geom.x_shape, dtype=w.dtype)
+        dy = xp.zeros(geom.y_shape, dtype=w.dtype)
+        if pass_name == "forward":
+            return lambda: algo.forward(x, w, geom)
+        if pass_name == "data":
+            return lambda: algo.backward_data(dy, w, geom)
+        return lambda: algo.backward_weight(dy, x, geom, None)
+
+    backend = xp.__name__ + ("+kernels" if compiled else "")
+    dtype = w.dtype.name
+    forward, data, weight = (
+        conv2d_select.choose(
+            geom, pass_name, dtype, candidates, measure=measure, backend=backend,
+            compiled=compiled,
+        )
+        for pass_name in PASSES
+    )  # fmt: skip
+    weight = conv2d_select.weight_after_forward(
+        geom, dtype, forward, weight, candidates, compiled=compiled
+    )
+    if not conv2d_select.timing_cache_enabled():
+        if len(_AUTO_CHOICES) >= _AUTO_CHOICES_KEPT:
+            _AUTO_CHOICES.clear()
+        _AUTO_CHOICES[key] = (forward, data, weight)
+    return (forward, data, weight)
 
 
 def _ieee_if_non_finite(
@@ -290,28 +311,23 @@ def conv2d_forward(
     (array([1., 1., 1., 1.]), True)
     """
     op = "conv2d"
-    require_array(op, "x", x)
-    require_array(op, "w", w)
-    if b is not None:
-        require_array(op, "b", b)
+    key = conv2d_prepared.signature(x, w, b, stride, padding, dilation, groups, algorithm)
+    known = conv2d_prepared.CALLS.recall(key)
+    if known is None:  # the checks and choices of a call not seen before
+        geom = _checked_geometry(op, x, w, b, stride, padding, dilation, groups)
+        if geom.N == 0:
+            return _empty_batch_forward(op, algorithm, x, w, b, geom)
+        reduced = conv2d_crop.crop(geom)
+        if reduced is not None:  # (CR1)-(CR3): only the taps and the part of x_pad windows read
+            return _cropped_forward(x, w, b, geom, reduced, algorithm)
+        choice = _choice(op, algorithm, geom, w)  # refuses an unknown or unfit name
+        conv2d_prepared.CALLS.keep(key, (geom, choice))
+    else:
+        geom, choice = known
+    algorithms = choice
+    if algorithm == "auto":  # a NaN or ±inf in x or w: passes that keep IEEE semantics
+        algorithms = _ieee_if_non_finite(choice, geom, w, (x, w), data_pass_later=True)
     xp = get_xp(x, w, b)
-    check_float_dtype(op, x=x, w=w, b=b)
-    geom = conv_geometry(
-        op,
-        x.shape,
-        w.shape,
-        None if b is None else b.shape,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-    )
-    if geom.N == 0:
-        return _empty_batch_forward(op, algorithm, x, w, b, geom)
-    reduced = conv2d_crop.crop(geom)
-    if reduced is not None:  # (CR1)-(CR3): only the taps and the part of x_pad windows read
-        return _cropped_forward(x, w, b, geom, reduced, algorithm)
-    algorithms = resolve_algorithms(op, algorithm, geom, w, inputs=(x, w), data_pass_later=True)
     forward_algo = ALGORITHMS[algorithms[0]]
     fused = b is not None and getattr(forward_algo, "FUSES_BIAS", False)
     if fused:  # the algorithm adds the bias as it writes y
@@ -325,6 +341,22 @@ def conv2d_forward(
         saved = None  # another algorithm computes dw: nothing to reuse
     cache = Conv2dCache(x, w, b is not None, geom, algorithms, saved, auto=algorithm == "auto")
     return y, cache
+
+
+def _checked_geometry(
+    op: str, x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> ConvGeometry:
+    """The checks of a forward call (arrays, one device, dtypes, shapes and hyperparameters)
+    and its geometry (S1)."""
+    require_array(op, "x", x)
+    require_array(op, "w", w)
+    if b is not None:
+        require_array(op, "b", b)
+    get_xp(x, w, b)  # refuses arrays of two devices
+    check_float_dtype(op, x=x, w=w, b=b)
+    b_shape = None if b is None else b.shape
+    return conv_geometry(op, x.shape, w.shape, b_shape, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups)  # fmt: skip
 
 
 def _empty_batch_forward(
