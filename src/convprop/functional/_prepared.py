@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+import numpy
+
 from convprop.backend import is_array
 
 T = TypeVar("T")
@@ -30,7 +32,7 @@ def arrays_signature(*arrays: Any) -> tuple[Any, ...] | None:
     for a in arrays:
         if a is None:
             key.append(None)
-        elif is_array(a):
+        elif type(a) is numpy.ndarray or is_array(a):
             key.append((type(a), a.shape, a.dtype))
         else:
             return None

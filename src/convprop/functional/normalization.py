@@ -42,6 +42,7 @@ from convprop._native import batchnorm
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_upstream, require_array
+from convprop.functional._prepared import PreparedCalls, arrays_signature, typed
 
 AXES = (0, 2, 3)
 """The axes n, h, w that every statistic of a channel sums over."""
@@ -197,6 +198,12 @@ def batch_norm2d_cache(
     )
 
 
+CHECKED: PreparedCalls[bool] = PreparedCalls()
+"""Signatures of :func:`check_batch_norm2d` calls that passed (functional/_prepared.py): the
+op, the five arrays' types, shapes and dtypes, and training, momentum and eps with their
+types."""
+
+
 def check_batch_norm2d(
     op: str,
     x: Array,
@@ -210,7 +217,11 @@ def check_batch_norm2d(
 ) -> None:
     """The checks of :func:`batch_norm2d_forward` (and of the ops built on it), under the name
     ``op``: arrays, dtypes, shapes, one device, the hyperparameters, and more than one value
-    per channel in training."""
+    per channel in training. A signature that passed before passes again (:data:`CHECKED`)."""
+    arrays = arrays_signature(x, gamma, beta, running_mean, running_var)
+    key = None if arrays is None else (op, *arrays, *typed(training, momentum, eps))
+    if CHECKED.recall(key):
+        return
     per_channel = {"gamma": gamma, "beta": beta, "running_mean": running_mean}
     _check_inputs(op, x, {**per_channel, "running_var": running_var})
     _check_hyperparameters(op, training, momentum, eps)
@@ -222,6 +233,7 @@ def check_batch_norm2d(
             f"{op}: training mode needs more than 1 value per channel to estimate a variance; "
             f"expected N·H·W > 1, got N·H·W={m} (x.shape={tuple(x.shape)})"
         )
+    CHECKED.keep(key, True)
 
 
 @_native.accelerated(batchnorm.batch_norm2d_normalize)

@@ -194,7 +194,8 @@ def batch_norm_with_statistics(
         return dx.reshape(x_shape), dgamma, dbeta
 
     name, labels = ("batch_norm_relu", "BR3, BR4") if relu else ("batch_norm", "BN8–BN12")
-    y = record(name, labels, y4.reshape(x_shape), cache, (input, weight, bias), backward)
+    y_array = y4 if x4 is x else y4.reshape(x_shape)
+    y = record(name, labels, y_array, cache, (input, weight, bias), backward)
     return y, cache.new_running_mean, cache.new_running_var
 
 
