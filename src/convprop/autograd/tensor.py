@@ -77,7 +77,8 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(int(n) for n in self._data.shape)
+        shape = self._data.shape
+        return shape if type(shape) is tuple else tuple(int(n) for n in shape)  # type: ignore[no-any-return]
 
     @property
     def dtype(self) -> Any:

@@ -5,8 +5,10 @@ Messages follow the library's format: ``<op>: <what is wrong>; expected ..., got
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 from convprop._shapes import check_extent as check_extent  # the ops import it from here
@@ -44,6 +46,7 @@ def check_upstream(op: str, dy: Any, expected_shape: tuple[int, ...], dtype: Any
         )
 
 
+@functools.lru_cache(maxsize=1)  # asked by every call of the ops that check their output
 def memory_limit() -> int:
     """The machine's physical memory in bytes (2**40 where the platform does not say)."""
     try:
@@ -52,8 +55,11 @@ def memory_limit() -> int:
         return 2**40
 
 
-def check_output_size(op: str, shape: tuple[int, ...], itemsize: int, shapes: str) -> None:
-    """Refuse an output that could not fit in memory before allocating it.
+def check_output_size(
+    op: str, shape: tuple[int, ...], itemsize: int, shapes: str | Callable[[], str]
+) -> None:
+    """Refuse an output that could not fit in memory before allocating it. ``shapes``, what
+    the message names, may be a function that writes it (asked only for the message).
 
     Raises
     ------
@@ -63,9 +69,10 @@ def check_output_size(op: str, shape: tuple[int, ...], itemsize: int, shapes: st
     need = math.prod(int(s) for s in shape) * int(itemsize)
     limit = memory_limit()
     if need > limit:
+        named = shapes if isinstance(shapes, str) else shapes()
         raise ShapeError(
             f"{op}: the output {tuple(shape)} would need {need} bytes; expected at most the "
-            f"machine's memory, {limit} bytes, got {need} ({shapes})"
+            f"machine's memory, {limit} bytes, got {need} ({named})"
         )
 
 

@@ -106,31 +106,31 @@ def _bound_output(name: str, x: Any, w: Any, hyper: dict[str, Any]) -> None:
     arguments, are remembered."""
     if not (is_array(x) and is_array(w)) or x.ndim != w.ndim or x.ndim < 3:
         return
-    typed = ((k, type(v), v) for k, v in hyper.items())  # 1.0 and True are not 1 here
-    key: tuple[Any, ...] | None = (name, x.shape, w.shape, x.dtype.itemsize, *typed)
+    # the check reads the values as ints: 1, 1.0 and True need not differ in this key
+    key: tuple[Any, ...] | None = (name, x.shape, w.shape, x.dtype.itemsize, *hyper.items())
     try:
         if key in _BOUNDED:
             return
     except TypeError:  # a list among the hyperparameters: checked afresh each time
         key = None
-    _check_bound(name, x, w, hyper)
-    if key is not None:
+    if _check_bound(name, x, w, hyper) and key is not None:
         if len(_BOUNDED) >= _BOUNDED_KEPT:
             _BOUNDED.clear()
         _BOUNDED.add(key)
 
 
-def _check_bound(name: str, x: Any, w: Any, hyper: dict[str, Any]) -> None:
-    """:func:`_bound_output`'s check itself."""
+def _check_bound(name: str, x: Any, w: Any, hyper: dict[str, Any]) -> bool:
+    """:func:`_bound_output`'s check itself; False where the values were not ints that it
+    could check (the op's own checks refuse them)."""
     dims = x.ndim - 2
     stride, padding, dilation, extra = (
         _per_axis_ints(hyper.get(key, default), dims)
         for key, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("output_padding", 0))
     )
     if stride is None or padding is None or dilation is None or extra is None:
-        return
+        return False
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(extra) < 0:
-        return
+        return False
     sizes = zip(x.shape[2:], w.shape[2:], stride, padding, dilation, extra, strict=True)
     if "transpose" in name:  # (CT1)
         out = [(n - 1) * s - 2 * p + d * (k - 1) + e + 1 for n, k, s, p, d, e in sizes]
@@ -142,6 +142,7 @@ def _check_bound(name: str, x: Any, w: Any, hyper: dict[str, Any]) -> None:
     if min(out) >= 1:
         where = f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}"
         check_output_size(name, (int(x.shape[0]), channels, *out), x.dtype.itemsize, where)
+    return True
 
 
 def _record_conv(

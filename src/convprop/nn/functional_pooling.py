@@ -46,8 +46,10 @@ def _bounded(op: str, x: Any, output_size: Any, dims: int) -> None:
     """Refuse an adaptive output_size whose output could not fit in memory, before any bin."""
     if is_array(x) and x.ndim == dims + 2:
         out = adaptive_output_size(op, output_size, tuple(int(n) for n in x.shape[2:]))
-        where = f"x.shape={tuple(x.shape)}, output_size={output_size!r}"
-        check_output_size(op, (*x.shape[:2], *out), x.dtype.itemsize, where)
+        check_output_size(
+            op, (*x.shape[:2], *out), x.dtype.itemsize,
+            lambda: f"x.shape={tuple(x.shape)}, output_size={output_size!r}",
+        )  # fmt: skip
 
 
 def _each(value: Any, dims: int) -> Any:
