@@ -89,15 +89,23 @@ def check_float_dtype(op: str, **arrays: Any) -> None:
     DTypeError
         Naming the op, the array and the dtypes that came.
     """
-    present = {name: a for name, a in arrays.items() if a is not None}
-    for name, a in present.items():
-        if a.dtype not in _SUPPORTED and a.dtype.name not in SUPPORTED_DTYPES:  # fast path first
+    first = None
+    agree = True
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        dtype = a.dtype
+        if dtype not in _SUPPORTED and dtype.name not in SUPPORTED_DTYPES:  # fast path first
             raise DTypeError(
-                f"{op}: {name} has dtype {a.dtype}; expected float32 or float64, "
-                f"got {a.dtype} ({name}.shape={tuple(a.shape)})"
+                f"{op}: {name} has dtype {dtype}; expected float32 or float64, "
+                f"got {dtype} ({name}.shape={tuple(a.shape)})"
             )
-    dtypes = {a.dtype for a in present.values()}
-    if len(dtypes) > 1:
+        if first is None:
+            first = dtype
+        elif dtype != first:
+            agree = False
+    if not agree:
+        present = {name: a for name, a in arrays.items() if a is not None}
         described = ", ".join(f"{n}: {a.dtype}" for n, a in present.items())
         raise DTypeError(
             f"{op}: arrays must share one dtype; expected all float32 or all float64, "

@@ -278,7 +278,7 @@ class Twin(Generic[P, R]):
 
     def serves_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """Whether the kernels are enabled, serve the named arrays and ``requires`` accepts."""
-        if not enabled():
+        if not AVAILABLE or getattr(_state, "off", False):  # enabled(), asked by every call
             return False
         full = self._positional(args, kwargs) if kwargs else args
         count = len(full)

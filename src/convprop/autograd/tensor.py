@@ -78,7 +78,7 @@ class Tensor:
     @property
     def shape(self) -> tuple[int, ...]:
         shape = self._data.shape
-        return shape if type(shape) is tuple else tuple(int(n) for n in shape)  # type: ignore[no-any-return]
+        return shape if type(shape) is tuple else tuple(int(n) for n in shape)
 
     @property
     def dtype(self) -> Any:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-import numpy
-
 from convprop.backend import is_array
 
 T = TypeVar("T")
@@ -32,7 +30,7 @@ def arrays_signature(*arrays: Any) -> tuple[Any, ...] | None:
     for a in arrays:
         if a is None:
             key.append(None)
-        elif type(a) is numpy.ndarray or is_array(a):
+        elif is_array(a):
             key.append((type(a), a.shape, a.dtype))
         else:
             return None

@@ -149,8 +149,9 @@ def _record_conv(
     name: str, labels: str, pair: tuple[Any, Any], x: Any, weight: Any, bias: Any, **hyper: Any
 ) -> Tensor:
     forward, backward_pair = pair
-    _bound_output(name, _data(x), _data(weight), hyper)
-    y, cache = forward(_data(x), _data(weight), _data(bias), **hyper)
+    x_data, w_data = _data(x), _data(weight)
+    _bound_output(name, x_data, w_data, hyper)
+    y, cache = forward(x_data, w_data, _data(bias), **hyper)
 
     def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
         return backward_pair(dy, cache, need_dx=needs[0])
