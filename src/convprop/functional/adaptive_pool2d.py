@@ -11,7 +11,9 @@ Non-finite values (the products above multiply a NaN or ±∞ by the zeros of M_
 
 ``output_size=1`` is global average pooling. A NaN or ±∞ stays inside the bins that hold
 it, as in PyTorch: where x (forward) or dy (backward) is not finite (one ``isfinite`` pass),
-the bins are summed by slices (AA5), (AA6) instead of the matrix products.
+the bins are summed by slices (AA5), (AA6) instead of the matrix products. Where every bin
+is the whole plane (global average pooling), M_h and M_w hold no zeros: the forward's
+products keep a NaN or ±∞ in its bin, and x needs no check.
 """
 
 from __future__ import annotations
@@ -174,7 +176,8 @@ def adaptive_avg_pool2d_forward(x: Array, output_size: Any) -> tuple[Array, Adap
     P, Q = adaptive_output_size(op, output_size, (H, W))
     M_h = _bin_matrix(xp, H, P, x.dtype)  # (AA2) (P, H)
     M_w = _bin_matrix(xp, W, Q, x.dtype)  # (AA2) (Q, W)
-    if bool(xp.isfinite(x).all()):
+    every_bin_whole = (P == 1 or H == 1) and (Q == 1 or W == 1)  # M_h, M_w without zeros
+    if every_bin_whole or bool(xp.isfinite(x).all()):
         y = M_h @ x @ M_w.T  # (AA3) (P, H) @ (N, C, H, W) @ (W, Q) -> (N, C, P, Q)
     else:  # (AA5): 0·NaN in the products would spread a NaN over whole rows of bins
         y = _average_bins(xp, _average_bins(xp, x, 2, P), 3, Q)  # (AA5) -> (N, C, P, Q)
