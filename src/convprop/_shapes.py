@@ -242,7 +242,7 @@ def _remembered(
 ) -> GeometryT:
     """``validate(op, *arguments)``, kept in ``table`` (at most ``_GEOMETRIES_KEPT`` calls)
     where every argument is hashable; a call that raises is not kept."""
-    key = (op, *(_typed(v) for v in arguments))
+    key = (op, *map(_typed, arguments))
     try:
         geom: GeometryT | None = table.get(key)
     except TypeError:  # an unhashable argument (an array...): validated afresh each time
@@ -279,8 +279,15 @@ def _typed(value: Any) -> Any:
     """A cache key that tells 1, 1.0 and True apart, inside tuples and lists too. Plain ints
     and tuples of them (shapes, strides) are their own keys: every other value becomes a
     tuple that starts with a type, which no tuple of ints equals."""
-    if type(value) is int or (type(value) is tuple and all(type(v) is int for v in value)):
+    kind = type(value)
+    if kind is int:
         return value
+    if kind is tuple:
+        for v in value:
+            if type(v) is not int:
+                break
+        else:  # a tuple of ints (a shape, a stride)
+            return value
     if isinstance(value, (tuple, list)):
         return (type(value), tuple(_typed(v) for v in value))
     return (type(value), value)

@@ -47,7 +47,12 @@ def plain(value: Any) -> bool:
     kind = type(value)
     if kind is int or kind is str:
         return True
-    return kind is tuple and all(type(v) is int for v in value)
+    if kind is not tuple:
+        return False
+    for v in value:
+        if type(v) is not int:
+            return False
+    return True
 
 
 class PreparedCalls(Generic[T]):
