@@ -296,7 +296,8 @@ REGION_LAYERS = [
 @pytest.mark.parametrize("layer", REGION_LAYERS, ids=lambda layer: str(layer[-1]))
 def test_regions_of_several_rows_serve_any_range_of_output_rows(layer: tuple[Any, ...]) -> None:
     """(DS1) with regions of several output rows: a range of rows that starts or ends inside a
-    region's rows computes the same bits as the whole call, which matches (F1) and (B2)."""
+    region's rows (down to one row a call, whose region holds only the rows it reads) computes
+    the same bits as the whole call, which matches (F1) and (B2)."""
     x_shape, w_shape, stride, padding, dilation, groups, outputs = layer
     rng = np.random.default_rng(5)
     x = rng.standard_normal(x_shape).astype(np.float32)
@@ -317,6 +318,10 @@ def test_regions_of_several_rows_serve_any_range_of_output_rows(layer: tuple[Any
     for lo, hi in itertools.pairwise(cuts):
         _compiled.kernels.direct_forward(x, w, None, pieces, g, groups, lo, hi, 1)
     np.testing.assert_array_equal(pieces, whole)
+    rows_alone = np.full(geom.y_shape, np.nan, np.float32)  # a region copies only the rows read
+    for row in range(rows):
+        _compiled.kernels.direct_forward(x, w, None, rows_alone, g, groups, row, row + 1, 1)
+    np.testing.assert_array_equal(rows_alone, whole)
     reference = conv2d_ref(x.astype(np.float64), w.astype(np.float64), None, **hyper)
     assert_close(whole, reference, "float32", "y (F1) from regions of several rows")
     dy = rng.standard_normal(geom.y_shape).astype(np.float32)
@@ -325,6 +330,8 @@ def test_regions_of_several_rows_serve_any_range_of_output_rows(layer: tuple[Any
     _compiled.kernels.direct_weight(dy, x, dw, g, groups, slices, 0, slices, 2)
     dw_reference = conv2d_dw_ref(x.astype(np.float64), dy.astype(np.float64), w_shape, **hyper)
     assert_close(dw, dw_reference, "float32", "dw (DS3) from regions of several rows")
+    _compiled.kernels.direct_weight(dy, x, dw, g, groups, rows, 0, rows, 2)  # a row per slice
+    assert_close(dw, dw_reference, "float32", "dw (DS3), one output row per slice")
 
 
 def test_weight_slices_shrink_where_their_partials_are_large() -> None:

@@ -70,6 +70,14 @@ static inline Py_ssize_t direct_span(const ConvGeom *g, Py_ssize_t outputs)
     return outputs == 1 ? g->R : (outputs - 1) * g->stride_h + (g->R - 1) * g->dil_h + 1;
 }
 
+/* The rows of a region of `outputs` rows (per channel) that the first `used` of them read:
+ * all of them for one output row, else the span of the `used` rows (a run cut short by the
+ * end of the image or of a thread's chunk of rows reads fewer). */
+static inline Py_ssize_t direct_span_used(const ConvGeom *g, Py_ssize_t outputs, Py_ssize_t used)
+{
+    return outputs == 1 ? g->R : (used - 1) * g->stride_h + (g->R - 1) * g->dil_h + 1;
+}
+
 #define DIRECT_REGION_BYTES (256 * 1024) /* a region of several rows stays within L2 */
 
 /* Output rows per region: DR where their shared span copies no more rows than DR regions
@@ -210,19 +218,24 @@ KERNEL void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, P
 }
 
 /* region[c, i, j] = x_pad[n, c0 + c, p*stride_h + i*step, j] for the Cg channels of a group
- * and the direct_span(g, outputs) rows i of `outputs` output rows from p (step: dil_h for one
- * output row, 1 for several), zero where they are padding (or past the padded width). Only
- * the padding is zeroed: a row's copy and its zeros each write their cells once. */
+ * and the rows i of `outputs` output rows from p (direct_span(g, outputs) per channel; step:
+ * dil_h for one output row, 1 for several), zero where they are padding (or past the padded
+ * width); only the rows the first `used` (1 <= used <= outputs) output rows read are written.
+ * Only the padding is zeroed: a row's copy and its zeros each write their cells once. A
+ * forward of one image cuts its P rows into chunks of one or two rows per thread: copying all
+ * `outputs` rows for each made the copies several times the rows read. */
 KERNEL_PART void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_ssize_t n,
-                                   Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p, Py_ssize_t outputs)
+                                   Py_ssize_t c0, Py_ssize_t Cg, Py_ssize_t p, Py_ssize_t outputs,
+                                   Py_ssize_t used)
 {
     const Py_ssize_t rows = direct_span(g, outputs), cols = direct_cols(g);
+    const Py_ssize_t copied = direct_span_used(g, outputs, used);
     const Py_ssize_t step = outputs == 1 ? g->dil_h : 1;
     const Py_ssize_t j0 = g->pad_left < cols ? g->pad_left : cols;
     const Py_ssize_t j1 = g->pad_left + g->W < cols ? g->pad_left + g->W : cols;
     for (Py_ssize_t c = 0; c < Cg; ++c) {
         const T *plane = x + ((n * g->C) + c0 + c) * g->H * g->W;
-        for (Py_ssize_t i = 0; i < rows; ++i) {
+        for (Py_ssize_t i = 0; i < copied; ++i) {
             T *dst = region + (c * rows + i) * cols;
             const Py_ssize_t h = p * g->stride_h + i * step - g->pad_top;
             if (h < 0 || h >= g->H || j1 <= j0) {
@@ -333,20 +346,22 @@ KERNEL_PART void FN(direct_row_unit_wide)(const T *xq, const T *wg, const T *bg,
 }
 #endif
 
-/* Output row `row` = (n, g, p): the region that holds the rows of x it reads (scratch; copied
- * anew where the last one, made for the rows from (*ng0, *p0), does not hold them), where in
- * it the row starts, and its group's filters, bias (or NULL) and the start of its row of y. */
+/* Output row `row` = (n, g, p), the first of `used` rows of a run: the region that holds the
+ * rows of x they read (scratch; copied anew where the last one, made for the *held rows from
+ * (*ng0, *p0), does not hold them), where in it the row starts, and its group's filters, bias
+ * (or NULL) and the start of its row of y. */
 KERNEL_PART const T *FN(direct_row_start)(const T *x, const T *wt, const T *b, T *y, T *scratch,
                                           const ConvGeom *g, Py_ssize_t G, Py_ssize_t Kpad,
-                                          Py_ssize_t row, Py_ssize_t *ng0, Py_ssize_t *p0,
-                                          const T **wg, const T **bg, T **yrow)
+                                          Py_ssize_t row, Py_ssize_t used, Py_ssize_t *ng0,
+                                          Py_ssize_t *p0, Py_ssize_t *held, const T **wg,
+                                          const T **bg, T **yrow)
 {
     const Py_ssize_t Cg = g->C / G, Kg = g->K / G, taps = Cg * g->R * g->S;
     const Py_ssize_t p = row % g->P, ng = row / g->P, n = ng / G, gi = ng % G;
     const Py_ssize_t outputs = direct_region_outputs(g, Cg, (int)sizeof(T));
-    if (ng != *ng0 || p >= *p0 + outputs) {
-        FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p, outputs);
-        *ng0 = ng, *p0 = p;
+    if (ng != *ng0 || p < *p0 || p >= *p0 + *held) {
+        FN(direct_region)(x, scratch, g, n, gi * Cg, Cg, p, outputs, used);
+        *ng0 = ng, *p0 = p, *held = used;
     }
     *wg = wt + gi * taps * Kpad;
     *bg = b ? b + gi * Kg : NULL;
@@ -391,14 +406,15 @@ KERNEL void FN(direct_forward)(const T *x, const T *wt, const T *b, T *y, T *scr
     const Py_ssize_t chunk = FN(direct_filter_chunk)(taps, Kg, block);
     const T *wg, *bg;
     T *yrow;
-    Py_ssize_t ng0 = -1, p0 = 0;
+    Py_ssize_t ng0 = -1, p0 = 0, held = 0;
     for (Py_ssize_t run = lo, end; run < hi; run = end) {
         end = FN(direct_run_end)(g, g->C / G, run, hi);
         for (Py_ssize_t k_lo = 0; k_lo < Kg; k_lo += chunk) {
             const Py_ssize_t k_hi = k_lo + chunk < Kg ? k_lo + chunk : Kg;
             for (Py_ssize_t row = run; row < end; ++row) {
-                const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &ng0,
-                                                   &p0, &wg, &bg, &yrow);
+                const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row,
+                                                   end - row, &ng0, &p0, &held, &wg, &bg,
+                                                   &yrow);
                 if (blocking == DIRECT_FILTERS)
                     FN(direct_row_unit)(xq, wg, bg, yrow, offs, g, Kg, taps, k_lo, k_hi);
                 else FN(direct_row_columns)(xq, wg, bg, yrow, offs, g, Kg, taps, k_lo, k_hi);
@@ -421,14 +437,15 @@ WIDE_KERNEL void FN(direct_forward_wide)(const T *x, const T *wt, const T *b, T 
     const Py_ssize_t chunk = FN(direct_filter_chunk)(taps, Kg, block);
     const T *wg, *bg;
     T *yrow;
-    Py_ssize_t ng0 = -1, p0 = 0;
+    Py_ssize_t ng0 = -1, p0 = 0, held = 0;
     for (Py_ssize_t run = lo, end; run < hi; run = end) {
         end = FN(direct_run_end)(g, g->C / G, run, hi);
         for (Py_ssize_t k_lo = 0; k_lo < Kg; k_lo += chunk) {
             const Py_ssize_t k_hi = k_lo + chunk < Kg ? k_lo + chunk : Kg;
             for (Py_ssize_t row = run; row < end; ++row) {
-                const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row, &ng0,
-                                                   &p0, &wg, &bg, &yrow);
+                const T *xq = FN(direct_row_start)(x, wt, b, y, scratch, g, G, Kpad, row,
+                                                   end - row, &ng0, &p0, &held, &wg, &bg,
+                                                   &yrow);
                 if (blocking == DIRECT_WIDE16)
                     FN(direct_row_columns_wide16)(xq, wg, bg, yrow, offs, g, Kg, taps, k_lo, k_hi);
                 else if (blocking == DIRECT_WIDE_FILTERS)

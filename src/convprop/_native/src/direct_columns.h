@@ -67,7 +67,7 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
     const Py_ssize_t cols = direct_cols(g), dyT_size = g->Q * Kpad;
     const Py_ssize_t region_size = Cg * direct_span(g, outputs) * cols;
     T *region = scratch, *dyTs = scratch + direct_weight_regions(outputs) * region_size;
-    Py_ssize_t ng0 = -1, p0 = 0; /* the rows the region holds: from (ng0, p0) */
+    Py_ssize_t ng0 = -1, p0 = 0, held = 0; /* the region holds `held` rows from (ng0, p0) */
     for (Py_ssize_t slice = lo; slice < hi; ++slice) {
         T *partial = partials + slice * G * Tpad * Kpad;
         /* zeroed here rather than by the caller: by the thread that sums into it, while its
@@ -84,12 +84,16 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
             if (nr > g->P - p) nr = g->P - p;
             if (outputs == 1)
                 for (Py_ssize_t j = 0; j < nr; ++j)
-                    FN(direct_region)(x, region + j * region_size, g, n, gi * Cg, Cg, p + j, 1);
-            else if (ng != ng0 || p >= p0 + outputs) {
-                FN(direct_region)(x, region, g, n, gi * Cg, Cg, p, outputs);
+                    FN(direct_region)(x, region + j * region_size, g, n, gi * Cg, Cg, p + j, 1,
+                                      1);
+            else if (ng != ng0 || p >= p0 + held) {
+                /* the rows of this region that the slice reads: up to its last row */
+                held = last - row < g->P - p ? last - row : g->P - p;
+                if (held > outputs) held = outputs;
+                FN(direct_region)(x, region, g, n, gi * Cg, Cg, p, outputs, held);
                 ng0 = ng, p0 = p;
             }
-            if (outputs > 1 && nr > p0 + outputs - p) nr = p0 + outputs - p;
+            if (outputs > 1 && nr > p0 + held - p) nr = p0 + held - p;
             /* row j of the pass: its region's row from x_pad's row (p + j)*stride_h */
             const Py_ssize_t row_step = outputs == 1 ? region_size : g->stride_h * cols;
             const T *xr = outputs == 1 ? region : region + (p - p0) * g->stride_h * cols;
