@@ -202,6 +202,54 @@ static inline Py_ssize_t direct_tap_block(int blocking)
 {
     return blocking == DIRECT_WIDE ? WQ : blocking == DIRECT_WIDE16 ? W16 : DQ;
 }
+
+/* dst[j * dst_stride + i] = src[i * src_stride + j] for the 16 rows i of src and its first
+ * nq <= 16 columns j: a 16 x 16 block of float turned in registers, four rounds of exchanging
+ * the off-diagonal blocks of 8, 4, 2 and 1 rows (each new row takes lanes of two old ones: a
+ * two-vector permutation), in place of 256 strided scalar copies. The weight gradient (DS3)
+ * turns each row of dy to (Q, Kpad) this way: scalar, that took 45 % of lenet1's weight
+ * gradient (25 taps per filter: few multiply-adds per element turned). Only copies: the same
+ * values, the same bits. */
+typedef float direct_v16sf __attribute__((vector_size(64), aligned(4)));
+typedef int32_t direct_v16si __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) void direct_transpose16(const float *src,
+                                                                     Py_ssize_t src_stride,
+                                                                     float *dst,
+                                                                     Py_ssize_t dst_stride,
+                                                                     Py_ssize_t nq)
+{
+    static const direct_v16si lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+    static const direct_v16si hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+    static const direct_v16si lo4 = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
+    static const direct_v16si hi4 = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
+    static const direct_v16si lo2 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+    static const direct_v16si hi2 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+    static const direct_v16si lo1 = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+    static const direct_v16si hi1 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
+    direct_v16sf r[16];
+    for (int i = 0; i < 16; ++i) {
+        if (nq == 16) {
+            memcpy(&r[i], src + i * src_stride, sizeof(r[i]));
+        } else {
+            r[i] = (direct_v16sf){0};
+            memcpy(&r[i], src + i * src_stride, (size_t)nq * sizeof(float));
+        }
+    }
+#define DIRECT_EXCHANGE(h, lo, hi)                                                              \
+    for (int i = 0; i < 16; ++i)                                                                \
+        if (!(i & (h))) {                                                                       \
+            const direct_v16sf a = r[i], b = r[i + (h)];                                        \
+            r[i] = __builtin_shuffle(a, b, lo);                                                 \
+            r[i + (h)] = __builtin_shuffle(a, b, hi);                                           \
+        }
+    DIRECT_EXCHANGE(8, lo8, hi8)
+    DIRECT_EXCHANGE(4, lo4, hi4)
+    DIRECT_EXCHANGE(2, lo2, hi2)
+    DIRECT_EXCHANGE(1, lo1, hi1)
+#undef DIRECT_EXCHANGE
+    for (Py_ssize_t j = 0; j < nq; ++j) memcpy(dst + j * dst_stride, &r[j], sizeof(r[j]));
+}
 #endif
 
 /* wt[g, k / KB, t, k % KB] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in

@@ -105,9 +105,18 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
                 for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += CK) {
                     const Py_ssize_t nk = Kg - k0 < CK ? Kg - k0 : CK; /* >= 1: Kpad < Kg + CK */
                     const T *src = dyrow + k0 * g->P * g->Q;
+                    /* float: whole blocks of 16 filters turned 16 columns at a time */
+                    const Py_ssize_t kv = sizeof(T) == 4 ? nk / 16 * 16 : 0;
+                    for (Py_ssize_t kb = 0; kb < kv; kb += 16)
+                        for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += 16)
+                            direct_transpose16((const float *)(const void *)src +
+                                                   kb * g->P * g->Q + q0,
+                                               g->P * g->Q,
+                                               (float *)(void *)(dyT + q0 * Kpad + k0 + kb), Kpad,
+                                               g->Q - q0 < 16 ? g->Q - q0 : 16);
                     for (Py_ssize_t q = 0; q < g->Q; ++q) {
                         T *dst = dyT + q * Kpad + k0;
-                        for (Py_ssize_t kk = 0; kk < nk; ++kk) dst[kk] = src[kk * g->P * g->Q + q];
+                        for (Py_ssize_t kk = kv; kk < nk; ++kk) dst[kk] = src[kk * g->P * g->Q + q];
                         for (Py_ssize_t kk = nk; kk < CK; ++kk) dst[kk] = 0;
                     }
                 }
