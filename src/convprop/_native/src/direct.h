@@ -209,7 +209,9 @@ static inline Py_ssize_t direct_tap_block(int blocking)
  * two-vector permutation), in place of 256 strided scalar copies. The weight gradient (DS3)
  * turns each row of dy to (Q, Kpad) this way: scalar, that took 45 % of lenet1's weight
  * gradient (25 taps per filter: few multiply-adds per element turned). Only copies: the same
- * values, the same bits. */
+ * values, the same bits. A row of fewer than 16 columns is read whole where its 16 elements
+ * lie before `end` (the columns past nq, of the next row, land in rows of the result that
+ * are not stored), else copied in part. */
 typedef float direct_v16sf __attribute__((vector_size(64), aligned(4)));
 typedef int32_t direct_v16si __attribute__((vector_size(64)));
 
@@ -217,7 +219,8 @@ static inline __attribute__((always_inline)) void direct_transpose16(const float
                                                                      Py_ssize_t src_stride,
                                                                      float *dst,
                                                                      Py_ssize_t dst_stride,
-                                                                     Py_ssize_t nq)
+                                                                     Py_ssize_t nq,
+                                                                     const float *end)
 {
     static const direct_v16si lo8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
     static const direct_v16si hi8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
@@ -229,7 +232,7 @@ static inline __attribute__((always_inline)) void direct_transpose16(const float
     static const direct_v16si hi1 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
     direct_v16sf r[16];
     for (int i = 0; i < 16; ++i) {
-        if (nq == 16) {
+        if (nq == 16 || src + i * src_stride + 16 <= end) {
             memcpy(&r[i], src + i * src_stride, sizeof(r[i]));
         } else {
             r[i] = (direct_v16sf){0};

@@ -66,6 +66,7 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
     const Py_ssize_t outputs = direct_region_outputs(g, Cg, (int)sizeof(T));
     const Py_ssize_t cols = direct_cols(g), dyT_size = g->Q * Kpad;
     const Py_ssize_t region_size = Cg * direct_span(g, outputs) * cols;
+    const T *dy_end = dy + g->N * g->K * g->P * g->Q;
     T *region = scratch, *dyTs = scratch + direct_weight_regions(outputs) * region_size;
     Py_ssize_t ng0 = -1, p0 = 0, held = 0; /* the region holds `held` rows from (ng0, p0) */
     for (Py_ssize_t slice = lo; slice < hi; ++slice) {
@@ -113,7 +114,8 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
                                                    kb * g->P * g->Q + q0,
                                                g->P * g->Q,
                                                (float *)(void *)(dyT + q0 * Kpad + k0 + kb), Kpad,
-                                               g->Q - q0 < 16 ? g->Q - q0 : 16);
+                                               g->Q - q0 < 16 ? g->Q - q0 : 16,
+                                               (const float *)(const void *)dy_end);
                     for (Py_ssize_t q = 0; q < g->Q; ++q) {
                         T *dst = dyT + q * Kpad + k0;
                         for (Py_ssize_t kk = kv; kk < nk; ++kk) dst[kk] = src[kk * g->P * g->Q + q];
