@@ -1,27 +1,33 @@
 """One training epoch of the default LeNet-style net: convprop vs the same net in PyTorch.
 
 Both start from the same weights, see the same batches in the same order (batch size 64,
-Adam, lr 1e-3) and use the same number of threads; the script prints seconds per epoch
-(data loading included, evaluation excluded) and the ratio convprop / PyTorch. The two
-epochs run interleaved, 25 batches at a time, so that the machine's changing load falls
-on both alike.
+Adam, lr 1e-3) and use the same number of threads. Each library trains in a process of its
+own (as a user runs one: one library's idle threads never share the CPUs with the other's),
+the two libraries' processes alternating, the order swapped each round; the script prints
+each process's seconds per epoch (data loading included, evaluation excluded), the medians
+and their ratio convprop / PyTorch.
 
-    python benchmarks/bench_train.py                  # Fashion-MNIST, one full epoch each
+    python benchmarks/bench_train.py                  # Fashion-MNIST, one full epoch, 3 rounds
     python benchmarks/bench_train.py --batches 100    # the first 100 batches only
-    python benchmarks/bench_train.py --dataset digits
+    python benchmarks/bench_train.py --dataset digits --rounds 1
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy
 import torch
 
 from convprop.bench import machine_info
+from convprop.bench_processes import run_json_process
 from convprop.data import DataLoader, load_dataset
 from convprop.models import lenet
 from convprop.nn import CrossEntropyLoss
@@ -50,10 +56,6 @@ def torch_lenet(model: object, side: int, num_classes: int) -> torch.nn.Sequenti
     return net
 
 
-BLOCK = 25
-"""Batches each library runs before the other takes its turn."""
-
-
 def _timed(step: Callable[[Any, Any], None], batches: Iterator[Any], count: int) -> float:
     """Seconds to draw ``count`` batches (data loading included) and train on each."""
     start = time.perf_counter()
@@ -63,51 +65,83 @@ def _timed(step: Callable[[Any, Any], None], batches: Iterator[Any], count: int)
     return time.perf_counter() - start
 
 
-def main() -> None:
+def run_worker(library: str, dataset: str, batch_size: int, batches: int | None) -> dict[str, Any]:
+    """One epoch of ``library`` ("convprop" or "torch") in this process: its seconds and the
+    batches it trained on."""
+    train_set, _ = load_dataset(dataset)
+    C, H, _ = train_set.sample_shape
+    model = lenet(train_set.num_classes, C, H, rng=0)
+    loader = DataLoader(train_set, batch_size, shuffle=True, seed=0)
+    total = len(loader) if batches is None else min(batches, len(loader))
+    if library == "torch":
+        reference = torch_lenet(model, H // 4, train_set.num_classes)
+        torch_optimizer = torch.optim.Adam(reference.parameters(), 1e-3)
+
+        def step(x: numpy.ndarray, labels: numpy.ndarray) -> None:
+            torch_optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(
+                reference(torch.from_numpy(x)), torch.from_numpy(labels)
+            )
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+            torch_optimizer.step()
+
+    else:
+        optimizer, loss_fn = Adam(model.parameters(), 1e-3), CrossEntropyLoss()
+
+        def step(x: numpy.ndarray, labels: numpy.ndarray) -> None:
+            train_step(model, loss_fn, optimizer, x, labels)
+
+    seconds = _timed(step, loader.iter_epoch(1), total)
+    return {"library": library, "seconds": seconds, "batches": total}
+
+
+def _worker_command(library: str, args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", library,
+               "--dataset", args.dataset, "--batch-size", str(args.batch_size)]  # fmt: skip
+    return command + ([] if args.batches is None else ["--batches", str(args.batches)])
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=None, help="stop each epoch early")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    configure_process(restart=True)  # one allocator setting for both libraries (same process)
-    torch.set_num_threads(args.threads)
-    train_set, _ = load_dataset(args.dataset)
-    C, H, _ = train_set.sample_shape
-    model = lenet(train_set.num_classes, C, H, rng=0)
-    reference = torch_lenet(model, H // 4, train_set.num_classes)
-    loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=0)
-    total = len(loader) if args.batches is None else min(args.batches, len(loader))
+    parser.add_argument("--rounds", type=int, default=3, help="processes per library (3)")
+    parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
+    return parser
 
-    optimizer, loss_fn = Adam(model.parameters(), 1e-3), CrossEntropyLoss()
-    torch_optimizer = torch.optim.Adam(reference.parameters(), 1e-3)
 
-    def ours_step(x: numpy.ndarray, labels: numpy.ndarray) -> None:
-        train_step(model, loss_fn, optimizer, x, labels)
+LIBRARIES = ("convprop", "torch")
 
-    def torch_step(x: numpy.ndarray, labels: numpy.ndarray) -> None:
-        torch_optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(
-            reference(torch.from_numpy(x)), torch.from_numpy(labels)
-        )
-        loss.backward()
-        torch_optimizer.step()
 
-    # The two epochs run interleaved, BLOCK batches at a time, so that a change in the
-    # machine's load during the run falls on both libraries alike.
-    ours = theirs = 0.0
-    batches = {"ours": loader.iter_epoch(1), "torch": loader.iter_epoch(1)}
-    for first in range(0, total, BLOCK):
-        count = min(BLOCK, total - first)
-        ours += _timed(ours_step, batches["ours"], count)
-        theirs += _timed(torch_step, batches["torch"], count)
-
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.worker is not None:  # one library's epoch, in the environment the parent set
+        configure_process()
+        if args.worker == "torch":
+            torch.set_num_threads(args.threads)
+        print(json.dumps(run_worker(args.worker, args.dataset, args.batch_size, args.batches)))
+        return
+    seconds: dict[str, list[float]] = {library: [] for library in LIBRARIES}
+    total = 0
+    for round_index in range(args.rounds):
+        order = LIBRARIES if round_index % 2 == 0 else LIBRARIES[::-1]
+        for library in order:
+            result = run_json_process(_worker_command(library, args), args.threads,
+                                      f"bench_train: the {library} worker")  # fmt: skip
+            seconds[library].append(float(result["seconds"]))
+            total = int(result["batches"])
     info = machine_info(args.threads)
     print(f"machine: {info['cpu']}, {info['cores']} cores, threads {args.threads}; "
-          f"numpy {info['numpy']} ({info['blas']}, OPENBLAS_THREAD_TIMEOUT="
-          f"{info['blas_thread_timeout']}); torch {info['torch']}")  # fmt: skip
+          f"numpy {info['numpy']} ({info['blas']}); torch {info['torch']}; each library in "
+          f"{args.rounds} processes of its own, alternating")  # fmt: skip
     print(f"{args.dataset}: {total} batches of {args.batch_size}, default LeNet-style net, Adam")
-    print(f"convprop {ours:.1f} s   PyTorch {theirs:.1f} s   ratio {ours / theirs:.2f}")
+    for library in LIBRARIES:
+        runs = ", ".join(f"{value:.1f}" for value in seconds[library])
+        print(f"{library:9s} {runs} s")
+    ours, theirs = (statistics.median(seconds[library]) for library in LIBRARIES)
+    print(f"convprop {ours:.1f} s   PyTorch {theirs:.1f} s   ratio {ours / theirs:.2f} (medians)")
 
 
 if __name__ == "__main__":

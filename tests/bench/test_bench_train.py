@@ -1,0 +1,43 @@
+"""benchmarks/bench_train.py: each library's epoch in a process of its own, alternating; the
+report names every process's time and the ratio of the medians. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convprop.bench_processes import worker_environment
+
+pytest.importorskip("torch")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_train.py"
+
+
+def _run(*arguments: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *arguments], env=worker_environment(1),
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("library", ["convprop", "torch"])
+def test_a_worker_trains_its_library_alone_and_reports_json(library: str) -> None:
+    report = json.loads(_run("--worker", library, "--dataset", "digits", "--batches", "2")
+                        .splitlines()[-1])  # fmt: skip
+    assert report["library"] == library and report["batches"] == 2
+    assert report["seconds"] > 0
+
+
+def test_the_report_alternates_processes_and_gives_the_ratio_of_medians() -> None:
+    lines = _run("--dataset", "digits", "--batches", "2", "--rounds", "2").splitlines()
+    assert "processes of its own, alternating" in lines[0]
+    assert lines[1].startswith("digits: 2 batches of 64")
+    times = {line.split()[0]: line.split()[1:-1] for line in lines[2:4]}
+    assert set(times) == {"convprop", "torch"} and all(len(t) == 2 for t in times.values())
+    assert "ratio" in lines[-1] and "(medians)" in lines[-1]
