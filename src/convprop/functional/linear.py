@@ -45,31 +45,37 @@ class LinearCache:
     lead: tuple[int, ...]
 
 
-def _check_shapes(x: Array, w: Array, b: Array | None) -> None:
+def _shapes(x: Array, w: Array, b: Array | None) -> str:
+    """The shapes, for a message (written only when a check refuses)."""
     shapes = f"x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}"
-    if b is not None:
-        shapes += f", b.shape={tuple(b.shape)}"
+    return shapes if b is None else f"{shapes}, b.shape={tuple(b.shape)}"
+
+
+def _check_shapes(x: Array, w: Array, b: Array | None) -> None:
     if x.ndim < 1:
         raise ShapeError(
-            f"{OP}: x must be (*, C); expected at least 1 dimension, got {x.ndim} ({shapes})"
+            f"{OP}: x must be (*, C); expected at least 1 dimension, got {x.ndim} "
+            f"({_shapes(x, w, b)})"
         )
     if w.ndim != 2:
         raise ShapeError(
-            f"{OP}: w must be 2-D (K, C); expected 2 dimensions, got {w.ndim} ({shapes})"
+            f"{OP}: w must be 2-D (K, C); expected 2 dimensions, got {w.ndim} "
+            f"({_shapes(x, w, b)})"
         )
     if min(*x.shape, *w.shape) < 1:
         raise ShapeError(
-            f"{OP}: every dimension must be >= 1; expected non-empty arrays ({shapes})"
+            f"{OP}: every dimension must be >= 1; expected non-empty arrays ({_shapes(x, w, b)})"
         )
     if x.shape[-1] != w.shape[1]:
         raise ShapeError(
             f"{OP}: x has C={x.shape[-1]} features but w expects C={w.shape[1]}; expected "
-            f"x.shape[-1] == w.shape[1], got {x.shape[-1]} != {w.shape[1]} ({shapes})"
+            f"x.shape[-1] == w.shape[1], got {x.shape[-1]} != {w.shape[1]} "
+            f"({_shapes(x, w, b)})"
         )
     if b is not None and tuple(b.shape) != (w.shape[0],):
         raise ShapeError(
             f"{OP}: b must have shape (K,) = ({w.shape[0]},); expected ({w.shape[0]},), got "
-            f"{tuple(b.shape)} ({shapes})"
+            f"{tuple(b.shape)} ({_shapes(x, w, b)})"
         )
 
 
