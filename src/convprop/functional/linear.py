@@ -59,8 +59,7 @@ def _check_shapes(x: Array, w: Array, b: Array | None) -> None:
         )
     if w.ndim != 2:
         raise ShapeError(
-            f"{OP}: w must be 2-D (K, C); expected 2 dimensions, got {w.ndim} "
-            f"({_shapes(x, w, b)})"
+            f"{OP}: w must be 2-D (K, C); expected 2 dimensions, got {w.ndim} ({_shapes(x, w, b)})"
         )
     if min(*x.shape, *w.shape) < 1:
         raise ShapeError(
