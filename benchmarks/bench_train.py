@@ -101,13 +101,20 @@ def _worker_command(library: str, args: argparse.Namespace) -> list[str]:
     return command + ([] if args.batches is None else ["--batches", str(args.batches)])
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=None, help="stop each epoch early")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3, help="processes per library (3)")
+    parser.add_argument("--rounds", type=_positive, default=3, help="processes per library (3)")
     parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
     return parser
 

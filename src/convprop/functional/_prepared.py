@@ -66,12 +66,23 @@ class PreparedCalls(Generic[T]):
         self._table: dict[tuple[Any, ...], T] = {}
 
     def recall(self, key: tuple[Any, ...] | None) -> T | None:
-        """What was kept for ``key`` (None: none, or a call not remembered)."""
-        return None if key is None else self._table.get(key)
+        """What was kept for ``key`` (None: none, or a call not remembered: ``key`` None or
+        unhashable, a list or an array among the arguments, which the checks see afresh)."""
+        if key is None:
+            return None
+        try:
+            return self._table.get(key)
+        except TypeError:  # an unhashable argument
+            return None
 
     def keep(self, key: tuple[Any, ...] | None, value: T) -> None:
-        """Remember a call whose checks passed (``key`` None: nothing to remember)."""
+        """Remember a call whose checks passed (``key`` None or unhashable: nothing to
+        remember)."""
         if key is None:
+            return
+        try:
+            hash(key)
+        except TypeError:
             return
         if len(self._table) >= self.kept:
             self._table.clear()

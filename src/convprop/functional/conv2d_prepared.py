@@ -9,8 +9,9 @@ algorithm's refusals). Its signature:
 - stride, padding, dilation and groups as given, remembered only where each is an int, a
   str or a tuple of ints (a float or a bool among them takes the full checks every time);
 - the algorithm name;
-- whether the compiled kernels serve w (they change ``auto``'s estimates) and the cost
-  model's rates (:func:`convprop.functional.conv2d_select.calibration`).
+- whether the compiled kernels serve w (they change ``auto``'s estimates), the cost model's
+  rates (:func:`convprop.functional.conv2d_select.calibration`) and the size from which a
+  layer far beyond its input is cut to the part it reads (``conv2d_crop.REDUCE_FROM``).
 
 Whether a NaN or ±∞ makes ``auto`` keep IEEE semantics (conv2d_ieee) is still asked on every
 call. Nothing is remembered while the timing cache chooses (its measurements are its own
@@ -24,7 +25,7 @@ from typing import Any
 
 from convprop import _native
 from convprop._shapes import ConvGeometry
-from convprop.functional import conv2d_select
+from convprop.functional import conv2d_crop, conv2d_select
 from convprop.functional._prepared import PreparedCalls, arrays_signature, plain
 
 CALLS: PreparedCalls[tuple[ConvGeometry, tuple[str, str, str]]] = PreparedCalls()
@@ -44,4 +45,4 @@ def signature(
     if conv2d_select.timing_cache_enabled():
         return None
     return (*arrays, stride, padding, dilation, groups, algorithm, _native.runs_compiled(w),
-            conv2d_select.calibration())  # fmt: skip
+            conv2d_select.calibration(), conv2d_crop.REDUCE_FROM)  # fmt: skip

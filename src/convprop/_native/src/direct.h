@@ -211,7 +211,10 @@ static inline Py_ssize_t direct_tap_block(int blocking)
  * gradient (25 taps per filter: few multiply-adds per element turned). Only copies: the same
  * values, the same bits. A row of fewer than 16 columns is read whole where its 16 elements
  * lie before `end` (the columns past nq, of the next row, land in rows of the result that
- * are not stored), else copied in part. */
+ * are not stored), else copied in part. GCC only (DIRECT_TRANSPOSE16); other compilers keep
+ * the element copy. */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(CONVPROP_NO_TRANSPOSE16) /* GCC: vector extensions, __builtin_shuffle */
+#define DIRECT_TRANSPOSE16 1
 typedef float direct_v16sf __attribute__((vector_size(64), aligned(4)));
 typedef int32_t direct_v16si __attribute__((vector_size(64)));
 
@@ -232,7 +235,7 @@ static inline __attribute__((always_inline)) void direct_transpose16(const float
     static const direct_v16si hi1 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
     direct_v16sf r[16];
     for (int i = 0; i < 16; ++i) {
-        if (nq == 16 || src + i * src_stride + 16 <= end) {
+        if (nq == 16 || end - (src + i * src_stride) >= 16) {
             memcpy(&r[i], src + i * src_stride, sizeof(r[i]));
         } else {
             r[i] = (direct_v16sf){0};
@@ -253,6 +256,7 @@ static inline __attribute__((always_inline)) void direct_transpose16(const float
 #undef DIRECT_EXCHANGE
     for (Py_ssize_t j = 0; j < nq; ++j) memcpy(dst + j * dst_stride, &r[j], sizeof(r[j]));
 }
+#endif /* GCC */
 #endif
 
 /* wt[g, k / KB, t, k % KB] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in

@@ -67,6 +67,7 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
     const Py_ssize_t cols = direct_cols(g), dyT_size = g->Q * Kpad;
     const Py_ssize_t region_size = Cg * direct_span(g, outputs) * cols;
     const T *dy_end = dy + g->N * g->K * g->P * g->Q;
+    (void)dy_end; /* read by the turned rows only (DIRECT_TRANSPOSE16) */
     T *region = scratch, *dyTs = scratch + direct_weight_regions(outputs) * region_size;
     Py_ssize_t ng0 = -1, p0 = 0, held = 0; /* the region holds `held` rows from (ng0, p0) */
     for (Py_ssize_t slice = lo; slice < hi; ++slice) {
@@ -107,6 +108,7 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
                     const Py_ssize_t nk = Kg - k0 < CK ? Kg - k0 : CK; /* >= 1: Kpad < Kg + CK */
                     const T *src = dyrow + k0 * g->P * g->Q;
                     /* float: whole blocks of 16 filters turned 16 columns at a time */
+#if defined(DIRECT_TRANSPOSE16)
                     const Py_ssize_t kv = sizeof(T) == 4 ? nk / 16 * 16 : 0;
                     for (Py_ssize_t kb = 0; kb < kv; kb += 16)
                         for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += 16)
@@ -116,6 +118,9 @@ CKERNEL void FN(CNAME(direct_weight))(const T *x, const T *dy, T *partials, T *s
                                                (float *)(void *)(dyT + q0 * Kpad + k0 + kb), Kpad,
                                                g->Q - q0 < 16 ? g->Q - q0 : 16,
                                                (const float *)(const void *)dy_end);
+#else
+                    const Py_ssize_t kv = 0;
+#endif
                     for (Py_ssize_t q = 0; q < g->Q; ++q) {
                         T *dst = dyT + q * Kpad + k0;
                         for (Py_ssize_t kk = kv; kk < nk; ++kk) dst[kk] = src[kk * g->P * g->Q + q];
