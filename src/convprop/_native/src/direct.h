@@ -213,7 +213,8 @@ static inline Py_ssize_t direct_tap_block(int blocking)
  * lie before `end` (the columns past nq, of the next row, land in rows of the result that
  * are not stored), else copied in part. GCC only (DIRECT_TRANSPOSE16); other compilers keep
  * the element copy. */
-#if defined(__GNUC__) && !defined(__clang__) && !defined(CONVPROP_NO_TRANSPOSE16) /* GCC: vector extensions, __builtin_shuffle */
+/* GCC's vector extensions and __builtin_shuffle (CONVPROP_NO_TRANSPOSE16: the element copy) */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(CONVPROP_NO_TRANSPOSE16)
 #define DIRECT_TRANSPOSE16 1
 typedef float direct_v16sf __attribute__((vector_size(64), aligned(4)));
 typedef int32_t direct_v16si __attribute__((vector_size(64)));
