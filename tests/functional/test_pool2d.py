@@ -578,3 +578,19 @@ def test_adaptive_avg_pool2d_rejects_bad_input(
 ) -> None:
     with pytest.raises(error, match=f"^adaptive_avg_pool2d: {match}"):
         adaptive_avg_pool2d_forward(x, output_size)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("x_shape", [(2, 3, 8, 8), (1, 2, 7, 5), (3, 1, 1, 6)])
+def test_global_adaptive_avg_pool2d_backward_is_the_matrix_products_bits(
+    x_shape: tuple[int, int, int, int], dtype: str
+) -> None:
+    """output_size 1: (AA4) written per cell, (dy·M_h[0, h])·M_w[0, w], gives the bits of the
+    products M_h^T @ dy @ M_w it stands for, and a contiguous dx."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    _, cache = adaptive_avg_pool2d_forward(x, 1)
+    dy = rng.standard_normal((x_shape[0], x_shape[1], 1, 1)).astype(dtype)
+    dx = adaptive_avg_pool2d_backward(dy, cache)
+    np.testing.assert_array_equal(dx, cache.M_h.T @ dy @ cache.M_w)
+    assert dx.flags.c_contiguous and dx.dtype == np.dtype(dtype) and dx.shape == x_shape

@@ -13,7 +13,9 @@ Non-finite values (the products above multiply a NaN or ±∞ by the zeros of M_
 it, as in PyTorch: where x (forward) or dy (backward) is not finite (one ``isfinite`` pass),
 the bins are summed by slices (AA5), (AA6) instead of the matrix products. Where every bin
 is the whole plane (global average pooling), M_h and M_w hold no zeros: the forward's
-products keep a NaN or ±∞ in its bin, and x needs no check.
+products keep a NaN or ±∞ in its bin, and x needs no check; the backward's (AA4) is then one
+product per cell, dx[n,c,h,w] = (dy[n,c]·M_h[0,h])·M_w[0,w], written as such (the bits of the
+matrix products, without their 2·N·C small products of matrices).
 """
 
 from __future__ import annotations
@@ -202,6 +204,9 @@ def adaptive_avg_pool2d_backward(dy: Array, cache: AdaptiveAvgPool2dCache) -> Ar
     check_upstream("adaptive_avg_pool2d_backward", dy, (cache.N, cache.C, P, Q), cache.M_h.dtype)
     xp = get_xp(dy, cache.M_h)
     H, W = cache.M_h.shape[1], cache.M_w.shape[1]
+    if P == 1 and Q == 1:  # global: (AA4) with one bin, dx[h, w] = (dy·M_h[0, h])·M_w[0, w]
+        m_h, m_w = cache.M_h[0, 0], cache.M_w[0, 0]  # every entry alike: 1/H and 1/W
+        return xp.ascontiguousarray(xp.broadcast_to((dy * m_h) * m_w, (cache.N, cache.C, H, W)))
     if bool(xp.isfinite(dy).all()):
         dx = cache.M_h.T @ dy @ cache.M_w  # (AA4) (H, P) @ (N, C, P, Q) @ (Q, W) -> (N, C, H, W)
     else:  # (AA6): a NaN or ±∞ of dy reaches only its bin's cells
