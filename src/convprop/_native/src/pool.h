@@ -38,8 +38,7 @@ static inline void FN(max_2x2)(const T *top, Py_ssize_t W, T *best, int32_t *tap
         const Py_ssize_t nq = n - q0 < MAX2_BLOCK ? n - q0 : MAX2_BLOCK;
         T a[2 * MAX2_BLOCK], b[2 * MAX2_BLOCK], mb[MAX2_BLOCK];
         int32_t tb[MAX2_BLOCK];
-        if (nq < MAX2_BLOCK)
-            for (int i = 0; i < 2 * MAX2_BLOCK; ++i) a[i] = b[i] = (T)-INFINITY;
+        for (Py_ssize_t i = 2 * nq; i < 2 * MAX2_BLOCK; ++i) a[i] = b[i] = (T)-INFINITY;
         memcpy(a, top + 2 * q0, (size_t)(2 * nq) * sizeof(T));
         memcpy(b, bottom + 2 * q0, (size_t)(2 * nq) * sizeof(T));
 #pragma omp simd
