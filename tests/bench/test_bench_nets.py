@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from convprop.bench_nets.worker import (
     convprop_passes,
     make_batch,
     run_worker,
+    time_calls,
 )
 from convprop.bench_processes import worker_environment
 from convprop.nn import BatchNorm2d, Conv2d, Module
@@ -177,6 +179,27 @@ def test_worker_reports_every_field() -> None:
     assert all(len(result["samples"][p]) == 2 for p in PASSES)
     assert set(result["breakdown"]) == {*CATEGORIES, "total"}
     assert result["settings"]["repeats"] == 2
+
+
+@pytest.mark.parametrize(("sample_ms", "expect_several"), [(8.0, True), (0.5, False)])
+def test_a_short_pass_is_timed_in_samples_of_several_calls(
+    sample_ms: float, expect_several: bool
+) -> None:
+    """A sample of a pass shorter than sample_ms is as many calls as fill it, and reports
+    milliseconds per call; a longer pass is timed call by call."""
+    calls: list[float] = []
+
+    def one_millisecond() -> None:
+        calls.append(1.0)
+        end = time.perf_counter() + 1e-3
+        while time.perf_counter() < end:
+            pass
+
+    settings = Settings(warm_seconds=0.0, repeats=3, max_seconds=5.0, sample_ms=sample_ms)
+    samples = time_calls(one_millisecond, settings)
+    timed = len(calls) - 2  # no warm-up time: two untimed calls
+    assert len(samples) == 3 and all(0.9 <= ms < 5.0 for ms in samples)
+    assert (timed >= 3 * 4) if expect_several else (timed == 3)
 
 
 def test_worker_environment_sets_threads_and_drops_omp(monkeypatch: pytest.MonkeyPatch) -> None:

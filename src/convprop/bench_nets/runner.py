@@ -32,7 +32,7 @@ def worker_command(library: str, case: str, batch: int, settings: Settings) -> l
         sys.executable, "-m", "convprop.bench_nets", "--worker", library, "--case", case,
         "--batch", str(batch), "--threads", str(settings.threads),
         "--warm", str(settings.warm_seconds), "--repeats", str(settings.repeats),
-        "--max-seconds", str(settings.max_seconds),
+        "--max-seconds", str(settings.max_seconds), "--sample-ms", str(settings.sample_ms),
         "--profile-steps", str(settings.profile_steps),
     ]  # fmt: skip
 
@@ -120,7 +120,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"{machine.get('numpy', '?')} ({machine.get('blas', '?')}); torch "
         f"{machine.get('torch', '?')}; threads {settings['threads']}; float32; each library "
         f"in its own process, {settings['rounds']} rounds alternating, medians of per-process "
-        f"medians ({settings['warm_seconds']:g} s warm-up, up to {settings['repeats']} calls); "
+        f"medians ({settings['warm_seconds']:g} s warm-up, up to {settings['repeats']} samples "
+        f"of at least {settings.get('sample_ms', 0):g} ms or one call); "
         f"1-minute load average before and after {report.get('load_average', '?')}",
         f"{'model':<13}{'pass':<12}{'batch':>6}{'convprop ms':>13}{'PyTorch ms':>12}{'ratio':>7}"
         f"{'fastest':>9}",
@@ -176,10 +177,12 @@ def parser() -> argparse.ArgumentParser:
                      "resnet20 128)")  # fmt: skip
     cli.add_argument("--rounds", type=int, default=5, help="processes per library (5)")
     cli.add_argument("--threads", type=int, default=2, help="threads of each library (2)")
-    cli.add_argument("--repeats", type=int, default=7, help="timed calls per pass (7)")
+    cli.add_argument("--repeats", type=int, default=7, help="timed samples per pass (7)")
     cli.add_argument("--warm", type=float, default=1.0, help="seconds of warm-up per pass (1)")
     cli.add_argument("--max-seconds", type=float, default=6.0,
-                     help="fewer calls (at least 3) once a pass has run this long (6)")  # fmt: skip
+                     help="fewer samples (at least 3) past this many seconds (6)")  # fmt: skip
+    cli.add_argument("--sample-ms", type=float, default=20.0,
+                     help="a short pass's sample: calls filling this many ms (20)")  # fmt: skip
     cli.add_argument("--profile-steps", type=int, default=3,
                      help="steps timed by layer type per process (3; 0: none)")  # fmt: skip
     cli.add_argument("--quick", action="store_true", help="1 round, short warm-up, 3 calls")
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     settings = Settings(
         warm_seconds=args.warm, repeats=args.repeats, max_seconds=args.max_seconds,
-        profile_steps=args.profile_steps, threads=args.threads,
+        profile_steps=args.profile_steps, threads=args.threads, sample_ms=args.sample_ms,
     )  # fmt: skip
     if args.worker:
         if args.case is None:

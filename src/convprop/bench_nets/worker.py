@@ -3,8 +3,9 @@
 The runner (:mod:`convprop.bench_nets.runner`) starts this in a fresh interpreter per library
 and round, so that neither library's worker threads (OpenBLAS's, OpenMP's, convprop's own)
 spin beside the other's work: a user runs one library at a time. Each pass is warmed up
-for about a second of its own calls (at least two), then timed call by call; the process
-reports the median of its calls.
+for about a second of its own calls (at least two), then timed sample by sample (a sample: one
+call, or for a pass shorter than 20 ms as many calls as fill about 20 ms, their mean); the
+process reports the median of its samples.
 
 Passes
   train        zero_grad, forward, cross-entropy loss, backward, SGD step (momentum 0.9)
@@ -36,25 +37,32 @@ class Settings:
 
     warm_seconds: float = 1.0
     repeats: int = 7
-    max_seconds: float = 6.0  # fewer calls (at least 3) once a pass has run this long
+    max_seconds: float = 6.0  # fewer samples (at least 3) once a pass has run this long
     profile_steps: int = 3
     threads: int = 2
+    sample_ms: float = 20.0  # a sample of a short pass is as many calls as fill this
 
 
 def time_calls(function: Callable[[], object], settings: Settings) -> list[float]:
-    """Milliseconds of each timed call, after ``settings.warm_seconds`` of untimed calls."""
+    """Milliseconds per call of each timed sample, after ``settings.warm_seconds`` of untimed
+    calls. A sample is one call, or for a pass shorter than ``settings.sample_ms`` as many
+    calls in a row as fill about that long (their mean): one call of a tenth of a
+    millisecond, alone, moved by a third between processes."""
     start, calls = time.perf_counter(), 0
     while calls < 2 or time.perf_counter() - start < settings.warm_seconds:
         function()
         calls += 1
+    per_call_ms = (time.perf_counter() - start) * 1e3 / calls
+    count = max(1, int(settings.sample_ms / per_call_ms)) if per_call_ms > 0 else 1
     samples: list[float] = []
     begin = time.perf_counter()
     while len(samples) < settings.repeats and (
         len(samples) < 3 or time.perf_counter() - begin < settings.max_seconds
     ):
         tick = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - tick) * 1e3)
+        for _ in range(count):
+            function()
+        samples.append((time.perf_counter() - tick) * 1e3 / count)
     return samples
 
 
