@@ -242,7 +242,7 @@ def _remembered(
 ) -> GeometryT:
     """``validate(op, *arguments)``, kept in ``table`` (at most ``_GEOMETRIES_KEPT`` calls)
     where every argument is hashable; a call that raises is not kept."""
-    key = (op, *map(_typed, arguments))
+    key = (op, *map(typed_key, arguments))
     try:
         geom: GeometryT | None = table.get(key)
     except TypeError:  # an unhashable argument (an array...): validated afresh each time
@@ -275,7 +275,7 @@ def _check_extents(op: str, axis: str, **extents: int) -> None:
             )
 
 
-def _typed(value: Any) -> Any:
+def typed_key(value: Any) -> Any:
     """A cache key that tells 1, 1.0 and True apart, inside tuples and lists too. Plain ints
     and tuples of them (shapes, strides) are their own keys: every other value becomes a
     tuple that starts with a type, which no tuple of ints equals."""
@@ -289,7 +289,7 @@ def _typed(value: Any) -> Any:
         else:  # a tuple of ints (a shape, a stride)
             return value
     if isinstance(value, (tuple, list)):
-        return (type(value), tuple(_typed(v) for v in value))
+        return (type(value), tuple(typed_key(v) for v in value))
     return (type(value), value)
 
 

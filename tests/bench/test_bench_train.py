@@ -41,3 +41,12 @@ def test_the_report_alternates_processes_and_gives_the_ratio_of_medians() -> Non
     times = {line.split()[0]: line.split()[1:-1] for line in lines[2:4]}
     assert set(times) == {"convprop", "torch"} and all(len(t) == 2 for t in times.values())
     assert "ratio" in lines[-1] and "(medians)" in lines[-1]
+
+
+def test_rounds_must_be_positive() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rounds", "0"], env=worker_environment(1),
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--rounds: expected a positive number, got 0" in done.stderr

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from convprop import _native
+from convprop._shapes import typed_key
 from convprop.errors import DTypeError, ParameterError, ShapeError
 from convprop.functional import conv2d_cost_model as cost
 from convprop.functional import conv2d_forward, conv2d_prepared
-from convprop.functional._prepared import PreparedCalls, arrays_signature, plain, typed
+from convprop.functional._prepared import PreparedCalls, arrays_signature
 
 CALLS = conv2d_prepared.CALLS
 
@@ -45,19 +46,26 @@ def test_a_repeated_call_is_remembered_once_and_gives_the_same_result() -> None:
     assert len(CALLS) == 2
 
 
-@pytest.mark.parametrize("stride", [True, 1.0, (1, True), [1, 1]])
+@pytest.mark.parametrize("stride", [True, 1.0, (1, True)])
 def test_hyperparameters_not_plain_ints_are_checked_every_time(stride: object) -> None:
     """1 == 1.0 == True: after a call with stride=1 is remembered, stride=True or 1.0 is still
-    refused (and a list still accepted) by the full checks, and none of them is kept."""
+    refused by the full checks, every time, and never kept."""
     x, w, _ = _layer()
     conv2d_forward(x, w, stride=1)
     assert len(CALLS) == 1
-    if isinstance(stride, list):
-        conv2d_forward(x, w, stride=stride)
-    else:
+    for _ in range(2):
         with pytest.raises(ParameterError, match="stride"):
             conv2d_forward(x, w, stride=stride)
     assert len(CALLS) == 1
+
+
+def test_a_list_stride_is_its_own_signature() -> None:
+    """[2, 2] (PyTorch accepts lists) is kept apart from (2, 2), with the same geometry."""
+    x, w, _ = _layer()
+    y_tuple, by_tuple = conv2d_forward(x, w, stride=(2, 2))
+    y_list, by_list = conv2d_forward(x, w, stride=[2, 2])
+    assert len(CALLS) == 2 and by_list.geom == by_tuple.geom
+    np.testing.assert_array_equal(y_list, y_tuple)
 
 
 def test_a_refused_call_is_not_remembered_and_other_arrays_are_checked() -> None:
@@ -104,10 +112,7 @@ def test_signatures() -> None:
     a = np.zeros((2, 3), dtype=np.float32)
     assert arrays_signature(a, None) == ((np.ndarray, (2, 3), np.dtype(np.float32)), None)
     assert arrays_signature(a, [1.0]) is None
-    assert typed(1, 1.0, True) != typed(1, 1, 1)
-    assert [plain(v) for v in (1, "same", (1, 2), True, 1.0, (1, 1.0), [1])] == [
-        True, True, True, False, False, False, False,
-    ]  # fmt: skip
+    assert [typed_key(v) for v in (1, 1.0, True)] == [1, (float, 1.0), (bool, True)]
     table: PreparedCalls[int] = PreparedCalls(kept=2)
     table.keep(None, 1)
     table.keep(("a",), 1)

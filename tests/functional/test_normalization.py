@@ -382,9 +382,10 @@ def test_nn_batch_norm_of_n_c_and_n_c_l_matches_numpy_code(shape: tuple[int, ...
 
 
 def test_checks_remembered_per_signature_see_what_is_not_plain_afresh() -> None:
-    """check_batch_norm2d keeps the signatures that passed (functional/_prepared.py); an
-    unhashable or array hyperparameter is checked afresh, as before: momentum, unused in
-    inference, may be anything there, and an array eps is refused by name every time."""
+    """check_batch_norm2d keeps the signatures that passed (functional/_prepared.py): momentum,
+    unused in inference, may be anything there (a list is a signature of its own); an array
+    hyperparameter (unhashable) is checked afresh, and an array eps is refused by name every
+    time."""
     x = np.ones((2, 3, 4, 4), np.float32)
     c = np.ones(3, np.float32)
     normalization.CHECKED.forget()
@@ -394,9 +395,10 @@ def test_checks_remembered_per_signature_see_what_is_not_plain_afresh() -> None:
     assert len(normalization.CHECKED) == 1
     listed, _ = batch_norm2d_forward(x, c, c, c, c, training=False, momentum=[0.1], eps=1e-5)
     np.testing.assert_array_equal(listed, first)
+    assert len(normalization.CHECKED) == 2  # a signature of its own: (list, (0.1,))
     for _ in range(2):
         with pytest.raises(ParameterError, match="eps"):
             batch_norm2d_forward(x, c, c, c, c, training=False, eps=np.array(1e-5))
         with pytest.raises(ParameterError, match="training must be a bool"):
             batch_norm2d_forward(x, c, c, c, c, training=np.array(True), eps=1e-5)
-    assert len(normalization.CHECKED) == 1
+    assert len(normalization.CHECKED) == 2  # the refused calls are not kept

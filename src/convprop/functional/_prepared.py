@@ -6,8 +6,9 @@ kinds, dtypes, shapes, hyperparameters) and decisions (a geometry, an algorithm)
 functions of the call's *signature* alone:
 
 - for each array argument: its array type, shape and dtype (None for an absent one);
-- each other argument as given, where its type is part of its key: ``1 == 1.0 == True``,
-  and a check may refuse one of them and accept another.
+- each other argument as given, with its type (``convprop._shapes.typed_key``, the key the
+  geometry checks keep too): ``1 == 1.0 == True``, and a check may refuse one of them and
+  accept another.
 
 A call with a signature seen before takes what was decided then; a call that raised is never
 remembered; what depends on the values themselves (a NaN, a variance) is asked on every
@@ -37,24 +38,6 @@ def arrays_signature(*arrays: Any) -> tuple[Any, ...] | None:
     return tuple(key)
 
 
-def typed(*values: Any) -> tuple[Any, ...]:
-    """The values with their types: a key in which 1, 1.0 and True differ."""
-    return tuple((type(v), v) for v in values)
-
-
-def plain(value: Any) -> bool:
-    """An int, a str or a tuple of ints: a hyperparameter whose value alone is its key."""
-    kind = type(value)
-    if kind is int or kind is str:
-        return True
-    if kind is not tuple:
-        return False
-    for v in value:  # noqa: SIM110 - a loop, without all()'s generator: asked by every call
-        if type(v) is not int:
-            return False
-    return True
-
-
 class PreparedCalls(Generic[T]):
     """A table of calls whose checks passed: signature -> what the op decided then.
 
@@ -67,7 +50,7 @@ class PreparedCalls(Generic[T]):
 
     def recall(self, key: tuple[Any, ...] | None) -> T | None:
         """What was kept for ``key`` (None: none, or a call not remembered: ``key`` None or
-        unhashable, a list or an array among the arguments, which the checks see afresh)."""
+        unhashable: an array among the arguments, which the checks see afresh)."""
         if key is None:
             return None
         try:

@@ -6,9 +6,8 @@ the geometry (S1) and picks the algorithm of each pass (``auto``'s cost model, o
 algorithm's refusals). Its signature:
 
 - x, w and b: array type, shape and dtype;
-- stride, padding, dilation and groups as given, remembered only where each is an int, a
-  str or a tuple of ints (a float or a bool among them takes the full checks every time);
-- the algorithm name;
+- stride, padding, dilation, groups and the algorithm name as given, with their types
+  (``typed_key``: a bool or a float stride is not an int one, and is checked on its own);
 - whether the compiled kernels serve w (they change ``auto``'s estimates), the cost model's
   rates (:func:`convprop.functional.conv2d_select.calibration`) and the size from which a
   layer far beyond its input is cut to the part it reads (``conv2d_crop.REDUCE_FROM``).
@@ -24,9 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from convprop import _native
-from convprop._shapes import ConvGeometry
+from convprop._shapes import ConvGeometry, typed_key
 from convprop.functional import conv2d_crop, conv2d_select
-from convprop.functional._prepared import PreparedCalls, arrays_signature, plain
+from convprop.functional._prepared import PreparedCalls, arrays_signature
 
 CALLS: PreparedCalls[tuple[ConvGeometry, tuple[str, str, str]]] = PreparedCalls()
 """Signature -> the geometry and the algorithms of the three passes (before the IEEE check)."""
@@ -38,11 +37,8 @@ def signature(
 ) -> tuple[Any, ...] | None:  # fmt: skip
     """The call's signature (see the module's docstring), or None where it is not remembered."""
     arrays = arrays_signature(x, w, b)
-    if arrays is None or not (plain(stride) and plain(padding) and plain(dilation)):
+    if arrays is None or conv2d_select.timing_cache_enabled():
         return None
-    if type(groups) is not int or type(algorithm) is not str:
-        return None
-    if conv2d_select.timing_cache_enabled():
-        return None
-    return (*arrays, stride, padding, dilation, groups, algorithm, _native.runs_compiled(w),
-            conv2d_select.calibration(), conv2d_crop.REDUCE_FROM)  # fmt: skip
+    hyper = map(typed_key, (stride, padding, dilation, groups, algorithm))
+    return (*arrays, *hyper, _native.runs_compiled(w), conv2d_select.calibration(),
+            conv2d_crop.REDUCE_FROM)  # fmt: skip

@@ -39,10 +39,11 @@ from typing import Any
 
 from convprop import _native
 from convprop._native import batchnorm
+from convprop._shapes import typed_key
 from convprop.backend import Array, check_float_dtype, get_xp
 from convprop.errors import ParameterError, ShapeError
 from convprop.functional._checks import check_upstream, require_array
-from convprop.functional._prepared import PreparedCalls, arrays_signature, typed
+from convprop.functional._prepared import PreparedCalls, arrays_signature
 
 AXES = (0, 2, 3)
 """The axes n, h, w that every statistic of a channel sums over."""
@@ -219,7 +220,7 @@ def check_batch_norm2d(
     ``op``: arrays, dtypes, shapes, one device, the hyperparameters, and more than one value
     per channel in training. A signature that passed before passes again (:data:`CHECKED`)."""
     arrays = arrays_signature(x, gamma, beta, running_mean, running_var)
-    key = None if arrays is None else (op, *arrays, *typed(training, momentum, eps))
+    key = None if arrays is None else (op, *arrays, *map(typed_key, (training, momentum, eps)))
     if CHECKED.recall(key):
         return
     per_channel = {"gamma": gamma, "beta": beta, "running_mean": running_mean}
