@@ -1,14 +1,15 @@
-"""One training epoch of the default LeNet-style net: convprop vs the same net in PyTorch.
+"""One training epoch of a shipped model: convprop vs the same net in PyTorch.
 
-Both start from the same weights, see the same batches in the same order (batch size 64,
-Adam, lr 1e-3) and use the same number of threads. Each library trains in a process of its
-own (as a user runs one: one library's idle threads never share the CPUs with the other's),
-the two libraries' processes alternating, the order swapped each round; the script prints
-each process's seconds per epoch (data loading included, evaluation excluded), the medians
-and their ratio convprop / PyTorch.
+Both start from the same weights (and BatchNorm buffers), see the same batches in the same
+order (batch size 64, Adam, lr 1e-3) and use the same number of threads. Each library
+trains in a process of its own (as a user runs one: one library's idle threads never share
+the CPUs with the other's), the two libraries' processes alternating, the order swapped
+each round; the script prints each process's seconds per epoch (data loading included,
+evaluation excluded), the medians and their ratio convprop / PyTorch.
 
     python benchmarks/bench_train.py                  # Fashion-MNIST, one full epoch, 3 rounds
     python benchmarks/bench_train.py --batches 100    # the first 100 batches only
+    python benchmarks/bench_train.py --model resnet-mini  # BatchNorm and residual adds
     python benchmarks/bench_train.py --dataset digits --rounds 1
 """
 
@@ -27,33 +28,14 @@ import numpy
 import torch
 
 from convprop.bench import machine_info
+from convprop.bench_nets.torch_nets import torch_twin
 from convprop.bench_processes import run_json_process
 from convprop.data import DataLoader, load_dataset
-from convprop.models import lenet
+from convprop.models import MODELS, build_model
 from convprop.nn import CrossEntropyLoss
 from convprop.optim import Adam
 from convprop.process import configure_process
 from convprop.train import train_step
-
-
-def torch_lenet(model: object, side: int, num_classes: int) -> torch.nn.Sequential:
-    """The same architecture in PyTorch, with convprop's initial weights copied in."""
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 5, padding=2),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 5, padding=2),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(64 * side * side, 128),
-        torch.nn.ReLU(),
-        torch.nn.Dropout(0.25),
-        torch.nn.Linear(128, num_classes),
-    )
-    state = {k: torch.from_numpy(numpy.array(v)) for k, v in model.state_dict().items()}  # type: ignore[attr-defined]
-    net.load_state_dict(state)
-    return net
 
 
 def _timed(step: Callable[[Any, Any], None], batches: Iterator[Any], count: int) -> float:
@@ -65,16 +47,21 @@ def _timed(step: Callable[[Any, Any], None], batches: Iterator[Any], count: int)
     return time.perf_counter() - start
 
 
-def run_worker(library: str, dataset: str, batch_size: int, batches: int | None) -> dict[str, Any]:
-    """One epoch of ``library`` ("convprop" or "torch") in this process: its seconds and the
-    batches it trained on."""
+def run_worker(
+    library: str, model_name: str, dataset: str, batch_size: int, batches: int | None
+) -> dict[str, Any]:
+    """One epoch of ``library`` ("convprop" or "torch") training the shipped model
+    ``model_name`` in this process: its seconds and the batches it trained on."""
     train_set, _ = load_dataset(dataset)
     C, H, _ = train_set.sample_shape
-    model = lenet(train_set.num_classes, C, H, rng=0)
+    model = build_model(
+        model_name, num_classes=train_set.num_classes, in_channels=C, image_size=H, rng=0
+    )
     loader = DataLoader(train_set, batch_size, shuffle=True, seed=0)
     total = len(loader) if batches is None else min(batches, len(loader))
     if library == "torch":
-        reference = torch_lenet(model, H // 4, train_set.num_classes)
+        reference = torch_twin(model)  # the same layers, weights and buffers
+        reference.train()
         torch_optimizer = torch.optim.Adam(reference.parameters(), 1e-3)
 
         def step(x: numpy.ndarray, labels: numpy.ndarray) -> None:
@@ -97,7 +84,8 @@ def run_worker(library: str, dataset: str, batch_size: int, batches: int | None)
 
 def _worker_command(library: str, args: argparse.Namespace) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", library,
-               "--dataset", args.dataset, "--batch-size", str(args.batch_size)]  # fmt: skip
+               "--model", args.model, "--dataset", args.dataset,
+               "--batch-size", str(args.batch_size)]  # fmt: skip
     return command + ([] if args.batches is None else ["--batches", str(args.batches)])
 
 
@@ -110,6 +98,8 @@ def _positive(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="lenet",
+                        help="the shipped model to train (lenet)")  # fmt: skip
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=None, help="stop each epoch early")
@@ -128,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         configure_process()
         if args.worker == "torch":
             torch.set_num_threads(args.threads)
-        print(json.dumps(run_worker(args.worker, args.dataset, args.batch_size, args.batches)))
+        result = run_worker(args.worker, args.model, args.dataset, args.batch_size, args.batches)
+        print(json.dumps(result))
         return
     seconds: dict[str, list[float]] = {library: [] for library in LIBRARIES}
     total = 0
@@ -143,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores, threads {args.threads}; "
           f"numpy {info['numpy']} ({info['blas']}); torch {info['torch']}; each library in "
           f"{args.rounds} processes of its own, alternating")  # fmt: skip
-    print(f"{args.dataset}: {total} batches of {args.batch_size}, default LeNet-style net, Adam")
+    print(f"{args.dataset}: {total} batches of {args.batch_size}, {args.model}, Adam")
     for library in LIBRARIES:
         runs = ", ".join(f"{value:.1f}" for value in seconds[library])
         print(f"{library:9s} {runs} s")

@@ -34,10 +34,18 @@ def test_a_worker_trains_its_library_alone_and_reports_json(library: str) -> Non
     assert report["seconds"] > 0
 
 
+@pytest.mark.parametrize("library", ["convprop", "torch"])
+def test_a_worker_trains_any_shipped_model(library: str) -> None:
+    """resnet-mini (BatchNorm, residual adds): PyTorch's twin built from convprop's model."""
+    report = json.loads(_run("--worker", library, "--model", "resnet-mini", "--dataset",
+                             "digits", "--batches", "2").splitlines()[-1])  # fmt: skip
+    assert report["library"] == library and report["batches"] == 2
+
+
 def test_the_report_alternates_processes_and_gives_the_ratio_of_medians() -> None:
     lines = _run("--dataset", "digits", "--batches", "2", "--rounds", "2").splitlines()
     assert "processes of its own, alternating" in lines[0]
-    assert lines[1].startswith("digits: 2 batches of 64")
+    assert lines[1].startswith("digits: 2 batches of 64, lenet, Adam")
     times = {line.split()[0]: line.split()[1:-1] for line in lines[2:4]}
     assert set(times) == {"convprop", "torch"} and all(len(t) == 2 for t in times.values())
     assert "ratio" in lines[-1] and "(medians)" in lines[-1]
