@@ -16,11 +16,13 @@ import pytest
 
 import convprop
 from convprop.bench_nets import CASES, ResNet20, format_report
+from convprop.bench_nets.nets import Case
 from convprop.bench_nets.profile import CATEGORIES, category, layer_timer
 from convprop.bench_nets.runner import _batch_sizes, run_process
 from convprop.bench_nets.worker import (
     PASSES,
     Settings,
+    batch_inputs,
     convprop_breakdown,
     convprop_passes,
     make_batch,
@@ -202,6 +204,33 @@ def test_a_short_pass_is_timed_in_samples_of_several_calls(
     assert (timed >= 3 * 4) if expect_several else (timed == 3)
 
 
+def test_a_batch_is_real_images_of_the_case_data_set() -> None:
+    """A case naming an installed data set of its sample shape is fed that set's images and
+    labels, drawn by the seed (the same batch in both libraries' processes)."""
+    from convprop.data import load_dataset
+
+    case = Case("digits-net", CASES["lenet"].build, (1, 8, 8), 16, dataset="digits")
+    x, labels = make_batch(case, 16, seed=3)
+    train, _ = load_dataset("digits")
+    chosen = np.random.default_rng(3).choice(len(train.labels), size=16, replace=False)
+    np.testing.assert_array_equal(x, train.images[chosen])
+    np.testing.assert_array_equal(labels, train.labels[chosen])
+    assert x.dtype == np.float32 and batch_inputs(case) == "digits images"
+    again, _ = make_batch(case, 16, seed=3)
+    np.testing.assert_array_equal(again, x)
+
+
+@pytest.mark.parametrize("dataset", [None, "/no/such/data-set", "digits"])
+def test_a_batch_without_its_data_set_is_standard_normal(dataset: str | None) -> None:
+    """No data set named, one not installed, or one of another sample shape (digits are
+    8×8): standard normal values and random labels, and the report says so."""
+    case = Case("net", CASES["lenet"].build, (1, 28, 28), 8, dataset=dataset)
+    x, labels = make_batch(case, 8, "float64", seed=1)
+    rng = np.random.default_rng(1)
+    np.testing.assert_array_equal(x, rng.standard_normal((8, 1, 28, 28)))
+    assert labels.shape == (8,) and batch_inputs(case) == "standard normal"
+
+
 def test_worker_environment_sets_threads_and_drops_omp(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
@@ -234,6 +263,7 @@ def test_quick_run_end_to_end() -> None:
     report = json.loads(done.stdout)
     result = report["cases"]["lenet5"]
     assert result["batch"] == 64 and result["sample_shape"] == [1, 28, 28]
+    assert result["inputs"] in ("fashion-mnist images", "standard normal")
     for library in ("convprop", "torch"):
         assert set(result["ms"][library]) == set(PASSES)
         assert all(len(v) == 1 for v in result["process_ms"][library].values())  # one round
@@ -244,6 +274,7 @@ def test_quick_run_end_to_end() -> None:
     assert report["settings"]["rounds"] == 1 and report["machine"]["threads"] == 2
     table = format_report(report)
     assert "lenet5       train step      64" in table
+    assert f"inputs: lenet5 {result['inputs']}" in table
     assert "lenet5       PyTorch" in table
 
 

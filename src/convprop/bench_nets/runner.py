@@ -90,6 +90,7 @@ def run(
         report["cases"][case] = {
             "batch": batches[case],
             "sample_shape": list(CASES[case].sample_shape),
+            "inputs": runs[case]["convprop"][0]["inputs"],
             "ms": ms,
             "process_ms": per_process,
             "ratio": {p: ms["convprop"][p] / ms["torch"][p] for p in PASSES},
@@ -123,6 +124,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"medians ({settings['warm_seconds']:g} s warm-up, up to {settings['repeats']} samples "
         f"of at least {settings.get('sample_ms', 0):g} ms or one call); "
         f"1-minute load average before and after {report.get('load_average', '?')}",
+        "inputs: " + "; ".join(f"{case} {r['inputs']}" for case, r in report["cases"].items()),
         f"{'model':<13}{'pass':<12}{'batch':>6}{'convprop ms':>13}{'PyTorch ms':>12}{'ratio':>7}"
         f"{'fastest':>9}",
     ]

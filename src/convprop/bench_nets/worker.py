@@ -15,6 +15,7 @@ Passes
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -67,10 +68,46 @@ def time_calls(function: Callable[[], object], settings: Settings) -> list[float
 
 
 def make_batch(case: Case, batch: int, dtype: str = "float32", seed: int = 0) -> tuple[Any, Any]:
-    """The fixed random batch every step trains on: x (N, C, H, W) and labels (N,)."""
+    """The fixed batch every step trains on: x (N, C, H, W) and labels (N,): ``batch``
+    images of ``case.dataset`` drawn by ``seed`` with their labels where that data set is
+    installed, else standard normal values and random labels (:func:`batch_inputs` says
+    which)."""
     rng = numpy.random.default_rng(seed)
+    images = _dataset_images(case)
+    if images is not None:
+        pixels, labels = images
+        chosen = rng.choice(len(labels), size=batch, replace=batch > len(labels))
+        return pixels[chosen].astype(dtype), labels[chosen]
     x = rng.standard_normal((batch, *case.sample_shape)).astype(dtype)
     return x, rng.integers(0, case.num_classes, batch)
+
+
+def _dataset_images(case: Case) -> tuple[Any, Any] | None:
+    """The training images and labels of ``case.dataset``, or None (no data set named, or not
+    installed, or of another sample shape)."""
+    if case.dataset is None:
+        return None
+    loaded = _training_set(case.dataset)
+    if loaded is None or tuple(loaded.sample_shape) != case.sample_shape:
+        return None
+    return loaded.images, loaded.labels
+
+
+@functools.lru_cache(maxsize=2)
+def _training_set(name: str) -> Any:
+    """The training set of the data set ``name``, loaded once per process; None where it is
+    not installed."""
+    from convprop.data import DataError, load_dataset
+
+    try:
+        return load_dataset(name)[0]
+    except DataError:
+        return None
+
+
+def batch_inputs(case: Case) -> str:
+    """What :func:`make_batch` feeds ``case``: "<data set> images" or "standard normal"."""
+    return f"{case.dataset} images" if _dataset_images(case) is not None else "standard normal"
 
 
 def convprop_passes(case: Case, batch: int, dtype: str = "float32") -> dict[str, Any]:
@@ -194,6 +231,7 @@ def run_worker(library: str, case_name: str, batch: int, settings: Settings) -> 
         breakdown = profile(passes, settings.profile_steps)
     return {
         "library": library, "case": case_name, "batch": batch, "settings": asdict(settings),
+        "inputs": batch_inputs(case),
         "ms": {name: statistics.median(values) for name, values in samples.items()},
         "samples": samples, "breakdown": breakdown,
     }  # fmt: skip
