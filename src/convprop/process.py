@@ -30,9 +30,12 @@ from typing import Any
 
 from convprop.backend import num_threads
 
-BLAS_THREAD_TIMEOUT = "22"
+BLAS_THREAD_TIMEOUT = "16"
 """log2 of the CPU cycles an idle OpenBLAS thread spins before it sleeps (OpenBLAS: 4 to 30,
-default 28, about 0.1 s; 22 is about 1.4 ms)."""
+default 28, about 0.1 s; 16 is about 25 µs: the products of one pass still follow each
+other within it, while a layer of convprop's own kernels after a Linear layer's product no
+longer shares its CPUs with spinning BLAS threads, which made LeNet-5's second convolution
+1.8 times as slow with 22, about 1.4 ms; docs/performance.md, "Threads and BLAS")."""
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
 

@@ -237,7 +237,7 @@ def test_worker_environment_sets_threads_and_drops_omp(monkeypatch: pytest.Monke
     env = worker_environment(3)
     assert "OMP_NUM_THREADS" not in env
     assert env["CONVPROP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
-    assert env["OPENBLAS_THREAD_TIMEOUT"] == "22"  # convprop.process's short spin
+    assert env["OPENBLAS_THREAD_TIMEOUT"] == "16"  # convprop.process's short spin
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")
     assert worker_environment(3)["OPENBLAS_THREAD_TIMEOUT"] == "28"  # the user's value kept
 

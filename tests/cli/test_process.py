@@ -80,7 +80,7 @@ def test_configure_process_restarts_once_so_that_numpys_openblas_reads_the_spin(
     starts, one report): the new process started with it, so NumPy's OpenBLAS read it."""
     lines = _fresh(CONFIGURE.format(restart=True))
     assert lines[:2] == ["started", "started"] and len(lines) == 3
-    assert lines[2].startswith("22 None 22 ")
+    assert lines[2].startswith("16 None 16 ")
 
 
 def test_configure_process_keeps_the_environments_spin_and_never_restarts_unasked() -> None:
