@@ -183,6 +183,19 @@ def test_worker_reports_every_field() -> None:
     assert result["settings"]["repeats"] == 2
 
 
+def test_random_inputs_reach_the_worker() -> None:
+    """--random-inputs: the worker feeds standard normal values even to a model whose data
+    set is installed, and says so."""
+    from convprop.bench_nets.runner import worker_command
+
+    settings = Settings(warm_seconds=0.0, repeats=1, max_seconds=1.0, profile_steps=0,
+                        random_inputs=True)  # fmt: skip
+    assert worker_command("convprop", "lenet5", 8, settings)[-1] == "--random-inputs"
+    assert "--random-inputs" not in worker_command("convprop", "lenet5", 8, Settings())
+    result = run_worker("convprop", "lenet5", 8, settings)
+    assert result["inputs"] == "standard normal" and result["settings"]["random_inputs"]
+
+
 @pytest.mark.parametrize(("sample_ms", "expect_several"), [(8.0, True), (0.5, False)])
 def test_a_short_pass_is_timed_in_samples_of_several_calls(
     sample_ms: float, expect_several: bool

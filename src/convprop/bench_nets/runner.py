@@ -34,6 +34,7 @@ def worker_command(library: str, case: str, batch: int, settings: Settings) -> l
         "--warm", str(settings.warm_seconds), "--repeats", str(settings.repeats),
         "--max-seconds", str(settings.max_seconds), "--sample-ms", str(settings.sample_ms),
         "--profile-steps", str(settings.profile_steps),
+        *(["--random-inputs"] if settings.random_inputs else []),
     ]  # fmt: skip
 
 
@@ -187,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
                      help="a short pass's sample: calls filling this many ms (20)")  # fmt: skip
     cli.add_argument("--profile-steps", type=int, default=3,
                      help="steps timed by layer type per process (3; 0: none)")  # fmt: skip
+    cli.add_argument("--random-inputs", action="store_true",
+                     help="standard normal inputs for every model (default: Fashion-MNIST "
+                     "images for the shipped models, where installed)")  # fmt: skip
     cli.add_argument("--quick", action="store_true", help="1 round, short warm-up, 3 calls")
     cli.add_argument("--json", action="store_true", help="print the report as JSON")
     cli.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -208,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         warm_seconds=args.warm, repeats=args.repeats, max_seconds=args.max_seconds,
         profile_steps=args.profile_steps, threads=args.threads, sample_ms=args.sample_ms,
+        random_inputs=args.random_inputs,
     )  # fmt: skip
     if args.worker:
         if args.case is None:
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rounds = args.rounds
     if args.quick:
-        settings, rounds = replace(QUICK, threads=args.threads), 1
+        settings, rounds = replace(QUICK, threads=args.threads, random_inputs=args.random_inputs), 1
     batches = _batch_sizes(args.batch_size, args.models)
     try:
         report = run(args.models, batches, settings, rounds, progress=not args.quiet)

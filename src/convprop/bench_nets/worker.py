@@ -19,7 +19,7 @@ import functools
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy
@@ -42,6 +42,7 @@ class Settings:
     profile_steps: int = 3
     threads: int = 2
     sample_ms: float = 20.0  # a sample of a short pass is as many calls as fill this
+    random_inputs: bool = False  # standard normal values even where the case's data set is
 
 
 def time_calls(function: Callable[[], object], settings: Settings) -> list[float]:
@@ -212,6 +213,8 @@ def run_worker(library: str, case_name: str, batch: int, settings: Settings) -> 
         over the profiled steps, with ``total``; empty when ``profile_steps`` is 0).
     """
     case = CASES[case_name]
+    if settings.random_inputs:
+        case = replace(case, dataset=None)
     retain_freed_memory()  # the allocator setting convprop's command line uses, for both
     if library == "torch":
         import torch
