@@ -113,9 +113,9 @@ class Case:
 
     ``dataset``: the data set whose images the benchmark feeds the network where it is
     installed (``convprop.data.load_dataset``'s name), as a user trains it; None, or where it
-    is missing, standard normal values. The data matter to PyTorch: its max pooling took
-    2.1 ms of LeNet's training step on Fashion-MNIST images and 5.3 ms on standard normal
-    values (docs/performance.md, "Real images, not random values").
+    is missing, standard normal values. The data matter to PyTorch, whose LeNet training
+    step took about a fifth longer on standard normal values than on Fashion-MNIST images
+    (convprop's the same; docs/performance.md, "Real images, not random values").
     """
 
     name: str
