@@ -11,6 +11,7 @@ evaluation excluded), the medians and their ratio convprop / PyTorch.
     python benchmarks/bench_train.py --batches 100    # the first 100 batches only
     python benchmarks/bench_train.py --model resnet-mini  # BatchNorm and residual adds
     python benchmarks/bench_train.py --dataset digits --rounds 1
+    python benchmarks/bench_train.py --batches 300 --random-inputs  # the data's effect
 """
 
 from __future__ import annotations
@@ -47,11 +48,26 @@ def _timed(step: Callable[[Any, Any], None], batches: Iterator[Any], count: int)
     return time.perf_counter() - start
 
 
+RANDOM_BATCHES = 16
+"""``--random-inputs``: standard normal batches drawn before the epoch, fed in turn."""
+
+
+def _random_inputs(batches: Iterator[Any], shape: tuple[int, ...]) -> Iterator[Any]:
+    """The loader's batches with standard normal values (float32, seeded) for the images;
+    the labels, and the loading, as they were."""
+    rng = numpy.random.default_rng(0)
+    pool = [rng.standard_normal(shape, dtype=numpy.float32) for _ in range(RANDOM_BATCHES)]
+    for index, (x, labels) in enumerate(batches):
+        yield pool[index % RANDOM_BATCHES][: len(x)], labels
+
+
 def run_worker(
-    library: str, model_name: str, dataset: str, batch_size: int, batches: int | None
-) -> dict[str, Any]:
+    library: str, model_name: str, dataset: str, batch_size: int, batches: int | None,
+    random_inputs: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """One epoch of ``library`` ("convprop" or "torch") training the shipped model
-    ``model_name`` in this process: its seconds and the batches it trained on."""
+    ``model_name`` in this process: its seconds and the batches it trained on. With
+    ``random_inputs``, on standard normal values of the images' shape (the labels kept)."""
     train_set, _ = load_dataset(dataset)
     C, H, _ = train_set.sample_shape
     model = build_model(
@@ -78,7 +94,10 @@ def run_worker(
         def step(x: numpy.ndarray, labels: numpy.ndarray) -> None:
             train_step(model, loss_fn, optimizer, x, labels)
 
-    seconds = _timed(step, loader.iter_epoch(1), total)
+    epoch = loader.iter_epoch(1)
+    if random_inputs:
+        epoch = _random_inputs(epoch, (batch_size, *train_set.sample_shape))
+    seconds = _timed(step, epoch, total)
     return {"library": library, "seconds": seconds, "batches": total}
 
 
@@ -86,6 +105,7 @@ def _worker_command(library: str, args: argparse.Namespace) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", library,
                "--model", args.model, "--dataset", args.dataset,
                "--batch-size", str(args.batch_size)]  # fmt: skip
+    command += ["--random-inputs"] if args.random_inputs else []
     return command + ([] if args.batches is None else ["--batches", str(args.batches)])
 
 
@@ -103,6 +123,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=None, help="stop each epoch early")
+    parser.add_argument(
+        "--random-inputs", action="store_true", help="standard normal values, not the images"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=_positive, default=3, help="processes per library (3)")
     parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
@@ -118,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         configure_process()
         if args.worker == "torch":
             torch.set_num_threads(args.threads)
-        result = run_worker(args.worker, args.model, args.dataset, args.batch_size, args.batches)
+        result = run_worker(args.worker, args.model, args.dataset, args.batch_size, args.batches,
+                            args.random_inputs)  # fmt: skip
         print(json.dumps(result))
         return
     seconds: dict[str, list[float]] = {library: [] for library in LIBRARIES}
@@ -134,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores, threads {args.threads}; "
           f"numpy {info['numpy']} ({info['blas']}); torch {info['torch']}; each library in "
           f"{args.rounds} processes of its own, alternating")  # fmt: skip
-    print(f"{args.dataset}: {total} batches of {args.batch_size}, {args.model}, Adam")
+    inputs = "standard normal values, labels of " if args.random_inputs else ""
+    print(f"{inputs}{args.dataset}: {total} batches of {args.batch_size}, {args.model}, Adam")
     for library in LIBRARIES:
         runs = ", ".join(f"{value:.1f}" for value in seconds[library])
         print(f"{library:9s} {runs} s")
