@@ -261,15 +261,39 @@ static inline __attribute__((always_inline)) void direct_transpose16(const float
 #endif
 
 /* wt[g, k / KB, t, k % KB] = w[g*Kg + k, c, r, s] for t = (c*R + r)*S + s, zero for k in
- * [Kg, Kpad): the weights of a block of KB filters tap after tap, contiguous. */
+ * [Kg, Kpad): the weights of a block of KB filters tap after tap, contiguous. A copy made on
+ * every call, before the sums: a block's taps are copied DIRECT_FILTER_TAPS at a time, so
+ * that the rows of wt being written stay in the L1 cache, 16 filters at a time turned in
+ * registers where the filters are float (DIRECT_TRANSPOSE16), the rest element by element
+ * (lenet2's 64 x 800 weights: 30 us element by element, one filter at a time through the
+ * whole block, a third of the forward of one image). */
+#define DIRECT_FILTER_TAPS 16 /* the columns of direct_transpose16's block */
 KERNEL void FN(direct_filters)(const T *w, T *wt, Py_ssize_t G, Py_ssize_t Kg, Py_ssize_t taps,
                                Py_ssize_t Kpad, Py_ssize_t KB)
 {
     for (Py_ssize_t g = 0; g < G; ++g)
-        for (Py_ssize_t k = 0; k < Kpad; ++k) {
-            T *dst = wt + ((g * (Kpad / KB) + k / KB) * taps) * KB + k % KB;
-            for (Py_ssize_t t = 0; t < taps; ++t)
-                dst[t * KB] = k < Kg ? w[((g * Kg + k) * taps) + t] : 0;
+        for (Py_ssize_t k0 = 0; k0 < Kpad; k0 += KB) {
+            T *block = wt + (g * (Kpad / KB) + k0 / KB) * taps * KB;
+            for (Py_ssize_t t0 = 0; t0 < taps; t0 += DIRECT_FILTER_TAPS) {
+                const Py_ssize_t t1 = taps - t0 < DIRECT_FILTER_TAPS ? taps : t0 + DIRECT_FILTER_TAPS;
+                for (Py_ssize_t k = k0; k < k0 + KB;) {
+#if defined(DIRECT_TRANSPOSE16)
+                    if (sizeof(T) == sizeof(float) && k + 16 <= Kg && k - k0 + 16 <= KB) {
+                        /* 16 filters by up to 16 taps, turned in registers */
+                        direct_transpose16(
+                            (const float *)(const void *)(w + (g * Kg + k) * taps + t0), taps,
+                            (float *)(void *)(block + t0 * KB + (k - k0)), KB, t1 - t0,
+                            (const float *)(const void *)(w + G * Kg * taps));
+                        k += 16;
+                        continue;
+                    }
+#endif
+                    T *dst = block + (k - k0);
+                    const T *src = w + (g * Kg + k) * taps;
+                    for (Py_ssize_t t = t0; t < t1; ++t) dst[t * KB] = k < Kg ? src[t] : 0;
+                    ++k;
+                }
+            }
         }
 }
 
