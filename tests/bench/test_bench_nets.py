@@ -196,12 +196,14 @@ def test_random_inputs_reach_the_worker() -> None:
     assert result["inputs"] == "standard normal" and result["settings"]["random_inputs"]
 
 
-@pytest.mark.parametrize(("sample_ms", "expect_several"), [(8.0, True), (0.5, False)])
+@pytest.mark.parametrize(("sample_ms", "expect_several"), [(30.0, True), (0.5, False)])
 def test_a_short_pass_is_timed_in_samples_of_several_calls(
     sample_ms: float, expect_several: bool
 ) -> None:
     """A sample of a pass shorter than sample_ms is as many calls as fill it, and reports
-    milliseconds per call; a longer pass is timed call by call."""
+    milliseconds per call; a longer pass is timed call by call. (A call of 1 ms may take
+    several on a loaded machine: a sample of 30 ms still holds several calls unless the
+    warm-up calls took 15 ms each.)"""
     calls: list[float] = []
 
     def one_millisecond() -> None:
@@ -213,8 +215,8 @@ def test_a_short_pass_is_timed_in_samples_of_several_calls(
     settings = Settings(warm_seconds=0.0, repeats=3, max_seconds=5.0, sample_ms=sample_ms)
     samples = time_calls(one_millisecond, settings)
     timed = len(calls) - 2  # no warm-up time: two untimed calls
-    assert len(samples) == 3 and all(0.9 <= ms < 5.0 for ms in samples)
-    assert (timed >= 3 * 4) if expect_several else (timed == 3)
+    assert len(samples) == 3 and all(ms >= 0.9 for ms in samples)
+    assert (timed >= 3 * 2) if expect_several else (timed == 3)
 
 
 def test_a_batch_is_real_images_of_the_case_data_set() -> None:
