@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -196,27 +195,36 @@ def test_random_inputs_reach_the_worker() -> None:
     assert result["inputs"] == "standard normal" and result["settings"]["random_inputs"]
 
 
-@pytest.mark.parametrize(("sample_ms", "expect_several"), [(30.0, True), (0.5, False)])
+@pytest.mark.parametrize(("sample_ms", "calls_per_sample"), [(8.0, 8), (8.5, 8), (0.5, 1)])
 def test_a_short_pass_is_timed_in_samples_of_several_calls(
-    sample_ms: float, expect_several: bool
+    monkeypatch: pytest.MonkeyPatch, sample_ms: float, calls_per_sample: int
 ) -> None:
-    """A sample of a pass shorter than sample_ms is as many calls as fill it, and reports
-    milliseconds per call; a longer pass is timed call by call. (A call of 1 ms may take
-    several on a loaded machine: a sample of 30 ms still holds several calls unless the
-    warm-up calls took 15 ms each.)"""
+    """A sample of a pass shorter than sample_ms is as many whole calls as fill it, and
+    reports milliseconds per call; a longer pass is timed call by call. On a clock that
+    advances 2**-10 s (0.977 ms, exact in binary) per call, so that the counts are exact on
+    any machine."""
+    from convprop.bench_nets import worker
+
+    STEP = 2.0**-10
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(worker, "time", clock)
     calls: list[float] = []
 
     def one_millisecond() -> None:
         calls.append(1.0)
-        end = time.perf_counter() + 1e-3
-        while time.perf_counter() < end:
-            pass
+        clock.now += STEP
 
     settings = Settings(warm_seconds=0.0, repeats=3, max_seconds=5.0, sample_ms=sample_ms)
     samples = time_calls(one_millisecond, settings)
-    timed = len(calls) - 2  # no warm-up time: two untimed calls
-    assert len(samples) == 3 and all(ms >= 0.9 for ms in samples)
-    assert (timed >= 3 * 2) if expect_several else (timed == 3)
+    assert samples == [STEP * 1e3] * 3
+    assert len(calls) == 2 + 3 * calls_per_sample  # two untimed calls, then the samples
 
 
 def test_a_batch_is_real_images_of_the_case_data_set() -> None:
