@@ -276,6 +276,45 @@ def test_a_tensor_read_three_times_receives_the_sum_GR2() -> None:
     assert convprop.gradcheck(lambda t: t * t + t, (x,))
 
 
+def test_a_residual_sum_hands_dy_on_to_both_operands_without_a_copy_AR2_GR2() -> None:
+    rng = np.random.default_rng(41)
+    x = convprop.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
+    w = convprop.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
+    body = x * w
+    y = body + x  # x is read by the body and by the shortcut (a residual block)
+    dy = rng.standard_normal((2, 3, 4))
+    dy_before = dy.copy()
+    grads = y.grad_fn.backward(dy, y.grad_fn.cache, (True, True))
+    assert grads[0] is dy and grads[1] is dy  # (AR2): dy itself, read by both branches
+    y.backward(dy)
+    np.testing.assert_array_equal(dy, dy_before)  # nobody wrote into the shared dy
+    assert x.grad is not None and w.grad is not None
+    np.testing.assert_array_equal(x.grad, dy_before * w.data + dy_before)  # (GR2)
+    np.testing.assert_array_equal(w.grad, dy_before * x.data)
+    assert not np.shares_memory(x.grad, dy) and not np.shares_memory(w.grad, dy)
+    x.grad = w.grad = None
+    assert convprop.gradcheck(lambda a, b: a * b + a, (x, w))
+
+
+def test_a_sum_of_two_leaves_gives_each_its_own_gradient_array_GR2() -> None:
+    a = convprop.tensor(np.ones((2, 2)), requires_grad=True)
+    b = convprop.tensor(np.ones((2, 2)), requires_grad=True)
+    (a + b).backward(np.full((2, 2), 3.0))
+    assert a.grad is not None and b.grad is not None and not np.shares_memory(a.grad, b.grad)
+    a.grad += 1.0  # a leaf's gradient is its own
+    np.testing.assert_array_equal(b.grad, np.full((2, 2), 3.0))
+
+
+def test_a_broadcast_sum_still_sums_the_copies_AR0_AR2() -> None:
+    rng = np.random.default_rng(42)
+    a = convprop.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    b = convprop.tensor(rng.standard_normal(3), requires_grad=True)
+    dy = rng.standard_normal((2, 3))
+    (a + b).backward(dy)
+    np.testing.assert_array_equal(a.grad, dy)
+    np.testing.assert_allclose(b.grad, dy.sum(0), rtol=1e-15)
+
+
 def test_a_fork_across_different_ops_GR2() -> None:
     x = convprop.tensor(np.random.default_rng(5).standard_normal((3, 4)), requires_grad=True)
 
@@ -789,6 +828,48 @@ def test_function_backward_with_a_gradient_of_the_wrong_shape_names_the_class() 
         r"\(2, 3\), got \(3,\)",
     ):
         WrongShape.apply(x).backward(np.ones((2, 3)))
+
+
+def test_function_backward_gets_dy_read_only_and_a_write_into_it_names_the_class() -> None:
+    class Doubles(Function):
+        @staticmethod
+        def forward(ctx: FunctionContext, x: np.ndarray) -> np.ndarray:
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx: FunctionContext, dy: np.ndarray) -> np.ndarray:
+            dy *= 2.0  # would change the other operand's gradient of a residual sum
+            return dy
+
+    x = convprop.tensor(np.ones((2, 3)), requires_grad=True)
+    y = Doubles.apply(x)
+    with pytest.raises(
+        ValueError,
+        match=r"^Doubles\.backward: dy is read-only \(the graph may pass one gradient to "
+        r"several tensors\); expected a backward that returns new arrays, got a write into dy",
+    ):
+        (y + y).backward(np.ones((2, 3)))
+
+
+def test_function_returning_dy_itself_passes_it_on_GR1() -> None:
+    class Identity(Function):
+        @staticmethod
+        def forward(ctx: FunctionContext, x: np.ndarray) -> np.ndarray:
+            return x.copy()
+
+        @staticmethod
+        def backward(ctx: FunctionContext, dy: np.ndarray) -> np.ndarray:
+            assert not dy.flags.writeable
+            return dy
+
+    x = convprop.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    y = Identity.apply(x)
+    dy = np.full((2, 3), 0.5)
+    (grad,) = y.grad_fn.backward(dy, y.grad_fn.cache, (True,))
+    assert grad is dy  # the array itself, writable as the graph holds it, not the view
+    y.backward(dy)
+    np.testing.assert_array_equal(x.grad, dy)
+    assert x.grad is not None and x.grad.flags.writeable
 
 
 @pytest.mark.parametrize("result", [[1.0, 2.0], 3.0, "x"], ids=["list", "float", "str"])

@@ -31,6 +31,7 @@ from convprop.errors import DTypeError, ParameterError, ShapeError
 from convprop.finite_differences import dot_product_check, numerical_gradient
 from convprop.functional.arithmetic import (
     add_backward,
+    add_backward_passed_on,
     add_forward,
     div_backward,
     div_forward,
@@ -219,6 +220,29 @@ def test_binary_agrees_with_torch(name: str, shapes: Any) -> None:
     np.testing.assert_allclose(y, y_t, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(da, da_t, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(db, db_t, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=SHAPE_IDS)
+def test_add_backward_passed_on_equals_AR2_and_copies_nothing_where_nothing_broadcast(
+    shapes: Any,
+) -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+    y, cache = add_forward(a, b)
+    dy = rng.standard_normal(y.shape)
+    passed = add_backward_passed_on(dy, cache)
+    fresh = add_backward(dy, cache)
+    for got, expected in zip(passed, fresh, strict=True):
+        np.testing.assert_array_equal(got, expected)  # (AR2)
+    same = a.shape == b.shape == y.shape
+    assert (passed[0] is dy and passed[1] is dy) == same
+    assert not any(np.shares_memory(grad, dy) for grad in fresh)  # the pair's contract
+
+
+def test_add_backward_passed_on_checks_dy_against_the_forward() -> None:
+    _, cache = add_forward(np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ShapeError, match=r"^add_backward: "):
+        add_backward_passed_on(np.ones((3, 2)), cache)
 
 
 @pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=SHAPE_IDS)

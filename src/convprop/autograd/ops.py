@@ -30,8 +30,9 @@ def _binary(name: str, labels: str, pair: Any, a: Any, b: Any) -> Tensor:
 
 
 def add(a: Any, b: Any) -> Tensor:
-    """a + b with broadcasting (AR1, AR2)."""
-    pair = (arithmetic.add_forward, arithmetic.add_backward)
+    """a + b with broadcasting (AR1, AR2); where nothing is broadcast (a residual sum) the
+    backward hands dy on to both operands instead of two copies (GR2)."""
+    pair = (arithmetic.add_forward, arithmetic.add_backward_passed_on)
     return _binary("add", "AR2", pair, a, b)
 
 

@@ -142,6 +142,24 @@ def add_backward(dy: Array, cache: AddCache) -> tuple[Array, Array]:
     return da, db
 
 
+def add_backward_passed_on(dy: Array, cache: AddCache) -> tuple[Array, Array]:
+    """(da, db) of y = a + b for the recorded graph: (AR2) without the copies.
+
+    Where nothing was broadcast, (AR0) is the identity and both gradients *are* dy: this
+    returns dy itself twice, the same array, where :func:`add_backward` returns two fresh
+    copies (the op contract). The graph may do so because it never writes into a gradient
+    it holds: its sums (GR2) are new arrays and a leaf's first gradient is copied, and no
+    backward writes into the dy it receives. PyTorch's autograd hands the gradient of a sum
+    on in the same way. Where a or b was broadcast, the gradients are :func:`add_backward`'s.
+    """
+    check_upstream("add_backward", dy, cache.y_shape, cache.y_dtype)
+    if cache.a_shape == cache.b_shape == cache.y_shape and (
+        cache.a_dtype == cache.b_dtype == cache.y_dtype
+    ):  # a residual connection's sum
+        return dy, dy  # (AR2), (GR2): read by both branches, written by neither
+    return add_backward(dy, cache)
+
+
 @_native.accelerated(elementwise.add_gradients)
 def _same_gradients(dy: Array) -> tuple[Array, Array]:
     """(AR2) where nothing was broadcast: da = dy and db = dy, two fresh arrays."""
