@@ -131,23 +131,6 @@ def to_host(array: Any) -> numpy.ndarray:
     return numpy.asarray(array)
 
 
-def read_only(array: Any) -> Any:
-    """A view of ``array`` that refuses writes (NumPy's ``writeable`` flag); a CuPy array,
-    which has no such flag, comes back as it is.
-
-    Examples
-    --------
-    >>> view = read_only(numpy.zeros(3))
-    >>> view.flags.writeable
-    False
-    """
-    if type(array) is not numpy.ndarray:
-        return array
-    view = array.view()
-    view.flags.writeable = False
-    return view
-
-
 def rfft2(xp: ModuleType, a: Any, axes: tuple[int, int]) -> Any:
     """Real 2-D FFT over ``axes``, on all CPU cores for NumPy arrays."""
     if xp is numpy:

@@ -20,11 +20,9 @@ As ``torch.autograd.Function``: subclass it with two static methods and call ``a
 none), each of that input's shape; the graph checks this and names the Function when it
 is not so. ``convprop.gradcheck`` checks the result by finite differences.
 
-``dy`` comes to ``backward`` read-only. No backward writes into the gradient it receives
-(every op's is tested for it), and the graph relies on that: it may hand one array to
-several tensors (the two operands of a residual sum, (GR2)), so a write into it would change
-the others' gradients. ``backward`` returns new arrays (``dy * s``, ``dy.copy()``), or
-``dy`` itself where the gradient is dy unchanged.
+``dy`` comes to ``backward`` as its own copy, which it may write into: the graph may hand
+one gradient array to several tensors (the two operands of a residual sum, (GR2)), and a
+write into that array would change the others' gradients.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from convprop.autograd.tensor import Tensor, record
-from convprop.backend import Array, is_array, read_only
+from convprop.backend import Array, get_xp, is_array
 from convprop.errors import ShapeError
 
 
@@ -85,19 +83,8 @@ class Function:
         name = cls.__name__
 
         def backward(dy: Array, context: FunctionContext, _needs: tuple[bool, ...]) -> Any:
-            given = read_only(dy)
-            try:
-                grads = cls.backward(context, given)
-            except ValueError as error:
-                if "read-only" not in str(error):
-                    raise
-                raise ValueError(
-                    f"{name}.backward: dy is read-only (the graph may pass one gradient to "
-                    "several tensors); expected a backward that returns new arrays, got a "
-                    f"write into dy ({error})"
-                ) from error
+            grads = cls.backward(context, get_xp(dy).array(dy, copy=True))  # its own dy
             grads = grads if isinstance(grads, tuple) else (grads,)
-            grads = tuple(dy if grad is given else grad for grad in grads)  # dy passed on
             if len(grads) != len(inputs):
                 raise TypeError(
                     f"{name}.backward: expected one gradient per forward input "
