@@ -296,16 +296,18 @@ def test_a_residual_sum_hands_dy_on_to_both_operands_without_a_copy_AR2_GR2() ->
     assert convprop.gradcheck(lambda a, b: a * b + a, (x, w))
 
 
-def test_a_sum_of_two_leaves_gives_each_its_own_gradient_array_GR2() -> None:
-    a = convprop.tensor(np.ones((2, 2)), requires_grad=True)
-    b = convprop.tensor(np.ones((2, 2)), requires_grad=True)
-    (a + b).backward(np.full((2, 2), 3.0))
-    assert a.grad is not None and b.grad is not None and not np.shares_memory(a.grad, b.grad)
-    a.grad += 1.0  # a leaf's gradient is its own
-    np.testing.assert_array_equal(b.grad, np.full((2, 2), 3.0))
+def test_a_backward_from_a_leaf_s_own_grad_leaves_the_shared_dy_intact_GR2() -> None:
+    rng = np.random.default_rng(44)
+    x = convprop.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    w = convprop.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    (x * w + x).sum().backward()
+    g = x.grad.copy()  # the upstream gradient of the second backward is x.grad itself
+    (x + x * w).backward(x.grad)  # the sum hands dy to x's leaf (+= into x.grad) and to x * w
+    np.testing.assert_array_equal(x.grad, (g + g) + g * w.data)  # (GR2), in the graph's order
+    np.testing.assert_array_equal(w.grad, x.data + g * x.data)
 
 
-def test_a_broadcast_sum_still_sums_the_copies_AR0_AR2() -> None:
+def test_a_broadcast_operand_gets_dy_summed_over_the_broadcast_axis_AR0_AR2() -> None:
     rng = np.random.default_rng(42)
     a = convprop.tensor(rng.standard_normal((2, 3)), requires_grad=True)
     b = convprop.tensor(rng.standard_normal(3), requires_grad=True)

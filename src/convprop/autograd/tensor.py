@@ -206,7 +206,9 @@ class Tensor:
                     f"backward: gradient has the wrong shape; expected {self.shape}, got "
                     f"{tuple(dy.shape)}"
                 )
-            dy = dy.astype(self.dtype, copy=False)
+            # a copy: the caller's array may be a leaf's .grad, which the backward adds into
+            # while the graph may still read dy (a sum hands it on to both operands, GR2)
+            dy = dy.astype(self.dtype, copy=True)
         run_backward(self, dy, retain_graph=retain_graph)
 
     def to(self, device: str) -> Tensor:

@@ -145,12 +145,14 @@ def add_backward(dy: Array, cache: AddCache) -> tuple[Array, Array]:
 def add_backward_passed_on(dy: Array, cache: AddCache) -> tuple[Array, Array]:
     """(da, db) of y = a + b for the recorded graph: (AR2) without the copies.
 
-    Where nothing was broadcast, (AR0) is the identity and both gradients *are* dy: this
-    returns dy itself twice, the same array, where :func:`add_backward` returns two fresh
-    copies (the op contract). The graph may do so because it never writes into a gradient
-    it holds: its sums (GR2) are new arrays and a leaf's first gradient is copied, and no
-    backward writes into the dy it receives. PyTorch's autograd hands the gradient of a sum
-    on in the same way. Where a or b was broadcast, the gradients are :func:`add_backward`'s.
+    Where a, b and y have one shape and dtype, (AR0) is the identity and both gradients
+    *are* dy: this returns dy itself twice, the same array, where :func:`add_backward`
+    returns two fresh copies (the op contract). The graph may do so because it never writes
+    into a gradient a node may still read (docs/derivations.md, section 20): its sums (GR2)
+    are new arrays, a leaf's ``.grad`` is its own array, the gradient given to
+    ``backward()`` is copied, and no backward writes into the dy it receives. PyTorch's
+    autograd hands the gradient of a sum on in the same way. Otherwise the gradients are
+    :func:`add_backward`'s.
     """
     check_upstream("add_backward", dy, cache.y_shape, cache.y_dtype)
     if cache.a_shape == cache.b_shape == cache.y_shape and (
