@@ -368,13 +368,16 @@ def _direct_compiled_pass(geom: ConvGeometry, pass_name: str, itemsize: int) -> 
     (B2) as (DS3), or the input gradient (B3) as the forward sum over dy in the transposed
     geometry (as I6) with stride 1, else one such sum per phase (PH1; dilation 1). None for a
     pointwise layer, which im2col computes as one product with no copy (measured on 8x8x16²
-    -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6), except for the forward where the sums
-    run in an AVX-512 blocking (pw1x1's forward: 2.5 ms against im2col's 3.5 with OpenBLAS's
-    AVX2 kernels; its input gradient level with im2col's, 4.2-4.6 against 4.1-4.3, each
-    output row reading 1024 channels; its weight gradient 5.5 against 3.4: 1 MB of partial
-    sums per slice for 112 output rows)."""
-    if is_pointwise(geom) and (pass_name != "forward" or not _direct_wide(geom, itemsize, False)):
-        return None
+    -> 1000: 0.6-0.9 ms against the sums' 1.3-1.6), except for the forward and the input
+    gradient where the sums run in an AVX-512 blocking (pw1x1's forward: 2.5 ms against
+    im2col's 3.5 with OpenBLAS's AVX2 kernels; its input gradient 3.7-4.0 against 3.8-4.4,
+    1×1 layers of 8×64×56² -> 256 and 8×128×28² -> 512 3.0-3.3 against 4.4-4.5 and 2.7-2.9
+    against 3.8-3.9, kernel against kernel in one process); not its weight gradient, 5.5
+    against 3.4: 1 MB of partial sums per slice for 112 output rows)."""
+    if is_pointwise(geom):  # the forward sum that runs: over x, or over dy (B3 as I6)
+        summed = {"forward": geom, "data": transposed_geometry(geom)}.get(pass_name)
+        if summed is None or not _direct_wide(summed, itemsize, False):
+            return None
     if pass_name == "forward":
         return direct_compiled_seconds(geom, itemsize)
     if pass_name == "weight":
