@@ -91,7 +91,7 @@ def describe_nodes(loss: Tensor) -> list[str]:
     lines = []
     for step, node in enumerate(nodes_in_backward_order(loss.grad_fn), start=1):
         inputs = ", ".join(
-            str(t.shape) for t, need in zip(node.inputs, node.needs, strict=True) if need
+            str(shape) for shape, need in zip(node.input_shapes, node.needs, strict=True) if need
         )
         lines.append(
             f"  {step}. {node.name:<14} dy {node.y_shape!s:<14} -> d(inputs) {inputs:<36} "

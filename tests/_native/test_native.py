@@ -174,8 +174,9 @@ def test_relu_has_one_reference_and_one_compiled_twin() -> None:
     assert elementwise.relu_forward(x).tolist() == [0.0, 0.0, 2.0]  # the twin, called
     assert elementwise.relu_forward.__name__ == "relu_forward"
     dy = np.array([5.0, 6.0, 7.0])
-    assert activation._relu_gradient.__wrapped__(dy, x).tolist() == [0.0, 0.0, 7.0]
-    assert elementwise.relu_backward(dy, x).tolist() == [0.0, 0.0, 7.0]
+    y = np.maximum(x, 0)  # the cache keeps y (A3)
+    assert activation._relu_gradient.__wrapped__(dy, y).tolist() == [0.0, 0.0, 7.0]
+    assert elementwise.relu_backward(dy, y).tolist() == [0.0, 0.0, 7.0]
 
 
 def test_compiled_modules_load_all_or_none_and_name_each_function_once(
@@ -384,7 +385,7 @@ def test_relu_kernels_read_strided_views_and_refuse_mismatches() -> None:
     message = "relu_forward: y holds 3 elements; expected the size of x = 4"
     with pytest.raises(ValueError, match=message):
         kernels.relu_forward(np.zeros(4), np.zeros(3), 0, 4)
-    with pytest.raises(TypeError, match="relu_backward: x has the wrong element type"):
+    with pytest.raises(TypeError, match="relu_backward: y has the wrong element type"):
         kernels.relu_backward(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), 0, 4)
     with pytest.raises(TypeError, match="relu_forward: y must be an array, got NoneType"):
         kernels.relu_forward(np.zeros(4), None, 0, 4)

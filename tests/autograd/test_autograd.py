@@ -8,6 +8,8 @@ order, so each node's dy is complete when it runs (GR3).
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ import torch
 import convprop
 from convprop import Function, Tensor
 from convprop.autograd import FunctionContext, nodes_in_backward_order, set_grad_enabled
+from convprop.autograd.graph import Node
 from convprop.errors import DTypeError, ShapeError
 from convprop.functional.arithmetic import (
     add_backward,
@@ -44,6 +47,7 @@ from convprop.functional.view import (
     reshape_forward,
 )
 from convprop.nn import Parameter
+from convprop.nn import functional as F
 
 # -- every Tensor operator and method against its pair (GR1) and finite differences (G1) ------
 
@@ -317,6 +321,23 @@ def test_a_broadcast_operand_gets_dy_summed_over_the_broadcast_axis_AR0_AR2() ->
     np.testing.assert_allclose(b.grad, dy.sum(0), rtol=1e-15)
 
 
+def test_the_graph_keeps_no_intermediate_that_no_cache_needs_GR1() -> None:
+    rng = np.random.default_rng(45)
+    x = convprop.tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    w = convprop.tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    h = x * w  # read only by the ReLU, whose cache keeps its output, not h
+    h_data = weakref.ref(h.data)
+    y = F.relu(h)
+    del h
+    gc.collect()
+    assert h_data() is None  # freed during the forward, as in PyTorch's graph
+    dy = rng.standard_normal((4, 5))
+    y.backward(dy)
+    mask = (x.data * w.data) > 0
+    np.testing.assert_array_equal(x.grad, dy * mask * w.data)  # (A1), (A3), (AR6)
+    np.testing.assert_array_equal(w.grad, dy * mask * x.data)
+
+
 def test_a_fork_across_different_ops_GR2() -> None:
     x = convprop.tensor(np.random.default_rng(5).standard_normal((3, 4)), requires_grad=True)
 
@@ -378,9 +399,9 @@ def test_a_long_chain_runs_in_reverse_recording_order_GR3() -> None:
     sequences = [node.sequence for node in order]
     assert sequences == sorted(sequences, reverse=True)
     for node in order:  # a node comes before every node that made one of its inputs
-        for t in node.inputs:
-            if isinstance(t, Tensor) and t.grad_fn is not None:
-                assert position[id(t.grad_fn)] > position[id(node)]
+        for source in node.sources:
+            if isinstance(source, Node):
+                assert position[id(source)] > position[id(node)]
     assert convprop.gradcheck(long_chain, (x, w))
 
 

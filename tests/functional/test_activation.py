@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import reference_activations as ref
+from convprop import _native
 from convprop.backend import get_xp, to_host
 from convprop.errors import DTypeError, ParameterError, ShapeError
 from convprop.functional import activation as act
@@ -106,6 +108,26 @@ def test_relu_derivative_at_zero_is_zero_a3() -> None:
     x = np.array([-1.0, 0.0, -0.0, 1.0])
     _, cache = act.relu_forward(x)
     np.testing.assert_array_equal(act.relu_backward(np.full(4, 3.0), cache), [0, 0, 0, 3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("native", [True, False], ids=["compiled", "numpy"])
+def test_relu_derivative_read_from_y_is_a3_of_x_on_every_special_value(
+    dtype: type, native: bool
+) -> None:
+    """The cache keeps y = max(x, 0); f′ read from it is (A3)'s f′(x) = ~(x <= 0), bit for
+    bit, also at ±0, subnormals, ±inf and NaN (1 there, as PyTorch)."""
+    special = [0.0, -0.0, 1e-40, -1e-40, 1.5, -2.0, np.inf, -np.inf, np.nan, 3e38]
+    x = np.repeat(np.array(special, dtype=dtype), len(special))
+    dy = np.tile(np.array([3.0, -0.5, 0.0, -0.0, np.inf, np.nan, 2.0, -1.0, 1e-40, 7.0],
+                          dtype=dtype), len(special))  # fmt: skip
+    switch = contextlib.nullcontext() if native else _native.disabled()
+    with switch, np.errstate(invalid="ignore"):  # inf * 0 is NaN, as intended
+        y, cache = act.relu_forward(x)
+        dx = act.relu_backward(dy, cache)
+        expected = dy * ~(x <= 0)  # (A1), (A3) written with x
+    assert cache.y is y
+    np.testing.assert_array_equal(dx.view(f"u{dx.itemsize}"), expected.view(f"u{dx.itemsize}"))
 
 
 def test_leaky_relu_derivative_at_zero_is_slope_a5() -> None:

@@ -45,7 +45,7 @@ def _run(
             out = module(out)
     node = out._node
     for _ in range((0 if len(net) == 3 else 1) if back is None else back):
-        node = node.inputs[0]._node
+        node = node.sources[0]
     (out * out).sum().backward()
     grads = [np.array(g) for g in (tensor.grad, *(p.grad for p in net.parameters()))]
     return out, grads, node.name

@@ -39,7 +39,7 @@ cdef enum:
 cdef struct Relu:
     int kind           # 4 (float) or 8 (double)
     const char *dy     # backward only
-    const char *x
+    const char *x      # x (forward), y = max(x, 0) (backward: its sign gives f')
     char *out          # y (forward), dx (backward)
 
 
@@ -80,11 +80,12 @@ def relu_forward(x, y, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
         run_parallel(forward_range, &c, lo, hi, threads, ELEMENT_ALIGN)
 
 
-def relu_backward(dy, x, dx, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
-    """(A1), (A3) dx = dy * (x > 0) for the elements [lo, hi): a product, not a select, so
-    that dx is NumPy's dy * (x > 0) bit for bit, -0 and NaN included.
+def relu_backward(dy, y, dx, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
+    """(A1), (A3) dx = dy * (y > 0) for the elements [lo, hi), y = max(x, 0) the forward's
+    output (y > 0 exactly where x > 0): a product, not a select, so that dx is NumPy's
+    dy * (y > 0) bit for bit, -0 and NaN included.
 
-    dy: n elements; x: n elements; dx (written): n elements, all of dy's dtype.
+    dy: n elements; y: n elements; dx (written): n elements, all of dy's dtype.
     """
     cdef str op = "relu_backward"
     cdef Relu c
@@ -92,9 +93,9 @@ def relu_backward(dy, x, dx, Py_ssize_t lo, Py_ssize_t hi, int threads=1):
     cdef Flat fdy = take(dy, op, "dy", 0, -1, False, None, None, None)
     check_range(lo, hi, fdy.count, op, "the elements of dy")
     c.kind = fdy.kind
-    cdef Flat fx = take(x, op, "x", c.kind, fdy.count, False, "the size of dy", None, None)
+    cdef Flat fy = take(y, op, "y", c.kind, fdy.count, False, "the size of dy", None, None)
     cdef Flat fdx = take(dx, op, "dx", c.kind, fdy.count, True, "the size of dy", None, None)
-    c.dy, c.x, c.out = fdy.data, fx.data, fdx.data
+    c.dy, c.x, c.out = fdy.data, fy.data, fdx.data
     with nogil:
         run_parallel(backward_range, &c, lo, hi, threads, ELEMENT_ALIGN)
 

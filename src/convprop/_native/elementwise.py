@@ -43,12 +43,13 @@ def relu_in_place(y: Any) -> Any:
     return y
 
 
-@twin(arrays="dy, x")
-def relu_backward(dy: Any, x: Any) -> Any:
-    """(A1), (A3): dx = dy * (x > 0), the same bits as NumPy's product with the booleans."""
-    dy, x = numpy.ascontiguousarray(dy).reshape(dy.shape), numpy.ascontiguousarray(x)
+@twin(arrays="dy, y")
+def relu_backward(dy: Any, y: Any) -> Any:
+    """(A1), (A3): dx = dy * (y > 0) with y = max(x, 0), the same bits as NumPy's product with
+    the booleans."""
+    dy, y = numpy.ascontiguousarray(dy).reshape(dy.shape), numpy.ascontiguousarray(y)
     dx = numpy.empty_like(dy)
-    parallel(kernels.relu_backward, dy.size, 3 * dy.size, dy, x, dx)  # dy, x and dx streamed
+    parallel(kernels.relu_backward, dy.size, 3 * dy.size, dy, y, dx)  # dy, y and dx streamed
     return dx
 
 

@@ -1,8 +1,9 @@
 """The recorded graph and the backward pass: the chain rule, as a loop over recorded nodes.
 
 Every op applied to a Tensor that needs a gradient runs the forward of its pair in
-convprop.functional and records one node: the pair's backward, its cache, the input
-Tensors, and a sequence number that grows with every node recorded. ``loss.backward()``
+convprop.functional and records one node: the pair's backward, its cache, where each
+input's gradient goes (the node that made the input, or the input itself where it is a
+leaf), and a sequence number that grows with every node recorded. ``loss.backward()``
 then visits the nodes that lead to the loss in *reverse order of recording* and calls each
 node's backward once. The graph computes no derivative itself; it only orders the calls.
 
@@ -45,17 +46,24 @@ class Node:
         Calls the pair's hand-written backward.
     cache : object
         The pair's cache; released after the backward unless the graph is retained.
-    inputs : tuple
-        The input Tensors (None for inputs that are not Tensors).
+    sources : tuple
+        Where each input's gradient goes: the Node that made the input, the input itself
+        where it is a leaf that needs a gradient, or None where it needs none. Not the
+        input Tensors: an intermediate result that the backward does not read (what a
+        ReLU or a sum read, when their caches keep other arrays) is then freed as the
+        forward goes on, as in PyTorch's graph.
     needs : tuple of bool
         Which inputs need a gradient.
+    input_shapes : tuple
+        Each needed input's shape (None for the others), for ``explain graph``.
     sequence : int
         The recording order (GR3).
     y_shape : tuple of int
         The output's shape.
     """
 
-    __slots__ = ("backward", "cache", "inputs", "labels", "name", "needs", "sequence", "y_shape")
+    __slots__ = ("backward", "cache", "input_shapes", "labels", "name", "needs", "sequence",
+                 "sources", "y_shape")  # fmt: skip
 
     def __init__(
         self,
@@ -68,12 +76,23 @@ class Node:
         y_shape: tuple[int, ...],
     ) -> None:
         self.name, self.labels, self.backward = name, labels, backward
-        self.cache, self.inputs, self.needs = cache, inputs, needs
+        self.cache, self.needs = cache, needs
+        self.sources = tuple(
+            _source(t) if need else None for t, need in zip(inputs, needs, strict=True)
+        )
+        self.input_shapes = tuple(
+            t.shape if need else None for t, need in zip(inputs, needs, strict=True)
+        )
         self.sequence = next(_sequence)
         self.y_shape = y_shape
 
     def __repr__(self) -> str:
         return f"<{self.name} node {self.sequence}: {self.labels}, y {self.y_shape}>"
+
+
+def _source(tensor: Any) -> Any:
+    """Where a needed input's gradient goes: its maker's node, or the leaf itself."""
+    return tensor if tensor._node is None else tensor._node
 
 
 def nodes_in_backward_order(root: Node) -> list[Node]:
@@ -85,9 +104,7 @@ def nodes_in_backward_order(root: Node) -> list[Node]:
         if id(node) in found:
             continue
         found[id(node)] = node
-        for tensor, need in zip(node.inputs, node.needs, strict=True):
-            if need and tensor._node is not None:
-                stack.append(tensor._node)
+        stack.extend(source for source in node.sources if isinstance(source, Node))
     return sorted(found.values(), key=lambda node: node.sequence, reverse=True)  # (GR3)
 
 
@@ -131,17 +148,17 @@ def run_backward(root: Any, dy: Array, *, retain_graph: bool = False) -> None:
                 "retain_graph=True to the first one to keep it)"
             )
         grads = node.backward(node_dy, node.cache, node.needs)  # (GR1)
-        inputs, needs = node.inputs, node.needs
+        sources = node.sources
         if not retain_graph:
-            # release the cache and the inputs now, not at the end of the backward: memory
+            # release the cache and the sources now, not at the end of the backward: memory
             # falls as the backward proceeds, as it rises during the forward
-            node.cache, node.inputs, node.needs = _FREED, (), ()
-        for tensor, grad, need in zip(inputs, grads, needs, strict=True):
-            if not need or grad is None:
+            node.cache, node.sources, node.needs = _FREED, (), ()
+        for source, grad in zip(sources, grads, strict=True):
+            if source is None or grad is None:
                 continue
-            if tensor._node is None:
-                _accumulate_leaf(tensor, grad)
-            elif tensor._node in pending:
-                pending[tensor._node] = add_arrays(pending[tensor._node], grad)  # (GR2)
+            if not isinstance(source, Node):
+                _accumulate_leaf(source, grad)
+            elif source in pending:
+                pending[source] = add_arrays(pending[source], grad)  # (GR2)
             else:
-                pending[tensor._node] = grad
+                pending[source] = grad

@@ -6,6 +6,7 @@ Backward, for every activation f (the δ rule of backpropagation)
 ReLU
   y = max(x, 0)                                                                       (A2)
   f′(x) = 0 if x ≤ 0 else 1      -- 0 at exactly x = 0, 1 at x = NaN, as PyTorch        (A3)
+      read from y: y ≤ 0 exactly where x ≤ 0, and y is NaN where x is, so the cache keeps y
 Leaky ReLU with slope α (``negative_slope``)
   y = x if x > 0 else α·x                                                             (A4)
   f′(x) = 1 if x > 0 else α      -- α at exactly x = 0, as PyTorch                     (A5)
@@ -18,7 +19,9 @@ Tanh
   y = tanh(x)                                                                         (A8)
   f′(x) = 1 − y²                 -- written with y, so the cache keeps y, not x        (A9)
 
-Each cache holds one reference to an array that is alive anyway (x or y): no copy.
+Each cache holds one reference to an array, no copy. ReLU's, sigmoid's and tanh's keep y,
+which the next layer keeps anyway: x, often a BatchNorm's output read by nothing else, is
+then freed as the forward goes on (leaky ReLU keeps x: α < 0 would hide its sign in y).
 """
 
 from __future__ import annotations
@@ -45,11 +48,11 @@ class ReluCache:
 
     Fields
     ------
-    x : Array (any shape)
-        The forward input (a reference): its sign gives f′ (A3).
+    y : Array (any shape)
+        The forward output (a reference): its sign gives f′ (A3).
     """
 
-    x: Array
+    y: Array
 
 
 def relu_forward(x: Array) -> tuple[Array, ReluCache]:
@@ -82,7 +85,8 @@ def relu_forward(x: Array) -> tuple[Array, ReluCache]:
     array([0., 0., 7.])
     """
     _check_input("relu", x)
-    return _relu(x), ReluCache(x=x)
+    y = _relu(x)  # (A2)
+    return y, ReluCache(y=y)
 
 
 @_native.accelerated(elementwise.relu_forward)
@@ -107,16 +111,17 @@ def relu_backward(dy: Array, cache: ReluCache) -> Array:
     dx : Array (the shape of x)
         dy where x > 0, 0 elsewhere (including x == 0).
     """
-    x = cache.x
-    check_upstream("relu_backward", dy, x.shape, x.dtype)
-    return _relu_gradient(dy, x)
+    y = cache.y
+    check_upstream("relu_backward", dy, y.shape, y.dtype)
+    return _relu_gradient(dy, y)
 
 
 @_native.accelerated(elementwise.relu_backward)
-def _relu_gradient(dy: Array, x: Array) -> Array:
-    """(A1), (A3) in NumPy; compiled where the kernels serve dy and x (the same product)."""
-    # (A3) f′ = 0 where x <= 0, else 1: NaN compares false, so dy passes there as in PyTorch
-    derivative = ~(x <= 0)  # kept as booleans: no float copy
+def _relu_gradient(dy: Array, y: Array) -> Array:
+    """(A1), (A3) in NumPy; compiled where the kernels serve dy and y (the same product)."""
+    # (A3) f′ = 0 where y <= 0 (x <= 0), else 1: NaN compares false, so dy passes there as
+    # in PyTorch
+    derivative = ~(y <= 0)  # kept as booleans: no float copy
     return dy * derivative  # (A1) the product casts f′ to dy's dtype
 
 

@@ -17,14 +17,15 @@ KERNEL void FN(relu_forward)(const T *x, T *y, Py_ssize_t lo, Py_ssize_t hi)
     }
 }
 
-/* (A1), (A3) dx = dy * f'(x) with f'(x) = 0 where x <= 0, else 1 (1 at x = NaN, as PyTorch):
- * the product is taken (not a select), so that dx is bit for bit NumPy's dy * ~(x <= 0),
- * -0 and NaN included. */
-KERNEL void FN(relu_backward)(const T *dy, const T *x, T *dx, Py_ssize_t lo, Py_ssize_t hi)
+/* (A1), (A3) dx = dy * f'(x) with f'(x) = 0 where x <= 0, else 1 (1 at x = NaN, as PyTorch),
+ * read from y = max(x, 0): y <= 0 exactly where x <= 0, and y is NaN where x is. The product
+ * is taken (not a select), so that dx is bit for bit NumPy's dy * ~(y <= 0), -0 and NaN
+ * included. */
+KERNEL void FN(relu_backward)(const T *dy, const T *y, T *dx, Py_ssize_t lo, Py_ssize_t hi)
 {
 #pragma omp simd
     for (Py_ssize_t i = lo; i < hi; ++i) {
-        const T derivative = x[i] <= 0 ? (T)0 : (T)1; /* (A3) */
+        const T derivative = y[i] <= 0 ? (T)0 : (T)1; /* (A3) */
         dx[i] = dy[i] * derivative;                  /* (A1) */
     }
 }
