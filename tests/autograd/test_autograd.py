@@ -23,6 +23,7 @@ from convprop import Function, Tensor
 from convprop.autograd import FunctionContext, nodes_in_backward_order, set_grad_enabled
 from convprop.autograd.graph import Node
 from convprop.errors import DTypeError, ShapeError
+from convprop.explain_graph import describe_nodes
 from convprop.functional.arithmetic import (
     add_backward,
     add_forward,
@@ -336,6 +337,33 @@ def test_the_graph_keeps_no_intermediate_that_no_cache_needs_GR1() -> None:
     mask = (x.data * w.data) > 0
     np.testing.assert_array_equal(x.grad, dy * mask * w.data)  # (A1), (A3), (AR6)
     np.testing.assert_array_equal(w.grad, dy * mask * x.data)
+
+
+def test_a_batch_norm_output_read_only_by_a_relu_is_freed_in_the_forward() -> None:
+    rng = np.random.default_rng(46)
+    x = convprop.tensor(rng.standard_normal((4, 3, 5, 5)), requires_grad=True)
+    bn = convprop.nn.BatchNorm2d(3, dtype="float64")
+    h = bn(x)  # the BatchNorm's node keeps x (its cache) and shapes, not its output
+    h_data = weakref.ref(h.data)
+    y = F.relu(h)
+    del h
+    gc.collect()
+    assert h_data() is None
+    dy = rng.standard_normal(y.shape)
+    y.backward(dy)
+    x_ref = convprop.tensor(x.data, requires_grad=True)
+    bn_ref = convprop.nn.BatchNorm2d(3, dtype="float64")
+    convprop.nn.Sequential(bn_ref, convprop.nn.ReLU())(x_ref).backward(dy)  # (BR1)-(BR4)
+    np.testing.assert_allclose(x.grad, x_ref.grad, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(bn.weight.grad, bn_ref.weight.grad, rtol=1e-12)
+
+
+def test_describe_nodes_of_a_released_graph_names_the_root() -> None:
+    x = convprop.tensor(np.ones((2, 2)), requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward()
+    lines = describe_nodes(loss)
+    assert len(lines) == 1 and "sum" in lines[0]
 
 
 def test_a_fork_across_different_ops_GR2() -> None:

@@ -80,15 +80,15 @@ class Function:
                 f"{type(y).__name__}"
             )
         shapes = tuple(tuple(a.shape) if is_array(a) else None for a in arrays)
-        name = cls.__name__
+        name, count = cls.__name__, len(inputs)  # the backward keeps no input
 
         def backward(dy: Array, context: FunctionContext, _needs: tuple[bool, ...]) -> Any:
             grads = cls.backward(context, get_xp(dy).array(dy, copy=True))  # its own dy
             grads = grads if isinstance(grads, tuple) else (grads,)
-            if len(grads) != len(inputs):
+            if len(grads) != count:
                 raise TypeError(
                     f"{name}.backward: expected one gradient per forward input "
-                    f"({len(inputs)}), got {len(grads)}"
+                    f"({count}), got {len(grads)}"
                 )
             for index, (grad, shape, need) in enumerate(zip(grads, shapes, needs, strict=True)):
                 if need and grad is not None and tuple(grad.shape) != shape:

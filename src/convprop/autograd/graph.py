@@ -152,7 +152,7 @@ def run_backward(root: Any, dy: Array, *, retain_graph: bool = False) -> None:
         if not retain_graph:
             # release the cache and the sources now, not at the end of the backward: memory
             # falls as the backward proceeds, as it rises during the forward
-            node.cache, node.sources, node.needs = _FREED, (), ()
+            node.cache, node.sources, node.needs, node.input_shapes = _FREED, (), (), ()
         for source, grad in zip(sources, grads, strict=True):
             if source is None or grad is None:
                 continue

@@ -222,10 +222,10 @@ class SyncBatchNorm(BatchNorm2d):
             momentum=self.momentum,
             eps=self.eps,
         )
-        shape = tuple(array.shape)
+        shape, y4_shape = tuple(array.shape), tuple(y4.shape)  # shapes only: y is not kept
 
         def backward(dy: Array, cache: SyncBatchNormCache, needs: tuple[bool, ...]) -> Any:
-            dx, dgamma, dbeta = sync_batch_norm_backward(dy.reshape(y4.shape), cache)
+            dx, dgamma, dbeta = sync_batch_norm_backward(dy.reshape(y4_shape), cache)
             return dx.reshape(shape), dgamma, dbeta
 
         y = record(

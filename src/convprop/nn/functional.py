@@ -187,10 +187,10 @@ def batch_norm_with_statistics(
         running_var.astype(x.dtype, copy=False),
         training=training, momentum=momentum, eps=eps,
     )  # fmt: skip
-    x_shape = tuple(x.shape)
+    x_shape, y4_shape = tuple(x.shape), tuple(y4.shape)  # shapes only: y is not kept
 
     def backward(dy: Array, cache: Any, needs: tuple[bool, ...]) -> Any:
-        dx, dgamma, dbeta = pair_backward(dy.reshape(y4.shape), cache)
+        dx, dgamma, dbeta = pair_backward(dy.reshape(y4_shape), cache)
         return dx.reshape(x_shape), dgamma, dbeta
 
     name, labels = ("batch_norm_relu", "BR3, BR4") if relu else ("batch_norm", "BN8–BN12")
