@@ -22,7 +22,7 @@
  *   (direct_columns.h);
  * - unit column stride, "filters": VK = 4 filters times VQ output columns (64 bytes), the
  *   inputs of a tap being VQ consecutive cells; per tap, the inputs and VK broadcast weights,
- *   and the sums stored as whole vectors;
+ *   and the sums stored as whole vectors (direct_filters.h);
  * - any stride, "wide" (AVX-512 only: WIDE_KERNEL): WQ = 8 columns times WK filters (two
  *   64-byte vectors), 16 of AVX-512's 32 registers. On AVX-512 the first two keep only 6 and
  *   4 accumulators of 64 bytes, too few to hide the multiply-add's latency: with this one
@@ -347,83 +347,22 @@ KERNEL_PART void FN(direct_region)(const T *x, T *region, const ConvGeom *g, Py_
 #include "direct_columns.h"
 #endif
 
-/* The same with unit column stride, in blocks of VK filters times VQ columns; wg is
- * (Kpad / VK, taps, VK). */
-KERNEL_PART void FN(direct_row_unit)(const T *xq, const T *wg, const T *bg, T *yrow,
-                                     const Py_ssize_t *offs, const ConvGeom *g, Py_ssize_t Kg,
-                                     Py_ssize_t taps, Py_ssize_t k_lo, Py_ssize_t k_hi)
-{
-    const Py_ssize_t PQ = g->P * g->Q;
-    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += VQ) {
-        const Py_ssize_t nq = g->Q - q0 < VQ ? g->Q - q0 : VQ;
-        for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += VK) {
-            T acc[VK][VQ];
-            for (int kk = 0; kk < VK; ++kk) {
-                const T start = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
-                for (int j = 0; j < VQ; ++j) acc[kk][j] = start;
-            }
-            for (Py_ssize_t t = 0; t < taps; ++t) {
-                const T *xs = xq + q0 + offs[t];
-                const T *wv = wg + k0 * taps + t * VK;
-#pragma GCC unroll 4
-                for (int kk = 0; kk < VK; ++kk) {
-                    const T wk = wv[kk];
-#pragma omp simd
-                    for (int j = 0; j < VQ; ++j) /* (DS2) */
-                        acc[kk][j] = FMA(wk, xs[j], acc[kk][j]);
-                }
-            }
-            const Py_ssize_t nk = Kg - k0 < VK ? Kg - k0 : VK;
-            for (Py_ssize_t kk = 0; kk < nk; ++kk) {
-                T *yk = yrow + (k0 + kk) * PQ + q0;
-                direct_prefetch_next_row(yk, g->Q * (Py_ssize_t)sizeof(T), VQ * sizeof(T));
-                if (nq == VQ) memcpy(yk, acc[kk], sizeof acc[kk]);
-                else /* a loop, not a library call per short piece: 0.97-0.98 on lenet1 */
-                    for (Py_ssize_t j = 0; j < nq; ++j) yk[j] = acc[kk][j];
-            }
-        }
-    }
-}
-
+/* The "filters" blockings (unit column stride): VK filters by VQ columns, and where the CPU
+ * has AVX-512, FK = 8 filters by FQ consecutive columns (two 64-byte vectors: 16
+ * accumulators, the sums stored as whole vectors). */
+#define FB_Q VQ
+#define FB_K VK
+#define FB_UNROLL 4
+#define FB_PREFETCH 1
+#define FB_NAME(name) name
+#include "direct_filters.h"
 #if defined(WIDE_KERNELS)
-/* The same in AVX-512 blocks of FK = 8 filters times FQ consecutive columns (two 64-byte
- * vectors): 16 accumulators; per tap, two vector loads of xr and FK broadcast weights; the
- * sums stored as whole vectors, as "filters" stores them. wg is (Kpad / FK, taps, FK). */
-KERNEL_PART void FN(direct_row_unit_wide)(const T *xq, const T *wg, const T *bg, T *yrow,
-                                          const Py_ssize_t *offs, const ConvGeom *g,
-                                          Py_ssize_t Kg, Py_ssize_t taps, Py_ssize_t k_lo,
-                                          Py_ssize_t k_hi)
-{
-    const Py_ssize_t PQ = g->P * g->Q;
-    for (Py_ssize_t q0 = 0; q0 < g->Q; q0 += FQ) {
-        const Py_ssize_t nq = g->Q - q0 < FQ ? g->Q - q0 : FQ;
-        for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += FK) {
-            T acc[FK][FQ];
-            for (int kk = 0; kk < FK; ++kk) {
-                const T start = bg && k0 + kk < Kg ? bg[k0 + kk] : 0;
-                for (int j = 0; j < FQ; ++j) acc[kk][j] = start;
-            }
-            for (Py_ssize_t t = 0; t < taps; ++t) {
-                const T *xs = xq + q0 + offs[t];
-                const T *wv = wg + k0 * taps + t * FK;
-#pragma GCC unroll 8
-                for (int kk = 0; kk < FK; ++kk) {
-                    const T wk = wv[kk];
-#pragma omp simd
-                    for (int j = 0; j < FQ; ++j) /* (DS2) */
-                        acc[kk][j] = FMA(wk, xs[j], acc[kk][j]);
-                }
-            }
-            const Py_ssize_t nk = Kg - k0 < FK ? Kg - k0 : FK;
-            for (Py_ssize_t kk = 0; kk < nk; ++kk) {
-                T *yk = yrow + (k0 + kk) * PQ + q0;
-                if (nq == FQ) memcpy(yk, acc[kk], sizeof acc[kk]);
-                else
-                    for (Py_ssize_t j = 0; j < nq; ++j) yk[j] = acc[kk][j];
-            }
-        }
-    }
-}
+#define FB_Q FQ
+#define FB_K FK
+#define FB_UNROLL 8
+#define FB_PREFETCH 0
+#define FB_NAME(name) name##_wide
+#include "direct_filters.h"
 #endif
 
 /* Output row `row` = (n, g, p), the first of `used` rows of a run: the region that holds the
