@@ -36,6 +36,12 @@ def test_the_table_names_each_network_and_its_batch(capsys: pytest.CaptureFixtur
     assert (name, batch) == ("lenet5", "3") and float(megabytes) > 0
 
 
-def test_a_bad_batch_size_is_refused_with_its_value() -> None:
-    with pytest.raises(SystemExit):
-        _script().main(["--batch-size", "lenet5=0"])
+@pytest.mark.parametrize("value", ["lenet5=0", "lenet5=x", "nonet=4", "lenet5"])
+def test_a_bad_batch_size_is_refused_with_its_value(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _script().main(["--batch-size", value])
+    assert exit_info.value.code == 2
+    expected = f"--batch-size: expected MODEL=N with N >= 1, got '{value}'"
+    assert expected in capsys.readouterr().err

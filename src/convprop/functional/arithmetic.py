@@ -133,9 +133,7 @@ def add_arrays(a: Array, b: Array) -> Array:
 def add_backward(dy: Array, cache: AddCache) -> tuple[Array, Array]:
     """(da, db) of y = a + b, equation (AR2)."""
     check_upstream("add_backward", dy, cache.y_shape, cache.y_dtype)
-    if cache.a_shape == cache.b_shape == cache.y_shape and (
-        cache.a_dtype == cache.b_dtype == cache.y_dtype
-    ):  # a residual connection's sum: both gradients are dy, copied in one pass
+    if _nothing_broadcast(cache):  # both gradients are dy, copied in one pass
         return _same_gradients(dy)  # (AR2)
     da = unbroadcast(dy, cache.a_shape, cache.a_dtype)  # (AR2)
     db = unbroadcast(dy, cache.b_shape, cache.b_dtype)  # (AR2)
@@ -154,12 +152,18 @@ def add_backward_passed_on(dy: Array, cache: AddCache) -> tuple[Array, Array]:
     autograd hands the gradient of a sum on in the same way. Otherwise the gradients are
     :func:`add_backward`'s.
     """
-    check_upstream("add_backward", dy, cache.y_shape, cache.y_dtype)
-    if cache.a_shape == cache.b_shape == cache.y_shape and (
-        cache.a_dtype == cache.b_dtype == cache.y_dtype
-    ):  # a residual connection's sum
+    if _nothing_broadcast(cache):
+        check_upstream("add_backward", dy, cache.y_shape, cache.y_dtype)
         return dy, dy  # (AR2), (GR2): read by both branches, written by neither
     return add_backward(dy, cache)
+
+
+def _nothing_broadcast(cache: AddCache) -> bool:
+    """a, b and y of one shape and dtype (a residual connection's sum): (AR0) is the
+    identity, and both gradients are dy."""
+    return cache.a_shape == cache.b_shape == cache.y_shape and (
+        cache.a_dtype == cache.b_dtype == cache.y_dtype
+    )
 
 
 @_native.accelerated(elementwise.add_gradients)
